@@ -1,0 +1,175 @@
+"""`idops` command line: the entry point that reads config and environment, then calls library code.
+
+Subcommands owned by other modules (serve, manifest, sim, audit, demo) take their own arguments:
+this module only routes to their `main(argv) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+from connectors import Connector, ConnectorError, RiskLevel, build
+
+from .config import Config, ConfigError, load_config
+
+# subcommand -> module whose main(argv) handles it
+DELEGATED = {
+    "serve": "bot.server",
+    "manifest": "bot.manifest",
+    "audit": "bot.audit_cli",
+    "demo": "bot.demo",
+}
+SIMULATORS = {
+    "homebase": "bot.simulators.homebase",
+    "sailpoint": "bot.simulators.sailpoint",
+    "slack": "bot.simulators.slack",
+}
+
+
+def build_connector(config: Config, name: str, environ: Optional[dict] = None) -> Connector:
+    """The named connector from config, its `*_env` secrets read from the environment."""
+    entry = config.connector(name)
+    return build(entry.kind, entry.name, entry.settings(os.environ if environ is None else environ))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idops", description="Respond to risky identities from Slack.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="check connectivity and credentials of every configured connector")
+    check.add_argument("--config", required=True)
+
+    identities = sub.add_parser("identities", help="list or get identities through a connector")
+    isub = identities.add_subparsers(dest="identities_command", required=True, metavar="list|get")
+    listing = isub.add_parser("list", help="stream identities, optionally filtered")
+    listing.add_argument("--config", required=True)
+    listing.add_argument("--connector", required=True)
+    listing.add_argument("--risk-level", type=_risk_level)
+    listing.add_argument("--tenant")
+    listing.add_argument("--privileged", action="store_true", default=None)
+    listing.add_argument("--limit", type=int, default=None, help="stop after this many")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    get = isub.add_parser("get", help="one identity by id")
+    get.add_argument("--config", required=True)
+    get.add_argument("--connector", required=True)
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true")
+
+    sim = sub.add_parser("sim", help="run a local simulator: homebase, sailpoint or slack")
+    sim.add_argument("which", choices=sorted(SIMULATORS))
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+
+    for name, help_text in (
+        ("serve", "run the Slack bot (HTTP or Socket Mode)"),
+        ("manifest", "print a Slack app manifest"),
+        ("audit", "verify or export the audit trail"),
+        ("demo", "run the whole loop locally with simulators and a Slack stand-in"),
+    ):
+        delegated = sub.add_parser(name, help=help_text, add_help=False)
+        delegated.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _risk_level(value: str) -> RiskLevel:
+    try:
+        return RiskLevel.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _check(config: Config) -> int:
+    if not config.connectors:
+        print("no [[connectors]] configured", file=sys.stderr)
+        return 1
+    failed = 0
+    for entry in config.connectors:
+        try:
+            async with build_connector(config, entry.name) as connector:
+                result = await connector.check()
+            ok, message = result.ok, result.message
+        except (ConnectorError, ConfigError) as exc:
+            ok, message = False, str(exc)
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {entry.name} ({entry.kind}): {message}")
+    return 1 if failed else 0
+
+
+def _line(identity_dict: dict) -> str:
+    score = identity_dict["risk_score"]
+    return "\t".join(
+        str(part)
+        for part in (
+            identity_dict["id"],
+            identity_dict["email"] or "-",
+            identity_dict["display_name"] or "-",
+            "?" if score is None else score,
+            identity_dict["risk_level"] or "unknown",
+            identity_dict["status"] or "-",
+        )
+    )
+
+
+async def _identities_list(config: Config, args: argparse.Namespace) -> int:
+    count = 0
+    if args.json:
+        sys.stdout.write("[")
+    async with build_connector(config, args.connector) as connector:
+        async for identity in connector.list_identities(
+            risk_level=args.risk_level, tenant_id=args.tenant, privileged=args.privileged
+        ):
+            data = identity.to_dict()
+            if args.json:
+                # streamed element by element so a million identities never sit in memory
+                sys.stdout.write(("," if count else "") + "\n" + json.dumps(data))
+            else:
+                print(_line(data))
+            count += 1
+            if args.limit is not None and count >= args.limit:
+                break
+    if args.json:
+        sys.stdout.write("\n]\n")
+    else:
+        print(f"{count} identities", file=sys.stderr)
+    return 0
+
+
+async def _identities_get(config: Config, args: argparse.Namespace) -> int:
+    async with build_connector(config, args.connector) as connector:
+        identity = await connector.get_identity(args.id)
+    if args.json:
+        print(json.dumps([identity.to_dict()], indent=2))
+    else:
+        for key, value in identity.to_dict().items():
+            print(f"{key:20} {value}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "sim":
+            return int(importlib.import_module(SIMULATORS[args.which]).main(args.args) or 0)
+        if args.command in DELEGATED:
+            return int(importlib.import_module(DELEGATED[args.command]).main(args.args) or 0)
+        config = load_config(args.config)
+        if args.command == "check":
+            return asyncio.run(_check(config))
+        if args.identities_command == "list":
+            return asyncio.run(_identities_list(config, args))
+        return asyncio.run(_identities_get(config, args))
+    except (ConfigError, ConnectorError) as exc:
+        print(f"idops: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""idops connector core: one async interface over identity platforms (aiohttp + stdlib, Python 3.9+)."""
+
+from __future__ import annotations
+
+from .base import Connector, IdentitySource, ResponseActions
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    ConnectorError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    UnsupportedActionError,
+    ValidationError,
+)
+from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, derive_risk
+from .registry import build, kinds, register
+
+__all__ = [
+    "Action",
+    "ActionResult",
+    "AuthenticationError",
+    "CheckResult",
+    "ConfigurationError",
+    "ConflictError",
+    "Connector",
+    "ConnectorError",
+    "Identity",
+    "IdentitySource",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderUnavailableError",
+    "RateLimitedError",
+    "ResponseActions",
+    "RiskLevel",
+    "UnsupportedActionError",
+    "ValidationError",
+    "build",
+    "derive_risk",
+    "kinds",
+    "register",
+]

@@ -1,0 +1,106 @@
+"""Errors raised by connectors, each fit to show a person and carrying the provider's request id.
+
+The hierarchy:
+
+* ConnectorError
+  + ConfigurationError         - the connector's settings are wrong (raised before any request)
+  + AuthenticationError        - credentials refused (401)
+  + PermissionDeniedError      - credentials valid but not allowed (403, suspended tenant)
+  + NotFoundError              - no such identity or account (404)
+  + ValidationError            - the provider rejected the input (400, 422)
+  + ConflictError              - state forbids it (409: already disabled, not reversible)
+  + RateLimitedError           - still limited after the retries (429)
+  + ProviderUnavailableError   - timeout, connection failure, 5xx or an unreadable answer
+  + UnsupportedActionError     - this provider has no such action
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class ConnectorError(Exception):
+    """Base of every connector error; `str()` is a sentence fit for Slack or a SOAR action result."""
+
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        request_id: Optional[str] = None,
+        status: Optional[int] = None,
+        code: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.request_id = request_id
+        self.status = status
+        self.code = code
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.provider and not text.startswith(self.provider):
+            text = f"{self.provider}: {text}"
+        if self.request_id:
+            text = f"{text} (request id {self.request_id})"
+        return text
+
+
+class ConfigurationError(ConnectorError):
+    kind = "configuration"
+
+
+class AuthenticationError(ConnectorError):
+    kind = "authentication"
+
+
+class PermissionDeniedError(ConnectorError):
+    kind = "permission"
+
+
+class NotFoundError(ConnectorError):
+    kind = "not_found"
+
+
+class ValidationError(ConnectorError):
+    kind = "validation"
+
+
+class ConflictError(ConnectorError):
+    kind = "conflict"
+
+
+class RateLimitedError(ConnectorError):
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(ConnectorError):
+    kind = "unavailable"
+
+
+class UnsupportedActionError(ConnectorError):
+    kind = "unsupported"
+
+
+ERRORS_BY_KIND = {
+    cls.kind: cls
+    for cls in (
+        ConnectorError,
+        ConfigurationError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        ValidationError,
+        ConflictError,
+        RateLimitedError,
+        ProviderUnavailableError,
+        UnsupportedActionError,
+    )
+}

@@ -1,0 +1,66 @@
+"""Risk bands, derivation and the JSON shape of identities."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from connectors import Identity, RiskLevel, derive_risk
+from connectors.models import parse_datetime
+
+
+@pytest.mark.parametrize(
+    ("score", "level"),
+    [
+        (0, "low"),
+        (20, "low"),
+        (21, "medium"),
+        (50, "medium"),
+        (51, "high"),
+        (75, "high"),
+        (76, "critical"),
+        (100, "critical"),
+    ],
+)
+def test_bands_match_documented_boundaries(score: int, level: str) -> None:
+    assert RiskLevel.for_score(score) is RiskLevel(level)
+
+
+def test_score_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside 0-100"):
+        RiskLevel.for_score(101)
+
+
+def test_derive_fills_the_missing_half() -> None:
+    assert derive_risk(82, None) == (82, RiskLevel.CRITICAL)
+    assert derive_risk(None, RiskLevel.HIGH) == (75, RiskLevel.HIGH)
+    assert derive_risk(None, None) == (None, None)
+
+
+def test_parse_level_names_valid_choices() -> None:
+    assert RiskLevel.parse(" HIGH ") is RiskLevel.HIGH
+    with pytest.raises(ValueError, match="low, medium, high, critical"):
+        RiskLevel.parse("severe")
+
+
+def test_identity_to_dict_is_json_ready() -> None:
+    identity = Identity(
+        id="idn_1",
+        connector="hld",
+        risk_score=90,
+        risk_level=RiskLevel.CRITICAL,
+        roles=("admin",),
+        last_login_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        raw={"secret": "x"},
+    )
+    data = identity.to_dict()
+    assert data["risk_level"] == "critical"
+    assert data["last_login_at"] == "2026-01-02T03:04:05+00:00"
+    assert data["roles"] == ["admin"]
+    assert "raw" not in data
+
+
+def test_parse_datetime_accepts_zulu() -> None:
+    assert parse_datetime("2026-11-01T10:00:00Z") == datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
+    assert parse_datetime(None) is None
