@@ -1,0 +1,172 @@
+"""The audit trail: an append-only table whose rows are hash-chained, so an edit or a removal shows.
+
+Each row's `hash` is sha256(prev_hash + canonical JSON of the row's other columns); the first row's
+`prev_hash` is 64 zeros. Rows are appended inside the caller's transaction (see `transaction`), next to
+the state change they describe. Details never hold secrets: callers pass ids, names and outcomes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import IO, Any, Optional
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+MIGRATIONS = Migrations("idops.audit")
+
+GENESIS = "0" * 64
+COLUMNS = ("id", "at", "actor", "event", "request_id", "connector", "identity_id", "action", "detail")
+EXPORT_COLUMNS = (*COLUMNS, "prev_hash", "hash")
+FORMATS = ("jsonl", "csv")
+
+
+@MIGRATIONS()
+def m001_audit(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            event TEXT NOT NULL,
+            request_id TEXT,
+            connector TEXT,
+            identity_id TEXT,
+            action TEXT,
+            detail TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_identity ON audit (connector, identity_id)")
+    db.execute("CREATE INDEX audit_at ON audit (at)")
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """A write transaction taken up front (BEGIN IMMEDIATE), so two writers never interleave a
+    read-then-write, e.g. the chain head or a compare-and-set; the busy timeout queues the second."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.execute("COMMIT")
+
+
+def _iso(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds: one fixed width, so text order is time order."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def row_hash(row: dict[str, Any], prev_hash: str) -> str:
+    """The hash a row must carry: covers the previous row's hash and every column of this one."""
+    body = {key: row[key] for key in COLUMNS}
+    return hashlib.sha256((prev_hash + _canonical(body)).encode("utf-8")).hexdigest()
+
+
+def append(
+    db: sqlite_utils.Database,
+    *,
+    at: datetime,
+    actor: str,
+    event: str,
+    request_id: Optional[str] = None,
+    connector: Optional[str] = None,
+    identity_id: Optional[str] = None,
+    action: Optional[str] = None,
+    detail: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Append one chained row; call inside `transaction(db)` so the head can't move underneath."""
+    if not db.conn.in_transaction:
+        raise RuntimeError("audit.append must run inside audit.transaction(db)")
+    head = db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    prev_id, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
+    row: dict[str, Any] = {
+        "id": prev_id + 1,
+        "at": _iso(at),
+        "actor": actor,
+        "event": event,
+        "request_id": request_id,
+        "connector": connector,
+        "identity_id": identity_id,
+        "action": action,
+        "detail": _canonical(detail or {}),
+    }
+    row["prev_hash"] = prev_hash
+    row["hash"] = row_hash(row, prev_hash)
+    db.table("audit").insert(row)
+    return row
+
+
+def _rows(db: sqlite_utils.Database, where: str = "", params: tuple = ()) -> Iterator[dict[str, Any]]:
+    columns = ", ".join(EXPORT_COLUMNS)
+    # db.query streams from a cursor, so verifying or exporting a long trail keeps memory flat
+    yield from db.query(f"SELECT {columns} FROM audit {where} ORDER BY id", params)  # noqa: S608
+
+
+def verify(db: sqlite_utils.Database) -> tuple[bool, Optional[int], str]:
+    """Check every row's hash and link; returns (ok, id of the first bad row, a sentence saying why)."""
+    prev_hash, prev_id, count = GENESIS, 0, 0
+    for row in _rows(db):
+        if row["id"] != prev_id + 1:
+            return False, row["id"], f"audit row {row['id']}: row {prev_id + 1} is missing (removed?)"
+        if row["prev_hash"] != prev_hash:
+            return (
+                False,
+                row["id"],
+                f"audit row {row['id']}: does not link to row {prev_id} (removed or edited?)",
+            )
+        if row_hash(row, prev_hash) != row["hash"]:
+            return False, row["id"], f"audit row {row['id']}: contents do not match its hash (edited?)"
+        prev_hash, prev_id, count = row["hash"], row["id"], count + 1
+    return True, None, f"audit chain intact: {count} rows"
+
+
+def for_identity(
+    db: sqlite_utils.Database, connector: Optional[str], identity_id: str, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Rows about one identity (any connector when `connector` is None), newest first, detail parsed."""
+    where, params = "WHERE identity_id = ?", [identity_id]
+    if connector is not None:
+        where += " AND connector = ?"
+        params.append(connector)
+    rows = db.query(
+        f"SELECT {', '.join(COLUMNS)} FROM audit {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+        [*params, limit],
+    )
+    return [{**row, "detail": json.loads(row["detail"])} for row in rows]
+
+
+def export(
+    db: sqlite_utils.Database, out: IO[str], *, since: Optional[datetime] = None, fmt: str = "jsonl"
+) -> int:
+    """Write rows at or after `since` to `out` as JSON lines or CSV (for a SIEM); returns the count."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r} (expected one of: {', '.join(FORMATS)})")
+    where, params = ("WHERE at >= ?", (_iso(since),)) if since else ("", ())
+    count = 0
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS) if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    for row in _rows(db, where, params):
+        if writer is not None:
+            writer.writerow(row)
+        else:
+            out.write(json.dumps({**row, "detail": json.loads(row["detail"])}, ensure_ascii=False) + "\n")
+        count += 1
+    return count
