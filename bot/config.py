@@ -96,6 +96,8 @@ class AlertSettings(_Section):
     poll_seconds: int = Field(300, ge=1)
     levels: list[RiskLevel] = Field(default_factory=lambda: [RiskLevel.HIGH, RiskLevel.CRITICAL])
     cooldown_minutes: int = Field(60, ge=0)
+    # how long the Snooze button on an alert card silences that identity
+    snooze_minutes: int = Field(240, ge=1)
     mention: Optional[str] = None
     routes: list[AlertRoute] = Field(default_factory=list)
 
