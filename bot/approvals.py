@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Migrations("idops.approvals")
 
+SYSTEM = "idops"  # the audit actor for what idops does by itself (execution, expiry)
+MAX_REASON = 1000
+ACTION_ALIASES = {"reset": Action.FORCE_PASSWORD_RESET, "revoke": Action.REVOKE_SESSIONS}
+
 
 @MIGRATIONS()
 def m001_approvals(db: sqlite_utils.Database) -> None:
@@ -127,7 +131,27 @@ class ApprovalRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the SOAR API's body)."""
-        raise NotImplementedError
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data.update(
+            action=self.action.value,
+            status=self.status.value,
+            created_at=audit.iso(self.created_at),
+            expires_at=audit.iso(self.expires_at),
+            decided_at=audit.iso(self.decided_at) if self.decided_at else None,
+            target=dict(self.target),
+            approvers=list(self.approvers),
+            result=dict(self.result) if self.result is not None else None,
+        )
+        return data
+
+    def audit_fields(self) -> dict[str, Any]:
+        """The columns an audit row about this request carries."""
+        return {
+            "request_id": self.id,
+            "connector": self.connector,
+            "identity_id": self.identity_id,
+            "action": self.action.value,
+        }
 
 
 class PolicyError(Exception):
@@ -181,13 +205,65 @@ class ApprovalService:
         self.clock = clock
         self.action_timeout = action_timeout
 
+    async def _member(self, user_id: str, entries: list[str]) -> bool:
+        if user_id in entries:
+            return True
+        for entry in entries:
+            # Slack user group ids start with S; anything else listed is a user id
+            if entry.startswith("S") and user_id in await self.directory.group_members(entry):
+                return True
+        return False
+
     async def is_responder(self, user_id: str) -> bool:
         """Listed in [access] responders, directly or through a user group (S…)."""
-        raise NotImplementedError
+        return await self._member(user_id, self.access.responders)
 
     async def is_approver(self, user_id: str) -> bool:
         """Listed in [access] approvers, directly or through a user group (S…)."""
-        raise NotImplementedError
+        return await self._member(user_id, self.access.approvers)
+
+    async def _is_target(self, request: ApprovalRequest, user_id: str) -> bool:
+        """The Slack user is the person the action is aimed at (matched by the identity's email)."""
+        email = request.target.get("email")
+        return bool(email) and await self.directory.user_id_for_email(str(email)) == user_id
+
+    def _refuse(
+        self,
+        message: str,
+        *,
+        actor: str,
+        rule: str,
+        request: Optional[ApprovalRequest] = None,
+        where: Optional[dict[str, Any]] = None,
+    ) -> PolicyError:
+        """Audit a refused attempt (who tried what) and return the error to raise."""
+        fields = request.audit_fields() if request else (where or {})
+        with audit.transaction(self.db):
+            audit.append(
+                self.db, at=self.clock(), actor=actor, event="refused", detail={"rule": rule}, **fields
+            )
+        return PolicyError(message, request=request)
+
+    def _connector(self, name: str) -> Connector:
+        connector = self.connectors.get(name)
+        if connector is None:
+            known = ", ".join(sorted(self.connectors)) or "none configured"
+            raise InvalidRequest(f"No connector named '{name}' (known: {known}).", field="connector")
+        return connector
+
+    async def _identity(self, connector: Connector, identity_id: str) -> Identity:
+        """The identity by id, or by exact email; InvalidRequest when the provider has neither."""
+        try:
+            return await connector.get_identity(identity_id)
+        except NotFoundError:
+            if "@" in identity_id:
+                matches = await connector.find_identities(identity_id, limit=5)
+                exact = [i for i in matches if (i.email or "").lower() == identity_id.lower()]
+                if len(exact) == 1:
+                    return exact[0]
+            raise InvalidRequest(
+                f"{connector.label} has no identity '{identity_id}'.", field="identity"
+            ) from None
 
     async def request(
         self,
@@ -201,47 +277,391 @@ class ApprovalService:
     ) -> ApprovalRequest:
         """Create a PENDING request after the requester and input checks; snapshots the target.
 
-        `identity_id` may also be an exact email. Raises PolicyError (refusal), InvalidRequest (bad
-        connector, action, identity or missing reason) or ConnectorError (provider fault).
+        `identity_id` may also be an exact email. Raises PolicyError (refusal, or a request for the same
+        action on the same identity already pending: `.request` is that one), InvalidRequest (bad
+        connector, action, identity or reason) or ConnectorError (provider fault).
         """
-        raise NotImplementedError
+        where = {"connector": connector, "identity_id": identity_id, "action": action.value}
+        if not self.access.responders:
+            raise self._refuse(
+                "Nobody may request actions yet: no responders are configured ([access] responders).",
+                actor=requested_by,
+                rule="no_responders",
+                where=where,
+            )
+        if not await self.is_responder(requested_by):
+            raise self._refuse(
+                "Only responders can request actions, and you are not one ([access] responders).",
+                actor=requested_by,
+                rule="not_responder",
+                where=where,
+            )
+        provider = self._connector(connector)
+        if not provider.supports(action):
+            raise InvalidRequest(f"{provider.label} has no '{action.label}' action.", field="action")
+        reason = reason.strip()
+        if action is Action.DISABLE and not reason:
+            raise InvalidRequest("Disabling an account needs a reason.", field="reason")
+        if len(reason) > MAX_REASON:
+            raise InvalidRequest(f"The reason is longer than {MAX_REASON} characters.", field="reason")
+        identity = await self._identity(provider, identity_id)
+        now = self.clock()
+        request_id = "apr_" + secrets.token_hex(8)
+        row = {
+            "id": request_id,
+            "connector": connector,
+            "identity_id": identity.id,
+            "action": action.value,
+            "reason": reason,
+            "requested_by": requested_by,
+            "source": source,
+            "status": Status.PENDING.value,
+            "created_at": audit.iso(now),
+            "expires_at": audit.iso(now + timedelta(minutes=self.settings.expire_minutes)),
+            "target": json.dumps(_snapshot(identity, provider.label)),
+            "approvals_needed": self.settings.privileged_approvals if identity.privileged else 1,
+        }
+        with audit.transaction(self.db):
+            duplicate = self.db.execute(
+                "SELECT id FROM approvals WHERE connector = ? AND identity_id = ? AND action = ?"
+                " AND status = 'pending' AND expires_at > ?",
+                (connector, identity.id, action.value, audit.iso(now)),
+            ).fetchone()
+            if duplicate is None:
+                self.db.table("approvals").insert(row)
+                created = self.get(request_id)
+                audit.append(
+                    self.db,
+                    at=now,
+                    actor=requested_by,
+                    event="requested",
+                    detail={"reason": reason, "source": source, "approvals_needed": created.approvals_needed},
+                    **created.audit_fields(),
+                )
+        if duplicate is not None:
+            existing = self.get(duplicate[0])
+            raise PolicyError(
+                f"A '{action.label}' request for {identity.name} is already waiting for approval.",
+                request=existing,
+            )
+        return created
 
     def set_message(self, request_id: str, channel: str, ts: str) -> None:
         """Remember where the approval card was posted, so later updates edit it."""
-        raise NotImplementedError
+        self.db.execute(
+            "UPDATE approvals SET message_channel = ?, message_ts = ? WHERE id = ?", (channel, ts, request_id)
+        )
 
     async def decide(
         self, request_id: str, *, user_id: str, decision: Decision, reason: str = ""
     ) -> ApprovalRequest:
         """Record one approver's click; APPROVED when enough distinct approvers agreed (then call
         `execute`). Raises PolicyError naming the rule that refused it."""
-        raise NotImplementedError
+        request = self.get(request_id)
+        reason = reason.strip()
+        if decision is Decision.DENY and not reason:
+            raise InvalidRequest("Denying a request needs a reason.", field="reason")
+        if len(reason) > MAX_REASON:
+            raise InvalidRequest(f"The reason is longer than {MAX_REASON} characters.", field="reason")
+        await self._check_approver(request, user_id)
+        if decision is Decision.APPROVE and user_id == request.requested_by:
+            raise self._refuse(
+                "You can't approve your own request.", actor=user_id, rule="own_request", request=request
+            )
+        # The rest depends on the current state, so it is checked and written under one write lock.
+        now = self.clock()
+        with audit.transaction(self.db):
+            current = self.get(request_id)
+            refusal = self._state_refusal(current, user_id, now)
+            if refusal is None:
+                self._apply(current, user_id, decision, reason, now)
+        if refusal is not None:
+            message, rule = refusal
+            raise self._refuse(message, actor=user_id, rule=rule, request=self.get(request_id))
+        return self.get(request_id)
+
+    async def _check_approver(self, request: ApprovalRequest, user_id: str) -> None:
+        """Refuse non-approvers and the target person (who must not decide about their own account)."""
+        if not self.access.approvers:
+            raise self._refuse(
+                "Nobody may decide yet: no approvers are configured ([access] approvers).",
+                actor=user_id,
+                rule="no_approvers",
+                request=request,
+            )
+        if not await self.is_approver(user_id):
+            raise self._refuse(
+                "Only approvers can decide requests, and you are not one ([access] approvers).",
+                actor=user_id,
+                rule="not_approver",
+                request=request,
+            )
+        if await self._is_target(request, user_id):
+            raise self._refuse(
+                "You can't decide on an action against your own account.",
+                actor=user_id,
+                rule="target",
+                request=request,
+            )
+
+    def _state_refusal(
+        self, request: ApprovalRequest, user_id: str, now: datetime
+    ) -> Optional[tuple[str, str]]:
+        """Why the current state refuses this click (message, rule), or None; expires it if overdue."""
+        if request.status is not Status.PENDING:
+            return f"This request is already {request.status.value}.", "not_pending"
+        if now >= request.expires_at:
+            self._expire(request, now)
+            return (
+                f"This request expired at {request.expires_at:%Y-%m-%d %H:%M} UTC and can't be approved.",
+                "expired",
+            )
+        if user_id in request.approvers:
+            return (
+                f"You already approved this request; it needs {request.approvals_needed} different"
+                " approvers.",
+                "already_approved",
+            )
+        return None
+
+    def _apply(
+        self, request: ApprovalRequest, user_id: str, decision: Decision, reason: str, now: datetime
+    ) -> None:
+        """Write one decision with its audit row (inside the caller's transaction)."""
+        approvers = request.approvers
+        if decision is Decision.APPROVE:
+            approvers = (*approvers, user_id)
+            status = Status.APPROVED if len(approvers) >= request.approvals_needed else Status.PENDING
+        else:
+            status = Status.DENIED
+        self._cas(
+            request,
+            Status.PENDING,
+            status=status.value,
+            approvers=json.dumps(list(approvers)),
+            decided_by=user_id if status is not Status.PENDING else None,
+            decided_at=audit.iso(now) if status is not Status.PENDING else None,
+            decision_reason=reason,
+        )
+        audit.append(
+            self.db,
+            at=now,
+            actor=user_id,
+            event="approved" if decision is Decision.APPROVE else "denied",
+            detail={
+                "reason": reason,
+                "approvals": len(approvers),
+                "approvals_needed": request.approvals_needed,
+                "status": status.value,
+            },
+            **request.audit_fields(),
+        )
+
+    def _cas(self, request: ApprovalRequest, expected: Status, **changes: Any) -> bool:
+        """Compare-and-set: change the row only if it is still in `expected` state; True if it was."""
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        cursor = self.db.execute(
+            f"UPDATE approvals SET {assignments}, version = version + 1 WHERE id = ? AND status = ?",  # noqa: S608
+            (*changes.values(), request.id, expected.value),
+        )
+        return cursor.rowcount == 1
+
+    def _expire(self, request: ApprovalRequest, now: datetime) -> None:
+        if self._cas(request, Status.PENDING, status=Status.EXPIRED.value):
+            audit.append(
+                self.db,
+                at=now,
+                actor=SYSTEM,
+                event="expired",
+                detail={"expires_at": audit.iso(request.expires_at)},
+                **request.audit_fields(),
+            )
 
     async def execute(self, request_id: str) -> ApprovalRequest:
         """Run an APPROVED request's action exactly once; concurrent callers get the state unchanged."""
-        raise NotImplementedError
+        request = self.get(request_id)
+        with audit.transaction(self.db):
+            claimed = self._cas(request, Status.APPROVED, status=Status.EXECUTING.value, error=None)
+            if claimed:
+                self.db.execute("UPDATE approvals SET attempts = attempts + 1 WHERE id = ?", (request_id,))
+                request = self.get(request_id)
+                audit.append(
+                    self.db,
+                    at=self.clock(),
+                    actor=SYSTEM,
+                    event="executing",
+                    detail={"attempt": request.attempts, "approvers": list(request.approvers)},
+                    **request.audit_fields(),
+                )
+        if not claimed:
+            return request
+        result: Optional[dict[str, Any]] = None
+        error: Optional[str] = None
+        try:
+            provider = self.connectors.get(request.connector)
+            if provider is None:
+                raise ConnectorError(f"connector '{request.connector}' is no longer configured")
+            outcome = await asyncio.wait_for(
+                provider.run_action(request.action, request.identity_id, request.reason), self.action_timeout
+            )
+            result = outcome.to_dict()
+        except ConnectorError as exc:
+            error = str(exc)
+        except asyncio.TimeoutError:
+            label = request.target.get("provider_label") or request.connector
+            error = f"{label} did not finish the action within {self.action_timeout:g} s"
+        except Exception as exc:  # an unforeseen bug must still leave the request FAILED, never EXECUTING
+            log.exception("action for approval %s raised", request_id)
+            error = f"unexpected error ({type(exc).__name__}); see the idops log"
+        status = Status.EXECUTED if error is None else Status.FAILED
+        with audit.transaction(self.db):
+            self._cas(
+                request,
+                Status.EXECUTING,
+                status=status.value,
+                result=json.dumps(result) if result is not None else None,
+                error=error,
+            )
+            audit.append(
+                self.db,
+                at=self.clock(),
+                actor=SYSTEM,
+                event=status.value,
+                detail={"result": result} if error is None else {"error": error},
+                **request.audit_fields(),
+            )
+        return self.get(request_id)
 
     async def retry(self, request_id: str, *, user_id: str) -> ApprovalRequest:
         """FAILED -> APPROVED (approvers only) and execute again; repeating it runs nothing twice."""
-        raise NotImplementedError
+        request = self.get(request_id)
+        await self._check_approver(request, user_id)
+        with audit.transaction(self.db):
+            current = self.get(request_id)
+            if self._cas(current, Status.FAILED, status=Status.APPROVED.value):
+                audit.append(
+                    self.db,
+                    at=self.clock(),
+                    actor=user_id,
+                    event="retried",
+                    detail={"previous_error": current.error},
+                    **current.audit_fields(),
+                )
+        if current.status in (Status.FAILED, Status.APPROVED):
+            return await self.execute(request_id)
+        if current.status in (Status.EXECUTING, Status.EXECUTED):
+            return current  # someone else's retry got there first; nothing to do
+        raise self._refuse(
+            f"Only a failed request can be retried; this one is {current.status.value}.",
+            actor=user_id,
+            rule="not_failed",
+            request=current,
+        )
 
     def get(self, request_id: str) -> ApprovalRequest:
         """The stored request; RequestNotFound if there is none."""
-        raise NotImplementedError
+        for row in self.db.query("SELECT * FROM approvals WHERE id = ?", [request_id]):
+            return _from_row(row)
+        raise RequestNotFound(f"No approval request '{request_id}'.")
 
     async def pending(self, *, for_user: Optional[str] = None) -> list[ApprovalRequest]:
         """Pending, unexpired requests, oldest first; with `for_user`, only those that user may approve
-        now (an approver, not the requester, not yet approved by them)."""
-        raise NotImplementedError
+        now (an approver, not the requester, not the target, not yet approved by them)."""
+        requests = [
+            _from_row(row)
+            for row in self.db.query(
+                "SELECT * FROM approvals WHERE status = 'pending' AND expires_at > ? ORDER BY created_at",
+                [audit.iso(self.clock())],
+            )
+        ]
+        if for_user is None:
+            return requests
+        if not await self.is_approver(for_user):
+            return []
+        return [
+            r
+            for r in requests
+            if for_user != r.requested_by
+            and for_user not in r.approvers
+            and not await self._is_target(r, for_user)
+        ]
 
     def expire_due(self) -> list[ApprovalRequest]:
         """Mark overdue PENDING requests EXPIRED and return them (the caller updates their cards)."""
-        raise NotImplementedError
+        now = self.clock()
+        with audit.transaction(self.db):
+            due = [
+                _from_row(row)
+                for row in self.db.query(
+                    "SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= ?", [audit.iso(now)]
+                )
+            ]
+            for request in due:
+                self._expire(request, now)
+        return [self.get(request.id) for request in due]
 
     def history(self, connector: Optional[str], identity_id: str, *, limit: int = 20) -> list[dict]:
         """Audit rows about one identity, newest first (for `/idops audit <who>`)."""
-        raise NotImplementedError
+        return audit.for_identity(self.db, connector, identity_id, limit=limit)
 
 
-# Keep these names importable for the implementation to come without unused-import noise.
-_ = (asyncio, json, secrets, timedelta, ConnectorError, Identity, NotFoundError, audit)
+def parse_action(value: str) -> Action:
+    """An Action from its name (`disable`) or a short alias (`reset`, `revoke`); InvalidRequest otherwise."""
+    text = str(value).strip().lower()
+    action = ACTION_ALIASES.get(text)
+    if action is None:
+        try:
+            action = Action(text)
+        except ValueError:
+            valid = ", ".join(a.value for a in Action)
+            raise InvalidRequest(
+                f"Unknown action '{value}' (expected one of: {valid}).", field="action"
+            ) from None
+    return action
+
+
+def _snapshot(identity: Identity, provider_label: str) -> dict[str, Any]:
+    """What an approval card shows about the target, frozen at request time."""
+    return {
+        "name": identity.name,
+        "email": identity.email,
+        "privileged": identity.privileged,
+        "risk_score": identity.risk_score,
+        "risk_level": identity.risk_level.value if identity.risk_level else None,
+        "tenant_id": identity.tenant_id,
+        "provider": identity.provider,
+        "status": identity.status,
+        "provider_label": provider_label,
+    }
+
+
+def _time(value: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _from_row(row: Mapping[str, Any]) -> ApprovalRequest:
+    created_at, expires_at = _time(row["created_at"]), _time(row["expires_at"])
+    assert created_at is not None and expires_at is not None
+    return ApprovalRequest(
+        id=row["id"],
+        connector=row["connector"],
+        identity_id=row["identity_id"],
+        action=Action(row["action"]),
+        reason=row["reason"],
+        requested_by=row["requested_by"],
+        source=row["source"],
+        status=Status(row["status"]),
+        created_at=created_at,
+        expires_at=expires_at,
+        target=json.loads(row["target"]),
+        approvals_needed=row["approvals_needed"],
+        approvers=tuple(json.loads(row["approvers"])),
+        decided_by=row["decided_by"],
+        decided_at=_time(row["decided_at"]),
+        decision_reason=row["decision_reason"],
+        result=json.loads(row["result"]) if row["result"] else None,
+        error=row["error"],
+        message_channel=row["message_channel"],
+        message_ts=row["message_ts"],
+        attempts=row["attempts"],
+    )

@@ -62,7 +62,7 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     db.execute("COMMIT")
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     """UTC ISO 8601 with microseconds: one fixed width, so text order is time order."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
@@ -98,7 +98,7 @@ def append(
     prev_id, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
     row: dict[str, Any] = {
         "id": prev_id + 1,
-        "at": _iso(at),
+        "at": iso(at),
         "actor": actor,
         "event": event,
         "request_id": request_id,
@@ -158,7 +158,7 @@ def export(
     """Write rows at or after `since` to `out` as JSON lines or CSV (for a SIEM); returns the count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (expected one of: {', '.join(FORMATS)})")
-    where, params = ("WHERE at >= ?", (_iso(since),)) if since else ("", ())
+    where, params = ("WHERE at >= ?", (iso(since),)) if since else ("", ())
     count = 0
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS) if fmt == "csv" else None
     if writer is not None:
