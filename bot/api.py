@@ -8,14 +8,75 @@ so this module knows nothing about Slack.
 
 from __future__ import annotations
 
+import hmac
+import json
+import logging
+import re
 from collections.abc import Awaitable, Callable
-from typing import Optional
+from typing import Any, Optional
 
 from aiohttp import web
 
-from .approvals import ApprovalRequest, ApprovalService
+from connectors import ConnectorError
+
+from .approvals import (
+    ApprovalRequest,
+    ApprovalService,
+    InvalidRequest,
+    PolicyError,
+    RequestNotFound,
+    Status,
+    parse_action,
+)
+
+log = logging.getLogger(__name__)
 
 OnCreated = Callable[[ApprovalRequest], Awaitable[None]]
+
+PREFIX = "/api/v1/approvals"
+FIELDS = {"connector": True, "identity": True, "action": True, "requested_by": True, "reason": False}
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+# The API's documented states; EXECUTING is the moment between approval and result.
+PUBLIC_STATUS = {Status.EXECUTING: Status.APPROVED}
+
+
+def _error(status: int, message: str, field: Optional[str] = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+def _body(request: ApprovalRequest) -> dict[str, Any]:
+    data = request.to_dict()
+    data["status"] = PUBLIC_STATUS.get(request.status, request.status).value
+    # where the Slack card is is the bot's business, not the playbook's
+    del data["message_channel"], data["message_ts"]
+    return data
+
+
+def _parse(payload: Any) -> dict[str, str]:
+    """The create body's fields as strings; InvalidRequest names the first bad or missing one."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The body must be a JSON object.", field="body")
+    unknown = sorted(set(payload) - set(FIELDS))
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown field '{unknown[0]}' (expected: {', '.join(FIELDS)}).", field=unknown[0]
+        )
+    values: dict[str, str] = {}
+    for name, required in FIELDS.items():
+        value = payload.get(name, "")
+        if not isinstance(value, str):
+            raise InvalidRequest(f"Field '{name}' must be a string.", field=name)
+        if required and not value.strip():
+            raise InvalidRequest(f"Field '{name}' is required.", field=name)
+        values[name] = value.strip()
+    if not SLACK_USER_ID.match(values["requested_by"]):
+        raise InvalidRequest(
+            "Field 'requested_by' must be a Slack user id such as U012AB3CD.", field="requested_by"
+        )
+    return values
 
 
 def add_routes(
@@ -28,4 +89,60 @@ def add_routes(
 
     `on_created(request)` runs after a request is stored (the server posts the approval card there).
     """
-    raise NotImplementedError
+    if not token:
+        return False
+    expected = token.encode("utf-8")
+
+    def authorized(request: web.Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8"), expected)
+
+    def unauthorized() -> web.Response:
+        response = _error(401, "Missing or wrong bearer token.")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="idops"'
+        return response
+
+    async def create(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return unauthorized()
+        try:
+            values = _parse(await request.json())
+            created = await service.request(
+                connector=values["connector"],
+                identity_id=values["identity"],
+                action=parse_action(values["action"]),
+                reason=values["reason"],
+                requested_by=values["requested_by"],
+                source="api",
+            )
+        except json.JSONDecodeError:
+            return _error(400, "The body is not valid JSON.", "body")
+        except InvalidRequest as exc:
+            return _error(400, exc.message, exc.field)
+        except PolicyError as exc:
+            if exc.request is not None:  # the same action is already pending: point at it
+                body = {"error": exc.message, "existing": _body(exc.request)}
+                return web.json_response(body, status=409)
+            return _error(403, exc.message)
+        except ConnectorError as exc:
+            return _error(502, str(exc))
+        body = _body(created)
+        if on_created is not None:
+            try:
+                await on_created(created)
+            except Exception as exc:  # the request stands; the playbook learns the card is missing
+                log.warning("approval %s: posting its card failed (%s)", created.id, type(exc).__name__)
+                body["warning"] = "The request was created but its Slack card could not be posted."
+        return web.json_response(body, status=201, headers={"Location": f"{PREFIX}/{created.id}"})
+
+    async def show(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return unauthorized()
+        try:
+            return web.json_response(_body(service.get(request.match_info["id"])))
+        except RequestNotFound as exc:
+            return _error(404, exc.message)
+
+    app.router.add_post(PREFIX, create)
+    app.router.add_get(PREFIX + "/{id}", show)
+    return True
