@@ -289,7 +289,8 @@ class HttpClient:
                     body = await raw.read()
                     response = Response(
                         status=raw.status,
-                        headers=dict(raw.headers),
+                        # aiohttp's case-insensitive proxy, as HTTP header names are case-insensitive
+                        headers=raw.headers,
                         body=body,
                         method=method,
                         url=url,
