@@ -1,0 +1,239 @@
+"""Block Kit for alerts: the alert card (built from its stored row), thread replies and notices.
+
+Every provider string goes through `bot.blocks.esc` (escape + length cut); the identity fields reuse
+the lookup card's section so both cards show an identity the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from connectors import Action, Identity, RiskLevel
+from connectors.models import parse_datetime
+
+from ..blocks import (
+    MAX_LIST,
+    Message,
+    esc,
+    identity_card,
+    identity_list,
+    message,
+    request_buttons,
+    slack_date,
+    user_ref,
+)
+from ..slack_text import escape, truncate
+
+LEVEL_TITLES = {
+    RiskLevel.CRITICAL: ":red_circle: Critical risk",
+    RiskLevel.HIGH: ":large_orange_circle: High risk",
+    RiskLevel.MEDIUM: ":large_yellow_circle: Medium risk",
+    RiskLevel.LOW: ":large_green_circle: Low risk",
+}
+
+
+def identity_from_dict(data: Mapping[str, Any]) -> Identity:
+    """Rebuild an `Identity` from `Identity.to_dict()` output (what an alert row keeps)."""
+    level = data.get("risk_level")
+    return Identity(
+        id=str(data["id"]),
+        connector=str(data["connector"]),
+        email=data.get("email"),
+        display_name=data.get("display_name"),
+        tenant_id=data.get("tenant_id"),
+        status=data.get("status"),
+        risk_score=data.get("risk_score"),
+        risk_level=RiskLevel(level) if level else None,
+        mfa_enrolled=data.get("mfa_enrolled"),
+        mfa_methods=tuple(data.get("mfa_methods") or ()),
+        privileged=bool(data.get("privileged")),
+        last_login_at=parse_datetime(data.get("last_login_at")),
+        last_login_ip=data.get("last_login_ip"),
+        last_login_country=data.get("last_login_country"),
+        provider=data.get("provider"),
+        provider_id=data.get("provider_id"),
+        roles=tuple(data.get("roles") or ()),
+        created_at=parse_datetime(data.get("created_at")),
+    )
+
+
+def _md(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=truncate(text, 3000))
+
+
+def _when(epoch: Optional[float]) -> str:
+    return slack_date(datetime.fromtimestamp(epoch, timezone.utc) if epoch is not None else None)
+
+
+def change_text(
+    from_score: Optional[int], from_level: Optional[str], score: Optional[int], level: Optional[str]
+) -> str:
+    """'34 → 82, medium → critical'; just the new values when nothing was known before."""
+    shown = "?" if score is None else str(score)
+    if from_level is None:
+        return f"{shown}, {level} (first seen)"
+    before = "?" if from_score is None else str(from_score)
+    if from_level == level:
+        return f"{before} → {shown}, {level}"
+    return f"{before} → {shown}, {from_level} → {level}"
+
+
+def mention_text(group: Optional[str]) -> str:
+    """A user group mention (`S…` id from config), the only markup idops itself adds to alerts."""
+    return f"<!subteam^{group}>" if group else ""
+
+
+def alert_card(alert: Mapping[str, Any]) -> Message:
+    """The card for one stored alert row: what changed, who it is, and what can be done now."""
+    identity = identity_from_dict(json.loads(alert["identity"]))
+    level = RiskLevel(alert["level"])
+    resolved = alert["status"] == "resolved"
+    source = f"{alert['connector_label']} ({alert['connector']})"
+    title = f"Resolved: {identity.name}" if resolved else f"{LEVEL_TITLES[level]}: {identity.name}"
+    change = change_text(alert["from_score"], alert["from_level"], alert["score"], alert["level"])
+    headline = f"*{esc(change, 200)}*"
+    if resolved:
+        headline = f":white_check_mark: Resolved {_when(alert['resolved_at'])}, now *{esc(change, 200)}*"
+    elif alert["mention"]:
+        headline += f" {mention_text(alert['mention'])}"
+    lookup = identity_card(identity, source=source, actions=())
+    fields = [block for block in lookup["blocks"] if block["type"] == "section" and "fields" in block]
+    blocks: list[Any] = [
+        HeaderBlock(text=PlainTextObject(text=truncate(escape(title), 150), emoji=True)).to_dict(),
+        SectionBlock(text=_md(headline)).to_dict(),
+        *fields,
+    ]
+    status = [f"Alert {esc(alert['id'], 64)}"]
+    if alert["acked_by"]:
+        status.append(f"acknowledged by {user_ref(alert['acked_by'])} {_when(alert['acked_at'])}")
+    if alert["snoozed_until"] and not resolved:
+        status.append(f"snoozed by {user_ref(alert['snoozed_by'])} until {_when(alert['snoozed_until'])}")
+    blocks.append(ContextBlock(elements=[_md(" · ".join(status))]).to_dict())
+    if not resolved:
+        actions: Iterable[Action] = (Action(a) for a in json.loads(alert["actions"]))
+        buttons: list[ButtonElement] = request_buttons(identity, actions)
+        if not alert["acked_by"]:
+            buttons.append(_button("Acknowledge", "alert:ack", alert["id"], style="primary"))
+        if not alert["snoozed_until"]:
+            buttons.append(
+                _button(
+                    "Snooze",
+                    "alert:snooze",
+                    alert["id"],
+                    confirm=ConfirmObject(
+                        title="Snooze this identity?",
+                        text=_md("No new alerts or notifications for this identity for a while."),
+                        confirm="Snooze",
+                        deny="Cancel",
+                    ),
+                )
+            )
+        blocks.append(ActionsBlock(elements=buttons).to_dict())
+    prefix = "Resolved" if resolved else f"{level.value.title()} risk"
+    fallback = f"{prefix}: {esc(identity.name, 200)} ({esc(change, 200)})"
+    if alert["mention"] and not resolved:
+        fallback = f"{mention_text(alert['mention'])} {fallback}"
+    return {"text": fallback, "blocks": blocks}
+
+
+def _button(
+    text: str,
+    action_id: str,
+    value: str,
+    *,
+    style: Optional[str] = None,
+    confirm: Optional[ConfirmObject] = None,
+) -> ButtonElement:
+    return ButtonElement(
+        text=PlainTextObject(text=text, emoji=True),
+        action_id=action_id,
+        value=value,
+        style=style,
+        confirm=confirm,
+    )
+
+
+def escalation_reply(change: str, mention: Optional[str]) -> Message:
+    """The thread reply that re-notifies on escalation (`change` is idops' own text, escaped anyway)."""
+    text = f":arrow_up: Escalated: *{esc(change, 200)}*"
+    if mention:
+        text = f"{mention_text(mention)} {text}"
+    return message(text, [SectionBlock(text=_md(text))])
+
+
+def resolve_reply(change: str) -> Message:
+    text = f":white_check_mark: Resolved: *{esc(change, 200)}*"
+    return message(text, [SectionBlock(text=_md(text))])
+
+
+def levels_phrase(levels: Sequence[RiskLevel]) -> str:
+    """'high or critical' from the configured alerting levels, lowest first."""
+    names = [level.value for level in sorted(levels, key=lambda lvl: lvl.rank)]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def baseline_summary(source: str, count: int, levels: Sequence[RiskLevel], scope: str) -> Message:
+    """The one message a first sweep posts instead of a flood of cards; button lists them."""
+    noun = "identity is" if count == 1 else "identities are"
+    text = (
+        f":clipboard: First sweep of {esc(source, 200)}: *{count} {noun} {levels_phrase(levels)}*. "
+        "From now on, each identity that turns that risky gets its own alert."
+    )
+    blocks: list[Block] = [SectionBlock(text=_md(text))]
+    if count:
+        blocks.append(ActionsBlock(elements=[_button("List them", "alert:list", scope)]))
+    return message(text, blocks)
+
+
+def outage_notice(source: str, error: str) -> Message:
+    text = (
+        f":warning: {esc(source, 200)} is failing: {esc(error, 1500)}\n"
+        "Its risk alerts are paused; idops says so once more when it recovers."
+    )
+    return message(text, [SectionBlock(text=_md(text))])
+
+
+def recovery_notice(source: str) -> Message:
+    text = f":white_check_mark: {esc(source, 200)} answers again; its risk alerts have resumed."
+    return message(text, [SectionBlock(text=_md(text))])
+
+
+def risky_list(
+    source: str, rows: Sequence[Mapping[str, Any]], total: int, levels: Sequence[RiskLevel]
+) -> Message:
+    """The answer to "List them": stored identities at alerting levels, riskiest first, each with Show."""
+    matches = [
+        (
+            Identity(
+                id=row["identity_id"],
+                connector=row["connector"],
+                display_name=row["name"],
+                email=row["email"],
+                tenant_id=row["tenant_id"],
+                risk_score=row["score"],
+                risk_level=RiskLevel(row["level"]),
+            ),
+            source,
+        )
+        for row in rows
+    ]
+    noun = "identity" if total == 1 else "identities"
+    title = f"*{total} {noun} {levels_phrase(levels)}* in {esc(source, 200)}"
+    shown = min(len(matches), MAX_LIST)
+    note = f"… and {total - shown} more; riskiest shown first." if total > shown else ""
+    return identity_list(title, matches, note=note)

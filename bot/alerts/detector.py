@@ -1,0 +1,415 @@
+"""Sweeps and re-checks: compare identities with their stored state and queue what Slack must be told.
+
+Each provider page is one SQLite transaction: the state rows it changes and the outbox rows those
+changes cause commit together or not at all, so a sweep that dies mid-way leaves the identities it
+did not reach untouched and never loses an alert it decided on. Only one page of identities (and
+their stored rows) is in memory at a time. No `await` happens inside a transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import sqlite_utils
+
+from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel
+
+from ..config import AlertSettings
+from . import cards
+from .transitions import Change, Rules, State, Transition, transition
+
+log = logging.getLogger(__name__)
+
+_STATE_COLUMNS = (
+    "connector, identity_id, tenant_id, level, score, name, email, observed_at, alert_id, resolved_at,"
+    " snoozed_until"
+)
+_UPSERT_STATE = f"INSERT OR REPLACE INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_SELECT_PAGE = (
+    "SELECT identity_id, level, score, observed_at, alert_id, resolved_at, snoozed_until"
+    " FROM alert_identities WHERE connector = ? AND identity_id IN ({marks})"
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one scheduled sweep covers: a connector, or one tenant of a connector scoped to several."""
+
+    connector: str
+    tenant_id: Optional[str] = None
+
+    @property
+    def key(self) -> str:
+        return self.connector if self.tenant_id is None else f"{self.connector}:{self.tenant_id}"
+
+    @classmethod
+    def parse(cls, key: str) -> Scope:
+        connector, _, tenant = key.partition(":")
+        return cls(connector, tenant or None)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    scope: Scope
+    seen: int
+    changes: dict[str, int]
+    baseline: bool
+    error: Optional[str] = None
+
+
+def scopes_of(connector: Connector) -> list[Scope]:
+    """One scope per tenant when the connector lists several (`tenant_ids`), else the whole connector."""
+    tenants = [t for t in getattr(connector, "tenant_ids", None) or () if t]
+    if len(tenants) > 1:
+        return [Scope(connector.name, tenant) for tenant in tenants]
+    return [Scope(connector.name)]
+
+
+def pick_channel(
+    settings: AlertSettings,
+    default: str,
+    *,
+    connector: str,
+    kind: str,
+    tenant_id: Optional[str],
+    provider: Optional[str] = None,
+    level: Optional[RiskLevel] = None,
+) -> str:
+    """The first route whose every condition matches, else the alert channel.
+
+    A route's `provider` matches the connector's kind (homebase, sailpoint) or the identity's upstream
+    provider (okta, azure_ad, …); a route with a `level` never matches level-less notices.
+    """
+    for route in settings.routes:
+        if route.connector is not None and route.connector != connector:
+            continue
+        if route.tenant is not None and route.tenant != tenant_id:
+            continue
+        if route.provider is not None and route.provider.lower() not in {
+            kind.lower(),
+            (provider or "").lower(),
+        }:
+            continue
+        if route.level is not None and route.level is not level:
+            continue
+        return route.channel
+    return default
+
+
+class Detector:
+    """Turns observations of identities into stored state and outbox rows."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        connectors: Mapping[str, Connector],
+        settings: AlertSettings,
+        alert_channel: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.connectors = connectors
+        self.settings = settings
+        self.alert_channel = alert_channel
+        self.clock = clock
+        self.on_outbox = on_outbox
+        self.rules = Rules(frozenset(settings.levels), settings.cooldown_minutes * 60.0)
+
+    # --- public -------------------------------------------------------------------------------
+
+    def scopes(self) -> list[Scope]:
+        return [scope for connector in self.connectors.values() for scope in scopes_of(connector)]
+
+    async def sweep(self, scope: Scope) -> SweepResult:
+        """Read every identity in `scope` page by page and record what changed; failures are reported
+        in Slack once per outage, never raised."""
+        connector = self.connectors[scope.connector]
+        baseline = not self._sweep_row(scope)["baseline_done"]
+        self.db.execute(
+            "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
+        )
+        seen = 0
+        changes: dict[str, int] = {}
+        try:
+            pages = connector.iter_pages(tenant_id=scope.tenant_id)
+            while True:
+                asked_at = self.clock()
+                try:
+                    page = await pages.__anext__()
+                except StopAsyncIteration:
+                    break
+                seen += len(page)
+                for change in self._apply(connector, page, asked_at=asked_at, baseline=baseline):
+                    changes[change.value] = changes.get(change.value, 0) + 1
+        except ConnectorError as exc:
+            return self._failed(scope, connector, str(exc), seen, changes, baseline)
+        except Exception as exc:
+            # a bug or an unexpected answer: keep the scheduler alive and say so once in Slack
+            log.exception("alert sweep of %s failed", scope.key)
+            return self._failed(
+                scope, connector, f"unexpected error ({type(exc).__name__})", seen, changes, baseline
+            )
+        self._succeeded(scope, connector, baseline)
+        return SweepResult(scope, seen, changes, baseline)
+
+    async def recheck(self, connector_name: str, identity_id: str) -> Optional[Change]:
+        """Fetch one identity now (a webhook said it changed) and record it; None if it is gone."""
+        connector = self.connectors[connector_name]
+        asked_at = self.clock()
+        try:
+            identity = await connector.get_identity(identity_id)
+        except NotFoundError:
+            return None
+        scope = self._scope_for(connector, identity.tenant_id)
+        baseline = not self._sweep_row(scope)["baseline_done"]
+        applied = self._apply(connector, [identity], asked_at=asked_at, baseline=baseline)
+        return applied[0] if applied else Change.NONE
+
+    def summary_scope_rows(self, scope: Scope, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many stored identities of `scope` are at alerting levels, and the riskiest `limit`."""
+        where = "connector = ? AND level IN ({})".format(",".join("?" * len(self.rules.levels)))
+        params: list[Any] = [scope.connector, *(level.value for level in self.rules.levels)]
+        if scope.tenant_id is not None:
+            where += " AND tenant_id = ?"
+            params.append(scope.tenant_id)
+        total = self.db.execute(f"SELECT count(*) FROM alert_identities WHERE {where}", params).fetchone()[0]  # noqa: S608 - placeholders only
+        ranked = "CASE level WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END"
+        rows = list(
+            self.db.query(
+                f"SELECT * FROM alert_identities WHERE {where} ORDER BY {ranked} DESC, score DESC LIMIT ?",  # noqa: S608
+                [*params, limit],
+            )
+        )
+        return total, rows
+
+    def source(self, connector: Connector, tenant_id: Optional[str] = None) -> str:
+        """How messages name a connector: 'HomeBase (hld)', plus the tenant for tenant scopes."""
+        text = f"{connector.label} ({connector.name})"
+        return f"{text} / {tenant_id}" if tenant_id else text
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _scope_for(self, connector: Connector, tenant_id: Optional[str]) -> Scope:
+        scopes = scopes_of(connector)
+        for scope in scopes:
+            if scope.tenant_id is not None and scope.tenant_id == tenant_id:
+                return scope
+        return scopes[0]
+
+    def _sweep_row(self, scope: Scope) -> dict[str, Any]:
+        self.db.execute(
+            "INSERT OR IGNORE INTO alert_sweeps (scope, connector, tenant_id) VALUES (?, ?, ?)",
+            [scope.key, scope.connector, scope.tenant_id],
+        )
+        return next(self.db.query("SELECT * FROM alert_sweeps WHERE scope = ?", [scope.key]))
+
+    def _apply(
+        self, connector: Connector, page: Sequence[Identity], *, asked_at: float, baseline: bool
+    ) -> list[Change]:
+        """Compare one page with its stored rows and write the changes and their outbox rows at once."""
+        if not page:
+            return []
+        now = self.clock()
+        ids = [identity.id for identity in page]
+        queued = False
+        out: list[Change] = []
+        with self.db.atomic():
+            stored = {
+                row[0]: State(
+                    level=RiskLevel(row[1]),
+                    score=row[2],
+                    observed_at=row[3],
+                    alert_id=row[4],
+                    resolved_at=row[5],
+                    snoozed_until=row[6],
+                )
+                for row in self.db.execute(
+                    _SELECT_PAGE.format(marks=",".join("?" * len(ids))), [connector.name, *ids]
+                )
+            }
+            writes = []
+            for identity in page:
+                step = transition(
+                    stored.get(identity.id),
+                    identity.risk_level,
+                    identity.risk_score,
+                    rules=self.rules,
+                    now=now,
+                    observed_at=asked_at,
+                    baseline=baseline,
+                )
+                if step is None or not step.writes:
+                    continue
+                state = self._queue(connector, identity, step, now)
+                queued = queued or step.change is not Change.NONE
+                out.append(step.change)
+                writes.append(
+                    (
+                        connector.name,
+                        identity.id,
+                        identity.tenant_id,
+                        state.level.value,
+                        state.score,
+                        identity.display_name,
+                        identity.email,
+                        state.observed_at,
+                        state.alert_id,
+                        state.resolved_at,
+                        state.snoozed_until,
+                    )
+                )
+            if writes:
+                self.db.conn.executemany(_UPSERT_STATE, writes)
+        if queued:
+            self.on_outbox()
+        return out
+
+    def _queue(self, connector: Connector, identity: Identity, step: Transition, now: float) -> State:
+        """Write the alert row and outbox row `step` calls for; returns the state to store."""
+        state, previous = step.state, step.previous
+        if step.change is Change.NONE:
+            return state
+        if step.change is Change.OPEN:
+            alert_id = uuid.uuid4().hex[:16]
+            channel = pick_channel(
+                self.settings,
+                self.alert_channel,
+                connector=connector.name,
+                kind=connector.kind,
+                tenant_id=identity.tenant_id,
+                provider=identity.provider,
+                level=state.level,
+            )
+            self.db.execute(
+                "INSERT INTO alerts (id, connector, connector_label, identity_id, tenant_id, channel, status,"
+                " from_level, from_score, level, score, identity, actions, mention, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    alert_id,
+                    connector.name,
+                    connector.label,
+                    identity.id,
+                    identity.tenant_id,
+                    channel,
+                    previous.level.value if previous else None,
+                    previous.score if previous else None,
+                    state.level.value,
+                    state.score,
+                    json.dumps(identity.to_dict()),
+                    json.dumps(sorted(action.value for action in connector.capabilities)),
+                    self._mention(identity, state.level),
+                    now,
+                    now,
+                ],
+            )
+            self._outbox("alert", channel, alert_id, {}, now)
+            return replace(state, alert_id=alert_id, snoozed_until=None)
+        assert previous is not None and previous.alert_id is not None, "only OPEN starts without a card"
+        open_id = previous.alert_id
+        alert = next(self.db.query("SELECT * FROM alerts WHERE id = ?", [open_id]))
+        resolved = step.change is Change.RESOLVE
+        self.db.execute(
+            "UPDATE alerts SET level = ?, score = ?, identity = ?, updated_at = ?, status = ?,"
+            " resolved_at = ? WHERE id = ?",
+            [
+                state.level.value,
+                state.score,
+                json.dumps(identity.to_dict()),
+                now,
+                "resolved" if resolved else "open",
+                now if resolved else None,
+                open_id,
+            ],
+        )
+        change = cards.change_text(previous.score, previous.level.value, state.score, state.level.value)
+        payload: dict[str, Any] = {}
+        if step.change is Change.ESCALATE:
+            mention = self._mention(identity, state.level)
+            payload["reply"] = cards.escalation_reply(change, mention)
+            payload["broadcast"] = True
+        elif resolved:
+            payload["reply"] = cards.resolve_reply(change)
+        kind = {Change.ESCALATE: "escalate", Change.RESOLVE: "resolve"}.get(step.change, "refresh")
+        self._outbox(kind, alert["channel"], open_id, payload, now)
+        return state
+
+    def _mention(self, identity: Identity, level: RiskLevel) -> Optional[str]:
+        if self.settings.mention and level is RiskLevel.CRITICAL and identity.privileged:
+            return self.settings.mention
+        return None
+
+    def _outbox(
+        self, kind: str, channel: str, alert_id: Optional[str], payload: dict[str, Any], now: float
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO alert_outbox (kind, channel, alert_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+            [kind, channel, alert_id, json.dumps(payload), now],
+        )
+
+    def _notice_channel(self, connector: Connector, scope: Scope) -> str:
+        return pick_channel(
+            self.settings,
+            self.alert_channel,
+            connector=connector.name,
+            kind=connector.kind,
+            tenant_id=scope.tenant_id,
+        )
+
+    def _failed(
+        self,
+        scope: Scope,
+        connector: Connector,
+        error: str,
+        seen: int,
+        changes: dict[str, int],
+        baseline: bool,
+    ) -> SweepResult:
+        now = self.clock()
+        with self.db.atomic():
+            claimed = self.db.execute(
+                "UPDATE alert_sweeps SET failing = 1, last_error = ? WHERE scope = ? AND failing = 0",
+                [error, scope.key],
+            ).rowcount
+            if claimed:
+                notice = cards.outage_notice(self.source(connector, scope.tenant_id), error)
+                self._outbox("notice", self._notice_channel(connector, scope), None, {"message": notice}, now)
+        log.warning("alert sweep of %s failed: %s", scope.key, error)
+        if claimed:
+            self.on_outbox()
+        return SweepResult(scope, seen, changes, baseline, error)
+
+    def _succeeded(self, scope: Scope, connector: Connector, baseline: bool) -> None:
+        now = self.clock()
+        notify = False
+        with self.db.atomic():
+            recovered = self.db.execute(
+                "UPDATE alert_sweeps SET failing = 0, last_error = NULL WHERE scope = ? AND failing = 1",
+                [scope.key],
+            ).rowcount
+            if recovered:
+                notice = cards.recovery_notice(self.source(connector, scope.tenant_id))
+                self._outbox("notice", self._notice_channel(connector, scope), None, {"message": notice}, now)
+                notify = True
+            if baseline:
+                count, _ = self.summary_scope_rows(scope, 0)
+                summary = cards.baseline_summary(
+                    self.source(connector, scope.tenant_id), count, self.settings.levels, scope.key
+                )
+                self._outbox(
+                    "notice", self._notice_channel(connector, scope), None, {"message": summary}, now
+                )
+                notify = True
+            self.db.execute(
+                "UPDATE alert_sweeps SET baseline_done = 1, last_success_at = ? WHERE scope = ?",
+                [now, scope.key],
+            )
+        if notify:
+            self.on_outbox()

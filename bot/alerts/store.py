@@ -1,0 +1,96 @@
+"""The alerts' tables in the shared SQLite store: last known risk per identity, alerts, outbox, sweeps."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("idops.alerts")
+
+
+@migrations()
+def m001_tables(db: Database) -> None:
+    # One row per identity ever seen: the last observed risk, and the open alert if any.
+    db.execute(
+        """CREATE TABLE alert_identities (
+            connector TEXT NOT NULL,
+            identity_id TEXT NOT NULL,
+            tenant_id TEXT,
+            level TEXT NOT NULL,
+            score INTEGER,
+            name TEXT,
+            email TEXT,
+            observed_at REAL NOT NULL,
+            alert_id TEXT,
+            resolved_at REAL,
+            snoozed_until REAL,
+            PRIMARY KEY (connector, identity_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX alert_identities_level ON alert_identities (connector, level, score)")
+    db.execute(
+        """CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            connector TEXT NOT NULL,
+            connector_label TEXT NOT NULL,
+            identity_id TEXT NOT NULL,
+            tenant_id TEXT,
+            channel TEXT NOT NULL,
+            ts TEXT,
+            status TEXT NOT NULL,
+            from_level TEXT,
+            from_score INTEGER,
+            level TEXT NOT NULL,
+            score INTEGER,
+            identity TEXT NOT NULL,
+            actions TEXT NOT NULL,
+            mention TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            acked_by TEXT,
+            acked_at REAL,
+            snoozed_by TEXT,
+            snoozed_until REAL,
+            resolved_at REAL
+        )"""
+    )
+    db.execute("CREATE INDEX alerts_identity ON alerts (connector, identity_id)")
+    # Every Slack write the alerts make, written in the same transaction as its cause.
+    db.execute(
+        """CREATE TABLE alert_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            alert_id TEXT,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            attempt_id TEXT,
+            not_before REAL NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            ts TEXT,
+            error TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX alert_outbox_queue ON alert_outbox (status, channel, id)")
+    db.execute(
+        """CREATE TABLE alert_sweeps (
+            scope TEXT PRIMARY KEY,
+            connector TEXT NOT NULL,
+            tenant_id TEXT,
+            baseline_done INTEGER NOT NULL DEFAULT 0,
+            failing INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_started_at REAL,
+            last_success_at REAL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE alert_webhook_events (
+            source TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            PRIMARY KEY (source, event_id)
+        )"""
+    )
