@@ -1,0 +1,340 @@
+"""Deliver the alert outbox to Slack: in order per channel, paced, retried, and never posted twice.
+
+A row is claimed (`pending` → `sending`, attempts + 1) before its first Slack call and marked `sent`
+with the message ts after its last, in the same transaction that records the card's ts on the alert.
+A row claimed before (attempts > 0) may already be in Slack: killed process, timeout after Slack
+acted, 5xx. Before posting such a row again the sender looks for it in the channel (or thread) by the
+metadata every post carries: `idops_alert` with the alert id, the part ("card", "reply", "notice")
+and the outbox row id. Updates (chat.update) are idempotent and simply run again.
+
+One `idops serve` process sends for a database: at start-up every `sending` row is taken back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
+
+import aiohttp
+import sqlite_utils
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from connectors.http import SlidingWindowLimiter
+
+from . import cards
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "idops_alert"
+# Slack errors that no retry will cure: the row is kept as `failed` with the error, for a person to see.
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "restricted_action",
+        "cant_update_message",
+        "invalid_arguments",
+    }
+)
+HISTORY_PAGES = 5  # how far back (x200 messages) an uncertain post is looked for
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, delay: Optional[float] = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class _Permanent(Exception):
+    pass
+
+
+class _CardGone(Exception):
+    """chat.update found no message: someone deleted the card, so a new one is posted."""
+
+
+def _header(headers: Mapping[str, Any], name: str) -> Optional[str]:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return value[0] if isinstance(value, list) else str(value)
+    return None
+
+
+class Sender:
+    """Runs beside the bot: `start()` once, `notify()` when rows were queued, `stop()` at shutdown."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        client: AsyncWebClient,
+        *,
+        interval: float = 1.0,
+        backoff: float = 1.0,
+        backoff_cap: float = 60.0,
+        poll: float = 5.0,
+        hook: Optional[Callable[[str, Mapping[str, Any]], None]] = None,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.interval = interval
+        self.backoff = backoff
+        self.backoff_cap = backoff_cap
+        self.poll = poll
+        # called at "claimed" and "posted" (before the ts is recorded): where the kill tests strike
+        self.hook = hook or (lambda point, row: None)
+        self._wake = asyncio.Event()
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._limiters: dict[str, SlidingWindowLimiter] = {}
+        self._task: Optional[asyncio.Task[None]] = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Take back rows a previous process left mid-delivery; their attempts count makes them uncertain."""
+        return self.db.execute("UPDATE alert_outbox SET status = 'pending' WHERE status = 'sending'").rowcount
+
+    def start(self) -> None:
+        taken = self.recover()
+        if taken:
+            log.info("alert sender: %d deliveries were interrupted; checking Slack before resending", taken)
+        self._task = asyncio.create_task(self._run(), name="idops-alert-sender")
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._workers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+        self._workers.clear()
+        # a row interrupted here is retaken (and checked for) by the next start
+        self.recover()
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until nothing is pending or in flight (tests, shutdown); TimeoutError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.db.execute(
+            "SELECT count(*) FROM alert_outbox WHERE status IN ('pending', 'sending')"
+        ).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"alert outbox still busy after {timeout} s")
+            self.notify()
+            await asyncio.sleep(0.02)
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            for (channel,) in self.db.execute(
+                "SELECT DISTINCT channel FROM alert_outbox WHERE status = 'pending'"
+            ).fetchall():
+                worker = self._workers.get(channel)
+                if worker is None or worker.done():
+                    self._workers[channel] = asyncio.create_task(self._drain(channel))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def _drain(self, channel: str) -> None:
+        """Deliver one channel's rows strictly in order: an update never overtakes its card."""
+        limiter = self._limiters.setdefault(channel, SlidingWindowLimiter(1, self.interval))
+        while True:
+            row = next(
+                self.db.query(
+                    "SELECT * FROM alert_outbox WHERE status = 'pending' AND channel = ? ORDER BY id LIMIT 1",
+                    [channel],
+                ),
+                None,
+            )
+            if row is None:
+                return
+            wait = row["not_before"] - time.time()
+            if wait > 0:
+                await asyncio.sleep(min(wait, self.poll))
+                continue
+            attempt = uuid.uuid4().hex
+            claimed = self.db.execute(
+                "UPDATE alert_outbox SET status = 'sending', attempts = attempts + 1, attempt_id = ?"
+                " WHERE id = ? AND status = 'pending'",
+                [attempt, row["id"]],
+            ).rowcount
+            if not claimed:
+                continue
+            self.hook("claimed", row)
+            try:
+                await self._deliver(row, limiter)
+            except _Retry as retry:
+                delay = retry.delay if retry.delay is not None else self._backoff(row["attempts"] + 1)
+                self._release(row, attempt, "pending", f"{retry} (retrying in {delay:.0f} s)", delay)
+                log.warning(
+                    "alert delivery %s to %s: %s; retrying in %.1f s", row["id"], channel, retry, delay
+                )
+            except _Permanent as exc:
+                self._release(row, attempt, "failed", str(exc), 0)
+                log.error("alert delivery %s to %s failed for good: %s", row["id"], channel, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alert delivery %s to %s hit a bug; retrying later", row["id"], channel)
+                self._release(row, attempt, "pending", "internal error", self.backoff_cap)
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.backoff_cap, self.backoff * 2 ** max(0, attempts - 1)))
+
+    def _release(self, row: Mapping[str, Any], attempt: str, status: str, error: str, delay: float) -> None:
+        self.db.execute(
+            "UPDATE alert_outbox SET status = ?, error = ?, not_before = ? WHERE id = ? AND attempt_id = ?",
+            [status, error, time.time() + delay, row["id"], attempt],
+        )
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    async def _deliver(self, row: Mapping[str, Any], limiter: SlidingWindowLimiter) -> None:
+        channel, payload = row["channel"], json.loads(row["payload"])
+        uncertain = row["attempts"] > 0
+        if row["kind"] == "notice":
+            key = {"alert_id": f"notice-{row['id']}", "part": "notice", "delivery": str(row["id"])}
+            ts = await self._find(channel, key) if uncertain else None
+            if ts is None:
+                ts = await self._post(limiter, row, payload["message"], key)
+            self._sent(row, ts)
+            return
+        alert = self._alert(row["alert_id"])
+        card = cards.alert_card(alert)
+        card_key = {"alert_id": alert["id"], "part": "card"}
+        ts = alert["ts"]
+        if ts is not None and row["kind"] != "alert":
+            try:
+                await self._call(limiter, "chat_update", channel=alert["channel"], ts=ts, **card)
+            except _CardGone:
+                ts = None
+        if ts is None:
+            ts = await self._find(alert["channel"], card_key) if uncertain else None
+            if ts is None:
+                ts = await self._post(limiter, row, card, card_key)
+            if row["kind"] == "alert":
+                self._sent(row, ts, alert_id=alert["id"])
+                return
+            self._card_ts(alert["id"], ts)
+        if row["kind"] == "alert":
+            self._sent(row, ts)
+            return
+        reply = payload.get("reply")
+        if reply is None:
+            self._sent(row, ts)
+            return
+        key = {"alert_id": alert["id"], "part": "reply", "delivery": str(row["id"])}
+        reply_ts = await self._find(alert["channel"], key, thread_ts=ts) if uncertain else None
+        if reply_ts is None:
+            reply_ts = await self._post(
+                limiter, row, reply, key, thread_ts=ts, reply_broadcast=bool(payload.get("broadcast"))
+            )
+        self._sent(row, reply_ts)
+
+    def _alert(self, alert_id: str) -> dict[str, Any]:
+        return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]))
+
+    def _card_ts(self, alert_id: str, ts: str) -> None:
+        self.db.execute("UPDATE alerts SET ts = ? WHERE id = ?", [ts, alert_id])
+
+    def _sent(self, row: Mapping[str, Any], ts: str, *, alert_id: Optional[str] = None) -> None:
+        with self.db.atomic():
+            if alert_id is not None:
+                self._card_ts(alert_id, ts)
+            self.db.execute(
+                "UPDATE alert_outbox SET status = 'sent', ts = ?, sent_at = ?, error = NULL WHERE id = ?",
+                [ts, time.time(), row["id"]],
+            )
+
+    async def _post(
+        self,
+        limiter: SlidingWindowLimiter,
+        row: Mapping[str, Any],
+        message: Mapping[str, Any],
+        key: Mapping[str, str],
+        **extra: Any,
+    ) -> str:
+        response = await self._call(
+            limiter,
+            "chat_postMessage",
+            channel=row["channel"],
+            metadata={"event_type": EVENT_TYPE, "event_payload": dict(key)},
+            unfurl_links=False,
+            unfurl_media=False,
+            **message,
+            **extra,
+        )
+        ts = str(response["ts"])
+        self.hook("posted", row)
+        return ts
+
+    async def _call(self, limiter: SlidingWindowLimiter, method: str, **kwargs: Any) -> Any:
+        await limiter.acquire()
+        try:
+            return await getattr(self.client, method)(**kwargs)
+        except SlackApiError as exc:
+            response = exc.response
+            error = str(response.get("error") or "unknown_error")
+            if response.status_code == 429 or error == "ratelimited":
+                delay = float(_header(response.headers, "Retry-After") or self.backoff)
+                limiter.pause(delay)
+                raise _Retry("Slack rate limited", delay) from None
+            if response.status_code >= 500:
+                raise _Retry(f"Slack answered HTTP {response.status_code}") from None
+            if method == "chat_update" and error == "message_not_found":
+                raise _CardGone(error) from None
+            if error in PERMANENT_ERRORS:
+                raise _Permanent(f"Slack refused {method}: {error}") from None
+            raise _Retry(f"Slack refused {method}: {error}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _Retry(f"Slack unreachable ({type(exc).__name__})") from None
+
+    async def _find(
+        self, channel: str, key: Mapping[str, str], *, thread_ts: Optional[str] = None
+    ) -> Optional[str]:
+        """The ts of an earlier post carrying `key` in its metadata, looked up in recent history."""
+        cursor: Optional[str] = None
+        for _ in range(HISTORY_PAGES):
+            try:
+                if thread_ts is None:
+                    response = await self.client.conversations_history(
+                        channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+                    )
+                else:
+                    response = await self.client.conversations_replies(
+                        channel=channel, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
+                    )
+            except SlackApiError as exc:
+                raise _Retry(f"cannot read Slack history: {exc.response.get('error')}") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise _Retry(f"Slack unreachable ({type(exc).__name__})") from None
+            for message in response.get("messages") or ():
+                metadata = message.get("metadata") or {}
+                found = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == EVENT_TYPE and all(
+                    found.get(k) == v for k, v in key.items()
+                ):
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
