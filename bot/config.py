@@ -100,6 +100,8 @@ class AlertSettings(_Section):
     snooze_minutes: int = Field(240, ge=1)
     mention: Optional[str] = None
     routes: list[AlertRoute] = Field(default_factory=list)
+    # connector name -> tenant ids swept one by one (own schedule, own outage notice), e.g. MSP keys
+    tenants: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class WebhookSettings(_Section):
