@@ -1,0 +1,486 @@
+"""Block Kit builders for every message and view idops sends, built with slack_sdk.models so they validate.
+
+Each builder returns `{"text": ..., "blocks": [...]}` (splat it into `chat_postMessage`, `respond`, ...)
+or a view dict. Every string that came from a provider or a person goes through `esc()`, which escapes
+`&`, `<`, `>` and cuts it to a length Block Kit accepts; the `text` fallback is escaped the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Optional
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from connectors import Action, Identity, RiskLevel
+
+from .approvals import ApprovalRequest, Status
+from .slack_text import escape, truncate
+
+Message = dict[str, Any]
+
+RISK_EMOJI = {
+    RiskLevel.CRITICAL: ":red_circle:",
+    RiskLevel.HIGH: ":large_orange_circle:",
+    RiskLevel.MEDIUM: ":large_yellow_circle:",
+    RiskLevel.LOW: ":large_green_circle:",
+}
+UNKNOWN_RISK = ":white_circle:"
+
+STATUS_LINE = {
+    Status.PENDING: ":hourglass_flowing_sand: Waiting for approval",
+    Status.APPROVED: ":white_check_mark: Approved, running now",
+    Status.EXECUTING: ":gear: Running",
+    Status.EXECUTED: ":white_check_mark: Done",
+    Status.FAILED: ":x: Failed",
+    Status.DENIED: ":no_entry: Denied",
+    Status.EXPIRED: ":alarm_clock: Expired, nobody decided in time",
+}
+
+# Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks)
+FIELD_CHARS = 2000
+TEXT_CHARS = 3000
+HEADER_CHARS = 150
+BUTTON_TEXT_CHARS = 75
+FALLBACK_CHARS = 3000
+MAX_LIST = 15  # identities per list message: 15 sections + header/context/actions stays under 50 blocks
+
+# Slack user and group ids as Slack formats them; anything else in a user field is shown as text.
+_SLACK_ID_PREFIXES = ("U", "W")
+
+
+def esc(text: Optional[object], limit: int = TEXT_CHARS) -> str:
+    """Escape untrusted text for mrkdwn and cut it to `limit` (escaping first, so entities count)."""
+    return truncate(escape(text), limit)
+
+
+def user_ref(user: Optional[str]) -> str:
+    """A mention for a Slack user id, or the escaped text for anything else (e.g. a SOAR requester)."""
+    if user and user[:1] in _SLACK_ID_PREFIXES and user.isalnum() and user.isupper():
+        return f"<@{user}>"
+    return esc(user or "someone", 200)
+
+
+def slack_date(when: Optional[datetime], fallback_format: str = "%Y-%m-%d %H:%M UTC") -> str:
+    """A Slack date token shown in the reader's time zone, with a UTC fallback."""
+    if when is None:
+        return "never"
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{when:{fallback_format}}>"
+
+
+def risk_badge(score: Optional[int], level: Optional[RiskLevel | str]) -> str:
+    """Emoji by level, score and level name: the first thing a reader sees."""
+    parsed = _level(level)
+    emoji = RISK_EMOJI.get(parsed, UNKNOWN_RISK) if parsed else UNKNOWN_RISK
+    shown_score = "?" if score is None else str(score)
+    return f"{emoji} *{shown_score}* {parsed.value if parsed else 'unknown'}"
+
+
+def _level(level: Optional[RiskLevel | str]) -> Optional[RiskLevel]:
+    if level is None or isinstance(level, RiskLevel):
+        return level
+    try:
+        return RiskLevel.parse(level)
+    except ValueError:
+        return None
+
+
+def message(text: str, blocks: Sequence[Block] = ()) -> Message:
+    """A message payload: `text` (already escaped) as fallback and the blocks as validated dicts."""
+    out: Message = {"text": truncate(text, FALLBACK_CHARS)}
+    if blocks:
+        out["blocks"] = [block.to_dict() for block in blocks]
+    return out
+
+
+def text_message(text: str) -> Message:
+    """A plain mrkdwn reply (`text` already escaped), as one section so it renders like the cards."""
+    return message(text, [SectionBlock(text=MarkdownTextObject(text=truncate(text, TEXT_CHARS)))])
+
+
+def _md(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=truncate(text, FIELD_CHARS))
+
+
+def _plain(text: str, limit: int) -> PlainTextObject:
+    return PlainTextObject(text=truncate(text, limit), emoji=True)
+
+
+def _button(
+    text: str,
+    action_id: str,
+    value: str,
+    *,
+    style: Optional[str] = None,
+    confirm: Optional[ConfirmObject] = None,
+) -> ButtonElement:
+    return ButtonElement(
+        text=_plain(text, BUTTON_TEXT_CHARS), action_id=action_id, value=value, style=style, confirm=confirm
+    )
+
+
+def identity_ref(identity: Identity) -> str:
+    """The `<connector>:<identity id>` value that request buttons carry (see docs/architecture.md)."""
+    return f"{identity.connector}:{identity.id}"
+
+
+def request_buttons(identity: Identity, actions: Iterable[Action]) -> list[ButtonElement]:
+    """One `request:<action>` button per action the provider supports, in a fixed order."""
+    order = (Action.REVOKE_SESSIONS, Action.FORCE_PASSWORD_RESET, Action.DISABLE)
+    wanted = set(actions)
+    return [
+        _button(
+            action.label,
+            f"request:{action.value}",
+            identity_ref(identity),
+            style="danger" if action is Action.DISABLE else None,
+        )
+        for action in order
+        if action in wanted
+    ]
+
+
+def _summary_line(identity: Identity, source: str) -> str:
+    """One mrkdwn line: risk, name, email, where it lives."""
+    parts = [risk_badge(identity.risk_score, identity.risk_level), f"*{esc(identity.name, 200)}*"]
+    if identity.email and identity.email != identity.name:
+        parts.append(esc(identity.email, 200))
+    where = esc(source, 100) + (f" / {esc(identity.tenant_id, 100)}" if identity.tenant_id else "")
+    parts.append(where)
+    if identity.privileged:
+        parts.append(":crown: privileged")
+    if identity.status and identity.status.lower() not in ("active", "enabled"):
+        parts.append(f"_{esc(identity.status, 50)}_")
+    return " · ".join(parts)
+
+
+def identity_card(identity: Identity, *, source: str, actions: Iterable[Action]) -> Message:
+    """The lookup answer: who it is, risk at a glance, MFA, privilege, last login, roles, action buttons.
+
+    `source` names the connector ("HomeBase (hld)"); `actions` are the ones the provider supports.
+    """
+    mfa = (
+        ":warning: not enrolled"
+        if identity.mfa_enrolled is False
+        else ("enrolled" if identity.mfa_enrolled else "unknown")
+    )
+    if identity.mfa_methods:
+        mfa += ": " + ", ".join(esc(m, 50) for m in identity.mfa_methods)
+    login_parts = [slack_date(identity.last_login_at)]
+    if identity.last_login_ip:
+        login_parts.append(esc(identity.last_login_ip, 100))
+    if identity.last_login_country:
+        login_parts.append(esc(identity.last_login_country, 50))
+    provider = esc(source, 200)
+    if identity.provider:
+        provider += f" via {esc(identity.provider, 100)}"
+    if identity.tenant_id:
+        provider += f"\ntenant {esc(identity.tenant_id, 200)}"
+    fields = [
+        f"*Risk*\n{risk_badge(identity.risk_score, identity.risk_level)}",
+        f"*Status*\n{esc(identity.status or 'unknown', 200)}",
+        f"*Email*\n{esc(identity.email or '-', 500)}",
+        f"*Provider*\n{provider}",
+        f"*MFA*\n{mfa}",
+        f"*Privileged*\n{':crown: yes' if identity.privileged else 'no'}",
+        f"*Last login*\n{' · '.join(login_parts)}",
+        f"*Roles*\n{esc(', '.join(identity.roles) or '-', 1000)}",
+        f"*ID*\n{esc(identity.id, 500)}",
+    ]
+    blocks: list[Block] = [
+        HeaderBlock(text=_plain(escape(identity.name), HEADER_CHARS)),
+        SectionBlock(fields=[_md(field) for field in fields]),
+    ]
+    buttons = request_buttons(identity, actions)
+    if buttons:
+        blocks.append(ActionsBlock(elements=buttons))
+    else:
+        blocks.append(ContextBlock(elements=[_md(f"{esc(source, 200)} offers no response actions.")]))
+    fallback = (
+        f"{esc(identity.name, 200)}: risk {identity.risk_score if identity.risk_score is not None else '?'}"
+    )
+    if identity.risk_level:
+        fallback += f" ({identity.risk_level.value})"
+    return message(fallback, blocks)
+
+
+def identity_list(
+    title: str,
+    matches: Sequence[tuple[Identity, str]],
+    *,
+    button: Optional[tuple[str, str]] = ("Show", "identity:show"),
+    note: str = "",
+    more: Optional[tuple[str, str]] = None,
+) -> Message:
+    """Several identities, one line each with a button (label, action_id) carrying `connector:id`.
+
+    `title` and `note` are trusted mrkdwn made by idops; `more` adds a paging button (label, value)
+    with action_id `risky:page`.
+    """
+    blocks: list[Block] = [SectionBlock(text=_md(title))]
+    for identity, source in matches[:MAX_LIST]:
+        accessory = _button(button[0], button[1], identity_ref(identity)) if button else None
+        blocks.append(SectionBlock(text=_md(_summary_line(identity, source)), accessory=accessory))
+    if note:
+        blocks.append(ContextBlock(elements=[_md(note)]))
+    if more:
+        blocks.append(ActionsBlock(elements=[_button(more[0], "risky:page", more[1])]))
+    lines = [title] + [
+        f"{esc(identity.name, 100)} ({identity.risk_score if identity.risk_score is not None else '?'})"
+        for identity, _ in matches[:MAX_LIST]
+    ]
+    return message("\n".join(lines), blocks)
+
+
+def page_value(level: Optional[RiskLevel], tenant: Optional[str], offset: int) -> str:
+    """What the `risky:page` button carries: the query and where the next page starts."""
+    return json.dumps({"level": level.value if level else None, "tenant": tenant, "offset": offset})[:2000]
+
+
+def _target_line(request: ApprovalRequest) -> str:
+    target = request.target
+    name = target.get("name") or target.get("email") or request.identity_id
+    parts = [risk_badge(target.get("risk_score"), target.get("risk_level")), f"*{esc(name, 200)}*"]
+    if target.get("email") and target.get("email") != name:
+        parts.append(esc(target["email"], 200))
+    where = esc(target.get("provider_label") or request.connector, 100)
+    if target.get("tenant_id"):
+        where += f" / {esc(target['tenant_id'], 100)}"
+    parts.append(where)
+    if target.get("privileged"):
+        parts.append(":crown: privileged")
+    return " · ".join(parts)
+
+
+def approval_card(request: ApprovalRequest) -> Message:
+    """The card in the approval channel; buttons only while a click can still change something."""
+    target = request.target
+    name = esc(target.get("name") or target.get("email") or request.identity_id, 200)
+    status = STATUS_LINE[request.status]
+    if request.status is Status.DENIED:
+        status += f" by {user_ref(request.decided_by)}"
+        if request.decision_reason:
+            status += f": {esc(request.decision_reason, 1000)}"
+    elif request.status is Status.EXECUTED and request.decided_at:
+        status += f" (approved {slack_date(request.decided_at)})"
+    approvals = f"{len(request.approvers)} of {request.approvals_needed}"
+    if request.approvers:
+        approvals += ": " + ", ".join(user_ref(u) for u in request.approvers)
+    fields = [
+        f"*Action*\n{request.action.label}",
+        f"*Requested by*\n{user_ref(request.requested_by)}",
+        f"*Reason*\n{esc(request.reason or '-', 1500)}",
+        f"*Expires*\n{slack_date(request.expires_at)}",
+        f"*Approvals*\n{approvals}",
+        f"*Status*\n{status}",
+    ]
+    blocks: list[Block] = [
+        HeaderBlock(text=_plain(f"{request.action.label} request", HEADER_CHARS)),
+        SectionBlock(text=_md(_target_line(request))),
+        SectionBlock(fields=[_md(field) for field in fields]),
+    ]
+    if request.status is Status.PENDING:
+        confirm = ConfirmObject(
+            title="Approve this action?",
+            text=_md(f"{request.action.label} for *{name}* runs as soon as enough approvers agree."),
+            confirm="Approve",
+            deny="Cancel",
+        )
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    _button("Approve", "approval:approve", request.id, style="primary", confirm=confirm),
+                    _button("Deny", "approval:deny", request.id, style="danger"),
+                ]
+            )
+        )
+    elif request.status is Status.FAILED:
+        blocks.append(ActionsBlock(elements=[_button("Retry", "approval:retry", request.id)]))
+    blocks.append(ContextBlock(elements=[_md(f"Request {esc(request.id, 100)} · {esc(request.source, 50)}")]))
+    fallback = f"{request.action.label} for {name}: {STATUS_LINE[request.status].split(' ', 1)[1]}"
+    return message(fallback, blocks)
+
+
+def result_reply(request: ApprovalRequest) -> Message:
+    """The thread reply under an approval card once its action ran: the provider's answer or error."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    if request.status is Status.EXECUTED:
+        result: Mapping[str, Any] = request.result or {}
+        outcome = esc(result.get("status") or "done", 50)
+        text = f":white_check_mark: {request.action.label} for *{name}*: {outcome}"
+        if result.get("message"):
+            text += f"\n> {esc(result['message'], 1500)}"
+        if result.get("reference"):
+            text += f"\nProvider reference: {esc(result['reference'], 200)}"
+    else:
+        text = (
+            f":x: {request.action.label} for *{name}* failed: {esc(request.error or 'unknown error', 2000)}"
+        )
+        text += "\nAn approver can press *Retry* on the card."
+    return text_message(text)
+
+
+def approval_line(request: ApprovalRequest) -> str:
+    """One mrkdwn line for lists of requests (`/idops pending`, App Home)."""
+    target = request.target
+    name = esc(target.get("name") or target.get("email") or request.identity_id, 200)
+    line = (
+        f"*{request.action.label}* for *{name}* "
+        f"({risk_badge(target.get('risk_score'), target.get('risk_level'))})"
+        f" · by {user_ref(request.requested_by)} · {len(request.approvers)} of {request.approvals_needed}"
+        f" · expires {slack_date(request.expires_at)}"
+    )
+    if request.message_channel:
+        line += f" · in <#{request.message_channel}>"
+    return line
+
+
+def approval_list(title: str, requests: Sequence[ApprovalRequest], *, empty: str) -> Message:
+    """A list of pending requests (each line links to where its card is)."""
+    if not requests:
+        return text_message(empty)
+    blocks: list[Block] = [SectionBlock(text=_md(title))]
+    blocks += [SectionBlock(text=_md(approval_line(r))) for r in requests[:40]]
+    if len(requests) > 40:
+        blocks.append(ContextBlock(elements=[_md(f"… and {len(requests) - 40} more")]))
+    return message(title + f" ({len(requests)})", blocks)
+
+
+def _audit_line(row: Mapping[str, Any]) -> str:
+    at = row.get("at")
+    try:
+        when = slack_date(datetime.fromisoformat(at)) if isinstance(at, str) else "?"
+    except ValueError:
+        when = esc(at, 40)
+    line = f"{when} · *{esc(row.get('event'), 50)}*"
+    if row.get("action"):
+        try:
+            line += f" {Action(row['action']).label}"
+        except ValueError:
+            line += f" {esc(row['action'], 50)}"
+    line += f" by {user_ref(row.get('actor'))}"
+    detail = row.get("detail")
+    if not isinstance(detail, Mapping):
+        detail = {}
+    for key in ("reason", "rule", "error"):
+        if detail.get(key):
+            line += f" · {key}: {esc(detail[key], 300)}"
+    if row.get("request_id"):
+        line += f" · {esc(row['request_id'], 60)}"
+    return line
+
+
+def audit_list(title: str, rows: Sequence[Mapping[str, Any]]) -> Message:
+    """Audit rows about one identity, newest first, one line each (`title` is trusted mrkdwn)."""
+    if not rows:
+        return text_message(title + "\nNo audit entries yet.")
+    blocks: list[Block] = [SectionBlock(text=_md(title))]
+    chunk: list[str] = []
+    for line in (_audit_line(row) for row in rows[:40]):
+        if chunk and sum(len(x) + 1 for x in chunk) + len(line) > FIELD_CHARS - 10:
+            blocks.append(SectionBlock(text=_md("\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+    blocks.append(SectionBlock(text=_md("\n".join(chunk))))
+    return message(title, blocks)
+
+
+def reason_modal(action: Action, who: str, metadata: str) -> dict[str, Any]:
+    """Modal that collects the reason a request needs (disable), callback_id `request:reason`.
+
+    `metadata` (private_metadata) says what to request; the submit handler re-reads the identity.
+    """
+    view = View(
+        type="modal",
+        callback_id="request:reason",
+        private_metadata=metadata[:3000],
+        title=_plain(action.label, 24),
+        submit=_plain("Request", 24),
+        close=_plain("Cancel", 24),
+        blocks=[
+            SectionBlock(text=_md(f"{action.label} for *{esc(who, 500)}* needs a reason for the approvers.")),
+            InputBlock(
+                block_id="reason",
+                label=_plain("Reason", 2000),
+                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+def deny_modal(request: ApprovalRequest) -> dict[str, Any]:
+    """Modal asking why a request is denied, callback_id `approval:deny`, private_metadata = request id."""
+    name = esc(request.target.get("name") or request.identity_id, 500)
+    view = View(
+        type="modal",
+        callback_id="approval:deny",
+        private_metadata=request.id,
+        title=_plain("Deny request", 24),
+        submit=_plain("Deny", 24),
+        close=_plain("Cancel", 24),
+        blocks=[
+            SectionBlock(text=_md(f"Deny *{request.action.label}* for *{name}*?")),
+            InputBlock(
+                block_id="reason",
+                label=_plain("Why?", 2000),
+                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+def home_view(
+    counts: Mapping[RiskLevel, str],
+    riskiest: Sequence[tuple[Identity, str]],
+    waiting: Sequence[ApprovalRequest],
+    *,
+    note: str = "",
+) -> dict[str, Any]:
+    """The App Home tab: counts by risk level, the riskiest identities, approvals waiting on the viewer."""
+    order = (RiskLevel.CRITICAL, RiskLevel.HIGH, RiskLevel.MEDIUM, RiskLevel.LOW)
+    blocks: list[Block] = [
+        HeaderBlock(text=_plain("idops", HEADER_CHARS)),
+        SectionBlock(
+            fields=[
+                _md(f"{RISK_EMOJI[level]} *{level.value.title()}*\n{counts.get(level, '0')}")
+                for level in order
+            ]
+        ),
+    ]
+    if note:
+        blocks.append(ContextBlock(elements=[_md(note)]))
+    blocks += [DividerBlock(), SectionBlock(text=_md("*Riskiest identities*"))]
+    if riskiest:
+        for identity, source in riskiest[:10]:
+            blocks.append(
+                SectionBlock(
+                    text=_md(_summary_line(identity, source)),
+                    accessory=_button("Show", "identity:show", identity_ref(identity)),
+                )
+            )
+    else:
+        blocks.append(ContextBlock(elements=[_md("No identities at high or critical risk.")]))
+    blocks += [DividerBlock(), SectionBlock(text=_md("*Waiting on your approval*"))]
+    if waiting:
+        blocks += [SectionBlock(text=_md(approval_line(r))) for r in waiting[:20]]
+    else:
+        blocks.append(ContextBlock(elements=[_md("Nothing is waiting on you.")]))
+    return View(type="home", blocks=blocks).to_dict()

@@ -1,0 +1,300 @@
+"""The slash command: `/idops help|whois|risky|revoke|reset|disable|pending|audit`.
+
+Parsing is cheap and happens before the ack, so a typo is answered in the ack itself with a usage
+line; everything that calls a provider runs after the ack through `Bot.run` and answers by response_url.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from connectors import Action, RiskLevel
+
+from .. import blocks
+from ..app import SCAN_CAP, Bot
+from ..blocks import Message, esc, text_message
+
+SUBCOMMANDS = {
+    "help": "help",
+    "whois": "whois <email|id|name>",
+    "risky": "risky [low|medium|high|critical] [tenant]",
+    "revoke": "revoke <who> [reason]",
+    "reset": "reset <who> [reason]",
+    "disable": "disable <who> <reason>",
+    "pending": "pending",
+    "audit": "audit <who>",
+}
+ACTIONS = {"revoke": Action.REVOKE_SESSIONS, "reset": Action.FORCE_PASSWORD_RESET, "disable": Action.DISABLE}
+MAX_QUERY = 256
+MAX_TEXT = 2000
+
+# Slack formats what it recognises in command text: <mailto:a@b.c|a@b.c>, <https://x.y|x.y>, <#C1|name>.
+_SLACK_LINK = re.compile(r"<(?:mailto:)?([^<>|]*)(?:\|([^<>]*))?>")
+_SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"'})
+
+LOOKUP_REFUSED = text_message(
+    ":no_entry: Only responders and approvers can look up identities"
+    " ([access] responders, [access] approvers)."
+)
+
+
+class UsageError(Exception):
+    """A command Slack sent that idops can't run; `str()` is mrkdwn (user text already escaped)."""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    name: str
+    args: list[str]
+
+
+def unwrap(text: str) -> str:
+    """Command text as the person typed it: Slack's link markup removed, its entities decoded."""
+
+    def plain(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith(("@", "!")):
+            return match.group(0)  # a mention: keep it, it matches nothing and is escaped when echoed
+        return label or target
+
+    return html.unescape(_SLACK_LINK.sub(plain, text))
+
+
+def tokenize(text: str) -> list[str]:
+    """Split on spaces; double quotes group words ("Ada Lovelace"); apostrophes are plain letters."""
+    lexer = shlex.shlex(text.translate(_SMART_QUOTES), posix=True)
+    lexer.whitespace_split = True
+    lexer.quotes = '"'
+    lexer.escape = ""
+    lexer.commenters = ""
+    try:
+        return list(lexer)
+    except ValueError:
+        raise UsageError("A double quote is not closed.") from None
+
+
+def parse(text: str) -> Parsed:
+    """Split the command text into a subcommand and its arguments; UsageError for unknown ones."""
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"That command is longer than {MAX_TEXT} characters.")
+    words = tokenize(unwrap(text or ""))
+    if not words:
+        return Parsed("help", [])
+    name = words[0].lower()
+    if name not in SUBCOMMANDS:
+        raise UsageError(f"Unknown subcommand *{esc(words[0], 100)}*.")
+    return Parsed(name, words[1:])
+
+
+def usage(command: str, name: Optional[str] = None) -> str:
+    """The usage line of one subcommand, or of all of them (escaped mrkdwn)."""
+    names = [name] if name else list(SUBCOMMANDS)
+    return "\n".join(f"`{esc(command)} {esc(SUBCOMMANDS[n])}`" for n in names)
+
+
+def help_message(command: str) -> Message:
+    return text_message(
+        "*idops* looks up identities and runs response actions after an approver agrees.\n"
+        + usage(command)
+        + "\n`<who>` is an email, a provider id or a name (quote names with spaces)."
+    )
+
+
+def parse_level(value: str) -> RiskLevel:
+    try:
+        return RiskLevel.parse(value)
+    except ValueError:
+        raise UsageError(
+            f"*{esc(value, 50)}* is not a risk level (expected low, medium, high or critical)."
+        ) from None
+
+
+def query_of(words: list[str], what: str = "<who>") -> str:
+    """The identity query: the words joined; UsageError when missing or absurdly long."""
+    query = " ".join(words).strip()
+    if not query:
+        raise UsageError(f"Say who: {esc(what)} is missing.")
+    if len(query) > MAX_QUERY:
+        raise UsageError(f"{esc(what)} is longer than {MAX_QUERY} characters.")
+    return query
+
+
+# -- the work done after the ack ---------------------------------------------------------------
+
+
+def _with_faults(reply: Message, note: str) -> Message:
+    """Add a context line about connectors that didn't answer."""
+    if note:
+        reply.setdefault("blocks", []).append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": note[:2000]}]}
+        )
+    return reply
+
+
+async def whois(bot: Bot, user: str, query: str) -> Message:
+    if not await bot.may_look(user):
+        return LOOKUP_REFUSED
+    found = await bot.search(query)
+    note = found.fault_note()
+    if not found.identities:
+        if found.faults:
+            return text_message(note)
+        searched = ", ".join(bot.source(name) for name in bot.connectors) or "no connectors"
+        return text_message(f"No identity matches *{esc(query, 300)}* in {esc(searched, 1000)}.")
+    if len(found.identities) == 1:
+        return _with_faults(bot.card(found.identities[0]), note)
+    title = f"{len(found.identities)} identities match *{esc(query, 300)}*:"
+    return _with_faults(blocks.identity_list(title, bot.labelled(found.identities)), note)
+
+
+async def request_for(bot: Bot, user: str, action: Action, who: str, reason: str) -> Message:
+    """Resolve `who` across connectors: one match becomes a request, several are listed to choose."""
+    if not await bot.may_look(user):
+        return LOOKUP_REFUSED
+    found = await bot.search(who)
+    if not found.identities:
+        return text_message(found.fault_note() or f"No identity matches *{esc(who, 300)}*.")
+    if len(found.identities) == 1:
+        identity = found.identities[0]
+        return await bot.start_request(
+            user=user, connector=identity.connector, identity_id=identity.id, action=action, reason=reason
+        )
+    matches = [(i, s) for i, s in bot.labelled(found.identities) if action in bot.actions_for(i)]
+    if not matches:
+        return text_message(f"None of the identities matching *{esc(who, 300)}* supports {action.label}.")
+    title = f"{len(matches)} identities match *{esc(who, 300)}*; choose who gets *{action.label}*:"
+    return _with_faults(
+        blocks.identity_list(title, matches, button=(action.label, f"request:{action.value}")),
+        found.fault_note(),
+    )
+
+
+async def risky(
+    bot: Bot, user: str, level: Optional[RiskLevel], tenant: Optional[str], offset: int = 0
+) -> Message:
+    if not await bot.may_look(user):
+        return LOOKUP_REFUSED
+    found, more = await bot.riskiest(level, tenant, offset=offset)
+    scope = (level.value if level else "any level") + (f", tenant {esc(tenant, 100)}" if tenant else "")
+    if not found.identities:
+        return text_message(found.fault_note() or f"No identities at risk ({scope}).")
+    first = offset + 1
+    title = f"*Riskiest identities* ({scope}), {first}-{offset + len(found.identities)}:"
+    notes = [found.fault_note()] if found.faults else []
+    if found.capped:
+        notes.append(f"Read the first {SCAN_CAP} per connector and level; name a tenant to narrow it.")
+    more_button = (
+        ("Next page", blocks.page_value(level, tenant, offset + len(found.identities))) if more else None
+    )
+    return blocks.identity_list(
+        title, bot.labelled(found.identities), note="\n".join(notes), more=more_button
+    )
+
+
+async def pending(bot: Bot, user: str) -> Message:
+    if not await bot.may_look(user):
+        return LOOKUP_REFUSED
+    requests = await bot.service.pending()
+    return blocks.approval_list("*Requests waiting for approval*", requests, empty="No requests are waiting.")
+
+
+async def audit(bot: Bot, user: str, who: str) -> Message:
+    if not await bot.may_look(user):
+        return LOOKUP_REFUSED
+    found = await bot.search(who)
+    if not found.identities:
+        return text_message(found.fault_note() or f"No identity matches *{esc(who, 300)}*.")
+    if len(found.identities) > 1:
+        title = f"{len(found.identities)} identities match *{esc(who, 300)}*; be more specific:"
+        return blocks.identity_list(title, bot.labelled(found.identities))
+    identity = found.identities[0]
+    rows = bot.service.history(identity.connector, identity.id)
+    return blocks.audit_list(f"*Audit trail of {esc(identity.name, 200)}* (newest first)", rows)
+
+
+def register(app: AsyncApp, bot: Bot) -> None:
+    command_name = bot.config.slack.command
+
+    @app.command(command_name)
+    async def on_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        user = command["user_id"]
+        parsed: Optional[Parsed] = None
+        try:
+            parsed = parse(command.get("text") or "")
+            await dispatch(parsed, ack=ack, command=command, respond=respond, client=client, user=user)
+        except UsageError as exc:
+            await ack(
+                **text_message(f"{exc}\nUsage:\n{usage(command_name, parsed.name if parsed else None)}")
+            )
+
+    async def dispatch(
+        parsed: Parsed,
+        *,
+        ack: AsyncAck,
+        command: dict[str, Any],
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        user: str,
+    ) -> None:
+        name, args = parsed.name, parsed.args
+        if name == "help":
+            await ack(**help_message(command_name))
+            return
+        if name in ("pending",) and args:
+            raise UsageError(f"`{esc(name)}` takes no arguments.")
+        if name == "whois":
+            query = query_of(args, "<email|id|name>")
+            await ack()
+            bot.run(whois(bot, user, query), user=user, respond=respond, name="whois")
+        elif name == "risky":
+            if len(args) > 2:
+                raise UsageError("Too many arguments.")
+            level = parse_level(args[0]) if args else None
+            tenant = args[1] if len(args) > 1 else None
+            await ack()
+            bot.run(risky(bot, user, level, tenant), user=user, respond=respond, name="risky")
+        elif name in ACTIONS:
+            action = ACTIONS[name]
+            who = query_of(args[:1])
+            reason = " ".join(args[1:]).strip()
+            if action is Action.DISABLE and not reason:
+                # a modal needs the trigger_id, valid for 3 s: open it now and resolve `who` on submit
+                await ack()
+                metadata = json.dumps(
+                    {"action": action.value, "who": who, "channel": command.get("channel_id")}
+                )
+                try:
+                    await client.views_open(
+                        trigger_id=command["trigger_id"], view=blocks.reason_modal(action, who, metadata)
+                    )
+                except SlackApiError as exc:
+                    await bot.tell(
+                        user,
+                        text_message(
+                            ":warning: Slack did not open the reason form"
+                            f" ({esc(exc.response.get('error'), 100)})."
+                            f" Give the reason after the name instead:\n{usage(command_name, name)}"
+                        ),
+                        respond=respond,
+                    )
+                return
+            await ack()
+            bot.run(request_for(bot, user, action, who, reason), user=user, respond=respond, name=name)
+        elif name == "pending":
+            await ack()
+            bot.run(pending(bot, user), user=user, respond=respond, name="pending")
+        elif name == "audit":
+            who = query_of(args)
+            await ack()
+            bot.run(audit(bot, user, who), user=user, respond=respond, name="audit")

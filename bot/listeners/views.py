@@ -1,0 +1,76 @@
+"""Modal submissions: the reason for a request that needs one, and the reason for a denial."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any, Optional
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+
+from connectors import Action
+
+from ..app import Bot
+from ..approvals import Decision, PolicyError
+from ..blocks import Message, esc
+from . import commands
+from .actions import split_ref
+
+DAMAGED = "This form is damaged; run the command again."
+
+
+def reason_of(view: dict[str, Any]) -> str:
+    """The text typed in the modal's `reason` input."""
+    value = view.get("state", {}).get("values", {}).get("reason", {}).get("reason", {}).get("value")
+    return (value or "").strip()
+
+
+def register(app: AsyncApp, bot: Bot) -> None:
+    @app.view("request:reason")
+    async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        reason = reason_of(view)
+        if not reason:
+            await ack(response_action="errors", errors={"reason": "Give a reason for the approvers."})
+            return
+        try:
+            meta = json.loads(view.get("private_metadata") or "")
+            action = Action(meta["action"])
+            channel: Optional[str] = meta.get("channel")
+            ref = split_ref(str(meta["ref"])) if meta.get("ref") else None
+            who = str(meta.get("who") or "")
+            if ref is None and not who:
+                raise ValueError("nothing to request")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            await ack(response_action="errors", errors={"reason": DAMAGED})
+            return
+        await ack()
+        work: Awaitable[Message]
+        if ref is not None:
+            work = bot.start_request(
+                user=user, connector=ref[0], identity_id=ref[1], action=action, reason=reason
+            )
+        else:
+            work = commands.request_for(bot, user, action, who, reason)
+        bot.run(work, user=user, channel=channel, name="reason form")
+
+    @app.view("approval:deny")
+    async def on_deny(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        request_id = view.get("private_metadata") or ""
+        try:
+            request = await bot.service.decide(
+                request_id, user_id=user, decision=Decision.DENY, reason=reason_of(view)
+            )
+        except PolicyError as exc:
+            # shown under the reason box, so the approver sees why and can close the form
+            await ack(response_action="errors", errors={"reason": esc(exc.message, 2000)})
+            if exc.request is not None:
+                bot.tasks.spawn(_refresh(bot, exc.request.id), "deny refresh")
+            return
+        await ack()
+        bot.tasks.spawn(_refresh(bot, request.id), "deny refresh")
+
+
+async def _refresh(bot: Bot, request_id: str) -> None:
+    await bot.refresh_card(request_id)

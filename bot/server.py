@@ -1,0 +1,202 @@
+"""`idops serve`: the Slack bot over HTTP (`POST /slack/events`) or Socket Mode, plus `/healthz` and the
+SOAR API, on one aiohttp application.
+
+`build_web_app` is the factory tests and the demo use; `main(argv)` is the command. Other parts (risk
+alerts) plug in through `EXTENSIONS`: each names a `setup(web_app, bot)` function that may add routes,
+Bolt listeners (`web_app[BOLT]`), migrations and start-up/clean-up callbacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Optional
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from connectors import Connector, ConnectorError, build
+
+from . import api, approvals, audit
+from .app import Bot, create_app
+from .approvals import ApprovalService, utcnow
+from .config import Config, ConfigError, Secrets, load_config
+from .directory import SlackDirectory
+from .store import open_db
+
+log = logging.getLogger("idops.server")
+
+Extension = Callable[[web.Application, Bot], None]
+#: "module:function" of each extension, set up in order after the bot's own routes and listeners
+EXTENSIONS: tuple[str, ...] = ()
+
+BOT = web.AppKey("idops_bot", Bot)
+BOLT = web.AppKey("idops_bolt", AsyncApp)
+_EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
+_SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
+EXPIRY_SECONDS = 30.0
+
+
+def _secret(value: object) -> Optional[str]:
+    getter = getattr(value, "get_secret_value", None)
+    return getter() if getter else None
+
+
+def require(secrets: Secrets, *names: str) -> dict[str, str]:
+    """The named secrets' values; ConfigError naming the first one that is not set."""
+    out = {}
+    for name in names:
+        value = _secret(getattr(secrets, name))
+        if not value:
+            raise ConfigError(f"environment variable {name} is not set")
+        out[name] = value
+    return out
+
+
+def load_extensions(names: Sequence[str] = EXTENSIONS) -> list[Extension]:
+    """Import each `module:function` extension."""
+    found: list[Extension] = []
+    for name in names:
+        module, _, function = name.partition(":")
+        found.append(getattr(importlib.import_module(module), function or "setup"))
+    return found
+
+
+def build_connectors(
+    config: Config, environ: Mapping[str, str], session: Optional[aiohttp.ClientSession] = None
+) -> dict[str, Connector]:
+    """Every configured connector, secrets resolved from `environ`."""
+    return {
+        entry.name: build(entry.kind, entry.name, entry.settings(environ), session=session)
+        for entry in config.connectors
+    }
+
+
+def build_web_app(
+    config: Config,
+    secrets: Secrets,
+    *,
+    connectors: Optional[Mapping[str, Connector]] = None,
+    session: Optional[aiohttp.ClientSession] = None,
+    clock: Callable[[], datetime] = utcnow,
+    socket_mode: bool = False,
+    extensions: Optional[Sequence[Extension]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+    expiry_seconds: float = EXPIRY_SECONDS,
+) -> web.Application:
+    """The bot's aiohttp application: Slack events (HTTP mode), /healthz, the SOAR API, extensions.
+
+    Connectors given by the caller are left open; those built here are closed on clean-up.
+    ConfigError names a missing environment variable or bad connector setting.
+    """
+    names = ["SLACK_BOT_TOKEN"] + (["SLACK_APP_TOKEN"] if socket_mode else ["SLACK_SIGNING_SECRET"])
+    values = require(secrets, *names)
+    owned = connectors is None
+    if connectors is None:
+        try:
+            connectors = build_connectors(config, os.environ if environ is None else environ, session)
+        except ConnectorError as exc:
+            raise ConfigError(str(exc)) from None
+    api_url = secrets.SLACK_API_URL or config.slack.api_url
+    client = AsyncWebClient(token=values["SLACK_BOT_TOKEN"], base_url=api_url.rstrip("/") + "/")
+    db = open_db(config.store.path, [approvals.MIGRATIONS, audit.MIGRATIONS])
+    service = ApprovalService(
+        db,
+        connectors=connectors,
+        access=config.access,
+        approvals=config.approvals,
+        directory=SlackDirectory(client),
+        clock=clock,
+    )
+    bot = Bot(config, client=client, connectors=connectors, service=service)
+    # Socket Mode has no signing secret; Bolt only verifies HTTP requests, which that mode never gets.
+    bolt = create_app(bot, signing_secret=values.get("SLACK_SIGNING_SECRET", ""), verify=not socket_mode)
+
+    web_app = web.Application()
+    web_app[BOT] = bot
+    web_app[BOLT] = bolt
+
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(request: web.Request) -> web.Response:
+        db.execute("SELECT 1")
+        return web.json_response({"ok": True, "connectors": sorted(connectors)})
+
+    if not socket_mode:
+        web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    api.add_routes(web_app, service, _secret(secrets.IDOPS_API_TOKEN), on_created=bot.post_approval)
+
+    async def expiry_loop() -> None:
+        while True:
+            try:
+                await bot.expire_due()
+            except Exception:
+                log.exception("expiring overdue requests failed; trying again in %ss", expiry_seconds)
+            await asyncio.sleep(expiry_seconds)
+
+    async def start(_: web.Application) -> None:
+        web_app[_EXPIRY] = asyncio.get_running_loop().create_task(expiry_loop(), name="expiry")
+        if socket_mode:
+            handler = AsyncSocketModeHandler(bolt, values["SLACK_APP_TOKEN"])
+            web_app[_SOCKET] = handler
+            await handler.connect_async()
+
+    async def stop(_: web.Application) -> None:
+        web_app[_EXPIRY].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await web_app[_EXPIRY]
+        if _SOCKET in web_app:
+            await web_app[_SOCKET].close_async()
+        try:
+            await bot.join(timeout=30)
+        except TimeoutError:
+            log.warning("stopped with %d background tasks unfinished", len(bot.tasks))
+        if owned:
+            for connector in connectors.values():
+                await connector.close()
+        db.close()
+
+    web_app.on_startup.append(start)
+    web_app.on_cleanup.append(stop)
+    for extension in load_extensions() if extensions is None else extensions:
+        extension(web_app, bot)
+    return web_app
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idops serve", description="Run the idops Slack bot.")
+    parser.add_argument("--config", required=True, help="the idops TOML config file")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument(
+        "--socket-mode", action="store_true", help="connect to Slack over Socket Mode (needs SLACK_APP_TOKEN)"
+    )
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        web_app = build_web_app(config, Secrets(), socket_mode=args.socket_mode)
+    except ConfigError as exc:
+        print(f"idops serve: {exc}", file=sys.stderr)
+        return 2
+    mode = "Socket Mode" if args.socket_mode else f"POST http://{args.host}:{args.port}/slack/events"
+    log.info("idops serving (%s, GET /healthz)", mode)
+    web.run_app(web_app, host=args.host, port=args.port, print=None, access_log=None)
+    return 0
