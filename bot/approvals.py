@@ -479,8 +479,8 @@ class ApprovalService:
 
     async def execute(self, request_id: str) -> ApprovalRequest:
         """Run an APPROVED request's action exactly once; concurrent callers get the state unchanged."""
-        request = self.get(request_id)
         with audit.transaction(self.db):
+            request = self.get(request_id)
             claimed = self._cas(request, Status.APPROVED, status=Status.EXECUTING.value, error=None)
             if claimed:
                 self.db.execute("UPDATE approvals SET attempts = attempts + 1 WHERE id = ?", (request_id,))

@@ -3,7 +3,9 @@ HomeBase connector pointed at it, a SQLite file, and an ApprovalService over the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -157,3 +159,21 @@ async def harness(tmp_path: Any, **service_options: Any) -> AsyncIterator[Harnes
                 yield Harness(service, state, url, db, db_path, directory, clock, connector, http, people)
             finally:
                 db.close()
+
+
+async def _execute_when_told(db_path: str, sim_url: str, request_id: str) -> str:
+    """One competitor in the multi-process race: say "ready", wait for "go" on stdin, then execute."""
+    connector = connector_for(sim_url, timeout=5)
+    async with connector:
+        db = open_store(db_path)
+        service = make_service(db, {"homebase": connector}, MemoryDirectory({}), Clock())
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        result = await service.execute(request_id)
+        db.close()
+        return result.status.value
+
+
+if __name__ == "__main__":
+    # python tests/approvals_support.py DB_PATH SIM_URL REQUEST_ID  (used by the execution tests)
+    print(asyncio.run(_execute_when_told(*sys.argv[1:4])), flush=True)
