@@ -4,7 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint unit demo bench soar clean
+.PHONY: venv test lint unit demo bench soar soar-venv clean
+
+# The Splunk SOAR app's own environment (splunk-soar-sdk pins pydantic<2) and its built package.
+SOAR := plugins/splunk_soar
+SOAR_VENV := $(SOAR)/.venv
+SOAR_STAMP := $(SOAR_VENV)/.installed-$(shell cat $(SOAR)/uv.lock $(SOAR)/pyproject.toml | cksum | cut -d' ' -f1)
+SOAR_PACKAGE := $(SOAR)/dist/idops_soar.tgz
 
 venv: $(STAMP)
 
@@ -22,7 +28,7 @@ lint: venv
 	# connectors/ is embedded in SOAR runtimes that run Python 3.9
 	$(VENV)/bin/vermin --no-tips --violations -t=3.9- --eval-annotations --backport dataclasses connectors/
 
-unit: venv
+unit: venv soar
 	$(PY) -m pytest -q
 
 test: lint unit
@@ -34,5 +40,23 @@ bench: venv
 	$(PY) bench/sweep.py
 	$(PY) bench/alerts.py
 
+soar-venv: $(SOAR_STAMP)
+
+$(SOAR_STAMP): $(SOAR)/uv.lock $(SOAR)/pyproject.toml
+	$(PYTHON) -m venv $(SOAR_VENV)
+	$(SOAR_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	cd $(SOAR) && .venv/bin/uv sync -q --frozen --inexact
+	# the app imports the repo's connectors/ in development; the package gets a copy at build time
+	echo "$(CURDIR)" > "$$($(SOAR_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/idops_repo.pth"
+	rm -f $(SOAR_VENV)/.installed-*
+	touch $@
+
+# `soarapps package build` downloads the dependency wheels from PyPI: rebuilt only when sources change.
+soar: $(SOAR_PACKAGE)
+
+$(SOAR_PACKAGE): $(SOAR_STAMP) $(SOAR)/build_package.py $(SOAR)/logo.svg $(SOAR)/logo_dark.svg \
+		$(shell find connectors $(SOAR)/src -name '*.py' -not -path '*/__pycache__/*')
+	$(SOAR_VENV)/bin/python $(SOAR)/build_package.py --output $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SOAR_VENV) $(SOAR)/build $(SOAR)/dist
