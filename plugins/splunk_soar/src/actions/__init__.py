@@ -1,0 +1,1 @@
+"""One module per action; src/app.py registers them."""

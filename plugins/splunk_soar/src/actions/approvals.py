@@ -1,0 +1,145 @@
+"""request slack approval, get approval status: a playbook asks a person in Slack through the idops bot
+(`POST /api/v1/approvals`) and waits for the decision (`GET /api/v1/approvals/{id}`)."""
+
+from typing import Any, Optional, Union
+from urllib.parse import quote
+
+from soar_sdk.action_results import ActionOutput, OutputField
+from soar_sdk.exceptions import ActionFailure, AssetMisconfiguration
+from soar_sdk.params import Param, Params
+
+from connectors import Action, ConnectorError
+from connectors.http import HttpClient, Response, error_class_for_status
+
+from ..asset import Asset
+from ..common import IDENTITY_ID, IDENTITY_ID_HELP, connector_name, require
+
+APPROVAL_ID = "idops approval id"
+STATUSES: list[Union[str, float, bool]] = ["pending", "approved", "denied", "expired", "executed", "failed"]
+API = "/api/v1/approvals"
+
+
+class ApprovalOutput(ActionOutput):
+    """An approval request as the bot reports it; `status` moves on as people decide in Slack."""
+
+    id: str = OutputField(cef_types=[APPROVAL_ID], column_name="Approval id")
+    status: str = OutputField(example_values=STATUSES, column_name="Status")
+    connector: str
+    identity_id: str = OutputField(cef_types=[IDENTITY_ID])
+    action: str = OutputField(example_values=[action.value for action in Action], column_name="Action")
+    reason: str
+    requested_by: str
+    expires_at: Optional[str]
+    approvers: list[str]
+    decided_by: Optional[str]
+    decision_reason: Optional[str]
+    result_status: Optional[str] = OutputField(example_values=["completed", "queued"])
+    result_reference: Optional[str]
+    error: Optional[str]
+    note: Optional[str]
+
+    @classmethod
+    def of(cls, body: Any, note: Optional[str] = None) -> "ApprovalOutput":
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise ActionFailure("idops answered without an approval id; check the asset's idops_url")
+        result = body["result"] if isinstance(body.get("result"), dict) else {}
+        return cls(
+            id=body["id"],
+            status=str(body.get("status", "")),
+            connector=str(body.get("connector", "")),
+            identity_id=str(body.get("identity_id", "")),
+            action=str(body.get("action", "")),
+            reason=str(body.get("reason") or ""),
+            requested_by=str(body.get("requested_by", "")),
+            expires_at=body.get("expires_at"),
+            approvers=[str(a) for a in body.get("approvers") or []],
+            decided_by=body.get("decided_by"),
+            decision_reason=body.get("decision_reason") or None,
+            result_status=result.get("status"),
+            result_reference=result.get("reference"),
+            error=body.get("error"),
+            note=note or body.get("warning"),
+        )
+
+
+class RequestApprovalParams(Params):
+    identity_id: str = Param(description=IDENTITY_ID_HELP, primary=True, cef_types=[IDENTITY_ID])
+    action: str = Param(description="Response action to approve", value_list=[a.value for a in Action])
+    reason: str = Param(description="Why (required to disable)", required=False)
+    requested_by: str = Param(
+        description="Slack user id (U...) making the request; default: the asset's idops_requested_by",
+        required=False,
+    )
+
+
+class ApprovalStatusParams(Params):
+    approval_id: str = Param(
+        description="Approval id from request slack approval", primary=True, cef_types=[APPROVAL_ID]
+    )
+
+
+def _error_message(response: Response) -> str:
+    try:
+        body = response.json("idops")
+    except ConnectorError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return f"HTTP {response.status}"
+
+
+def _map_error(response: Response) -> ConnectorError:
+    cls = error_class_for_status(response.status)
+    return cls(  # type: ignore[no-any-return]
+        f"idops refused the request: {_error_message(response)}",
+        provider="idops",
+        request_id=response.client_request_id,
+        status=response.status,
+    )
+
+
+def _client(asset: Asset) -> HttpClient:
+    if not asset.idops_url or not asset.idops_api_token:
+        raise AssetMisconfiguration("set the asset's idops_url and idops_api_token to use Slack approvals")
+    return HttpClient(asset.idops_url, provider="idops", error_mapper=_map_error)
+
+
+async def _call(asset: Asset, method: str, path: str, body: Optional[dict] = None) -> ApprovalOutput:
+    client = _client(asset)
+    headers = {"Authorization": f"Bearer {asset.idops_api_token}"}
+    try:
+        response = await client.request(method, path, json_body=body, headers=headers, raise_for_status=False)
+        if response.status == 409 and method == "POST":
+            existing = response.json("idops")
+            if isinstance(existing, dict) and isinstance(existing.get("existing"), dict):
+                return ApprovalOutput.of(existing["existing"], note=_error_message(response))
+        if response.status == 401:
+            raise AssetMisconfiguration("idops rejected the API token; check the asset's idops_api_token")
+        if not response.ok:
+            raise _map_error(response)
+        return ApprovalOutput.of(response.json("idops"))
+    except ConnectorError as exc:
+        raise ActionFailure(str(exc)) from None
+    finally:
+        await client.close()
+
+
+async def request_slack_approval(params: RequestApprovalParams, asset: Asset) -> ApprovalOutput:
+    """Ask for approval in Slack; the bot runs the action once a person approves. Returns the approval id."""
+    requested_by = (params.requested_by or "").strip() or asset.idops_requested_by
+    if not requested_by:
+        raise ActionFailure("parameter 'requested_by' is required (or set the asset's idops_requested_by)")
+    body = {
+        "connector": connector_name(asset),
+        "identity": require(params.identity_id, "identity_id"),
+        "action": require(params.action, "action"),
+        "reason": (params.reason or "").strip(),
+        "requested_by": requested_by,
+    }
+    return await _call(asset, "POST", API, body)
+
+
+async def get_approval_status(params: ApprovalStatusParams, asset: Asset) -> ApprovalOutput:
+    """The approval's state (pending, approved, denied, expired, executed, failed) and the action's result."""
+    approval_id = require(params.approval_id, "approval_id")
+    return await _call(asset, "GET", f"{API}/{quote(approval_id, safe='')}")
