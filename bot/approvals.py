@@ -222,6 +222,24 @@ class ApprovalService:
         """Listed in [access] approvers, directly or through a user group (S…)."""
         return await self._member(user_id, self.access.approvers)
 
+    async def _require_role(
+        self,
+        role: str,
+        user_id: str,
+        *,
+        request: Optional[ApprovalRequest] = None,
+        where: Optional[dict[str, Any]] = None,
+    ) -> None:
+        """Refuse unless `user_id` is in [access] `role` (responders or approvers); empty denies all."""
+        entries: list[str] = getattr(self.access, role)
+        doing = "request actions" if role == "responders" else "decide requests"
+        if not entries:
+            message = f"Nobody may {doing} yet: no {role} are configured ([access] {role})."
+            raise self._refuse(message, actor=user_id, rule=f"no_{role}", request=request, where=where)
+        if not await self._member(user_id, entries):
+            message = f"Only {role} can {doing}, and you are not one ([access] {role})."
+            raise self._refuse(message, actor=user_id, rule=f"not_{role}", request=request, where=where)
+
     async def _is_target(self, request: ApprovalRequest, user_id: str) -> bool:
         """The Slack user is the person the action is aimed at (matched by the identity's email)."""
         email = request.target.get("email")
@@ -282,20 +300,7 @@ class ApprovalService:
         connector, action, identity or reason) or ConnectorError (provider fault).
         """
         where = {"connector": connector, "identity_id": identity_id, "action": action.value}
-        if not self.access.responders:
-            raise self._refuse(
-                "Nobody may request actions yet: no responders are configured ([access] responders).",
-                actor=requested_by,
-                rule="no_responders",
-                where=where,
-            )
-        if not await self.is_responder(requested_by):
-            raise self._refuse(
-                "Only responders can request actions, and you are not one ([access] responders).",
-                actor=requested_by,
-                rule="not_responder",
-                where=where,
-            )
+        await self._require_role("responders", requested_by, where=where)
         provider = self._connector(connector)
         if not provider.supports(action):
             raise InvalidRequest(f"{provider.label} has no '{action.label}' action.", field="action")
@@ -382,20 +387,7 @@ class ApprovalService:
 
     async def _check_approver(self, request: ApprovalRequest, user_id: str) -> None:
         """Refuse non-approvers and the target person (who must not decide about their own account)."""
-        if not self.access.approvers:
-            raise self._refuse(
-                "Nobody may decide yet: no approvers are configured ([access] approvers).",
-                actor=user_id,
-                rule="no_approvers",
-                request=request,
-            )
-        if not await self.is_approver(user_id):
-            raise self._refuse(
-                "Only approvers can decide requests, and you are not one ([access] approvers).",
-                actor=user_id,
-                rule="not_approver",
-                request=request,
-            )
+        await self._require_role("approvers", user_id, request=request)
         if await self._is_target(request, user_id):
             raise self._refuse(
                 "You can't decide on an action against your own account.",

@@ -88,7 +88,7 @@ async def test_no_responders_configured_refuses_everyone_naming_the_key(tmp_path
 async def test_only_responders_may_request(h):
     with pytest.raises(PolicyError, match="Only responders can request"):
         await _request(h, by=OUTSIDER)
-    assert _refusals(h) == [(OUTSIDER, "not_responder")]
+    assert _refusals(h) == [(OUTSIDER, "not_responders")]
     # a member of a responder user group may
     request = await _request(h, by=GROUP_RESPONDER)
     assert request.requested_by == GROUP_RESPONDER
@@ -178,7 +178,7 @@ async def test_only_approvers_may_decide(h):
         with pytest.raises(PolicyError, match="Only approvers can decide"):
             await h.service.decide(request.id, user_id=OUTSIDER, decision=decision, reason="no")
     assert h.service.get(request.id).status is Status.PENDING
-    assert _refusals(h) == [(OUTSIDER, "not_approver")] * 2
+    assert _refusals(h) == [(OUTSIDER, "not_approvers")] * 2
 
 
 async def test_no_approvers_configured_names_the_key(tmp_path):
