@@ -26,9 +26,10 @@ from slack_sdk.models.blocks import (
 from connectors import Action, Identity, RiskLevel
 from connectors.models import parse_datetime
 
-from ..blocks import (
+from ..blocks import (  # _button: the one ButtonElement builder every card uses
     MAX_LIST,
     Message,
+    _button,
     esc,
     identity_card,
     identity_list,
@@ -149,23 +150,6 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
     if alert["mention"] and not resolved:
         fallback = f"{mention_text(alert['mention'])} {fallback}"
     return {"text": fallback, "blocks": blocks}
-
-
-def _button(
-    text: str,
-    action_id: str,
-    value: str,
-    *,
-    style: Optional[str] = None,
-    confirm: Optional[ConfirmObject] = None,
-) -> ButtonElement:
-    return ButtonElement(
-        text=PlainTextObject(text=text, emoji=True),
-        action_id=action_id,
-        value=value,
-        style=style,
-        confirm=confirm,
-    )
 
 
 def escalation_reply(change: str, mention: Optional[str]) -> Message:

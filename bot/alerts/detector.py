@@ -63,14 +63,6 @@ class SweepResult:
     error: Optional[str] = None
 
 
-def scopes_of(connector: Connector) -> list[Scope]:
-    """One scope per tenant when the connector lists several (`tenant_ids`), else the whole connector."""
-    tenants = [t for t in getattr(connector, "tenant_ids", None) or () if t]
-    if len(tenants) > 1:
-        return [Scope(connector.name, tenant) for tenant in tenants]
-    return [Scope(connector.name)]
-
-
 def pick_channel(
     settings: AlertSettings,
     default: str,
@@ -126,7 +118,12 @@ class Detector:
     # --- public -------------------------------------------------------------------------------
 
     def scopes(self) -> list[Scope]:
-        return [scope for connector in self.connectors.values() for scope in scopes_of(connector)]
+        """One sweep per connector, or per tenant for connectors listed in `[alerts] tenants`."""
+        return [scope for name in self.connectors for scope in self._scopes_of(name)]
+
+    def _scopes_of(self, name: str) -> list[Scope]:
+        tenants = self.settings.tenants.get(name) or []
+        return [Scope(name, tenant) for tenant in tenants] or [Scope(name)]
 
     async def sweep(self, scope: Scope) -> SweepResult:
         """Read every identity in `scope` page by page and record what changed; failures are reported
@@ -198,7 +195,7 @@ class Detector:
     # --- state --------------------------------------------------------------------------------
 
     def _scope_for(self, connector: Connector, tenant_id: Optional[str]) -> Scope:
-        scopes = scopes_of(connector)
+        scopes = self._scopes_of(connector.name)
         for scope in scopes:
             if scope.tenant_id is not None and scope.tenant_id == tenant_id:
                 return scope
@@ -329,6 +326,12 @@ class Detector:
                 open_id,
             ],
         )
+        if resolved:
+            # a resolved card reads "82 → 15, critical → low": from where the alert last stood
+            self.db.execute(
+                "UPDATE alerts SET from_level = ?, from_score = ? WHERE id = ?",
+                [previous.level.value, previous.score, open_id],
+            )
         change = cards.change_text(previous.score, previous.level.value, state.score, state.level.value)
         payload: dict[str, Any] = {}
         if step.change is Change.ESCALATE:
