@@ -45,7 +45,7 @@ soar-venv: $(SOAR_STAMP)
 $(SOAR_STAMP): $(SOAR)/uv.lock $(SOAR)/pyproject.toml
 	$(PYTHON) -m venv $(SOAR_VENV)
 	$(SOAR_VENV)/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
-	cd $(SOAR) && .venv/bin/uv sync -q --frozen --inexact
+	cd $(SOAR) && .venv/bin/uv sync -q --frozen --inexact --compile-bytecode
 	# the app imports the repo's connectors/ in development; the package gets a copy at build time
 	echo "$(CURDIR)" > "$$($(SOAR_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/idops_repo.pth"
 	rm -f $(SOAR_VENV)/.installed-*
