@@ -37,6 +37,12 @@ MIGRATIONS = Migrations("idops.approvals")
 
 SYSTEM = "idops"  # the audit actor for what idops does by itself (execution, expiry)
 MAX_REASON = 1000
+# An execution still EXECUTING this long after its time limit was cut off by a stopped process.
+INTERRUPTED_AFTER = 60.0
+INTERRUPTED = (
+    "idops stopped while the action was running; check the provider before retrying,"
+    " the action may or may not have been done"
+)
 ACTION_ALIASES = {"reset": Action.FORCE_PASSWORD_RESET, "revoke": Action.REVOKE_SESSIONS}
 
 
@@ -72,6 +78,12 @@ def m001_approvals(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX approvals_status ON approvals (status, expires_at)")
     db.execute("CREATE INDEX approvals_identity ON approvals (connector, identity_id)")
+
+
+@MIGRATIONS()
+def m002_executing_since(db: sqlite_utils.Database) -> None:
+    # when the current execution was claimed, so a sweep can tell a crashed run from a running one
+    db.execute("ALTER TABLE approvals ADD COLUMN executing_since TEXT")
 
 
 class Directory(Protocol):
@@ -473,7 +485,13 @@ class ApprovalService:
         """Run an APPROVED request's action exactly once; concurrent callers get the state unchanged."""
         with audit.transaction(self.db):
             request = self.get(request_id)
-            claimed = self._cas(request, Status.APPROVED, status=Status.EXECUTING.value, error=None)
+            claimed = self._cas(
+                request,
+                Status.APPROVED,
+                status=Status.EXECUTING.value,
+                error=None,
+                executing_since=audit.iso(self.clock()),
+            )
             if claimed:
                 self.db.execute("UPDATE approvals SET attempts = attempts + 1 WHERE id = ?", (request_id,))
                 request = self.get(request_id)
@@ -499,30 +517,39 @@ class ApprovalService:
             result = outcome.to_dict()
         except ConnectorError as exc:
             error = str(exc)
+        except asyncio.CancelledError:  # shutting down mid-action: leave it retryable, not EXECUTING
+            self._finish(request, None, INTERRUPTED)
+            raise
         except asyncio.TimeoutError:
             label = request.target.get("provider_label") or request.connector
             error = f"{label} did not finish the action within {self.action_timeout:g} s"
         except Exception as exc:  # an unforeseen bug must still leave the request FAILED, never EXECUTING
             log.exception("action for approval %s raised", request_id)
             error = f"unexpected error ({type(exc).__name__}); see the idops log"
+        self._finish(request, result, error)
+        return self.get(request_id)
+
+    def _finish(
+        self, request: ApprovalRequest, result: Optional[dict[str, Any]], error: Optional[str]
+    ) -> None:
+        """Store an execution's outcome (EXECUTED with its result, or FAILED with the error), audited."""
         status = Status.EXECUTED if error is None else Status.FAILED
         with audit.transaction(self.db):
-            self._cas(
+            if self._cas(
                 request,
                 Status.EXECUTING,
                 status=status.value,
                 result=json.dumps(result) if result is not None else None,
                 error=error,
-            )
-            audit.append(
-                self.db,
-                at=self.clock(),
-                actor=SYSTEM,
-                event=status.value,
-                detail={"result": result} if error is None else {"error": error},
-                **request.audit_fields(),
-            )
-        return self.get(request_id)
+            ):
+                audit.append(
+                    self.db,
+                    at=self.clock(),
+                    actor=SYSTEM,
+                    event=status.value,
+                    detail={"result": result} if error is None else {"error": error},
+                    **request.audit_fields(),
+                )
 
     async def retry(self, request_id: str, *, user_id: str) -> ApprovalRequest:
         """FAILED -> APPROVED (approvers only) and execute again; repeating it runs nothing twice."""
@@ -579,8 +606,11 @@ class ApprovalService:
         ]
 
     def expire_due(self) -> list[ApprovalRequest]:
-        """Mark overdue PENDING requests EXPIRED and return them (the caller updates their cards)."""
+        """The periodic sweep: overdue PENDING requests become EXPIRED, and executions interrupted by a
+        stopped process (EXECUTING for longer than the action time limit allows) become FAILED, so
+        their cards offer Retry. Returns what changed (the caller updates those cards)."""
         now = self.clock()
+        stale = now - timedelta(seconds=self.action_timeout + INTERRUPTED_AFTER)
         with audit.transaction(self.db):
             due = [
                 _from_row(row)
@@ -590,7 +620,16 @@ class ApprovalService:
             ]
             for request in due:
                 self._expire(request, now)
-        return [self.get(request.id) for request in due]
+            interrupted = [
+                _from_row(row)
+                for row in self.db.query(
+                    "SELECT * FROM approvals WHERE status = 'executing' AND executing_since <= ?",
+                    [audit.iso(stale)],
+                )
+            ]
+            for request in interrupted:
+                self._finish(request, None, INTERRUPTED)
+        return [self.get(request.id) for request in (*due, *interrupted)]
 
     def history(self, connector: Optional[str], identity_id: str, *, limit: int = 20) -> list[dict]:
         """Audit rows about one identity, newest first (for `/idops audit <who>`)."""

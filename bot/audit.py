@@ -52,7 +52,12 @@ def m001_audit(db: sqlite_utils.Database) -> None:
 @contextlib.contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """A write transaction taken up front (BEGIN IMMEDIATE), so two writers never interleave a
-    read-then-write, e.g. the chain head or a compare-and-set; the busy timeout queues the second."""
+    read-then-write, e.g. the chain head or a compare-and-set; the busy timeout queues the second.
+    Inside an open transaction it nests as a savepoint."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db

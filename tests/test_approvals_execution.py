@@ -24,7 +24,7 @@ from approvals_support import (
 )
 
 from bot import audit
-from bot.approvals import Decision, PolicyError, Status
+from bot.approvals import INTERRUPTED, Decision, PolicyError, Status
 from connectors import Action
 
 A, B, C = APPROVERS
@@ -191,7 +191,7 @@ async def test_separate_processes_execute_once(h):
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        for _ in range(4)
+        for _ in range(3)
     ]
     try:
         for proc in procs:  # everyone loaded and connected before the start signal
@@ -320,3 +320,55 @@ async def test_a_connector_removed_from_the_config_fails_the_request(h):
     failed = await without.execute(request.id)
     assert failed.status is Status.FAILED and failed.error == "connector 'homebase' is no longer configured"
     assert await h.actions() == []
+
+
+async def _wait_for_status(h, request_id, status):
+    for _ in range(500):  # bounded: 5 s
+        if h.service.get(request_id).status is status:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{request_id} never became {status.value}")
+
+
+async def test_cancelled_mid_action_leaves_it_retryable(h):
+    request = await _request(h)
+    await _approve(h, request.id)
+    await h.fault(kind="slow", delay=0.5, method="POST")
+    running = asyncio.create_task(h.service.execute(request.id))
+    await _wait_for_status(h, request.id, Status.EXECUTING)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    failed = h.service.get(request.id)
+    assert failed.status is Status.FAILED and failed.error == INTERRUPTED
+    assert (await h.service.retry(request.id, user_id=B)).status is Status.EXECUTED
+
+
+async def test_the_sweep_fails_an_execution_whose_process_died(h):
+    request = await _request(h)
+    await _approve(h, request.id)
+    await h.fault(kind="slow", delay=1.0, method="POST")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SUPPORT),
+        h.db_path,
+        h.sim_url,
+        request.id,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"ready\n"
+        proc.stdin.write(b"go\n")
+        await _wait_for_status(h, request.id, Status.EXECUTING)
+    finally:
+        proc.kill()  # a crash: nothing gets to write FAILED
+        await asyncio.wait_for(proc.wait(), timeout=10)
+    assert h.service.expire_due() == []  # still within the action's time limit: maybe running
+    assert h.service.get(request.id).status is Status.EXECUTING
+    h.clock.advance(seconds=10 + 60)
+    swept = h.service.expire_due()
+    assert [(r.id, r.status, r.error) for r in swept] == [(request.id, Status.FAILED, INTERRUPTED)]
+    assert (await h.service.retry(request.id, user_id=B)).status is Status.EXECUTED
+    assert h.audit_events(request.id)[-4:] == ["failed", "retried", "executing", "executed"]

@@ -252,3 +252,14 @@ def test_cli_unwritable_output(tmp_path, db, capsys):
         == 2
     )
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_transactions_nest_and_an_inner_failure_rolls_back_only_itself(db):
+    with audit.transaction(db):
+        audit.append(db, at=T0, actor="U1", event="requested")
+        with pytest.raises(ZeroDivisionError), audit.transaction(db):
+            audit.append(db, at=T0, actor="U2", event="approved")
+            1 / 0  # noqa: B018
+        audit.append(db, at=T0, actor="U3", event="denied")
+    assert [r["actor"] for r in db.query("SELECT actor FROM audit ORDER BY id")] == ["U1", "U3"]
+    assert audit.verify(db)[0] is True
