@@ -20,7 +20,6 @@ from bot.approvals import ApprovalService
 from bot.config import AccessSettings, ApprovalSettings
 from bot.simulators import homebase, serving
 from bot.store import open_db
-from connectors.homebase import HomeBaseConnector
 
 API_KEY = "hld_test_simulator"
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -129,9 +128,7 @@ def make_service(
 
 
 def connector_for(url: str, **settings: Any) -> connectors.Connector:
-    return HomeBaseConnector.from_config(
-        "homebase", {"base_url": url + "/v1", "api_key": API_KEY, **settings}
-    )
+    return connectors.build("homebase", "homebase", {"base_url": url + "/v1", "api_key": API_KEY, **settings})
 
 
 def open_store(path: str) -> sqlite_utils.Database:
