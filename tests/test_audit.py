@@ -12,6 +12,7 @@ import pytest
 
 from bot import audit
 from bot.audit_cli import main as audit_main
+from bot.cli import main as cli_main
 from bot.store import open_db
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
@@ -263,3 +264,12 @@ def test_transactions_nest_and_an_inner_failure_rolls_back_only_itself(db):
         audit.append(db, at=T0, actor="U3", event="denied")
     assert [r["actor"] for r in db.query("SELECT actor FROM audit ORDER BY id")] == ["U1", "U3"]
     assert audit.verify(db)[0] is True
+
+
+def test_idops_audit_is_routed_by_the_main_cli(tmp_path, db, capsys):
+    _append(db, 2)
+    config = _config(tmp_path, tmp_path / "idops.db")
+    assert cli_main(["audit", "verify", "--config", config]) == 0
+    assert "intact: 2 rows" in capsys.readouterr().out
+    assert cli_main(["audit", "export", "--config", config, "--format", "jsonl"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
