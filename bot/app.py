@@ -195,15 +195,19 @@ class Bot:
         return list(zip(connectors, results))
 
     async def search(self, query: str, *, limit: int = 10) -> Found:
-        """Identities matching an email, id or name, across connectors; an exact email or id wins."""
+        """Identities matching an email, id or name, across connectors; a single exact match wins."""
         found = Found()
         for _, result in await self._each(lambda c: c.find_identities(query, limit=limit)):
             if isinstance(result, ConnectorError):
                 found.faults.append(str(result))
             else:
                 found.identities.extend(result)
-        wanted = query.strip().lower()
-        exact = [i for i in found.identities if wanted in ((i.email or "").lower(), i.id.lower())]
+        wanted = query.strip().casefold()
+        exact = [
+            i
+            for i in found.identities
+            if wanted in ((i.email or "").casefold(), i.id.casefold(), (i.display_name or "").casefold())
+        ]
         if len(exact) == 1:
             found.identities = exact
         return found

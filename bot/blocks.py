@@ -401,50 +401,47 @@ def audit_list(title: str, rows: Sequence[Mapping[str, Any]]) -> Message:
     return message(title, blocks)
 
 
+def _reason_form(callback_id: str, metadata: str, title: str, submit: str, prompt: str, label: str) -> dict:
+    """A modal with one required multi-line `reason` input (block and action id `reason`)."""
+    view = View(
+        type="modal",
+        callback_id=callback_id,
+        private_metadata=metadata[:3000],
+        title=_plain(title, 24),
+        submit=_plain(submit, 24),
+        close=_plain("Cancel", 24),
+        blocks=[
+            SectionBlock(text=_md(prompt)),
+            InputBlock(
+                block_id="reason",
+                label=_plain(label, 2000),
+                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
 def reason_modal(action: Action, who: str, metadata: str) -> dict[str, Any]:
     """Modal that collects the reason a request needs (disable), callback_id `request:reason`.
 
     `metadata` (private_metadata) says what to request; the submit handler re-reads the identity.
     """
-    view = View(
-        type="modal",
-        callback_id="request:reason",
-        private_metadata=metadata[:3000],
-        title=_plain(action.label, 24),
-        submit=_plain("Request", 24),
-        close=_plain("Cancel", 24),
-        blocks=[
-            SectionBlock(text=_md(f"{action.label} for *{esc(who, 500)}* needs a reason for the approvers.")),
-            InputBlock(
-                block_id="reason",
-                label=_plain("Reason", 2000),
-                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
-            ),
-        ],
-    )
-    return view.to_dict()
+    prompt = f"{action.label} for *{esc(who, 500)}* needs a reason for the approvers."
+    return _reason_form("request:reason", metadata, action.label, "Request", prompt, "Reason")
 
 
 def deny_modal(request: ApprovalRequest) -> dict[str, Any]:
     """Modal asking why a request is denied, callback_id `approval:deny`, private_metadata = request id."""
     name = esc(request.target.get("name") or request.identity_id, 500)
-    view = View(
-        type="modal",
-        callback_id="approval:deny",
-        private_metadata=request.id,
-        title=_plain("Deny request", 24),
-        submit=_plain("Deny", 24),
-        close=_plain("Cancel", 24),
-        blocks=[
-            SectionBlock(text=_md(f"Deny *{request.action.label}* for *{name}*?")),
-            InputBlock(
-                block_id="reason",
-                label=_plain("Why?", 2000),
-                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
-            ),
-        ],
-    )
-    return view.to_dict()
+    prompt = f"Deny *{request.action.label}* for *{name}*?"
+    return _reason_form("approval:deny", request.id, "Deny request", "Deny", prompt, "Why?")
+
+
+def info_modal(title: str, content: Message) -> dict[str, Any]:
+    """A modal showing a message's blocks (App Home has no conversation to answer in)."""
+    blocks = content.get("blocks") or text_message(content["text"])["blocks"]
+    return View(type="modal", title=_plain(title, 24), close=_plain("Close", 24), blocks=blocks).to_dict()
 
 
 def home_view(

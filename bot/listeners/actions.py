@@ -7,20 +7,24 @@ from its provider and the request from the store, so a forged payload can't chan
 from __future__ import annotations
 
 import json
+import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors import Action, RiskLevel
+from connectors import Action, ConnectorError, RiskLevel
 
 from .. import blocks
 from ..app import Bot
 from ..approvals import PolicyError, Status
 from ..blocks import Message, esc, text_message
 from . import commands
+
+log = logging.getLogger(__name__)
 
 BAD_BUTTON = text_message(":warning: That button carries something idops can't read; nothing was done.")
 
@@ -31,19 +35,51 @@ def split_ref(value: str) -> Optional[tuple[str, str]]:
     return (connector, identity_id) if sep and connector and identity_id else None
 
 
-def _where(body: dict[str, Any]) -> tuple[str, Optional[str], bool]:
-    """The clicking user, the channel the click came from (if any), and whether it was inside a modal."""
-    user = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-    in_modal = (body.get("view") or {}).get("type") == "modal"
-    return user, channel, in_modal
+@dataclass(frozen=True)
+class Click:
+    """Who clicked, where, and how to answer them."""
+
+    user: str
+    channel: Optional[str]
+    in_modal: bool
+    trigger_id: str
+    respond: Optional[AsyncRespond]
+
+    @classmethod
+    def of(cls, body: dict[str, Any], respond: AsyncRespond) -> Click:
+        container = body.get("container") or {}
+        return cls(
+            user=body["user"]["id"],
+            channel=(body.get("channel") or {}).get("id") or container.get("channel_id"),
+            in_modal=(body.get("view") or {}).get("type") == "modal",
+            trigger_id=body.get("trigger_id", ""),
+            # App Home and modals have no response_url; answers go by ephemeral or DM then
+            respond=respond if body.get("response_url") else None,
+        )
+
+    @property
+    def reply_to(self) -> dict[str, Any]:
+        """Keyword arguments for `Bot.run` and `Bot.tell`."""
+        return {"user": self.user, "respond": self.respond, "channel": self.channel}
+
+
+async def open_modal(bot: Bot, client: AsyncWebClient, click: Click, view: dict[str, Any]) -> Optional[str]:
+    """Open `view` (stacked when the click came from a modal); its id, or None after telling the user."""
+    try:
+        if click.in_modal:
+            response = await client.views_push(trigger_id=click.trigger_id, view=view)
+        else:
+            response = await client.views_open(trigger_id=click.trigger_id, view=view)
+    except SlackApiError as exc:
+        error = esc(exc.response.get("error"), 100)
+        await bot.tell(
+            reply=text_message(f":warning: Slack did not open the form ({error})."), **click.reply_to
+        )
+        return None
+    return (response.get("view") or {}).get("id")
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
-    async def reply_kwargs(body: dict[str, Any], respond: AsyncRespond) -> dict[str, Any]:
-        user, channel, _ = _where(body)
-        return {"user": user, "respond": respond if body.get("response_url") else None, "channel": channel}
-
     @app.action(re.compile(r"^request:"))
     async def on_request(
         ack: AsyncAck,
@@ -53,40 +89,26 @@ def register(app: AsyncApp, bot: Bot) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
-        user, channel, in_modal = _where(body)
-        where = await reply_kwargs(body, respond)
+        click = Click.of(body, respond)
         ref = split_ref(action.get("value", ""))
         try:
             wanted = Action(action["action_id"].split(":", 1)[1])
         except ValueError:
             ref = None
         if ref is None:
-            await bot.tell(**where, reply=BAD_BUTTON)
+            await bot.tell(reply=BAD_BUTTON, **click.reply_to)
             return
         connector, identity_id = ref
         if wanted is Action.DISABLE:
-            metadata = json.dumps(
-                {"action": wanted.value, "ref": f"{connector}:{identity_id}", "channel": channel}
+            metadata = {"action": wanted.value, "ref": f"{connector}:{identity_id}", "channel": click.channel}
+            await open_modal(
+                bot, client, click, blocks.reason_modal(wanted, identity_id, json.dumps(metadata))
             )
-            view = blocks.reason_modal(wanted, identity_id, metadata)
-            try:
-                if in_modal:
-                    await client.views_push(trigger_id=body["trigger_id"], view=view)
-                else:
-                    await client.views_open(trigger_id=body["trigger_id"], view=view)
-            except SlackApiError as exc:
-                error = esc(exc.response.get("error"), 100)
-                await bot.tell(
-                    **where, reply=text_message(f":warning: Slack did not open the reason form ({error}).")
-                )
             return
-        bot.run(
-            bot.start_request(
-                user=user, connector=connector, identity_id=identity_id, action=wanted, reason=""
-            ),
-            **where,
-            name="request button",
+        work = bot.start_request(
+            user=click.user, connector=connector, identity_id=identity_id, action=wanted, reason=""
         )
+        bot.run(work, **click.reply_to, name="request button")
 
     @app.action("identity:show")
     async def on_show(
@@ -97,48 +119,27 @@ def register(app: AsyncApp, bot: Bot) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
-        user, _, in_modal = _where(body)
-        where = await reply_kwargs(body, respond)
+        click = Click.of(body, respond)
         ref = split_ref(action.get("value", ""))
         if ref is None:
-            await bot.tell(**where, reply=BAD_BUTTON)
+            await bot.tell(reply=BAD_BUTTON, **click.reply_to)
             return
-        if body.get("response_url") is None:
-            # App Home or a modal has no conversation to answer in: show the card in a modal,
-            # opened now because the trigger_id only lives 3 s
-            identity = None
-            try:
-                if await bot.may_look(user):
-                    identity = (
-                        await bot.connectors[ref[0]].get_identity(ref[1])
-                        if ref[0] in bot.connectors
-                        else None
-                    )
-            except Exception as exc:  # provider faults are shown in the modal instead of the card
-                reply = text_message(f":warning: {esc(exc, 2000)}")
-            else:
-                reply = bot.card(identity) if identity else commands.LOOKUP_REFUSED
-            view = {
-                "type": "modal",
-                "title": {"type": "plain_text", "text": "Identity"},
-                "blocks": reply.get("blocks", []),
-            }
-            opener = client.views_push if in_modal else client.views_open
-            try:
-                await opener(trigger_id=body["trigger_id"], view=view)
-            except SlackApiError as exc:
-                await bot.tell(
-                    **where, reply=text_message(f":warning: {esc(exc.response.get('error'), 100)}")
-                )
+        if click.respond is not None:
+            bot.run(show(bot, click.user, *ref), **click.reply_to, name="show")
             return
-        bot.run(show(bot, user, *ref), **where, name="show")
+        # No conversation to answer in (App Home): open a modal now, while the trigger_id is valid,
+        # and fill it in when the provider has answered.
+        loading = blocks.info_modal("Identity", text_message(":hourglass_flowing_sand: Looking it up…"))
+        view_id = await open_modal(bot, client, click, loading)
+        if view_id is not None:
+            bot.tasks.spawn(_fill(bot, client, view_id, show(bot, click.user, *ref)), "show in modal")
 
     @app.action("risky:page")
     async def on_page(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        where = await reply_kwargs(body, respond)
+        click = Click.of(body, respond)
         try:
             query = json.loads(action.get("value") or "")
             level = RiskLevel.parse(query["level"]) if query.get("level") else None
@@ -146,31 +147,27 @@ def register(app: AsyncApp, bot: Bot) -> None:
             offset = int(query["offset"])
             if offset < 0 or (tenant is not None and not isinstance(tenant, str)):
                 raise ValueError(offset)
-        except (ValueError, TypeError, KeyError):
-            await bot.tell(**where, reply=BAD_BUTTON)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            await bot.tell(reply=BAD_BUTTON, **click.reply_to)
             return
-        bot.run(
-            commands.risky(bot, where["user"], level, tenant, offset),
-            **where,
-            replace=True,
-            name="risky page",
-        )
+        work = commands.risky(bot, click.user, level, tenant, offset)
+        bot.run(work, **click.reply_to, replace=True, name="risky page")
 
     @app.action("approval:approve")
     async def on_approve(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        where = await reply_kwargs(body, respond)
-        bot.run(bot.approve(action.get("value") or "", where["user"]), **where, name="approve")
+        click = Click.of(body, respond)
+        bot.run(bot.approve(action.get("value") or "", click.user), **click.reply_to, name="approve")
 
     @app.action("approval:retry")
     async def on_retry(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        where = await reply_kwargs(body, respond)
-        bot.run(bot.retry(action.get("value") or "", where["user"]), **where, name="retry")
+        click = Click.of(body, respond)
+        bot.run(bot.retry(action.get("value") or "", click.user), **click.reply_to, name="retry")
 
     @app.action("approval:deny")
     async def on_deny(
@@ -181,27 +178,34 @@ def register(app: AsyncApp, bot: Bot) -> None:
         client: AsyncWebClient,
     ) -> None:
         await ack()
-        where = await reply_kwargs(body, respond)
+        click = Click.of(body, respond)
         try:
             request = bot.service.get(action.get("value") or "")
         except PolicyError as exc:
-            await bot.tell(**where, reply=text_message(f":no_entry: {esc(exc.message, 2000)}"))
+            await bot.tell(reply=text_message(f":no_entry: {esc(exc.message, 2000)}"), **click.reply_to)
             return
         if request.status is not Status.PENDING:
-            bot.run(_already(bot, request.id), **where, name="deny")
+            bot.run(_already(bot, request.id), **click.reply_to, name="deny")
             return
-        try:
-            await client.views_open(trigger_id=body["trigger_id"], view=blocks.deny_modal(request))
-        except SlackApiError as exc:
-            error = esc(exc.response.get("error"), 100)
-            await bot.tell(
-                **where, reply=text_message(f":warning: Slack did not open the deny form ({error}).")
-            )
+        await open_modal(bot, client, click, blocks.deny_modal(request))
 
 
 async def _already(bot: Bot, request_id: str) -> Message:
     request = await bot.refresh_card(request_id)
     return text_message(f":no_entry: This request is already {request.status.value}.")
+
+
+async def _fill(bot: Bot, client: AsyncWebClient, view_id: str, work: Any) -> None:
+    """Replace a loading modal with what `work` returns (or the error it raised)."""
+    try:
+        content = await work
+    except (ConnectorError, PolicyError) as exc:
+        content = text_message(f":warning: {esc(exc, 2000)}")
+    try:
+        await client.views_update(view_id=view_id, view=blocks.info_modal("Identity", content))
+    except SlackApiError as exc:
+        # the person may have closed the modal already
+        log.info("modal %s not updated: %s", view_id, exc.response.get("error"))
 
 
 async def show(bot: Bot, user: str, connector: str, identity_id: str) -> Message:

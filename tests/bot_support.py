@@ -1,0 +1,202 @@
+"""Shared set-up for the bot tests: the real server (`build_web_app`) on loopback, FakeSlack as its Web
+API and as the Slack that sends it signed requests, the HomeBase simulator as the provider, and a
+SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import aiohttp
+from aiohttp import web
+from approvals_support import API_KEY, Clock, pick_people
+
+from bot.app import Bot
+from bot.config import Config, Secrets, parse_config
+from bot.server import BOT, build_web_app
+from bot.simulators import homebase, serving
+from bot.simulators.seed import HOSTILE_NAMES
+from bot.simulators.slack import BotReply, FakeSlack, SlackUser
+
+APPROVAL_CHANNEL = "C0APPROVALS"
+ALERT_CHANNEL = "C0ALERTS"
+COMMAND_CHANNEL = "C0SECOPS"
+
+REQUESTER = "U0ALICE"  # responder and approver
+APPROVER = "U0BOB"  # approver through the S0APPROVERS group
+APPROVER2 = "U0CAROL"  # approver through the group
+OUTSIDER = "U0MALLORY"  # neither
+TARGET = "U0TED"  # approver whose email is the `plain` identity's
+GROUP_RESPONDER = "U0DAVE"  # responder through the S0RESPONDERS group
+
+
+@dataclass
+class BotHarness:
+    slack: FakeSlack
+    sim: homebase.HomeBaseState
+    sim_url: str
+    url: str  # the bot's base URL
+    web_app: web.Application
+    clock: Clock
+    people: dict[str, dict[str, Any]]
+    http: aiohttp.ClientSession
+    config: Config
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bot(self) -> Bot:
+        return self.web_app[BOT]
+
+    @property
+    def events_url(self) -> str:
+        return self.url + "/slack/events"
+
+    async def settle(self) -> None:
+        """Wait for the work the bot does after its acks."""
+        await self.bot.join(timeout=15)
+
+    async def command(self, user: str, text: str, **signing: Any) -> BotReply:
+        reply = await self.slack.command(self.events_url, user, text, channel_id=COMMAND_CHANNEL, **signing)
+        await self.settle()
+        return reply
+
+    async def click(
+        self, user: str, target: dict[str, Any], action_id: str, value: Optional[str] = None, **signing: Any
+    ) -> BotReply:
+        reply = await self.slack.click(self.events_url, user, target, action_id, value, **signing)
+        await self.settle()
+        return reply
+
+    async def submit(self, user: str, view: dict[str, Any], reason: str) -> BotReply:
+        reply = await self.slack.submit_view(
+            self.events_url, user, view["id"], {"reason": {"reason": reason}}
+        )
+        await self.settle()
+        return reply
+
+    def seen(self, user: str) -> list[dict[str, Any]]:
+        """Everything shown to `user` only (acks, response_url posts, ephemerals), oldest first."""
+        return self.slack.visible_ephemerals(user)
+
+    def last_seen(self, user: str) -> dict[str, Any]:
+        seen = self.seen(user)
+        assert seen, f"nothing was shown to {user}"
+        return seen[-1]
+
+    def cards(self) -> list[dict[str, Any]]:
+        """Top-level messages in the approval channel (with their thread replies)."""
+        return self.slack.messages(APPROVAL_CHANNEL)
+
+    def card(self) -> dict[str, Any]:
+        cards = self.cards()
+        assert len(cards) == 1, f"expected one approval card, found {len(cards)}"
+        return cards[0]
+
+    def actions(self) -> list[dict[str, Any]]:
+        """Response actions the HomeBase simulator performed."""
+        return list(self.sim.actions)
+
+    async def fault(self, **fault: Any) -> None:
+        async with self.http.post(f"{self.sim_url}/_admin/faults", json=fault) as response:
+            assert response.status == 201, await response.text()
+
+    async def request_card(self, who: str = "plain", action: str = "revoke", reason: str = "phished") -> dict:
+        """Have the requester ask for an action on one of `people`; returns the approval card."""
+        before = len(self.cards())
+        await self.command(REQUESTER, f"{action} {self.people[who]['email']} {reason}")
+        cards = self.cards()
+        assert len(cards) == before + 1, f"no approval card; the requester saw {self.last_seen(REQUESTER)}"
+        return cards[-1]
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """The fallback text and every text in the blocks, as one string (for assertions)."""
+    return message.get("text", "") + "\n" + json.dumps(message.get("blocks", []), ensure_ascii=False)
+
+
+def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """(action_id, value) of every button in a message or view."""
+    found = []
+    for block in message.get("blocks", []):
+        elements = block.get("elements", []) if block.get("type") == "actions" else []
+        accessory = block.get("accessory")
+        for element in [*elements, *([accessory] if isinstance(accessory, dict) else [])]:
+            if element.get("type") == "button":
+                found.append((element["action_id"], element.get("value", "")))
+    return found
+
+
+def hostile_people(state: homebase.HomeBaseState) -> list[dict[str, Any]]:
+    return [state.record(i) for i in range(state.size) if state.record(i)["display_name"] in HOSTILE_NAMES]
+
+
+def slack_users(people: dict[str, dict[str, Any]]) -> list[SlackUser]:
+    return [
+        SlackUser(id=REQUESTER, name="alice", email="alice@secops.example"),
+        SlackUser(id=APPROVER, name="bob", email="bob@secops.example"),
+        SlackUser(id=APPROVER2, name="carol", email="carol@secops.example"),
+        SlackUser(id=OUTSIDER, name="mallory", email="mallory@elsewhere.example"),
+        SlackUser(id=TARGET, name="ted", email=people["plain"]["email"]),
+        SlackUser(id=GROUP_RESPONDER, name="dave", email="dave@secops.example"),
+    ]
+
+
+def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
+    data: dict[str, Any] = {
+        "slack": {"alert_channel": ALERT_CHANNEL, "approval_channel": APPROVAL_CHANNEL},
+        "access": {
+            "responders": [REQUESTER, "S0RESPONDERS"],
+            "approvers": [REQUESTER, TARGET, "S0APPROVERS"],
+        },
+        "approvals": {"expire_minutes": 30, "privileged_approvals": 2},
+        "store": {"path": str(tmp_path / "idops.db")},
+        "connectors": [
+            {
+                "name": "homebase",
+                "kind": "homebase",
+                "base_url": sim_url + "/v1",
+                "api_key_env": "TEST_HLD_KEY",
+                "timeout": 1,
+            }
+        ],
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_config(data, "test config")
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    tmp_path: Any, *, identities: int = 120, expiry_seconds: float = 3600.0, **sections: Any
+) -> AsyncIterator[BotHarness]:
+    """Simulator, FakeSlack and the bot's real web app, all on loopback; `sections` override config."""
+    sim_app = homebase.create_app(identities=identities, rate_limits=False)
+    state = sim_app[homebase.STATE]
+    people = pick_people(state)
+    slack = FakeSlack(
+        users=slack_users(people),
+        usergroups={"S0APPROVERS": [APPROVER, APPROVER2], "S0RESPONDERS": [GROUP_RESPONDER]},
+        channels={APPROVAL_CHANNEL: "approvals", ALERT_CHANNEL: "alerts", COMMAND_CHANNEL: "secops"},
+    )
+    clock = Clock()
+    async with serving(sim_app) as sim_url, slack.serve(), aiohttp.ClientSession() as http:
+        config = make_config(tmp_path, sim_url, **sections)
+        secrets = Secrets(
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET=slack.signing_secret,
+            SLACK_API_URL=slack.api_url,
+            IDOPS_API_TOKEN="test-api-token",
+        )
+        web_app = build_web_app(
+            config,
+            secrets,
+            clock=clock,
+            environ={"TEST_HLD_KEY": API_KEY},
+            extensions=[],
+            expiry_seconds=expiry_seconds,
+        )
+        async with serving(web_app) as url:
+            yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config)
