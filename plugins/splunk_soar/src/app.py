@@ -38,6 +38,15 @@ async def test_connectivity(asset: Asset) -> None:
     """Reach the identity platform with the asset's credentials."""
 
     async def check(connector: Connector) -> None:
+        # one page first: it raises the typed error (refused credentials = misconfigured asset)
+        # where check() only reports a message
+        pages = connector.iter_pages()
+        try:
+            await pages.__anext__()
+        except StopAsyncIteration:
+            pass
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
         result = await connector.check()
         if not result.ok:
             raise ActionFailure(result.message)
