@@ -73,6 +73,11 @@ def identity_from_dict(data: Mapping[str, Any]) -> Identity:
     )
 
 
+def alert_name(alert: Mapping[str, Any]) -> str:
+    """The identity's name as the alert row keeps it (unescaped)."""
+    return identity_from_dict(json.loads(alert["identity"])).name
+
+
 def _md(text: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=truncate(text, 3000))
 

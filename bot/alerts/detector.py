@@ -416,3 +416,44 @@ class Detector:
             )
         if notify:
             self.on_outbox()
+
+    # --- people acting on cards -----------------------------------------------------------------
+
+    def alert(self, alert_id: str) -> Optional[dict[str, Any]]:
+        return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]), None)
+
+    def acknowledge(self, alert_id: str, user_id: str) -> Optional[dict[str, Any]]:
+        """Record who took the alert (the first click wins); returns the alert as it now stands."""
+        now = self.clock()
+        with self.db.atomic():
+            taken = self.db.execute(
+                "UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_by IS NULL",
+                [user_id, now, alert_id],
+            ).rowcount
+            alert = self.alert(alert_id)
+            if taken and alert is not None:
+                self._outbox("refresh", alert["channel"], alert_id, {}, now)
+        if taken:
+            self.on_outbox()
+        return alert
+
+    def snooze(self, alert_id: str, user_id: str) -> Optional[dict[str, Any]]:
+        """Silence the alert's identity for `snooze_minutes`: no new alerts, quiet escalations."""
+        now = self.clock()
+        until = now + self.settings.snooze_minutes * 60.0
+        with self.db.atomic():
+            taken = self.db.execute(
+                "UPDATE alerts SET snoozed_by = ?, snoozed_until = ? WHERE id = ? AND status = 'open'"
+                " AND (snoozed_until IS NULL OR snoozed_until < ?)",
+                [user_id, until, alert_id, now],
+            ).rowcount
+            alert = self.alert(alert_id)
+            if taken and alert is not None:
+                self.db.execute(
+                    "UPDATE alert_identities SET snoozed_until = ? WHERE connector = ? AND identity_id = ?",
+                    [until, alert["connector"], alert["identity_id"]],
+                )
+                self._outbox("refresh", alert["channel"], alert_id, {}, now)
+        if taken:
+            self.on_outbox()
+        return alert

@@ -1,0 +1,85 @@
+"""The alert card's own buttons: Acknowledge, Snooze, and the baseline summary's "List them".
+
+The `request:<action>` buttons on alert cards are the bot's (bot/listeners/actions.py). Each handler
+acks at once and answers the clicking user only; the card itself is re-rendered through the outbox.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from ..app import Bot
+from ..blocks import Message, esc, text_message, user_ref
+from . import cards
+from .detector import Scope
+
+if TYPE_CHECKING:
+    from .scheduler import AlertService
+
+LIST_LIMIT = 15
+NOT_ALLOWED = text_message(":no_entry: Only responders and approvers can act on risk alerts.")
+GONE = text_message(":warning: idops has no such alert; nothing was done.")
+
+
+def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
+    detector = service.detector
+
+    def clicked(body: dict[str, Any]) -> tuple[str, str]:
+        return body["user"]["id"], str((body.get("actions") or [{}])[0].get("value") or "")
+
+    async def acknowledge(user: str, alert_id: str) -> Optional[Message]:
+        if not await bot.may_look(user):
+            return NOT_ALLOWED
+        alert = detector.acknowledge(alert_id, user)
+        if alert is None:
+            return GONE
+        if alert["acked_by"] != user:
+            return text_message(f"Already acknowledged by {user_ref(alert['acked_by'])}.")
+        return None  # the card itself now says who took it
+
+    async def snooze(user: str, alert_id: str) -> Optional[Message]:
+        if not await bot.may_look(user):
+            return NOT_ALLOWED
+        before = detector.alert(alert_id)
+        alert = detector.snooze(alert_id, user)
+        if alert is None or before is None:
+            return GONE
+        if alert["status"] != "open":
+            return text_message("This alert is already resolved; nothing to snooze.")
+        if before["snoozed_until"] == alert["snoozed_until"]:
+            return text_message(f"Already snoozed by {user_ref(alert['snoozed_by'])}.")
+        return text_message(
+            f"Snoozed for {detector.settings.snooze_minutes} minutes: no new alerts for"
+            f" *{esc(cards.alert_name(alert), 200)}* until then, escalations update the card quietly."
+        )
+
+    async def list_them(user: str, scope_key: str) -> Optional[Message]:
+        if not await bot.may_look(user):
+            return NOT_ALLOWED
+        scope = Scope.parse(scope_key)
+        connector = detector.connectors.get(scope.connector)
+        if connector is None:
+            return text_message(f":warning: No connector named {esc(scope.connector, 100)} any more.")
+        total, rows = detector.summary_scope_rows(scope, LIST_LIMIT)
+        source = detector.source(connector, scope.tenant_id)
+        return cards.risky_list(source, rows, total, detector.settings.levels)
+
+    @app.action("alert:ack")
+    async def on_ack(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        user, value = clicked(body)
+        bot.run(acknowledge(user, value), user=user, respond=respond, name="alert:ack")
+
+    @app.action("alert:snooze")
+    async def on_snooze(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        user, value = clicked(body)
+        bot.run(snooze(user, value), user=user, respond=respond, name="alert:snooze")
+
+    @app.action("alert:list")
+    async def on_list(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        user, value = clicked(body)
+        bot.run(list_them(user, value), user=user, respond=respond, name="alert:list")

@@ -1,0 +1,182 @@
+"""Risk alerts inside `idops serve`: sweep jobs on an APScheduler `AsyncIOScheduler`, the outbox sender,
+webhook re-checks and the card buttons, wired into the server through its extension hook.
+
+`setup(web_app, bot)` is the extension `bot.server` loads; `install` is the same with the environment,
+clock and timings passed in, for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from slack_sdk.web.async_client import AsyncWebClient
+
+from ..app import Bot
+from ..config import ConfigError
+from . import listeners, webhooks
+from .detector import Detector, Scope, SweepResult
+from .sender import Sender
+from .store import migrations
+
+log = logging.getLogger(__name__)
+
+MAX_JITTER = 30.0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Sender pacing and retry timings (seconds); tests shrink them."""
+
+    interval: float = 1.0
+    backoff: float = 1.0
+    backoff_cap: float = 60.0
+    poll: float = 5.0
+
+
+class AlertService:
+    """Owns the scheduler, the sender and the webhook re-check tasks of one server."""
+
+    def __init__(self, detector: Detector, sender: Sender, *, poll_seconds: int) -> None:
+        self.detector = detector
+        self.sender = sender
+        self.poll_seconds = poll_seconds
+        self.scheduler: Optional[AsyncIOScheduler] = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.results: dict[str, SweepResult] = {}
+
+    async def start(self, _: Optional[web.Application] = None) -> None:
+        self.sender.start()
+        scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        jitter = min(MAX_JITTER, self.poll_seconds / 10)
+        for scope in self.detector.scopes():
+            scheduler.add_job(
+                self.sweep,
+                IntervalTrigger(seconds=self.poll_seconds, jitter=jitter or None),
+                args=[scope],
+                id=f"alerts:{scope.key}",
+                name=f"risk sweep of {scope.key}",
+                max_instances=1,  # a slow sweep is never overlapped by the next one
+                coalesce=True,  # runs missed while busy or asleep collapse into one
+                misfire_grace_time=self.poll_seconds,
+                next_run_time=datetime.now(timezone.utc),  # the first run at start-up
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+
+    async def stop(self, _: Optional[web.Application] = None) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sender.stop()
+
+    async def sweep(self, scope: Scope) -> SweepResult:
+        """One scheduled run; tracked so shutdown cancels it between two page transactions."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            started = time.monotonic()
+            result = await self.detector.sweep(scope)
+            self.results[scope.key] = result
+            log.info(
+                "risk sweep of %s: %d identities in %.1f s, changes %s%s",
+                scope.key,
+                result.seen,
+                time.monotonic() - started,
+                result.changes or "none",
+                f", failed: {result.error}" if result.error else "",
+            )
+            return result
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    def recheck_soon(self, connector: str, identity_id: str) -> None:
+        """Re-check one identity in the background (a webhook said it changed)."""
+
+        async def run() -> None:
+            try:
+                change = await self.detector.recheck(connector, identity_id)
+                log.info("webhook re-check of %s/%s: %s", connector, identity_id, change)
+            except Exception as exc:
+                # the next sweep reads this identity again anyway
+                log.warning("webhook re-check of %s/%s failed: %s", connector, identity_id, exc)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"recheck {connector}/{identity_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def join(self, timeout: float = 10.0) -> None:
+        """Wait for running re-checks and sweeps (tests)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+ALERTS = web.AppKey("idops_alerts", AlertService)
+
+
+def install(
+    web_app: web.Application,
+    bot: Bot,
+    *,
+    environ: Mapping[str, str],
+    clock: Callable[[], float] = time.time,
+    timings: Timings = Timings(),
+) -> Optional[AlertService]:
+    """Add alerts to the server app (None when `[alerts] enabled = false`); ConfigError names the fault."""
+    from ..server import BOLT
+
+    config = bot.config
+    settings = config.alerts
+    if not settings.enabled:
+        return None
+    for name in settings.tenants:
+        if name not in bot.connectors:
+            raise ConfigError(f"[alerts] tenants: no connector named '{name}'")
+    hooks = webhooks.from_config(config.webhooks, environ)
+    db = bot.service.db
+    migrations.apply(db)
+    # no client-side retries: the sender decides, so an uncertain post is looked up before it is repeated
+    client = AsyncWebClient(token=bot.client.token, base_url=bot.client.base_url, retry_handlers=[])
+    sender = Sender(
+        db,
+        client,
+        interval=timings.interval,
+        backoff=timings.backoff,
+        backoff_cap=timings.backoff_cap,
+        poll=timings.poll,
+    )
+    detector = Detector(
+        db, bot.connectors, settings, config.slack.alert_channel, clock=clock, on_outbox=sender.notify
+    )
+    service = AlertService(detector, sender, poll_seconds=settings.poll_seconds)
+    web_app[ALERTS] = service
+    listeners.register(web_app[BOLT], bot, service)
+    webhooks.add_routes(web_app, service, hooks)
+    web_app.on_startup.append(service.start)
+    # on_shutdown runs before the server's clean-up closes the database and the connectors
+    web_app.on_shutdown.append(service.stop)
+    return service
+
+
+def setup(web_app: web.Application, bot: Bot) -> None:
+    """The `bot.server` extension: alerts configured from the config file and the environment."""
+    install(web_app, bot, environ=os.environ)
