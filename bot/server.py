@@ -39,7 +39,7 @@ log = logging.getLogger("idops.server")
 
 Extension = Callable[[web.Application, Bot], None]
 #: "module:function" of each extension, set up in order after the bot's own routes and listeners
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("bot.alerts.scheduler:setup",)
 
 BOT = web.AppKey("idops_bot", Bot)
 BOLT = web.AppKey("idops_bolt", AsyncApp)
