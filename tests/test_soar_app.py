@@ -28,6 +28,11 @@ class Sim:
     def records(self) -> list[dict[str, Any]]:
         return [self.state.record(i) for i in range(self.state.size)]
 
+    def status_of(self, identity_id: str) -> str:
+        index = self.state.index_of(identity_id)
+        assert index is not None, identity_id
+        return str(self.state.record(index)["status"])
+
     def connector(self) -> connectors.Connector:
         return connectors.build("homebase", "homebase", {"base_url": self.url + "/v1", "api_key": API_KEY})
 
@@ -124,7 +129,7 @@ async def test_response_actions_change_the_provider(soar: SoarApp, sim: Sim) -> 
     assert disable.ok and disable.data[0]["identity_id"] == people[2]["id"]
     assert sim.state.password_resets[people[0]["id"]] == 1
     assert sim.state.sessions_revoked[people[1]["id"]] == 1
-    assert sim.state.record(sim.state.index_of(people[2]["id"]))["status"] == "disabled"
+    assert sim.status_of(people[2]["id"]) == "disabled"
     assert sorted((a["identity_id"], a["action"]) for a in sim.state.actions) == sorted(
         [
             (people[0]["id"], "force_password_reset"),
@@ -133,7 +138,7 @@ async def test_response_actions_change_the_provider(soar: SoarApp, sim: Sim) -> 
         ]
     )
     assert not blank_reason.ok and "parameter 'reason' is required" in blank_reason.message
-    assert sim.state.record(sim.state.index_of(people[3]["id"]))["status"] == "active"
+    assert sim.status_of(people[3]["id"]) == "active"
     assert not missing.ok and "HomeBase" in missing.message and "request id" in missing.message
 
     again = await soar.run("disable_account", {"identity_id": people[2]["id"], "reason": "twice"})
@@ -160,7 +165,7 @@ async def test_bad_credentials_fail_actions_as_misconfiguration(soar: SoarApp, s
     )
     assert not result.ok
     assert result.message.startswith("Asset misconfiguration in disable account: HomeBase")
-    assert sim.state.record(sim.state.index_of(person["id"]))["status"] == "active"
+    assert sim.status_of(person["id"]) == "active"
 
 
 async def test_provider_error_names_the_request_id(soar: SoarApp, sim: Sim) -> None:
