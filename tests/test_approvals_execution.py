@@ -178,21 +178,23 @@ async def test_separate_connections_in_threads_execute_once(h):
     assert audit.verify(h.db)[0] is True
 
 
+async def _spawn_executor(h, request_id):
+    """Another process on the same store and simulator that executes `request_id` when told "go"."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SUPPORT),
+        h.db_path,
+        h.sim_url,
+        request_id,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_separate_processes_execute_once(h):
     request = await _request(h)
     await _approve(h, request.id)
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(SUPPORT),
-            h.db_path,
-            h.sim_url,
-            request.id,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
+    procs = [await _spawn_executor(h, request.id) for _ in range(3)]
     try:
         for proc in procs:  # everyone loaded and connected before the start signal
             assert proc.stdout is not None
@@ -348,15 +350,7 @@ async def test_the_sweep_fails_an_execution_whose_process_died(h):
     request = await _request(h)
     await _approve(h, request.id)
     await h.fault(kind="slow", delay=1.0, method="POST")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SUPPORT),
-        h.db_path,
-        h.sim_url,
-        request.id,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await _spawn_executor(h, request.id)
     try:
         assert proc.stdout is not None and proc.stdin is not None
         assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"ready\n"
