@@ -1,0 +1,128 @@
+"""The SOAR app as SOAR receives it: `soarapps manifests create` lists the actions, and the package built
+by `soarapps package build` (make soar) carries the connector core, no simulators, and runs an action
+from its unpacked code with nothing of the repo on the path."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from soar_support import PACKAGE, ROOT, SOAR_DIR, SOAR_PY, require, run_process
+
+from bot.simulators import homebase, serving
+
+ACTIONS = {
+    "test connectivity": "test",
+    "on poll": "ingest",
+    "list identities": "investigate",
+    "get identity": "investigate",
+    "lookup identity": "investigate",
+    "force password reset": "contain",
+    "revoke sessions": "contain",
+    "disable account": "contain",
+    "request slack approval": "generic",
+    "get approval status": "investigate",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture
+async def sim_url() -> AsyncIterator[str]:
+    async with serving(homebase.create_app(identities=20, rate_limits=False)) as url:
+        yield url
+
+
+def check_manifest(manifest: dict[str, Any]) -> None:
+    actions = {a["action"]: a for a in manifest["actions"]}
+    assert {name: a["type"] for name, a in actions.items()} == ACTIONS
+    config = manifest["configuration"]
+    for secret in ("api_key", "client_secret", "idops_api_token"):
+        assert config[secret]["data_type"] == "password", secret
+    assert config["connector_kind"]["value_list"] == ["homebase", "sailpoint"]
+    disable = actions["disable account"]
+    assert disable["parameters"]["reason"]["required"] is True
+    assert disable["read_only"] is False and actions["get identity"]["read_only"] is True
+    paths = {o["data_path"]: o for o in actions["get identity"]["output"]}
+    assert paths["action_result.data.*.email"]["contains"] == ["email"]
+    assert paths["action_result.data.*.last_login_ip"]["contains"] == ["ip"]
+    approval = {o["data_path"] for o in actions["request slack approval"]["output"]}
+    assert {"action_result.data.*.id", "action_result.data.*.status"} <= approval
+    assert manifest["python_version"] == "3.9,3.13"
+
+
+async def test_manifests_create_lists_every_action(tmp_path: Path) -> None:
+    require(SOAR_PY, "soar-venv")
+    target = tmp_path / "manifest.json"
+    soarapps = SOAR_PY.parent / "soarapps"
+    code, out, err = await run_process(
+        str(soarapps), "manifests", "create", str(target), str(SOAR_DIR), cwd=tmp_path
+    )
+    assert code == 0, out + err
+    check_manifest(json.loads(target.read_text()))
+
+
+def test_package_carries_the_core_and_no_simulators() -> None:
+    require(PACKAGE, "soar")
+    with tarfile.open(PACKAGE) as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile("idops/manifest.json"))  # type: ignore[arg-type]
+        vendored = {
+            name.removeprefix("idops/src/vendor/connectors/"): tar.extractfile(name).read()  # type: ignore[union-attr]
+            for name in names
+            if name.startswith("idops/src/vendor/connectors/") and name.endswith(".py")
+        }
+    core = {p.name: p.read_bytes() for p in (ROOT / "connectors").glob("*.py")}
+    assert vendored == core, "the package's connectors/ differs from the repo's: run `make soar`"
+    assert not [n for n in names if "simulator" in n or n.startswith("idops/bot") or "/bot/" in n]
+    assert not [n for n in names if n.startswith("idops/tests") or "dev_platform" in n]
+    check_manifest(manifest)
+    wheels = {w["module"] for w in manifest["pip39_dependencies"]["wheel"]}
+    assert {"aiohttp", "splunk-soar-sdk", "pydantic"} <= wheels
+    assert {w["module"] for w in manifest["pip313_dependencies"]["wheel"]} == wheels
+    for dependency in manifest["pip39_dependencies"]["wheel"] + manifest["pip313_dependencies"]["wheel"]:
+        assert f"idops/{dependency['input_file']}" in names
+
+
+async def test_unpacked_package_runs_an_action(tmp_path: Path, sim_url: str) -> None:
+    require(PACKAGE, "soar")
+    with tarfile.open(PACKAGE) as tar:
+        tar.extractall(tmp_path, filter="data")
+    app_dir = tmp_path / "idops"
+    person = homebase.create_app(identities=20)[homebase.STATE].record(0)
+    asset = {"connector_kind": "homebase", "base_url": sim_url + "/v1", "api_key": "hld_test_simulator"}
+    (tmp_path / "asset.json").write_text(json.dumps(asset))
+    (tmp_path / "params.json").write_text(json.dumps({"identity_id": person["id"]}))
+    # -S: no site processing, so the dev venv's .pth to the repo is not read; only the SDK's
+    # dependencies come from the venv, everything of idops from the unpacked package
+    [site_packages] = (SOAR_DIR / ".venv" / "lib").glob("python3*/site-packages")
+    env = {"PYTHONPATH": str(site_packages), "PATH": "/usr/bin:/bin"}
+    python = [str(SOAR_PY), "-S"]
+
+    code, out, err = await run_process(
+        *python, "-c", "import src, connectors; print(connectors.__file__)", cwd=app_dir, env=env
+    )
+    assert code == 0, err
+    assert out.strip() == str(app_dir / "src" / "vendor" / "connectors" / "__init__.py")
+
+    code, out, err = await run_process(
+        *python,
+        "-m",
+        "src.app",
+        "action",
+        "get_identity",
+        "-a",
+        "../asset.json",
+        "-p",
+        "../params.json",
+        cwd=app_dir,
+        env=env,
+    )
+    text = ANSI.sub("", out)
+    assert code == 0, text + err
+    assert "Action success: True" in text
+    assert f'"id": "{person["id"]}"' in text and f'"email": "{person["email"]}"' in text
