@@ -17,7 +17,7 @@ from approvals_support import API_KEY, Clock, pick_people
 from bot.app import Bot
 from bot.config import Config, Secrets, parse_config
 from bot.server import BOT, build_web_app
-from bot.simulators import homebase, serving
+from bot.simulators import homebase, sailpoint, serving
 from bot.simulators.seed import HOSTILE_NAMES
 from bot.simulators.slack import BotReply, FakeSlack, SlackUser
 
@@ -144,6 +144,18 @@ def slack_users(people: dict[str, dict[str, Any]]) -> list[SlackUser]:
     ]
 
 
+def sailpoint_entry(url: str) -> dict[str, Any]:
+    return {
+        "name": "sailpoint",
+        "kind": "sailpoint",
+        "base_url": url,
+        "client_id_env": "TEST_SP_ID",
+        "client_secret_env": "TEST_SP_SECRET",
+        "risk_attribute": "attributes.riskScore",
+        "timeout": 1,
+    }
+
+
 def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
     data: dict[str, Any] = {
         "slack": {"alert_channel": ALERT_CHANNEL, "approval_channel": APPROVAL_CHANNEL},
@@ -170,9 +182,18 @@ def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
 
 @contextlib.asynccontextmanager
 async def harness(
-    tmp_path: Any, *, identities: int = 120, expiry_seconds: float = 3600.0, **sections: Any
+    tmp_path: Any,
+    *,
+    identities: int = 120,
+    expiry_seconds: float = 3600.0,
+    with_sailpoint: bool = False,
+    **sections: Any,
 ) -> AsyncIterator[BotHarness]:
-    """Simulator, FakeSlack and the bot's real web app, all on loopback; `sections` override config."""
+    """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
+
+    With `with_sailpoint`, a SailPoint simulator (other people: seed 7) is a second connector, and
+    `extra["sailpoint"]` is its state.
+    """
     sim_app = homebase.create_app(identities=identities, rate_limits=False)
     state = sim_app[homebase.STATE]
     people = pick_people(state)
@@ -182,7 +203,17 @@ async def harness(
         channels={APPROVAL_CHANNEL: "approvals", ALERT_CHANNEL: "alerts", COMMAND_CHANNEL: "secops"},
     )
     clock = Clock()
-    async with serving(sim_app) as sim_url, slack.serve(), aiohttp.ClientSession() as http:
+    sp_app = sailpoint.create_app(identities=60, seed=7, rate_limit=False)
+    async with contextlib.AsyncExitStack() as stack:
+        sim_url = await stack.enter_async_context(serving(sim_app))
+        await stack.enter_async_context(slack.serve())
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        extra: dict[str, Any] = {}
+        if with_sailpoint:
+            sp_url = await stack.enter_async_context(serving(sp_app))
+            hb_entry = make_config(tmp_path, sim_url).connectors[0].model_dump()
+            sections.setdefault("connectors", [hb_entry, sailpoint_entry(sp_url)])
+            extra["sailpoint"] = sp_app[sailpoint.STATE]
         config = make_config(tmp_path, sim_url, **sections)
         secrets = Secrets(
             SLACK_BOT_TOKEN=slack.bot_token,
@@ -194,9 +225,9 @@ async def harness(
             config,
             secrets,
             clock=clock,
-            environ={"TEST_HLD_KEY": API_KEY},
+            environ={"TEST_HLD_KEY": API_KEY, "TEST_SP_ID": "sim-client", "TEST_SP_SECRET": "sim-secret"},
             extensions=[],
             expiry_seconds=expiry_seconds,
         )
-        async with serving(web_app) as url:
-            yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config)
+        url = await stack.enter_async_context(serving(web_app))
+        yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra)
