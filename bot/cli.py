@@ -152,7 +152,12 @@ async def _identities_get(config: Config, args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in DELEGATED:
+        # straight to the module's own parser: REMAINDER would refuse a leading --option (serve --config)
+        args = argparse.Namespace(command=words[0], args=words[1:])
+    else:
+        args = _parser().parse_args(words)
     try:
         if args.command == "sim":
             return int(importlib.import_module(SIMULATORS[args.which]).main(args.args) or 0)
