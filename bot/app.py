@@ -365,11 +365,12 @@ class Bot:
         return None
 
     async def expire_due(self) -> list[ApprovalRequest]:
-        """Expire overdue requests and take the buttons off their cards."""
-        expired = self.service.expire_due()
-        for request in expired:
-            await self.refresh_card(request.id)
-        return expired
+        """The periodic sweep: expire overdue requests (buttons off their cards) and fail executions a
+        stopped process cut off (their cards offer Retry, the error goes in the thread)."""
+        changed = self.service.expire_due()
+        for request in changed:
+            await self.report(request)
+        return changed
 
 
 def create_app(bot: Bot, *, signing_secret: str, verify: bool = True) -> AsyncApp:

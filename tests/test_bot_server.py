@@ -1,0 +1,325 @@
+"""`idops serve` and `idops manifest`: start-up errors, /healthz, the process end to end, App Home, the
+SOAR API posting its card, the manifest's URLs and scopes, and the example config."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from approvals_support import API_KEY
+from bot_support import (
+    APPROVAL_CHANNEL,
+    APPROVER,
+    OUTSIDER,
+    REQUESTER,
+    buttons,
+    harness,
+    slack_users,
+    text_of,
+)
+
+from bot import manifest, server
+from bot.config import load_config
+from bot.listeners.events import NOT_A_MEMBER
+from bot.simulators import homebase, serving
+from bot.simulators.slack import FakeSlack
+from bot.slack_text import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+SLACK_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "IDOPS_API_TOKEN")
+
+
+@pytest.fixture
+async def h(tmp_path):
+    async with harness(tmp_path) as built:
+        yield built
+
+
+# --- HTTP endpoints ---------------------------------------------------------------------------------
+
+
+async def test_healthz_answers_with_the_connectors(h):
+    async with h.http.get(h.url + "/healthz") as response:
+        assert response.status == 200
+        assert await response.json() == {"ok": True, "connectors": ["homebase"]}
+
+
+async def test_a_soar_api_request_posts_the_same_approval_card(h):
+    person = h.people["plain"]
+    headers = {"Authorization": "Bearer test-api-token"}
+    body = {
+        "connector": "homebase",
+        "identity": person["email"],
+        "action": "revoke",
+        "reason": "SOAR playbook 12",
+        "requested_by": REQUESTER,
+    }
+    async with h.http.post(h.url + "/api/v1/approvals", json=body, headers=headers) as response:
+        assert response.status == 201, await response.text()
+        created = await response.json()
+    card = h.card()
+    assert card["metadata"]["event_payload"]["request_id"] == created["id"]
+    assert "SOAR playbook 12" in text_of(card) and f"Request {created['id']} · api" in text_of(card)
+    await h.click(APPROVER, card, "approval:approve")
+    async with h.http.get(f"{h.url}/api/v1/approvals/{created['id']}", headers=headers) as response:
+        state = await response.json()
+    assert state["status"] == "executed" and state["result"]["action"] == "revoke_sessions"
+    assert len(h.actions()) == 1
+
+
+# --- App Home ---------------------------------------------------------------------------------------
+
+
+async def test_app_home_shows_counts_riskiest_and_what_waits_on_the_viewer(h):
+    card = await h.request_card("plain", "revoke", "phished")
+    request_id = card["metadata"]["event_payload"]["request_id"]
+    await h.slack.open_home(h.events_url, APPROVER)
+    await h.settle()
+    home = h.slack.home(APPROVER)
+    assert home is not None and home["type"] == "home"
+    levels = collections.Counter(h.sim.record(i)["risk_level"] for i in range(h.sim.size))
+    counts = home["blocks"][1]["fields"]
+    for field, level in zip(counts, ("critical", "high", "medium", "low")):
+        assert field["text"].endswith(f"*{level.title()}*\n{levels[level]}")
+    riskiest = max((h.sim.record(i) for i in range(h.sim.size)), key=lambda r: r["risk_score"])
+    assert ("identity:show", f"homebase:{riskiest['id']}") == buttons(home)[0]
+    assert h.people["plain"]["display_name"] in text_of(home) and "Waiting on your approval" in text_of(home)
+    assert f"<#{APPROVAL_CHANNEL}>" in text_of(home)
+    # the requester can't approve their own request, so nothing waits on them
+    await h.slack.open_home(h.events_url, REQUESTER)
+    await h.settle()
+    assert "Nothing is waiting on you." in text_of(h.slack.home(REQUESTER))
+    assert request_id not in text_of(h.slack.home(REQUESTER))
+
+
+async def test_app_home_for_someone_outside_idops_shows_no_identity_data(h):
+    await h.slack.open_home(h.events_url, OUTSIDER)
+    await h.settle()
+    home = h.slack.home(OUTSIDER)
+    assert NOT_A_MEMBER in text_of(home) and buttons(home) == []
+    assert h.people["plain"]["email"] not in text_of(home)
+
+
+async def test_show_on_the_home_tab_opens_the_card_in_a_modal(h):
+    await h.slack.open_home(h.events_url, APPROVER)
+    await h.settle()
+    home = h.slack.home(APPROVER)
+    _, value = buttons(home)[0]
+    await h.click(APPROVER, home, "identity:show", value)
+    (modal,) = h.slack.views(APPROVER)
+    assert modal["blocks"][0]["type"] == "header" and value.split(":", 1)[1] in text_of(modal)
+    assert ("request:revoke_sessions", value) in buttons(modal)
+
+
+# --- the manifest -----------------------------------------------------------------------------------
+
+
+def test_the_manifest_points_every_url_at_the_events_endpoint():
+    built = manifest.manifest("https://idops.example.com/")
+    url = "https://idops.example.com/slack/events"
+    (command,) = built["features"]["slash_commands"]
+    assert command["command"] == "/idops" and command["url"] == url and command["should_escape"] is True
+    assert built["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
+    assert built["settings"]["event_subscriptions"] == {"request_url": url, "bot_events": ["app_home_opened"]}
+    assert built["features"]["app_home"]["home_tab_enabled"] is True
+    assert built["settings"]["socket_mode_enabled"] is False
+    scopes = built["oauth_config"]["scopes"]["bot"]
+    for scope in ("commands", "chat:write", "users:read", "users:read.email", "usergroups:read"):
+        assert scope in scopes
+
+
+def test_manifest_command_prints_json_and_takes_the_command_from_config(tmp_path, capsys):
+    config = tmp_path / "idops.toml"
+    config.write_text('[slack]\ncommand = "/sec"\nalert_channel = "C1"\napproval_channel = "C2"\n')
+    assert manifest.main(["--url", "https://bot.example", "--config", str(config)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["features"]["slash_commands"][0]["command"] == "/sec"
+    assert manifest.main(["--socket-mode"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (
+        printed["settings"]["socket_mode_enabled"] is True
+        and "url" not in printed["features"]["slash_commands"][0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--url", "http://bot.example"], "--url must be an https:// URL"),
+        (["--url", "https://"], "--url must be an https:// URL"),
+        ([], "--url is required"),
+        (["--url", "https://bot.example", "--config", "/nonexistent/idops.toml"], "no such config file"),
+    ],
+)
+def test_manifest_errors_are_one_line(argv, message, capsys):
+    assert manifest.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+async def test_the_manifest_has_a_scope_for_every_web_api_method_the_bot_calls(h):
+    card = await h.request_card("plain", "disable", "takeover")
+    await h.command(REQUESTER, f"disable {h.people['plain2']['email']}")
+    await h.click(APPROVER, card, "approval:approve")
+    await h.slack.open_home(h.events_url, APPROVER)
+    await h.settle()
+    called = {method for method, _ in h.slack.calls if method != "response_url"}
+    assert {"chat.postMessage", "chat.update", "users.lookupByEmail", "usergroups.users.list"} <= called
+    scopes = set(manifest.manifest("https://x.example")["oauth_config"]["scopes"]["bot"])
+    for method in called:
+        assert method in manifest.METHOD_SCOPES, f"{method} has no entry in METHOD_SCOPES"
+        assert set(manifest.METHOD_SCOPES[method]) <= scopes
+
+
+# --- the example config -----------------------------------------------------------------------------
+
+
+async def test_the_example_config_loads_and_its_connectors_build():
+    config = load_config(ROOT / "idops.example.toml")
+    environ = {
+        "HOMEBASE_API_KEY": "hld_live_example0123456789",
+        "SAILPOINT_CLIENT_ID": "id",
+        "SAILPOINT_CLIENT_SECRET": "secret",
+    }
+    built = server.build_connectors(config, environ)
+    assert sorted(built) == ["homebase", "sailpoint"]
+    for connector in built.values():
+        await connector.close()
+    assert config.access.responders and config.access.approvers
+
+
+# --- idops serve ------------------------------------------------------------------------------------
+
+
+def _write_config(tmp_path: Path, sim_url: str = "http://127.0.0.1:9/v1") -> Path:
+    path = tmp_path / "idops.toml"
+    path.write_text(
+        f"""
+[slack]
+alert_channel = "C0ALERTS"
+approval_channel = "{APPROVAL_CHANNEL}"
+
+[access]
+responders = ["{REQUESTER}"]
+approvers = ["S0APPROVERS"]
+
+[store]
+path = "{tmp_path / "serve.db"}"
+
+[[connectors]]
+name = "homebase"
+kind = "homebase"
+base_url = "{sim_url}"
+api_key_env = "TEST_HLD_KEY"
+"""
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "message"),
+    [
+        ({}, [], "environment variable SLACK_BOT_TOKEN is not set"),
+        ({"SLACK_BOT_TOKEN": "xoxb-1"}, [], "environment variable SLACK_SIGNING_SECRET is not set"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
+            ["--socket-mode"],
+            "environment variable SLACK_APP_TOKEN is not set",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-secret-token", "SLACK_SIGNING_SECRET": "s"},
+            [],
+            "environment variable TEST_HLD_KEY (from api_key_env) is not set",
+        ),
+    ],
+)
+def test_serve_start_up_errors_are_one_line_naming_the_variable(
+    tmp_path, monkeypatch, capsys, env, argv, message
+):
+    for name in (*SLACK_ENV, "TEST_HLD_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert server.main(["--config", str(_write_config(tmp_path)), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert "xoxb-secret-token" not in err
+
+
+def test_serve_with_a_bad_config_names_the_file_and_key(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('[slack]\nalert_channel = "C1"\n')
+    assert server.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "slack.approval_channel" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_idops_serve_runs_as_a_process_and_answers_slack(tmp_path):
+    sim_app = homebase.create_app(identities=30, rate_limits=False)
+    person = sim_app[homebase.STATE].record(3)
+    slack = FakeSlack(users=slack_users({"plain": person}), usergroups={"S0APPROVERS": [APPROVER]})
+    async with serving(sim_app) as sim_url, slack.serve():
+        port = _free_port()
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url,
+            "TEST_HLD_KEY": API_KEY,
+        }
+        env.pop("IDOPS_API_TOKEN", None)
+        config = _write_config(tmp_path, sim_url + "/v1")
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--port", str(port)),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            bot_url = f"http://127.0.0.1:{port}"
+            await _wait_healthy(bot_url, process)
+            reply = await slack.command(bot_url + "/slack/events", REQUESTER, f"whois {person['email']}")
+            assert reply.status == 200
+            shown = await slack.wait_for(lambda: slack.responses(REQUESTER), timeout=10, what="the card")
+            assert escape(person["display_name"]) in text_of(shown[-1])
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            output, _ = await asyncio.wait_for(process.communicate(), 15)
+        log = output.decode()
+        assert process.returncode == 0, log
+        assert "idops serving" in log
+        for secret in (slack.bot_token, slack.signing_secret, API_KEY):
+            assert secret not in log
+
+
+async def _wait_healthy(url: str, process: asyncio.subprocess.Process, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while loop.time() < deadline:
+            if process.returncode is not None:
+                raise AssertionError("idops serve exited early")
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"idops serve did not become healthy in {timeout} s")
