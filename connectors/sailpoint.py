@@ -40,7 +40,7 @@ from .errors import (
     ValidationError,
 )
 from .http import HttpClient, Response, SlidingWindowLimiter, error_class_for_status
-from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, derive_risk, parse_datetime
+from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, parse_datetime
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -128,10 +128,12 @@ class SailPointConnector(Connector):
         risk_attribute: Optional[str] = None,
         tenant_id: Optional[str] = None,
         page_size: int = MAX_PAGE,
-        concurrency: int = 4,
+        concurrency: int = 8,
         timeout: float = 10.0,
         session: Optional[aiohttp.ClientSession] = None,
+        rate_limit: Optional[tuple[int, float]] = (100, 10.0),
     ) -> None:
+        """`rate_limit` is SailPoint's requests per seconds per client; None only for a local simulator."""
         super().__init__(name)
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
@@ -146,7 +148,7 @@ class SailPointConnector(Connector):
         self._http = HttpClient(
             self.base_url, provider=PROVIDER, error_mapper=self._map_error, session=session, timeout=timeout
         )
-        self._limiter = SlidingWindowLimiter(100, 10.0)
+        self._limiter = SlidingWindowLimiter(*rate_limit) if rate_limit else None
         self._token: Optional[str] = None
         self._renew_at = 0.0
         self._token_lock = asyncio.Lock()
@@ -190,7 +192,7 @@ class SailPointConnector(Connector):
             risk_attribute=risk_attribute.strip() if risk_attribute else None,
             tenant_id=str(config["tenant_id"]) if config.get("tenant_id") else None,
             page_size=_int_setting(name, config, "page_size", MAX_PAGE, 1, MAX_PAGE),
-            concurrency=_int_setting(name, config, "concurrency", 4, 1, 16),
+            concurrency=_int_setting(name, config, "concurrency", 8, 1, 16),
             timeout=timeout,
             session=session,
         )
@@ -322,35 +324,35 @@ class SailPointConnector(Connector):
 
     def to_identity(self, raw: Any) -> Identity:
         """An `Identity` from one SailPoint identity object; ProviderUnavailableError when it has no id."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
+        identity_id = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(identity_id, str) or not identity_id:
             raise ProviderUnavailableError("sent an identity without an id", provider=PROVIDER)
-        attributes = raw.get("attributes")
-        attrs: Mapping[str, Any] = attributes if isinstance(attributes, dict) else {}
+        attrs = raw.get("attributes")
+        if not isinstance(attrs, dict):
+            attrs = {}
         status = raw.get("identityStatus") or attrs.get("cloudStatus")
-        score, level = derive_risk(self._risk_score(raw), None)
+        score = self._risk_score(raw) if self.risk_attribute else None
         return Identity(
-            id=raw["id"],
+            id=identity_id,
             connector=self.name,
             email=raw.get("emailAddress") or attrs.get("email") or None,
             display_name=raw.get("name") or attrs.get("displayName") or raw.get("alias") or None,
             tenant_id=self.tenant_id,
             status=status.lower() if isinstance(status, str) else None,
             risk_score=score,
-            risk_level=level,
+            risk_level=None if score is None else RiskLevel.for_score(score),
             privileged=_truthy(attrs.get("privileged")),
             last_login_at=_datetime(attrs.get("lastLogin")),
             last_login_ip=attrs.get("lastLoginIp") or None,
             last_login_country=attrs.get("lastLoginCountry") or None,
             provider="sailpoint",
-            provider_id=raw["id"],
+            provider_id=identity_id,
             created_at=_datetime(raw.get("created")),
             raw=raw,
         )
 
     def _risk_score(self, raw: Mapping[str, Any]) -> Optional[int]:
-        if self.risk_attribute is None:
-            return None
-        value = _path_value(raw, self.risk_attribute)
+        value = _path_value(raw, self.risk_attribute or "")
         if value is None:
             return None
         try:
