@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
@@ -79,17 +80,32 @@ async def open_modal(bot: Bot, client: AsyncWebClient, click: Click, view: dict[
     return (response.get("view") or {}).get("id")
 
 
+OnClick = Callable[[Click, dict[str, Any], AsyncWebClient], Awaitable[None]]
+
+
+def on_click(app: AsyncApp, action_id: Union[str, re.Pattern[str]]) -> Callable[[OnClick], OnClick]:
+    """Register `handler(click, action, client)` for a button: the listener acks first, then calls it."""
+
+    def decorator(handler: OnClick) -> OnClick:
+        @app.action(action_id)
+        async def listener(
+            ack: AsyncAck,
+            body: dict[str, Any],
+            action: dict[str, Any],
+            respond: AsyncRespond,
+            client: AsyncWebClient,
+        ) -> None:
+            await ack()
+            await handler(Click.of(body, respond), action, client)
+
+        return handler
+
+    return decorator
+
+
 def register(app: AsyncApp, bot: Bot) -> None:
-    @app.action(re.compile(r"^request:"))
-    async def on_request(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond,
-        client: AsyncWebClient,
-    ) -> None:
-        await ack()
-        click = Click.of(body, respond)
+    @on_click(app, re.compile(r"^request:"))
+    async def on_request(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
         ref = split_ref(action.get("value", ""))
         try:
             wanted = Action(action["action_id"].split(":", 1)[1])
@@ -101,25 +117,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
         connector, identity_id = ref
         if wanted is Action.DISABLE:
             metadata = {"action": wanted.value, "ref": f"{connector}:{identity_id}", "channel": click.channel}
-            await open_modal(
-                bot, client, click, blocks.reason_modal(wanted, identity_id, json.dumps(metadata))
-            )
+            view = blocks.reason_modal(wanted, identity_id, json.dumps(metadata))
+            await open_modal(bot, client, click, view)
             return
         work = bot.start_request(
             user=click.user, connector=connector, identity_id=identity_id, action=wanted, reason=""
         )
         bot.run(work, **click.reply_to, name="request button")
 
-    @app.action("identity:show")
-    async def on_show(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond,
-        client: AsyncWebClient,
-    ) -> None:
-        await ack()
-        click = Click.of(body, respond)
+    @on_click(app, "identity:show")
+    async def on_show(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
         ref = split_ref(action.get("value", ""))
         if ref is None:
             await bot.tell(reply=BAD_BUTTON, **click.reply_to)
@@ -134,12 +141,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
         if view_id is not None:
             bot.tasks.spawn(_fill(bot, client, view_id, show(bot, click.user, *ref)), "show in modal")
 
-    @app.action("risky:page")
-    async def on_page(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        click = Click.of(body, respond)
+    @on_click(app, "risky:page")
+    async def on_page(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
         try:
             query = json.loads(action.get("value") or "")
             level = RiskLevel.parse(query["level"]) if query.get("level") else None
@@ -153,32 +156,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
         work = commands.risky(bot, click.user, level, tenant, offset)
         bot.run(work, **click.reply_to, replace=True, name="risky page")
 
-    @app.action("approval:approve")
-    async def on_approve(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        click = Click.of(body, respond)
+    @on_click(app, "approval:approve")
+    async def on_approve(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
         bot.run(bot.approve(action.get("value") or "", click.user), **click.reply_to, name="approve")
 
-    @app.action("approval:retry")
-    async def on_retry(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        click = Click.of(body, respond)
+    @on_click(app, "approval:retry")
+    async def on_retry(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
         bot.run(bot.retry(action.get("value") or "", click.user), **click.reply_to, name="retry")
 
-    @app.action("approval:deny")
-    async def on_deny(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond,
-        client: AsyncWebClient,
-    ) -> None:
-        await ack()
-        click = Click.of(body, respond)
+    @on_click(app, "approval:deny")
+    async def on_deny(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
         try:
             request = bot.service.get(action.get("value") or "")
         except PolicyError as exc:
