@@ -155,9 +155,11 @@ def build_web_app(
             await handler.connect_async()
 
     async def stop(_: web.Application) -> None:
-        web_app[_EXPIRY].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await web_app[_EXPIRY]
+        expiry = web_app.get(_EXPIRY)
+        if expiry is not None:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
         if _SOCKET in web_app:
             await web_app[_SOCKET].close_async()
         try:

@@ -162,6 +162,14 @@ async def test_several_matches_offer_request_buttons_to_choose(h):
     assert h.bot.service.get(card["metadata"]["event_payload"]["request_id"]).identity_id == identity_id
 
 
+async def test_when_slack_refuses_the_card_the_requester_is_told(h):
+    h.slack.fail_next("chat.postMessage", error="not_in_channel")
+    await h.command(REQUESTER, f"revoke {h.people['plain']['email']} phished")
+    shown = h.last_seen(REQUESTER)["text"]
+    assert "is stored, but its approval card could not be posted in <#C0APPROVALS>" in shown
+    assert "(Slack said not_in_channel)" in shown and h.cards() == []
+
+
 async def test_no_match_for_an_action_says_so(h):
     await h.command(REQUESTER, "revoke nobody@nowhere.example phished")
     assert h.last_seen(REQUESTER)["text"] == "No identity matches *nobody@nowhere.example*."

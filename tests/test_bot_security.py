@@ -114,6 +114,10 @@ async def test_an_approve_click_acts_on_the_stored_request_whatever_the_message_
     await _forged_click(h, APPROVER, "approval:approve", request_id)
     assert [(a["action"], a["identity_id"]) for a in h.actions()] == [("revoke_sessions", plain["id"])]
     assert h.sim.sessions_revoked[other["id"]] == 0
+    # the same click delivered again changes nothing
+    await _forged_click(h, APPROVER, "approval:approve", request_id)
+    assert len(h.actions()) == 1 and len(h.card()["replies"]) == 1
+    assert h.slack.ephemerals(APPROVER)[-1]["text"] == ":no_entry: This request is already executed."
 
 
 # --- hostile strings --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from bot_support import (
 )
 
 from bot import manifest, server
-from bot.config import load_config
+from bot.config import Secrets, StoreSettings, load_config
 from bot.listeners.events import NOT_A_MEMBER
 from bot.simulators import homebase, serving
 from bot.simulators.slack import FakeSlack
@@ -73,6 +73,17 @@ async def test_a_soar_api_request_posts_the_same_approval_card(h):
         state = await response.json()
     assert state["status"] == "executed" and state["result"]["action"] == "revoke_sessions"
     assert len(h.actions()) == 1
+
+
+async def test_socket_mode_serves_no_events_url_and_needs_no_signing_secret(tmp_path):
+    config = load_config(ROOT / "idops.example.toml").model_copy(
+        update={"store": StoreSettings(path=str(tmp_path / "s.db")), "connectors": []}
+    )
+    secrets = Secrets(SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1")
+    web_app = server.build_web_app(config, secrets, socket_mode=True, extensions=[], environ={})
+    paths = {route.resource.canonical for route in web_app.router.routes() if route.resource}
+    assert "/healthz" in paths and "/slack/events" not in paths
+    await web_app.cleanup()  # never started: clean-up still closes the store
 
 
 # --- App Home ---------------------------------------------------------------------------------------
