@@ -104,6 +104,11 @@ async def test_lookup_analyzer(hld: tuple[str, homebase.HomeBaseState], tmp_path
     assert refused["input"]["config"]["api_key"] == "REMOVED"
     assert "hld_live_wrong1" not in refused["_stdout"]
 
+    state.faults.append(Fault(kind="429", count=1, retry_after=0.2, path="/v1/identity", method="GET"))
+    waited = await run_worker(script, {"dataType": "other", "data": person["id"], "config": cfg}, tmp_path)
+    assert waited["success"] is True and waited["full"]["identities"][0]["id"] == person["id"]
+    assert len(state.requests_to(f"/v1/identity/{person['id']}", "GET")) == 2  # the 429, then the answer
+
 
 async def test_responders_act_once_each(hld: tuple[str, homebase.HomeBaseState], tmp_path: Path) -> None:
     url, state = hld
