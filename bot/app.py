@@ -164,14 +164,24 @@ class Bot:
         channel: Optional[str] = None,
         replace: bool = False,
     ) -> None:
-        """Show `reply` to `user` only: through response_url, as an ephemeral in `channel`, or by DM."""
+        """Show `reply` to `user` only: through response_url, as an ephemeral in `channel`, or by DM
+        (also when the bot may not post in that channel)."""
         try:
             if respond is not None:
                 await respond(**reply, response_type="ephemeral", replace_original=replace)
-            elif channel:
-                await self.client.chat_postEphemeral(channel=channel, user=user, **reply)
-            else:
-                await self.client.chat_postMessage(channel=user, **reply)
+                return
+            if channel:
+                try:
+                    await self.client.chat_postEphemeral(channel=channel, user=user, **reply)
+                    return
+                except SlackApiError as exc:
+                    log.info(
+                        "no ephemeral in %s (%s); answering %s by DM",
+                        channel,
+                        exc.response.get("error"),
+                        user,
+                    )
+            await self.client.chat_postMessage(channel=user, **reply)
         except (SlackApiError, OSError, asyncio.TimeoutError) as exc:
             log.warning("could not answer %s: %s", user, exc)
 

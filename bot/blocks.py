@@ -444,6 +444,13 @@ def info_modal(title: str, content: Message) -> dict[str, Any]:
     return View(type="modal", title=_plain(title, 24), close=_plain("Close", 24), blocks=blocks).to_dict()
 
 
+def home_notice(text: str) -> dict[str, Any]:
+    """The App Home tab with only a notice (`text` is trusted mrkdwn), e.g. for people outside idops."""
+    return View(
+        type="home", blocks=[HeaderBlock(text=_plain("idops", HEADER_CHARS)), SectionBlock(text=_md(text))]
+    ).to_dict()
+
+
 def home_view(
     counts: Mapping[RiskLevel, str],
     riskiest: Sequence[tuple[Identity, str]],

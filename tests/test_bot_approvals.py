@@ -116,6 +116,16 @@ async def test_disable_needs_a_reason_and_asks_for_it_in_a_modal(h):
     assert told["channel"] == COMMAND_CHANNEL and "Requested *Disable account*" in told["text"]
 
 
+async def test_when_no_ephemeral_can_be_posted_there_the_answer_comes_by_dm(h):
+    await h.command(REQUESTER, f"disable {h.people['plain']['email']}")
+    (modal,) = h.slack.views(REQUESTER)
+    h.slack.fail_next("chat.postEphemeral", error="channel_not_found")
+    await h.submit(REQUESTER, modal, "account takeover confirmed")
+    assert h.slack.ephemerals(REQUESTER) == []
+    (dm,) = h.slack.messages("D" + REQUESTER[1:])
+    assert "Requested *Disable account*" in dm["text"] and len(h.cards()) == 1
+
+
 async def test_blank_reason_in_the_modal_is_refused_there(h):
     await h.command(REQUESTER, f"disable {h.people['plain']['email']}")
     (modal,) = h.slack.views(REQUESTER)

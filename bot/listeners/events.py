@@ -19,7 +19,7 @@ NOT_A_MEMBER = (
 async def publish_home(bot: Bot, user: str) -> None:
     """Build and publish the viewer's Home tab."""
     if not await bot.may_look(user):
-        view = blocks.home_view({}, [], [], note=NOT_A_MEMBER)
+        view = blocks.home_notice(NOT_A_MEMBER)
     else:
         counts, found = await bot.risk_counts()
         waiting = await bot.service.pending(for_user=user)
