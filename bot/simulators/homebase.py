@@ -55,7 +55,7 @@ ERROR_STATUS = {
     "integration_unavailable": 500,
     "internal_error": 500,
 }
-FAULT_KINDS = ("429", "500", "slow", "drop", "malformed", "error")
+FAULT_KINDS = ("429", "500", "slow", "drop", "malformed", "error", "corrupt")
 _ID_MODULUS = 1 << 40
 _ID_MULTIPLIER = 0x9E3779B97F  # odd, so multiplying by it is a bijection modulo 2**40
 _EMAIL_INDEX = re.compile(r"\.(\d+)@")
@@ -111,6 +111,9 @@ class Fault:
     method: str = ""
     code: str = "internal_error"
     status: Optional[int] = None
+    # "corrupt": identity records in the answer get `field` set to `value` (a wrong type, or null)
+    field: str = "risk_score"
+    value: Any = None
 
     def matches(self, method: str, path: str) -> bool:
         return path.startswith(self.path) and (not self.method or self.method.upper() == method)
@@ -175,6 +178,7 @@ class HomeBaseState:
         rate_limits: Union[bool, Mapping[str, int]] = True,
         rate_window: float = 60.0,
         cursor: bool = True,
+        email_filter: bool = True,
         webhook_url: Optional[str] = None,
         webhook_secret: Optional[str] = None,
     ) -> None:
@@ -193,6 +197,8 @@ class HomeBaseState:
             self.limits = None
         self.rate_window = rate_window
         self.cursor = cursor
+        # off: filter[email] is ignored, as an API without that (undocumented) filter would
+        self.email_filter = email_filter
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.tenant_ids = [
@@ -379,7 +385,16 @@ class HomeBaseState:
         ]
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What the middleware learnt about an API request: its id, and the tenant it is limited to."""
+
+    request_id: str
+    tenant: Optional[int]
+
+
 STATE = web.AppKey("homebase_state", HomeBaseState)
+_CALL = web.RequestKey("homebase_call", _Call)
 _SESSION = web.AppKey("homebase_webhook_session", aiohttp.ClientSession)
 
 
@@ -445,6 +460,7 @@ def _scope(state: HomeBaseState, request: web.Request, key: str) -> Optional[int
 async def _apply_fault(fault: Fault, request: web.Request) -> Optional[web.StreamResponse]:
     if fault.kind == "slow":
         await asyncio.sleep(fault.delay)
+    if fault.kind in ("slow", "corrupt"):
         return None
     if fault.kind == "drop":
         if request.transport is not None:
@@ -463,6 +479,18 @@ async def _apply_fault(fault: Fault, request: web.Request) -> Optional[web.Strea
     raise ApiError(fault.code, f"Injected {fault.code}", status=fault.status)
 
 
+def _corrupt(response: web.StreamResponse, fault: Fault) -> web.StreamResponse:
+    """The same answer with `fault.field` of each identity record set to `fault.value`."""
+    if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+        return response
+    body = json.loads(response.body)
+    data = body.get("data")
+    for record in data if isinstance(data, list) else [data]:
+        if isinstance(record, dict):
+            record[fault.field] = fault.value
+    return web.json_response(body, status=response.status)
+
+
 @web.middleware
 async def _api_middleware(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
     state = request.app[STATE]
@@ -476,6 +504,7 @@ async def _api_middleware(request: web.Request, handler: Callable[[web.Request],
         "tenant": request.headers.get("X-Tenant-Id"),
         "client_request_id": request.headers.get("X-Request-Id"),
         "status": 0,
+        "at": time.monotonic(),
     }
     state.requests.append(record)
     headers: dict[str, str] = {"X-Request-Id": request_id}
@@ -498,9 +527,10 @@ async def _api_middleware(request: web.Request, handler: Callable[[web.Request],
                 )
             window.take(now)
             headers.update(window.headers(now))
-        request["tenant"] = _scope(state, request, key)
-        request["request_id"] = request_id
+        request[_CALL] = _Call(request_id, _scope(state, request, key))
         response = await handler(request)
+        if fault is not None and fault.kind == "corrupt":
+            response = _corrupt(response, fault)
     except ApiError as error:
         response = _error_response(error, request_id)
     except web.HTTPException as exc:  # routing: unknown path or method
@@ -563,7 +593,7 @@ def _filters(state: HomeBaseState, request: web.Request) -> Filters:
             status=400,
             fields={unknown[0]: "unknown"},
         )
-    tenant = request["tenant"]
+    tenant = request[_CALL].tenant
     tenant_filter = query.get("filter[tenant_id]")
     if tenant_filter is not None:
         wanted = state.tenant_of(tenant_filter)
@@ -578,7 +608,7 @@ def _filters(state: HomeBaseState, request: web.Request) -> Filters:
         privileged=_bool("filter[privileged]", query.get("filter[privileged]")),
         mfa_enrolled=_bool("filter[mfa_enrolled]", query.get("filter[mfa_enrolled]")),
         provider=_choice("filter[provider]", query.get("filter[provider]"), PROVIDERS),
-        email=query.get("filter[email]"),
+        email=query.get("filter[email]") if state.email_filter else None,
     )
 
 
@@ -629,7 +659,7 @@ async def list_identities(request: web.Request) -> web.Response:
 def _identity_index(request: web.Request) -> int:
     state = request.app[STATE]
     index = state.index_of(request.match_info["id"])
-    tenant = request["tenant"]
+    tenant = request[_CALL].tenant
     if index is None or (tenant is not None and index % state.tenants != tenant):
         raise ApiError("resource_not_found", "No identity with that id")
     if state.tenant_ids[index % state.tenants] in state.suspended_tenants:
@@ -685,7 +715,7 @@ async def identity_action(request: web.Request) -> web.Response:
         "tenant_id": state.tenant_ids[index % state.tenants],
         "reason": reason,
         "status": "completed",
-        "request_id": request["request_id"],
+        "request_id": request[_CALL].request_id,
         "created_at": _now(),
     }
     state.actions.append(entry)
