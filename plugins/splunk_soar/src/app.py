@@ -14,7 +14,17 @@ from soar_sdk.params import OnPollParams
 
 from connectors import Connector
 
-from .actions import approvals, get_identity, list_identities, lookup_identity, on_poll, respond
+from .actions import (
+    disable_account,
+    force_password_reset,
+    get_approval_status,
+    get_identity,
+    list_identities,
+    lookup_identity,
+    on_poll,
+    request_slack_approval,
+    revoke_sessions,
+)
 from .asset import Asset
 from .common import with_connector
 
@@ -70,16 +80,16 @@ app.register_action(
 )
 app.register_action(get_identity.get_identity, action_type="investigate")
 app.register_action(lookup_identity.lookup_identity, action_type="investigate")
-app.register_action(respond.force_password_reset, action_type="contain", read_only=False)
-app.register_action(respond.revoke_sessions, action_type="contain", read_only=False)
-app.register_action(respond.disable_account, action_type="contain", read_only=False)
+app.register_action(force_password_reset.force_password_reset, action_type="contain", read_only=False)
+app.register_action(revoke_sessions.revoke_sessions, action_type="contain", read_only=False)
+app.register_action(disable_account.disable_account, action_type="contain", read_only=False)
 app.register_action(
-    approvals.request_slack_approval,
+    request_slack_approval.request_slack_approval,
     action_type="generic",
     read_only=False,
     verbose="The bot posts an approval card in Slack and runs the action once approved.",
 )
-app.register_action(approvals.get_approval_status, action_type="investigate")
+app.register_action(get_approval_status.get_approval_status, action_type="investigate")
 
 
 if __name__ == "__main__":

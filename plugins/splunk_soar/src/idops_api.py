@@ -1,18 +1,16 @@
-"""request slack approval, get approval status: a playbook asks a person in Slack through the idops bot
-(`POST /api/v1/approvals`) and waits for the decision (`GET /api/v1/approvals/{id}`)."""
+"""The idops bot's approvals API as the approval actions use it: `POST /api/v1/approvals` asks a person in
+Slack, `GET /api/v1/approvals/{id}` reads the decision and the action's result."""
 
 from typing import Any, Optional, Union
-from urllib.parse import quote
 
 from soar_sdk.action_results import ActionOutput, OutputField
 from soar_sdk.exceptions import ActionFailure, AssetMisconfiguration
-from soar_sdk.params import Param, Params
 
 from connectors import Action, ConnectorError
 from connectors.http import HttpClient, Response, error_class_for_status
 
-from ..asset import Asset
-from ..common import IDENTITY_ID, IDENTITY_ID_HELP, connector_name, require
+from .asset import Asset
+from .common import IDENTITY_ID
 
 APPROVAL_ID = "idops approval id"
 STATUSES: list[Union[str, float, bool]] = ["pending", "approved", "denied", "expired", "executed", "failed"]
@@ -62,22 +60,6 @@ class ApprovalOutput(ActionOutput):
         )
 
 
-class RequestApprovalParams(Params):
-    identity_id: str = Param(description=IDENTITY_ID_HELP, primary=True, cef_types=[IDENTITY_ID])
-    action: str = Param(description="Response action to approve", value_list=[a.value for a in Action])
-    reason: str = Param(description="Why (required to disable)", required=False)
-    requested_by: str = Param(
-        description="Slack user id (U...) making the request; default: the asset's idops_requested_by",
-        required=False,
-    )
-
-
-class ApprovalStatusParams(Params):
-    approval_id: str = Param(
-        description="Approval id from request slack approval", primary=True, cef_types=[APPROVAL_ID]
-    )
-
-
 def _error_message(response: Response) -> str:
     try:
         body = response.json("idops")
@@ -104,7 +86,7 @@ def _client(asset: Asset) -> HttpClient:
     return HttpClient(asset.idops_url, provider="idops", error_mapper=_map_error)
 
 
-async def _call(asset: Asset, method: str, path: str, body: Optional[dict] = None) -> ApprovalOutput:
+async def call_api(asset: Asset, method: str, path: str, body: Optional[dict] = None) -> ApprovalOutput:
     client = _client(asset)
     headers = {"Authorization": f"Bearer {asset.idops_api_token}"}
     try:
@@ -122,24 +104,3 @@ async def _call(asset: Asset, method: str, path: str, body: Optional[dict] = Non
         raise ActionFailure(str(exc)) from None
     finally:
         await client.close()
-
-
-async def request_slack_approval(params: RequestApprovalParams, asset: Asset) -> ApprovalOutput:
-    """Ask for approval in Slack; the bot runs the action once a person approves. Returns the approval id."""
-    requested_by = (params.requested_by or "").strip() or asset.idops_requested_by
-    if not requested_by:
-        raise ActionFailure("parameter 'requested_by' is required (or set the asset's idops_requested_by)")
-    body = {
-        "connector": connector_name(asset),
-        "identity": require(params.identity_id, "identity_id"),
-        "action": require(params.action, "action"),
-        "reason": (params.reason or "").strip(),
-        "requested_by": requested_by,
-    }
-    return await _call(asset, "POST", API, body)
-
-
-async def get_approval_status(params: ApprovalStatusParams, asset: Asset) -> ApprovalOutput:
-    """The approval's state (pending, approved, denied, expired, executed, failed) and the action's result."""
-    approval_id = require(params.approval_id, "approval_id")
-    return await _call(asset, "GET", f"{API}/{quote(approval_id, safe='')}")
