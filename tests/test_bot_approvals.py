@@ -260,6 +260,18 @@ async def test_deny_asks_why_in_a_modal_and_closes_the_card(h):
     assert buttons(card) == [] and h.actions() == []
 
 
+async def test_a_requester_may_withdraw_but_the_target_may_not_deny(h):
+    card = await h.request_card("plain")
+    await h.click(TARGET, card, "approval:deny")
+    (modal,) = h.slack.views(TARGET)
+    reply = await h.submit(TARGET, modal, "that's me, leave it")
+    assert reply.json["errors"]["reason"] == "You can't decide on an action against your own account."
+    await h.click(REQUESTER, h.card(), "approval:deny")
+    (modal,) = h.slack.views(REQUESTER)
+    await h.submit(REQUESTER, modal, "asked by mistake")
+    assert status_of(h.card()) == f":no_entry: Denied by <@{REQUESTER}>: asked by mistake"
+
+
 async def test_deny_refusals_show_in_the_modal(h):
     card = await h.request_card()
     await h.click(OUTSIDER, card, "approval:deny")
