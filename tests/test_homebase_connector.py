@@ -470,6 +470,15 @@ async def test_pauses_when_the_quota_is_spent_instead_of_hitting_429(start) -> N
     assert statuses == [200] * 5  # five pages, no 429: the client waited for the window to reset
 
 
+async def test_without_pacing_the_same_listing_meets_429s_and_waits_them_out(start) -> None:
+    sim = await start(identities=60, rate_limits={"reads": 2}, rate_window=1.0)
+    async with HomeBaseConnector("hb", api_key=KEY, base_url=sim.api, page_size=20, pacing=False) as hb:
+        found = await collect(hb)
+    assert len(found) == 60
+    statuses = [r["status"] for r in sim.state.requests]
+    assert 429 in statuses and statuses.count(200) == 3
+
+
 async def test_rate_limit_429_from_the_simulator_is_recovered(start) -> None:
     sim = await start(rate_limits={"actions": 1}, rate_window=1.0)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as session:
