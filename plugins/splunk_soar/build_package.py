@@ -1,20 +1,29 @@
-"""Build the SOAR app package: stage the app with a copy of the repo's connectors/ and run
-`soarapps package build` on the stage, so the repo never holds a second copy of the core."""
+"""Build the SOAR app package: stage the app with a copy of the repo's connectors/ and run the SDK's
+`soarapps package build` on the stage, so the repo never holds a second copy of the core.
+
+The SDK downloads every dependency wheel on each build (~50 at once, 10 s timeout each). Here its
+download goes through a local cache (build/wheels/, checked against uv.lock's hashes by the SDK) with
+bounded concurrency and retries: only the first build needs PyPI, and a dropped connection is retried.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 # The stage's folder name is the import root `soarapps` uses while reading the app (idops_soar.src.app).
 STAGE = HERE / "build" / "idops_soar"
+WHEEL_CACHE = HERE / "build" / "wheels"
 APP_FILES = ("pyproject.toml", "uv.lock", "logo.svg", "logo_dark.svg")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "vendor")
+DOWNLOADS_AT_ONCE = 6
+ATTEMPTS = 4
 
 
 def stage() -> Path:
@@ -29,15 +38,61 @@ def stage() -> Path:
     return STAGE
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def cached(download: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap the SDK's `UvWheel.fetch`: serve a cached wheel whose hash matches, else download (a few at
+    a time, retried) and keep it."""
+    gate: Optional[asyncio.Semaphore] = None
+
+    async def fetch(wheel: Any) -> bytes:
+        nonlocal gate
+        path = WHEEL_CACHE / wheel.url.rsplit("/", 1)[-1]
+        if path.exists():
+            data = path.read_bytes()
+            try:
+                wheel.validate_hash(data)
+                return data
+            except ValueError:
+                path.unlink()
+        gate = gate or asyncio.Semaphore(DOWNLOADS_AT_ONCE)
+        async with gate:
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    data = await download(wheel)  # validates the hash
+                    break
+                except Exception as exc:  # httpx's errors, and a hash mismatch from a cut download
+                    if attempt == ATTEMPTS:
+                        raise
+                    print(f"build_package: {path.name}: {type(exc).__name__}, retrying", file=sys.stderr)
+                    await asyncio.sleep(attempt)
+        WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".part").write_bytes(data)
+        path.with_suffix(".part").replace(path)
+        return data
+
+    return fetch
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=HERE / "dist" / "idops_soar.tgz")
     args = parser.parse_args(argv)
     output = args.output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
-    soarapps = Path(sys.executable).parent / "soarapps"
     partial = output.with_suffix(".partial")
-    subprocess.run([str(soarapps), "package", "build", str(stage()), "-o", str(partial)], check=True)  # noqa: S603
+
+    import typer
+    from soar_sdk.cli.cli import app
+    from soar_sdk.meta.dependencies import UvWheel
+
+    UvWheel.fetch = cached(UvWheel.fetch)  # type: ignore[method-assign]
+    try:
+        typer.main.get_command(app)(
+            ["package", "build", str(stage()), "-o", str(partial)], standalone_mode=False
+        )
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        print(f"build_package: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     partial.replace(output)  # only a complete build replaces the previous package
     return 0
 
