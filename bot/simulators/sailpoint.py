@@ -68,6 +68,10 @@ def _error(status: int, text: str, detail: Optional[str] = None) -> web.Response
     return web.json_response(error_body(status, text, detail), status=status)
 
 
+def _not_found() -> web.Response:
+    return _error(404, "The server did not find a current representation for the target resource.")
+
+
 def _bad_request(text: str) -> web.Response:
     return _error(400, text, "400.1 Bad Request Content")
 
@@ -657,7 +661,7 @@ async def get_identity(request: web.Request) -> web.Response:
     state = request.app[STATE]
     index = state.index_of(request.match_info["id"])
     if index is None:
-        return _error(404, "The server did not find a current representation for the target resource.")
+        return _not_found()
     return web.Response(body=state.identity_json(index), content_type="application/json")
 
 
@@ -706,7 +710,7 @@ async def disable_account(request: web.Request) -> web.Response:
     state = request.app[STATE]
     key = state.account_of(request.match_info["id"])
     if key is None:
-        return _error(404, "The server did not find a current representation for the target resource.")
+        return _not_found()
     problem = await _toggle_body(request)
     if problem is not None:
         return problem
@@ -718,7 +722,7 @@ async def disable_identity_account(request: web.Request) -> web.Response:
     state = request.app[STATE]
     index = state.index_of(request.match_info["id"])
     if index is None:
-        return _error(404, "The server did not find a current representation for the target resource.")
+        return _not_found()
     return web.json_response({"id": state.disable_account(index, 0)}, status=202)
 
 
