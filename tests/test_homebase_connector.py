@@ -630,6 +630,7 @@ async def test_admin_rejects_bad_fault_requests(start) -> None:
         ({"filter[privileged]": "yes"}, "filter[privileged]"),
         ({"filter[provider]": "ldap"}, "filter[provider]"),
         ({"cursor": "!!!"}, "cursor"),
+        ({"cursor": "é"}, "cursor"),
         ({"sort": "name"}, "sort"),
         ({"api_key": KEY}, "api_key"),
     ],

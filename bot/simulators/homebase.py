@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import binascii
 import bisect
 import collections
 import hashlib
@@ -622,7 +621,7 @@ def _decode_cursor(cursor: str) -> int:
         prefix, _, after = text.partition(":")
         if prefix == "hb1" and after.isdigit():
             return int(after)
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64 (binascii.Error), non-ASCII text or bytes that are not UTF-8
         pass
     raise ApiError("validation_error", "cursor is not valid", status=400, fields={"cursor": "invalid"})
 
