@@ -311,6 +311,8 @@ class FakeSlack:
         self._last_ts = 0
         self._ids = itertools.count(1)
         self._changed: Optional[asyncio.Event] = None
+        # bumped on every change, so a page can wait for the next one
+        self.version = 0
         self.app = web.Application()
         self.app.router.add_route("*", "/api/{method}", self._api)
         self.app.router.add_post("/response/{rid}", self._response)
@@ -429,6 +431,7 @@ class FakeSlack:
         return result
 
     def _touch(self) -> None:
+        self.version += 1
         if self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -441,6 +444,7 @@ class FakeSlack:
         return self.base_url
 
     def _event(self, line: str) -> None:
+        self._touch()
         if self.on_event is not None:
             self.on_event(line)
 
@@ -1254,6 +1258,7 @@ class FakeSlack:
             stack.clear()
         else:
             stack.remove(view)
+        self._touch()
 
     async def close_view(
         self, bot_url: str, user_id: str, view_id: str, **signing: Any
@@ -1264,6 +1269,7 @@ class FakeSlack:
         if view is None:
             raise LookupError(f"view {view_id} is not open for {user_id}")
         stack.remove(view)
+        self._touch()
         if not view.get("notify_on_close"):
             return None
         user = self._user_or_fail(user_id)
