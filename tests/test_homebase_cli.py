@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +39,8 @@ class SimProcess:
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
         # a thread reads stdout so waiting for a line can have a deadline
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
 
     def _pump(self) -> None:
         assert self.process.stdout is not None
@@ -92,7 +94,10 @@ def sim_process(*args: str, key: str | None = None) -> Iterator[SimProcess]:
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate(timeout=15)
+        process.wait(timeout=15)
+        sim._reader.join(timeout=5)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +213,14 @@ def test_bad_simulator_arguments_are_named(args, message, monkeypatch, capsys) -
     monkeypatch.delenv("HOMEBASE_WEBHOOK_SECRET", raising=False)
     assert cli.main(["sim", "homebase", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_taken_port_is_a_clear_error(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HOMEBASE_API_KEY", "hld_test_portcheck")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["sim", "homebase", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err

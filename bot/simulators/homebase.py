@@ -200,6 +200,8 @@ class HomeBaseState:
         self.email_filter = email_filter
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
+        # opened on the first delivery, so a simulator that never started leaves nothing to close
+        self.webhook_session: Optional[aiohttp.ClientSession] = None
         self.tenant_ids = [
             "ten_" + hashlib.sha256(f"{seed}:tenant:{t}".encode()).hexdigest()[:12] for t in range(tenants)
         ]
@@ -394,7 +396,6 @@ class _Call:
 
 STATE = web.AppKey("homebase_state", HomeBaseState)
 _CALL = web.RequestKey("homebase_call", _Call)
-_SESSION = web.AppKey("homebase_webhook_session", aiohttp.ClientSession)
 
 
 # --- the API --------------------------------------------------------------------------------------
@@ -796,7 +797,9 @@ async def deliver_webhook(app: web.Application, event: dict[str, Any]) -> Option
         "error": None,
     }
     try:
-        async with app[_SESSION].post(
+        if state.webhook_session is None:
+            state.webhook_session = aiohttp.ClientSession()
+        async with state.webhook_session.post(
             state.webhook_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
         ) as response:
             delivery["status"] = response.status
@@ -823,19 +826,16 @@ async def admin_suspend_tenant(request: web.Request) -> web.Response:
     return web.json_response({"tenant_id": tenant_id, "suspended": tenant_id in state.suspended_tenants})
 
 
-async def _open_session(app: web.Application) -> None:
-    app[_SESSION] = aiohttp.ClientSession()
-
-
 async def _close_session(app: web.Application) -> None:
-    await app[_SESSION].close()
+    session = app[STATE].webhook_session
+    if session is not None:
+        await session.close()
 
 
 def create_app(**settings: Any) -> web.Application:
     """The simulator as an aiohttp app; `settings` are `HomeBaseState`'s, its state is `app[STATE]`."""
     app = web.Application(middlewares=[_api_middleware])
     app[STATE] = HomeBaseState(**settings)
-    app.on_startup.append(_open_session)
     app.on_cleanup.append(_close_session)
     app.router.add_get("/v1/identity", list_identities)
     app.router.add_get("/v1/identity/{id}", get_identity)
