@@ -62,11 +62,11 @@ async def test_connectivity_ok_and_bad_credentials(soar: SoarApp) -> None:
     )
     assert ok.ok, ok.message
     assert "API key accepted; 60 identities visible" in ok.stderr
-    assert not bad_key.ok
+    assert not bad_key.ok, bad_key.message
     assert bad_key.message.startswith("Asset misconfiguration in test connectivity: HomeBase")
     assert "request id" in bad_key.message and "Check the asset's credentials" in bad_key.message
     assert "hld_test_not_a_known_key" not in bad_key.stdout + bad_key.stderr  # the key is never echoed
-    assert not bad_kind.ok and "unknown kind 'okta'" in bad_kind.message
+    assert not bad_kind.ok and "unknown kind 'okta'" in bad_kind.message, bad_kind.message
 
 
 async def test_list_identities_filters_and_limit(soar: SoarApp, sim: Sim) -> None:
@@ -80,10 +80,10 @@ async def test_list_identities_filters_and_limit(soar: SoarApp, sim: Sim) -> Non
     assert high.ok, high.message
     assert [i["id"] for i in high.data] == expected_high
     assert all(i["risk_level"] == "high" for i in high.data)
-    assert privileged.ok
+    assert privileged.ok, privileged.message
     assert {i["id"] for i in privileged.data} == {r["id"] for r in sim.records() if r["privileged"]}
-    assert not bad_level.ok and "unknown risk level 'severe'" in bad_level.message
-    assert not bad_limit.ok and "'limit' must be between 1 and 1000" in bad_limit.message
+    assert not bad_level.ok and "unknown risk level 'severe'" in bad_level.message, bad_level.message
+    assert not bad_limit.ok and "'limit' must be between 1 and 1000" in bad_limit.message, bad_limit.message
 
 
 async def test_get_identity_found_and_not_found(soar: SoarApp, sim: Sim) -> None:
@@ -96,7 +96,7 @@ async def test_get_identity_found_and_not_found(soar: SoarApp, sim: Sim) -> None
         expected = (await connector.get_identity(person["id"])).to_dict()
     assert found.ok, found.message
     assert found.data == [expected]
-    assert not missing.ok
+    assert not missing.ok, missing.message
     assert missing.message.startswith("Action failure in get identity: HomeBase")
     assert "request id" in missing.message
 
@@ -108,10 +108,10 @@ async def test_lookup_by_email_name_and_no_match(soar: SoarApp, sim: Sim) -> Non
         soar.run("lookup_identity", {"query": person["display_name"], "limit": 50}),
         soar.run("lookup_identity", {"query": "nobody.at.all@nowhere.example"}),
     )
-    assert by_email.ok and [i["id"] for i in by_email.data] == [person["id"]]
-    assert by_name.ok and person["id"] in {i["id"] for i in by_name.data}
+    assert by_email.ok and [i["id"] for i in by_email.data] == [person["id"]], by_email.message
+    assert by_name.ok and person["id"] in {i["id"] for i in by_name.data}, by_name.message
     assert all(person["display_name"] in i["display_name"] for i in by_name.data)
-    assert not nothing.ok
+    assert not nothing.ok, nothing.message
     assert "no identity in 'homebase' matches 'nobody.at.all@nowhere.example'" in nothing.message
 
 
@@ -124,9 +124,9 @@ async def test_response_actions_change_the_provider(soar: SoarApp, sim: Sim) -> 
         soar.run("disable_account", {"identity_id": people[3]["id"], "reason": "   "}),
         soar.run("revoke_sessions", {"identity_id": "idn_0000000000"}),
     )
-    assert reset.ok and reset.data[0]["status"] == "completed" and reset.data[0]["reference"]
-    assert revoke.ok and revoke.data[0]["action"] == "revoke_sessions"
-    assert disable.ok and disable.data[0]["identity_id"] == people[2]["id"]
+    assert reset.ok and reset.data[0]["status"] == "completed" and reset.data[0]["reference"], reset.message
+    assert revoke.ok and revoke.data[0]["action"] == "revoke_sessions", revoke.message
+    assert disable.ok and disable.data[0]["identity_id"] == people[2]["id"], disable.message
     assert sim.state.password_resets[people[0]["id"]] == 1
     assert sim.state.sessions_revoked[people[1]["id"]] == 1
     assert sim.status_of(people[2]["id"]) == "disabled"
@@ -137,12 +137,18 @@ async def test_response_actions_change_the_provider(soar: SoarApp, sim: Sim) -> 
             (people[2]["id"], "disable"),
         ]
     )
-    assert not blank_reason.ok and "parameter 'reason' is required" in blank_reason.message
+    assert not blank_reason.ok and "parameter 'reason' is required" in blank_reason.message, (
+        blank_reason.message
+    )
     assert sim.status_of(people[3]["id"]) == "active"
-    assert not missing.ok and "HomeBase" in missing.message and "request id" in missing.message
+    assert not missing.ok and "HomeBase" in missing.message and "request id" in missing.message, (
+        missing.message
+    )
 
     again = await soar.run("disable_account", {"identity_id": people[2]["id"], "reason": "twice"})
-    assert not again.ok and again.message.startswith("Action failure in disable account: HomeBase")
+    assert not again.ok and again.message.startswith("Action failure in disable account: HomeBase"), (
+        again.message
+    )
 
 
 async def test_rate_limit_is_waited_out(soar: SoarApp, sim: Sim) -> None:
@@ -151,7 +157,7 @@ async def test_rate_limit_is_waited_out(soar: SoarApp, sim: Sim) -> None:
     sim.state.faults.append(Fault(kind="429", count=1, retry_after=0.2, path="/v1/identity", method="POST"))
     got = await soar.run("get_identity", {"identity_id": person["id"]})
     revoked = await soar.run("revoke_sessions", {"identity_id": person["id"]})
-    assert got.ok and got.data[0]["id"] == person["id"]
+    assert got.ok and got.data[0]["id"] == person["id"], got.message
     assert revoked.ok, revoked.message
     assert len(sim.state.requests_to(f"/v1/identity/{person['id']}", "GET")) == 2
     assert len(sim.state.requests_to(f"/v1/identity/{person['id']}/revoke-sessions", "POST")) == 2
@@ -163,7 +169,7 @@ async def test_bad_credentials_fail_actions_as_misconfiguration(soar: SoarApp, s
     result = await soar.run(
         "disable_account", {"identity_id": person["id"], "reason": "x"}, api_key="hld_live_wrong"
     )
-    assert not result.ok
+    assert not result.ok, result.message
     assert result.message.startswith("Asset misconfiguration in disable account: HomeBase")
     assert sim.status_of(person["id"]) == "active"
 
@@ -171,7 +177,7 @@ async def test_bad_credentials_fail_actions_as_misconfiguration(soar: SoarApp, s
 async def test_provider_error_names_the_request_id(soar: SoarApp, sim: Sim) -> None:
     sim.state.faults.append(Fault(kind="500", count=5, path="/v1/identity"))
     result = await soar.run("list_identities", {"limit": 5})
-    assert not result.ok
+    assert not result.ok, result.message
     assert result.message.startswith("Action failure in list identities: HomeBase")
     assert "(request id " in result.message
     assert "Traceback" not in result.message

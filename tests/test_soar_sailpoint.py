@@ -49,12 +49,12 @@ async def test_sailpoint_actions(soar: SoarApp, sim: tuple[str, sailpoint.SailPo
     assert got.data[0]["email"] == first["emailAddress"]
     assert got.data[0]["risk_score"] == first["attributes"]["riskScore"]
 
-    assert not reset.ok
+    assert not reset.ok, reset.message
     assert (
         reset.message
         == "Action failure in force password reset: SailPoint has no 'Force password reset' action"
     )
-    assert not revoke.ok and "SailPoint has no 'Revoke sessions' action" in revoke.message
+    assert not revoke.ok and "SailPoint has no 'Revoke sessions' action" in revoke.message, revoke.message
 
     assert disable.ok, disable.message
     assert disable.data[0]["status"] == "queued" and disable.data[0]["reference"]
@@ -62,11 +62,12 @@ async def test_sailpoint_actions(soar: SoarApp, sim: tuple[str, sailpoint.SailPo
     assert state.identity(1)["identityStatus"] != "DISABLED"
     assert {task["action"] for task in state.tasks.values()} == {"disable"}
 
-    assert not bad_secret.ok and bad_secret.message.startswith(
-        "Asset misconfiguration in get identity: SailPoint"
+    assert not bad_secret.ok, bad_secret.message
+    assert bad_secret.message.startswith("Asset misconfiguration in get identity: SailPoint"), (
+        bad_secret.message
     )
     assert "not-the-secret" not in bad_secret.message + bad_secret.stderr
-    assert not wrong_setting.ok
+    assert not wrong_setting.ok, wrong_setting.message
     assert (
         "Asset misconfiguration in get identity: connector 'isc' (sailpoint): unknown setting 'api_key'"
         in (wrong_setting.message)
