@@ -328,6 +328,7 @@ class FakeSlack:
                 yield url
             finally:
                 self.base_url = None
+                self._touch()  # wake long-polling pages, so shutdown need not wait for them
 
     @property
     def api_url(self) -> str:

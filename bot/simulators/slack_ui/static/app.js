@@ -9,6 +9,7 @@ const EMOJI = {
   large_yellow_circle: "🟡", large_green_circle: "🟢", white_circle: "⚪", arrow_up: "⬆️",
   arrow_down: "⬇️", information_source: "ℹ️", shield: "🛡️", bust_in_silhouette: "👤",
   busts_in_silhouette: "👥", wave: "👋", eyes: "👀", repeat: "🔁", clock3: "🕒", link: "🔗",
+  gear: "⚙️", alarm_clock: "⏰", clipboard: "📋", arrow_right: "➡️", bulb: "💡",
 };
 
 const ui = {
