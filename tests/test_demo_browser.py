@@ -124,11 +124,37 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
             await expect(card).to_contain_text("(edited)")
             result = page.locator(".thread .msg").filter(has_text=f"Revoke sessions for {spot.name}")
             await expect(result).to_be_visible(timeout=WAIT_MS)
+            await expect(result.locator("blockquote")).to_contain_text("done in HomeBase")
             await shot(page, "4-approved")
+
+            # a second request, denied through the modal with a text input
+            await page.select_option("#user-select", demo.RESPONDER)
+            await page.locator("#channel-list button", has_text="idops-alerts").click()
+            await lookup.get_by_role("button", name="Force password reset").click()
+            await page.locator("#channel-list button", has_text="idops-approvals").click()
+            second = page.locator(".msg:not(.ephemeral)").filter(
+                has=page.locator(".block-header", has_text="Force password reset request")
+            )
+            await expect(second).to_contain_text("Waiting for approval", timeout=WAIT_MS)
+            await page.select_option("#user-select", demo.APPROVER_2)
+            await second.get_by_role("button", name="Deny").click()
+            modal = page.locator("#overlay form.dialog")
+            await expect(modal).to_contain_text("Deny request", timeout=WAIT_MS)
+            await modal.locator("textarea, input").first.fill("travelling <@U0ALICE>, not an attacker")
+            await shot(page, "5-deny-modal")
+            await modal.get_by_role("button", name="Deny").click()
+            await expect(modal).to_have_count(0, timeout=WAIT_MS)
+            await expect(second).to_contain_text("Denied by @carol", timeout=WAIT_MS)
+            await expect(second).to_contain_text("travelling <@U0ALICE>, not an attacker")
+
+            # the App Home tab is published for whoever opens it
+            await page.locator("#home-tab").click()
+            await expect(page.locator("#pane .block").first).to_be_visible(timeout=WAIT_MS)
+            await shot(page, "6-home")
 
             # back in the alert channel for the picture in README
             await page.locator("#channel-list button", has_text="idops-alerts").click()
-            await shot(page, "5-alerts")
+            await shot(page, "7-alerts")
         finally:
             await browser.close()
 

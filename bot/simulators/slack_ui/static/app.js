@@ -9,7 +9,7 @@ const EMOJI = {
   large_yellow_circle: "🟡", large_green_circle: "🟢", white_circle: "⚪", arrow_up: "⬆️",
   arrow_down: "⬇️", information_source: "ℹ️", shield: "🛡️", bust_in_silhouette: "👤",
   busts_in_silhouette: "👥", wave: "👋", eyes: "👀", repeat: "🔁", clock3: "🕒", link: "🔗",
-  gear: "⚙️", alarm_clock: "⏰", clipboard: "📋", arrow_right: "➡️", bulb: "💡",
+  gear: "⚙️", alarm_clock: "⏰", clipboard: "📋", arrow_right: "➡️", bulb: "💡", crown: "👑",
 };
 
 const ui = {
@@ -73,8 +73,8 @@ function splitOnce(text, sep) {
   return at < 0 ? [text, null] : [text.slice(0, at), text.slice(at + 1)];
 }
 
-// Slack mrkdwn (bold, italic, strike, code, code blocks, entities, line breaks) as DOM nodes.
-function mrkdwn(src) {
+// One line of Slack mrkdwn (bold, italic, strike, code, <…> entities) as DOM nodes.
+function inline(src) {
   const out = document.createDocumentFragment();
   const style = { "*": false, "_": false, "~": false };
   let buf = "";
@@ -92,32 +92,45 @@ function mrkdwn(src) {
   let i = 0;
   while (i < src.length) {
     const c = src[i];
-    if (src.startsWith("```", i)) {
-      const end = src.indexOf("```", i + 3);
-      if (end > 0) { flush(); out.appendChild(el("pre", null, decode(src.slice(i + 3, end)))); i = end + 3; continue; }
-    }
     if (c === "`") {
       const end = src.indexOf("`", i + 1);
-      if (end > i + 1 && !src.slice(i + 1, end).includes("\n")) {
-        flush(); out.appendChild(wrap(el("code", null, decode(src.slice(i + 1, end))))); i = end + 1; continue;
-      }
+      if (end > i + 1) { flush(); out.appendChild(wrap(el("code", null, decode(src.slice(i + 1, end))))); i = end + 1; continue; }
     }
     if (c === "<") {
       const end = src.indexOf(">", i + 1);
       if (end > 0) { flush(); out.appendChild(wrap(entity(src.slice(i + 1, end)))); i = end + 1; continue; }
     }
-    if (c === "\n") { flush(); out.appendChild(el("br")); i++; continue; }
     if (c in style) {
       if (style[c]) { flush(); style[c] = false; i++; continue; }
-      const end = src.indexOf(c, i + 1);
-      const lineEnd = src.indexOf("\n", i);
       const opens = i === 0 || /[\s(\[{>*_~]/.test(src[i - 1]);
-      if (opens && end > i + 1 && (lineEnd < 0 || end < lineEnd)) { flush(); style[c] = true; i++; continue; }
+      if (opens && src.indexOf(c, i + 1) > i + 1) { flush(); style[c] = true; i++; continue; }
     }
     buf += c;
     i++;
   }
   flush();
+  return out;
+}
+
+// Slack mrkdwn: ``` code blocks, "> " quotes and line breaks around inline formatting.
+function mrkdwn(src) {
+  const out = document.createDocumentFragment();
+  src.split(/```([\s\S]*?)```/).forEach((part, index) => {
+    if (index % 2) { out.appendChild(el("pre", null, decode(part))); return; }
+    let quote = null;
+    part.split("\n").forEach((line, n) => {
+      const quoted = /^(>|&gt;) ?/.exec(line);
+      if (quoted) {
+        if (!quote) quote = out.appendChild(el("blockquote"));
+        else quote.appendChild(el("br"));
+        quote.appendChild(inline(line.slice(quoted[0].length)));
+        return;
+      }
+      if (n > 0 && !quote) out.appendChild(el("br"));
+      quote = null;
+      out.appendChild(inline(line));
+    });
+  });
   return out;
 }
 
