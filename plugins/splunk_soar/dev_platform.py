@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -38,7 +39,7 @@ class Platform:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
     def save_state(self, state: dict) -> None:
-        self.state_file.write_text(json.dumps(state, indent=1))
+        _write_json(self.state_file, state)
 
     def save_container(
         self, container: dict, fail_on_duplicate: bool = False
@@ -66,7 +67,14 @@ class Platform:
         return True, "Artifacts saved successfully", ids
 
     def _flush(self) -> None:
-        self.containers_file.write_text(json.dumps(self.containers, indent=1))
+        _write_json(self.containers_file, self.containers)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Replace `path` whole, so a concurrent run never reads a half-written file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(data, indent=1))
+    partial.replace(path)
 
 
 def install(manager: Any, platform: Platform) -> None:
