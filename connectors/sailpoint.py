@@ -131,9 +131,9 @@ class SailPointConnector(Connector):
         concurrency: int = 8,
         timeout: float = 10.0,
         session: Optional[aiohttp.ClientSession] = None,
-        rate_limit: Optional[tuple[int, float]] = (100, 10.0),
+        pacing: bool = True,
     ) -> None:
-        """`rate_limit` is SailPoint's requests per seconds per client; None only for a local simulator."""
+        """`pacing=False` turns client-side rate limiting off: only for local simulators with limits off."""
         super().__init__(name)
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
@@ -148,7 +148,8 @@ class SailPointConnector(Connector):
         self._http = HttpClient(
             self.base_url, provider=PROVIDER, error_mapper=self._map_error, session=session, timeout=timeout
         )
-        self._limiter = SlidingWindowLimiter(*rate_limit) if rate_limit else None
+        # SailPoint allows 100 requests per 10 s per client id
+        self._limiter = SlidingWindowLimiter(100, 10.0) if pacing else None
         self._token: Optional[str] = None
         self._renew_at = 0.0
         self._token_lock = asyncio.Lock()
