@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.simulators import serving
 from bot.simulators.slack import FakeSlack, SlackUser, block_problems
+from bot.simulators.slack_ui import SlackUI
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"
@@ -555,3 +557,69 @@ async def test_bolt_refuses_badly_signed_requests(slack: FakeSlack, bot_url: str
         reply = await slack.command(bot_url, "U0ALICE", "hello", **signing)
         assert reply.status == 401, signing
     assert all(r["text"] != "you said hello" for r in slack.responses("U0ALICE"))
+
+
+# --- the demo page's endpoints -------------------------------------------------------------------
+
+
+async def test_page_endpoints_drive_the_bot_and_name_bad_input() -> None:
+    fake = FakeSlack(users=USERS, channels={ALERTS: "idops-alerts"}, bot_token=TOKEN, signing_secret=SECRET)
+    page = SlackUI(fake, "", [("U0ALICE", "responder"), ("U0BOB", "approver")])
+    page.attach()
+    async with (
+        fake.serve() as base,
+        serving(bolt_app(fake).web_app()) as bot,
+        aiohttp.ClientSession() as http,
+    ):
+        page.bot_url = bot + "/slack/events"
+
+        async def post(path: str, body: Any) -> tuple[int, dict]:
+            async with http.post(base + path, json=body) as response:
+                return response.status, await response.json()
+
+        async with http.get(base + "/") as response:
+            assert response.status == 200 and "/ui/app.js" in await response.text()
+        async with http.get(base + "/ui/app.js") as response:
+            assert response.status == 200 and "textContent" in await response.text()
+        async with http.get(base + "/_ui/people") as response:
+            assert [p["id"] for p in (await response.json())["people"]] == ["U0ALICE", "U0BOB"]
+        async with http.get(base + "/_ui/state?user=U0MALLORY") as response:
+            assert response.status == 400 and "U0MALLORY" in (await response.json())["error"]
+
+        assert await post("/_ui/command", {"user": "U0ALICE", "line": "hello"}) == (
+            400,
+            {"error": "type a slash command, e.g. /idops help"},
+        )
+        async with http.post(base + "/_ui/command", data=b"{nope") as response:
+            assert response.status == 400 and (await response.json())["error"]
+
+        async with http.get(base + "/_ui/state?user=U0ALICE&version=-1") as response:
+            before = (await response.json())["version"]
+        waiting = asyncio.ensure_future(http.get(base + f"/_ui/state?user=U0ALICE&version={before}"))
+        assert await post("/_ui/command", {"user": "U0ALICE", "line": "/idops card", "channel": ALERTS}) == (
+            200,
+            {"status": 200},
+        )
+        async with await asyncio.wait_for(waiting, 10) as response:
+            state = await response.json()
+        assert state["version"] > before and state["me"] == "U0ALICE"
+        (card,) = await fake.wait_for(lambda: fake.messages(ALERTS), what="the card")
+
+        where = {"kind": "message", "channel": ALERTS, "ts": card["ts"]}
+        status, body = await post(
+            "/_ui/click", {"user": "U0BOB", "where": where, "action_id": "approval:approve"}
+        )
+        assert status == 400 and "no button 'approval:approve'" in body["error"]
+        assert await post("/_ui/click", {"user": "U0BOB", "where": where, "action_id": "alert:ack"}) == (
+            200,
+            {"status": 200},
+        )
+        await fake.wait_for(lambda: fake.messages(ALERTS)[0]["text"] == "acked by U0BOB", what="the ack")
+
+        status, body = await post("/_ui/submit", {"user": "U0BOB", "view_id": "V0", "values": "x"})
+        assert status == 400 and "values must be" in body["error"]
+
+    page.bot_url = "http://127.0.0.1:9/slack/events"  # nothing listens on the discard port
+    async with fake.serve() as base, aiohttp.ClientSession() as http:
+        async with http.post(base + "/_ui/home", json={"user": "U0ALICE"}) as response:
+            assert response.status == 502 and "did not answer" in (await response.json())["error"]
