@@ -11,15 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import aiohttp
 import sqlite_utils
 from aiohttp import web
+from approvals_support import pick_people
+from bot_support import APPROVER, APPROVER2, COMMAND_CHANNEL, GROUP_RESPONDER, make_config, slack_users
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.detector import Detector, Scope
+from bot.alerts.scheduler import ALERTS as SERVICE
+from bot.alerts.scheduler import Timings, install
 from bot.alerts.sender import Sender
 from bot.alerts.store import migrations
-from bot.config import AlertSettings
-from bot.simulators import homebase, serving
+from bot.app import Bot
+from bot.config import AlertSettings, Config, Secrets
+from bot.server import BOT, build_web_app
+from bot.simulators import homebase, sailpoint, serving
 from bot.simulators.slack import FakeSlack
 from bot.store import open_db
 from connectors import RiskLevel
@@ -213,3 +220,147 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+# --- the whole server ---------------------------------------------------------------------------
+
+HOOK_SECRET = "whsec-test-homebase"
+SP_TOKEN = "sp-trigger-token"
+SP_ID, SP_SECRET = "sim-client", "sim-secret"
+FAST = Timings(interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)
+
+
+@dataclass
+class Served:
+    """`idops serve`'s web app with alerts installed, the simulators and FakeSlack, all on loopback."""
+
+    url: str
+    web_app: web.Application
+    service: Any  # AlertService, or None when alerts are off
+    slack: FakeSlack
+    hb: homebase.HomeBaseState
+    hb_url: str
+    sp: sailpoint.SailPointState
+    http: aiohttp.ClientSession
+    clock: Clock
+    people: dict[str, dict[str, Any]]
+
+    @property
+    def events_url(self) -> str:
+        return self.url + "/slack/events"
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        return self.service.detector.db
+
+    async def settle(self) -> None:
+        """Wait for the bot's work after acks, webhook re-checks, and the outbox to drain."""
+        await self.web_app[BOT].join(timeout=15)
+        await self.service.join(timeout=15)
+        await self.service.sender.wait_idle(timeout=15)
+
+    async def started(self) -> None:
+        """Wait for the start-up sweep of every scope and its delivery."""
+        scopes = [scope.key for scope in self.service.detector.scopes()]
+        await eventually(lambda: all(key in self.service.results for key in scopes), 15, "start-up sweeps")
+        await self.settle()
+
+    async def click(
+        self, user: str, message: dict[str, Any], action_id: str, value: Optional[str] = None
+    ) -> Any:
+        reply = await self.slack.click(self.events_url, user, message, action_id, value)
+        await self.settle()
+        return reply
+
+    def cards(self, channel: str = ALERTS) -> list[dict[str, Any]]:
+        return [m for m in self.slack.messages(channel) if _part(m) == "card"]
+
+    def notices(self, channel: str = ALERTS) -> list[dict[str, Any]]:
+        return [m for m in self.slack.messages(channel) if _part(m) == "notice"]
+
+    def hb_low(self, skip: int = 0, privileged: Optional[bool] = None) -> int:
+        found = [
+            i
+            for i in range(self.hb.size)
+            if homebase.risk_level(self.hb.risk_score(i)) == "low"
+            and self.hb.record(i)["status"] == "active"
+            and (privileged is None or self.hb.person(i).privileged == privileged)
+        ]
+        return found[skip]
+
+
+def server_config(tmp_path: Path, hb_url: str, sp_url: str, **sections: Any) -> Config:
+    connectors = [
+        {"name": "homebase", "kind": "homebase", "base_url": hb_url + "/v1", "api_key_env": "TEST_HLD_KEY"},
+        {
+            "name": "sp",
+            "kind": "sailpoint",
+            "base_url": sp_url,
+            "client_id_env": "TEST_SP_ID",
+            "client_secret_env": "TEST_SP_SECRET",
+            "risk_attribute": "attributes.riskScore",
+        },
+    ]
+    sections.setdefault(
+        "webhooks", {"homebase_secret_env": "HLD_HOOK_SECRET", "sailpoint_token_env": "SP_TOKEN"}
+    )
+    sections.setdefault("alerts", {"poll_seconds": 3600})
+    return make_config(tmp_path, hb_url, connectors=connectors, **sections)
+
+
+ENVIRON = {
+    "TEST_HLD_KEY": API_KEY,
+    "TEST_SP_ID": SP_ID,
+    "TEST_SP_SECRET": SP_SECRET,
+    "HLD_HOOK_SECRET": HOOK_SECRET,
+    "SP_TOKEN": SP_TOKEN,
+}
+
+
+@contextlib.asynccontextmanager
+async def served(
+    tmp_path: Path, *, identities: int = 80, environ: Optional[dict[str, str]] = None, **sections: Any
+) -> AsyncIterator[Served]:
+    hb_app = homebase.create_app(identities=identities, rate_limits=False, api_keys=(API_KEY,))
+    sp_app = sailpoint.create_app(identities=40, rate_limit=False, client_id=SP_ID, client_secret=SP_SECRET)
+    hb = hb_app[homebase.STATE]
+    people = pick_people(hb)
+    slack = FakeSlack(
+        users=slack_users(people),
+        usergroups={"S0APPROVERS": [APPROVER, APPROVER2], "S0RESPONDERS": [GROUP_RESPONDER]},
+        channels={**CHANNELS, COMMAND_CHANNEL: "secops"},
+    )
+    clock = Clock()
+    env = environ or ENVIRON
+    async with (
+        serving(hb_app) as hb_url,
+        serving(sp_app) as sp_url,
+        slack.serve(),
+        aiohttp.ClientSession() as http,
+    ):
+        config = server_config(tmp_path, hb_url, sp_url, **sections)
+        secrets = Secrets(
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET=slack.signing_secret,
+            SLACK_API_URL=slack.api_url,
+        )
+
+        def extension(web_app: web.Application, bot: Bot) -> None:
+            install(web_app, bot, environ=env, clock=clock, timings=FAST)
+
+        web_app = build_web_app(config, secrets, environ=env, extensions=[extension], expiry_seconds=3600)
+        async with serving(web_app) as url:
+            hb.webhook_url = url + "/webhooks/homebase"
+            hb.webhook_secret = HOOK_SECRET
+            yield Served(
+                url,
+                web_app,
+                web_app[SERVICE] if SERVICE in web_app else None,  # None: [alerts] enabled = false
+                slack,
+                hb,
+                hb_url,
+                sp_app[sailpoint.STATE],
+                http,
+                clock,
+                people,
+            )

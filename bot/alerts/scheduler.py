@@ -86,7 +86,7 @@ class AlertService:
                 await task
         await self.sender.stop()
 
-    async def sweep(self, scope: Scope) -> SweepResult:
+    async def sweep(self, scope: Scope) -> Optional[SweepResult]:
         """One scheduled run; tracked so shutdown cancels it between two page transactions."""
         task = asyncio.current_task()
         if task is not None:
@@ -104,6 +104,10 @@ class AlertService:
                 f", failed: {result.error}" if result.error else "",
             )
             return result
+        except asyncio.CancelledError:
+            # shutdown: the pages already committed stay, the rest is read again by the next run
+            log.info("risk sweep of %s stopped by shutdown", scope.key)
+            return None
         finally:
             if task is not None:
                 self._tasks.discard(task)

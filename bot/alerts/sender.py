@@ -151,8 +151,10 @@ class Sender:
                 worker = self._workers.get(channel)
                 if worker is None or worker.done():
                     self._workers[channel] = asyncio.create_task(self._drain(channel))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the wake-up
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll):
+                    await self._wake.wait()
 
     async def _drain(self, channel: str) -> None:
         """Deliver one channel's rows strictly in order: an update never overtakes its card."""

@@ -1,0 +1,282 @@
+"""Alerts inside the real server: start-up sweeps, webhooks (good, bad, replayed), the card's buttons
+clicked as Slack sends them, per-tenant sweeps and config errors."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import encode_basic_auth
+from alerts_support import (
+    ALERTS,
+    ENVIRON,
+    HOOK_SECRET,
+    SP_TOKEN,
+    Served,
+    action_ids,
+    all_text,
+    eventually,
+    served,
+)
+from bot_support import APPROVER, OUTSIDER, REQUESTER
+from sailpoint.triggers.models.identity_attributes_changed import IdentityAttributesChanged
+
+from bot.config import ConfigError
+from bot.simulators import homebase
+
+
+def signed(body: bytes, secret: str = HOOK_SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-HLD-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+def event(s: Served, index: int, event_id: str = "evt_test1") -> bytes:
+    return json.dumps(
+        {
+            "id": event_id,
+            "type": "identity.risk_changed",
+            "created_at": "2026-11-01T09:00:00Z",
+            "tenant_id": s.hb.tenant_ids[index % s.hb.tenants],
+            "data": {"identity_id": s.hb.identity_id(index), "risk_score": s.hb.risk_score(index)},
+        }
+    ).encode()
+
+
+async def post(s: Served, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    async with s.http.post(s.url + path, data=body, headers=headers) as response:
+        return response.status, await response.json(content_type=None) if response.status != 404 else None
+
+
+def gets_of(s: Served, index: int) -> int:
+    return len(s.hb.requests_to(f"/v1/identity/{s.hb.identity_id(index)}", "GET"))
+
+
+async def test_start_up_sweeps_then_a_signed_webhook_alerts_in_seconds(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        await s.started()
+        summaries = [all_text(n) for n in s.notices()]
+        assert any("HomeBase (homebase)" in t and "First sweep" in t for t in summaries)
+        assert any("SailPoint (sp)" in t and "First sweep" in t for t in summaries)
+        assert not s.cards()
+
+        index = s.hb_low()
+        async with s.http.post(
+            f"{s.hb_url}/_admin/identity/{s.hb.identity_id(index)}/risk", json={"risk_score": 93}
+        ) as response:
+            assert response.status == 200
+            delivery = (await response.json())["delivery"]
+        assert delivery["status"] == 202  # the simulator's signed webhook was accepted
+        await s.settle()
+        (card,) = s.cards()
+        assert s.hb.person(index).email in all_text(card) and "→ 93" in all_text(card)
+
+
+async def test_homebase_webhook_signatures_and_replays(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        await s.started()
+        index = s.hb_low()
+        s.hb.set_risk(s.hb.identity_id(index), 88)
+        body = event(s, index)
+        before = gets_of(s, index)
+
+        status, answer = await post(s, "/webhooks/homebase", body, {"Content-Type": "application/json"})
+        assert status == 401 and "missing X-HLD-Signature-256" in answer["error"]
+        status, answer = await post(s, "/webhooks/homebase", body, signed(body, "not-the-secret"))
+        assert status == 401 and "does not match" in answer["error"]
+        tampered = body.replace(b"evt_test1", b"evt_test2")
+        status, _ = await post(s, "/webhooks/homebase", tampered, signed(body))
+        assert status == 401
+        await s.settle()
+        assert gets_of(s, index) == before and not s.cards()  # nothing was re-checked
+
+        status, answer = await post(s, "/webhooks/homebase", body, signed(body))
+        assert status == 202 and answer == {"ok": True, "rechecking": 1}
+        await s.settle()
+        assert gets_of(s, index) == before + 1 and len(s.cards()) == 1
+
+        status, answer = await post(s, "/webhooks/homebase", body, signed(body))  # replayed
+        assert status == 200 and answer["duplicate"] is True
+        await s.settle()
+        assert gets_of(s, index) == before + 1 and len(s.cards()) == 1
+
+        not_json = b"{not json"
+        status, answer = await post(s, "/webhooks/homebase", not_json, signed(not_json))
+        assert status == 400 and answer["error"] == "body is not a JSON object"
+        no_id = json.dumps({"type": "identity.risk_changed", "data": {}}).encode()
+        status, answer = await post(s, "/webhooks/homebase", no_id, signed(no_id))
+        assert status == 400 and answer["error"] == "HomeBase event: field 'id' is required"
+        other = json.dumps({"id": "evt_x", "type": "tenant.updated", "data": {"name": "x"}}).encode()
+        status, answer = await post(s, "/webhooks/homebase", other, signed(other))
+        assert status == 202 and answer["rechecking"] == 0
+
+
+async def test_sailpoint_trigger_with_bearer_auth(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        await s.started()
+        index = next(i for i in range(40) if s.sp.risk.get(i, None) is None and _sp_score(s, i) <= 20)
+        s.sp.set_risk(index, 95)
+        identity_id = s.sp.identity_id(index)
+        # the body exactly as the official SDK models the idn:identity-attributes-changed trigger
+        body = IdentityAttributesChanged.from_dict(
+            {
+                "identity": {"type": "IDENTITY", "id": identity_id, "name": "someone"},
+                "changes": [{"attribute": "riskScore", "oldValue": "10", "newValue": "95"}],
+            }
+        ).to_json()
+        assert body is not None
+        payload = body.encode()
+        json_type = {"Content-Type": "application/json"}
+
+        status, answer = await post(s, "/webhooks/sailpoint", payload, json_type)
+        assert status == 401 and answer["error"] == "missing bearer token"
+        status, answer = await post(
+            s, "/webhooks/sailpoint", payload, {**json_type, "Authorization": "Bearer nope"}
+        )
+        assert status == 401 and answer["error"] == "wrong bearer token"
+        await s.settle()
+        assert not s.cards()
+
+        auth = {**json_type, "Authorization": f"Bearer {SP_TOKEN}"}
+        bad = json.dumps({"identity": {"name": "x"}, "changes": []}).encode()
+        status, answer = await post(s, "/webhooks/sailpoint", bad, auth)
+        assert (
+            status == 400
+            and answer["error"] == "idn:identity-attributes-changed: field 'identity.id' is required"
+        )
+
+        status, answer = await post(s, "/webhooks/sailpoint", payload, auth)
+        assert status == 202 and answer["rechecking"] == 1
+        await s.settle()
+        (card,) = s.cards()
+        text = all_text(card)
+        assert "SailPoint (sp)" in text and "→ 95" in text
+        assert action_ids(card) == ["request:disable", "alert:ack", "alert:snooze"]  # what SailPoint offers
+
+
+def _sp_score(s: Served, index: int) -> int:
+    from bot.simulators.seed import person
+
+    return person(index, seed=s.sp.seed).risk_score
+
+
+async def test_sailpoint_trigger_with_basic_auth(tmp_path: Path) -> None:
+    environ = {**ENVIRON, "SP_USER": "idops", "SP_PASS": "s3cret"}
+    webhooks = {
+        "homebase_secret_env": "HLD_HOOK_SECRET",
+        "sailpoint_auth": "basic",
+        "sailpoint_username_env": "SP_USER",
+        "sailpoint_password_env": "SP_PASS",
+    }
+    async with served(tmp_path, environ=environ, webhooks=webhooks) as s:
+        await s.started()
+        body = json.dumps(
+            {"identity": {"id": s.sp.identity_id(0), "type": "IDENTITY"}, "changes": []}
+        ).encode()
+        wrong = encode_basic_auth("idops", "guess")
+        status, answer = await post(s, "/webhooks/sailpoint", body, {"Authorization": wrong})
+        assert status == 401 and answer["error"] == "wrong basic credentials"
+        right = encode_basic_auth("idops", "s3cret")
+        status, answer = await post(s, "/webhooks/sailpoint", body, {"Authorization": right})
+        assert status == 202
+
+
+async def test_card_buttons_ack_snooze_and_request(tmp_path: Path) -> None:
+    async with served(tmp_path, alerts={"poll_seconds": 3600, "snooze_minutes": 30}) as s:
+        await s.started()
+        index = s.hb_low()
+        s.hb.set_risk(s.hb.identity_id(index), 60)
+        await s.service.sweep(s.service.detector.scopes()[0])
+        await s.settle()
+        (card,) = s.cards()
+
+        await s.click(OUTSIDER, card, "alert:ack")
+        assert "Only responders and approvers" in all_text(s.slack.visible_ephemerals(OUTSIDER)[-1])
+        (card,) = s.cards()
+        assert "alert:ack" in action_ids(card)
+
+        await s.click(REQUESTER, card, "alert:ack")
+        (card,) = s.cards()
+        assert f"acknowledged by <@{REQUESTER}>" in all_text(card)
+        assert "alert:ack" not in action_ids(card) and "alert:snooze" in action_ids(card)
+
+        await s.click(APPROVER, card, "alert:snooze")
+        (card,) = s.cards()
+        assert f"snoozed by <@{APPROVER}>" in all_text(card) and "alert:snooze" not in action_ids(card)
+        assert "Snoozed for 30 minutes" in all_text(s.slack.visible_ephemerals(APPROVER)[-1])
+
+        # snoozed: escalation updates the card without a thread notification
+        s.hb.set_risk(s.hb.identity_id(index), 97)
+        await s.service.sweep(s.service.detector.scopes()[0])
+        await s.settle()
+        (card,) = s.cards()
+        assert "→ 97" in all_text(card) and not card["replies"]
+
+        # the request buttons start the bot's approval flow
+        await s.click(REQUESTER, card, "request:revoke_sessions")
+        approvals = s.slack.messages("C0APPROVALS")
+        assert len(approvals) == 1 and "Revoke sessions" in all_text(approvals[0])
+
+
+async def test_list_them_shows_the_baseline(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        await s.started()
+        (summary,) = [n for n in s.notices() if "HomeBase (homebase)" in all_text(n)]
+        expected = sum(
+            homebase.risk_level(s.hb.risk_score(i)) in ("high", "critical") for i in range(s.hb.size)
+        )
+        await s.click(REQUESTER, summary, "alert:list")
+        shown = all_text(s.slack.visible_ephemerals(REQUESTER)[-1])
+        assert f"{expected} identities high or critical" in shown
+        await s.click(OUTSIDER, summary, "alert:list")
+        assert "Only responders and approvers" in all_text(s.slack.visible_ephemerals(OUTSIDER)[-1])
+
+
+async def test_per_tenant_sweeps_report_a_suspended_tenant_alone(tmp_path: Path) -> None:
+    app_tenants = homebase.HomeBaseState(identities=1).tenant_ids  # the simulator's seeded tenant ids
+    async with served(tmp_path, alerts={"poll_seconds": 3600, "tenants": {"homebase": app_tenants}}) as s:
+        s.hb.suspended_tenants.add(app_tenants[1])
+        await s.started()
+        texts = [all_text(n) for n in s.notices()]
+        failing = [t for t in texts if "is failing" in t]
+        assert len(failing) == 1 and app_tenants[1] in failing[0] and app_tenants[0] not in failing[0]
+        assert any("First sweep" in t and app_tenants[0] in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("sections", "environ", "message"),
+    [
+        ({"webhooks": {"homebase_secret_env": "NOT_SET_ANYWHERE"}}, ENVIRON, "NOT_SET_ANYWHERE"),
+        ({"alerts": {"tenants": {"nope": ["ten_1"]}}}, ENVIRON, "no connector named 'nope'"),
+        (
+            {"webhooks": {"sailpoint_auth": "basic", "sailpoint_username_env": "TEST_SP_ID"}},
+            ENVIRON,
+            "sailpoint_password_env",
+        ),
+    ],
+)
+async def test_config_errors_name_what_is_wrong(
+    tmp_path: Path, sections: dict[str, Any], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        async with served(tmp_path, environ=environ, **sections):
+            pass
+
+
+async def test_alerts_can_be_switched_off(tmp_path: Path) -> None:
+    async with served(tmp_path, alerts={"enabled": False}) as s:
+        status, _ = await post(s, "/webhooks/homebase", b"{}", signed(b"{}"))
+        assert status == 404
+        assert not s.slack.messages(ALERTS)
+
+
+async def test_one_scheduled_job_per_scope_never_overlapping(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        await eventually(lambda: s.service.results, 15, "a first sweep")
+        assert s.service.scheduler is not None
+        jobs = s.service.scheduler.get_jobs()
+        assert sorted(job.id for job in jobs) == ["alerts:homebase", "alerts:sp"]
+        assert all(job.max_instances == 1 and job.coalesce for job in jobs)
