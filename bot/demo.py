@@ -28,19 +28,10 @@ import aiohttp
 from .config import ConfigError, Secrets, StoreSettings, load_config
 from .server import build_web_app
 from .simulators import homebase, sailpoint, serving
-from .simulators.slack import FakeSlack, SlackUser
-from .simulators.slack_ui import SlackUI
+from .simulators.slack import FakeSlack
+from .simulators.slack_ui import PEOPLE, USERS, SlackUI, demo_workspace
 
 CONFIG = Path(__file__).with_name("demo.toml")
-RESPONDER, APPROVER_1, APPROVER_2 = "U0ALICE", "U0BOB", "U0CAROL"
-USERS = (
-    SlackUser(id=RESPONDER, name="alice", email="alice@idops-demo.example", real_name="Alice Responder"),
-    SlackUser(id=APPROVER_1, name="bob", email="bob@idops-demo.example", real_name="Bob Approver"),
-    SlackUser(id=APPROVER_2, name="carol", email="carol@idops-demo.example", real_name="Carol Approver"),
-)
-PEOPLE = ((RESPONDER, "responder"), (APPROVER_1, "approver"), (APPROVER_2, "approver"))
-USERGROUPS = {"S0APPROVERS": [APPROVER_1, APPROVER_2], "S0ONCALL": [APPROVER_1]}
-CHANNELS = {"C0ALERTS": "idops-alerts", "C0APPROVALS": "idops-approvals"}
 # identities nudged within their band each tick: over a few minutes hundreds drift without alerting
 WANDER_PER_TICK = 12
 MAX_RAISED = 6
@@ -223,10 +214,7 @@ async def running(
     sp_app = sailpoint.create_app(
         identities=identities, seed=seed + 1, client_id=sp_id, client_secret=sp_secret, tenant="acme"
     )
-    slack = FakeSlack(
-        users=USERS,
-        usergroups=USERGROUPS,
-        channels=CHANNELS,
+    slack = demo_workspace(
         bot_token=token,
         signing_secret=signing_secret,
         on_event=lambda line: log(f"slack: {line}"),

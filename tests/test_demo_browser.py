@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import demo
 from bot.simulators import homebase
+from bot.simulators.slack_ui import APPROVER_1, APPROVER_2, RESPONDER
 from bot.slack_text import escape
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,7 +69,7 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             spot = running.spotlight
-            await page.goto(f"{running.slack_url}/?user={demo.RESPONDER}")
+            await page.goto(f"{running.slack_url}/?user={RESPONDER}")
 
             # a critical alert for the spotlight identity appears in #idops-alerts
             alert = page.locator(".msg").filter(
@@ -77,19 +78,6 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
             await expect(alert).to_be_visible(timeout=WAIT_MS)
             await expect(alert).to_contain_text("low → critical")
             await shot(page, "1-alert")
-
-            # markup in message text stays text: nothing a provider or user writes becomes an element
-            hostile = "<img src=x onerror=\"document.title='pwned'\"> <b>bold?</b> <script>alert(1)</script>"
-            client = AsyncWebClient(token=running.slack.bot_token, base_url=running.slack.api_url)
-            await client.chat_postMessage(
-                channel="C0ALERTS", text=escape(hostile) + " <https://example.com/x|a link>"
-            )
-            await expect(page.locator(".msg", has_text=hostile)).to_be_visible(timeout=WAIT_MS)
-            assert await page.locator("#pane img, #pane script, #pane b").count() == 0
-            assert await page.title() != "pwned"
-            await expect(page.locator("#pane a", has_text="a link")).to_have_attribute(
-                "href", "https://example.com/x"
-            )
 
             # the responder looks the identity up and requests "Revoke sessions" from the lookup card
             await page.fill("#command", f"/idops whois {spot.email}")
@@ -115,7 +103,7 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
             await shot(page, "3-own-approval-refused")
 
             # an approver approves; the card shows the outcome and the thread the provider's answer
-            await page.select_option("#user-select", demo.APPROVER_1)
+            await page.select_option("#user-select", APPROVER_1)
             await expect(refusal).to_have_count(0)  # Alice's ephemeral is not Bob's to see
             await card.get_by_role("button", name="Approve").click()
             await confirm_dialog(page, "Approve")
@@ -128,7 +116,7 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
             await shot(page, "4-approved")
 
             # a second request, denied through the modal with a text input
-            await page.select_option("#user-select", demo.RESPONDER)
+            await page.select_option("#user-select", RESPONDER)
             await page.locator("#channel-list button", has_text="idops-alerts").click()
             await lookup.get_by_role("button", name="Force password reset").click()
             await page.locator("#channel-list button", has_text="idops-approvals").click()
@@ -136,7 +124,7 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
                 has=page.locator(".block-header", has_text="Force password reset request")
             )
             await expect(second).to_contain_text("Waiting for approval", timeout=WAIT_MS)
-            await page.select_option("#user-select", demo.APPROVER_2)
+            await page.select_option("#user-select", APPROVER_2)
             await second.get_by_role("button", name="Deny").click()
             modal = page.locator("#overlay form.dialog")
             await expect(modal).to_contain_text("Deny request", timeout=WAIT_MS)
@@ -155,6 +143,19 @@ async def test_alert_to_approved_revocation_in_the_browser(tmp_path: Path) -> No
             # back in the alert channel for the picture in README
             await page.locator("#channel-list button", has_text="idops-alerts").click()
             await shot(page, "7-alerts")
+
+            # markup in message text stays text: nothing a provider or user writes becomes an element
+            hostile = "<img src=x onerror=\"document.title='pwned'\"> <b>bold?</b> <script>alert(1)</script>"
+            client = AsyncWebClient(token=running.slack.bot_token, base_url=running.slack.api_url)
+            await client.chat_postMessage(
+                channel="C0ALERTS", text=escape(hostile) + " <https://example.com/x|a link>"
+            )
+            await expect(page.locator(".msg", has_text=hostile)).to_be_visible(timeout=WAIT_MS)
+            assert await page.locator("#pane img, #pane script, #pane b").count() == 0
+            assert await page.title() != "pwned"
+            await expect(page.locator("#pane a", has_text="a link")).to_have_attribute(
+                "href", "https://example.com/x"
+            )
         finally:
             await browser.close()
 

@@ -15,8 +15,9 @@ import contextlib
 import copy
 import itertools
 import json
-import logging
+import os
 import secrets
+import sys
 import time
 import urllib.parse
 from collections import defaultdict, deque
@@ -43,8 +44,6 @@ TEXT_TYPES = ("plain_text", "mrkdwn")
 # Block Kit keys whose text object Slack accepts only as plain_text.
 PLAIN_ONLY_KEYS = frozenset({"label", "placeholder", "title", "deny", "confirm", "submit", "close", "hint"})
 PLAIN_ONLY_TEXT_PARENTS = frozenset({"header", "button"})
-
-_log = logging.getLogger(__name__)
 
 
 class SlackError(Exception):
@@ -1419,16 +1418,42 @@ def _state_entry(element: Mapping[str, Any], value: Any) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`idops sim slack`: serve the Slack stand-in (the demo uses it with its web page)."""
+    """`idops sim slack`: the demo workspace and its page, for a bot run separately with `idops serve`.
+
+    The bot token and signing secret come from SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or are
+    made up for this run and printed (they are the stand-in's own, good for nothing else).
+    """
+    from .slack_ui import PEOPLE, SlackUI, demo_workspace
+
     parser = argparse.ArgumentParser(prog="idops sim slack", description="Serve the local Slack stand-in.")
-    parser.add_argument("--port", type=int, default=3000)
-    parser.add_argument("--bot-token", default="xoxb-fake-idops")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=3000, help="0 picks a free port (default 3000)")
+    parser.add_argument(
+        "--bot-url",
+        default="http://127.0.0.1:8080/slack/events",
+        help="where the page sends commands and clicks (default: idops serve's default address)",
+    )
     args = parser.parse_args(argv)
-    slack = FakeSlack(bot_token=args.bot_token, on_event=print)
+    token = os.environ.get("SLACK_BOT_TOKEN") or ""
+    secret = os.environ.get("SLACK_SIGNING_SECRET") or ""
+    made_up = not (token and secret)
+    if made_up:
+        token, secret = "xoxb-sim-" + secrets.token_hex(8), secrets.token_hex(16)
+    slack = demo_workspace(
+        bot_token=token, signing_secret=secret, on_event=lambda line: print(line, flush=True)
+    )
+    SlackUI(slack, args.bot_url, PEOPLE).attach()
 
     async def run() -> None:
-        async with slack.serve(port=args.port) as url:
-            print(f"Slack stand-in on {url} (Web API at {url}/api/)", flush=True)
+        async with slack.serve(args.host, args.port) as url:
+            print(
+                f"Slack stand-in: page at {url}/ , Web API (the bot's SLACK_API_URL) at {url}/api/",
+                flush=True,
+            )
+            print(f"Commands and clicks go to {args.bot_url}", flush=True)
+            if made_up:
+                # printed on purpose: made up for this run so the bot can be started against it
+                print(f"SLACK_BOT_TOKEN={token}\nSLACK_SIGNING_SECRET={secret}", flush=True)
             await asyncio.Event().wait()
 
     try:
@@ -1436,6 +1461,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"idops sim slack: cannot listen on port {args.port}: {exc.strerror}")
+        print(f"idops sim slack: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
         return 1
     return 0

@@ -15,10 +15,26 @@ from typing import Any, Callable, Optional
 import aiohttp
 from aiohttp import web
 
-from ..slack import BotReply, FakeSlack
+from ..slack import BotReply, FakeSlack, SlackUser
 
 STATIC = Path(__file__).parent / "static"
 LONG_POLL_SECONDS = 20.0
+
+# The demo workspace (bot/demo.toml names these ids): a responder, two approvers, two channels.
+RESPONDER, APPROVER_1, APPROVER_2 = "U0ALICE", "U0BOB", "U0CAROL"
+USERS = (
+    SlackUser(id=RESPONDER, name="alice", email="alice@idops-demo.example", real_name="Alice Responder"),
+    SlackUser(id=APPROVER_1, name="bob", email="bob@idops-demo.example", real_name="Bob Approver"),
+    SlackUser(id=APPROVER_2, name="carol", email="carol@idops-demo.example", real_name="Carol Approver"),
+)
+PEOPLE = ((RESPONDER, "responder"), (APPROVER_1, "approver"), (APPROVER_2, "approver"))
+USERGROUPS = {"S0APPROVERS": [APPROVER_1, APPROVER_2], "S0ONCALL": [APPROVER_1]}
+CHANNELS = {"C0ALERTS": "idops-alerts", "C0APPROVALS": "idops-approvals"}
+
+
+def demo_workspace(**settings: Any) -> FakeSlack:
+    """A FakeSlack with the demo's people, groups and channels (`settings` go to FakeSlack)."""
+    return FakeSlack(users=USERS, usergroups=USERGROUPS, channels=CHANNELS, **settings)
 
 
 class BadRequest(Exception):
