@@ -227,7 +227,9 @@ async def test_valid_cards_pass_and_limits_and_warnings_apply(
         posted = await client.chat_postMessage(channel=ALERTS, blocks=CARD)
     assert posted["warning"] == "missing_text_or_fallback"
     assert slack.warnings == [("chat.postMessage", "missing_text_or_fallback")]
-    assert (await error_of(client.chat_postMessage(channel=ALERTS, text=""))).response["error"] == "no_text"
+    with pytest.warns(UserWarning):
+        no_text = await error_of(client.chat_postMessage(channel=ALERTS, text=""))
+    assert no_text.response["error"] == "no_text"
     too_long = await error_of(client.chat_postMessage(channel=ALERTS, text="x" * 40_001))
     assert too_long.response["error"] == "msg_too_long"
     bad_update = await error_of(
