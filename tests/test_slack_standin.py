@@ -625,3 +625,49 @@ async def test_page_endpoints_drive_the_bot_and_name_bad_input() -> None:
     async with fake.serve() as base, aiohttp.ClientSession() as http:
         async with http.post(base + "/_ui/home", json={"user": "U0ALICE"}) as response:
             assert response.status == 502 and "did not answer" in (await response.json())["error"]
+
+
+async def test_ephemerals_views_push_publish_and_conversations(slack: FakeSlack, bot_url: str) -> None:
+    client = AsyncWebClient(token=TOKEN, base_url=slack.api_url)
+    sent = await client.chat_postEphemeral(
+        channel=ALERTS, user="U0BOB", text="psst \x1b[31m", blocks=CARD[:1]
+    )
+    (only,) = slack.ephemerals("U0BOB")
+    assert only["ts"] == sent["message_ts"] and only["blocks"] == CARD[:1] and only["channel"] == ALERTS
+    assert slack.ephemerals("U0ALICE") == [] and slack.messages(ALERTS) == []
+    missing = await error_of(client.chat_postEphemeral(channel=ALERTS, user="U0NOBODY", text="x"))
+    assert missing.response["error"] == "user_not_in_channel"
+
+    reply = await slack.command(bot_url, "U0ALICE", "plain")
+    opened = await client.views_open(trigger_id=reply.trigger_id, view=MODAL)
+    pushed_without_trigger = await error_of(client.views_push(trigger_id=reply.trigger_id, view=MODAL))
+    assert pushed_without_trigger.response["error"] == "exchanged_trigger_id"
+    again = await slack.command(bot_url, "U0ALICE", "plain")
+    pushed = await client.views_push(trigger_id=again.trigger_id, view={**MODAL, "callback_id": "second"})
+    stack = slack.views("U0ALICE")
+    assert [v["callback_id"] for v in stack] == ["reason", "second"]
+    assert pushed["view"]["previous_view_id"] == opened["view"]["id"] == stack[1]["root_view_id"]
+
+    home = {"type": "home", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}]}
+    first = await client.views_publish(user_id="U0CAROL", view=home)
+    stale = await error_of(client.views_publish(user_id="U0CAROL", view=home, hash="old"))
+    assert stale.response["error"] == "hash_conflict"
+    await client.views_publish(user_id="U0CAROL", view=home, hash=first["view"]["hash"])
+    not_home = await error_of(client.views_publish(user_id="U0CAROL", view=MODAL))
+    assert not_home.response["error"] == "invalid_arguments"
+
+    dm = await client.conversations_open(users="U0BOB")
+    await client.chat_postMessage(channel="U0BOB", text="direct")
+    assert [m["text"] for m in slack.messages(dm["channel"]["id"])] == ["direct"]
+    info = await client.conversations_info(channel=ALERTS)
+    assert info["channel"]["name"] == "idops-alerts"
+
+
+async def test_event_lines_carry_no_control_characters() -> None:
+    lines: list[str] = []
+    fake = FakeSlack(users=USERS, bot_token=TOKEN, on_event=lines.append)
+    async with fake.serve():
+        client = AsyncWebClient(token=TOKEN, base_url=fake.api_url)
+        await client.chat_postMessage(channel=ALERTS, text="\x1b]0;owned\x07 risky")
+    assert lines and all(line.isprintable() for line in lines)
+    assert "risky" in lines[-1]

@@ -446,7 +446,8 @@ class FakeSlack:
     def _event(self, line: str) -> None:
         self._touch()
         if self.on_event is not None:
-            self.on_event(line)
+            # provider and user text reaches a terminal here: no escape sequences or control characters
+            self.on_event("".join(ch if ch.isprintable() else "?" for ch in line))
 
     def _ts(self) -> str:
         now = int(time.time() * 1_000_000)
