@@ -11,6 +11,7 @@ SOAR := plugins/splunk_soar
 SOAR_VENV := $(SOAR)/.venv
 SOAR_STAMP := $(SOAR_VENV)/.installed-$(shell cat $(SOAR)/uv.lock $(SOAR)/pyproject.toml | cksum | cut -d' ' -f1)
 SOAR_PACKAGE := $(SOAR)/dist/idops_soar.tgz
+SOAR_RUNTIMES := $(SOAR)/build/runtimes/.built
 
 venv: $(STAMP)
 
@@ -52,11 +53,17 @@ $(SOAR_STAMP): $(SOAR)/uv.lock $(SOAR)/pyproject.toml
 	touch $@
 
 # `soarapps package build` downloads the dependency wheels from PyPI: rebuilt only when sources change.
-soar: $(SOAR_PACKAGE)
+# The runtimes are Python 3.9 and 3.13 venvs with the package's own wheels, to run it as SOAR would;
+# those wheels follow uv.lock, so code changes rebuild only the package.
+soar: $(SOAR_PACKAGE) $(SOAR_RUNTIMES)
 
 $(SOAR_PACKAGE): $(SOAR_STAMP) $(SOAR)/build_package.py $(SOAR)/logo.svg $(SOAR)/logo_dark.svg \
 		$(shell find connectors $(SOAR)/src -name '*.py' -not -path '*/__pycache__/*')
 	$(SOAR_VENV)/bin/python $(SOAR)/build_package.py --output $@
+
+$(SOAR_RUNTIMES): $(SOAR_STAMP) $(SOAR)/runtimes.py | $(SOAR_PACKAGE)
+	$(SOAR_VENV)/bin/python $(SOAR)/runtimes.py $(SOAR_PACKAGE) $(SOAR)/build/runtimes
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SOAR_VENV) $(SOAR)/build $(SOAR)/dist
