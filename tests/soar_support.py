@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOAR_DIR = ROOT / "plugins" / "splunk_soar"
 SOAR_PY = SOAR_DIR / ".venv" / "bin" / "python"
 PACKAGE = SOAR_DIR / "dist" / "idops_soar.tgz"
+RUNTIMES = SOAR_DIR / "build" / "runtimes"
 RUN_TIMEOUT = 60.0
 
 

@@ -1,6 +1,6 @@
 """The SOAR app as SOAR receives it: `soarapps manifests create` lists the actions, and the package built
 by `soarapps package build` (make soar) carries the connector core, no simulators, and runs an action
-from its unpacked code with nothing of the repo on the path."""
+from its unpacked code on Python 3.9 and 3.13 with only its own wheels (nothing of the repo)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soar_support import PACKAGE, ROOT, SOAR_DIR, SOAR_PY, require, run_process
+from soar_support import PACKAGE, ROOT, RUNTIMES, SOAR_DIR, SOAR_PY, require, run_process
 
 from bot.simulators import homebase, serving
 
@@ -88,8 +88,10 @@ def test_package_carries_the_core_and_no_simulators() -> None:
         assert f"idops/{dependency['input_file']}" in names
 
 
-async def test_unpacked_package_runs_an_action(tmp_path: Path, sim_url: str) -> None:
-    require(PACKAGE, "soar")
+@pytest.mark.parametrize("runtime", ["3.9", "3.13"])
+async def test_unpacked_package_runs_an_action(tmp_path: Path, sim_url: str, runtime: str) -> None:
+    # a venv with only the package's own wheels for that Python plus what SOAR provides (make soar)
+    python = require(RUNTIMES / runtime / "bin" / "python", "soar")
     with tarfile.open(PACKAGE) as tar:
         tar.extractall(tmp_path, filter="data")
     app_dir = tmp_path / "idops"
@@ -97,20 +99,22 @@ async def test_unpacked_package_runs_an_action(tmp_path: Path, sim_url: str) -> 
     asset = {"connector_kind": "homebase", "base_url": sim_url + "/v1", "api_key": "hld_test_simulator"}
     (tmp_path / "asset.json").write_text(json.dumps(asset))
     (tmp_path / "params.json").write_text(json.dumps({"identity_id": person["id"]}))
-    # -S: no site processing, so the dev venv's .pth to the repo is not read; only the SDK's
-    # dependencies come from the venv, everything of idops from the unpacked package
-    [site_packages] = (SOAR_DIR / ".venv" / "lib").glob("python3*/site-packages")
-    env = {"PYTHONPATH": str(site_packages), "PATH": "/usr/bin:/bin"}
-    python = [str(SOAR_PY), "-S"]
+    env = {"PATH": "/usr/bin:/bin"}
 
     code, out, err = await run_process(
-        *python, "-c", "import src, connectors; print(connectors.__file__)", cwd=app_dir, env=env
+        str(python),
+        "-c",
+        "import sys, src, connectors; print(connectors.__file__, sys.version_info[:2])",
+        cwd=app_dir,
+        env=env,
     )
     assert code == 0, err
-    assert out.strip() == str(app_dir / "src" / "vendor" / "connectors" / "__init__.py")
+    major, minor = runtime.split(".")
+    expected = f"{app_dir / 'src' / 'vendor' / 'connectors' / '__init__.py'} ({major}, {minor})"
+    assert out.strip() == expected
 
     code, out, err = await run_process(
-        *python,
+        str(python),
         "-m",
         "src.app",
         "action",
