@@ -649,7 +649,8 @@ class FakeSlack:
             if broadcast:
                 message["subtype"] = "thread_broadcast"
         self._state.channels[channel].append(message)
-        self._event(f"bot posted in #{self._channel_name(channel)}: {_summary(message)}")
+        where = "a thread in " if thread_ts else ""
+        self._event(f"bot posted in {where}#{self._channel_name(channel)}: {_summary(message)}")
         return message
 
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
