@@ -271,6 +271,7 @@ class FakeSlack:
         *,
         users: Sequence[SlackUser] = (),
         usergroups: Optional[Mapping[str, Sequence[str]]] = None,
+        usergroup_handles: Optional[Mapping[str, str]] = None,
         channels: Optional[Mapping[str, str]] = None,
         bot_token: str = "xoxb-fake-idops",  # noqa: S107 - a stand-in's well-known test value
         signing_secret: str = "fake-signing-secret",  # noqa: S107
@@ -286,6 +287,10 @@ class FakeSlack:
     ) -> None:
         self.users = {user.id: user for user in users}
         self.usergroups = {gid: list(members) for gid, members in (usergroups or {}).items()}
+        # id -> handle (@oncall); the lower-cased id when not given
+        self.usergroup_handles = {
+            gid: (usergroup_handles or {}).get(gid, gid.lower()) for gid in self.usergroups
+        }
         # id -> name; None means any channel id is accepted and created on first use
         self.channels = dict(channels) if channels is not None else None
         self.bot_token = bot_token
@@ -824,8 +829,8 @@ class FakeSlack:
             group: dict[str, Any] = {
                 "id": gid,
                 "team_id": self.team_id,
-                "handle": gid.lower(),
-                "name": gid,
+                "handle": self.usergroup_handles[gid],
+                "name": self.usergroup_handles[gid],
                 "user_count": len(members),
             }
             if include_users:

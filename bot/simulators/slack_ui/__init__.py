@@ -29,12 +29,15 @@ USERS = (
 )
 PEOPLE = ((RESPONDER, "responder"), (APPROVER_1, "approver"), (APPROVER_2, "approver"))
 USERGROUPS = {"S0APPROVERS": [APPROVER_1, APPROVER_2], "S0ONCALL": [APPROVER_1]}
+HANDLES = {"S0APPROVERS": "idops-approvers", "S0ONCALL": "secops-oncall"}
 CHANNELS = {"C0ALERTS": "idops-alerts", "C0APPROVALS": "idops-approvals"}
 
 
 def demo_workspace(**settings: Any) -> FakeSlack:
     """A FakeSlack with the demo's people, groups and channels (`settings` go to FakeSlack)."""
-    return FakeSlack(users=USERS, usergroups=USERGROUPS, channels=CHANNELS, **settings)
+    return FakeSlack(
+        users=USERS, usergroups=USERGROUPS, usergroup_handles=HANDLES, channels=CHANNELS, **settings
+    )
 
 
 class BadRequest(Exception):
@@ -96,7 +99,7 @@ class SlackUI:
                 "me": user,
                 "people": [{"id": uid, "role": role} for uid, role in self.people],
                 "users": users,
-                "usergroups": {gid: gid.lower() for gid in slack.usergroups},
+                "usergroups": slack.usergroup_handles,
                 "channels": channels,
                 "ephemerals": slack.visible_ephemerals(user),
                 "modals": slack.views(user),
