@@ -167,7 +167,7 @@ def peak_memory(identities: int, concurrency: int) -> tuple[float, float, float]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
         "--rate-seconds", type=float, default=29.9, help="paced run length (a bit under 3 windows)"
