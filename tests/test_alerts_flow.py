@@ -3,6 +3,7 @@ cooldown, routing, mentions, escaping, a provider failing mid-sweep and Slack fa
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 from alerts_support import ALERTS, action_ids, all_text, eventually, fail_listing_from, running
@@ -236,3 +237,27 @@ async def test_slack_failing_then_recovering_loses_and_repeats_nothing(tmp_path:
         await eventually(lambda: len(a.cards()) == 2, what="the second card after Slack came back")
         assert all(row["status"] == "sent" for row in a.outbox())
         assert len({c["metadata"]["event_payload"]["alert_id"] for c in a.cards()}) == 2
+
+
+async def _traced_sweep_peak(tmp_path: Path, identities: int) -> int:
+    """Peak traced memory of a second sweep (2% of identities changed) over `identities`."""
+    tmp_path.mkdir()
+    async with running(tmp_path, identities=identities, page_size=100, start_sender=False) as a:
+        await a.detector.sweep(Scope("hld"))
+        for index in range(0, identities, 50):
+            a.set_risk(index, 99 if a.sim.risk_score(index) < 51 else 5)
+        tracemalloc.start()
+        try:
+            result = await a.detector.sweep(Scope("hld"))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert result.error is None and sum(result.changes.values()) == identities // 50
+        return peak
+
+
+async def test_sweep_memory_stays_flat_with_the_number_of_identities(tmp_path: Path) -> None:
+    small = await _traced_sweep_peak(tmp_path / "small", 300)
+    large = await _traced_sweep_peak(tmp_path / "large", 3000)
+    # ten times the identities, the same pages in memory: the peak barely moves
+    assert large < small * 1.5, (small, large)
