@@ -289,7 +289,14 @@ class Served:
         return found[skip]
 
 
-def server_config(tmp_path: Path, hb_url: str, sp_url: str, **sections: Any) -> Config:
+def server_config(
+    tmp_path: Path,
+    hb_url: str,
+    sp_url: str,
+    *,
+    sp_risk: Optional[str] = "attributes.riskScore",
+    **sections: Any,
+) -> Config:
     connectors = [
         {"name": "homebase", "kind": "homebase", "base_url": hb_url + "/v1", "api_key_env": "TEST_HLD_KEY"},
         {
@@ -298,7 +305,7 @@ def server_config(tmp_path: Path, hb_url: str, sp_url: str, **sections: Any) -> 
             "base_url": sp_url,
             "client_id_env": "TEST_SP_ID",
             "client_secret_env": "TEST_SP_SECRET",
-            "risk_attribute": "attributes.riskScore",
+            **({"risk_attribute": sp_risk} if sp_risk else {}),
         },
     ]
     sections.setdefault(
@@ -319,7 +326,12 @@ ENVIRON = {
 
 @contextlib.asynccontextmanager
 async def served(
-    tmp_path: Path, *, identities: int = 80, environ: Optional[dict[str, str]] = None, **sections: Any
+    tmp_path: Path,
+    *,
+    identities: int = 80,
+    environ: Optional[dict[str, str]] = None,
+    sp_risk: Optional[str] = "attributes.riskScore",
+    **sections: Any,
 ) -> AsyncIterator[Served]:
     hb_app = homebase.create_app(identities=identities, rate_limits=False, api_keys=(API_KEY,))
     sp_app = sailpoint.create_app(identities=40, rate_limit=False, client_id=SP_ID, client_secret=SP_SECRET)
@@ -338,7 +350,7 @@ async def served(
         slack.serve(),
         aiohttp.ClientSession() as http,
     ):
-        config = server_config(tmp_path, hb_url, sp_url, **sections)
+        config = server_config(tmp_path, hb_url, sp_url, sp_risk=sp_risk, **sections)
         secrets = Secrets(
             SLACK_BOT_TOKEN=slack.bot_token,
             SLACK_SIGNING_SECRET=slack.signing_secret,

@@ -280,3 +280,13 @@ async def test_one_scheduled_job_per_scope_never_overlapping(tmp_path: Path) -> 
         jobs = s.service.scheduler.get_jobs()
         assert sorted(job.id for job in jobs) == ["alerts:homebase", "alerts:sp"]
         assert all(job.max_instances == 1 and job.coalesce for job in jobs)
+
+
+async def test_a_provider_without_risk_scores_says_so_instead_of_zero(tmp_path: Path) -> None:
+    async with served(tmp_path, sp_risk=None) as s:
+        await s.started()
+        texts = [all_text(n) for n in s.notices()]
+        (sp_notice,) = [t for t in texts if "SailPoint (sp)" in t]
+        assert "reports no risk score" in sp_notice and "risk_attribute" in sp_notice
+        assert not any("First sweep of SailPoint" in t for t in texts)
+        assert any("First sweep of HomeBase" in t for t in texts)

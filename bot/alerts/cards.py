@@ -189,6 +189,15 @@ def baseline_summary(source: str, count: int, levels: Sequence[RiskLevel], scope
     return message(text, blocks)
 
 
+def unrated_notice(source: str) -> Message:
+    """A first sweep that found no risk level at all: say so, instead of a reassuring zero."""
+    text = (
+        f":grey_question: {esc(source, 200)} reports no risk score for any identity, so it can raise no"
+        " risk alerts. For SailPoint, set the connector's `risk_attribute`."
+    )
+    return message(text, [SectionBlock(text=_md(text))])
+
+
 def outage_notice(source: str, error: str) -> Message:
     text = (
         f":warning: {esc(source, 200)} is failing: {esc(error, 1500)}\n"

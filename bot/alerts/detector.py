@@ -133,7 +133,7 @@ class Detector:
         self.db.execute(
             "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
         )
-        seen = 0
+        seen = rated = 0
         changes: dict[str, int] = {}
         try:
             pages = connector.iter_pages(tenant_id=scope.tenant_id)
@@ -144,6 +144,7 @@ class Detector:
                 except StopAsyncIteration:
                     break
                 seen += len(page)
+                rated += sum(identity.risk_level is not None for identity in page)
                 for change in self._apply(connector, page, asked_at=asked_at, baseline=baseline):
                     changes[change.value] = changes.get(change.value, 0) + 1
         except ConnectorError as exc:
@@ -154,7 +155,7 @@ class Detector:
             return self._failed(
                 scope, connector, f"unexpected error ({type(exc).__name__})", seen, changes, baseline
             )
-        self._succeeded(scope, connector, baseline)
+        self._succeeded(scope, connector, baseline, unrated=seen > 0 and rated == 0)
         return SweepResult(scope, seen, changes, baseline)
 
     async def recheck(self, connector_name: str, identity_id: str) -> Optional[Change]:
@@ -389,7 +390,7 @@ class Detector:
             self.on_outbox()
         return SweepResult(scope, seen, changes, baseline, error)
 
-    def _succeeded(self, scope: Scope, connector: Connector, baseline: bool) -> None:
+    def _succeeded(self, scope: Scope, connector: Connector, baseline: bool, *, unrated: bool) -> None:
         now = self.clock()
         notify = False
         with self.db.atomic():
@@ -403,8 +404,11 @@ class Detector:
                 notify = True
             if baseline:
                 count, _ = self.summary_scope_rows(scope, 0)
-                summary = cards.baseline_summary(
-                    self.source(connector, scope.tenant_id), count, self.settings.levels, scope.key
+                source = self.source(connector, scope.tenant_id)
+                summary = (
+                    cards.unrated_notice(source)
+                    if unrated
+                    else cards.baseline_summary(source, count, self.settings.levels, scope.key)
                 )
                 self._outbox(
                     "notice", self._notice_channel(connector, scope), None, {"message": summary}, now

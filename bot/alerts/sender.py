@@ -52,6 +52,7 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 HISTORY_PAGES = 5  # how far back (x200 messages) an uncertain post is looked for
+KEEP_SENT = 30 * 24 * 3600.0  # delivered rows are kept this long (for inspection), then pruned
 
 
 class _Retry(Exception):
@@ -109,6 +110,9 @@ class Sender:
         return self.db.execute("UPDATE alert_outbox SET status = 'pending' WHERE status = 'sending'").rowcount
 
     def start(self) -> None:
+        self.db.execute(
+            "DELETE FROM alert_outbox WHERE status = 'sent' AND sent_at < ?", [time.time() - KEEP_SENT]
+        )
         taken = self.recover()
         if taken:
             log.info("alert sender: %d deliveries were interrupted; checking Slack before resending", taken)
