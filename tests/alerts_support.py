@@ -18,6 +18,7 @@ from approvals_support import pick_people
 from bot_support import APPROVER, APPROVER2, COMMAND_CHANNEL, GROUP_RESPONDER, make_config, slack_users
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import audit
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.scheduler import ALERTS as SERVICE
 from bot.alerts.scheduler import Timings, install
@@ -183,7 +184,7 @@ async def running(
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, retry_handlers=[])
         connector = HomeBaseConnector("hld", api_key=API_KEY, base_url=f"{sim_url}/v1", page_size=page_size)
         db_path = tmp_path / "idops.db"
-        db = open_db(str(db_path), [migrations])
+        db = open_db(str(db_path), [audit.MIGRATIONS, migrations])
         clock = Clock()
         sender = Sender(db, client, interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)
         detector = Detector(

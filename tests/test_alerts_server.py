@@ -25,6 +25,7 @@ from alerts_support import (
 from bot_support import APPROVER, OUTSIDER, REQUESTER
 from sailpoint.triggers.models.identity_attributes_changed import IdentityAttributesChanged
 
+from bot import audit
 from bot.config import ConfigError
 from bot.simulators import homebase
 
@@ -207,6 +208,14 @@ async def test_card_buttons_ack_snooze_and_request(tmp_path: Path) -> None:
         (card,) = s.cards()
         assert f"snoozed by <@{APPROVER}>" in all_text(card) and "alert:snooze" not in action_ids(card)
         assert "Snoozed for 30 minutes" in all_text(s.slack.visible_ephemerals(APPROVER)[-1])
+        trail = [
+            (row["event"], row["actor"])
+            for row in s.db.query(
+                "SELECT * FROM audit WHERE identity_id = ? ORDER BY id", [s.hb.identity_id(index)]
+            )
+        ]
+        assert trail == [("alert_acknowledged", REQUESTER), ("alert_snoozed", APPROVER)]
+        assert audit.verify(s.db)[0]
 
         # snoozed: escalation updates the card without a thread notification
         s.hb.set_risk(s.hb.identity_id(index), 97)

@@ -14,12 +14,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 import sqlite_utils
 
 from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel
 
+from .. import audit
 from ..config import AlertSettings
 from . import cards
 from .transitions import Change, Rules, State, Transition, transition
@@ -429,7 +431,7 @@ class Detector:
     def acknowledge(self, alert_id: str, user_id: str) -> Optional[dict[str, Any]]:
         """Record who took the alert (the first click wins); returns the alert as it now stands."""
         now = self.clock()
-        with self.db.atomic():
+        with audit.transaction(self.db):
             taken = self.db.execute(
                 "UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_by IS NULL",
                 [user_id, now, alert_id],
@@ -437,6 +439,7 @@ class Detector:
             alert = self.alert(alert_id)
             if taken and alert is not None:
                 self._outbox("refresh", alert["channel"], alert_id, {}, now)
+                self._audit(alert, user_id, "alert_acknowledged", now, {})
         if taken:
             self.on_outbox()
         return alert
@@ -445,7 +448,7 @@ class Detector:
         """Silence the alert's identity for `snooze_minutes`: no new alerts, quiet escalations."""
         now = self.clock()
         until = now + self.settings.snooze_minutes * 60.0
-        with self.db.atomic():
+        with audit.transaction(self.db):
             taken = self.db.execute(
                 "UPDATE alerts SET snoozed_by = ?, snoozed_until = ? WHERE id = ? AND status = 'open'"
                 " AND (snoozed_until IS NULL OR snoozed_until < ?)",
@@ -458,6 +461,21 @@ class Detector:
                     [until, alert["connector"], alert["identity_id"]],
                 )
                 self._outbox("refresh", alert["channel"], alert_id, {}, now)
+                self._audit(alert, user_id, "alert_snoozed", now, {"minutes": self.settings.snooze_minutes})
         if taken:
             self.on_outbox()
         return alert
+
+    def _audit(
+        self, alert: dict[str, Any], user_id: str, event: str, now: float, detail: dict[str, Any]
+    ) -> None:
+        """Who took or silenced an alert goes into the audit trail, next to the approvals about it."""
+        audit.append(
+            self.db,
+            at=datetime.fromtimestamp(now, timezone.utc),
+            actor=user_id,
+            event=event,
+            connector=alert["connector"],
+            identity_id=alert["identity_id"],
+            detail={"alert_id": alert["id"], "level": alert["level"], "score": alert["score"], **detail},
+        )

@@ -230,7 +230,10 @@ class Sender:
         ts = alert["ts"]
         if ts is not None and row["kind"] != "alert":
             try:
-                await self._call(limiter, "chat_update", channel=alert["channel"], ts=ts, **card)
+                metadata = {"event_type": EVENT_TYPE, "event_payload": card_key}
+                await self._call(
+                    limiter, "chat_update", channel=alert["channel"], ts=ts, metadata=metadata, **card
+                )
             except _CardGone:
                 ts = None
         if ts is None:
