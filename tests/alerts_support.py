@@ -177,13 +177,14 @@ async def running(
     sim_app: Optional[web.Application] = None,
     slack: Optional[FakeSlack] = None,
     start_sender: bool = True,
+    db_name: str = "idops.db",
 ) -> AsyncIterator[Alerts]:
     app = sim_app or homebase.create_app(identities=identities, rate_limits=False, api_keys=(API_KEY,))
     slack = slack or FakeSlack(channels=CHANNELS)
     async with serving(app) as sim_url, slack.serve():
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, retry_handlers=[])
         connector = HomeBaseConnector("hld", api_key=API_KEY, base_url=f"{sim_url}/v1", page_size=page_size)
-        db_path = tmp_path / "idops.db"
+        db_path = tmp_path / db_name
         db = open_db(str(db_path), [audit.MIGRATIONS, migrations])
         clock = Clock()
         sender = Sender(db, client, interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)

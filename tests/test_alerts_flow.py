@@ -241,8 +241,10 @@ async def test_slack_failing_then_recovering_loses_and_repeats_nothing(tmp_path:
 
 async def _traced_sweep_peak(tmp_path: Path, identities: int) -> int:
     """Peak traced memory of a second sweep (2% of identities changed) over `identities`."""
-    tmp_path.mkdir()
-    async with running(tmp_path, identities=identities, page_size=100, start_sender=False) as a:
+    db_name = f"sweep-{identities}.db"
+    async with running(
+        tmp_path, identities=identities, page_size=100, start_sender=False, db_name=db_name
+    ) as a:
         await a.detector.sweep(Scope("hld"))
         for index in range(0, identities, 50):
             a.set_risk(index, 99 if a.sim.risk_score(index) < 51 else 5)
@@ -257,7 +259,7 @@ async def _traced_sweep_peak(tmp_path: Path, identities: int) -> int:
 
 
 async def test_sweep_memory_stays_flat_with_the_number_of_identities(tmp_path: Path) -> None:
-    small = await _traced_sweep_peak(tmp_path / "small", 300)
-    large = await _traced_sweep_peak(tmp_path / "large", 3000)
+    small = await _traced_sweep_peak(tmp_path, 300)
+    large = await _traced_sweep_peak(tmp_path, 3000)
     # ten times the identities, the same pages in memory: the peak barely moves
     assert large < small * 1.5, (small, large)
