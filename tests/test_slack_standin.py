@@ -671,3 +671,20 @@ async def test_event_lines_carry_no_control_characters() -> None:
         await client.chat_postMessage(channel=ALERTS, text="\x1b]0;owned\x07 risky")
     assert lines and all(line.isprintable() for line in lines)
     assert "risky" in lines[-1]
+
+
+async def test_undeclared_channels_exist_once_posted_to() -> None:
+    """Without `channels=`, history finds what was posted (a restarted sender relies on this)."""
+    fake = FakeSlack(users=USERS, bot_token=TOKEN, signing_secret=SECRET)
+    async with fake.serve():
+        client = AsyncWebClient(token=TOKEN, base_url=fake.api_url)
+        assert (await error_of(client.conversations_history(channel="C0NEW"))).response[
+            "error"
+        ] == "channel_not_found"
+        await client.chat_postMessage(
+            channel="C0NEW",
+            text="hi",
+            metadata={"event_type": "idops_alert", "event_payload": {"alert_id": "a1"}},
+        )
+        history = await client.conversations_history(channel="C0NEW", include_all_metadata=True)
+        assert [m["metadata"]["event_payload"]["alert_id"] for m in history["messages"]] == ["a1"]

@@ -471,7 +471,8 @@ class FakeSlack:
         if channel.startswith("D"):
             return channel
         if self.channels is None:
-            return channel if create else None
+            # without a declared workspace, a channel exists once something was posted to it
+            return channel if create or channel in self._state.channels else None
         if channel in self.channels:
             return channel
         name = channel.lstrip("#")
