@@ -2,8 +2,8 @@
 SOAR API, on one aiohttp application.
 
 `build_web_app` is the factory tests and the demo use; `main(argv)` is the command. Other parts (risk
-alerts) plug in through `EXTENSIONS`: each names a `setup(web_app, bot)` function that may add routes,
-Bolt listeners (`web_app[BOLT]`), migrations and start-up/clean-up callbacks.
+alerts) plug in through `EXTENSIONS`: each names a `setup(web_app, bot, environ)` function that may add
+routes, Bolt listeners (`web_app[BOLT]`), migrations and start-up/clean-up callbacks.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .store import open_db
 
 log = logging.getLogger("idops.server")
 
-Extension = Callable[[web.Application, Bot], None]
+Extension = Callable[[web.Application, Bot, Mapping[str, str]], None]
 #: "module:function" of each extension, set up in order after the bot's own routes and listeners
 EXTENSIONS: tuple[str, ...] = ("bot.alerts.scheduler:setup",)
 
@@ -100,12 +100,13 @@ def build_web_app(
     Connectors given by the caller are left open; those built here are closed on clean-up.
     ConfigError names a missing environment variable or bad connector setting.
     """
+    environ = os.environ if environ is None else environ
     names = ["SLACK_BOT_TOKEN"] + (["SLACK_APP_TOKEN"] if socket_mode else ["SLACK_SIGNING_SECRET"])
     values = require(secrets, *names)
     owned = connectors is None
     if connectors is None:
         try:
-            connectors = build_connectors(config, os.environ if environ is None else environ, session)
+            connectors = build_connectors(config, environ, session)
         except ConnectorError as exc:
             raise ConfigError(str(exc)) from None
     api_url = secrets.SLACK_API_URL or config.slack.api_url
@@ -174,7 +175,7 @@ def build_web_app(
     web_app.on_startup.append(start)
     web_app.on_cleanup.append(stop)
     for extension in load_extensions() if extensions is None else extensions:
-        extension(web_app, bot)
+        extension(web_app, bot, environ)
     return web_app
 
 

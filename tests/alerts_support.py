@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -359,8 +359,9 @@ async def served(
             SLACK_API_URL=slack.api_url,
         )
 
-        def extension(web_app: web.Application, bot: Bot) -> None:
-            install(web_app, bot, environ=env, clock=clock, timings=FAST)
+        def extension(web_app: web.Application, bot: Bot, environ: Mapping[str, str]) -> None:
+            assert environ is env  # the server hands its extensions the environment it was given
+            install(web_app, bot, environ=environ, clock=clock, timings=FAST)
 
         web_app = build_web_app(config, secrets, environ=env, extensions=[extension], expiry_seconds=3600)
         async with serving(web_app) as url:

@@ -1,8 +1,8 @@
 """Risk alerts inside `idops serve`: sweep jobs on an APScheduler `AsyncIOScheduler`, the outbox sender,
 webhook re-checks and the card buttons, wired into the server through its extension hook.
 
-`setup(web_app, bot)` is the extension `bot.server` loads; `install` is the same with the environment,
-clock and timings passed in, for tests and the demo.
+`setup(web_app, bot, environ)` is the extension `bot.server` loads; `install` is the same with the
+clock and timings passed in too, for tests and the demo.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -194,6 +193,6 @@ def install(
     return service
 
 
-def setup(web_app: web.Application, bot: Bot) -> None:
-    """The `bot.server` extension: alerts configured from the config file and the environment."""
-    install(web_app, bot, environ=os.environ)
+def setup(web_app: web.Application, bot: Bot, environ: Mapping[str, str]) -> None:
+    """The `bot.server` extension: alerts configured from the config file and the server's environment."""
+    install(web_app, bot, environ=environ)
