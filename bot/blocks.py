@@ -122,7 +122,7 @@ def _plain(text: str, limit: int) -> PlainTextObject:
     return PlainTextObject(text=truncate(text, limit), emoji=True)
 
 
-def _button(
+def button(
     text: str,
     action_id: str,
     value: str,
@@ -130,6 +130,7 @@ def _button(
     style: Optional[str] = None,
     confirm: Optional[ConfirmObject] = None,
 ) -> ButtonElement:
+    """The one button builder every card uses (label trimmed to Slack's limit)."""
     return ButtonElement(
         text=_plain(text, BUTTON_TEXT_CHARS), action_id=action_id, value=value, style=style, confirm=confirm
     )
@@ -145,7 +146,7 @@ def request_buttons(identity: Identity, actions: Iterable[Action]) -> list[Butto
     order = (Action.REVOKE_SESSIONS, Action.FORCE_PASSWORD_RESET, Action.DISABLE)
     wanted = set(actions)
     return [
-        _button(
+        button(
             action.label,
             f"request:{action.value}",
             identity_ref(identity),
@@ -224,7 +225,7 @@ def identity_list(
     title: str,
     matches: Sequence[tuple[Identity, str]],
     *,
-    button: Optional[tuple[str, str]] = ("Show", "identity:show"),
+    row_button: Optional[tuple[str, str]] = ("Show", "identity:show"),
     note: str = "",
     more: Optional[tuple[str, str]] = None,
 ) -> Message:
@@ -235,12 +236,12 @@ def identity_list(
     """
     blocks: list[Block] = [SectionBlock(text=_md(title))]
     for identity, source in matches[:MAX_LIST]:
-        accessory = _button(button[0], button[1], identity_ref(identity)) if button else None
+        accessory = button(row_button[0], row_button[1], identity_ref(identity)) if row_button else None
         blocks.append(SectionBlock(text=_md(_summary_line(identity, source)), accessory=accessory))
     if note:
         blocks.append(ContextBlock(elements=[_md(note)]))
     if more:
-        blocks.append(ActionsBlock(elements=[_button(more[0], "risky:page", more[1])]))
+        blocks.append(ActionsBlock(elements=[button(more[0], "risky:page", more[1])]))
     lines = [title] + [
         f"{esc(identity.name, 100)} ({identity.risk_score if identity.risk_score is not None else '?'})"
         for identity, _ in matches[:MAX_LIST]
@@ -305,13 +306,13 @@ def approval_card(request: ApprovalRequest) -> Message:
         blocks.append(
             ActionsBlock(
                 elements=[
-                    _button("Approve", "approval:approve", request.id, style="primary", confirm=confirm),
-                    _button("Deny", "approval:deny", request.id, style="danger"),
+                    button("Approve", "approval:approve", request.id, style="primary", confirm=confirm),
+                    button("Deny", "approval:deny", request.id, style="danger"),
                 ]
             )
         )
     elif request.status is Status.FAILED:
-        blocks.append(ActionsBlock(elements=[_button("Retry", "approval:retry", request.id)]))
+        blocks.append(ActionsBlock(elements=[button("Retry", "approval:retry", request.id)]))
     blocks.append(ContextBlock(elements=[_md(f"Request {esc(request.id, 100)} · {esc(request.source, 50)}")]))
     fallback = f"{request.action.label} for {name}: {STATUS_LINE[request.status].split(' ', 1)[1]}"
     return message(fallback, blocks)
@@ -477,7 +478,7 @@ def home_view(
             blocks.append(
                 SectionBlock(
                     text=_md(_summary_line(identity, source)),
-                    accessory=_button("Show", "identity:show", identity_ref(identity)),
+                    accessory=button("Show", "identity:show", identity_ref(identity)),
                 )
             )
     else:

@@ -26,10 +26,10 @@ from slack_sdk.models.blocks import (
 from connectors import Action, Identity, RiskLevel
 from connectors.models import parse_datetime
 
-from ..blocks import (  # _button: the one ButtonElement builder every card uses
+from ..blocks import (
     MAX_LIST,
     Message,
-    _button,
+    button,
     esc,
     identity_card,
     identity_list,
@@ -134,10 +134,10 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
         actions: Iterable[Action] = (Action(a) for a in json.loads(alert["actions"]))
         buttons: list[ButtonElement] = request_buttons(identity, actions)
         if not alert["acked_by"]:
-            buttons.append(_button("Acknowledge", "alert:ack", alert["id"], style="primary"))
+            buttons.append(button("Acknowledge", "alert:ack", alert["id"], style="primary"))
         if not alert["snoozed_until"]:
             buttons.append(
-                _button(
+                button(
                     "Snooze",
                     "alert:snooze",
                     alert["id"],
@@ -185,7 +185,7 @@ def baseline_summary(source: str, count: int, levels: Sequence[RiskLevel], scope
     )
     blocks: list[Block] = [SectionBlock(text=_md(text))]
     if count:
-        blocks.append(ActionsBlock(elements=[_button("List them", "alert:list", scope)]))
+        blocks.append(ActionsBlock(elements=[button("List them", "alert:list", scope)]))
     return message(text, blocks)
 
 

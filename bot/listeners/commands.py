@@ -173,7 +173,7 @@ async def request_for(bot: Bot, user: str, action: Action, who: str, reason: str
         return text_message(f"None of the identities matching *{esc(who, 300)}* supports {action.label}.")
     title = f"{len(matches)} identities match *{esc(who, 300)}*; choose who gets *{action.label}*:"
     return _with_faults(
-        blocks.identity_list(title, matches, button=(action.label, f"request:{action.value}")),
+        blocks.identity_list(title, matches, row_button=(action.label, f"request:{action.value}")),
         found.fault_note(),
     )
 
