@@ -396,3 +396,41 @@ async def test_rate_limit_is_waited_out(env: Env) -> None:
     for refused, following in zip(log, log[1:]):
         if refused.status == 429:  # Retry-After was 1 s: nothing came sooner
             assert following.at - refused.at >= 1.0 - 0.02
+
+
+async def test_unreachable_tenant_is_a_failed_check_not_a_traceback() -> None:
+    connector = SailPointConnector("sp", base_url="http://127.0.0.1:9", client_id="c", client_secret="s")
+    async with connector:
+        result = await connector.check()
+    assert not result.ok and "SailPoint could not be reached at http://127.0.0.1:9" in result.message
+
+
+def test_odd_identity_records_map_or_fail_clearly() -> None:
+    connector = SailPointConnector(
+        "sp",
+        base_url="https://acme.api.identitynow.com",
+        client_id="c",
+        client_secret="s",
+        risk_attribute="attributes.riskScore",
+    )
+    for bad in ({}, {"id": ""}, {"id": 7}, ["not", "a", "dict"], None):
+        with pytest.raises(ProviderUnavailableError, match="SailPoint: sent an identity without an id"):
+            connector.to_identity(bad)
+    sparse = connector.to_identity(
+        {
+            "id": "x1",
+            "alias": "only.alias",
+            "attributes": "not a map",
+            "created": "yesterday",
+            "identityStatus": 3,
+        }
+    )
+    assert (sparse.display_name, sparse.status, sparse.created_at, sparse.risk_score) == (
+        "only.alias",
+        None,
+        None,
+        None,
+    )
+    assert sparse.tenant_id == "acme" and not sparse.privileged
+    scored = connector.to_identity({"id": "x2", "attributes": {"riskScore": "77.0", "privileged": "TRUE"}})
+    assert scored.risk_score == 77 and scored.risk_level is RiskLevel.CRITICAL and scored.privileged
