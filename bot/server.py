@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -24,6 +25,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors import Connector, ConnectorError, build
@@ -46,6 +48,48 @@ BOLT = web.AppKey("idops_bolt", AsyncApp)
 _EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
 _SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
 EXPIRY_SECONDS = 30.0
+SOCKET_CONNECT_SECONDS = 30.0
+
+
+class StartupError(Exception):
+    """The server could not start (e.g. Slack refused Socket Mode); `str()` is one line for the operator."""
+
+
+class _OneLine(logging.Filter):
+    """Socket Mode's reconnect loop logs every failed attempt with a traceback: keep the one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+async def connect_socket_mode(
+    handler: AsyncSocketModeHandler, timeout: float = SOCKET_CONNECT_SECONDS
+) -> None:
+    """Open the Socket Mode connection; StartupError naming what Slack (or the network) said."""
+    client = handler.client
+    where = client.web_client.base_url
+    try:
+        # asked here, not inside the client's endless retry loop, so a refusal stops start-up
+        client.wss_uri = await client.issue_new_wss_url()
+    except SlackApiError as exc:
+        error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+        hint = " (SLACK_APP_TOKEN must be an app-level token, xapp-…)" if error == "invalid_auth" else ""
+        raise StartupError(f"Slack refused Socket Mode: apps.connections.open said {error}{hint}") from None
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        raise StartupError(f"cannot reach Slack at {where} for Socket Mode ({type(exc).__name__})") from None
+    try:
+        async with asyncio.timeout(timeout):
+            await handler.connect_async()
+    except TimeoutError:
+        raise StartupError(
+            f"Slack's Socket Mode endpoint did not accept a connection within {timeout:.0f} s"
+        ) from None
 
 
 def _secret(value: object) -> Optional[str]:
@@ -151,9 +195,17 @@ def build_web_app(
     async def start(_: web.Application) -> None:
         web_app[_EXPIRY] = asyncio.get_running_loop().create_task(expiry_loop(), name="expiry")
         if socket_mode:
-            handler = AsyncSocketModeHandler(bolt, values["SLACK_APP_TOKEN"])
+            socket_log = logging.getLogger("idops.socket_mode")
+            if not any(isinstance(f, _OneLine) for f in socket_log.filters):
+                socket_log.addFilter(_OneLine())
+            handler = AsyncSocketModeHandler(bolt, values["SLACK_APP_TOKEN"], logger=socket_log)
+            try:
+                await connect_socket_mode(handler)
+            except StartupError:
+                # aiohttp runs no clean-up when start-up fails
+                await handler.close_async()
+                raise
             web_app[_SOCKET] = handler
-            await handler.connect_async()
 
     async def stop(_: web.Application) -> None:
         expiry = web_app.get(_EXPIRY)
@@ -201,5 +253,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     mode = "Socket Mode" if args.socket_mode else f"POST http://{args.host}:{args.port}/slack/events"
     log.info("idops serving (%s, GET /healthz)", mode)
-    web.run_app(web_app, host=args.host, port=args.port, print=None, access_log=None)
+    try:
+        web.run_app(web_app, host=args.host, port=args.port, print=None, access_log=None)
+    except StartupError as exc:
+        print(f"idops serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        print(
+            f"idops serve: cannot listen on {args.host}:{args.port} ({os.strerror(exc.errno)})",
+            file=sys.stderr,
+        )
+        return 2
     return 0

@@ -86,6 +86,91 @@ async def test_socket_mode_serves_no_events_url_and_needs_no_signing_secret(tmp_
     await web_app.cleanup()  # never started: clean-up still closes the store
 
 
+async def _socket_mode_app(tmp_path, api_url: str):
+    config = load_config(ROOT / "idops.example.toml").model_copy(
+        update={"store": StoreSettings(path=str(tmp_path / "s.db")), "connectors": []}
+    )
+    secrets = Secrets(SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1-secret", SLACK_API_URL=api_url)
+    return server.build_web_app(config, secrets, socket_mode=True, extensions=[], environ={})
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ("unknown_method", "Slack refused Socket Mode: apps.connections.open said unknown_method"),
+        ("invalid_auth", "said invalid_auth (SLACK_APP_TOKEN must be an app-level token, xapp-…)"),
+        (None, "cannot reach Slack at http://127.0.0.1:"),
+    ],
+)
+async def test_socket_mode_start_up_stops_with_what_slack_said(tmp_path, error, message):
+    slack = FakeSlack()
+    async with slack.serve():
+        if error == "invalid_auth":
+            slack.fail_next("apps.connections.open", error=error)
+        elif error is None:
+            slack.down("drop")
+        web_app = await _socket_mode_app(tmp_path, slack.api_url)
+        # bounded: Slack's client would otherwise retry for ever
+        with pytest.raises(server.StartupError) as raised:
+            async with asyncio.timeout(20), serving(web_app):
+                pass
+    assert message in str(raised.value) and "xapp-1-secret" not in str(raised.value)
+    if error is not None:
+        assert len(slack.calls_to("apps.connections.open")) == 1  # asked once, not retried in a loop
+
+
+async def _serve_until_exit(
+    tmp_path, env: dict[str, str], *argv: str, timeout: float = 30
+) -> tuple[int, str]:
+    """Run `idops serve` expected to stop by itself: (exit status, stdout + stderr); killed if it hangs."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bot.cli", "serve", "--config", str(_write_config(tmp_path)), *argv),
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k not in SLACK_ENV}, "TEST_HLD_KEY": API_KEY, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"idops serve still ran after {timeout} s") from None
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_serve_socket_mode_refused_at_start_up_exits_2_with_one_line(tmp_path):
+    slack = FakeSlack()
+    async with slack.serve():
+        env = {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_APP_TOKEN": "xapp-1-do-not-print",
+            "SLACK_API_URL": slack.api_url,
+        }
+        status, output = await _serve_until_exit(tmp_path, env, "--socket-mode", "--port", str(_free_port()))
+    assert status == 2
+    # the FakeSlack has no Socket Mode: apps.connections.open is an unknown method there
+    assert output.splitlines()[-1] == (
+        "idops serve: Slack refused Socket Mode: apps.connections.open said unknown_method"
+    )
+    assert "Traceback" not in output and "xapp-1-do-not-print" not in output
+
+
+async def test_serve_on_a_taken_port_exits_2_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
+        status, output = await _serve_until_exit(tmp_path, env, "--port", str(port))
+    assert status == 2
+    assert (
+        output.splitlines()[-1] == f"idops serve: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )
+    assert "Traceback" not in output
+
+
 # --- App Home ---------------------------------------------------------------------------------------
 
 
