@@ -53,6 +53,8 @@ class Found:
     identities: list[Identity] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     capped: bool = False
+    #: names of the connectors that answered (a lookup with no match names them)
+    searched: list[str] = field(default_factory=list)
 
     def fault_note(self) -> str:
         return "\n".join(f":warning: {esc(fault, 500)}" for fault in self.faults)
@@ -207,10 +209,11 @@ class Bot:
     async def search(self, query: str, *, limit: int = 10) -> Found:
         """Identities matching an email, id or name, across connectors; a single exact match wins."""
         found = Found()
-        for _, result in await self._each(lambda c: c.find_identities(query, limit=limit)):
+        for connector, result in await self._each(lambda c: c.find_identities(query, limit=limit)):
             if isinstance(result, ConnectorError):
                 found.faults.append(str(result))
             else:
+                found.searched.append(connector.name)
                 found.identities.extend(result)
         wanted = query.strip().casefold()
         exact = [

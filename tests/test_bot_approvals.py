@@ -180,9 +180,30 @@ async def test_when_slack_refuses_the_card_the_requester_is_told(h):
     assert "(Slack said not_in_channel)" in shown and h.cards() == []
 
 
-async def test_no_match_for_an_action_says_so(h):
-    await h.command(REQUESTER, "revoke nobody@nowhere.example phished")
-    assert h.last_seen(REQUESTER)["text"] == "No identity matches *nobody@nowhere.example*."
+@pytest.mark.parametrize(
+    "text",
+    [
+        "revoke nobody@nowhere.example phished",
+        "reset nobody@nowhere.example",
+        "disable nobody@nowhere.example x",
+    ],
+)
+async def test_no_match_for_an_action_names_the_connectors_searched(h, text):
+    await h.command(REQUESTER, text)
+    assert (
+        h.last_seen(REQUESTER)["text"]
+        == "No identity matches *nobody@nowhere.example* in HomeBase (homebase)."
+    )
+    assert h.cards() == []
+
+
+async def test_no_match_for_a_disable_asked_through_the_reason_form_names_the_connectors(h):
+    await h.command(REQUESTER, "disable nobody@nowhere.example")
+    (modal,) = h.slack.views(REQUESTER)
+    await h.submit(REQUESTER, modal, "left the company")
+    (told,) = h.slack.ephemerals(REQUESTER)
+    assert told["text"] == "No identity matches *nobody@nowhere.example* in HomeBase (homebase)."
+    assert h.cards() == []
 
 
 # --- deciding ---------------------------------------------------------------------------------------

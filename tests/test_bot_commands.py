@@ -254,3 +254,11 @@ async def test_audit_shows_the_trail_of_one_identity(h):
     assert events == ["*executed*", "*executing*", "*approved*", "*requested*"]
     assert shown.index("*executed*") < shown.index("*requested*")
     assert f"<@{APPROVER}>" in shown and "reason: phished" in shown
+
+
+async def test_audit_without_a_match_names_the_connectors_searched(h):
+    await h.command(REQUESTER, "audit nobody@nowhere.example")
+    assert (
+        h.last_seen(REQUESTER)["text"]
+        == "No identity matches *nobody@nowhere.example* in HomeBase (homebase)."
+    )

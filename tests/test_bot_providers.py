@@ -38,6 +38,15 @@ async def test_whois_without_a_match_names_both_connectors(h):
     assert h.last_seen(REQUESTER)["text"].endswith("in HomeBase (homebase), SailPoint (sailpoint).")
 
 
+async def test_no_match_names_the_connector_searched_and_the_one_that_failed(h):
+    await h.fault(kind="500", count=3, path="/v1/identity")
+    await h.command(REQUESTER, "revoke nobody@nowhere.example phished")
+    first, warning = h.last_seen(REQUESTER)["text"].split("\n")
+    assert first == "No identity matches *nobody@nowhere.example* in SailPoint (sailpoint)."
+    assert warning.startswith(":warning: HomeBase") and "request id req_" in warning
+    assert h.cards() == []
+
+
 async def test_risky_merges_both_connectors_highest_first(h):
     every = await all_identities(h)
     every.sort(key=lambda i: (-(i.risk_score or 0), i.name.lower(), i.connector, i.id))

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from connectors import Action, RiskLevel
 
 from .. import blocks
-from ..app import SCAN_CAP, Bot
+from ..app import SCAN_CAP, Bot, Found
 from ..blocks import Message, esc, text_message
 
 SUBCOMMANDS = {
@@ -140,16 +140,28 @@ def _with_faults(reply: Message, note: str) -> Message:
     return reply
 
 
+def no_match(bot: Bot, found: Found, query: str) -> Message:
+    """Nothing matched: say which connectors were searched, and which could not be."""
+    lines = []
+    if found.searched:
+        searched = ", ".join(bot.source(name) for name in found.searched)
+        lines.append(f"No identity matches *{esc(query, 300)}* in {esc(searched, 1000)}.")
+    elif not found.faults:
+        lines.append(
+            f"No identity matches *{esc(query, 300)}*: no connectors are configured ([[connectors]])."
+        )
+    if found.faults:
+        lines.append(found.fault_note())
+    return text_message("\n".join(lines))
+
+
 async def whois(bot: Bot, user: str, query: str) -> Message:
     if not await bot.may_look(user):
         return LOOKUP_REFUSED
     found = await bot.search(query)
     note = found.fault_note()
     if not found.identities:
-        if found.faults:
-            return text_message(note)
-        searched = ", ".join(bot.source(name) for name in bot.connectors) or "no connectors"
-        return text_message(f"No identity matches *{esc(query, 300)}* in {esc(searched, 1000)}.")
+        return no_match(bot, found, query)
     if len(found.identities) == 1:
         return _with_faults(bot.card(found.identities[0]), note)
     title = f"{len(found.identities)} identities match *{esc(query, 300)}*:"
@@ -162,7 +174,7 @@ async def request_for(bot: Bot, user: str, action: Action, who: str, reason: str
         return LOOKUP_REFUSED
     found = await bot.search(who)
     if not found.identities:
-        return text_message(found.fault_note() or f"No identity matches *{esc(who, 300)}*.")
+        return no_match(bot, found, who)
     if len(found.identities) == 1:
         identity = found.identities[0]
         return await bot.start_request(
@@ -212,7 +224,7 @@ async def audit(bot: Bot, user: str, who: str) -> Message:
         return LOOKUP_REFUSED
     found = await bot.search(who)
     if not found.identities:
-        return text_message(found.fault_note() or f"No identity matches *{esc(who, 300)}*.")
+        return no_match(bot, found, who)
     if len(found.identities) > 1:
         title = f"{len(found.identities)} identities match *{esc(who, 300)}*; be more specific:"
         return blocks.identity_list(title, bot.labelled(found.identities))
