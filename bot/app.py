@@ -15,6 +15,7 @@ import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncApp
@@ -60,6 +61,16 @@ class Found:
         return "\n".join(f":warning: {esc(fault, 500)}" for fault in self.faults)
 
 
+@dataclass
+class StoredRisk:
+    """One connector's risk as the alert sweeps last stored it (the App Home counts from it)."""
+
+    counts: dict[RiskLevel, int]
+    riskiest: list[Identity]  # high and critical, highest score first
+    swept_at: datetime  # when the oldest of its sweep scopes last finished
+    faults: list[str] = field(default_factory=list)  # scopes failing since
+
+
 class BackgroundTasks:
     """Tasks started after an ack; tracked so shutdown and tests can wait for them to finish."""
 
@@ -101,6 +112,8 @@ class Bot:
         # one lock per request, so card updates go out in order and the last one shows the newest state
         self._card_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._reported: set[tuple[str, int]] = set()
+        #: set by the alerts extension: a connector's stored risk once its sweeps have run, else None
+        self.stored_risk: Optional[Callable[[str], Optional[StoredRisk]]] = None
 
     # -- small helpers -------------------------------------------------------------------------
 
@@ -193,8 +206,10 @@ class Bot:
 
     # -- identities ----------------------------------------------------------------------------
 
-    async def _each(self, call: Callable[[Connector], Awaitable[Any]]) -> list[tuple[Connector, Any]]:
-        """Call every connector concurrently; a ConnectorError comes back as the result."""
+    async def _each(
+        self, call: Callable[[Connector], Awaitable[Any]], connectors: Optional[Sequence[Connector]] = None
+    ) -> list[tuple[Connector, Any]]:
+        """Call every connector (or those given) concurrently; a ConnectorError comes back as the result."""
 
         async def one(connector: Connector) -> Any:
             try:
@@ -202,7 +217,7 @@ class Bot:
             except ConnectorError as exc:
                 return exc
 
-        connectors = list(self.connectors.values())
+        connectors = list(self.connectors.values()) if connectors is None else list(connectors)
         results = await asyncio.gather(*(one(c) for c in connectors))
         return list(zip(connectors, results))
 
@@ -253,25 +268,41 @@ class Bot:
         found.identities = found.identities[offset : offset + count]
         return found, more
 
-    async def risk_counts(self) -> tuple[dict[RiskLevel, str], Found]:
-        """Identities per risk level across connectors ("1000+" once a scan stops early)."""
-        counts: dict[RiskLevel, str] = {}
+    async def risk_counts(self) -> tuple[dict[RiskLevel, str], Found, dict[str, datetime]]:
+        """Identities per risk level across connectors, the riskiest ten, and when each connector
+        counted from the alert sweeps' stored state was swept. Connectors the sweeps have not covered
+        yet are scanned ("1000+" once a scan stops early)."""
         found = Found()
-        for level in RISK_ORDER:
-            total, capped = 0, False
-            for _, result in await self._each(functools.partial(self._scan, level=level, tenant=None)):
+        totals = dict.fromkeys(RISK_ORDER, 0)
+        capped: set[RiskLevel] = set()
+        swept: dict[str, datetime] = {}
+        scanned: list[Connector] = []
+        for name, connector in self.connectors.items():
+            stored = self.stored_risk(name) if self.stored_risk is not None else None
+            if stored is None:
+                scanned.append(connector)
+                continue
+            swept[name] = stored.swept_at
+            for level, count in stored.counts.items():
+                totals[level] += count
+            found.identities.extend(stored.riskiest)
+            found.faults.extend(fault for fault in stored.faults if fault not in found.faults)
+        for level in RISK_ORDER if scanned else ():
+            scan = functools.partial(self._scan, level=level, tenant=None)
+            for _, result in await self._each(scan, scanned):
                 if isinstance(result, ConnectorError):
                     if str(result) not in found.faults:
                         found.faults.append(str(result))
                     continue
-                total += len(result)
-                capped |= len(result) >= SCAN_CAP
+                totals[level] += len(result)
+                if len(result) >= SCAN_CAP:
+                    capped.add(level)
                 if level in (RiskLevel.CRITICAL, RiskLevel.HIGH):
                     found.identities.extend(result)
-            counts[level] = f"{total}+" if capped else str(total)
+        counts = {level: f"{total}+" if level in capped else str(total) for level, total in totals.items()}
         found.identities.sort(key=lambda i: -(i.risk_score or 0))
         found.identities = found.identities[:10]
-        return counts, found
+        return counts, found, swept
 
     # -- approvals -----------------------------------------------------------------------------
 

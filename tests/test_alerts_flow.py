@@ -263,3 +263,38 @@ async def test_sweep_memory_stays_flat_with_the_number_of_identities(tmp_path: P
     large = await _traced_sweep_peak(tmp_path, 3000)
     # ten times the identities, the same pages in memory: the peak barely moves
     assert large < small * 1.5, (small, large)
+
+
+async def test_stored_risk_counts_once_a_whole_sweep_has_run_and_names_a_failing_sweep(
+    tmp_path: Path,
+) -> None:
+    app = homebase.create_app(identities=60, rate_limits=False, api_keys=("hld_test_simulator",))
+    # the first sweep fails on its page 2; the third on its page 1
+    fail_listing_from(app, page=2, kind="malformed", count=1)
+    fail_listing_from(app, page=6, kind="malformed", count=1)
+    async with running(tmp_path, sim_app=app, page_size=20) as a:
+        assert a.detector.stored_risk("hld") is None  # never swept: the App Home scans instead
+        assert (await a.sweep()).error
+        assert a.detector.stored_risk("hld") is None  # a partial sweep is no count
+        assert (await a.sweep()).error is None
+        stored = a.detector.stored_risk("hld")
+        assert stored is not None and stored.faults == []
+        levels = [RiskLevel(homebase.risk_level(a.sim.risk_score(i))) for i in range(60)]
+        assert stored.counts == {level: levels.count(level) for level in RiskLevel}
+        ranked = sorted(range(60), key=lambda i: -a.sim.risk_score(i))
+        top = [i for i in ranked if levels[i] in (RiskLevel.HIGH, RiskLevel.CRITICAL)][:10]
+        assert [i.risk_score for i in stored.riskiest] == [a.sim.risk_score(i) for i in top]
+        assert stored.swept_at.timestamp() == a.clock()
+
+        low = a.index_at(RiskLevel.LOW)
+        a.set_risk(low, 90)
+        assert (await a.sweep()).error  # fails on page 1: still the last known state, and says why
+        failing = a.detector.stored_risk("hld")
+        assert failing is not None and failing.counts == stored.counts
+        (fault,) = failing.faults
+        assert fault.startswith("the risk sweep of HomeBase (hld) is failing: HomeBase")
+        await a.sweep()
+        after = a.detector.stored_risk("hld")
+        assert after is not None and after.faults == []
+        assert after.counts[RiskLevel.CRITICAL] == stored.counts[RiskLevel.CRITICAL] + 1
+        assert after.counts[RiskLevel.LOW] == stored.counts[RiskLevel.LOW] - 1

@@ -3,6 +3,7 @@ clicked as Slack sends them, per-tenant sweeps and config errors."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
@@ -27,7 +28,9 @@ from sailpoint.triggers.models.identity_attributes_changed import IdentityAttrib
 
 from bot import audit
 from bot.config import ConfigError
+from bot.server import BOT
 from bot.simulators import homebase
+from connectors import RiskLevel
 
 
 def signed(body: bytes, secret: str = HOOK_SECRET) -> dict[str, str]:
@@ -301,3 +304,37 @@ async def test_a_provider_without_risk_scores_says_so_instead_of_zero(tmp_path: 
         assert "reports no risk score" in sp_notice and "risk_attribute" in sp_notice
         assert not any("First sweep of SailPoint" in t for t in texts)
         assert any("First sweep of HomeBase" in t for t in texts)
+
+
+async def test_app_home_counts_from_the_sweeps_exactly_without_scanning_providers(tmp_path: Path) -> None:
+    async with served(tmp_path, identities=1600) as s:
+        await s.started()
+        bot = s.web_app[BOT]
+        every = [i for c in bot.connectors.values() async for i in c.list_identities()]
+        expected = collections.Counter(i.risk_level for i in every if i.risk_level is not None)
+        assert expected[RiskLevel.LOW] > 1000  # beyond what a provider scan would count (1000+)
+        listings = len(s.hb.requests_to("/v1/identity", "GET"))
+        await s.slack.open_home(s.events_url, APPROVER)
+        await s.settle()
+        home = s.slack.home(APPROVER)
+        assert home is not None
+        shown = {
+            f["text"].split("*")[1].lower(): f["text"].rsplit("\n", 1)[1] for f in home["blocks"][1]["fields"]
+        }
+        assert shown == {level.value: str(expected[level]) for level in RiskLevel}
+        assert len(s.hb.requests_to("/v1/identity", "GET")) == listings  # no provider was scanned
+        assert "HomeBase (homebase): as of its last risk sweep" in all_text(home)
+        top = max((i for i in every), key=lambda i: i.risk_score or 0)
+        assert ("identity:show", f"{top.connector}:{top.id}") in [
+            (b["accessory"]["action_id"], b["accessory"]["value"]) for b in home["blocks"] if "accessory" in b
+        ]
+
+        # the next sweep's changes show on the next visit
+        index = s.hb_low()
+        s.hb.set_risk(s.hb.identity_id(index), 99)
+        await s.service.sweep(s.service.detector.scopes()[0])
+        await s.slack.open_home(s.events_url, APPROVER)
+        await s.settle()
+        fields = s.slack.home(APPROVER)["blocks"][1]["fields"]
+        assert fields[0]["text"].endswith(f"\n{expected[RiskLevel.CRITICAL] + 1}")
+        assert fields[3]["text"].endswith(f"\n{expected[RiskLevel.LOW] - 1}")

@@ -211,25 +211,24 @@ def recovery_notice(source: str) -> Message:
     return message(text, [SectionBlock(text=_md(text))])
 
 
+def stored_identity(row: Mapping[str, Any]) -> Identity:
+    """The `Identity` an `alert_identities` row describes (name, email, tenant and risk only)."""
+    return Identity(
+        id=row["identity_id"],
+        connector=row["connector"],
+        display_name=row["name"],
+        email=row["email"],
+        tenant_id=row["tenant_id"],
+        risk_score=row["score"],
+        risk_level=RiskLevel(row["level"]),
+    )
+
+
 def risky_list(
     source: str, rows: Sequence[Mapping[str, Any]], total: int, levels: Sequence[RiskLevel]
 ) -> Message:
     """The answer to "List them": stored identities at alerting levels, riskiest first, each with Show."""
-    matches = [
-        (
-            Identity(
-                id=row["identity_id"],
-                connector=row["connector"],
-                display_name=row["name"],
-                email=row["email"],
-                tenant_id=row["tenant_id"],
-                risk_score=row["score"],
-                risk_level=RiskLevel(row["level"]),
-            ),
-            source,
-        )
-        for row in rows
-    ]
+    matches = [(stored_identity(row), source) for row in rows]
     noun = "identity" if total == 1 else "identities"
     title = f"*{total} {noun} {levels_phrase(levels)}* in {esc(source, 200)}"
     shown = min(len(matches), MAX_LIST)

@@ -22,6 +22,7 @@ import sqlite_utils
 from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel
 
 from .. import audit
+from ..app import StoredRisk
 from ..config import AlertSettings
 from . import cards
 from .transitions import Change, Rules, State, Transition, transition
@@ -189,6 +190,47 @@ class Detector:
             )
         )
         return total, rows
+
+    def stored_risk(self, connector_name: str, riskiest: int = 10) -> Optional[StoredRisk]:
+        """The connector's identities per level as last stored, once every one of its sweep scopes has
+        finished a sweep (None before: the caller scans the provider instead)."""
+        scopes = self._scopes_of(connector_name)
+        rows = {
+            row["scope"]: row
+            for row in self.db.query("SELECT * FROM alert_sweeps WHERE connector = ?", [connector_name])
+        }
+        if not all(scope.key in rows and rows[scope.key]["last_success_at"] for scope in scopes):
+            return None
+        where, params = "connector = ?", [connector_name]
+        tenants = [scope.tenant_id for scope in scopes if scope.tenant_id is not None]
+        if tenants:
+            # webhook re-checks may have stored identities of tenants that are not swept
+            where += " AND tenant_id IN ({})".format(",".join("?" * len(tenants)))
+            params += tenants
+        counts = dict.fromkeys(RiskLevel, 0)
+        for level, count in self.db.execute(
+            f"SELECT level, count(*) FROM alert_identities WHERE {where} GROUP BY level",  # noqa: S608 - placeholders only
+            params,
+        ):
+            counts[RiskLevel(level)] = count
+        top = self.db.query(
+            f"SELECT * FROM alert_identities WHERE {where} AND level IN ('critical', 'high')"  # noqa: S608
+            " ORDER BY score DESC, identity_id LIMIT ?",
+            [*params, riskiest],
+        )
+        swept = min(rows[scope.key]["last_success_at"] for scope in scopes)
+        connector = self.connectors[connector_name]
+        faults = [
+            f"the risk sweep of {self.source(connector, scope.tenant_id)} is failing: {row['last_error']}"
+            for scope in scopes
+            if (row := rows[scope.key])["failing"]
+        ]
+        return StoredRisk(
+            counts=counts,
+            riskiest=[cards.stored_identity(row) for row in top],
+            swept_at=datetime.fromtimestamp(swept, timezone.utc),
+            faults=faults,
+        )
 
     def source(self, connector: Connector, tenant_id: Optional[str] = None) -> str:
         """How messages name a connector: 'HomeBase (hld)', plus the tenant for tenant scopes."""

@@ -185,6 +185,8 @@ def install(
     )
     service = AlertService(detector, sender, poll_seconds=settings.poll_seconds)
     web_app[ALERTS] = service
+    # the App Home counts from what the sweeps stored instead of scanning providers (capped at 1000)
+    bot.stored_risk = detector.stored_risk
     listeners.register(web_app[BOLT], bot, service)
     webhooks.add_routes(web_app, service, hooks)
     web_app.on_startup.append(service.start)

@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncApp
 
 from .. import blocks
 from ..app import Bot
-from ..blocks import esc
+from ..blocks import esc, slack_date
 
 NOT_A_MEMBER = (
     "idops shows identity risk to responders and approvers only. Ask an admin to add you to"
@@ -21,9 +21,14 @@ async def publish_home(bot: Bot, user: str) -> None:
     if not await bot.may_look(user):
         view = blocks.home_notice(NOT_A_MEMBER)
     else:
-        counts, found = await bot.risk_counts()
+        counts, found, swept = await bot.risk_counts()
         waiting = await bot.service.pending(for_user=user)
-        note = "\n".join(f":warning: {esc(fault, 500)}" for fault in found.faults)
+        lines = [
+            f"{esc(bot.source(name), 200)}: as of its last risk sweep, {slack_date(at)}"
+            for name, at in swept.items()
+        ]
+        lines += [f":warning: {esc(fault, 500)}" for fault in found.faults]
+        note = "\n".join(lines)
         view = blocks.home_view(counts, bot.labelled(found.identities), waiting, note=note)
     await bot.client.views_publish(user_id=user, view=view)
 
