@@ -229,7 +229,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str =
 HOOK_SECRET = "whsec-test-homebase"
 SP_TOKEN = "sp-trigger-token"
 SP_ID, SP_SECRET = "sim-client", "sim-secret"
-FAST = Timings(interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)
+FAST = Timings(interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2, snoozes=0.05)
 
 
 @dataclass

@@ -298,3 +298,33 @@ async def test_stored_risk_counts_once_a_whole_sweep_has_run_and_names_a_failing
         assert after is not None and after.faults == []
         assert after.counts[RiskLevel.CRITICAL] == stored.counts[RiskLevel.CRITICAL] + 1
         assert after.counts[RiskLevel.LOW] == stored.counts[RiskLevel.LOW] - 1
+
+
+async def test_an_ended_snooze_leaves_the_card_offering_snooze_again(tmp_path: Path) -> None:
+    async with running(tmp_path, settings=AlertSettings(snooze_minutes=30)) as a:
+        await a.sweep()
+        index = a.index_at(RiskLevel.LOW)
+        a.set_risk(index, 70)
+        await a.sweep()
+        (card,) = a.cards()
+        alert_id = card["metadata"]["event_payload"]["alert_id"]
+        a.detector.snooze(alert_id, "U0BOB")
+        await a.sender.wait_idle()
+        (card,) = a.cards()
+        assert "snoozed by <@U0BOB> until" in all_text(card) and "alert:snooze" not in action_ids(card)
+
+        a.clock.advance(30 * 60 - 1)
+        assert a.detector.end_snoozes() == 0
+        a.clock.advance(1)
+        assert a.detector.end_snoozes() == 1
+        assert a.detector.end_snoozes() == 0  # once
+        await a.sender.wait_idle()
+        (card,) = a.cards()
+        assert "snoozed" not in all_text(card) and "alert:snooze" in action_ids(card)
+        assert [row["kind"] for row in a.outbox()][-2:] == ["refresh", "refresh"]  # snooze, then its end
+
+        # and an escalation notifies again
+        a.set_risk(index, 95)
+        await a.sweep()
+        (card,) = a.cards()
+        assert len(card["replies"]) == 1 and "Escalated" in all_text(card["replies"][0])

@@ -292,7 +292,7 @@ async def test_one_scheduled_job_per_scope_never_overlapping(tmp_path: Path) -> 
         await eventually(lambda: s.service.results, 15, "a first sweep")
         assert s.service.scheduler is not None
         jobs = s.service.scheduler.get_jobs()
-        assert sorted(job.id for job in jobs) == ["alerts:homebase", "alerts:sp"]
+        assert sorted(job.id for job in jobs) == ["alerts:homebase", "alerts:snoozes", "alerts:sp"]
         assert all(job.max_instances == 1 and job.coalesce for job in jobs)
 
 
@@ -338,3 +338,22 @@ async def test_app_home_counts_from_the_sweeps_exactly_without_scanning_provider
         fields = s.slack.home(APPROVER)["blocks"][1]["fields"]
         assert fields[0]["text"].endswith(f"\n{expected[RiskLevel.CRITICAL] + 1}")
         assert fields[3]["text"].endswith(f"\n{expected[RiskLevel.LOW] - 1}")
+
+
+async def test_the_scheduler_redraws_a_card_when_its_snooze_ends(tmp_path: Path) -> None:
+    async with served(tmp_path, alerts={"poll_seconds": 3600, "snooze_minutes": 30}) as s:
+        await s.started()
+        s.hb.set_risk(s.hb.identity_id(s.hb_low()), 60)
+        await s.service.sweep(s.service.detector.scopes()[0])
+        await s.settle()
+        (card,) = s.cards()
+        await s.click(APPROVER, card, "alert:snooze")
+        (card,) = s.cards()
+        assert "snoozed by" in all_text(card)
+        s.clock.advance(30 * 60)
+
+        def offered_again() -> bool:
+            (now,) = s.cards()
+            return "snoozed" not in all_text(now) and "alert:snooze" in action_ids(now)
+
+        await s.slack.wait_for(offered_again, timeout=10, what="the card without its ended snooze")

@@ -508,6 +508,23 @@ class Detector:
             self.on_outbox()
         return alert
 
+    def end_snoozes(self) -> int:
+        """Open alerts whose snooze ran out: clear it and redraw the card (no "snoozed until" left
+        behind, Snooze offered again). Returns how many ended."""
+        now = self.clock()
+        with self.db.atomic():
+            ended = self.db.execute(
+                "SELECT id, channel FROM alerts WHERE status = 'open' AND snoozed_until <= ?", [now]
+            ).fetchall()
+            for alert_id, channel in ended:
+                self.db.execute(
+                    "UPDATE alerts SET snoozed_by = NULL, snoozed_until = NULL WHERE id = ?", [alert_id]
+                )
+                self._outbox("refresh", channel, alert_id, {}, now)
+        if ended:
+            self.on_outbox()
+        return len(ended)
+
     def _audit(
         self, alert: dict[str, Any], user_id: str, event: str, now: float, detail: dict[str, Any]
     ) -> None:

@@ -38,21 +38,26 @@ GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
 
 @dataclass(frozen=True)
 class Timings:
-    """Sender pacing and retry timings (seconds); tests shrink them."""
+    """Sender pacing and retry timings, and how often ended snoozes are looked for (seconds); tests
+    shrink them."""
 
     interval: float = 1.0
     backoff: float = 1.0
     backoff_cap: float = 60.0
     poll: float = 5.0
+    snoozes: float = 30.0
 
 
 class AlertService:
     """Owns the scheduler, the sender and the webhook re-check tasks of one server."""
 
-    def __init__(self, detector: Detector, sender: Sender, *, poll_seconds: int) -> None:
+    def __init__(
+        self, detector: Detector, sender: Sender, *, poll_seconds: int, snooze_seconds: float = 30.0
+    ) -> None:
         self.detector = detector
         self.sender = sender
         self.poll_seconds = poll_seconds
+        self.snooze_seconds = snooze_seconds
         self.scheduler: Optional[AsyncIOScheduler] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.results: dict[str, SweepResult] = {}
@@ -73,6 +78,15 @@ class AlertService:
                 misfire_grace_time=self.poll_seconds,
                 next_run_time=datetime.now(timezone.utc),  # the first run at start-up
             )
+        # a card must not say "snoozed until" once that time has passed
+        scheduler.add_job(
+            self.end_snoozes,
+            IntervalTrigger(seconds=self.snooze_seconds),
+            id="alerts:snoozes",
+            name="end snoozes",
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         self.scheduler = scheduler
 
@@ -113,6 +127,16 @@ class AlertService:
         finally:
             if task is not None:
                 self._tasks.discard(task)
+
+    async def end_snoozes(self) -> None:
+        """The periodic job (a coroutine, so it runs on the loop that owns the database connection)."""
+        try:
+            ended = self.detector.end_snoozes()
+        except Exception:
+            log.exception("looking for ended snoozes failed; trying again in %s s", self.snooze_seconds)
+            return
+        if ended:
+            log.info("%d alert snoozes ended; their cards are redrawn", ended)
 
     def recheck_soon(self, connector: str, identity_id: str) -> None:
         """Re-check one identity in the background (a webhook said it changed)."""
@@ -183,7 +207,9 @@ def install(
     detector = Detector(
         db, bot.connectors, settings, config.slack.alert_channel, clock=clock, on_outbox=sender.notify
     )
-    service = AlertService(detector, sender, poll_seconds=settings.poll_seconds)
+    service = AlertService(
+        detector, sender, poll_seconds=settings.poll_seconds, snooze_seconds=timings.snoozes
+    )
     web_app[ALERTS] = service
     # the App Home counts from what the sweeps stored instead of scanning providers (capped at 1000)
     bot.stored_risk = detector.stored_risk
