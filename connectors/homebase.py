@@ -19,7 +19,6 @@ import aiohttp
 from .base import Connector
 from .errors import (
     AuthenticationError,
-    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -31,6 +30,7 @@ from .errors import (
 from .http import HttpClient, Response, RetryPolicy, SlidingWindowLimiter, error_class_for_status
 from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, derive_risk, parse_datetime
 from .registry import register
+from .settings import SettingsReader
 
 DEFAULT_BASE_URL = "https://api.hldgroup.org/v1"
 MAX_PAGE_SIZE = 100
@@ -105,32 +105,6 @@ class HomeBaseConnector(Connector):
     ) -> None:
         """`pacing=False` turns client-side rate limiting off: only for local simulators with limits off."""
         super().__init__(name)
-        where = f"connector '{name}' ({self.kind})"
-        if not isinstance(api_key, str) or not _KEY.fullmatch(api_key):
-            # never echo the key: it may be a real secret pasted in the wrong place
-            raise ConfigurationError(
-                f"{where}: setting 'api_key' does not look like a HomeBase key (hld_live_… or hld_test_…)"
-            )
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"{where}: setting 'base_url' must be an http(s) URL")
-        if tenant_id is not None and (not isinstance(tenant_id, str) or not _SAFE_ID.fullmatch(tenant_id)):
-            raise ConfigurationError(f"{where}: setting 'tenant_id' must be a HomeBase tenant id like ten_…")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigurationError(f"{where}: setting 'timeout' must be a positive number of seconds")
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not 1 <= page_size <= MAX_PAGE_SIZE
-        ):
-            raise ConfigurationError(
-                f"{where}: setting 'page_size' must be an integer from 1 to {MAX_PAGE_SIZE}"
-            )
-        if (
-            isinstance(search_scan_limit, bool)
-            or not isinstance(search_scan_limit, int)
-            or search_scan_limit < 0
-        ):
-            raise ConfigurationError(f"{where}: setting 'search_scan_limit' must be an integer >= 0")
         self.tenant_id = tenant_id
         self.page_size = page_size
         self.search_scan_limit = search_scan_limit
@@ -157,8 +131,19 @@ class HomeBaseConnector(Connector):
         cls, name: str, config: Mapping[str, Any], *, session: Optional[aiohttp.ClientSession] = None
     ) -> HomeBaseConnector:
         cls.validate_config(name, config)
-        settings = {key: value for key, value in config.items() if key not in ("name", "kind")}
-        return cls(name, session=session, **settings)
+        read = SettingsReader(name, cls.kind, config)
+        return cls(
+            name,
+            api_key=read.required_text(
+                "api_key", pattern=_KEY, expected="a HomeBase key (hld_live_… or hld_test_…)"
+            ),
+            base_url=read.url("base_url", DEFAULT_BASE_URL, example=DEFAULT_BASE_URL),
+            tenant_id=read.text("tenant_id", pattern=_SAFE_ID, expected="a HomeBase tenant id like ten_…"),
+            timeout=read.seconds("timeout", 10.0, 300),
+            page_size=read.integer("page_size", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+            search_scan_limit=read.integer("search_scan_limit", 5000, 0, 1_000_000),
+            session=session,
+        )
 
     async def close(self) -> None:
         await self._http.close()

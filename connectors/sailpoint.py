@@ -32,7 +32,6 @@ import aiohttp
 from .base import Connector
 from .errors import (
     AuthenticationError,
-    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -42,6 +41,7 @@ from .errors import (
 from .http import HttpClient, Response, SlidingWindowLimiter, error_class_for_status
 from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, parse_datetime
 from .registry import register
+from .settings import SettingsReader
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,13 @@ API_PATHS = {
     "v1": ("/identities/v1", "/accounts/v1", False),
 }
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # (field, operator) pairs this module may put in a `filters` expression; values are always quoted
 _FILTERS = frozenset({("email", "eq"), ("name", "sw"), ("alias", "sw"), ("identityId", "eq")})
 _MAX_QUERY = 256
+_ATTRIBUTE_PATH = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def filter_expr(field: str, op: str, value: str) -> str:
@@ -80,17 +83,6 @@ def _path_value(data: Mapping[str, Any], path: str) -> Any:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
-
-
-def _int_setting(name: str, config: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = config.get(key, default)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"connector '{name}' (sailpoint): setting '{key}' must be an integer")
-    if not low <= value <= high:
-        raise ConfigurationError(f"connector '{name}' (sailpoint): setting '{key}' must be {low}-{high}")
-    return value
 
 
 @register
@@ -160,41 +152,20 @@ class SailPointConnector(Connector):
         cls, name: str, config: Mapping[str, Any], *, session: Optional[aiohttp.ClientSession] = None
     ) -> SailPointConnector:
         cls.validate_config(name, config)
-        where = f"connector '{name}' (sailpoint)"
-        base_url = str(config["base_url"]).strip()
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(f"{where}: base_url must be like https://acme.api.identitynow.com")
-        if parts.path.strip("/") or parts.query:
-            raise ConfigurationError(
-                f"{where}: base_url must be the tenant's API root without a path (got '{parts.path}');"
-                " choose the API with api_version"
-            )
-        api_version = str(config.get("api_version", "v2024"))
-        if api_version not in API_PATHS:
-            raise ConfigurationError(f"{where}: api_version must be one of {', '.join(API_PATHS)}")
-        risk_attribute = config.get("risk_attribute")
-        if risk_attribute is not None and (not isinstance(risk_attribute, str) or not risk_attribute.strip()):
-            raise ConfigurationError(
-                f"{where}: risk_attribute must be a dotted path like attributes.riskScore"
-            )
-        try:
-            timeout = float(config.get("timeout", 10.0))
-        except (TypeError, ValueError):
-            timeout = -1.0
-        if not 0 < timeout <= 300:
-            raise ConfigurationError(f"{where}: setting 'timeout' must be a number of seconds from 0 to 300")
+        read = SettingsReader(name, cls.kind, config)
         return cls(
             name,
-            base_url=base_url,
-            client_id=str(config["client_id"]),
-            client_secret=str(config["client_secret"]),
-            api_version=api_version,
-            risk_attribute=risk_attribute.strip() if risk_attribute else None,
-            tenant_id=str(config["tenant_id"]) if config.get("tenant_id") else None,
-            page_size=_int_setting(name, config, "page_size", MAX_PAGE, 1, MAX_PAGE),
-            concurrency=_int_setting(name, config, "concurrency", 8, 1, 16),
-            timeout=timeout,
+            base_url=read.url("base_url", example="https://acme.api.identitynow.com", root=True),
+            client_id=read.required_text("client_id"),
+            client_secret=read.required_text("client_secret"),
+            api_version=read.choice("api_version", "v2024", tuple(API_PATHS)),
+            risk_attribute=read.text(
+                "risk_attribute", pattern=_ATTRIBUTE_PATH, expected="a dotted path like attributes.riskScore"
+            ),
+            tenant_id=read.text("tenant_id", pattern=_TENANT, expected="a tenant name like acme"),
+            page_size=read.integer("page_size", MAX_PAGE, 1, MAX_PAGE),
+            concurrency=read.integer("concurrency", 8, 1, 16),
+            timeout=read.seconds("timeout", 10.0, 300),
             session=session,
         )
 
@@ -233,7 +204,9 @@ class SailPointConnector(Connector):
             expires_in = data.get("expires_in") if isinstance(data, dict) else None
             if not isinstance(token, str) or not token or not isinstance(expires_in, (int, float)):
                 raise ProviderUnavailableError(
-                    "answered the token request without access_token and expires_in", provider=PROVIDER
+                    "answered the token request without access_token and expires_in",
+                    provider=PROVIDER,
+                    request_id=response.client_request_id,
                 )
             self._token = token
             self._renew_at = time.monotonic() + expires_in - min(60.0, expires_in * self.RENEW_SHARE)
@@ -323,29 +296,34 @@ class SailPointConnector(Connector):
 
     # --- identities ----------------------------------------------------------------------------
 
-    def to_identity(self, raw: Any) -> Identity:
-        """An `Identity` from one SailPoint identity object; ProviderUnavailableError when it has no id."""
+    def to_identity(self, raw: Any, request_id: Optional[str] = None) -> Identity:
+        """An `Identity` from one SailPoint identity object; ProviderUnavailableError when it has no id.
+
+        Other fields of the wrong type read as unknown: SailPoint attributes are whatever a tenant maps.
+        """
         identity_id = raw.get("id") if isinstance(raw, dict) else None
         if not isinstance(identity_id, str) or not identity_id:
-            raise ProviderUnavailableError("sent an identity without an id", provider=PROVIDER)
+            raise ProviderUnavailableError(
+                "sent an identity without an id", provider=PROVIDER, request_id=request_id
+            )
         attrs = raw.get("attributes")
         if not isinstance(attrs, dict):
             attrs = {}
-        status = raw.get("identityStatus") or attrs.get("cloudStatus")
+        status = _text(raw.get("identityStatus")) or _text(attrs.get("cloudStatus"))
         score = self._risk_score(raw) if self.risk_attribute else None
         return Identity(
             id=identity_id,
             connector=self.name,
-            email=raw.get("emailAddress") or attrs.get("email") or None,
-            display_name=raw.get("name") or attrs.get("displayName") or raw.get("alias") or None,
+            email=_text(raw.get("emailAddress")) or _text(attrs.get("email")),
+            display_name=_text(raw.get("name")) or _text(attrs.get("displayName")) or _text(raw.get("alias")),
             tenant_id=self.tenant_id,
-            status=status.lower() if isinstance(status, str) else None,
+            status=status.lower() if status else None,
             risk_score=score,
             risk_level=None if score is None else RiskLevel.for_score(score),
             privileged=_truthy(attrs.get("privileged")),
             last_login_at=_datetime(attrs.get("lastLogin")),
-            last_login_ip=attrs.get("lastLoginIp") or None,
-            last_login_country=attrs.get("lastLoginCountry") or None,
+            last_login_ip=_text(attrs.get("lastLoginIp")),
+            last_login_country=_text(attrs.get("lastLoginCountry")),
             provider="sailpoint",
             provider_id=identity_id,
             created_at=_datetime(raw.get("created")),
@@ -372,7 +350,9 @@ class SailPointConnector(Connector):
             )
         return None
 
-    async def _identity_page(self, offset: int, *, count: bool = False) -> tuple[list[Any], Optional[int]]:
+    async def _identity_page(
+        self, offset: int, *, count: bool = False
+    ) -> tuple[list[Identity], Optional[int]]:
         response = await self._api(
             "GET",
             self.identities_path,
@@ -387,7 +367,8 @@ class SailPointConnector(Connector):
                 request_id=response.client_request_id,
             )
         total = response.header("X-Total-Count")
-        return rows, int(total) if total is not None and total.isdigit() else None
+        identities = [self.to_identity(row, response.client_request_id) for row in rows]
+        return identities, int(total) if total is not None and total.isdigit() else None
 
     async def iter_pages(
         self,
@@ -417,12 +398,12 @@ class SailPointConnector(Connector):
                 privileged is None or identity.privileged == privileged
             )
 
-        async for rows in self._raw_pages():
-            page = [identity for identity in map(self.to_identity, rows) if keep(identity)]
+        async for identities in self._pages():
+            page = [identity for identity in identities if keep(identity)]
             if page:
                 yield page
 
-    async def _raw_pages(self) -> AsyncIterator[list[Any]]:
+    async def _pages(self) -> AsyncIterator[list[Identity]]:
         rows, total = await self._identity_page(0, count=True)
         yield rows
         if total is None:  # no count from the server: read on until a short page
@@ -441,6 +422,8 @@ class SailPointConnector(Connector):
         try:
             while pending:
                 rows, _ = await pending.popleft()
+                if not rows:  # fewer identities than the count said (deleted meanwhile, or a bad count)
+                    return
                 following = next(offsets, None)
                 if following is not None:
                     pending.append(asyncio.ensure_future(self._identity_page(following)))
@@ -460,13 +443,14 @@ class SailPointConnector(Connector):
             raise NotFoundError(
                 f"no identity with id {identity_id}", provider=PROVIDER, request_id=exc.request_id, status=404
             ) from exc
-        return self.to_identity(response.json(PROVIDER))
+        return self.to_identity(response.json(PROVIDER), response.client_request_id)
 
     @staticmethod
     def _checked_id(identity_id: str) -> str:
+        # an id goes into a URL path: "..", "/" or "?" could point the request somewhere else
         text = str(identity_id).strip()
-        if not text or len(text) > 128 or any(ch.isspace() or ch in "/?#" for ch in text):
-            raise ValidationError(f"'{text[:40]}' is not a SailPoint identity id", provider=PROVIDER)
+        if not _SAFE_ID.fullmatch(text) or not text.strip("."):
+            raise NotFoundError(f"no identity with id {text[:60]!r}", provider=PROVIDER)
         return text
 
     async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
@@ -498,9 +482,11 @@ class SailPointConnector(Connector):
         rows = response.json(PROVIDER)
         if not isinstance(rows, list):
             raise ProviderUnavailableError(
-                "answered a search with something other than a list", provider=PROVIDER
+                "answered a search with something other than a list",
+                provider=PROVIDER,
+                request_id=response.client_request_id,
             )
-        return [self.to_identity(row) for row in rows[:limit]]
+        return [self.to_identity(row, response.client_request_id) for row in rows[:limit]]
 
     async def check(self) -> CheckResult:
         try:
@@ -533,7 +519,9 @@ class SailPointConnector(Connector):
                 isinstance(r, dict) and isinstance(r.get("id"), str) for r in rows
             ):
                 raise ProviderUnavailableError(
-                    "answered the account list with an unexpected shape", provider=PROVIDER
+                    "answered the account list with an unexpected shape",
+                    provider=PROVIDER,
+                    request_id=response.client_request_id,
                 )
             accounts.extend(rows)
             if len(rows) < MAX_PAGE:
@@ -576,7 +564,11 @@ class SailPointConnector(Connector):
             data = response.json(PROVIDER)
             task = data.get("id") if isinstance(data, dict) else None
             if not isinstance(task, str):
-                raise ProviderUnavailableError("accepted a disable without a task id", provider=PROVIDER)
+                raise ProviderUnavailableError(
+                    "accepted a disable without a task id",
+                    provider=PROVIDER,
+                    request_id=response.client_request_id,
+                )
             tasks.append(task)
         sources = ", ".join(str(account.get("sourceName") or account["id"]) for account in enabled)
         return ActionResult(
@@ -598,6 +590,11 @@ def _tenant_of(base_url: str) -> str:
     except ValueError:
         return host.split(".")[0]
     return host
+
+
+def _text(value: Any) -> Optional[str]:
+    """A non-empty string, else None (a tenant may map an attribute to a number, a list or nothing)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _datetime(value: Any) -> Optional[datetime]:

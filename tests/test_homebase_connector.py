@@ -535,11 +535,14 @@ async def test_built_from_config_through_the_registry(start, monkeypatch) -> Non
     [
         ({"api_key": KEY, "colour": "red"}, "unknown setting 'colour'"),
         ({}, "setting 'api_key' is required"),
-        ({"api_key": "sk_live_abcdefgh"}, "does not look like a HomeBase key"),
-        ({"api_key": KEY, "page_size": 500}, "'page_size' must be an integer from 1 to 100"),
-        ({"api_key": KEY, "timeout": "fast"}, "'timeout' must be a positive number"),
-        ({"api_key": KEY, "base_url": "ftp://x"}, "'base_url' must be an http(s) URL"),
-        ({"api_key": KEY, "tenant_id": "a b"}, "'tenant_id' must be"),
+        ({"api_key": "sk_live_abcdefgh"}, "'api_key' must be a HomeBase key (hld_live_… or hld_test_…)"),
+        ({"api_key": KEY, "page_size": 500}, "'page_size' must be a whole number from 1 to 100"),
+        ({"api_key": KEY, "page_size": "abcdefgh"}, "'page_size' must be a whole number from 1 to 100"),
+        ({"api_key": KEY, "timeout": "fast"}, "'timeout' must be a number of seconds above 0, at most 300"),
+        ({"api_key": KEY, "search_scan_limit": -1}, "'search_scan_limit' must be a whole number from 0"),
+        ({"api_key": KEY, "base_url": "ftp://x"}, "'base_url' must be an http(s) URL like https://"),
+        ({"api_key": KEY, "tenant_id": "a b"}, "'tenant_id' must be a HomeBase tenant id like ten_…"),
+        ({"api_key": KEY, "tenant_id": ""}, "'tenant_id' must be a HomeBase tenant id"),
     ],
 )
 def test_bad_settings_are_named(settings: dict, message: str) -> None:

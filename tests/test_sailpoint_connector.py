@@ -79,17 +79,25 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
     cases = [
         ({**good, "colour": "blue"}, "unknown setting 'colour'"),
         ({k: v for k, v in good.items() if k != "client_secret"}, "setting 'client_secret' is required"),
-        ({**good, "api_version": "v3"}, "api_version must be one of v2024, v2025, v1"),
-        ({**good, "page_size": 500}, "'page_size' must be 1-250"),
-        ({**good, "concurrency": "many"}, "'concurrency' must be an integer"),
-        ({**good, "timeout": 0}, "'timeout' must be a number"),
-        ({**good, "base_url": "acme.api.identitynow.com"}, "base_url must be like https://"),
-        ({**good, "base_url": "https://acme.api.identitynow.com/v3"}, "without a path"),
-        ({**good, "risk_attribute": ""}, "risk_attribute must be a dotted path"),
+        ({**good, "api_version": "v3"}, "'api_version' must be one of v2024, v2025, v1"),
+        ({**good, "page_size": 500}, "'page_size' must be a whole number from 1 to 250"),
+        ({**good, "concurrency": "many"}, "'concurrency' must be a whole number from 1 to 16"),
+        ({**good, "timeout": 0}, "'timeout' must be a number of seconds above 0"),
+        ({**good, "base_url": "acme.api.identitynow.com"}, "'base_url' must be an http(s) URL like https://"),
+        ({**good, "base_url": "https://acme.api.identitynow.com/v3"}, "'base_url' must be the API root"),
+        ({**good, "risk_attribute": ""}, "'risk_attribute' must be a dotted path like attributes.riskScore"),
+        ({**good, "risk_attribute": "attributes riskScore"}, "'risk_attribute' must be a dotted path"),
+        ({**good, "tenant_id": "acme/../x"}, "'tenant_id' must be a tenant name"),
+        ({**good, "client_id": 42}, "'client_id' must be a non-empty string"),
     ]
     for config, message in cases:
-        with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ConfigurationError) as bad:
             connectors.build("sailpoint", "sp", config)
+        assert str(bad.value).startswith("connector 'sp' (sailpoint): ") and message in str(bad.value)
+    # SOAR assets and Cortex jobs send numbers as text
+    typed = connectors.build("sailpoint", "sp", {**good, "page_size": "100", "timeout": "2.5"})
+    assert isinstance(typed, SailPointConnector)
+    assert (typed.page_size, typed._http.timeout) == (100, 2.5)
 
 
 # --- listing -----------------------------------------------------------------------------------------
@@ -204,8 +212,14 @@ async def test_get_and_find(env: Env) -> None:
     assert (await connector.get_identity(wanted)).email == person(17).email
     with pytest.raises(NotFoundError, match=f"no identity with id {'0' * 32}"):
         await connector.get_identity("0" * 32)
-    with pytest.raises(ValidationError, match="not a SailPoint identity id"):
-        await connector.get_identity("../../_admin/faults")
+    requests = len(env.state.log)
+    for unsafe in ("../../_admin/faults", "..", ".", "a/b", "x?y", "a b", ""):
+        # an id goes into the URL path: these could point elsewhere, so they never leave the connector
+        with pytest.raises(NotFoundError, match="no identity with id"):
+            await connector.get_identity(unsafe)
+        with pytest.raises(NotFoundError, match="no identity with id"):
+            await connector.disable(unsafe, "reason")
+    assert len(env.state.log) == requests
     assert [i.id for i in await connector.find_identities(person(17).email)] == [wanted]
     assert [i.id for i in await connector.find_identities(wanted.upper())] == [wanted]
     assert await connector.find_identities("f" * 32) == []
@@ -414,8 +428,22 @@ def test_odd_identity_records_map_or_fail_clearly() -> None:
         risk_attribute="attributes.riskScore",
     )
     for bad in ({}, {"id": ""}, {"id": 7}, ["not", "a", "dict"], None):
-        with pytest.raises(ProviderUnavailableError, match="SailPoint: sent an identity without an id"):
-            connector.to_identity(bad)
+        with pytest.raises(ProviderUnavailableError, match="sent an identity without an id") as err:
+            connector.to_identity(bad, "idops-0123")
+        assert err.value.request_id == "idops-0123"
+    # a tenant may map attributes to anything: what is not a string is unknown, never passed on
+    mistyped = connector.to_identity(
+        {
+            "id": "x3",
+            "emailAddress": 42,
+            "name": ["Ada"],
+            "alias": "ada",
+            "identityStatus": {"state": "ACTIVE"},
+            "attributes": {"email": "ada@example.com", "lastLoginIp": {"v": 4}, "lastLoginCountry": 7},
+        }
+    )
+    assert (mistyped.email, mistyped.display_name, mistyped.status) == ("ada@example.com", "ada", None)
+    assert (mistyped.last_login_ip, mistyped.last_login_country) == (None, None)
     sparse = connector.to_identity(
         {
             "id": "x1",
