@@ -11,11 +11,12 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from connectors import Connector, ConnectorError, RiskLevel, build
+from connectors import ConfigurationError, Connector, ConnectorError, RiskLevel, build
 
 from .config import Config, ConfigError, load_config
 
@@ -53,8 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--connector", required=True)
     listing.add_argument("--risk-level", type=_risk_level)
     listing.add_argument("--tenant")
-    listing.add_argument("--privileged", action="store_true", default=None)
-    listing.add_argument("--limit", type=int, default=None, help="stop after this many")
+    listing.add_argument(
+        "--privileged",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="only privileged identities (--no-privileged: only the others)",
+    )
+    listing.add_argument("--limit", type=_positive, default=None, help="stop after this many")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     get = isub.add_parser("get", help="one identity by id")
     get.add_argument("--config", required=True)
@@ -77,11 +83,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def _risk_level(value: str) -> RiskLevel:
     try:
         return RiskLevel.parse(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# Control characters and bidi overrides from a provider must not move the cursor, recolour the
+# terminal or reorder what is shown: they are printed as escapes.
+_UNPRINTABLE = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
+
+
+def _printable(value: object) -> str:
+    return str(value).translate(_UNPRINTABLE)
 
 
 async def _check(config: Config) -> int:
@@ -95,16 +119,17 @@ async def _check(config: Config) -> int:
                 result = await connector.check()
             ok, message = result.ok, result.message
         except (ConnectorError, ConfigError) as exc:
-            ok, message = False, str(exc)
+            # the line already names the connector
+            ok, message = False, re.sub(rf"^connector '{re.escape(entry.name)}'( \(\w+\))?: ", "", str(exc))
         failed += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {entry.name} ({entry.kind}): {message}")
+        print(f"{'ok  ' if ok else 'FAIL'} {entry.name} ({entry.kind}): {_printable(message)}")
     return 1 if failed else 0
 
 
 def _line(identity_dict: dict) -> str:
     score = identity_dict["risk_score"]
     return "\t".join(
-        str(part)
+        _printable(part)
         for part in (
             identity_dict["id"],
             identity_dict["email"] or "-",
@@ -118,23 +143,22 @@ def _line(identity_dict: dict) -> str:
 
 async def _identities_list(config: Config, args: argparse.Namespace) -> int:
     count = 0
-    if args.json:
-        sys.stdout.write("[")
     async with build_connector(config, args.connector) as connector:
         async for identity in connector.list_identities(
             risk_level=args.risk_level, tenant_id=args.tenant, privileged=args.privileged
         ):
             data = identity.to_dict()
             if args.json:
-                # streamed element by element so a million identities never sit in memory
-                sys.stdout.write(("," if count else "") + "\n" + json.dumps(data))
+                # streamed element by element so a million identities never sit in memory; "[" only
+                # once the first page is in, so a connector that fails at once leaves stdout empty
+                sys.stdout.write(("," if count else "[") + "\n" + json.dumps(data))
             else:
                 print(_line(data))
             count += 1
             if args.limit is not None and count >= args.limit:
                 break
     if args.json:
-        sys.stdout.write("\n]\n")
+        sys.stdout.write("\n]\n" if count else "[]\n")
     else:
         print(f"{count} identities", file=sys.stderr)
     return 0
@@ -147,7 +171,7 @@ async def _identities_get(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps([identity.to_dict()], indent=2))
     else:
         for key, value in identity.to_dict().items():
-            print(f"{key:20} {value}")
+            print(f"{key:20} {_printable(value)}")
     return 0
 
 
@@ -169,11 +193,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.identities_command == "list":
             return asyncio.run(_identities_list(config, args))
         return asyncio.run(_identities_get(config, args))
-    except (ConfigError, ConnectorError) as exc:
-        print(f"idops: {exc}", file=sys.stderr)
+    except (ConfigError, ConfigurationError) as exc:
+        print(f"idops: {_printable(exc)}", file=sys.stderr)
         return 2
+    except ConnectorError as exc:
+        print(f"idops: {_printable(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
