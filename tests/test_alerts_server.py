@@ -23,7 +23,7 @@ from alerts_support import (
     eventually,
     served,
 )
-from bot_support import APPROVER, OUTSIDER, REQUESTER
+from bot_support import APPROVER, OUTSIDER, REQUESTER, TARGET
 from sailpoint.triggers.models.identity_attributes_changed import IdentityAttributesChanged
 
 from bot import audit
@@ -357,3 +357,33 @@ async def test_the_scheduler_redraws_a_card_when_its_snooze_ends(tmp_path: Path)
             return "snoozed" not in all_text(now) and "alert:snooze" in action_ids(now)
 
         await s.slack.wait_for(offered_again, timeout=10, what="the card without its ended snooze")
+
+
+async def test_nobody_acknowledges_or_snoozes_an_alert_about_their_own_account(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        await s.started()
+        scope = s.service.detector.scopes()[0]
+        plain = s.people["plain"]  # TARGET's Slack email is this identity's, and TARGET is an approver
+        s.hb.set_risk(plain["id"], 10)
+        await s.service.sweep(scope)
+        s.hb.set_risk(plain["id"], 85)
+        await s.service.sweep(scope)
+        await s.settle()
+        (card,) = s.cards()
+        for action in ("alert:ack", "alert:snooze"):
+            await s.click(TARGET, card, action)
+            assert "about your own account" in all_text(s.slack.visible_ephemerals(TARGET)[-1])
+        (card,) = s.cards()
+        assert "acknowledged" not in all_text(card) and "snoozed" not in all_text(card)
+        refused = s.db.execute(
+            "SELECT actor, detail FROM audit WHERE event = 'refused' AND identity_id = ?", [plain["id"]]
+        ).fetchall()
+        assert [
+            (actor, json.loads(detail)["attempted"], json.loads(detail)["rule"]) for actor, detail in refused
+        ] == [
+            (TARGET, "acknowledge", "own_alert"),
+            (TARGET, "snooze", "own_alert"),
+        ]
+        await s.click(APPROVER, card, "alert:ack")
+        (card,) = s.cards()
+        assert f"acknowledged by <@{APPROVER}>" in all_text(card)

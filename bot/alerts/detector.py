@@ -525,6 +525,11 @@ class Detector:
             self.on_outbox()
         return len(ended)
 
+    def refused(self, alert: dict[str, Any], user_id: str, attempted: str, rule: str) -> None:
+        """Audit a refused acknowledge or snooze: who tried it on which alert, and the rule."""
+        with audit.transaction(self.db):
+            self._audit(alert, user_id, "refused", self.clock(), {"attempted": attempted, "rule": rule})
+
     def _audit(
         self, alert: dict[str, Any], user_id: str, event: str, now: float, detail: dict[str, Any]
     ) -> None:

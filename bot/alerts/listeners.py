@@ -6,6 +6,7 @@ acks at once and answers the clicking user only; the card itself is re-rendered 
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 LIST_LIMIT = 15
 NOT_ALLOWED = text_message(":no_entry: Only responders and approvers can act on risk alerts.")
 GONE = text_message(":warning: idops has no such alert; nothing was done.")
+OWN_ALERT = text_message(
+    ":no_entry: This alert is about your own account: someone else must acknowledge or snooze it."
+)
 
 
 def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
@@ -29,9 +33,24 @@ def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
     def clicked(body: dict[str, Any]) -> tuple[str, str]:
         return body["user"]["id"], str((body.get("actions") or [{}])[0].get("value") or "")
 
-    async def acknowledge(user: str, alert_id: str) -> Optional[Message]:
+    async def refusal(user: str, alert_id: str, attempted: str) -> Optional[Message]:
+        """Why `user` may not acknowledge or snooze this alert, or None when they may."""
         if not await bot.may_look(user):
             return NOT_ALLOWED
+        alert = detector.alert(alert_id)
+        if alert is None:
+            return GONE
+        # like approvals: the person the alert is about never silences it (matched by email in Slack)
+        email = cards.identity_from_dict(json.loads(alert["identity"])).email
+        if email and await bot.service.directory.user_id_for_email(email) == user:
+            detector.refused(alert, user, attempted, "own_alert")
+            return OWN_ALERT
+        return None
+
+    async def acknowledge(user: str, alert_id: str) -> Optional[Message]:
+        refused = await refusal(user, alert_id, "acknowledge")
+        if refused is not None:
+            return refused
         alert = detector.acknowledge(alert_id, user)
         if alert is None:
             return GONE
@@ -40,8 +59,9 @@ def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
         return None  # the card itself now says who took it
 
     async def snooze(user: str, alert_id: str) -> Optional[Message]:
-        if not await bot.may_look(user):
-            return NOT_ALLOWED
+        refused = await refusal(user, alert_id, "snooze")
+        if refused is not None:
+            return refused
         before = detector.alert(alert_id)
         alert = detector.snooze(alert_id, user)
         if alert is None or before is None:
