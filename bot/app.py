@@ -159,6 +159,15 @@ class Bot:
                 reply = text_message(f":warning: {esc(exc, 2000)}")
             except PolicyError as exc:
                 reply = text_message(f":no_entry: {esc(exc.message, 2000)}")
+            except SlackApiError as exc:
+                # e.g. the directory lookup a policy check needs: say so instead of an internal error
+                method = str(getattr(exc.response, "api_url", "") or "").rstrip("/").rsplit("/", 1)[-1]
+                log.warning("%s: Slack refused %s: %s", name, method, exc.response.get("error"))
+                reply = text_message(
+                    f":warning: Slack answered {esc(method or 'a call', 100)} with"
+                    f" {esc(exc.response.get('error') or 'an error', 100)}, so idops stopped there;"
+                    " try again in a minute."
+                )
             except Exception:
                 reference = secrets.token_hex(4)
                 log.exception("%s failed (reference %s)", name, reference)

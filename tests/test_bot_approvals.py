@@ -377,6 +377,19 @@ async def test_an_action_timeout_fails_with_the_wait_and_request_id(h):
     assert status_of(h.card()).startswith(":x: Failed")
 
 
+async def test_when_slack_fails_a_policy_lookup_the_approver_is_told_and_nothing_runs(h):
+    card = await h.request_card()
+    h.slack.fail_next("usergroups.users.list", error="fatal_error")  # is the clicker an approver?
+    await h.click(APPROVER, card, "approval:approve")
+    assert h.last_seen(APPROVER)["text"] == (
+        ":warning: Slack answered usergroups.users.list with fatal_error, so idops stopped there;"
+        " try again in a minute."
+    )
+    assert h.actions() == [] and status_of(h.card()).startswith(":hourglass_flowing_sand:")
+    await h.click(APPROVER, h.card(), "approval:approve")
+    assert len(h.actions()) == 1
+
+
 async def test_retry_is_for_approvers_only(h):
     person = h.people["plain"]
     card = await h.request_card()
