@@ -18,20 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
+from _support import simulator_process
 
 from bot.alerts.detector import Detector, Scope, SweepResult
 from bot.alerts.store import migrations
@@ -40,29 +38,16 @@ from bot.simulators.homebase import HomeBaseState
 from bot.store import open_db
 from connectors.homebase import HomeBaseConnector
 
-REPO = Path(__file__).resolve().parents[1]
 API_KEY = "hld_test_bench"
 TARGET_SECONDS = 60.0
 # a score in the middle of each band, and where each level moves to: always a different level
 MOVE_TO = {"low": 60, "medium": 90, "high": 10, "critical": 35}
 
 
-@contextlib.contextmanager
-def simulator(identities: int) -> Iterator[str]:
-    """`idops sim homebase` in its own process, rate limits off; yields its /v1 base URL."""
-    command = [sys.executable, "-m", "bot.cli", "sim", "homebase", "--port", "0", "--no-rate-limit"]
-    command += ["--identities", str(identities)]
-    env = {**os.environ, "HOMEBASE_API_KEY": API_KEY}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if "base_url" not in line:
-            raise SystemExit(f"the simulator did not start: {line.strip()!r}")
-        yield line.split('"')[1]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def simulator(identities: int) -> contextlib.AbstractContextManager[str]:
+    """`idops sim homebase` in its own process, rate limits off; gives its /v1 base URL."""
+    args = ["--no-rate-limit", "--identities", str(identities)]
+    return simulator_process("homebase", *args, env={"HOMEBASE_API_KEY": API_KEY})
 
 
 def connector(base_url: str) -> HomeBaseConnector:

@@ -18,52 +18,27 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
+from _support import simulator_process
 from sailpoint import ApiClient, Configuration, ConfigurationParams, Paginator
 from sailpoint.identities import IdentitiesApi
 
 import connectors
 from connectors.sailpoint import SailPointConnector
 
-REPO = Path(__file__).resolve().parents[1]
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 CEILING, PERIOD = 100, 10.0  # SailPoint's limit per client id
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-@contextlib.contextmanager
-def simulator(identities: int, *, rate_limit: bool) -> Iterator[str]:
-    """`idops sim sailpoint` in its own process; yields its base URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "sim",
-        "sailpoint",
-        "--port",
-        "0",
-        "--identities",
-        str(identities),
-    ]
-    if not rate_limit:
-        command.append("--no-rate-limit")
-    env = {**os.environ, "SAILPOINT_CLIENT_ID": CLIENT_ID, "SAILPOINT_CLIENT_SECRET": CLIENT_SECRET}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if " on http" not in line:
-            raise SystemExit(f"the simulator did not start: {line!r}")
-        yield line.split(" on ", 1)[1].split(" ", 1)[0]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def simulator(identities: int, *, rate_limit: bool) -> contextlib.AbstractContextManager[str]:
+    """`idops sim sailpoint` in its own process; gives its base URL."""
+    args = ["--identities", str(identities), *([] if rate_limit else ["--no-rate-limit"])]
+    env = {"SAILPOINT_CLIENT_ID": CLIENT_ID, "SAILPOINT_CLIENT_SECRET": CLIENT_SECRET}
+    return simulator_process("sailpoint", *args, env=env)
 
 
 def settings(url: str) -> dict:
