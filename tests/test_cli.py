@@ -120,7 +120,8 @@ def test_check_both_kinds_then_one_failing(tmp_path, sims, env, capsys, monkeypa
             "FAIL hb (homebase): HomeBase could not be reached at http://127.0.0.1:1/v1 (request id idops-",
         ),
         (
-            'name = "sp"\nkind = "sailpoint"\nclient_id = "c"\nclient_secret = "s"\nbase_url = "http://[::1"',
+            'name = "sp"\nkind = "sailpoint"\nclient_id_env = "SP_ID"\nclient_secret_env = "SP_SECRET"\n'
+            'base_url = "http://[::1"',
             "FAIL sp (sailpoint): setting 'base_url' must be an http(s) URL like https://",
         ),
         (
