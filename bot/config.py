@@ -6,12 +6,13 @@ Only entry points call `load_config` and `Secrets()`; everything else receives t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +56,9 @@ class StoreSettings(_Section):
     path: str = "idops.db"
 
 
+_SECRET_KEY = re.compile(r"(?:^|_)(?:secret|password|token|api_key|private_key)$")
+
+
 class ConnectorEntry(BaseModel):
     """One `[[connectors]]` table; provider settings beyond name and kind are checked by the connector."""
 
@@ -62,6 +66,14 @@ class ConnectorEntry(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: str
+
+    @model_validator(mode="after")
+    def _no_literal_secrets(self) -> ConnectorEntry:
+        # secrets come from the environment only, so a config file can be shared and committed
+        for key in self.model_extra or {}:
+            if _SECRET_KEY.search(key):
+                raise ValueError(f"{key} is a secret: set it in an environment variable named by {key}_env")
+        return self
 
     def settings(self, environ: Mapping[str, str]) -> dict[str, Any]:
         """Provider settings with each `x_env = "VAR"` replaced by `x = <value of VAR>`."""
