@@ -57,6 +57,15 @@ def test_missing_secret_names_the_variable(tmp_path: Path) -> None:
         ),
         ("[slack\n", "not valid TOML"),
         (GOOD + '\n[[connectors]]\nname = "hld"\nkind = "sailpoint"\n', "two connectors are named 'hld'"),
+        (
+            GOOD + '\n[[connectors]]\nname = "sp"\nkind = "sailpoint"\nclient_secret = "s3cret"\n',
+            r"connectors\[1\]: .*client_secret is a secret: set it in an environment variable named by"
+            " client_secret_env",
+        ),
+        (
+            GOOD.replace('api_key_env = "TEST_HLD_KEY"', 'api_key = "hld_live_abcdefgh"'),
+            r"connectors\[0\]: .*api_key is a secret",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -65,6 +74,7 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, text: str, e
         load_config(path)
     assert str(info.value).startswith(str(path))
     assert "\n" not in str(info.value)
+    assert "s3cret" not in str(info.value) and "hld_live_abcdefgh" not in str(info.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:
