@@ -182,6 +182,8 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
             message = "unknown key"
         elif first["type"] == "missing":
             message = "required key is missing"
+        elif first["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{source}: {where}: {message}{more}") from None
 
