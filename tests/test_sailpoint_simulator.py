@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 
+from bot import cli
 from bot.simulators import serving
 from bot.simulators.sailpoint import IDENTITY_FILTERS, STATE, create_app, parse_filter
 from bot.simulators.seed import person
@@ -339,6 +341,19 @@ def test_main_prints_generated_credentials_and_serves() -> None:
                     return response.status
 
         assert asyncio.run(asyncio.wait_for(use(), 10)) == 200
+        process.terminate()  # SIGTERM, as a service manager stops it: a clean exit
+        assert process.wait(timeout=10) == 0
     finally:
-        process.terminate()
+        process.kill()
         process.wait(timeout=10)
+
+
+def test_a_taken_port_is_one_line(capsys) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["sim", "sailpoint", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"idops sim sailpoint: cannot listen on 127.0.0.1:{port} (")
+    assert len(captured.err.splitlines()) == 1 and "Traceback" not in captured.err

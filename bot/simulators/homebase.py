@@ -19,7 +19,6 @@ import math
 import os
 import re
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +29,7 @@ from typing import Any, Callable, Optional, Union
 import aiohttp
 from aiohttp import web
 
-from . import serving
+from . import run_until_stopped
 from .seed import PROVIDERS, Person, person
 
 DOCS_URL = "https://docs.hldgroup.org/errors#"
@@ -871,8 +870,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(args: argparse.Namespace, key: str, secret: Optional[str]) -> None:
-    app = create_app(
+def _app(args: argparse.Namespace, key: str, secret: Optional[str]) -> web.Application:
+    return create_app(
         identities=args.identities,
         seed=args.seed,
         tenants=args.tenants,
@@ -883,15 +882,6 @@ async def _serve(args: argparse.Namespace, key: str, secret: Optional[str]) -> N
         webhook_url=args.webhook_url,
         webhook_secret=secret,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with serving(app, args.host, args.port) as url:
-        print(f'HomeBase simulator: base_url = "{url}/v1" ({args.identities} identities)', flush=True)
-        print(f"tenants: {', '.join(app[STATE].tenant_ids)}", flush=True)
-        await stop.wait()
-    print("HomeBase simulator stopped", flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -908,14 +898,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not key:
         key = "hld_test_" + secrets.token_urlsafe(24)
         print(f"HOMEBASE_API_KEY was not set; generated one for this run: {key}", flush=True)
-    try:
-        asyncio.run(_serve(args, key, secret))
-    except OSError as exc:
-        print(
-            f"idops sim homebase: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr
-        )
-        return 2
-    return 0
+    app = _app(args, key, secret)
+
+    def announce(url: str) -> None:
+        print(f'HomeBase simulator: base_url = "{url}/v1" ({args.identities} identities)', flush=True)
+        print(f"tenants: {', '.join(app[STATE].tenant_ids)}", flush=True)
+
+    code = run_until_stopped(app, args.host, args.port, prog="idops sim homebase", announce=announce)
+    if code == 0:
+        print("HomeBase simulator stopped", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from . import serving
+from . import run_until_stopped
 from .seed import EPOCH, person
 
 MAX_LIMIT = 250
@@ -937,12 +937,6 @@ def create_app(
     return app
 
 
-async def _serve_forever(app: web.Application, host: str, port: int, announce: Callable[[str], None]) -> None:
-    async with serving(app, host, port) as url:
-        announce(url)
-        await asyncio.Event().wait()
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim sailpoint`: serve the simulator until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="idops sim sailpoint", description=__doc__.splitlines()[0])
@@ -980,16 +974,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"SAILPOINT_CLIENT_ID={client_id}", flush=True)
             print(f"SAILPOINT_CLIENT_SECRET={client_secret}", flush=True)
 
-    try:
-        asyncio.run(_serve_forever(app, args.host, args.port, announce))
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        print(
-            f"idops sim sailpoint: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
-        )
-        return 1
-    return 0
+    return run_until_stopped(app, args.host, args.port, prog="idops sim sailpoint", announce=announce)
 
 
 if __name__ == "__main__":
