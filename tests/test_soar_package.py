@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from soar_support import PACKAGE, ROOT, RUNTIMES, SOAR_DIR, SOAR_PY, require, run_process
 
-from bot.simulators import homebase, serving
+from bot.simulators import homebase, sailpoint, serving
 
 ACTIONS = {
     "test connectivity": "test",
@@ -34,6 +34,13 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 @pytest.fixture
 async def sim_url() -> AsyncIterator[str]:
     async with serving(homebase.create_app(identities=20, rate_limits=False)) as url:
+        yield url
+
+
+@pytest.fixture
+async def sailpoint_url() -> AsyncIterator[str]:
+    # 520 identities at the default 250 a page: the first page's count, then a window of two
+    async with serving(sailpoint.create_app(identities=520, rate_limit=False)) as url:
         yield url
 
 
@@ -89,7 +96,9 @@ def test_package_carries_the_core_and_no_simulators() -> None:
 
 
 @pytest.mark.parametrize("runtime", ["3.9", "3.13"])
-async def test_unpacked_package_runs_an_action(tmp_path: Path, sim_url: str, runtime: str) -> None:
+async def test_unpacked_package_runs_an_action(
+    tmp_path: Path, sim_url: str, sailpoint_url: str, runtime: str
+) -> None:
     # a venv with only the package's own wheels for that Python plus what SOAR provides (make soar)
     python = require(RUNTIMES / runtime / "bin" / "python", "soar")
     with tarfile.open(PACKAGE) as tar:
@@ -130,3 +139,28 @@ async def test_unpacked_package_runs_an_action(tmp_path: Path, sim_url: str, run
     assert code == 0, text + err
     assert "Action success: True" in text
     assert f'"id": "{person["id"]}"' in text and f'"email": "{person["email"]}"' in text
+
+    # SailPoint's listing (tokens, concurrent pages) on the same interpreter
+    asset = {"connector_kind": "sailpoint", "base_url": sailpoint_url, "client_id": "sim-client"}
+    asset["client_secret"] = "sim-secret"
+    (tmp_path / "asset.json").write_text(json.dumps(asset))
+    (tmp_path / "params.json").write_text(json.dumps({"limit": 1000}))
+    code, out, err = await run_process(
+        str(python),
+        "-m",
+        "src.app",
+        "action",
+        "list_identities",
+        "-a",
+        "../asset.json",
+        "-p",
+        "../params.json",
+        cwd=app_dir,
+        env=env,
+    )
+    text = ANSI.sub("", out)
+    assert code == 0, text + err
+    assert "Action success: True" in text
+    expected = sailpoint.create_app(identities=520)[sailpoint.STATE]
+    assert text.count('"connector": "sailpoint"') == 520
+    assert f'"id": "{expected.identity_id(519)}"' in text
