@@ -34,6 +34,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "views.push": (),
     "views.update": (),
     "views.publish": (),
+    # Socket Mode: called with the app-level token (connections:write), which no manifest declares
+    "apps.connections.open": (),
 }
 # the slash command itself
 COMMAND_SCOPES = ("commands",)

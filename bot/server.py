@@ -68,18 +68,18 @@ class _OneLine(logging.Filter):
         return True
 
 
-async def connect_socket_mode(
-    handler: AsyncSocketModeHandler, timeout: float = SOCKET_CONNECT_SECONDS
-) -> None:
+async def connect_socket_mode(handler: AsyncSocketModeHandler) -> None:
     """Open the Socket Mode connection; StartupError naming what Slack (or the network) said."""
     client = handler.client
+    timeout = SOCKET_CONNECT_SECONDS
     where = client.web_client.base_url
     try:
         # asked here, not inside the client's endless retry loop, so a refusal stops start-up
         client.wss_uri = await client.issue_new_wss_url()
     except SlackApiError as exc:
         error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
-        hint = " (SLACK_APP_TOKEN must be an app-level token, xapp-…)" if error == "invalid_auth" else ""
+        wrong_token = error in ("invalid_auth", "not_allowed_token_type")
+        hint = " (SLACK_APP_TOKEN must be an app-level token, xapp-…)" if wrong_token else ""
         raise StartupError(f"Slack refused Socket Mode: apps.connections.open said {error}{hint}") from None
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         raise StartupError(f"cannot reach Slack at {where} for Socket Mode ({type(exc).__name__})") from None

@@ -19,7 +19,7 @@ from bot.config import Config, Secrets, parse_config
 from bot.server import BOT, build_web_app
 from bot.simulators import homebase, sailpoint, serving
 from bot.simulators.seed import HOSTILE_NAMES
-from bot.simulators.slack import BotReply, FakeSlack, SlackUser
+from bot.simulators.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
 
 APPROVAL_CHANNEL = "C0APPROVALS"
 ALERT_CHANNEL = "C0ALERTS"
@@ -45,6 +45,7 @@ class BotHarness:
     http: aiohttp.ClientSession
     config: Config
     extra: dict[str, Any] = field(default_factory=dict)
+    socket_mode: bool = False
 
     @property
     def bot(self) -> Bot:
@@ -52,7 +53,8 @@ class BotHarness:
 
     @property
     def events_url(self) -> str:
-        return self.url + "/slack/events"
+        """Where FakeSlack's driver sends what Slack sends: the HTTP endpoint, or the Socket Mode link."""
+        return SOCKET_MODE if self.socket_mode else self.url + "/slack/events"
 
     async def settle(self) -> None:
         """Wait for the work the bot does after its acks."""
@@ -187,12 +189,14 @@ async def harness(
     identities: int = 120,
     expiry_seconds: float = 3600.0,
     with_sailpoint: bool = False,
+    socket_mode: bool = False,
     **sections: Any,
 ) -> AsyncIterator[BotHarness]:
     """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
 
     With `with_sailpoint`, a SailPoint simulator (other people: seed 7) is a second connector, and
-    `extra["sailpoint"]` is its state.
+    `extra["sailpoint"]` is its state. With `socket_mode`, the bot connects to FakeSlack over Socket
+    Mode and the driver talks to it there.
     """
     sim_app = homebase.create_app(identities=identities, rate_limits=False)
     state = sim_app[homebase.STATE]
@@ -217,17 +221,19 @@ async def harness(
         config = make_config(tmp_path, sim_url, **sections)
         secrets = Secrets(
             SLACK_BOT_TOKEN=slack.bot_token,
-            SLACK_SIGNING_SECRET=slack.signing_secret,
+            SLACK_SIGNING_SECRET=None if socket_mode else slack.signing_secret,
+            SLACK_APP_TOKEN=slack.app_token if socket_mode else None,
             SLACK_API_URL=slack.api_url,
             IDOPS_API_TOKEN="test-api-token",
         )
         web_app = build_web_app(
             config,
             secrets,
+            socket_mode=socket_mode,
             clock=clock,
             environ={"TEST_HLD_KEY": API_KEY, "TEST_SP_ID": "sim-client", "TEST_SP_SECRET": "sim-secret"},
             extensions=[],
             expiry_seconds=expiry_seconds,
         )
         url = await stack.enter_async_context(serving(web_app))
-        yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra)
+        yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)

@@ -86,37 +86,54 @@ async def test_socket_mode_serves_no_events_url_and_needs_no_signing_secret(tmp_
     await web_app.cleanup()  # never started: clean-up still closes the store
 
 
-async def _socket_mode_app(tmp_path, api_url: str):
+async def _socket_mode_app(tmp_path, slack: FakeSlack, app_token: str):
     config = load_config(ROOT / "idops.example.toml").model_copy(
         update={"store": StoreSettings(path=str(tmp_path / "s.db")), "connectors": []}
     )
-    secrets = Secrets(SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xapp-1-secret", SLACK_API_URL=api_url)
+    secrets = Secrets(SLACK_BOT_TOKEN=slack.bot_token, SLACK_APP_TOKEN=app_token, SLACK_API_URL=slack.api_url)
     return server.build_web_app(config, secrets, socket_mode=True, extensions=[], environ={})
 
 
+async def _start_up_error(web_app) -> str:
+    """What stopped the server's start-up (bounded: Slack's client alone would retry for ever)."""
+    with pytest.raises(server.StartupError) as raised:
+        async with asyncio.timeout(20), serving(web_app):
+            pass
+    return str(raised.value)
+
+
 @pytest.mark.parametrize(
-    ("error", "message"),
+    ("fault", "message"),
     [
-        ("unknown_method", "Slack refused Socket Mode: apps.connections.open said unknown_method"),
-        ("invalid_auth", "said invalid_auth (SLACK_APP_TOKEN must be an app-level token, xapp-…)"),
-        (None, "cannot reach Slack at http://127.0.0.1:"),
+        ("fatal_error", "Slack refused Socket Mode: apps.connections.open said fatal_error"),
+        ("unknown token", "said invalid_auth (SLACK_APP_TOKEN must be an app-level token, xapp-…)"),
+        ("bot token", "said not_allowed_token_type (SLACK_APP_TOKEN must be an app-level token, xapp-…)"),
+        ("down", "cannot reach Slack at http://127.0.0.1:"),
     ],
 )
-async def test_socket_mode_start_up_stops_with_what_slack_said(tmp_path, error, message):
+async def test_socket_mode_start_up_stops_with_what_slack_said(tmp_path, fault, message):
     slack = FakeSlack()
     async with slack.serve():
-        if error == "invalid_auth":
-            slack.fail_next("apps.connections.open", error=error)
-        elif error is None:
+        app_token = {"unknown token": "xapp-1-secret", "bot token": slack.bot_token}.get(
+            fault, slack.app_token
+        )
+        if fault == "fatal_error":
+            slack.fail_next("apps.connections.open", error=fault)
+        elif fault == "down":
             slack.down("drop")
-        web_app = await _socket_mode_app(tmp_path, slack.api_url)
-        # bounded: Slack's client would otherwise retry for ever
-        with pytest.raises(server.StartupError) as raised:
-            async with asyncio.timeout(20), serving(web_app):
-                pass
-    assert message in str(raised.value) and "xapp-1-secret" not in str(raised.value)
-    if error is not None:
+        error = await _start_up_error(await _socket_mode_app(tmp_path, slack, app_token))
+    assert message in error and app_token not in error
+    if fault != "down":
         assert len(slack.calls_to("apps.connections.open")) == 1  # asked once, not retried in a loop
+
+
+async def test_socket_mode_start_up_stops_when_the_websocket_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(server, "SOCKET_CONNECT_SECONDS", 1.0)
+    slack = FakeSlack()
+    slack.refuse_sockets = True
+    async with slack.serve():
+        error = await _start_up_error(await _socket_mode_app(tmp_path, slack, slack.app_token))
+    assert error == "Slack's Socket Mode endpoint did not accept a connection within 1 s"
 
 
 async def _serve_until_exit(
@@ -145,14 +162,14 @@ async def test_serve_socket_mode_refused_at_start_up_exits_2_with_one_line(tmp_p
     async with slack.serve():
         env = {
             "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_APP_TOKEN": "xapp-1-do-not-print",
+            "SLACK_APP_TOKEN": "xapp-1-do-not-print",  # not the FakeSlack's: invalid_auth
             "SLACK_API_URL": slack.api_url,
         }
         status, output = await _serve_until_exit(tmp_path, env, "--socket-mode", "--port", str(_free_port()))
     assert status == 2
-    # the FakeSlack has no Socket Mode: apps.connections.open is an unknown method there
     assert output.splitlines()[-1] == (
-        "idops serve: Slack refused Socket Mode: apps.connections.open said unknown_method"
+        "idops serve: Slack refused Socket Mode: apps.connections.open said invalid_auth"
+        " (SLACK_APP_TOKEN must be an app-level token, xapp-…)"
     )
     assert "Traceback" not in output and "xapp-1-do-not-print" not in output
 

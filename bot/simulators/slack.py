@@ -5,6 +5,8 @@
 modals and App Home per user, validates Block Kit the way Slack does, records every call, and can be
 told to fail. The driver methods (`command`, `click`, `submit_view`, `open_home`) sign their requests
 with the signing secret exactly as Slack does, so the bot under test runs its real verification.
+Given `SOCKET_MODE` instead of the bot's URL, they send the same payloads as Socket Mode envelopes
+over the websocket `apps.connections.open` (app-level token) hands out, and read the bot's ack there.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ TEXT_TYPES = ("plain_text", "mrkdwn")
 # Block Kit keys whose text object Slack accepts only as plain_text.
 PLAIN_ONLY_KEYS = frozenset({"label", "placeholder", "title", "deny", "confirm", "submit", "close", "hint"})
 PLAIN_ONLY_TEXT_PARENTS = frozenset({"header", "button"})
+#: the driver's "bot URL" for a bot connected over Socket Mode
+SOCKET_MODE = "socket-mode:"
+# Web API methods that take the app-level token (xapp-…) instead of the bot token
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 
 class SlackError(Exception):
@@ -274,6 +280,7 @@ class FakeSlack:
         usergroup_handles: Optional[Mapping[str, str]] = None,
         channels: Optional[Mapping[str, str]] = None,
         bot_token: str = "xoxb-fake-idops",  # noqa: S107 - a stand-in's well-known test value
+        app_token: str = "xapp-fake-idops",  # noqa: S107
         signing_secret: str = "fake-signing-secret",  # noqa: S107
         verification_token: str = "fake-verification-token",  # noqa: S107
         team_id: str = "T0IDOPS",
@@ -294,6 +301,7 @@ class FakeSlack:
         # id -> name; None means any channel id is accepted and created on first use
         self.channels = dict(channels) if channels is not None else None
         self.bot_token = bot_token
+        self.app_token = app_token
         self.signing_secret = signing_secret
         self.verification_token = verification_token
         self.team_id = team_id
@@ -320,6 +328,12 @@ class FakeSlack:
         self.app = web.Application()
         self.app.router.add_route("*", "/api/{method}", self._api)
         self.app.router.add_post("/response/{rid}", self._response)
+        self.app.router.add_get("/socket", self._socket)
+        self._tickets: set[str] = set()
+        self._socket_ws: Optional[web.WebSocketResponse] = None
+        self._socket_acks: dict[str, asyncio.Future[Any]] = {}
+        #: when set, the websocket URLs apps.connections.open hands out refuse the connection
+        self.refuse_sockets = False
 
     # --- serving and switches -------------------------------------------------------------------
 
@@ -332,6 +346,8 @@ class FakeSlack:
                 yield url
             finally:
                 self.base_url = None
+                if self._socket_ws is not None:
+                    await self._socket_ws.close()  # a connected app must not hold shutdown up
                 self._touch()  # wake long-polling pages, so shutdown need not wait for them
 
     @property
@@ -587,8 +603,14 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "unknown_method"})
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
-        if not secrets.compare_digest(token, self.bot_token):
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+        expected = self.app_token if method in APP_TOKEN_METHODS else self.bot_token
+        if not secrets.compare_digest(token, expected):
+            known = secrets.compare_digest(token, self.bot_token) or secrets.compare_digest(
+                token, self.app_token
+            )
+            return web.json_response(
+                {"ok": False, "error": "not_allowed_token_type" if known else "invalid_auth"}
+            )
         try:
             result = handler(self, params)
         except SlackError as exc:
@@ -948,7 +970,13 @@ class FakeSlack:
         self._event(f"App Home published for {user}")
         return {"view": _public_view(stored)}
 
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        ticket = secrets.token_hex(8)
+        self._tickets.add(ticket)
+        return {"url": f"ws{self._base().removeprefix('http')}/socket?ticket={ticket}"}
+
     _methods: dict[str, Callable[[FakeSlack, dict[str, Any]], dict[str, Any]]] = {
+        "apps.connections.open": _apps_connections_open,
         "auth.test": _auth_test,
         "chat.postMessage": _chat_post_message,
         "chat.update": _chat_update,
@@ -968,6 +996,78 @@ class FakeSlack:
         "views.update": _views_update,
         "views.publish": _views_publish,
     }
+
+    # --- Socket Mode ----------------------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        """The websocket a Socket Mode app holds open: `hello`, then envelopes out and acks back."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets or self.refuse_sockets:
+            return web.Response(status=401, text="unknown or used ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._socket_ws = ws
+        await ws.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": self.app_id}}
+        )
+        self._event("the bot connected over Socket Mode")
+        try:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    ack = json.loads(message.data)
+                except ValueError:
+                    continue
+                waiter = (
+                    self._socket_acks.pop(str(ack.get("envelope_id")), None)
+                    if isinstance(ack, dict)
+                    else None
+                )
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(ack.get("payload"))
+        finally:
+            if self._socket_ws is ws:
+                self._socket_ws = None
+        return ws
+
+    @property
+    def socket_connected(self) -> bool:
+        return self._socket_ws is not None and not self._socket_ws.closed
+
+    async def drop_socket(self) -> None:
+        """Close the app's Socket Mode connection, as Slack does now and then (the app reconnects)."""
+        if self._socket_ws is not None:
+            await self._socket_ws.close()
+            self._touch()
+
+    async def _send_socket(self, body: str, content_type: str) -> tuple[int, str]:
+        """Deliver what would have been POSTed as a Socket Mode envelope; (200, ack payload as JSON),
+        or (503, "") when no app is connected or it does not ack in time (Slack's dispatch_failed)."""
+        ws = self._socket_ws
+        if ws is None or ws.closed:
+            return 503, ""
+        envelope_id = secrets.token_hex(8)
+        envelope: dict[str, Any] = {"envelope_id": envelope_id, "accepts_response_payload": True}
+        if content_type == "application/json":
+            envelope.update(type="events_api", payload=json.loads(body), accepts_response_payload=False)
+        else:
+            form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+            if "payload" in form:
+                envelope.update(type="interactive", payload=json.loads(form["payload"]))
+            else:
+                envelope.update(type="slash_commands", payload=form)
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._socket_acks[envelope_id] = waiter
+        try:
+            await ws.send_json(envelope)
+            payload = await asyncio.wait_for(waiter, self.ack_timeout)
+        except (asyncio.TimeoutError, ConnectionError):
+            return 503, ""
+        finally:
+            self._socket_acks.pop(envelope_id, None)
+        return 200, json.dumps(payload) if payload else ""
 
     # --- HTTP: response_url ---------------------------------------------------------------------
 
@@ -1068,6 +1168,8 @@ class FakeSlack:
         return headers
 
     async def _send(self, bot_url: str, body: str, content_type: str, **signing: Any) -> tuple[int, str]:
+        if bot_url == SOCKET_MODE:
+            return await self._send_socket(body, content_type)
         timeout = aiohttp.ClientTimeout(total=self.ack_timeout)
         headers = self.signed_headers(body, content_type, **signing)
         async with aiohttp.ClientSession(timeout=timeout) as session:
