@@ -16,7 +16,7 @@ from .errors import (
     ValidationError,
 )
 from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, derive_risk
-from .registry import build, kinds, register
+from .registry import build, build_from_form, kinds, register
 
 __all__ = [
     "Action",
@@ -38,6 +38,7 @@ __all__ = [
     "UnsupportedActionError",
     "ValidationError",
     "build",
+    "build_from_form",
     "derive_risk",
     "kinds",
     "register",

@@ -51,3 +51,17 @@ def build(
         )
     cls.validate_config(name, config)
     return cls.from_config(name, config, session=session)
+
+
+def build_from_form(
+    kind: str,
+    name: str,
+    fields: Mapping[str, Any],
+    *,
+    session: Optional[aiohttp.ClientSession] = None,
+) -> Connector:
+    """`build` from a form (a SOAR asset, a Cortex job) that has fields for every kind: the filled-in
+    fields that are some kind's settings go to the connector, which refuses those its kind lacks."""
+    accepted = set().union(*(cls.settings for cls in kinds().values()))
+    settings = {key: value for key, value in fields.items() if key in accepted and value not in (None, "")}
+    return build(kind, name, settings, session=session)

@@ -54,3 +54,21 @@ def test_a_secret_in_a_wrong_place_is_never_echoed(kind: str, key: str) -> None:
         with pytest.raises(ConfigurationError) as bad:
             connectors.build(kind, "conn", {**VALID[kind], key: secret})
         assert secret not in str(bad.value)
+
+
+def test_a_form_with_fields_for_every_kind_builds_the_one_it_names() -> None:
+    """SOAR assets and Cortex jobs have one field per setting of any kind, plus their own."""
+    form = {
+        "connector_kind": "sailpoint",
+        "base_url": "https://acme.api.identitynow.com",
+        "client_id": "c",
+        "client_secret": "s",
+        "api_key": "",  # HomeBase's, left empty
+        "tenant_id": None,
+        "idops_url": "https://idops.example.com",  # the form's own
+        "page_size": "100",
+    }
+    built = connectors.build_from_form("sailpoint", "isc", form)
+    assert built.kind == "sailpoint" and built.tenant_id == "acme"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match=r"connector 'isc' \(sailpoint\): unknown setting 'api_key'"):
+        connectors.build_from_form("sailpoint", "isc", {**form, "api_key": "hld_test_abcdefgh"})
