@@ -24,13 +24,11 @@ from connectors import (
     NotFoundError,
     RiskLevel,
     ValidationError,
-    build,
+    build_from_form,
 )
 
 T = TypeVar("T")
 
-#: config fields passed to the connector when set (the connector rejects the ones its kind lacks)
-SETTINGS = ("base_url", "api_key", "client_id", "client_secret", "tenant_id", "risk_attribute")
 TAXONOMY_LEVEL = {
     RiskLevel.LOW: "safe",
     RiskLevel.MEDIUM: "suspicious",
@@ -45,8 +43,7 @@ def connector_from_config(config: Mapping[str, Any]) -> Connector:
     if not kind:
         raise ConfigurationError("the worker's configuration needs connector_kind (homebase or sailpoint)")
     name = str(config.get("connector_name") or kind).strip()
-    settings = {key: config[key] for key in SETTINGS if config.get(key) not in (None, "")}
-    return build(kind, name, settings)
+    return build_from_form(kind, name, config)
 
 
 def is_exact(identity: Identity, query: str) -> bool:

@@ -14,15 +14,13 @@ from connectors import (
     ConnectorError,
     Identity,
     RiskLevel,
-    build,
+    build_from_form,
 )
 
 from .asset import Asset
 
 T = TypeVar("T")
 
-#: asset fields passed to the connector (when set); the connector rejects the ones its kind lacks
-CONNECTOR_SETTINGS = ("base_url", "api_key", "client_id", "client_secret", "tenant_id", "risk_attribute")
 IDENTITY_ID = "idops identity id"
 RISK_LEVELS = [level.value for level in RiskLevel]
 IDENTITY_ID_HELP = "Identity id, as returned by lookup, get or list identities"
@@ -34,9 +32,8 @@ def connector_name(asset: Asset) -> str:
 
 def open_connector(asset: Asset) -> Connector:
     """The asset's connector; a settings problem is an asset misconfiguration naming the setting."""
-    settings = {key: getattr(asset, key) for key in CONNECTOR_SETTINGS if getattr(asset, key, None)}
     try:
-        return build(asset.connector_kind, connector_name(asset), settings)
+        return build_from_form(asset.connector_kind, connector_name(asset), asset.dict())
     except ConfigurationError as exc:
         raise AssetMisconfiguration(str(exc)) from None
 
