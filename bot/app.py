@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -426,18 +427,27 @@ class Bot:
         return changed
 
 
+def _not_token_skipped(record: logging.LogRecord) -> bool:
+    # Bolt sees SLACK_BOT_TOKEN in the environment next to the client built from it, and warns that the
+    # token "will be unused": untrue (the client carries it) and alarming in an operator's log
+    return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def create_app(bot: Bot, *, signing_secret: str, verify: bool = True) -> AsyncApp:
     """The Bolt app with every idops listener registered; Bolt verifies each request's signature
     (`verify=False` only for Socket Mode, where requests come over the app's own websocket)."""
     from .listeners import actions, commands, events, views
 
+    logger = logging.getLogger("idops.bolt")
+    if _not_token_skipped not in logger.filters:
+        logger.addFilter(_not_token_skipped)
     app = AsyncApp(
         client=bot.client,
         signing_secret=signing_secret,
         request_verification_enabled=verify,
         # listeners ack first and hand slow work to Bot.run, so the response never waits on a provider
         process_before_response=True,
-        logger=logging.getLogger("idops.bolt"),
+        logger=logger,
     )
     commands.register(app, bot)
     actions.register(app, bot)
