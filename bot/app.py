@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
@@ -325,18 +326,28 @@ class Bot:
                 connector=connector, identity_id=identity_id, action=action, reason=reason, requested_by=user
             )
         except PolicyError as exc:
-            text = f":no_entry: {esc(exc.message, 1500)}"
-            if exc.request is not None and exc.request.message_channel:
-                text += f" It is in {channel_ref(exc.request.message_channel)}."
-            return text_message(text)
+            waiting = exc.request
+            if waiting is None or waiting.status is not Status.PENDING or waiting.message_ts:
+                text = f":no_entry: {esc(exc.message, 1500)}"
+                if waiting is not None and waiting.message_channel:
+                    text += f" It is in {channel_ref(waiting.message_channel)}."
+                return text_message(text)
+            # the same request is pending but its card never reached Slack: post it now, or nobody
+            # could approve it and nobody could ask again until it expires
+            request = waiting
         name = esc(request.target.get("name") or request.identity_id, 200)
         channel = self.config.slack.approval_channel
         try:
             await self.post_approval(request)
-        except SlackApiError as exc:
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            said = (
+                f"Slack said {esc(exc.response.get('error'), 100)}"
+                if isinstance(exc, SlackApiError)
+                else f"Slack could not be reached: {type(exc).__name__}"
+            )
             return text_message(
                 f":warning: Request {request.id} is stored, but its approval card could not be posted in"
-                f" {channel_ref(channel)} (Slack said {esc(exc.response.get('error'), 100)})."
+                f" {channel_ref(channel)} ({said}). Run the same command again to post it."
             )
         return text_message(
             f":hourglass_flowing_sand: Requested *{request.action.label}* for *{name}*;"

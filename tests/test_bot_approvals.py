@@ -177,7 +177,32 @@ async def test_when_slack_refuses_the_card_the_requester_is_told(h):
     await h.command(REQUESTER, f"revoke {h.people['plain']['email']} phished")
     shown = h.last_seen(REQUESTER)["text"]
     assert "is stored, but its approval card could not be posted in <#C0APPROVALS>" in shown
-    assert "(Slack said not_in_channel)" in shown and h.cards() == []
+    assert "(Slack said not_in_channel). Run the same command again to post it." in shown and h.cards() == []
+    # asking again posts the stored request's card instead of refusing it as already waiting
+    await h.command(REQUESTER, f"revoke {h.people['plain']['email']} again")
+    card = h.card()
+    first = shown.split("Request ", 1)[1].split(" ", 1)[0]
+    assert card["metadata"]["event_payload"]["request_id"] == first
+    assert (
+        f"waiting for approval in <#{APPROVAL_CHANNEL}> (request {first})" in h.last_seen(REQUESTER)["text"]
+    )
+    await h.command(REQUESTER, f"revoke {h.people['plain']['email']} once more")
+    assert "is already waiting for approval" in h.last_seen(REQUESTER)["text"] and len(h.cards()) == 1
+    await h.click(APPROVER, card, "approval:approve")
+    assert len(h.actions()) == 1
+
+
+async def test_a_card_slack_never_got_is_posted_when_the_request_is_made_again(h):
+    await h.command(REQUESTER, "help")  # Bolt's first request checks the token with auth.test
+    h.slack.down("drop")
+    reply = await h.slack.command(h.events_url, REQUESTER, f"revoke {h.people['plain']['email']} phished")
+    assert reply.status == 200
+    await h.settle()
+    h.slack.up()
+    (request,) = await h.bot.service.pending()
+    assert request.message_ts is None
+    await h.command(REQUESTER, f"revoke {h.people['plain']['email']} phished")
+    assert h.card()["metadata"]["event_payload"]["request_id"] == request.id
 
 
 @pytest.mark.parametrize(
