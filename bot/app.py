@@ -347,7 +347,7 @@ class Bot:
             )
             return text_message(
                 f":warning: Request {request.id} is stored, but its approval card could not be posted in"
-                f" {channel_ref(channel)} ({said}). Run the same command again to post it."
+                f" {channel_ref(channel)} ({said}). Ask for the same action again to post it."
             )
         return text_message(
             f":hourglass_flowing_sand: Requested *{request.action.label}* for *{name}*;"

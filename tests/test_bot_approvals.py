@@ -177,7 +177,9 @@ async def test_when_slack_refuses_the_card_the_requester_is_told(h):
     await h.command(REQUESTER, f"revoke {h.people['plain']['email']} phished")
     shown = h.last_seen(REQUESTER)["text"]
     assert "is stored, but its approval card could not be posted in <#C0APPROVALS>" in shown
-    assert "(Slack said not_in_channel). Run the same command again to post it." in shown and h.cards() == []
+    assert (
+        "(Slack said not_in_channel). Ask for the same action again to post it." in shown and h.cards() == []
+    )
     # asking again posts the stored request's card instead of refusing it as already waiting
     await h.command(REQUESTER, f"revoke {h.people['plain']['email']} again")
     card = h.card()
