@@ -37,8 +37,6 @@ MAX_PAGE_SIZE = 100
 # documented per key over a rolling 60 s
 RATE_LIMITS = {"reads": 300, "writes": 60, "actions": 10}
 RATE_PERIOD = 60.0
-# longest pause taken on the word of an X-RateLimit-Reset header (a wrong clock must not stall us)
-MAX_QUOTA_PAUSE = 120.0
 SIGNATURE_HEADER = "X-HLD-Signature-256"
 
 ERRORS_BY_CODE: dict[str, type[ConnectorError]] = {
@@ -185,7 +183,7 @@ class HomeBaseConnector(Connector):
             reset = float(response.header("X-RateLimit-Reset") or "")
         except ValueError:
             return 1.0
-        return min(MAX_QUOTA_PAUSE, max(0.0, reset - time.time()))
+        return max(0.0, reset - time.time())  # the limiter caps the pause: a wrong clock can't stall us
 
     def _request_id(self, response: Response, body: Any = None) -> str:
         error = body.get("error") if isinstance(body, dict) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections import deque
@@ -25,6 +26,9 @@ from .errors import (
 )
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# longest pause taken on a provider's word (Retry-After, a quota reset): a wrong or hostile header
+# must not stall every later request for hours; past it the provider answers 429 again
+MAX_PAUSE = 120.0
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,10 @@ class Response:
         if value is None:
             return None
         try:
-            return max(0.0, float(value))
+            seconds = float(value)
         except ValueError:
             return None
+        return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def error_class_for_status(status: int) -> type:
@@ -115,8 +120,8 @@ class SlidingWindowLimiter:
             await asyncio.sleep(max(wait, 0.001))
 
     def pause(self, seconds: float) -> None:
-        """Hold every caller for `seconds` (a 429's Retry-After, or a quota reported as spent)."""
-        self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+        """Hold every caller for `seconds`, at most MAX_PAUSE (a 429's Retry-After, a spent quota)."""
+        self._blocked_until = max(self._blocked_until, self._clock() + min(seconds, MAX_PAUSE))
 
 
 # --- retries --------------------------------------------------------------------------------------
@@ -150,7 +155,7 @@ class RateLimitedRetry(RetryPolicy):
     Safe for writes too: a 429 means the provider did not act.
     """
 
-    def __init__(self, max_retries: int = 5, base: float = 1.0, max_wait: float = 120.0) -> None:
+    def __init__(self, max_retries: int = 5, base: float = 1.0, max_wait: float = MAX_PAUSE) -> None:
         self.max_retries = max_retries
         self.base = base
         self.max_wait = max_wait

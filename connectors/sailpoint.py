@@ -59,6 +59,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # (field, operator) pairs this module may put in a `filters` expression; values are always quoted
 _FILTERS = frozenset({("email", "eq"), ("name", "sw"), ("alias", "sw"), ("identityId", "eq")})
 _MAX_QUERY = 256
+_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _ATTRIBUTE_PATH = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -202,9 +203,15 @@ class SailPointConnector(Connector):
             data = response.json(PROVIDER)
             token = data.get("access_token") if isinstance(data, dict) else None
             expires_in = data.get("expires_in") if isinstance(data, dict) else None
-            if not isinstance(token, str) or not token or not isinstance(expires_in, (int, float)):
+            # the token goes into a header: a space or line break in it would fail there, or add a header
+            if (
+                not isinstance(token, str)
+                or not _TOKEN.fullmatch(token)
+                or isinstance(expires_in, bool)
+                or not isinstance(expires_in, (int, float))
+            ):
                 raise ProviderUnavailableError(
-                    "answered the token request without access_token and expires_in",
+                    "answered the token request without a usable access_token and expires_in",
                     provider=PROVIDER,
                     request_id=response.client_request_id,
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,10 +30,12 @@ from connectors import (
     NotFoundError,
     PermissionDeniedError,
     ProviderUnavailableError,
+    RateLimitedError,
     RiskLevel,
     ValidationError,
 )
 from connectors.homebase import HomeBaseConnector, verify_webhook
+from connectors.http import MAX_PAUSE
 
 KEY = "hld_test_pytest0001"
 MSP_KEY = "hld_live_msp000001"
@@ -359,6 +362,17 @@ async def test_429_waits_at_least_retry_after_then_recovers(start) -> None:
     assert [r["status"] for r in seen] == [429, 429, 200]
     assert all(later["at"] - earlier["at"] >= 0.2 for earlier, later in zip(seen, seen[1:]))
     assert len({r["client_request_id"] for r in seen}) == 1  # one logical request, three attempts
+
+
+async def test_a_retry_after_past_two_minutes_is_reported_at_once_not_waited(start) -> None:
+    sim = await start(identities=5)
+    await sim.fault(kind="429", count=1, retry_after=1e9)
+    async with sim.connector() as hb:
+        with pytest.raises(RateLimitedError) as limited:
+            await collect(hb)
+        assert limited.value.retry_after == 1e9 and "(request id req_" in str(limited.value)
+        # every later call waits at most the cap, then asks again
+        assert 60 < hb._limiters["reads"]._blocked_until - time.monotonic() <= MAX_PAUSE
 
 
 async def test_429_on_an_action_is_retried_because_nothing_happened(start) -> None:

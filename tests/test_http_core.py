@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from connectors.http import (
+    MAX_PAUSE,
     ConnectionErrorRetry,
     RateLimitedRetry,
     Response,
@@ -94,3 +95,24 @@ def test_connection_errors_are_retried_only_for_idempotent_requests() -> None:
     error = ConnectionResetError()
     assert policy.delay(1, method="GET", idempotent=True, response=None, error=error) is not None
     assert policy.delay(1, method="POST", idempotent=False, response=None, error=error) is None
+
+
+async def test_a_huge_or_odd_retry_after_never_stalls_for_long(monkeypatch) -> None:
+    clock = FakeClock()
+
+    async def fake_sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    limiter = SlidingWindowLimiter(100, 10.0, clock=clock)
+    limiter.pause(1e9)  # a provider's word, but a wrong header must not hold every caller for years
+    start = clock.now
+    await limiter.acquire()
+    assert clock.now - start == MAX_PAUSE
+    assert [response(429, {"Retry-After": v}).retry_after() for v in ("inf", "nan", "-5", "2.5", "x")] == [
+        None,
+        None,
+        0.0,
+        2.5,
+        None,
+    ]

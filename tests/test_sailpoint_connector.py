@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 import connectors
 from bot.simulators import serving
@@ -339,6 +340,41 @@ async def test_bad_credentials(env: Env) -> None:
     assert not result.ok and "refused the client credentials" in result.message
     good = await env.connector().check()
     assert good.ok and "300 identities visible" in good.message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"access_token": "abc\r\nX-Injected: 1", "expires_in": 749},
+        {"access_token": "two words", "expires_in": 749},
+        {"access_token": "ok", "expires_in": True},
+        {"access_token": "", "expires_in": 749},
+        ["not", "an", "object"],
+    ],
+)
+async def test_an_unusable_token_answer_is_reported_not_sent(answer: Any) -> None:
+    """A token endpoint stand-in answering 200 with a token that can't go into a header."""
+    posts: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        posts.append(request.path)
+        return web.json_response(answer)
+
+    async def anything(request: web.Request) -> web.Response:
+        posts.append(request.path)
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/{tail:.*}", anything)
+    async with serving(app) as url:
+        connector = connectors.build(
+            "sailpoint", "sp", {"base_url": url, "client_id": "c", "client_secret": "s"}
+        )
+        async with connector:
+            with pytest.raises(ProviderUnavailableError, match="without a usable access_token") as caught:
+                await connector.get_identity("0" * 32)
+    assert caught.value.request_id and posts == ["/oauth/token"]
 
 
 # --- faults ------------------------------------------------------------------------------------------
