@@ -145,7 +145,9 @@ class SailPointConnector(Connector):
         self._limiter = SlidingWindowLimiter(100, 10.0) if pacing else None
         self._token: Optional[str] = None
         self._renew_at = 0.0
-        self._token_lock = asyncio.Lock()
+        # made in the first coroutine that needs it: on Python 3.9 a Lock binds to the loop current at
+        # creation, and a connector is often built before `asyncio.run` starts the loop it runs in
+        self._token_lock: Optional[asyncio.Lock] = None
         self._warned_risk = False
 
     @classmethod
@@ -176,6 +178,8 @@ class SailPointConnector(Connector):
     # --- auth and requests ---------------------------------------------------------------------
 
     async def _access_token(self) -> str:
+        if self._token_lock is None:
+            self._token_lock = asyncio.Lock()
         async with self._token_lock:
             if self._token is not None and time.monotonic() < self._renew_at:
                 return self._token
