@@ -210,6 +210,8 @@ async def running(
             await sender.stop()
             await connector.close()
             db.close()
+        # every card, reply and notice had a text fallback (Slack warns otherwise)
+        assert slack.warnings == [], slack.warnings
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -379,3 +381,4 @@ async def served(
                 clock,
                 people,
             )
+        assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
