@@ -237,3 +237,4 @@ async def harness(
         )
         url = await stack.enter_async_context(serving(web_app))
         yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
+    assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
