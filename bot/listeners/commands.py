@@ -105,7 +105,7 @@ def help_message(command: str) -> Message:
     return text_message(
         "*idops* looks up identities and runs response actions after an approver agrees.\n"
         + usage(command)
-        + "\n`<who>` is an email, a provider id or a name (quote names with spaces)."
+        + "\n`&lt;who&gt;` is an email, a provider id or a name (quote names with spaces)."
     )
 
 
