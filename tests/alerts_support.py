@@ -15,7 +15,15 @@ import aiohttp
 import sqlite_utils
 from aiohttp import web
 from approvals_support import pick_people
-from bot_support import APPROVER, APPROVER2, COMMAND_CHANNEL, GROUP_RESPONDER, make_config, slack_users
+from bot_support import (
+    APPROVER,
+    APPROVER2,
+    COMMAND_CHANNEL,
+    GROUP_RESPONDER,
+    assert_all_sent_inert,
+    make_config,
+    slack_users,
+)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import audit
@@ -210,8 +218,9 @@ async def running(
             await sender.stop()
             await connector.close()
             db.close()
-        # every card, reply and notice had a text fallback (Slack warns otherwise)
+        # every card, reply and notice had a text fallback (Slack warns otherwise), and was inert
         assert slack.warnings == [], slack.warnings
+        assert_all_sent_inert(slack)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -382,3 +391,4 @@ async def served(
                 people,
             )
         assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
+        assert_all_sent_inert(slack)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -117,6 +118,58 @@ class BotHarness:
 def text_of(message: dict[str, Any]) -> str:
     """The fallback text and every text in the blocks, as one string (for assertions)."""
     return message.get("text", "") + "\n" + json.dumps(message.get("blocks", []), ensure_ascii=False)
+
+
+# What must never reach Slack unescaped: any <…> control sequence (mentions, broadcasts, links, channel
+# references) other than the ones idops itself makes: dates, user and channel ids, the on-call group.
+RAW = re.compile(
+    r"<(?!!date\^\d+\^[^|>]*\|[^>]*>|@[UW][A-Z0-9]+>|#[CGD][A-Z0-9]+>|!subteam\^S[A-Z0-9]+>)[^>]*>"
+)
+# Web API methods (and response_url posts) that carry text idops wrote
+SENDS = frozenset(
+    {
+        "chat.postMessage",
+        "chat.update",
+        "chat.postEphemeral",
+        "response_url",
+        "views.open",
+        "views.push",
+        "views.update",
+        "views.publish",
+    }
+)
+
+
+def _texts(node: Any) -> list[str]:
+    """Every `text` string in a message, block or view tree."""
+    if isinstance(node, dict):
+        out = [node["text"]] if isinstance(node.get("text"), str) else []
+        return out + [t for value in node.values() for t in _texts(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _texts(value)]
+    return []
+
+
+def assert_inert(message: dict[str, Any]) -> None:
+    """No Slack control sequence other than the ones idops itself makes, in the fallback or any block."""
+    for text in _texts(message):
+        found = RAW.search(text)
+        assert found is None, f"unescaped {found.group(0)!r} in {text!r}"
+
+
+def assert_all_sent_inert(slack: FakeSlack) -> None:
+    """Everything idops sent Slack, and every ack shown to a user, is inert (checked after each test)."""
+    for method, params in slack.calls:
+        if method not in SENDS:
+            continue
+        sent = {key: params[key] for key in ("text", "blocks", "view") if key in params}
+        for key in ("blocks", "view"):
+            if isinstance(sent.get(key), str):  # form-encoded calls carry JSON strings
+                sent[key] = json.loads(sent[key])
+        assert_inert(sent)
+    for user in slack.users:
+        for message in slack.visible_ephemerals(user):
+            assert_inert(message)
 
 
 def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
@@ -238,3 +291,4 @@ async def harness(
         url = await stack.enter_async_context(serving(web_app))
         yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
+    assert_all_sent_inert(slack)

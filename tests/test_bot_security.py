@@ -4,7 +4,6 @@ format in Slack: checked on what the real server sent to FakeSlack."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.parse
 
 import pytest
@@ -14,6 +13,7 @@ from bot_support import (
     COMMAND_CHANNEL,
     OUTSIDER,
     REQUESTER,
+    assert_inert,
     harness,
     hostile_people,
     text_of,
@@ -121,25 +121,6 @@ async def test_an_approve_click_acts_on_the_stored_request_whatever_the_message_
 
 
 # --- hostile strings --------------------------------------------------------------------------------
-
-# What must never reach Slack unescaped: mentions, broadcasts, links and channel references.
-RAW = re.compile(r"<(?!!date\^\d+\^|@U0[A-Z]+>|#C0[A-Z]+>)[^>]*>")
-
-
-def assert_inert(message: dict) -> None:
-    """No Slack control sequence other than the ones idops itself makes (dates, its mentions)."""
-    for text in [message.get("text", ""), *_texts(message.get("blocks", []))]:
-        found = RAW.search(text)
-        assert found is None, f"unescaped {found.group(0)!r} in {text!r}"
-
-
-def _texts(node) -> list[str]:
-    if isinstance(node, dict):
-        out = [node["text"]] if isinstance(node.get("text"), str) else []
-        return out + [t for value in node.values() for t in _texts(value)]
-    if isinstance(node, list):
-        return [t for value in node for t in _texts(value)]
-    return []
 
 
 async def test_hostile_display_names_from_the_provider_are_escaped_everywhere(h):
