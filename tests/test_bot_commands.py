@@ -4,6 +4,7 @@ back from what FakeSlack shows the user, the HomeBase simulator behind the conne
 from __future__ import annotations
 
 import collections
+from datetime import datetime
 
 import pytest
 from bot_support import (
@@ -110,6 +111,12 @@ async def test_whois_by_email_shows_the_identity_card(h):
     assert f"*{person['risk_score']}* {person['risk_level']}" in shown
     assert "HomeBase (homebase)" in shown and person["tenant_id"] in shown
     assert ":crown: yes" in shown
+    fields = dict(f["text"].split("\n", 1) for b in card["blocks"] for f in b.get("fields", []))
+    assert fields["*Status*"] == person["status"]
+    mfa = "enrolled" if person["mfa_enrolled"] else ":warning: not enrolled"
+    assert fields["*MFA*"] == f"{mfa}: {', '.join(person['mfa_methods'])}"
+    last_login = datetime.fromisoformat(person["last_login_at"].replace("Z", "+00:00"))
+    assert fields["*Last login*"].startswith(f"<!date^{int(last_login.timestamp())}^")
     for role in person["roles"]:
         assert role in shown
     ref = f"homebase:{person['id']}"
