@@ -69,6 +69,11 @@ class SettingsReader:
             raise self.error(key, f"must be {expected}") from None
         if parts.scheme not in ("http", "https") or not _valid_host(parts.hostname or ""):
             raise self.error(key, f"must be {expected}")
+        if parts.username is not None or parts.password is not None:
+            # messages quote the URL ("could not be reached at …"): a password in it would be shown
+            raise self.error(
+                key, "must not contain a user name or password (credentials are settings of their own)"
+            )
         if root and (parts.path.strip("/") or parts.query or parts.fragment):
             raise self.error(key, f"must be the API root without a path, like {example}")
         if parts.query or parts.fragment or any(ch.isspace() for ch in value):

@@ -50,6 +50,9 @@ def test_a_secret_in_a_wrong_place_is_never_echoed(kind: str, key: str) -> None:
         with pytest.raises(ConfigurationError) as bad:
             connectors.build(kind, "conn", {**VALID[kind], setting: secret})
         assert secret not in str(bad.value) and f"setting '{setting}'" in str(bad.value)
+    with pytest.raises(ConfigurationError, match="must not contain a user name or password") as bad:
+        connectors.build(kind, "conn", {**VALID[kind], "base_url": "https://admin:hunter2@example.com"})
+    assert "hunter2" not in str(bad.value)
     if kind == "homebase":
         with pytest.raises(ConfigurationError) as bad:
             connectors.build(kind, "conn", {**VALID[kind], key: secret})
