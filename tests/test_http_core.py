@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from connectors.http import (
     MAX_PAUSE,
     ConnectionErrorRetry,
@@ -19,9 +21,21 @@ class FakeClock:
 
     def __init__(self) -> None:
         self.now = 1000.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(asyncio, "sleep", fake.sleep)
+    return fake
 
 
 def response(status: int, headers: dict | None = None) -> Response:
@@ -30,15 +44,8 @@ def response(status: int, headers: dict | None = None) -> Response:
     )
 
 
-async def test_window_admits_limit_then_waits_for_the_oldest(monkeypatch) -> None:
-    clock = FakeClock()
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.now += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+async def test_window_admits_limit_then_waits_for_the_oldest(clock: FakeClock) -> None:
+    slept = clock.slept
     limiter = SlidingWindowLimiter(3, 10.0, clock=clock)
     for _ in range(3):
         await limiter.acquire()
@@ -49,13 +56,7 @@ async def test_window_admits_limit_then_waits_for_the_oldest(monkeypatch) -> Non
     assert abs(sum(slept) - 6.0) < 0.01
 
 
-async def test_pause_holds_every_caller(monkeypatch) -> None:
-    clock = FakeClock()
-
-    async def fake_sleep(seconds: float) -> None:
-        clock.now += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+async def test_pause_holds_every_caller(clock: FakeClock) -> None:
     limiter = SlidingWindowLimiter(100, 10.0, clock=clock)
     limiter.pause(7.5)
     start = clock.now
@@ -97,13 +98,7 @@ def test_connection_errors_are_retried_only_for_idempotent_requests() -> None:
     assert policy.delay(1, method="POST", idempotent=False, response=None, error=error) is None
 
 
-async def test_a_huge_or_odd_retry_after_never_stalls_for_long(monkeypatch) -> None:
-    clock = FakeClock()
-
-    async def fake_sleep(seconds: float) -> None:
-        clock.now += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+async def test_a_huge_or_odd_retry_after_never_stalls_for_long(clock: FakeClock) -> None:
     limiter = SlidingWindowLimiter(100, 10.0, clock=clock)
     limiter.pause(1e9)  # a provider's word, but a wrong header must not hold every caller for years
     start = clock.now

@@ -105,9 +105,6 @@ async def test_unpacked_package_runs_an_action(
         tar.extractall(tmp_path, filter="data")
     app_dir = tmp_path / "idops"
     person = homebase.create_app(identities=20)[homebase.STATE].record(0)
-    asset = {"connector_kind": "homebase", "base_url": sim_url + "/v1", "api_key": "hld_test_simulator"}
-    (tmp_path / "asset.json").write_text(json.dumps(asset))
-    (tmp_path / "params.json").write_text(json.dumps({"identity_id": person["id"]}))
     env = {"PATH": "/usr/bin:/bin"}
 
     code, out, err = await run_process(
@@ -122,45 +119,36 @@ async def test_unpacked_package_runs_an_action(
     expected = f"{app_dir / 'src' / 'vendor' / 'connectors' / '__init__.py'} ({major}, {minor})"
     assert out.strip() == expected
 
-    code, out, err = await run_process(
-        str(python),
-        "-m",
-        "src.app",
-        "action",
-        "get_identity",
-        "-a",
-        "../asset.json",
-        "-p",
-        "../params.json",
-        cwd=app_dir,
-        env=env,
-    )
-    text = ANSI.sub("", out)
-    assert code == 0, text + err
-    assert "Action success: True" in text
+    async def action(name: str, asset: dict[str, Any], params: dict[str, Any]) -> str:
+        """Run one action as `python -m src.app action` does; its output, once it succeeded."""
+        (tmp_path / "asset.json").write_text(json.dumps(asset))
+        (tmp_path / "params.json").write_text(json.dumps(params))
+        code, out, err = await run_process(
+            str(python),
+            "-m",
+            "src.app",
+            "action",
+            name,
+            "-a",
+            "../asset.json",
+            "-p",
+            "../params.json",
+            cwd=app_dir,
+            env=env,
+        )
+        text = ANSI.sub("", out)
+        assert code == 0, text + err
+        assert "Action success: True" in text
+        return text
+
+    hb_asset = {"connector_kind": "homebase", "base_url": sim_url + "/v1", "api_key": "hld_test_simulator"}
+    text = await action("get_identity", hb_asset, {"identity_id": person["id"]})
     assert f'"id": "{person["id"]}"' in text and f'"email": "{person["email"]}"' in text
 
     # SailPoint's listing (tokens, concurrent pages) on the same interpreter
-    asset = {"connector_kind": "sailpoint", "base_url": sailpoint_url, "client_id": "sim-client"}
-    asset["client_secret"] = "sim-secret"
-    (tmp_path / "asset.json").write_text(json.dumps(asset))
-    (tmp_path / "params.json").write_text(json.dumps({"limit": 1000}))
-    code, out, err = await run_process(
-        str(python),
-        "-m",
-        "src.app",
-        "action",
-        "list_identities",
-        "-a",
-        "../asset.json",
-        "-p",
-        "../params.json",
-        cwd=app_dir,
-        env=env,
-    )
-    text = ANSI.sub("", out)
-    assert code == 0, text + err
-    assert "Action success: True" in text
-    expected = sailpoint.create_app(identities=520)[sailpoint.STATE]
+    sp_asset = {"connector_kind": "sailpoint", "base_url": sailpoint_url}
+    sp_asset.update(client_id="sim-client", client_secret="sim-secret")
+    text = await action("list_identities", sp_asset, {"limit": 1000})
+    listed = sailpoint.create_app(identities=520)[sailpoint.STATE]
     assert text.count('"connector": "sailpoint"') == 520
-    assert f'"id": "{expected.identity_id(519)}"' in text
+    assert f'"id": "{listed.identity_id(519)}"' in text
