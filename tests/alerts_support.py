@@ -21,6 +21,7 @@ from bot_support import (
     COMMAND_CHANNEL,
     GROUP_RESPONDER,
     assert_all_sent_inert,
+    assert_scoped,
     make_config,
     slack_users,
 )
@@ -221,6 +222,7 @@ async def running(
         # every card, reply and notice had a text fallback (Slack warns otherwise), and was inert
         assert slack.warnings == [], slack.warnings
         assert_all_sent_inert(slack)
+        assert_scoped(slack)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -392,3 +394,4 @@ async def served(
             )
         assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
         assert_all_sent_inert(slack)
+        assert_scoped(slack)

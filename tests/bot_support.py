@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 from approvals_support import API_KEY, Clock, pick_people
 
+from bot import manifest
 from bot.app import Bot
 from bot.config import Config, Secrets, parse_config
 from bot.server import BOT, build_web_app
@@ -157,6 +158,14 @@ def assert_inert(message: dict[str, Any]) -> None:
         assert found is None, f"unescaped {found.group(0)!r} in {text!r}"
 
 
+def assert_scoped(slack: FakeSlack) -> None:
+    """Every Web API method idops called has its scopes in the manifest (checked after each test)."""
+    scopes = set(manifest.bot_scopes())
+    for method in {method for method, _ in slack.calls if method != "response_url"}:
+        assert method in manifest.METHOD_SCOPES, f"{method} has no entry in bot.manifest.METHOD_SCOPES"
+        assert set(manifest.METHOD_SCOPES[method]) <= scopes
+
+
 def assert_all_sent_inert(slack: FakeSlack) -> None:
     """Everything idops sent Slack, and every ack shown to a user, is inert (checked after each test)."""
     for method, params in slack.calls:
@@ -292,3 +301,4 @@ async def harness(
         yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
     assert_all_sent_inert(slack)
+    assert_scoped(slack)
