@@ -222,6 +222,17 @@ async def test_app_home_for_someone_outside_idops_shows_no_identity_data(h):
     assert h.people["plain"]["email"] not in text_of(home)
 
 
+async def test_a_home_tab_slack_refuses_is_logged_and_the_next_visit_publishes_it(h, caplog):
+    h.slack.fail_next("views.publish", error="fatal_error")
+    await h.slack.open_home(h.events_url, APPROVER)
+    await h.settle()
+    assert h.slack.home(APPROVER) is None
+    assert f"App Home of {APPROVER} not published: Slack said fatal_error" in caplog.text
+    await h.slack.open_home(h.events_url, APPROVER)
+    await h.settle()
+    assert h.slack.home(APPROVER) is not None
+
+
 async def test_show_on_the_home_tab_opens_the_card_in_a_modal(h):
     await h.slack.open_home(h.events_url, APPROVER)
     await h.settle()

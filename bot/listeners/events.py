@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
 from .. import blocks
 from ..app import Bot
 from ..blocks import esc, slack_date
+
+log = logging.getLogger(__name__)
 
 NOT_A_MEMBER = (
     "idops shows identity risk to responders and approvers only. Ask an admin to add you to"
@@ -33,9 +39,19 @@ async def publish_home(bot: Bot, user: str) -> None:
     await bot.client.views_publish(user_id=user, view=view)
 
 
+async def _publish(bot: Bot, user: str) -> None:
+    """Publish the Home tab; a Slack failure is logged (the next visit tries again), never raised."""
+    try:
+        await publish_home(bot, user)
+    except SlackApiError as exc:
+        log.warning("App Home of %s not published: Slack said %s", user, exc.response.get("error"))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.warning("App Home of %s not published: Slack unreachable (%s)", user, type(exc).__name__)
+
+
 def register(app: AsyncApp, bot: Bot) -> None:
     @app.event("app_home_opened")
     async def on_home_opened(event: dict[str, Any]) -> None:
         if event.get("tab", "home") != "home":
             return
-        bot.tasks.spawn(publish_home(bot, event["user"]), "app home")
+        bot.tasks.spawn(_publish(bot, event["user"]), "app home")
