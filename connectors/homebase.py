@@ -2,7 +2,8 @@
 
 Finding by email: HomeBase documents no email filter, so the connector sends `filter[email]` and
 keeps only records whose email really matches; if the API ignored the filter (it returned other
-people), it falls back to the bounded scan used for names (`search_scan_limit` identities).
+people) or refused it (400/422), it falls back to the bounded scan used for names
+(`search_scan_limit` identities).
 """
 
 from __future__ import annotations
@@ -352,12 +353,16 @@ class HomeBaseConnector(Connector):
                 return []
         if "@" in text:
             wanted = text.casefold()
-            identities, _, _ = await self._page(
-                {"filter[email]": text, "per_page": min(limit, MAX_PAGE_SIZE)}
-            )
-            matches = [i for i in identities if (i.email or "").casefold() == wanted]
-            if len(matches) == len(identities):
-                return matches[:limit]
+            try:
+                identities, _, _ = await self._page(
+                    {"filter[email]": text, "per_page": min(limit, MAX_PAGE_SIZE)}
+                )
+            except ValidationError:
+                identities = None  # an API that knows no such filter: scan instead
+            if identities is not None:
+                matches = [i for i in identities if (i.email or "").casefold() == wanted]
+                if len(matches) == len(identities):
+                    return matches[:limit]
         return await self._scan(text, limit)
 
     async def _scan(self, text: str, limit: int) -> list[Identity]:

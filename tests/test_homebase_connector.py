@@ -226,8 +226,9 @@ async def test_find_by_id_email_and_name(start) -> None:
     assert len(email_queries) == 2
 
 
-async def test_find_by_email_scans_when_the_filter_is_ignored(start) -> None:
-    sim = await start(identities=300, email_filter=False)
+@pytest.mark.parametrize("email_filter", [False, "reject"])
+async def test_find_by_email_scans_when_the_filter_is_ignored_or_refused(start, email_filter) -> None:
+    sim = await start(identities=300, email_filter=email_filter)
     record = sim.state.record(250)
     async with sim.connector(search_scan_limit=300) as hb:
         found = await hb.find_identities(record["email"])
@@ -235,6 +236,8 @@ async def test_find_by_email_scans_when_the_filter_is_ignored(start) -> None:
         beyond_scan = await hb.find_identities(record["email"])
     assert [i.id for i in found] == [record["id"]]
     assert beyond_scan == []
+    first = sim.state.requests_to("/v1/identity")[0]
+    assert "filter[email]" in first["query"] and first["status"] == (400 if email_filter else 200)
 
 
 # --- actions ----------------------------------------------------------------------------------------

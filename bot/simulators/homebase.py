@@ -176,7 +176,7 @@ class HomeBaseState:
         rate_limits: Union[bool, Mapping[str, int]] = True,
         rate_window: float = 60.0,
         cursor: bool = True,
-        email_filter: bool = True,
+        email_filter: Union[bool, str] = True,
         webhook_url: Optional[str] = None,
         webhook_secret: Optional[str] = None,
     ) -> None:
@@ -195,7 +195,8 @@ class HomeBaseState:
             self.limits = None
         self.rate_window = rate_window
         self.cursor = cursor
-        # off: filter[email] is ignored, as an API without that (undocumented) filter would
+        # False: filter[email] is ignored, as a lenient API without that (undocumented) filter would;
+        # "reject": answered 400 like any unknown parameter, as a strict one would
         self.email_filter = email_filter
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -581,9 +582,9 @@ def _int(name: str, value: Optional[str], default: int, low: int, high: int) -> 
 def _filters(state: HomeBaseState, request: web.Request) -> Filters:
     query = request.query
     known = {"page", "per_page", "cursor"}
-    known |= {
-        f"filter[{n}]" for n in ("tenant_id", "risk_level", "privileged", "mfa_enrolled", "provider", "email")
-    }
+    known |= {f"filter[{n}]" for n in ("tenant_id", "risk_level", "privileged", "mfa_enrolled", "provider")}
+    if state.email_filter != "reject":
+        known.add("filter[email]")
     unknown = sorted(set(query) - known)
     if unknown:
         raise ApiError(
@@ -607,7 +608,7 @@ def _filters(state: HomeBaseState, request: web.Request) -> Filters:
         privileged=_bool("filter[privileged]", query.get("filter[privileged]")),
         mfa_enrolled=_bool("filter[mfa_enrolled]", query.get("filter[mfa_enrolled]")),
         provider=_choice("filter[provider]", query.get("filter[provider]"), PROVIDERS),
-        email=query.get("filter[email]") if state.email_filter else None,
+        email=query.get("filter[email]") if state.email_filter is True else None,
     )
 
 
