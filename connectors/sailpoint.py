@@ -513,7 +513,8 @@ class SailPointConnector(Connector):
 
     # --- actions -------------------------------------------------------------------------------
 
-    async def _accounts(self, identity_id: str) -> list[dict]:
+    async def _accounts(self, identity_id: str) -> tuple[list[dict], str]:
+        """The identity's accounts, and the request id of the listing's last page."""
         accounts: list[dict] = []
         while True:
             response = await self._api(
@@ -536,7 +537,7 @@ class SailPointConnector(Connector):
                 )
             accounts.extend(rows)
             if len(rows) < MAX_PAGE:
-                return accounts
+                return accounts, response.client_request_id
 
     async def disable(self, identity_id: str, reason: str) -> ActionResult:
         """Disable every enabled account of the identity; SailPoint queues one task per account.
@@ -544,10 +545,12 @@ class SailPointConnector(Connector):
         SailPoint's disable request has no reason field: `reason` stays in idops' own audit trail.
         """
         identity_id = self._checked_id(identity_id)
-        accounts = await self._accounts(identity_id)
+        accounts, request_id = await self._accounts(identity_id)
         if not accounts:
             await self.get_identity(identity_id)  # NotFoundError when there is no such identity
-            raise ConflictError(f"identity {identity_id} has no accounts to disable", provider=PROVIDER)
+            raise ConflictError(
+                f"identity {identity_id} has no accounts to disable", provider=PROVIDER, request_id=request_id
+            )
         enabled = [account for account in accounts if not account.get("disabled")]
         if not enabled:
             return ActionResult(

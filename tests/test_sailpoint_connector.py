@@ -26,6 +26,7 @@ from connectors import (
     Action,
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     NotFoundError,
     ProviderUnavailableError,
     RiskLevel,
@@ -375,6 +376,36 @@ async def test_an_unusable_token_answer_is_reported_not_sent(answer: Any) -> Non
             with pytest.raises(ProviderUnavailableError, match="without a usable access_token") as caught:
                 await connector.get_identity("0" * 32)
     assert caught.value.request_id and posts == ["/oauth/token"]
+
+
+async def test_an_identity_without_accounts_is_a_conflict_with_a_request_id() -> None:
+    """A tenant stand-in where the identity exists but owns no account (the simulator gives each two)."""
+    wanted = "a" * 32
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "t0k3n", "expires_in": 749})
+
+    async def accounts(request: web.Request) -> web.Response:
+        assert request.query["filters"] == f'identityId eq "{wanted}"'
+        return web.json_response([])
+
+    async def identity(request: web.Request) -> web.Response:
+        return web.json_response({"id": request.match_info["id"], "name": "Ada"})
+
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/v3/accounts", accounts)
+    app.router.add_get("/v2024/identities/{id}", identity)
+    async with serving(app) as url:
+        connector = connectors.build(
+            "sailpoint", "sp", {"base_url": url, "client_id": "c", "client_secret": "s"}
+        )
+        async with connector:
+            with pytest.raises(
+                ConflictError, match=f"identity {wanted} has no accounts to disable"
+            ) as caught:
+                await connector.disable(wanted, "phished")
+    assert caught.value.request_id and caught.value.request_id.startswith("idops-")
 
 
 # --- faults ------------------------------------------------------------------------------------------
