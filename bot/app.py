@@ -390,9 +390,16 @@ class Bot:
             return
         self._reported.add(key)
         if current.message_channel and current.message_ts:
-            await self.client.chat_postMessage(
-                channel=current.message_channel, thread_ts=current.message_ts, **blocks.result_reply(current)
-            )
+            try:
+                await self.client.chat_postMessage(
+                    channel=current.message_channel,
+                    thread_ts=current.message_ts,
+                    **blocks.result_reply(current),
+                )
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # the action ran and the card shows its outcome: a lost thread reply must not read as
+                # "nothing happened" to whoever clicked
+                log.warning("the result of %s was not posted in its thread: %s", current.id, exc)
 
     async def approve(self, request_id: str, user: str) -> Optional[Message]:
         """One Approve click: record it, and run the action when it was the last approval needed."""

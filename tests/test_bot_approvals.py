@@ -417,6 +417,14 @@ async def test_when_slack_fails_a_policy_lookup_the_approver_is_told_and_nothing
     assert len(h.actions()) == 1
 
 
+async def test_a_result_reply_slack_refuses_leaves_the_done_card_and_no_misleading_answer(h):
+    card = await h.request_card()
+    h.slack.fail_next("chat.postMessage", error="fatal_error")  # the thread reply
+    await h.click(APPROVER, card, "approval:approve")
+    assert status_of(h.card()).startswith(":white_check_mark: Done") and len(h.actions()) == 1
+    assert not any("Slack answered" in m["text"] for m in h.seen(APPROVER))
+
+
 async def test_retry_is_for_approvers_only(h):
     person = h.people["plain"]
     card = await h.request_card()
