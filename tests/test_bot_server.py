@@ -31,7 +31,7 @@ from bot import manifest, server
 from bot.config import Secrets, StoreSettings, load_config
 from bot.listeners.events import NOT_A_MEMBER
 from bot.simulators import homebase, serving
-from bot.simulators.slack import FakeSlack
+from bot.simulators.slack import SOCKET_MODE, FakeSlack
 from bot.slack_text import escape
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,23 +391,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_idops_serve_runs_as_a_process_and_answers_slack(tmp_path):
+@pytest.mark.parametrize("socket_mode", [False, True], ids=["http", "socket-mode"])
+async def test_idops_serve_runs_as_a_process_and_answers_slack(tmp_path, socket_mode):
     sim_app = homebase.create_app(identities=30, rate_limits=False)
     person = sim_app[homebase.STATE].record(3)
     slack = FakeSlack(users=slack_users({"plain": person}), usergroups={"S0APPROVERS": [APPROVER]})
     async with serving(sim_app) as sim_url, slack.serve():
         port = _free_port()
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in SLACK_ENV},
             "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": slack.signing_secret,
             "SLACK_API_URL": slack.api_url,
             "TEST_HLD_KEY": API_KEY,
         }
-        env.pop("IDOPS_API_TOKEN", None)
+        if socket_mode:
+            env["SLACK_APP_TOKEN"] = slack.app_token
+        else:
+            env["SLACK_SIGNING_SECRET"] = slack.signing_secret
         config = _write_config(tmp_path, sim_url + "/v1")
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "bot.cli", "serve", "--config", str(config), "--port", str(port)),
+            *(["--socket-mode"] if socket_mode else []),
             cwd=ROOT,
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -416,7 +420,9 @@ async def test_idops_serve_runs_as_a_process_and_answers_slack(tmp_path):
         try:
             bot_url = f"http://127.0.0.1:{port}"
             await _wait_healthy(bot_url, process)
-            reply = await slack.command(bot_url + "/slack/events", REQUESTER, f"whois {person['email']}")
+            assert slack.socket_connected is socket_mode  # connected before it serves /healthz
+            events = SOCKET_MODE if socket_mode else bot_url + "/slack/events"
+            reply = await slack.command(events, REQUESTER, f"whois {person['email']}")
             assert reply.status == 200
             shown = await slack.wait_for(lambda: slack.responses(REQUESTER), timeout=10, what="the card")
             assert escape(person["display_name"]) in text_of(shown[-1])
@@ -428,7 +434,7 @@ async def test_idops_serve_runs_as_a_process_and_answers_slack(tmp_path):
         assert process.returncode == 0, log
         assert "idops serving" in log
         assert "will be unused" not in log  # Bolt's false alarm about SLACK_BOT_TOKEN is filtered out
-        for secret in (slack.bot_token, slack.signing_secret, API_KEY):
+        for secret in (slack.bot_token, slack.signing_secret, slack.app_token, API_KEY):
             assert secret not in log
 
 
