@@ -130,7 +130,7 @@ class HomeBaseConnector(Connector):
         cls, name: str, config: Mapping[str, Any], *, session: Optional[aiohttp.ClientSession] = None
     ) -> HomeBaseConnector:
         cls.validate_config(name, config)
-        read = SettingsReader(name, cls.kind, config)
+        read = SettingsReader(f"connector '{name}' ({cls.kind})", config)
         return cls(
             name,
             api_key=read.required_text(

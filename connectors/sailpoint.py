@@ -155,7 +155,7 @@ class SailPointConnector(Connector):
         cls, name: str, config: Mapping[str, Any], *, session: Optional[aiohttp.ClientSession] = None
     ) -> SailPointConnector:
         cls.validate_config(name, config)
-        read = SettingsReader(name, cls.kind, config)
+        read = SettingsReader(f"connector '{name}' ({cls.kind})", config)
         return cls(
             name,
             base_url=read.url("base_url", example="https://acme.api.identitynow.com", root=True),

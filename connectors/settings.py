@@ -16,10 +16,11 @@ _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 class SettingsReader:
-    """One connector's settings; each method reads one key (None or absent means its default)."""
+    """One connector's (or form's) settings; each method reads one key (None or absent: its default)."""
 
-    def __init__(self, name: str, kind: str, config: Mapping[str, Any]) -> None:
-        self.where = f"connector '{name}' ({kind})"
+    def __init__(self, where: str, config: Mapping[str, Any]) -> None:
+        """`where` starts every message: "connector 'hb' (homebase)", "the asset"."""
+        self.where = where
         self._config = config
 
     def error(self, key: str, problem: str) -> ConfigurationError:
