@@ -120,6 +120,11 @@ async def test_approval_errors_are_clear(soar: SoarApp, bot: Bot) -> None:
 
     no_url = await soar.run("get_approval_status", {"approval_id": "x"}, idops_url="")
     assert not no_url.ok and "set the asset's idops_url and idops_api_token" in no_url.message
+    bad_url = await soar.run("get_approval_status", {"approval_id": "x"}, idops_url="http://[::1/idops")
+    assert bad_url.message == (
+        "Asset misconfiguration in get approval status: the asset: setting 'idops_url' must be an http(s)"
+        " URL like https://idops.example.com"
+    )
 
     no_reason = await soar.run("request_slack_approval", {"identity_id": person["id"], "action": "disable"})
     assert not no_reason.ok and no_reason.message.startswith(

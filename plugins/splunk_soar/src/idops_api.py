@@ -6,8 +6,9 @@ from typing import Any, Optional, Union
 from soar_sdk.action_results import ActionOutput, OutputField
 from soar_sdk.exceptions import ActionFailure, AssetMisconfiguration
 
-from connectors import Action, ConnectorError
+from connectors import Action, ConfigurationError, ConnectorError
 from connectors.http import HttpClient, Response, error_class_for_status
+from connectors.settings import SettingsReader
 
 from .asset import Asset
 from .common import IDENTITY_ID
@@ -83,7 +84,11 @@ def _map_error(response: Response) -> ConnectorError:
 def _client(asset: Asset) -> HttpClient:
     if not asset.idops_url or not asset.idops_api_token:
         raise AssetMisconfiguration("set the asset's idops_url and idops_api_token to use Slack approvals")
-    return HttpClient(asset.idops_url, provider="idops", error_mapper=_map_error)
+    try:
+        url = SettingsReader("the asset", asset.dict()).url("idops_url", example="https://idops.example.com")
+    except ConfigurationError as exc:
+        raise AssetMisconfiguration(str(exc)) from None
+    return HttpClient(url, provider="idops", error_mapper=_map_error)
 
 
 async def call_api(asset: Asset, method: str, path: str, body: Optional[dict] = None) -> ApprovalOutput:
