@@ -453,3 +453,65 @@ async def _wait_healthy(url: str, process: asyncio.subprocess.Process, timeout: 
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError(f"idops serve did not become healthy in {timeout} s")
+
+
+async def _line_with(stream: asyncio.StreamReader, prefix: str, timeout: float = 20) -> str:
+    async with asyncio.timeout(timeout):
+        while line := (await stream.readline()).decode():
+            if line.startswith(prefix):
+                return line.strip()
+    raise AssertionError(f"the process ended before printing {prefix!r}")
+
+
+async def test_sim_slack_page_drives_a_bot_served_over_socket_mode(tmp_path):
+    """`idops sim slack --socket-mode` and `idops serve --socket-mode`, as the README tells a user."""
+    env = {k: v for k, v in os.environ.items() if k not in SLACK_ENV}
+    sim = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bot.cli", "sim", "slack", "--port", "0", "--socket-mode"),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    serve = None
+    try:
+        assert sim.stdout is not None
+        page = (await _line_with(sim.stdout, "Slack stand-in: page at ")).split()[4].rstrip("/")
+        assert await _line_with(sim.stdout, "Commands and clicks go to") == (
+            "Commands and clicks go to the bot's Socket Mode connection"
+        )
+        printed = {}
+        for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+            printed[name] = (await _line_with(sim.stdout, name + "=")).split("=", 1)[1]
+        port = _free_port()
+        serve = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bot.cli", "serve", "--config", str(_write_config(tmp_path))),
+            *("--port", str(port), "--socket-mode"),
+            cwd=ROOT,
+            env={
+                **env,
+                "SLACK_BOT_TOKEN": printed["SLACK_BOT_TOKEN"],
+                "SLACK_APP_TOKEN": printed["SLACK_APP_TOKEN"],
+                "SLACK_API_URL": page + "/api/",
+                "TEST_HLD_KEY": API_KEY,
+            },
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await _wait_healthy(f"http://127.0.0.1:{port}", serve)
+        async with aiohttp.ClientSession() as session:
+            typed = {"user": REQUESTER, "line": "/idops help", "channel": "C0ALERTS"}
+            async with session.post(page + "/_ui/command", json=typed) as response:
+                assert await response.json() == {"status": 200}
+            async with session.get(page + "/_ui/state", params={"user": REQUESTER}) as response:
+                shown = (await response.json())["ephemerals"]
+        assert any("/idops whois" in message.get("text", "") for message in shown)
+    finally:
+        for process in (serve, sim):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    await asyncio.wait_for(process.wait(), 15)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()

@@ -1531,7 +1531,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim slack`: the demo workspace and its page, for a bot run separately with `idops serve`.
 
     The bot token and signing secret come from SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or are
-    made up for this run and printed (they are the stand-in's own, good for nothing else).
+    made up for this run and printed (they are the stand-in's own, good for nothing else). With
+    `--socket-mode` the page talks to a bot run with `idops serve --socket-mode` over its websocket,
+    and SLACK_APP_TOKEN is read or made up the same way.
     """
     from .slack_ui import PEOPLE, SlackUI, demo_workspace
 
@@ -1543,16 +1545,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default="http://127.0.0.1:8080/slack/events",
         help="where the page sends commands and clicks (default: idops serve's default address)",
     )
+    parser.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="for a bot run with `idops serve --socket-mode`: commands and clicks go over its websocket",
+    )
     args = parser.parse_args(argv)
     token = os.environ.get("SLACK_BOT_TOKEN") or ""
     secret = os.environ.get("SLACK_SIGNING_SECRET") or ""
-    made_up = not (token and secret)
+    app_token = os.environ.get("SLACK_APP_TOKEN") or ""
+    made_up = not (token and secret and (app_token or not args.socket_mode))
     if made_up:
         token, secret = "xoxb-sim-" + secrets.token_hex(8), secrets.token_hex(16)
+        app_token = "xapp-sim-" + secrets.token_hex(8)
     slack = demo_workspace(
-        bot_token=token, signing_secret=secret, on_event=lambda line: print(line, flush=True)
+        bot_token=token,
+        signing_secret=secret,
+        app_token=app_token or "xapp-sim-unused",
+        on_event=lambda line: print(line, flush=True),
     )
-    SlackUI(slack, args.bot_url, PEOPLE).attach()
+    bot_url = SOCKET_MODE if args.socket_mode else args.bot_url
+    SlackUI(slack, bot_url, PEOPLE).attach()
 
     async def run() -> None:
         async with slack.serve(args.host, args.port) as url:
@@ -1560,10 +1573,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f"Slack stand-in: page at {url}/ , Web API (the bot's SLACK_API_URL) at {url}/api/",
                 flush=True,
             )
-            print(f"Commands and clicks go to {args.bot_url}", flush=True)
+            where = "the bot's Socket Mode connection" if args.socket_mode else args.bot_url
+            print(f"Commands and clicks go to {where}", flush=True)
             if made_up:
                 # printed on purpose: made up for this run so the bot can be started against it
                 print(f"SLACK_BOT_TOKEN={token}\nSLACK_SIGNING_SECRET={secret}", flush=True)
+                if args.socket_mode:
+                    print(f"SLACK_APP_TOKEN={app_token}", flush=True)
             await asyncio.Event().wait()
 
     try:
