@@ -21,17 +21,25 @@ PLATFORM = ("requests<3", "beautifulsoup4==4.10.0")
 
 
 def interpreter(version: str) -> str:
-    """`pythonX.Y` on PATH, else the newest pyenv install of it."""
+    """`pythonX.Y` on PATH, else the newest pyenv install of it, else one uv installs (a fresh Debian
+    has only its own Python 3.11: uv fetches a standalone CPython build once, into its cache)."""
     found = shutil.which(f"python{version}")
     if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:  # noqa: S603
         return found
     pyenv = Path.home() / ".pyenv" / "versions"
     candidates = sorted(pyenv.glob(f"{version}.*/bin/python{version}")) if pyenv.is_dir() else []
-    if not candidates:
+    if candidates:
+        return str(candidates[-1])
+    uv = [str(Path(sys.executable).with_name("uv")), "python"]
+    installed = subprocess.run([*uv, "install", version], capture_output=True, text=True)  # noqa: S603
+    located = subprocess.run([*uv, "find", "--managed-python", version], capture_output=True, text=True)  # noqa: S603
+    if installed.returncode or located.returncode:
+        why = (installed.stderr or located.stderr).strip().splitlines()[-1:] or ["no output"]
         raise SystemExit(
-            f"runtimes: no Python {version} found (needed to check the package on SOAR's {version})"
+            f"runtimes: no Python {version} found, and uv could not install one ({why[0]});"
+            f" install python{version} (needed to check the package on SOAR's {version})"
         )
-    return str(candidates[-1])
+    return located.stdout.strip()
 
 
 def main(package: Path, target: Path) -> int:
