@@ -401,14 +401,19 @@ class Bot:
                 # "nothing happened" to whoever clicked
                 log.warning("the result of %s was not posted in its thread: %s", current.id, exc)
 
+    async def refused(self, exc: PolicyError) -> Message:
+        """The answer to a refused click: why, after redrawing the card when the refusal changed it
+        (e.g. expired it)."""
+        if exc.request is not None:
+            await self.refresh_card(exc.request.id)
+        return text_message(f":no_entry: {esc(exc.message, 2000)}")
+
     async def approve(self, request_id: str, user: str) -> Optional[Message]:
         """One Approve click: record it, and run the action when it was the last approval needed."""
         try:
             request = await self.service.decide(request_id, user_id=user, decision=Decision.APPROVE)
         except PolicyError as exc:
-            if exc.request is not None:
-                await self.refresh_card(exc.request.id)
-            return text_message(f":no_entry: {esc(exc.message, 2000)}")
+            return await self.refused(exc)
         await self.refresh_card(request.id)
         if request.status is Status.APPROVED:
             await self.report(await self.service.execute(request.id))
@@ -430,9 +435,7 @@ class Bot:
         try:
             request = await self.service.retry(request_id, user_id=user)
         except PolicyError as exc:
-            if exc.request is not None:
-                await self.refresh_card(exc.request.id)
-            return text_message(f":no_entry: {esc(exc.message, 2000)}")
+            return await self.refused(exc)
         await self.report(request)
         return None
 

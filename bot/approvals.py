@@ -43,6 +43,8 @@ INTERRUPTED = (
     "idops stopped while the action was running; check the provider before retrying,"
     " the action may or may not have been done"
 )
+DENY_NEEDS_REASON = "Denying a request needs a reason."
+DISABLE_NEEDS_REASON = "Disabling an account needs a reason."
 ACTION_ALIASES = {"reset": Action.FORCE_PASSWORD_RESET, "revoke": Action.REVOKE_SESSIONS}
 
 
@@ -316,11 +318,7 @@ class ApprovalService:
         provider = self._connector(connector)
         if not provider.supports(action):
             raise InvalidRequest(f"{provider.label} has no '{action.label}' action.", field="action")
-        reason = reason.strip()
-        if action is Action.DISABLE and not reason:
-            raise InvalidRequest("Disabling an account needs a reason.", field="reason")
-        if len(reason) > MAX_REASON:
-            raise InvalidRequest(f"The reason is longer than {MAX_REASON} characters.", field="reason")
+        reason = checked_reason(reason, DISABLE_NEEDS_REASON if action is Action.DISABLE else None)
         identity = await self._identity(provider, identity_id)
         now = self.clock()
         request_id = "apr_" + secrets.token_hex(8)
@@ -375,27 +373,46 @@ class ApprovalService:
         """Record one approver's click; APPROVED when enough distinct approvers agreed (then call
         `execute`). Raises PolicyError naming the rule that refused it."""
         request = self.get(request_id)
-        reason = reason.strip()
-        if decision is Decision.DENY and not reason:
-            raise InvalidRequest("Denying a request needs a reason.", field="reason")
-        if len(reason) > MAX_REASON:
-            raise InvalidRequest(f"The reason is longer than {MAX_REASON} characters.", field="reason")
+        reason = checked_reason(reason, DENY_NEEDS_REASON if decision is Decision.DENY else None)
+        await self._check_decider(request, user_id, decision)
+
+        def write(current: ApprovalRequest, now: datetime) -> None:
+            self._apply(current, user_id, decision, reason, now)
+
+        self._check_state(request_id, user_id, write)
+        return self.get(request_id)
+
+    async def check_decision(self, request_id: str, *, user_id: str, decision: Decision) -> ApprovalRequest:
+        """Refuse now, recording nothing but the refusal, what `decide` would refuse about this user
+        and the request's state (so a form opens only for someone who may submit it)."""
+        await self._check_decider(self.get(request_id), user_id, decision)
+        self._check_state(request_id, user_id)
+        return self.get(request_id)
+
+    async def _check_decider(self, request: ApprovalRequest, user_id: str, decision: Decision) -> None:
         await self._check_approver(request, user_id)
         if decision is Decision.APPROVE and user_id == request.requested_by:
             raise self._refuse(
                 "You can't approve your own request.", actor=user_id, rule="own_request", request=request
             )
-        # The rest depends on the current state, so it is checked and written under one write lock.
+
+    def _check_state(
+        self,
+        request_id: str,
+        user_id: str,
+        write: Optional[Callable[[ApprovalRequest, datetime], None]] = None,
+    ) -> None:
+        """Refuse what the current state refuses, else `write` the decision: both under one write lock,
+        since the state can change between clicks."""
         now = self.clock()
         with audit.transaction(self.db):
             current = self.get(request_id)
             refusal = self._state_refusal(current, user_id, now)
-            if refusal is None:
-                self._apply(current, user_id, decision, reason, now)
+            if refusal is None and write is not None:
+                write(current, now)
         if refusal is not None:
             message, rule = refusal
             raise self._refuse(message, actor=user_id, rule=rule, request=self.get(request_id))
-        return self.get(request_id)
 
     async def _check_approver(self, request: ApprovalRequest, user_id: str) -> None:
         """Refuse non-approvers and the target person (who must not decide about their own account)."""
@@ -634,6 +651,17 @@ class ApprovalService:
     def history(self, connector: Optional[str], identity_id: str, *, limit: int = 20) -> list[dict]:
         """Audit rows about one identity, newest first (for `/idops audit <who>`)."""
         return audit.for_identity(self.db, connector, identity_id, limit=limit)
+
+
+def checked_reason(reason: str, missing: Optional[str] = None) -> str:
+    """`reason` stripped; InvalidRequest when it is too long, or empty when `missing` (the message) says
+    one is needed. Needs neither the store nor Slack, so a form can check it before its ack."""
+    reason = reason.strip()
+    if missing and not reason:
+        raise InvalidRequest(missing, field="reason")
+    if len(reason) > MAX_REASON:
+        raise InvalidRequest(f"The reason is longer than {MAX_REASON} characters.", field="reason")
+    return reason
 
 
 def parse_action(value: str) -> Action:

@@ -308,25 +308,32 @@ async def test_deny_asks_why_in_a_modal_and_closes_the_card(h):
     assert buttons(card) == [] and h.actions() == []
 
 
-async def test_a_requester_may_withdraw_but_the_target_may_not_deny(h):
+async def test_deny_opens_its_form_only_for_an_approver_who_may_deny(h):
     card = await h.request_card("plain")
-    await h.click(TARGET, card, "approval:deny")
-    (modal,) = h.slack.views(TARGET)
-    reply = await h.submit(TARGET, modal, "that's me, leave it")
-    assert reply.json["errors"]["reason"] == "You can't decide on an action against your own account."
+    await h.click(OUTSIDER, card, "approval:deny")
+    assert h.slack.views(OUTSIDER) == [] and h.slack.calls_to("views.open") == []
+    assert h.last_seen(OUTSIDER)["text"] == (
+        ":no_entry: Only approvers can decide requests, and you are not one ([access] approvers)."
+    )
+    await h.click(TARGET, h.card(), "approval:deny")
+    assert h.slack.views(TARGET) == [] and h.slack.calls_to("views.open") == []
+    assert h.last_seen(TARGET)["text"] == ":no_entry: You can't decide on an action against your own account."
+    assert status_of(h.card()).startswith(":hourglass_flowing_sand:")
+    # a requester who is an approver may withdraw their own request
     await h.click(REQUESTER, h.card(), "approval:deny")
     (modal,) = h.slack.views(REQUESTER)
     await h.submit(REQUESTER, modal, "asked by mistake")
     assert status_of(h.card()) == f":no_entry: Denied by <@{REQUESTER}>: asked by mistake"
 
 
-async def test_deny_refusals_show_in_the_modal(h):
+async def test_deny_on_an_expired_request_opens_no_form_and_takes_the_buttons_off(h):
     card = await h.request_card()
-    await h.click(OUTSIDER, card, "approval:deny")
-    (modal,) = h.slack.views(OUTSIDER)
-    reply = await h.submit(OUTSIDER, modal, "nope")
-    assert "Only approvers can decide requests" in reply.json["errors"]["reason"]
-    assert status_of(h.card()).startswith(":hourglass_flowing_sand:")
+    h.clock.advance(minutes=31)
+    await h.click(APPROVER, card, "approval:deny")
+    assert h.slack.views(APPROVER) == []
+    assert h.last_seen(APPROVER)["text"].startswith(":no_entry: This request expired at ")
+    card = h.card()
+    assert status_of(card).startswith(":alarm_clock: Expired") and buttons(card) == []
 
 
 async def test_an_expired_request_cannot_be_approved_and_its_card_says_so(h):

@@ -21,7 +21,7 @@ from connectors import Action, ConnectorError, RiskLevel
 
 from .. import blocks
 from ..app import Bot
-from ..approvals import PolicyError, Status
+from ..approvals import Decision, PolicyError
 from ..blocks import Message, esc, text_message
 from . import commands
 
@@ -166,20 +166,17 @@ def register(app: AsyncApp, bot: Bot) -> None:
 
     @on_click(app, "approval:deny")
     async def on_deny(click: Click, action: dict[str, Any], client: AsyncWebClient) -> None:
-        try:
-            request = bot.service.get(action.get("value") or "")
-        except PolicyError as exc:
-            await bot.tell(reply=text_message(f":no_entry: {esc(exc.message, 2000)}"), **click.reply_to)
-            return
-        if request.status is not Status.PENDING:
-            bot.run(_already(bot, request.id), **click.reply_to, name="deny")
-            return
-        await open_modal(bot, client, click, blocks.deny_modal(request))
+        bot.run(_deny_form(bot, client, click, action.get("value") or ""), **click.reply_to, name="deny")
 
 
-async def _already(bot: Bot, request_id: str) -> Message:
-    request = await bot.refresh_card(request_id)
-    return text_message(f":no_entry: This request is already {request.status.value}.")
+async def _deny_form(bot: Bot, client: AsyncWebClient, click: Click, request_id: str) -> Optional[Message]:
+    """Open the reason form only for someone who may deny the request now (the submit checks again)."""
+    try:
+        request = await bot.service.check_decision(request_id, user_id=click.user, decision=Decision.DENY)
+    except PolicyError as exc:
+        return await bot.refused(exc)
+    await open_modal(bot, client, click, blocks.deny_modal(request))
+    return None
 
 
 async def _fill(bot: Bot, client: AsyncWebClient, view_id: str, work: Any) -> None:
