@@ -424,11 +424,16 @@ class Bot:
             f" {request.approvals_needed}); {missing} more approver{'s' if missing != 1 else ''} needed."
         )
 
-    async def deny(self, request_id: str, user: str, reason: str) -> ApprovalRequest:
-        """Record a denial (PolicyError when refused) and redraw the card."""
-        request = await self.service.decide(request_id, user_id=user, decision=Decision.DENY, reason=reason)
+    async def deny(self, request_id: str, user: str, reason: str) -> Optional[Message]:
+        """A submitted Deny form: record the denial and redraw the card, or say why it was refused."""
+        try:
+            request = await self.service.decide(
+                request_id, user_id=user, decision=Decision.DENY, reason=reason
+            )
+        except PolicyError as exc:
+            return await self.refused(exc)
         await self.refresh_card(request.id)
-        return request
+        return None
 
     async def retry(self, request_id: str, user: str) -> Optional[Message]:
         """Retry a failed action; a repeated click runs nothing twice."""

@@ -308,6 +308,36 @@ async def test_deny_asks_why_in_a_modal_and_closes_the_card(h):
     assert buttons(card) == [] and h.actions() == []
 
 
+async def test_a_deny_form_closes_at_once_and_a_refusal_on_submit_is_told_to_the_approver(h):
+    card = await h.request_card()
+    await h.click(APPROVER, card, "approval:deny")
+    await h.click(APPROVER2, h.card(), "approval:deny")
+    (first,) = h.slack.views(APPROVER)
+    (second,) = h.slack.views(APPROVER2)
+    reply = await h.submit(APPROVER, first, "false positive")
+    assert reply.status == 200 and reply.json is None and h.slack.views(APPROVER) == []
+    assert status_of(h.card()) == f":no_entry: Denied by <@{APPROVER}>: false positive"
+    # decided after the ack: the form closes, and why nothing was recorded comes as an ephemeral
+    reply = await h.submit(APPROVER2, second, "me too")
+    assert reply.status == 200 and reply.json is None and h.slack.views(APPROVER2) == []
+    (told,) = h.slack.ephemerals(APPROVER2)
+    assert told["channel"] == APPROVAL_CHANNEL
+    assert told["text"] == ":no_entry: This request is already denied."
+    assert status_of(h.card()) == f":no_entry: Denied by <@{APPROVER}>: false positive"
+
+
+async def test_a_request_that_expires_while_the_deny_form_is_open_is_refused_on_submit(h):
+    card = await h.request_card()
+    await h.click(APPROVER, card, "approval:deny")
+    (modal,) = h.slack.views(APPROVER)
+    h.clock.advance(minutes=31)
+    reply = await h.submit(APPROVER, modal, "false positive")
+    assert reply.status == 200 and reply.json is None and h.slack.views(APPROVER) == []
+    assert h.last_seen(APPROVER)["text"].startswith(":no_entry: This request expired at ")
+    card = h.card()
+    assert status_of(card).startswith(":alarm_clock: Expired") and buttons(card) == []
+
+
 async def test_deny_opens_its_form_only_for_an_approver_who_may_deny(h):
     card = await h.request_card("plain")
     await h.click(OUTSIDER, card, "approval:deny")

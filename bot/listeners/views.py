@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from connectors import Action
 
 from ..app import Bot
-from ..approvals import Decision, PolicyError
+from ..approvals import DENY_NEEDS_REASON, InvalidRequest, checked_reason
 from ..blocks import Message, esc
 from . import commands
 from .actions import split_ref
@@ -57,20 +57,13 @@ def register(app: AsyncApp, bot: Bot) -> None:
     @app.view("approval:deny")
     async def on_deny(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
-        request_id = view.get("private_metadata") or ""
         try:
-            request = await bot.service.decide(
-                request_id, user_id=user, decision=Decision.DENY, reason=reason_of(view)
-            )
-        except PolicyError as exc:
-            # shown under the reason box, so the approver sees why and can close the form
+            reason = checked_reason(reason_of(view), DENY_NEEDS_REASON)
+        except InvalidRequest as exc:
             await ack(response_action="errors", errors={"reason": esc(exc.message, 2000)})
-            if exc.request is not None:
-                bot.tasks.spawn(_refresh(bot, exc.request.id), "deny refresh")
             return
+        # The policy may ask Slack (user groups, the target's email), which may be slower than the 3 s
+        # Slack gives a submission: close the form now, decide after, and tell a refusal like a click's.
         await ack()
-        bot.tasks.spawn(_refresh(bot, request.id), "deny refresh")
-
-
-async def _refresh(bot: Bot, request_id: str) -> None:
-    await bot.refresh_card(request_id)
+        work = bot.deny(view.get("private_metadata") or "", user, reason)
+        bot.run(work, user=user, channel=bot.config.slack.approval_channel, name="deny form")
