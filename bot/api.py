@@ -38,6 +38,7 @@ FIELDS = {"connector": True, "identity": True, "action": True, "requested_by": T
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # The API's documented states; EXECUTING is the moment between approval and result.
 PUBLIC_STATUS = {Status.EXECUTING: Status.APPROVED}
+CARD_MISSING = "The request is stored but its Slack card could not be posted; the same POST again posts it."
 
 
 def _error(status: int, message: str, field: Optional[str] = None) -> web.Response:
@@ -102,6 +103,17 @@ def add_routes(
         response.headers["WWW-Authenticate"] = 'Bearer realm="idops"'
         return response
 
+    async def post_card(created: ApprovalRequest) -> Optional[str]:
+        """Run `on_created`; the warning for the answer when the card could not be posted."""
+        if on_created is None:
+            return None
+        try:
+            await on_created(created)
+        except Exception as exc:  # the request stands; the playbook learns the card is missing
+            log.warning("approval %s: posting its card failed (%s)", created.id, type(exc).__name__)
+            return CARD_MISSING
+        return None
+
     async def create(request: web.Request) -> web.Response:
         if not authorized(request):
             return unauthorized()
@@ -120,19 +132,22 @@ def add_routes(
         except InvalidRequest as exc:
             return _error(400, exc.message, exc.field)
         except PolicyError as exc:
-            if exc.request is not None:  # the same action is already pending: point at it
-                body = {"error": exc.message, "existing": _body(exc.request)}
+            existing = exc.request
+            if existing is not None:  # the same action is already pending: point at it
+                body = {"error": exc.message, "existing": _body(existing)}
+                if existing.status is Status.PENDING and existing.message_ts is None:
+                    # its card never reached Slack: post it now, as a repeated Slack request does
+                    warning = await post_card(existing)
+                    if warning:
+                        body["warning"] = warning
                 return web.json_response(body, status=409)
             return _error(403, exc.message)
         except ConnectorError as exc:
             return _error(502, str(exc))
         body = _body(created)
-        if on_created is not None:
-            try:
-                await on_created(created)
-            except Exception as exc:  # the request stands; the playbook learns the card is missing
-                log.warning("approval %s: posting its card failed (%s)", created.id, type(exc).__name__)
-                body["warning"] = "The request was created but its Slack card could not be posted."
+        warning = await post_card(created)
+        if warning:
+            body["warning"] = warning
         return web.json_response(body, status=201, headers={"Location": f"{PREFIX}/{created.id}"})
 
     async def show(request: web.Request) -> web.Response:

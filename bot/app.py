@@ -354,22 +354,28 @@ class Bot:
             f" waiting for approval in {channel_ref(channel)} (request {request.id})."
         )
 
-    async def post_approval(self, request: ApprovalRequest) -> None:
-        """Post the approval card and remember where it is (also the SOAR API's `on_created`)."""
-        channel = self.config.slack.approval_channel
-        response = await self.client.chat_postMessage(
-            channel=channel,
-            **blocks.approval_card(request),
-            metadata={"event_type": "idops_approval", "event_payload": {"request_id": request.id}},
-        )
-        self.service.set_message(request.id, response["channel"], response["ts"])
-
-    async def refresh_card(self, request_id: str) -> ApprovalRequest:
-        """Redraw the approval card from the stored state (never from a possibly stale copy)."""
+    def _card_lock(self, request_id: str) -> asyncio.Lock:
         lock = self._card_locks.get(request_id)
         if lock is None:
             lock = self._card_locks[request_id] = asyncio.Lock()
-        async with lock:
+        return lock
+
+    async def post_approval(self, request: ApprovalRequest) -> None:
+        """Post the approval card unless it is in Slack already, and remember where it is (also the SOAR
+        API's `on_created`). Two callers re-posting a missing card at once post it once."""
+        async with self._card_lock(request.id):
+            if self.service.get(request.id).message_ts:
+                return
+            response = await self.client.chat_postMessage(
+                channel=self.config.slack.approval_channel,
+                **blocks.approval_card(request),
+                metadata={"event_type": "idops_approval", "event_payload": {"request_id": request.id}},
+            )
+            self.service.set_message(request.id, response["channel"], response["ts"])
+
+    async def refresh_card(self, request_id: str) -> ApprovalRequest:
+        """Redraw the approval card from the stored state (never from a possibly stale copy)."""
+        async with self._card_lock(request_id):
             request = self.service.get(request_id)
             if request.message_channel and request.message_ts:
                 try:

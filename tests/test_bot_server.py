@@ -35,6 +35,7 @@ from bot.simulators.slack import SOCKET_MODE, FakeSlack
 from bot.slack_text import escape
 
 ROOT = Path(__file__).resolve().parent.parent
+API_AUTH = {"Authorization": "Bearer test-api-token"}
 SLACK_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "IDOPS_API_TOKEN")
 
 
@@ -53,27 +54,50 @@ async def test_healthz_answers_with_the_connectors(h):
         assert await response.json() == {"ok": True, "connectors": ["homebase"]}
 
 
+async def soar_post(h, identity: str, **fields: str) -> tuple[int, dict]:
+    """POST a revoke request to the bot's SOAR API as a playbook would; the status and the JSON body."""
+    body = {"connector": "homebase", "identity": identity, "action": "revoke", "requested_by": REQUESTER}
+    body.update(fields)
+    async with h.http.post(h.url + "/api/v1/approvals", json=body, headers=API_AUTH) as response:
+        return response.status, await response.json()
+
+
 async def test_a_soar_api_request_posts_the_same_approval_card(h):
-    person = h.people["plain"]
-    headers = {"Authorization": "Bearer test-api-token"}
-    body = {
-        "connector": "homebase",
-        "identity": person["email"],
-        "action": "revoke",
-        "reason": "SOAR playbook 12",
-        "requested_by": REQUESTER,
-    }
-    async with h.http.post(h.url + "/api/v1/approvals", json=body, headers=headers) as response:
-        assert response.status == 201, await response.text()
-        created = await response.json()
+    status, created = await soar_post(h, h.people["plain"]["email"], reason="SOAR playbook 12")
+    assert status == 201, created
     card = h.card()
     assert card["metadata"]["event_payload"]["request_id"] == created["id"]
     assert "SOAR playbook 12" in text_of(card) and f"Request {created['id']} · api" in text_of(card)
     await h.click(APPROVER, card, "approval:approve")
-    async with h.http.get(f"{h.url}/api/v1/approvals/{created['id']}", headers=headers) as response:
+    async with h.http.get(f"{h.url}/api/v1/approvals/{created['id']}", headers=API_AUTH) as response:
         state = await response.json()
     assert state["status"] == "executed" and state["result"]["action"] == "revoke_sessions"
     assert len(h.actions()) == 1
+
+
+async def test_a_soar_api_card_slack_refused_is_posted_by_the_same_post_again(h):
+    email = h.people["plain"]["email"]
+    h.slack.fail_next("chat.postMessage", error="not_in_channel")
+    status, created = await soar_post(h, email)
+    assert status == 201 and "could not be posted; the same POST again posts it" in created["warning"]
+    assert h.cards() == []
+    status, again = await soar_post(h, email)
+    assert status == 409 and again["existing"]["id"] == created["id"] and "warning" not in again
+    assert h.card()["metadata"]["event_payload"]["request_id"] == created["id"]
+    status, third = await soar_post(h, email)  # the card is in Slack now: nothing more is posted
+    assert status == 409 and third["existing"]["id"] == created["id"] and len(h.cards()) == 1
+    assert len(h.slack.calls_to("chat.postMessage")) == 2
+
+
+async def test_concurrent_soar_api_posts_after_a_refused_card_post_it_once(h):
+    identity = h.people["plain"]["id"]
+    h.slack.fail_next("chat.postMessage", error="fatal_error")
+    assert (await soar_post(h, identity))[0] == 201 and h.cards() == []
+    answers = await asyncio.gather(*(soar_post(h, identity) for _ in range(4)))
+    assert [status for status, _ in answers] == [409] * 4
+    (card,) = h.cards()
+    (request,) = await h.bot.service.pending()
+    assert card["metadata"]["event_payload"]["request_id"] == request.id and card["ts"] == request.message_ts
 
 
 async def test_socket_mode_serves_no_events_url_and_needs_no_signing_secret(tmp_path):

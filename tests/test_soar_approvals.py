@@ -35,6 +35,7 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
 
         async def post_card(request: ApprovalRequest) -> None:
             cards.append(request)
+            h.service.set_message(request.id, "C0APPROVALS", f"{len(cards)}.000100")  # as the bot does
 
         app = web.Application()
         assert add_routes(app, h.service, TOKEN, post_card)
