@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
 import aiohttp
 from aiohttp import web
@@ -40,11 +40,14 @@ from .store import open_db
 log = logging.getLogger("idops.server")
 
 Extension = Callable[[web.Application, Bot, Mapping[str, str]], None]
+#: one part of /healthz: a dict shown under its name, with `ok` False when that part is failing
+HealthCheck = Callable[[], dict[str, Any]]
 #: "module:function" of each extension, set up in order after the bot's own routes and listeners
 EXTENSIONS: tuple[str, ...] = ("bot.alerts.scheduler:setup",)
 
 BOT = web.AppKey("idops_bot", Bot)
 BOLT = web.AppKey("idops_bolt", AsyncApp)
+HEALTH = web.AppKey("idops_health", dict[str, HealthCheck])
 _EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
 _SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
 EXPIRY_SECONDS = 30.0
@@ -171,13 +174,18 @@ def build_web_app(
     web_app = web.Application()
     web_app[BOT] = bot
     web_app[BOLT] = bolt
+    web_app[HEALTH] = {}
 
     async def slack_events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     async def healthz(request: web.Request) -> web.Response:
         db.execute("SELECT 1")
-        return web.json_response({"ok": True, "connectors": sorted(connectors)})
+        body: dict[str, Any] = {"ok": True, "connectors": sorted(connectors)}
+        for name, check in web_app[HEALTH].items():
+            body[name] = part = check()
+            body["ok"] = body["ok"] and part.get("ok", True)
+        return web.json_response(body)
 
     if not socket_mode:
         web_app.router.add_post("/slack/events", slack_events)

@@ -7,6 +7,7 @@ import collections
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +388,86 @@ async def test_nobody_acknowledges_or_snoozes_an_alert_about_their_own_account(t
         await s.click(APPROVER, card, "alert:ack")
         (card,) = s.cards()
         assert f"acknowledged by <@{APPROVER}>" in all_text(card)
+
+
+async def healthz(s: Served) -> dict[str, Any]:
+    async with s.http.get(s.url + "/healthz") as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def raise_risk(s: Served, index: int, score: int) -> None:
+    """Change a HomeBase identity's risk; the simulator's signed webhook tells the bot."""
+    identity_id = s.hb.identity_id(index)
+    async with s.http.post(f"{s.hb_url}/_admin/identity/{identity_id}/risk", json={"risk_score": score}) as r:
+        assert r.status == 200 and (await r.json())["delivery"]["status"] == 202
+
+
+def sender_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "bot.alerts.sender"]
+
+
+async def test_healthz_reports_alerts_that_fail_for_good_and_the_log_names_the_channel_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    routes = [{"channel": "C0NOWHERE", "level": "critical"}]  # a channel Slack doesn't know
+    async with served(tmp_path, alerts={"poll_seconds": 3600, "routes": routes}) as s:
+        await s.started()
+        none = {"count": 0, "oldest_age_s": None}
+        assert await healthz(s) == {
+            "ok": True,
+            "connectors": ["homebase", "sp"],
+            "alerts": {"ok": True, "stuck": none, "failed": none, "channels": {}},
+        }
+        caplog.set_level(logging.INFO, "bot.alerts.sender")
+        for _ in range(2):
+            await raise_risk(s, s.hb_low(), 95)
+            await s.settle()
+            s.clock.advance(60)
+        assert s.slack.messages("C0NOWHERE") == []
+        body = await healthz(s)
+        assert body["ok"] is False and body["alerts"] == {
+            "ok": False,
+            "stuck": none,
+            "failed": {"count": 2, "oldest_age_s": 120.0},
+            "channels": {"C0NOWHERE": "Slack refused chat_postMessage: channel_not_found"},
+        }
+        assert sender_log(caplog) == [
+            "alert deliveries to C0NOWHERE fail for good: Slack refused chat_postMessage: channel_not_found;"
+            " check the channel id in the config (kept as failed; logged once until one works)"
+        ]
+        # the channel is fixed: the next alert there gets through, and the server is healthy again
+        s.slack.channels["C0NOWHERE"] = "nowhere"
+        await raise_risk(s, s.hb_low(), 95)
+        await s.settle()
+        assert len(s.cards("C0NOWHERE")) == 1
+        assert (await healthz(s))["alerts"] == {"ok": True, "stuck": none, "failed": none, "channels": {}}
+        assert sender_log(caplog)[1:] == ["alert deliveries to C0NOWHERE work again"]
+
+
+async def test_healthz_reports_alerts_stuck_while_slack_is_down_and_the_log_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with served(tmp_path) as s:
+        await s.started()
+        caplog.set_level(logging.INFO, "bot.alerts.sender")
+        s.slack.down()
+        await raise_risk(s, s.hb_low(), 95)
+        await s.web_app[BOT].join(timeout=15)
+        await s.service.join(timeout=15)
+        attempts = "SELECT coalesce(max(attempts), 0) FROM alert_outbox WHERE status = 'pending'"
+        await eventually(lambda: s.db.execute(attempts).fetchone()[0] >= 3, what="three failed attempts")
+        assert (await healthz(s))["ok"] is True  # retrying, but not for long yet
+        s.clock.advance(301)
+        body = await healthz(s)
+        assert body["ok"] is False and body["alerts"]["ok"] is False
+        assert body["alerts"]["stuck"] == {"count": 1, "oldest_age_s": 301.0}
+        assert body["alerts"]["failed"] == {"count": 0, "oldest_age_s": None}
+        assert "HTTP 503" in body["alerts"]["channels"][ALERTS]
+        s.slack.up()
+        await s.settle()
+        assert len(s.cards()) == 1 and (await healthz(s))["ok"] is True
+        assert sender_log(caplog) == [
+            f"alert deliveries to {ALERTS}: Slack answered HTTP 503; retrying (logged once until one works)",
+            f"alert deliveries to {ALERTS} work again",
+        ]

@@ -38,26 +38,34 @@ GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
 
 @dataclass(frozen=True)
 class Timings:
-    """Sender pacing and retry timings, and how often ended snoozes are looked for (seconds); tests
-    shrink them."""
+    """Sender pacing and retry timings, how often ended snoozes are looked for, and how long an alert
+    may wait undelivered before /healthz calls it stuck (seconds); tests shrink them."""
 
     interval: float = 1.0
     backoff: float = 1.0
     backoff_cap: float = 60.0
     poll: float = 5.0
     snoozes: float = 30.0
+    stuck_after: float = 300.0
 
 
 class AlertService:
     """Owns the scheduler, the sender and the webhook re-check tasks of one server."""
 
     def __init__(
-        self, detector: Detector, sender: Sender, *, poll_seconds: int, snooze_seconds: float = 30.0
+        self,
+        detector: Detector,
+        sender: Sender,
+        *,
+        poll_seconds: int,
+        snooze_seconds: float = 30.0,
+        stuck_after: float = 300.0,
     ) -> None:
         self.detector = detector
         self.sender = sender
         self.poll_seconds = poll_seconds
         self.snooze_seconds = snooze_seconds
+        self.stuck_after = stuck_after
         self.scheduler: Optional[AsyncIOScheduler] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.results: dict[str, SweepResult] = {}
@@ -153,6 +161,11 @@ class AlertService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def health(self) -> dict[str, Any]:
+        """The alerts' part of /healthz: deliveries that are stuck or failed (ages on the detector's clock,
+        which stamped the rows)."""
+        return self.sender.health(self.detector.clock(), self.stuck_after)
+
     async def join(self, timeout: float = 10.0) -> None:
         """Wait for running re-checks and sweeps (tests)."""
         async with asyncio.timeout(timeout):
@@ -172,7 +185,7 @@ def install(
     timings: Timings = Timings(),
 ) -> Optional[AlertService]:
     """Add alerts to the server app (None when `[alerts] enabled = false`); ConfigError names the fault."""
-    from ..server import BOLT
+    from ..server import BOLT, HEALTH
 
     config = bot.config
     settings = config.alerts
@@ -208,9 +221,14 @@ def install(
         db, bot.connectors, settings, config.slack.alert_channel, clock=clock, on_outbox=sender.notify
     )
     service = AlertService(
-        detector, sender, poll_seconds=settings.poll_seconds, snooze_seconds=timings.snoozes
+        detector,
+        sender,
+        poll_seconds=settings.poll_seconds,
+        snooze_seconds=timings.snoozes,
+        stuck_after=timings.stuck_after,
     )
     web_app[ALERTS] = service
+    web_app[HEALTH]["alerts"] = service.health
     # the App Home counts from what the sweeps stored instead of scanning providers (capped at 1000)
     bot.stored_risk = detector.stored_risk
     listeners.register(web_app[BOLT], bot, service)

@@ -51,6 +51,12 @@ PERMANENT_ERRORS = frozenset(
         "invalid_arguments",
     }
 )
+# What an operator can do about the commonest permanent refusals (said once, in the log line).
+HINTS = {
+    "channel_not_found": "check the channel id in the config",
+    "not_in_channel": "invite the bot to the channel",
+    "is_archived": "unarchive the channel or route elsewhere",
+}
 HISTORY_PAGES = 5  # how far back (x200 messages) an uncertain post is looked for
 KEEP_SENT = 30 * 24 * 3600.0  # delivered rows are kept this long (for inspection), then pruned
 
@@ -74,6 +80,12 @@ def _header(headers: Mapping[str, Any], name: str) -> Optional[str]:
         if key.lower() == name.lower():
             return value[0] if isinstance(value, list) else str(value)
     return None
+
+
+def _slack_error(response: Any) -> Optional[str]:
+    """Slack's error code; None when the answer was not Slack's JSON (e.g. a proxy's 503 page)."""
+    data = response.data
+    return str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
 
 
 class Sender:
@@ -102,6 +114,8 @@ class Sender:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._limiters: dict[str, SlidingWindowLimiter] = {}
         self._task: Optional[asyncio.Task[None]] = None
+        # channel -> the failures logged since its last delivery, so each is logged once, not per retry
+        self._failing: dict[str, set[str]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -191,17 +205,67 @@ class Sender:
             except _Retry as retry:
                 delay = retry.delay if retry.delay is not None else self._backoff(row["attempts"] + 1)
                 self._release(row, attempt, "pending", f"{retry} (retrying in {delay:.0f} s)", delay)
-                log.warning(
-                    "alert delivery %s to %s: %s; retrying in %.1f s", row["id"], channel, retry, delay
-                )
+                self._failed(channel, row, str(retry), permanent=False)
             except _Permanent as exc:
                 self._release(row, attempt, "failed", str(exc), 0)
-                log.error("alert delivery %s to %s failed for good: %s", row["id"], channel, exc)
+                self._failed(channel, row, str(exc), permanent=True)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("alert delivery %s to %s hit a bug; retrying later", row["id"], channel)
                 self._release(row, attempt, "pending", "internal error", self.backoff_cap)
+            else:
+                self._recovered(channel)
+
+    def _failed(self, channel: str, row: Mapping[str, Any], problem: str, permanent: bool) -> None:
+        """Log a channel's failure once per kind (retrying, or each error that drops rows) until a
+        delivery there works again; /healthz counts the rows meanwhile."""
+        logged = self._failing.setdefault(channel, set())
+        kind = problem if permanent else "retrying"
+        if kind in logged:
+            log.debug("alert delivery %s to %s: %s", row["id"], channel, problem)
+            return
+        logged.add(kind)
+        if permanent:
+            hint = next((f"; {h}" for error, h in HINTS.items() if problem.endswith(f": {error}")), "")
+            log.error(
+                "alert deliveries to %s fail for good: %s%s (kept as failed; logged once until one works)",
+                channel,
+                problem,
+                hint,
+            )
+        else:
+            log.warning(
+                "alert deliveries to %s: %s; retrying (logged once until one works)", channel, problem
+            )
+
+    def _recovered(self, channel: str) -> None:
+        if self._failing.pop(channel, None) is not None:
+            log.info("alert deliveries to %s work again", channel)
+
+    def health(self, now: float, stuck_after: float) -> dict[str, Any]:
+        """Deliveries not getting through: rows unsent for over `stuck_after` s, rows failed for good
+        since their channel last took one, and each such channel's last error; `ok` when none."""
+        rows = list(
+            self.db.query(
+                "SELECT channel, created_at, status, error FROM alert_outbox AS f"
+                " WHERE (status IN ('pending', 'sending') AND created_at <= ?)"
+                " OR (status = 'failed' AND NOT EXISTS (SELECT 1 FROM alert_outbox AS s"
+                "   WHERE s.channel = f.channel AND s.status = 'sent' AND s.id > f.id)) ORDER BY id",
+                [now - stuck_after],
+            )
+        )
+
+        def summary(failed: bool) -> dict[str, Any]:
+            created = [row["created_at"] for row in rows if (row["status"] == "failed") is failed]
+            return {"count": len(created), "oldest_age_s": round(now - min(created), 1) if created else None}
+
+        return {
+            "ok": not rows,
+            "stuck": summary(failed=False),
+            "failed": summary(failed=True),
+            "channels": {row["channel"]: row["error"] for row in rows if row["error"]},
+        }
 
     def _backoff(self, attempts: int) -> float:
         return float(min(self.backoff_cap, self.backoff * 2 ** max(0, attempts - 1)))
@@ -302,7 +366,7 @@ class Sender:
             return await getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:
             response = exc.response
-            error = str(response.get("error") or "unknown_error")
+            error = _slack_error(response) or "unknown_error"
             if response.status_code == 429 or error == "ratelimited":
                 delay = float(_header(response.headers, "Retry-After") or self.backoff)
                 limiter.pause(delay)
@@ -333,7 +397,8 @@ class Sender:
                         channel=channel, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
                     )
             except SlackApiError as exc:
-                raise _Retry(f"cannot read Slack history: {exc.response.get('error')}") from None
+                said = _slack_error(exc.response) or f"HTTP {exc.response.status_code}"
+                raise _Retry(f"cannot read Slack history: {said}") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 raise _Retry(f"Slack unreachable ({type(exc).__name__})") from None
             for message in response.get("messages") or ():
