@@ -30,6 +30,7 @@ from . import blocks
 from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status
 from .blocks import Message, esc, text_message
 from .config import Config
+from .slack_api import describe
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class Bot:
             except SlackApiError as exc:
                 # e.g. the directory lookup a policy check needs: say so instead of an internal error
                 method = str(getattr(exc.response, "api_url", "") or "").rstrip("/").rsplit("/", 1)[-1]
-                log.warning("%s: Slack refused %s: %s", name, method, exc.response.get("error"))
+                log.warning("%s: Slack refused %s: %s", name, method, describe(exc.response))
                 reply = text_message(
                     f":warning: Slack answered {esc(method or 'a call', 100)} with"
                     f" {esc(exc.response.get('error') or 'an error', 100)}, so idops stopped there;"
@@ -204,7 +205,7 @@ class Bot:
                     log.info(
                         "no ephemeral in %s (%s); answering %s by DM",
                         channel,
-                        exc.response.get("error"),
+                        describe(exc.response),
                         user,
                     )
             await self.client.chat_postMessage(channel=user, **reply)
@@ -385,7 +386,7 @@ class Bot:
                         **blocks.approval_card(request),
                     )
                 except SlackApiError as exc:
-                    log.warning("could not update the card of %s: %s", request_id, exc.response.get("error"))
+                    log.warning("could not update the card of %s: %s", request_id, describe(exc.response))
             return request
 
     async def report(self, request: ApprovalRequest) -> None:

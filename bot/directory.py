@@ -13,6 +13,8 @@ from typing import Optional, TypeVar
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from .slack_api import slack_error
+
 T = TypeVar("T")
 
 
@@ -43,7 +45,7 @@ class SlackDirectory:
             try:
                 response = await self.client.usergroups_users_list(usergroup=group_id)
             except SlackApiError as exc:
-                if exc.response.get("error") in ("no_such_subteam", "subteam_not_found"):
+                if slack_error(exc.response) in ("no_such_subteam", "subteam_not_found"):
                     return frozenset()
                 raise
             return frozenset(response.get("users") or ())
@@ -57,7 +59,7 @@ class SlackDirectory:
             try:
                 response = await self.client.users_lookupByEmail(email=email)
             except SlackApiError as exc:
-                if exc.response.get("error") == "users_not_found":
+                if slack_error(exc.response) == "users_not_found":
                     return None
                 raise
             user = response.get("user") or {}

@@ -35,6 +35,7 @@ from .app import Bot, create_app
 from .approvals import ApprovalService, utcnow
 from .config import Config, ConfigError, Secrets, load_config
 from .directory import SlackDirectory
+from .slack_api import describe
 from .store import open_db
 
 log = logging.getLogger("idops.server")
@@ -80,7 +81,7 @@ async def connect_socket_mode(handler: AsyncSocketModeHandler) -> None:
         # asked here, not inside the client's endless retry loop, so a refusal stops start-up
         client.wss_uri = await client.issue_new_wss_url()
     except SlackApiError as exc:
-        error = exc.response.get("error") or f"HTTP {exc.response.status_code}"
+        error = describe(exc.response)
         wrong_token = error in ("invalid_auth", "not_allowed_token_type")
         hint = " (SLACK_APP_TOKEN must be an app-level token, xapp-…)" if wrong_token else ""
         raise StartupError(f"Slack refused Socket Mode: apps.connections.open said {error}{hint}") from None

@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.http import SlidingWindowLimiter
 
+from ..slack_api import slack_error
 from . import cards
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,6 @@ def _header(headers: Mapping[str, Any], name: str) -> Optional[str]:
         if key.lower() == name.lower():
             return value[0] if isinstance(value, list) else str(value)
     return None
-
-
-def _slack_error(response: Any) -> Optional[str]:
-    """Slack's error code; None when the answer was not Slack's JSON (e.g. a proxy's 503 page)."""
-    data = response.data
-    return str(data.get("error")) if isinstance(data, dict) and data.get("error") else None
 
 
 class Sender:
@@ -366,7 +361,7 @@ class Sender:
             return await getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:
             response = exc.response
-            error = _slack_error(response) or "unknown_error"
+            error = slack_error(response) or "unknown_error"
             if response.status_code == 429 or error == "ratelimited":
                 delay = float(_header(response.headers, "Retry-After") or self.backoff)
                 limiter.pause(delay)
@@ -397,7 +392,7 @@ class Sender:
                         channel=channel, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
                     )
             except SlackApiError as exc:
-                said = _slack_error(exc.response) or f"HTTP {exc.response.status_code}"
+                said = slack_error(exc.response) or f"HTTP {exc.response.status_code}"
                 raise _Retry(f"cannot read Slack history: {said}") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 raise _Retry(f"Slack unreachable ({type(exc).__name__})") from None

@@ -23,6 +23,7 @@ from .. import blocks
 from ..app import Bot
 from ..approvals import Decision, PolicyError
 from ..blocks import Message, esc, text_message
+from ..slack_api import describe
 from . import commands
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ async def open_modal(bot: Bot, client: AsyncWebClient, click: Click, view: dict[
         else:
             response = await client.views_open(trigger_id=click.trigger_id, view=view)
     except SlackApiError as exc:
-        error = esc(exc.response.get("error"), 100)
+        error = esc(describe(exc.response), 100)
         await bot.tell(
             reply=text_message(f":warning: Slack did not open the form ({error})."), **click.reply_to
         )
@@ -189,7 +190,7 @@ async def _fill(bot: Bot, client: AsyncWebClient, view_id: str, work: Any) -> No
         await client.views_update(view_id=view_id, view=blocks.info_modal("Identity", content))
     except SlackApiError as exc:
         # the person may have closed the modal already
-        log.info("modal %s not updated: %s", view_id, exc.response.get("error"))
+        log.info("modal %s not updated: %s", view_id, describe(exc.response))
 
 
 async def show(bot: Bot, user: str, connector: str, identity_id: str) -> Message:

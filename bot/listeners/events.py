@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from .. import blocks
 from ..app import Bot
 from ..blocks import esc, slack_date
+from ..slack_api import describe
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def _publish(bot: Bot, user: str) -> None:
     try:
         await publish_home(bot, user)
     except SlackApiError as exc:
-        log.warning("App Home of %s not published: Slack said %s", user, exc.response.get("error"))
+        log.warning("App Home of %s not published: Slack said %s", user, describe(exc.response))
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         log.warning("App Home of %s not published: Slack unreachable (%s)", user, type(exc).__name__)
 
