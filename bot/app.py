@@ -418,6 +418,7 @@ class Bot:
     async def approve(self, request_id: str, user: str) -> Optional[Message]:
         """One Approve click: record it, and run the action when it was the last approval needed."""
         try:
+            before = self.service.get(request_id)
             request = await self.service.decide(request_id, user_id=user, decision=Decision.APPROVE)
         except PolicyError as exc:
             return await self.refused(exc)
@@ -426,10 +427,15 @@ class Bot:
             await self.report(await self.service.execute(request.id))
             return None
         missing = request.approvals_needed - len(request.approvers)
-        return text_message(
+        text = (
             f":ballot_box_with_check: Your approval is recorded ({len(request.approvers)} of"
             f" {request.approvals_needed}); {missing} more approver{'s' if missing != 1 else ''} needed."
         )
+        if request.approvals_needed > before.approvals_needed:
+            text = (
+                f":warning: The target is now privileged: needs {request.approvals_needed} approvals. " + text
+            )
+        return text_message(text)
 
     async def deny(self, request_id: str, user: str, reason: str) -> Optional[Message]:
         """A submitted Deny form: record the denial and redraw the card, or say why it was refused."""

@@ -9,12 +9,17 @@ Life of a request::
     PENDING --approve (enough approvers)--> APPROVED --execute--> EXECUTING --> EXECUTED | FAILED
     PENDING --deny--> DENIED          PENDING --past expires_at--> EXPIRED
     FAILED --retry--> APPROVED (then executed again)
+    PENDING --last approval, target gone--> FAILED (closed, attempts 0: no retry)
+
+The approval that would complete a request re-reads the target first: one that became privileged
+raises approvals_needed to `privileged_approvals` (still PENDING).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import logging
 import secrets
@@ -142,6 +147,11 @@ class ApprovalRequest:
     message_channel: Optional[str]
     message_ts: Optional[str]
     attempts: int
+
+    @property
+    def retryable(self) -> bool:
+        """FAILED after running; one closed before it ran (its target was gone) can't be retried."""
+        return self.status is Status.FAILED and self.attempts > 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the SOAR API's body)."""
@@ -375,11 +385,23 @@ class ApprovalService:
         request = self.get(request_id)
         reason = checked_reason(reason, DENY_NEEDS_REASON if decision is Decision.DENY else None)
         await self._check_decider(request, user_id, decision)
-
-        def write(current: ApprovalRequest, now: datetime) -> None:
-            self._apply(current, user_id, decision, reason, now)
-
-        self._check_state(request_id, user_id, write)
+        # The approval that completes a request is checked against the identity as it is now (it may
+        # have become privileged, or gone). The provider is read outside the transaction; the write
+        # then applies to whatever state the transaction finds, reading again only if that state
+        # would now complete without a fresh read (another approval landed meanwhile).
+        fresh: Optional[Identity] = None
+        gone: Optional[str] = None
+        while not self._check_state(
+            request_id,
+            user_id,
+            functools.partial(self._write_decision, user_id, decision, reason, fresh, gone),
+        ):
+            fresh, gone = await self._reread(self.get(request_id), user_id)
+        if gone is not None:
+            raise PolicyError(
+                f"Not approved: {gone}, so the request is closed without running.",
+                request=self.get(request_id),
+            )
         return self.get(request_id)
 
     async def check_decision(self, request_id: str, *, user_id: str, decision: Decision) -> ApprovalRequest:
@@ -400,19 +422,21 @@ class ApprovalService:
         self,
         request_id: str,
         user_id: str,
-        write: Optional[Callable[[ApprovalRequest, datetime], None]] = None,
-    ) -> None:
+        write: Optional[Callable[[ApprovalRequest, datetime], bool]] = None,
+    ) -> bool:
         """Refuse what the current state refuses, else `write` the decision: both under one write lock,
-        since the state can change between clicks."""
+        since the state can change between clicks. Returns what `write` returned (True without one)."""
         now = self.clock()
+        done = True
         with audit.transaction(self.db):
             current = self.get(request_id)
             refusal = self._state_refusal(current, user_id, now)
             if refusal is None and write is not None:
-                write(current, now)
+                done = write(current, now)
         if refusal is not None:
             message, rule = refusal
             raise self._refuse(message, actor=user_id, rule=rule, request=self.get(request_id))
+        return done
 
     async def _check_approver(self, request: ApprovalRequest, user_id: str) -> None:
         """Refuse non-approvers and the target person (who must not decide about their own account)."""
@@ -445,14 +469,99 @@ class ApprovalService:
             )
         return None
 
+    def _write_decision(
+        self,
+        user_id: str,
+        decision: Decision,
+        reason: str,
+        fresh: Optional[Identity],
+        gone: Optional[str],
+        current: ApprovalRequest,
+        now: datetime,
+    ) -> bool:
+        """Write one click on `current` (inside the transaction); False, writing nothing, when it would
+        complete the request before the target was re-read (`fresh`, or `gone` saying why it is not)."""
+        if gone is not None:
+            self._close(current, user_id, gone, now)
+            return True
+        completes = len(current.approvers) + 1 >= current.approvals_needed
+        if decision is Decision.APPROVE and fresh is None and completes:
+            return False
+        self._apply(current, user_id, decision, reason, now, fresh)
+        return True
+
+    async def _reread(
+        self, request: ApprovalRequest, user_id: str
+    ) -> tuple[Optional[Identity], Optional[str]]:
+        """The target as its provider has it now, or (None, why) when it is gone; refuses the click
+        (nothing recorded, still pending) when the provider can't answer."""
+        label = request.target.get("provider_label") or request.connector
+        try:
+            provider = self.connectors.get(request.connector)
+            if provider is None:
+                raise ConnectorError(f"connector '{request.connector}' is no longer configured")
+            return await provider.get_identity(request.identity_id), None
+        except NotFoundError:
+            name = request.target.get("name") or request.identity_id
+            return None, f"{label} no longer has {name} ({request.identity_id})"
+        except ConnectorError as exc:
+            message = (
+                "Not approved: idops checks the target again before the last approval, and that"
+                f" failed ({exc}). The request is still waiting; approve again later."
+            )
+            raise self._refuse(message, actor=user_id, rule="reread_failed", request=request) from None
+
+    def _close(self, request: ApprovalRequest, user_id: str, why: str, now: datetime) -> None:
+        """FAILED without running, as the target is gone (inside the caller's transaction); never
+        retryable, so a target that comes back can't skip the policy."""
+        if self._cas(request, Status.PENDING, status=Status.FAILED.value, error=why):
+            audit.append(
+                self.db,
+                at=now,
+                actor=user_id,
+                event="refused",
+                detail={"rule": "target_gone"},
+                **request.audit_fields(),
+            )
+            audit.append(
+                self.db, at=now, actor=SYSTEM, event="failed", detail={"error": why}, **request.audit_fields()
+            )
+
     def _apply(
-        self, request: ApprovalRequest, user_id: str, decision: Decision, reason: str, now: datetime
+        self,
+        request: ApprovalRequest,
+        user_id: str,
+        decision: Decision,
+        reason: str,
+        now: datetime,
+        fresh: Optional[Identity] = None,
     ) -> None:
-        """Write one decision with its audit row (inside the caller's transaction)."""
+        """Write one decision with its audit row (inside the caller's transaction); `fresh` is the target
+        re-read for a completing approval: its snapshot replaces the stored one, and a target that became
+        privileged raises the approvals needed, keeping the request pending."""
         approvers = request.approvers
+        needed = request.approvals_needed
+        changes: dict[str, Any] = {}
+        if fresh is not None:
+            changes["target"] = json.dumps(_snapshot(fresh, request.target.get("provider_label") or ""))
+            if fresh.privileged and needed < self.settings.privileged_approvals:
+                needed = self.settings.privileged_approvals
+                changes["approvals_needed"] = needed
+                audit.append(
+                    self.db,
+                    at=now,
+                    actor=SYSTEM,
+                    event="escalated",
+                    detail={
+                        "reason": "the target is now privileged",
+                        "approvals_needed": needed,
+                        "was": request.approvals_needed,
+                    },
+                    **request.audit_fields(),
+                )
         if decision is Decision.APPROVE:
             approvers = (*approvers, user_id)
-            status = Status.APPROVED if len(approvers) >= request.approvals_needed else Status.PENDING
+            status = Status.APPROVED if len(approvers) >= needed else Status.PENDING
         else:
             status = Status.DENIED
         self._cas(
@@ -463,6 +572,7 @@ class ApprovalService:
             decided_by=user_id if status is not Status.PENDING else None,
             decided_at=audit.iso(now) if status is not Status.PENDING else None,
             decision_reason=reason,
+            **changes,
         )
         audit.append(
             self.db,
@@ -472,7 +582,7 @@ class ApprovalService:
             detail={
                 "reason": reason,
                 "approvals": len(approvers),
-                "approvals_needed": request.approvals_needed,
+                "approvals_needed": needed,
                 "status": status.value,
             },
             **request.audit_fields(),
@@ -574,7 +684,7 @@ class ApprovalService:
         await self._check_approver(request, user_id)
         with audit.transaction(self.db):
             current = self.get(request_id)
-            if self._cas(current, Status.FAILED, status=Status.APPROVED.value):
+            if current.retryable and self._cas(current, Status.FAILED, status=Status.APPROVED.value):
                 audit.append(
                     self.db,
                     at=self.clock(),
@@ -583,6 +693,14 @@ class ApprovalService:
                     detail={"previous_error": current.error},
                     **current.audit_fields(),
                 )
+        if current.status is Status.FAILED and not current.retryable:
+            raise self._refuse(
+                f"This request was closed without running ({current.error}); ask for a new one if it"
+                " is still needed.",
+                actor=user_id,
+                rule="closed",
+                request=current,
+            )
         if current.status in (Status.FAILED, Status.APPROVED):
             return await self.execute(request_id)
         if current.status in (Status.EXECUTING, Status.EXECUTED):

@@ -280,6 +280,8 @@ def approval_card(request: ApprovalRequest) -> Message:
             status += f": {esc(request.decision_reason, 1000)}"
     elif request.status is Status.EXECUTED and request.decided_at:
         status += f" (approved {slack_date(request.decided_at)})"
+    elif request.status is Status.FAILED and not request.retryable:
+        status = f":x: Closed without running: {esc(request.error or 'unknown error', 1000)}"
     approvals = f"{len(request.approvers)} of {request.approvals_needed}"
     if request.approvers:
         approvals += ": " + ", ".join(user_ref(u) for u in request.approvers)
@@ -311,7 +313,7 @@ def approval_card(request: ApprovalRequest) -> Message:
                 ]
             )
         )
-    elif request.status is Status.FAILED:
+    elif request.retryable:
         blocks.append(ActionsBlock(elements=[button("Retry", "approval:retry", request.id)]))
     blocks.append(ContextBlock(elements=[_md(f"Request {esc(request.id, 100)} · {esc(request.source, 50)}")]))
     fallback = f"{request.action.label} for {name}: {STATUS_LINE[request.status].split(' ', 1)[1]}"

@@ -348,3 +348,93 @@ async def test_the_trail_of_a_whole_session_verifies(h):
     # no secret ever reaches the trail
     dump = " ".join(str(row) for row in h.db.query("SELECT * FROM audit"))
     assert "hld_test_simulator" not in dump
+
+
+# --- the target as it is when the last approval comes -----------------------------------------------
+
+
+async def test_a_target_that_became_privileged_needs_more_approvers_before_it_runs(h):
+    person = h.people["plain"]
+    request = await _request(h)
+    assert request.approvals_needed == 1 and request.target["privileged"] is False
+    # from now on HomeBase reports the person as privileged (e.g. just made an admin)
+    await h.fault(
+        kind="corrupt", field="privileged", value=True, count=2, path=f"/v1/identity/{person['id']}"
+    )
+    first = await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
+    assert first.status is Status.PENDING and first.approvals_needed == 2 and first.approvers == (A,)
+    assert first.target["privileged"] is True  # the card shows the snapshot as re-read
+    assert await h.actions() == []
+    escalated = [
+        json.loads(r["detail"])
+        for r in h.db.query(
+            "SELECT detail FROM audit WHERE event = 'escalated' AND request_id = ?", [request.id]
+        )
+    ]
+    assert escalated == [{"approvals_needed": 2, "reason": "the target is now privileged", "was": 1}]
+    second = await h.service.decide(request.id, user_id=B, decision=Decision.APPROVE)
+    assert second.status is Status.APPROVED and second.approvers == (A, B)
+    assert h.audit_events(request.id) == ["requested", "escalated", "approved", "approved"]
+
+
+async def test_the_completing_approval_refreshes_the_snapshot(h):
+    person = h.people["plain"]
+    request = await _request(h)
+    h.sim.set_risk(person["id"], 97)
+    decided = await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
+    assert decided.status is Status.APPROVED
+    assert decided.target["risk_score"] == 97 and decided.target["risk_level"] == "critical"
+    assert decided.target["provider_label"] == "HomeBase"
+
+
+async def test_an_approval_that_does_not_complete_reads_nothing(h):
+    person = h.people["privileged"]
+    request = await _request(h, who="privileged")
+    reads = len(h.sim.requests_to(f"/v1/identity/{person['id']}", "GET"))
+    await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
+    assert len(h.sim.requests_to(f"/v1/identity/{person['id']}", "GET")) == reads
+    await h.service.decide(request.id, user_id=B, decision=Decision.APPROVE)
+    assert len(h.sim.requests_to(f"/v1/identity/{person['id']}", "GET")) == reads + 1
+
+
+async def test_a_target_gone_at_approval_closes_the_request_without_running(h):
+    person = h.people["plain"]
+    request = await _request(h)
+    await h.fault(
+        kind="error", code="resource_not_found", count=1, method="GET", path=f"/v1/identity/{person['id']}"
+    )
+    with pytest.raises(PolicyError, match="Not approved: HomeBase no longer has") as caught:
+        await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
+    assert "closed without running" in caught.value.message
+    closed = h.service.get(request.id)
+    assert caught.value.request == closed
+    assert closed.status is Status.FAILED and closed.attempts == 0 and not closed.retryable
+    assert closed.error is not None and person["id"] in closed.error and closed.approvers == ()
+    assert h.audit_events(request.id) == ["requested", "refused", "failed"]
+    assert _refusals(h) == [(A, "target_gone")]
+    # it can't be retried later (e.g. once the identity is back) and skip the policy
+    with pytest.raises(PolicyError, match="closed without running"):
+        await h.service.retry(request.id, user_id=B)
+    assert h.service.get(request.id).status is Status.FAILED and await h.actions() == []
+    # a new request for the same action is allowed
+    assert (await _request(h)).id != request.id
+
+
+async def test_an_unreachable_provider_refuses_the_last_approval_and_keeps_it_pending(h):
+    person = h.people["plain"]
+    request = await _request(h)
+    await h.fault(kind="error", code="internal_error", count=5, method="GET")
+    with pytest.raises(PolicyError) as caught:
+        await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
+    assert caught.value.message.startswith(
+        "Not approved: idops checks the target again before the last approval, and that failed"
+        " (HomeBase: Injected internal_error (request id req_"
+    )
+    assert caught.value.message.endswith("The request is still waiting; approve again later.")
+    pending = h.service.get(request.id)
+    assert pending.status is Status.PENDING and pending.approvers == () and await h.actions() == []
+    assert _refusals(h) == [(A, "reread_failed")]
+    async with h.http.delete(f"{h.sim_url}/_admin/faults") as response:
+        assert response.status == 200
+    approved = await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
+    assert approved.status is Status.APPROVED and approved.identity_id == person["id"]

@@ -470,3 +470,52 @@ async def test_retry_is_for_approvers_only(h):
     await h.click(OUTSIDER, h.card(), "approval:retry")
     assert "Only approvers can decide requests" in h.last_seen(OUTSIDER)["text"]
     assert status_of(h.card()).startswith(":x: Failed") and h.actions() == []
+
+
+# --- the target re-read at the last approval --------------------------------------------------------
+
+
+async def test_a_target_now_privileged_keeps_the_card_waiting_for_a_second_approver(h):
+    person = h.people["plain2"]
+    card = await h.request_card("plain2")
+    assert field_of(card, "Approvals") == "0 of 1" and ":crown:" not in text_of(card)
+    await h.fault(
+        kind="corrupt", field="privileged", value=True, count=2, path=f"/v1/identity/{person['id']}"
+    )
+    await h.click(APPROVER, card, "approval:approve")
+    assert h.last_seen(APPROVER)["text"] == (
+        ":warning: The target is now privileged: needs 2 approvals."
+        " :ballot_box_with_check: Your approval is recorded (1 of 2); 1 more approver needed."
+    )
+    card = h.card()
+    assert field_of(card, "Approvals") == f"1 of 2: <@{APPROVER}>" and ":crown: privileged" in text_of(card)
+    assert len(buttons(card)) == 2 and h.actions() == []
+    await h.click(APPROVER2, card, "approval:approve")
+    assert status_of(h.card()).startswith(":white_check_mark: Done") and len(h.actions()) == 1
+
+
+async def test_a_target_gone_at_the_last_approval_closes_the_card(h):
+    person = h.people["plain2"]
+    card = await h.request_card("plain2")
+    await h.fault(
+        kind="error", code="resource_not_found", count=1, method="GET", path=f"/v1/identity/{person['id']}"
+    )
+    await h.click(APPROVER, card, "approval:approve")
+    shown = h.last_seen(APPROVER)["text"]
+    assert shown.startswith(":no_entry: Not approved: HomeBase no longer has ")
+    assert shown.endswith(f"({person['id']}), so the request is closed without running.")
+    card = h.card()
+    assert status_of(card).startswith(":x: Closed without running: HomeBase no longer has ")
+    assert buttons(card) == [] and h.actions() == []
+
+
+async def test_an_unreachable_provider_at_the_last_approval_leaves_the_card_waiting(h):
+    card = await h.request_card("plain2")
+    await h.fault(kind="error", code="internal_error", count=5, method="GET")
+    await h.click(APPROVER, card, "approval:approve")
+    shown = h.last_seen(APPROVER)["text"]
+    assert shown.startswith(":no_entry: Not approved: idops checks the target again")
+    assert "Injected internal_error" in shown and "still waiting" in shown
+    card = h.card()
+    assert status_of(card).startswith(":hourglass_flowing_sand:") and field_of(card, "Approvals") == "0 of 1"
+    assert len(buttons(card)) == 2 and h.actions() == []
