@@ -394,6 +394,7 @@ class ApprovalService:
         while not self._check_state(
             request_id,
             user_id,
+            decision,
             functools.partial(self._write_decision, user_id, decision, reason, fresh, gone),
         ):
             fresh, gone = await self._reread(self.get(request_id), user_id)
@@ -408,7 +409,7 @@ class ApprovalService:
         """Refuse now, recording nothing but the refusal, what `decide` would refuse about this user
         and the request's state (so a form opens only for someone who may submit it)."""
         await self._check_decider(self.get(request_id), user_id, decision)
-        self._check_state(request_id, user_id)
+        self._check_state(request_id, user_id, decision)
         return self.get(request_id)
 
     async def _check_decider(self, request: ApprovalRequest, user_id: str, decision: Decision) -> None:
@@ -422,6 +423,7 @@ class ApprovalService:
         self,
         request_id: str,
         user_id: str,
+        decision: Decision,
         write: Optional[Callable[[ApprovalRequest, datetime], bool]] = None,
     ) -> bool:
         """Refuse what the current state refuses, else `write` the decision: both under one write lock,
@@ -430,7 +432,7 @@ class ApprovalService:
         done = True
         with audit.transaction(self.db):
             current = self.get(request_id)
-            refusal = self._state_refusal(current, user_id, now)
+            refusal = self._state_refusal(current, user_id, decision, now)
             if refusal is None and write is not None:
                 done = write(current, now)
         if refusal is not None:
@@ -450,17 +452,15 @@ class ApprovalService:
             )
 
     def _state_refusal(
-        self, request: ApprovalRequest, user_id: str, now: datetime
+        self, request: ApprovalRequest, user_id: str, decision: Decision, now: datetime
     ) -> Optional[tuple[str, str]]:
         """Why the current state refuses this click (message, rule), or None; expires it if overdue."""
         if request.status is not Status.PENDING:
             return f"This request is already {request.status.value}.", "not_pending"
         if now >= request.expires_at:
             self._expire(request, now)
-            return (
-                f"This request expired at {request.expires_at:%Y-%m-%d %H:%M} UTC and can't be approved.",
-                "expired",
-            )
+            done = "approved" if decision is Decision.APPROVE else "denied"
+            return _expired(request, done), "expired"
         if user_id in request.approvers:
             return (
                 f"You already approved this request; it needs {request.approvals_needed} different"
@@ -706,7 +706,9 @@ class ApprovalService:
         if current.status in (Status.EXECUTING, Status.EXECUTED):
             return current  # someone else's retry got there first; nothing to do
         raise self._refuse(
-            f"Only a failed request can be retried; this one is {current.status.value}.",
+            _expired(current, "retried")
+            if current.status is Status.EXPIRED
+            else f"Only a failed request can be retried; this one is {current.status.value}.",
             actor=user_id,
             rule="not_failed",
             request=current,
@@ -769,6 +771,11 @@ class ApprovalService:
     def history(self, connector: Optional[str], identity_id: str, *, limit: int = 20) -> list[dict]:
         """Audit rows about one identity, newest first (for `/idops audit <who>`)."""
         return audit.for_identity(self.db, connector, identity_id, limit=limit)
+
+
+def _expired(request: ApprovalRequest, done: str) -> str:
+    """The refusal of a click on an expired request; `done` fits the button (approved, denied, retried)."""
+    return f"This request expired at {request.expires_at:%Y-%m-%d %H:%M} UTC and can't be {done}."
 
 
 def checked_reason(reason: str, missing: Optional[str] = None) -> str:

@@ -262,13 +262,29 @@ async def test_deny_needs_a_reason_and_ends_the_request(h):
 async def test_an_expired_request_cannot_be_approved(h):
     request = await _request(h)
     h.clock.advance(minutes=30)
-    with pytest.raises(PolicyError, match="expired at 2026-11-01 09:30 UTC") as caught:
+    with pytest.raises(PolicyError, match="expired at 2026-11-01 09:30 UTC and can't be approved") as caught:
         await h.service.decide(request.id, user_id=A, decision=Decision.APPROVE)
     assert caught.value.request is not None and caught.value.request.status is Status.EXPIRED
     assert h.service.get(request.id).status is Status.EXPIRED
     with pytest.raises(PolicyError, match="already expired"):
         await h.service.decide(request.id, user_id=B, decision=Decision.DENY, reason="late")
     assert h.audit_events(request.id) == ["requested", "expired", "refused", "refused"]
+
+
+async def test_the_expiry_refusal_names_what_was_tried(h):
+    denied = await _request(h)
+    retried = await _request(h, who="plain2")
+    h.clock.advance(minutes=30)
+    with pytest.raises(
+        PolicyError, match=r"^This request expired at 2026-11-01 09:30 UTC and can't be denied\.$"
+    ):
+        await h.service.check_decision(denied.id, user_id=A, decision=Decision.DENY)
+    assert h.service.get(denied.id).status is Status.EXPIRED
+    with pytest.raises(PolicyError, match=r"^This request expired at .* UTC and can't be denied\.$"):
+        await h.service.decide(retried.id, user_id=A, decision=Decision.DENY, reason="late")
+    with pytest.raises(PolicyError, match=r"^This request expired at .* UTC and can't be retried\.$"):
+        await h.service.retry(retried.id, user_id=A)
+    assert _refusals(h) == [(A, "expired"), (A, "expired"), (A, "not_failed")]
 
 
 async def test_just_before_expiry_still_counts(h):

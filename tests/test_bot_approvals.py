@@ -333,7 +333,8 @@ async def test_a_request_that_expires_while_the_deny_form_is_open_is_refused_on_
     h.clock.advance(minutes=31)
     reply = await h.submit(APPROVER, modal, "false positive")
     assert reply.status == 200 and reply.json is None and h.slack.views(APPROVER) == []
-    assert h.last_seen(APPROVER)["text"].startswith(":no_entry: This request expired at ")
+    shown = h.last_seen(APPROVER)["text"]
+    assert shown.startswith(":no_entry: This request expired at ") and shown.endswith("can't be denied.")
     card = h.card()
     assert status_of(card).startswith(":alarm_clock: Expired") and buttons(card) == []
 
@@ -361,7 +362,8 @@ async def test_deny_on_an_expired_request_opens_no_form_and_takes_the_buttons_of
     h.clock.advance(minutes=31)
     await h.click(APPROVER, card, "approval:deny")
     assert h.slack.views(APPROVER) == []
-    assert h.last_seen(APPROVER)["text"].startswith(":no_entry: This request expired at ")
+    shown = h.last_seen(APPROVER)["text"]
+    assert shown.startswith(":no_entry: This request expired at ") and shown.endswith("can't be denied.")
     card = h.card()
     assert status_of(card).startswith(":alarm_clock: Expired") and buttons(card) == []
 
