@@ -1,5 +1,6 @@
 """HomeBase (HLD Group) Identity API stand-in: the documented /v1 endpoints, errors, rate limits and
-webhooks, plus an /_admin API for tests to inject faults, change risk scores and read what happened.
+webhooks, plus an /_admin API for tests to inject faults, change risk scores, delete identities and read what
+happened.
 
 Identities are computed from `seed.person(i)` on demand, so a million can be served; only changes
 (risk scores set by admins, disabled accounts) are kept. Run it with `idops sim homebase --port P`.
@@ -210,6 +211,8 @@ class HomeBaseState:
         # only what changed from the seeded person is kept
         self.risk_overrides: dict[int, int] = {}
         self.disabled: dict[int, str] = {}
+        # deleted at the provider: gone from lists, and every lookup of the id answers 404
+        self.deleted: set[int] = set()
         self.sessions_revoked: collections.Counter[str] = collections.Counter()
         self.password_resets: collections.Counter[str] = collections.Counter()
         self.actions: list[dict[str, Any]] = []
@@ -236,7 +239,7 @@ class HomeBaseState:
             return None
         mixed = int(identity_id[4:], 16)
         index = ((mixed - self.seed) * pow(_ID_MULTIPLIER, -1, _ID_MODULUS)) % _ID_MODULUS - 1
-        return index if 0 <= index < self.size else None
+        return index if 0 <= index < self.size and index not in self.deleted else None
 
     def tenant_of(self, tenant_id: str) -> Optional[int]:
         return self._tenant_index.get(tenant_id)
@@ -312,6 +315,14 @@ class HomeBaseState:
             },
         }
 
+    def delete(self, identity_id: str) -> None:
+        """Delete an identity, as an admin at the provider would; KeyError when there is none."""
+        index = self.index_of(identity_id)
+        if index is None:
+            raise KeyError(identity_id)
+        self.deleted.add(index)
+        self._version += 1
+
     def _fact(self, index: int) -> tuple[int, int]:
         while len(self._facts) // 2 <= index:
             p = self.person(len(self._facts) // 2)
@@ -320,6 +331,8 @@ class HomeBaseState:
         return self._facts[2 * index], self._facts[2 * index + 1]
 
     def _match(self, index: int, filters: Filters) -> bool:
+        if index in self.deleted:
+            return False
         score, flags = self._fact(index)
         if filters.risk_level is not None:
             if risk_level(self.risk_overrides.get(index, score)) != filters.risk_level:
@@ -337,7 +350,7 @@ class HomeBaseState:
         candidates = (
             range(self.size) if filters.tenant is None else range(filters.tenant, self.size, self.tenants)
         )
-        if filters == Filters(tenant=filters.tenant):
+        if filters == Filters(tenant=filters.tenant) and not self.deleted:
             return candidates
         key = (filters, self._version)
         if key not in self._matches:
@@ -782,6 +795,15 @@ async def admin_set_risk(request: web.Request) -> web.Response:
     )
 
 
+async def admin_delete_identity(request: web.Request) -> web.Response:
+    identity_id = request.match_info["id"]
+    try:
+        request.app[STATE].delete(identity_id)
+    except KeyError:
+        raise _http(404, f"no identity {identity_id!r}") from None
+    return web.json_response({"deleted": identity_id})
+
+
 async def deliver_webhook(app: web.Application, event: dict[str, Any]) -> Optional[dict[str, Any]]:
     """POST a signed event to the configured webhook URL; the outcome is recorded and returned."""
     state = app[STATE]
@@ -845,6 +867,7 @@ def create_app(**settings: Any) -> web.Application:
     app.router.add_post("/_admin/faults", admin_add_fault)
     app.router.add_delete("/_admin/faults", admin_clear_faults)
     app.router.add_post("/_admin/identity/{id}/risk", admin_set_risk)
+    app.router.add_delete("/_admin/identity/{id}", admin_delete_identity)
     app.router.add_get("/_admin/actions", admin_actions)
     app.router.add_post("/_admin/tenants/{id}/suspend", admin_suspend_tenant)
     return app
