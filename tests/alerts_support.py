@@ -68,12 +68,11 @@ class Clock:
         self.now += seconds
 
 
-def fail_listing_from(app: web.Application, page: int, kind: str = "malformed", count: int = 1) -> None:
-    """From the `page`-th identity listing request on, inject the simulator's own fault `kind`.
+def on_listing(app: web.Application, page: int, action: Callable[[], Awaitable[None]]) -> None:
+    """Await `action` when the `page`-th identity listing request arrives, before it is answered.
 
-    Installed before the simulator starts, ahead of its middleware, so a sweep fails exactly there.
+    Installed before the simulator starts, ahead of its middleware, so a sweep meets it exactly there.
     """
-    state = app[homebase.STATE]
     seen = 0
 
     @web.middleware
@@ -82,10 +81,20 @@ def fail_listing_from(app: web.Application, page: int, kind: str = "malformed", 
         if request.method == "GET" and request.path == "/v1/identity":
             seen += 1
             if seen == page:
-                state.faults.append(homebase.Fault(kind=kind, count=count, path="/v1/identity"))
+                await action()
         return await handler(request)
 
     app.middlewares.insert(0, trip)
+
+
+def fail_listing_from(app: web.Application, page: int, kind: str = "malformed", count: int = 1) -> None:
+    """From the `page`-th identity listing request on, inject the simulator's own fault `kind`."""
+    state = app[homebase.STATE]
+
+    async def fail() -> None:
+        state.faults.append(homebase.Fault(kind=kind, count=count, path="/v1/identity"))
+
+    on_listing(app, page, fail)
 
 
 @dataclass

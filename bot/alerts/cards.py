@@ -113,7 +113,13 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
     title = f"Resolved: {identity.name}" if resolved else f"{LEVEL_TITLES[level]}: {identity.name}"
     change = change_text(alert["from_score"], alert["from_level"], alert["score"], alert["level"])
     headline = f"*{esc(change, 200)}*"
-    if resolved:
+    if resolved and alert["gone"]:
+        shown = f"{'?' if alert['score'] is None else alert['score']}, {alert['level']}"
+        headline = (
+            f":white_check_mark: Resolved {_when(alert['resolved_at'])}: {esc(gone_text(source), 300)}"
+            f" (last seen at *{esc(shown, 100)}*)"
+        )
+    elif resolved:
         headline = f":white_check_mark: Resolved {_when(alert['resolved_at'])}, now *{esc(change, 200)}*"
     elif alert["mention"]:
         headline += f" {mention_text(alert['mention'])}"
@@ -151,7 +157,8 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
             )
         blocks.append(ActionsBlock(elements=buttons).to_dict())
     prefix = "Resolved" if resolved else f"{level.value.title()} risk"
-    fallback = f"{prefix}: {esc(identity.name, 200)} ({esc(change, 200)})"
+    why = gone_text(source) if resolved and alert["gone"] else change
+    fallback = f"{prefix}: {esc(identity.name, 200)} ({esc(why, 300)})"
     if alert["mention"] and not resolved:
         fallback = f"{mention_text(alert['mention'])} {fallback}"
     return {"text": fallback, "blocks": blocks}
@@ -167,6 +174,16 @@ def escalation_reply(change: str, mention: Optional[str]) -> Message:
 
 def resolve_reply(change: str) -> Message:
     text = f":white_check_mark: Resolved: *{esc(change, 200)}*"
+    return message(text, [SectionBlock(text=_md(text))])
+
+
+def gone_text(source: str) -> str:
+    """Why an alert resolved without a risk change: the identity was deleted at the provider."""
+    return f"no longer reported by {source}"
+
+
+def gone_reply(source: str) -> Message:
+    text = f":white_check_mark: Resolved: {esc(gone_text(source), 300)}"
     return message(text, [SectionBlock(text=_md(text))])
 
 

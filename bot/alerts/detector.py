@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 
 _STATE_COLUMNS = (
     "connector, identity_id, tenant_id, level, score, name, email, observed_at, alert_id, resolved_at,"
-    " snoozed_until"
+    " snoozed_until, seen_in"
 )
-_UPSERT_STATE = f"INSERT OR REPLACE INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_UPSERT_STATE = f"INSERT OR REPLACE INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _SELECT_PAGE = (
     "SELECT identity_id, level, score, observed_at, alert_id, resolved_at, snoozed_until"
     " FROM alert_identities WHERE connector = ? AND identity_id IN ({marks})"
 )
+# unchanged identities cost no state write, but the sweep that saw them is stamped on them in one statement
+_STAMP_PAGE = "UPDATE alert_identities SET seen_in = ? WHERE connector = ? AND identity_id IN ({marks})"
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,12 @@ class Detector:
         """Read every identity in `scope` page by page and record what changed; failures are reported
         in Slack once per outage, never raised."""
         connector = self.connectors[scope.connector]
-        baseline = not self._sweep_row(scope)["baseline_done"]
+        row = self._sweep_row(scope)
+        baseline = not row["baseline_done"]
+        number = row["sweeps"] + 1
         self.db.execute(
-            "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
+            "UPDATE alert_sweeps SET last_started_at = ?, sweeps = ? WHERE scope = ?",
+            [self.clock(), number, scope.key],
         )
         seen = rated = 0
         changes: dict[str, int] = {}
@@ -148,7 +153,9 @@ class Detector:
                     break
                 seen += len(page)
                 rated += sum(identity.risk_level is not None for identity in page)
-                for change in self._apply(connector, page, asked_at=asked_at, baseline=baseline):
+                for change in self._apply(
+                    connector, page, asked_at=asked_at, baseline=baseline, sweep=number
+                ):
                     changes[change.value] = changes.get(change.value, 0) + 1
         except ConnectorError as exc:
             return self._failed(scope, connector, str(exc), seen, changes, baseline)
@@ -158,6 +165,10 @@ class Detector:
             return self._failed(
                 scope, connector, f"unexpected error ({type(exc).__name__})", seen, changes, baseline
             )
+        # only a complete sweep tells who is gone; an empty answer is more likely a fault than a purge
+        gone = self._gone(scope, connector, number) if seen else 0
+        if gone:
+            changes["gone"] = gone
         self._succeeded(scope, connector, baseline, unrated=seen > 0 and rated == 0)
         return SweepResult(scope, seen, changes, baseline)
 
@@ -170,8 +181,11 @@ class Detector:
         except NotFoundError:
             return None
         scope = self._scope_for(connector, identity.tenant_id)
-        baseline = not self._sweep_row(scope)["baseline_done"]
-        applied = self._apply(connector, [identity], asked_at=asked_at, baseline=baseline)
+        row = self._sweep_row(scope)
+        # stamped with the scope's current sweep: a sweep running now must not take it for gone
+        applied = self._apply(
+            connector, [identity], asked_at=asked_at, baseline=not row["baseline_done"], sweep=row["sweeps"]
+        )
         return applied[0] if applied else Change.NONE
 
     def summary_scope_rows(self, scope: Scope, limit: int) -> tuple[int, list[dict[str, Any]]]:
@@ -254,15 +268,17 @@ class Detector:
         return next(self.db.query("SELECT * FROM alert_sweeps WHERE scope = ?", [scope.key]))
 
     def _apply(
-        self, connector: Connector, page: Sequence[Identity], *, asked_at: float, baseline: bool
+        self, connector: Connector, page: Sequence[Identity], *, asked_at: float, baseline: bool, sweep: int
     ) -> list[Change]:
-        """Compare one page with its stored rows and write the changes and their outbox rows at once."""
+        """Compare one page with its stored rows and write the changes and their outbox rows at once;
+        every stored row of the page is stamped as seen in `sweep`."""
         if not page:
             return []
         now = self.clock()
         ids = [identity.id for identity in page]
         queued = False
         out: list[Change] = []
+        marks = ",".join("?" * len(ids))
         with self.db.atomic():
             stored = {
                 row[0]: State(
@@ -273,10 +289,9 @@ class Detector:
                     resolved_at=row[5],
                     snoozed_until=row[6],
                 )
-                for row in self.db.execute(
-                    _SELECT_PAGE.format(marks=",".join("?" * len(ids))), [connector.name, *ids]
-                )
+                for row in self.db.execute(_SELECT_PAGE.format(marks=marks), [connector.name, *ids])
             }
+            self.db.execute(_STAMP_PAGE.format(marks=marks), [sweep, connector.name, *ids])
             writes = []
             for identity in page:
                 step = transition(
@@ -306,6 +321,7 @@ class Detector:
                         state.alert_id,
                         state.resolved_at,
                         state.snoozed_until,
+                        sweep,
                     )
                 )
             if writes:
@@ -388,6 +404,35 @@ class Detector:
         kind = {Change.ESCALATE: "escalate", Change.RESOLVE: "resolve"}.get(step.change, "refresh")
         self._outbox(kind, alert["channel"], open_id, payload, now)
         return state
+
+    def _gone(self, scope: Scope, connector: Connector, sweep: int) -> int:
+        """After a complete sweep: forget the identities of `scope` it did not see (the provider deleted
+        them), resolving their open alerts as gone in the same transaction. Returns how many."""
+        where, params = "connector = ? AND seen_in IS NOT ?", [scope.connector, sweep]
+        if scope.tenant_id is not None:
+            where += " AND tenant_id = ?"
+            params.append(scope.tenant_id)
+        now = self.clock()
+        reply = cards.gone_reply(self.source(connector))
+        with self.db.atomic():
+            open_ids = self.db.execute(
+                f"SELECT alert_id FROM alert_identities WHERE {where} AND alert_id IS NOT NULL",  # noqa: S608
+                params,
+            ).fetchall()
+            for (alert_id,) in open_ids:
+                self.db.execute(
+                    "UPDATE alerts SET status = 'resolved', gone = 1, resolved_at = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    [now, now, alert_id],
+                )
+                channel = self.db.execute("SELECT channel FROM alerts WHERE id = ?", [alert_id]).fetchone()[0]
+                self._outbox("resolve", channel, alert_id, {"reply": reply}, now)
+            gone = self.db.execute(f"DELETE FROM alert_identities WHERE {where}", params).rowcount  # noqa: S608
+        if gone:
+            log.info("risk sweep of %s: %d identities no longer reported, forgotten", scope.key, gone)
+        if open_ids:
+            self.on_outbox()
+        return gone
 
     def _mention(self, identity: Identity, level: RiskLevel) -> Optional[str]:
         if self.settings.mention and level is RiskLevel.CRITICAL and identity.privileged:

@@ -94,3 +94,12 @@ def m001_tables(db: Database) -> None:
             PRIMARY KEY (source, event_id)
         )"""
     )
+
+
+@migrations()
+def m002_gone(db: Database) -> None:
+    # Each sweep of a scope has a number; the rows it saw carry it, so a complete sweep can tell which
+    # identities the provider no longer reports (their rows are deleted, an open alert resolved as gone).
+    db.execute("ALTER TABLE alert_sweeps ADD COLUMN sweeps INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE alert_identities ADD COLUMN seen_in INTEGER")
+    db.execute("ALTER TABLE alerts ADD COLUMN gone INTEGER NOT NULL DEFAULT 0")
