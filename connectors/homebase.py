@@ -344,7 +344,10 @@ class HomeBaseConnector(Connector):
 
     async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
         text = query.strip()
-        if not text or limit < 1:
+        if not text:
+            # as SailPoint: an empty search is a mistake to tell the person, not "no match"
+            raise ValidationError("type an email, an id (idn_…) or a name to search for", provider=self.label)
+        if limit < 1:
             return []
         if text.startswith("idn_"):
             try:

@@ -68,6 +68,8 @@ async def test_help_lists_every_subcommand_in_the_ack(h):
     [
         ("frobnicate now", "Unknown subcommand *frobnicate*", "/idops whois"),
         ("whois", "is missing", "/idops whois &lt;email|id|name&gt;"),
+        ('whois ""', "is missing", "/idops whois &lt;email|id|name&gt;"),
+        ('whois "   "', "is missing", "/idops whois &lt;email|id|name&gt;"),
         ("revoke", "is missing", "/idops revoke &lt;who&gt; [reason]"),
         ("reset", "is missing", "/idops reset &lt;who&gt; [reason]"),
         ("disable", "is missing", "/idops disable &lt;who&gt; &lt;reason&gt;"),

@@ -218,7 +218,9 @@ async def test_find_by_id_email_and_name(start) -> None:
         by_part = await hb.find_identities(record["display_name"].split()[0], limit=3)
         assert await hb.find_identities("nobody@nowhere.example") == []
         assert await hb.find_identities("idn_0000000000") == []
-        assert await hb.find_identities("   ") == []
+        for blank in ("", "   ", "\t\n"):
+            with pytest.raises(ValidationError, match=r"^HomeBase: type an email, an id \(idn_…\) or a name"):
+                await hb.find_identities(blank)
     assert record["id"] in [i.id for i in by_name]
     assert all(i.display_name == record["display_name"] for i in by_name)
     assert len(by_part) == 3

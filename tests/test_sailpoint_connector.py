@@ -230,8 +230,9 @@ async def test_get_and_find(env: Env) -> None:
     assert found and all(
         i.display_name.startswith(prefix) or i.raw["alias"].startswith(prefix.lower()) for i in found
     )
-    with pytest.raises(ValidationError, match="type an email"):
-        await connector.find_identities("   ")
+    for blank in ("", "   ", "\t\n"):
+        with pytest.raises(ValidationError, match=r"^SailPoint: type an email, a 32-character id or a name"):
+            await connector.find_identities(blank)
     with pytest.raises(ValidationError, match="longer than 256"):
         await connector.find_identities("x" * 300)
 
