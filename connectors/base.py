@@ -58,7 +58,8 @@ class IdentitySource(abc.ABC):
 
     @abc.abstractmethod
     async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
-        """Identities whose email, id or name matches `query` (exact email or id first)."""
+        """Identities whose email, id or name matches `query` (exact email or id first); a blank
+        `query` is a ValidationError saying what to type."""
 
     @abc.abstractmethod
     async def check(self) -> CheckResult:
