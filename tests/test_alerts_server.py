@@ -436,13 +436,16 @@ async def test_healthz_reports_alerts_that_fail_for_good_and_the_log_names_the_c
             "alert deliveries to C0NOWHERE fail for good: Slack refused chat_postMessage: channel_not_found;"
             " check the channel id in the config (kept as failed; logged once until one works)"
         ]
-        # the channel is fixed: the next alert there gets through, and the server is healthy again
+        # the channel is fixed: the next alert there gets through, then the two refused before it, and
+        # the server is healthy again
         s.slack.channels["C0NOWHERE"] = "nowhere"
         await raise_risk(s, s.hb_low(), 95)
         await s.settle()
-        assert len(s.cards("C0NOWHERE")) == 1
+        assert len(s.cards("C0NOWHERE")) == 3
         assert (await healthz(s))["alerts"] == {"ok": True, "stuck": none, "failed": none, "channels": {}}
-        assert sender_log(caplog)[1:] == ["alert deliveries to C0NOWHERE work again"]
+        assert sender_log(caplog)[1:] == [
+            "alert deliveries to C0NOWHERE work again; sending the 2 that failed there before"
+        ]
 
 
 async def test_healthz_reports_alerts_stuck_while_slack_is_down_and_the_log_says_so_once(

@@ -34,7 +34,8 @@ from . import cards
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "idops_alert"
-# Slack errors that no retry will cure: the row is kept as `failed` with the error, for a person to see.
+# Slack errors that no retry will cure: the row is kept as `failed` with the error, for a person to see
+# (and sent after all if it is one of CHANNEL_ERRORS and the channel works again).
 PERMANENT_ERRORS = frozenset(
     {
         "channel_not_found",
@@ -58,6 +59,9 @@ HINTS = {
     "not_in_channel": "invite the bot to the channel",
     "is_archived": "unarchive the channel or route elsewhere",
 }
+# Refusals about the channel, not the message: once the channel takes a delivery again, the rows they
+# failed are queued again (in their order) and sent after all.
+CHANNEL_ERRORS = ("channel_not_found", "not_in_channel", "is_archived")
 HISTORY_PAGES = 5  # how far back (x200 messages) an uncertain post is looked for
 KEEP_SENT = 30 * 24 * 3600.0  # delivered rows are kept this long (for inspection), then pruned
 
@@ -235,8 +239,19 @@ class Sender:
             )
 
     def _recovered(self, channel: str) -> None:
-        if self._failing.pop(channel, None) is not None:
-            log.info("alert deliveries to %s work again", channel)
+        """A delivery to `channel` worked: re-queue what failed there only because of the channel.
+
+        Those rows never reached Slack; and as their attempts count makes them uncertain, each is looked
+        for in the channel before it is posted, so nothing is posted twice.
+        """
+        requeued = self.db.execute(
+            "UPDATE alert_outbox SET status = 'pending', not_before = 0 WHERE status = 'failed'"
+            " AND channel = ? AND substr(error, instr(error, ': ') + 2) IN (SELECT value FROM json_each(?))",
+            [channel, json.dumps(CHANNEL_ERRORS)],
+        ).rowcount
+        if self._failing.pop(channel, None) is not None or requeued:
+            again = f"; sending the {requeued} that failed there before" if requeued else ""
+            log.info("alert deliveries to %s work again%s", channel, again)
 
     def health(self, now: float, stuck_after: float) -> dict[str, Any]:
         """Deliveries not getting through: rows unsent for over `stuck_after` s, rows failed for good
