@@ -40,6 +40,10 @@ def stored(a: Alerts, identity_id: str) -> Any:
     ).fetchone()
 
 
+def alert_id(card: dict[str, Any]) -> str:
+    return str(card["metadata"]["event_payload"]["alert_id"])
+
+
 def counts(a: Alerts) -> dict[RiskLevel, int]:
     risk = a.detector.stored_risk("hld")
     assert risk is not None
@@ -88,7 +92,7 @@ async def test_a_deleted_identity_is_resolved_as_gone_only_by_a_complete_sweep(t
         assert "last seen at *88, critical*" in text
         (reply,) = card["replies"]
         assert "no longer reported by HomeBase (hld)" in all_text(reply)
-        alert = a.detector.alert(card["metadata"]["event_payload"]["alert_id"])
+        alert = a.detector.alert(alert_id(card))
         assert alert is not None and alert["status"] == "resolved" and alert["gone"] == 1
 
         # said once: the next sweep has nothing more to say
@@ -117,25 +121,28 @@ async def test_only_the_swept_tenant_forgets_its_deleted_identities(tmp_path: Pa
         assert sum(counts(a).values()) == 58
 
 
-async def test_a_recheck_during_a_sweep_does_not_make_its_identity_look_gone(tmp_path: Path) -> None:
+async def test_an_identity_new_since_the_sweep_passed_it_is_kept_when_a_webhook_stored_it(
+    tmp_path: Path,
+) -> None:
     app = homebase.create_app(identities=60, rate_limits=False, api_keys=("hld_test_simulator",))
+    sim = app[homebase.STATE]
+    index = next(i for i in range(20) if homebase.risk_level(sim.risk_score(i)) == "low")  # page 1
+    sim.delete(sim.identity_id(index))  # not there yet
     rechecked: list[Any] = []
 
-    async def webhook_recheck() -> None:
+    async def created_and_webhook() -> None:
+        sim.deleted.discard(index)  # created at the provider after the sweep listed its page
         a.set_risk(index, 95)
-        rechecked.append(await a.detector.recheck("hld", a.sim.identity_id(index)))
+        rechecked.append(await a.detector.recheck("hld", sim.identity_id(index)))
 
-    on_listing(app, 6, webhook_recheck)  # the second sweep's last page: its first is stored already
+    on_listing(app, 6, created_and_webhook)  # the second sweep's last page
     async with running(tmp_path, sim_app=app, page_size=20) as a:
-        await a.sweep()
-        index = a.index_at(RiskLevel.LOW)
-        assert index < 20  # on the first page
+        assert (await a.sweep()).seen == 59
         result = await a.sweep()
-        assert rechecked == ["open"] and result.error is None
+        assert rechecked == ["open"] and result.error is None and result.seen == 59
         assert "gone" not in result.changes
         (card,) = a.cards()
-        alert_id = card["metadata"]["event_payload"]["alert_id"]
-        assert stored(a, a.sim.identity_id(index)) == ("critical", alert_id)
+        assert stored(a, sim.identity_id(index)) == ("critical", alert_id(card))
         assert "alert:ack" in action_ids(card)
 
 

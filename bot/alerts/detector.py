@@ -31,15 +31,16 @@ log = logging.getLogger(__name__)
 
 _STATE_COLUMNS = (
     "connector, identity_id, tenant_id, level, score, name, email, observed_at, alert_id, resolved_at,"
-    " snoozed_until, seen_in"
+    " snoozed_until"
 )
-_UPSERT_STATE = f"INSERT OR REPLACE INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_UPSERT_STATE = f"INSERT OR REPLACE INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _SELECT_PAGE = (
     "SELECT identity_id, level, score, observed_at, alert_id, resolved_at, snoozed_until"
     " FROM alert_identities WHERE connector = ? AND identity_id IN ({marks})"
 )
-# unchanged identities cost no state write, but the sweep that saw them is stamped on them in one statement
-_STAMP_PAGE = "UPDATE alert_identities SET seen_in = ? WHERE connector = ? AND identity_id IN ({marks})"
+# appended, not stamped on the stored rows: ids arrive in no useful order, and rewriting their rows
+# would dirty every database page on every page of every sweep
+_SEEN = "INSERT INTO alert_seen (scope, identity_id) VALUES (?, ?)"
 
 
 @dataclass(frozen=True)
@@ -134,13 +135,12 @@ class Detector:
         """Read every identity in `scope` page by page and record what changed; failures are reported
         in Slack once per outage, never raised."""
         connector = self.connectors[scope.connector]
-        row = self._sweep_row(scope)
-        baseline = not row["baseline_done"]
-        number = row["sweeps"] + 1
-        self.db.execute(
-            "UPDATE alert_sweeps SET last_started_at = ?, sweeps = ? WHERE scope = ?",
-            [self.clock(), number, scope.key],
-        )
+        baseline = not self._sweep_row(scope)["baseline_done"]
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
+            )
+            self.db.execute("DELETE FROM alert_seen WHERE scope = ?", [scope.key])
         seen = rated = 0
         changes: dict[str, int] = {}
         try:
@@ -153,9 +153,7 @@ class Detector:
                     break
                 seen += len(page)
                 rated += sum(identity.risk_level is not None for identity in page)
-                for change in self._apply(
-                    connector, page, asked_at=asked_at, baseline=baseline, sweep=number
-                ):
+                for change in self._apply(connector, page, asked_at=asked_at, baseline=baseline, scope=scope):
                     changes[change.value] = changes.get(change.value, 0) + 1
         except ConnectorError as exc:
             return self._failed(scope, connector, str(exc), seen, changes, baseline)
@@ -166,7 +164,7 @@ class Detector:
                 scope, connector, f"unexpected error ({type(exc).__name__})", seen, changes, baseline
             )
         # only a complete sweep tells who is gone; an empty answer is more likely a fault than a purge
-        gone = self._gone(scope, connector, number) if seen else 0
+        gone = self._gone(scope, connector) if seen else 0
         if gone:
             changes["gone"] = gone
         self._succeeded(scope, connector, baseline, unrated=seen > 0 and rated == 0)
@@ -181,11 +179,9 @@ class Detector:
         except NotFoundError:
             return None
         scope = self._scope_for(connector, identity.tenant_id)
-        row = self._sweep_row(scope)
-        # stamped with the scope's current sweep: a sweep running now must not take it for gone
-        applied = self._apply(
-            connector, [identity], asked_at=asked_at, baseline=not row["baseline_done"], sweep=row["sweeps"]
-        )
+        baseline = not self._sweep_row(scope)["baseline_done"]
+        # seen, for a sweep of its scope running now that listed it before this write
+        applied = self._apply(connector, [identity], asked_at=asked_at, baseline=baseline, scope=scope)
         return applied[0] if applied else Change.NONE
 
     def summary_scope_rows(self, scope: Scope, limit: int) -> tuple[int, list[dict[str, Any]]]:
@@ -268,10 +264,10 @@ class Detector:
         return next(self.db.query("SELECT * FROM alert_sweeps WHERE scope = ?", [scope.key]))
 
     def _apply(
-        self, connector: Connector, page: Sequence[Identity], *, asked_at: float, baseline: bool, sweep: int
+        self, connector: Connector, page: Sequence[Identity], *, asked_at: float, baseline: bool, scope: Scope
     ) -> list[Change]:
-        """Compare one page with its stored rows and write the changes and their outbox rows at once;
-        every stored row of the page is stamped as seen in `sweep`."""
+        """Compare one page with its stored rows and write the changes and their outbox rows at once,
+        and note its ids as seen by the sweep of `scope`."""
         if not page:
             return []
         now = self.clock()
@@ -291,7 +287,7 @@ class Detector:
                 )
                 for row in self.db.execute(_SELECT_PAGE.format(marks=marks), [connector.name, *ids])
             }
-            self.db.execute(_STAMP_PAGE.format(marks=marks), [sweep, connector.name, *ids])
+            self.db.conn.executemany(_SEEN, [(scope.key, identity_id) for identity_id in ids])
             writes = []
             for identity in page:
                 step = transition(
@@ -321,7 +317,6 @@ class Detector:
                         state.alert_id,
                         state.resolved_at,
                         state.snoozed_until,
-                        sweep,
                     )
                 )
             if writes:
@@ -405,10 +400,11 @@ class Detector:
         self._outbox(kind, alert["channel"], open_id, payload, now)
         return state
 
-    def _gone(self, scope: Scope, connector: Connector, sweep: int) -> int:
+    def _gone(self, scope: Scope, connector: Connector) -> int:
         """After a complete sweep: forget the identities of `scope` it did not see (the provider deleted
         them), resolving their open alerts as gone in the same transaction. Returns how many."""
-        where, params = "connector = ? AND seen_in IS NOT ?", [scope.connector, sweep]
+        where = "connector = ? AND identity_id NOT IN (SELECT identity_id FROM alert_seen WHERE scope = ?)"
+        params: list[Any] = [scope.connector, scope.key]
         if scope.tenant_id is not None:
             where += " AND tenant_id = ?"
             params.append(scope.tenant_id)
@@ -428,6 +424,7 @@ class Detector:
                 channel = self.db.execute("SELECT channel FROM alerts WHERE id = ?", [alert_id]).fetchone()[0]
                 self._outbox("resolve", channel, alert_id, {"reply": reply}, now)
             gone = self.db.execute(f"DELETE FROM alert_identities WHERE {where}", params).rowcount  # noqa: S608
+            self.db.execute("DELETE FROM alert_seen WHERE scope = ?", [scope.key])
         if gone:
             log.info("risk sweep of %s: %d identities no longer reported, forgotten", scope.key, gone)
         if open_ids:
@@ -467,6 +464,7 @@ class Detector:
     ) -> SweepResult:
         now = self.clock()
         with self.db.atomic():
+            self.db.execute("DELETE FROM alert_seen WHERE scope = ?", [scope.key])  # tells nothing now
             claimed = self.db.execute(
                 "UPDATE alert_sweeps SET failing = 1, last_error = ? WHERE scope = ? AND failing = 0",
                 [error, scope.key],

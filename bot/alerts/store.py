@@ -98,8 +98,7 @@ def m001_tables(db: Database) -> None:
 
 @migrations()
 def m002_gone(db: Database) -> None:
-    # Each sweep of a scope has a number; the rows it saw carry it, so a complete sweep can tell which
-    # identities the provider no longer reports (their rows are deleted, an open alert resolved as gone).
-    db.execute("ALTER TABLE alert_sweeps ADD COLUMN sweeps INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE alert_identities ADD COLUMN seen_in INTEGER")
+    # The ids each running sweep has listed, appended page by page (cheap: no stored row is rewritten);
+    # a complete sweep forgets the identities of its scope missing here, resolving their alerts as gone.
+    db.execute("CREATE TABLE alert_seen (scope TEXT NOT NULL, identity_id TEXT NOT NULL)")
     db.execute("ALTER TABLE alerts ADD COLUMN gone INTEGER NOT NULL DEFAULT 0")
