@@ -115,11 +115,6 @@ class Status(str, enum.Enum):
     DENIED = "denied"
     EXPIRED = "expired"
 
-    @property
-    def final(self) -> bool:
-        """No click can change this state any more (FAILED can still be retried)."""
-        return self in (Status.EXECUTED, Status.DENIED, Status.EXPIRED)
-
 
 @dataclass(frozen=True)
 class ApprovalRequest:

@@ -87,20 +87,3 @@ class ProviderUnavailableError(ConnectorError):
 
 class UnsupportedActionError(ConnectorError):
     kind = "unsupported"
-
-
-ERRORS_BY_KIND = {
-    cls.kind: cls
-    for cls in (
-        ConnectorError,
-        ConfigurationError,
-        AuthenticationError,
-        PermissionDeniedError,
-        NotFoundError,
-        ValidationError,
-        ConflictError,
-        RateLimitedError,
-        ProviderUnavailableError,
-        UnsupportedActionError,
-    )
-}
