@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint unit demo bench soar soar-venv clean
+.PHONY: venv test lint unit demo bench soar soar-venv system-deps clean
 
 # The Splunk SOAR app's own environment (splunk-soar-sdk pins pydantic<2) and its built package.
 SOAR := plugins/splunk_soar
@@ -19,6 +19,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	# the stand-ins (standins/) are not installed with idops: the repo root on sys.path reaches them
+	echo "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/idops_repo.pth"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -29,13 +31,17 @@ lint: venv
 	# connectors/ is embedded in SOAR runtimes that run Python 3.9
 	$(VENV)/bin/vermin --no-tips --violations -t=3.9- --eval-annotations --backport dataclasses connectors/
 
-unit: venv soar
+# Debian packages the tests need (Chromium): installed when root, else the exact apt-get line.
+system-deps:
+	@sh scripts/system-deps
+
+unit: venv soar system-deps
 	$(PY) -m pytest -q
 
 test: lint unit
 
 demo: venv
-	$(PY) -m bot.cli demo
+	$(VENV)/bin/idops demo
 
 bench: venv
 	$(PY) bench/sweep.py

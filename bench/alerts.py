@@ -34,9 +34,9 @@ from _support import simulator_process
 from bot.alerts.detector import Detector, Scope, SweepResult
 from bot.alerts.store import migrations
 from bot.config import AlertSettings
-from bot.simulators.homebase import HomeBaseState
 from bot.store import open_db
 from connectors.homebase import HomeBaseConnector
+from standins.homebase import HomeBaseState
 
 API_KEY = "hld_test_bench"
 TARGET_SECONDS = 60.0

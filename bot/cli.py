@@ -25,13 +25,12 @@ DELEGATED = {
     "serve": "bot.server",
     "manifest": "bot.manifest",
     "audit": "bot.audit_cli",
-    "demo": "bot.demo",
 }
-SIMULATORS = {
-    "homebase": "bot.simulators.homebase",
-    "sailpoint": "bot.simulators.sailpoint",
-    "slack": "bot.simulators.slack",
-}
+# `idops sim …` and `idops demo` run the stand-ins, development tools that live in a source checkout
+# (the top-level `standins` package) and are not installed with idops: handed over by module name,
+# so bot/ never imports them.
+STANDINS = "standins.cli"
+STANDIN_COMMANDS = ("sim", "demo")
 
 
 def build_connector(config: Config, name: str, environ: Optional[dict] = None) -> Connector:
@@ -68,15 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("id")
     get.add_argument("--json", action="store_true")
 
-    sim = sub.add_parser("sim", help="run a local simulator: homebase, sailpoint or slack")
-    sim.add_argument("which", choices=sorted(SIMULATORS))
-    sim.add_argument("args", nargs=argparse.REMAINDER)
-
     for name, help_text in (
         ("serve", "run the Slack bot (HTTP or Socket Mode)"),
         ("manifest", "print a Slack app manifest"),
         ("audit", "verify or export the audit trail"),
-        ("demo", "run the whole loop locally with simulators and a Slack stand-in"),
+        ("sim", "run a local stand-in (homebase, sailpoint, slack): source checkout only"),
+        ("demo", "run the whole loop locally with stand-ins: source checkout only"),
     ):
         delegated = sub.add_parser(name, help=help_text, add_help=False)
         delegated.add_argument("args", nargs=argparse.REMAINDER)
@@ -175,16 +171,32 @@ async def _identities_get(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _standins(words: list[str]) -> int:
+    try:
+        standins = importlib.import_module(STANDINS)
+    except ModuleNotFoundError:
+        print(
+            f"idops: '{words[0]}' runs the stand-ins, which come with a source checkout of idops and are "
+            "not installed with it: run it there (make demo, or .venv/bin/idops)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return int(standins.main(words) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in STANDIN_COMMANDS:
+        return _standins(words)
     if words and words[0] in DELEGATED:
         # straight to the module's own parser: REMAINDER would refuse a leading --option (serve --config)
         args = argparse.Namespace(command=words[0], args=words[1:])
     else:
         args = _parser().parse_args(words)
     try:
-        if args.command == "sim":
-            return int(importlib.import_module(SIMULATORS[args.which]).main(args.args) or 0)
         if args.command in DELEGATED:
             return int(importlib.import_module(DELEGATED[args.command]).main(args.args) or 0)
         config = load_config(args.config)

@@ -1,0 +1,981 @@
+"""SailPoint Identity Security Cloud stand-in: OAuth2 client credentials, identities, accounts, disable.
+
+Serves the paths idops and the official SDK use (`/v2024/identities`, `/v2025/identities`,
+`/identities/v1`, `/v3/accounts`, `/accounts/v1`, ...) with the spec's shapes
+(shared/specs/sailpoint-isc-v2024-identities.openapi.json). Identities are made on demand from
+`standins.seed.person(i)`, so a million are servable; only what actions and admins changed is
+kept. `/_admin/...` injects faults and changes risk scores for tests and demos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import functools
+import hashlib
+import json
+import math
+import operator
+import os
+import re
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+from aiohttp import web
+
+from . import run_until_stopped
+from .seed import EPOCH, person
+
+MAX_LIMIT = 250
+EXPERIMENTAL_VERSIONS = ("v2024", "v2025")
+SOURCES = (
+    # (source id, name, authoritative) of the two accounts every identity has
+    ("2c9180835d2e5168015d32f890ca1581", "IdentityNow", False),
+    ("2c9180835d2e5168015d32f890ca1582", "Active Directory", True),
+)
+FAULT_KINDS = ("429", "500", "slow", "drop", "malformed", "expire_token")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _hex(*parts: object) -> str:
+    return hashlib.sha1(":".join(map(str, parts)).encode(), usedforsecurity=False).hexdigest()
+
+
+def error_body(status: int, text: str, detail: Optional[str] = None) -> dict:
+    """An ErrorResponseDto as SailPoint sends it."""
+    return {
+        "detailCode": detail or f"{status} {_REASONS.get(status, 'Error')}",
+        "trackingId": uuid.uuid4().hex,
+        "messages": [{"locale": "en-US", "localeOrigin": "DEFAULT", "text": text}],
+        "causes": [],
+    }
+
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not found", 500: "Internal Fault"}
+
+
+def _error(status: int, text: str, detail: Optional[str] = None) -> web.Response:
+    return web.json_response(error_body(status, text, detail), status=status)
+
+
+def _not_found() -> web.Response:
+    return _error(404, "The server did not find a current representation for the target resource.")
+
+
+def _bad_request(text: str) -> web.Response:
+    return _error(400, text, "400.1 Bad Request Content")
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+
+class FilterError(ValueError):
+    """A `filters` expression that cannot be parsed or uses a field/operator the endpoint lacks."""
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>"(?:[^"\\]|\\.)*")
+      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+      | (?P<punct>[(),])
+      | (?P<bad>\S)
+    )""",
+    re.VERBOSE | re.DOTALL,
+)
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_LITERALS = {"true": True, "false": False, "null": None}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    field: str
+    op: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # "and" | "or"
+    parts: tuple[Any, ...]
+
+
+def _tokens(text: str) -> list[tuple[str, Any, int]]:
+    out: list[tuple[str, Any, int]] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:  # only trailing whitespace is left
+            break
+        kind = match.lastgroup
+        raw = match.group(kind) if kind else ""
+        start = match.start(kind) if kind else pos
+        pos = match.end()
+        if kind == "bad":
+            if raw == '"':
+                raise FilterError(f"unterminated string starting at position {start}")
+            raise FilterError(f"unexpected character {raw!r} at position {start}")
+        if kind == "string":
+            out.append(("value", _UNESCAPE.sub(r"\1", raw[1:-1]), start))
+        elif kind == "number":
+            out.append(("value", float(raw) if "." in raw else int(raw), start))
+        elif kind == "word" and raw in _LITERALS:
+            out.append(("value", _LITERALS[raw], start))
+        elif kind:
+            out.append((kind, raw, start))
+    return out
+
+
+class _Parser:
+    """Recursive descent over `expr := and ("or" and)*`, `and := atom ("and" atom)*`,
+    `atom := "(" expr ")" | field op value | field "in" "(" value ("," value)* ")"`."""
+
+    def __init__(self, text: str, allowed: dict[str, frozenset[str]]) -> None:
+        self.tokens = _tokens(text)
+        self.pos = 0
+        self.allowed = allowed
+
+    def parse(self) -> Any:
+        if not self.tokens:
+            raise FilterError("the filter is empty")
+        node = self._or()
+        if self.pos < len(self.tokens):
+            _, raw, at = self.tokens[self.pos]
+            raise FilterError(f"unexpected {raw!r} at position {at}")
+        return node
+
+    def _peek(self) -> Optional[tuple[str, Any, int]]:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _take(self, kind: str, raw: Optional[str] = None) -> tuple[str, Any, int]:
+        token = self._peek()
+        if token is None:
+            raise FilterError(f"the filter ends where {raw or kind} was expected")
+        if token[0] != kind or (raw is not None and token[1] != raw):
+            raise FilterError(f"expected {raw or kind} at position {token[2]}, found {token[1]!r}")
+        self.pos += 1
+        return token
+
+    def _keyword(self, word: str) -> bool:
+        token = self._peek()
+        if token is not None and token[0] == "word" and token[1] == word:
+            self.pos += 1
+            return True
+        return False
+
+    def _or(self) -> Any:
+        parts = [self._and()]
+        while self._keyword("or"):
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else BoolOp("or", tuple(parts))
+
+    def _and(self) -> Any:
+        parts = [self._atom()]
+        while self._keyword("and"):
+            parts.append(self._atom())
+        return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
+
+    def _atom(self) -> Any:
+        token = self._peek()
+        if token is not None and token[0] == "punct" and token[1] == "(":
+            self.pos += 1
+            node = self._or()
+            self._take("punct", ")")
+            return node
+        _, name, at = self._take("word")
+        if name not in self.allowed:
+            raise FilterError(f"filtering on '{name}' is not supported (position {at})")
+        _, op, _ = self._take("word")
+        if op not in self.allowed[name]:
+            ops = ", ".join(sorted(self.allowed[name]))
+            raise FilterError(f"operator '{op}' is not supported for '{name}' (supported: {ops})")
+        if op == "in":
+            self._take("punct", "(")
+            values = [self._take("value")[1]]
+            while self._peek() is not None and self._peek()[1] == ",":  # type: ignore[index]
+                self.pos += 1
+                values.append(self._take("value")[1])
+            self._take("punct", ")")
+            return Comparison(name, op, tuple(values))
+        return Comparison(name, op, (self._take("value")[1],))
+
+
+def parse_filter(text: str, allowed: dict[str, frozenset[str]]) -> Any:
+    """Parse a SailPoint `filters` expression, accepting only the `allowed` field/operator pairs."""
+    return _Parser(text, allowed).parse()
+
+
+def _norm(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def evaluate(node: Any, doc: dict, getters: dict[str, Callable[[dict], Any]]) -> bool:
+    """Whether `doc` matches the parsed filter (string comparisons ignore case, as SailPoint's do)."""
+    if isinstance(node, BoolOp):
+        results = (evaluate(part, doc, getters) for part in node.parts)
+        return all(results) if node.op == "and" else any(results)
+    actual = _norm(getters[node.field](doc))
+    wanted = [_norm(value) for value in node.values]
+    if node.op == "eq":
+        return bool(actual == wanted[0])
+    if node.op == "in":
+        return actual in wanted
+    if not isinstance(actual, str) or not isinstance(wanted[0], str):
+        return False
+    return actual.startswith(wanted[0]) if node.op == "sw" else wanted[0] in actual
+
+
+def _equalities(node: Any, fields: Sequence[str]) -> Optional[list[Any]]:
+    """Values a filter pins one of `fields` to (eq/in, maybe inside an `and`), or None for "any"."""
+    if isinstance(node, Comparison) and node.field in fields and node.op in ("eq", "in"):
+        return list(node.values)
+    if isinstance(node, BoolOp) and node.op == "and":
+        for part in node.parts:
+            found = _equalities(part, fields)
+            if found is not None:
+                return found
+    return None
+
+
+def _ops(spec: str) -> frozenset[str]:
+    return frozenset(spec.split())
+
+
+# Identity fields and operators as the spec lists them, plus `co` on the name-like fields.
+IDENTITY_FILTERS = {
+    "id": _ops("eq in"),
+    "name": _ops("eq sw co"),
+    "alias": _ops("eq sw co"),
+    "firstname": _ops("eq sw"),
+    "lastname": _ops("eq sw"),
+    "email": _ops("eq sw co"),
+    "emailAddress": _ops("eq sw co"),
+    "cloudStatus": _ops("eq"),
+    "processingState": _ops("eq"),
+    "correlated": _ops("eq"),
+    "protected": _ops("eq"),
+}
+IDENTITY_GETTERS: dict[str, Callable[[dict], Any]] = {
+    "id": lambda d: d["id"],
+    "name": lambda d: d["name"],
+    "alias": lambda d: d["alias"],
+    "firstname": lambda d: d["attributes"]["firstname"],
+    "lastname": lambda d: d["attributes"]["lastname"],
+    "email": lambda d: d["emailAddress"],
+    "emailAddress": lambda d: d["emailAddress"],
+    "cloudStatus": lambda d: d["attributes"]["cloudStatus"],
+    "processingState": lambda d: d["processingState"],
+    "correlated": lambda d: True,
+    "protected": lambda d: False,
+}
+IDENTITY_SORTERS = ("name", "alias", "cloudStatus")
+ACCOUNT_FILTERS = {
+    "id": _ops("eq in sw"),
+    "identityId": _ops("eq in sw"),
+    "name": _ops("eq in sw"),
+    "nativeIdentity": _ops("eq in sw"),
+    "sourceId": _ops("eq in sw"),
+    "uncorrelated": _ops("eq"),
+    "hasEntitlements": _ops("eq"),
+}
+ACCOUNT_GETTERS: dict[str, Callable[[dict], Any]] = {key: operator.itemgetter(key) for key in ACCOUNT_FILTERS}
+ACCOUNT_SORTERS = ("id", "name", "identityId", "nativeIdentity", "sourceId")
+
+
+# --- state -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    kind: str
+    remaining: int
+    retry_after: int = 1
+    delay: float = 2.0
+
+
+@dataclass
+class RequestRecord:
+    """One API request as the simulator saw it (tests check pacing and retries against these)."""
+
+    at: float
+    client_id: Optional[str]
+    method: str
+    path: str
+    status: int = 0
+
+
+@dataclass
+class SailPointState:
+    """Everything the simulator knows beyond the seeded population; reachable as `app[STATE]`."""
+
+    identities: int
+    seed: int
+    client_id: str
+    client_secret: str
+    tenant: str = "acme"
+    rate_limit: bool = True
+    rate_limit_requests: int = 100
+    rate_limit_period: float = 10.0
+    token_ttl: int = 749
+    latency: float = 0.0
+    require_experimental: bool = False
+    risk: dict[int, Optional[int]] = field(default_factory=dict)
+    disabled_accounts: set[str] = field(default_factory=set)
+    touched: set[int] = field(default_factory=set)
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    tokens_issued: int = 0
+    tasks: dict[str, dict] = field(default_factory=dict)
+    faults: collections.deque[Fault] = field(default_factory=collections.deque)
+    windows: dict[str, collections.deque[float]] = field(default_factory=dict)
+    log: collections.deque[RequestRecord] = field(default_factory=lambda: collections.deque(maxlen=20000))
+    in_flight: int = 0
+    max_in_flight: int = 0
+    cache_size: int = 60000
+
+    def __post_init__(self) -> None:
+        self._cached_json = functools.lru_cache(maxsize=self.cache_size)(self._render)
+
+    # ids: 32 hex like SailPoint's; the last 8 hex digits carry the index, the rest is a seeded hash
+    def identity_id(self, index: int) -> str:
+        return f"2c9180{_hex('identity', self.seed, index)[:18]}{index:08x}"
+
+    def account_id(self, index: int, n: int) -> str:
+        return f"2c9181{_hex('account', self.seed, index, n)[:16]}{index:08x}{n:02x}"
+
+    def index_of(self, identity_id: Any) -> Optional[int]:
+        if not isinstance(identity_id, str) or len(identity_id) != 32:
+            return None
+        try:
+            index = int(identity_id[-8:], 16)
+        except ValueError:
+            return None
+        ok = index < self.identities and self.identity_id(index) == identity_id
+        return index if ok else None
+
+    def account_of(self, account_id: Any) -> Optional[tuple[int, int]]:
+        if not isinstance(account_id, str) or len(account_id) != 32:
+            return None
+        try:
+            index, n = int(account_id[-10:-2], 16), int(account_id[-2:], 16)
+        except ValueError:
+            return None
+        ok = index < self.identities and n < len(SOURCES) and self.account_id(index, n) == account_id
+        return (index, n) if ok else None
+
+    def identity(self, index: int) -> dict:
+        """Identity `index` as the API returns it (spec schema `Identity`)."""
+        p = person(index, seed=self.seed)
+        alias = f"{p.first}.{p.last}.{index}".lower()
+        disabled = all(self.account_id(index, n) in self.disabled_accounts for n in range(len(SOURCES)))
+        status = "DISABLED" if disabled else ("ACTIVE" if p.status == "active" else "LOCKED")
+        manager = index - index % 20
+        return {
+            "id": self.identity_id(index),
+            "name": p.display_name,
+            "created": _iso(p.created_at),
+            "modified": _iso(p.last_login_at),
+            "alias": alias,
+            "emailAddress": p.email,
+            "processingState": None,
+            "identityStatus": status,
+            "managerRef": None
+            if manager == index
+            else {
+                "type": "IDENTITY",
+                "id": self.identity_id(manager),
+                "name": person(manager, seed=self.seed).display_name,
+            },
+            "isManager": index % 20 == 0 and index + 1 < self.identities,
+            "lastRefresh": _iso(EPOCH),
+            "attributes": {
+                "uid": alias,
+                "firstname": p.first,
+                "lastname": p.last,
+                "displayName": p.display_name,
+                "email": p.email,
+                "cloudStatus": status,
+                "riskScore": self.risk.get(index, p.risk_score),
+                "privileged": p.privileged,
+                "lastLogin": _iso(p.last_login_at),
+                "lastLoginIp": p.last_login_ip,
+                "lastLoginCountry": p.last_login_country,
+            },
+            "lifecycleState": {
+                "stateName": "active" if status == "ACTIVE" else "inactive",
+                "manuallyUpdated": False,
+            },
+        }
+
+    def _render(self, index: int) -> bytes:
+        return json.dumps(self.identity(index), separators=(",", ":")).encode()
+
+    def identity_json(self, index: int) -> bytes:
+        """Identity `index` serialized; untouched ones come from a bounded cache (pages are re-read often)."""
+        return self._render(index) if index in self.touched else self._cached_json(index)
+
+    def account(self, index: int, n: int) -> dict:
+        """Account `n` of identity `index` (spec schema `Account`)."""
+        p = person(index, seed=self.seed)
+        source_id, source_name, authoritative = SOURCES[n]
+        alias = f"{p.first}.{p.last}.{index}".lower()
+        account_id = self.account_id(index, n)
+        return {
+            "id": account_id,
+            "name": alias,
+            "created": _iso(p.created_at),
+            "modified": _iso(p.last_login_at),
+            "sourceId": source_id,
+            "sourceName": source_name,
+            "identityId": self.identity_id(index),
+            "cloudLifecycleState": "active",
+            "identityState": "ACTIVE",
+            "connectionType": "direct",
+            "isMachine": False,
+            "attributes": {"displayName": p.display_name, "email": p.email},
+            "authoritative": authoritative,
+            "description": None,
+            "disabled": account_id in self.disabled_accounts,
+            "locked": False,
+            "nativeIdentity": alias if n == 0 else f"cn={alias},ou=people,dc=example,dc=com",
+            "systemAccount": False,
+            "uncorrelated": False,
+            "uuid": None,
+            "manuallyCorrelated": False,
+            "hasEntitlements": authoritative,
+            "identity": {"id": self.identity_id(index), "type": "IDENTITY", "name": p.display_name},
+            "sourceOwner": None,
+            "features": "ENABLE",
+            "origin": "AGGREGATED",
+        }
+
+    def set_risk(self, index: int, score: Optional[int]) -> None:
+        self.risk[index] = score
+        self.touched.add(index)
+
+    def disable_account(self, index: int, n: int) -> str:
+        self.disabled_accounts.add(self.account_id(index, n))
+        self.touched.add(index)
+        task = uuid.uuid4().hex
+        self.tasks[task] = {"action": "disable", "account": self.account_id(index, n)}
+        return task
+
+    def issue_token(self, client_id: str) -> str:
+        token = secrets.token_urlsafe(32)
+        self.tokens[token] = (client_id, time.monotonic() + self.token_ttl)
+        self.tokens_issued += 1
+        return token
+
+    def expire_tokens(self) -> None:
+        self.tokens = {token: (client, 0.0) for token, (client, _) in self.tokens.items()}
+
+    def admit(self, client_id: str) -> Optional[int]:
+        """Count a request against the client's window; seconds to wait when it is over the limit."""
+        if not self.rate_limit:
+            return None
+        now = time.monotonic()
+        window = self.windows.setdefault(client_id, collections.deque())
+        while window and now - window[0] >= self.rate_limit_period:
+            window.popleft()
+        if len(window) >= self.rate_limit_requests:
+            return max(1, math.ceil(window[0] + self.rate_limit_period - now))
+        window.append(now)
+        return None
+
+
+STATE = web.AppKey("sailpoint_state", SailPointState)
+
+
+# --- request parsing -------------------------------------------------------------------------------
+
+
+def _int_param(request: web.Request, name: str, default: int, high: Optional[int] = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise FilterError(f"'{name}' must be an integer, got {raw[:40]!r}") from None
+    if value < 0 or (high is not None and value > high):
+        bound = f"between 0 and {high}" if high is not None else "0 or more"
+        raise FilterError(f"'{name}' must be {bound}, got {value}")
+    return value
+
+
+def _bool_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise FilterError(f"'{name}' must be true or false")
+    return raw == "true"
+
+
+def _sorters(request: web.Request, allowed: Sequence[str]) -> list[tuple[str, bool]]:
+    raw = request.query.get("sorters")
+    if not raw:
+        return []
+    out = []
+    for part in raw.split(","):
+        name = part.strip()
+        descending = name.startswith("-")
+        name = name.lstrip("+-")
+        if name not in allowed:
+            raise FilterError(f"sorting by '{name}' is not supported (supported: {', '.join(allowed)})")
+        out.append((name, descending))
+    return out
+
+
+def _sort(
+    docs: list[dict], sorters: list[tuple[str, bool]], getters: dict[str, Callable[[dict], Any]]
+) -> None:
+    for name, descending in reversed(sorters):  # stable sorts, least significant key first
+        getter = getters[name]
+
+        def key(doc: dict, getter: Callable[[dict], Any] = getter) -> tuple[bool, Any]:
+            value = getter(doc)
+            return value is None, _norm(value) or ""
+
+        docs.sort(key=key, reverse=descending)
+
+
+@dataclass
+class _Listing:
+    """One collection request: paging, optional filter and sorters, already validated."""
+
+    limit: int
+    offset: int
+    count: bool
+    node: Any
+    sorters: list[tuple[str, bool]]
+
+
+def _listing(request: web.Request, filters: dict, sorters: Sequence[str]) -> _Listing:
+    text = request.query.get("filters")
+    return _Listing(
+        limit=_int_param(request, "limit", MAX_LIMIT, MAX_LIMIT),
+        offset=_int_param(request, "offset", 0),
+        count=_bool_param(request, "count"),
+        node=parse_filter(text, filters) if text is not None else None,
+        sorters=_sorters(request, sorters),
+    )
+
+
+def _page(listing: _Listing, total: int, body: bytes) -> web.Response:
+    headers = {"X-Total-Count": str(total)} if listing.count else None
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+def _join(parts: Iterable[bytes]) -> bytes:
+    return b"[" + b",".join(parts) + b"]"
+
+
+def _dumps(docs: Iterable[dict]) -> bytes:
+    return _join(json.dumps(doc, separators=(",", ":")).encode() for doc in docs)
+
+
+# --- handlers --------------------------------------------------------------------------------------
+
+
+async def token(request: web.Request) -> web.Response:
+    """POST /oauth/token: client credentials (a personal access token uses the same form)."""
+    state = request.app[STATE]
+    form = {**request.query, **(await request.post())}
+    if form.get("grant_type") != "client_credentials":
+        return web.json_response(
+            {"error": "unsupported_grant_type", "error_description": "only client_credentials is supported"},
+            status=400,
+        )
+    client_id, client_secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+    valid = secrets.compare_digest(client_id, state.client_id) and secrets.compare_digest(
+        client_secret, state.client_secret
+    )
+    if not valid:
+        return web.json_response(
+            {"error": "invalid_client", "error_description": "Bad credentials"}, status=401
+        )
+    return web.json_response(
+        {
+            "access_token": state.issue_token(client_id),
+            "token_type": "bearer",
+            "expires_in": state.token_ttl,
+            "scope": "sp:scopes:all",
+            "tenant_id": _hex("tenant", state.tenant)[:32],
+            "pod": "stg01-useast1",
+            "strong_auth_supported": False,
+            "org": state.tenant,
+            "claims_supported": False,
+            "jti": uuid.uuid4().hex,
+        }
+    )
+
+
+async def list_identities(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    version = request.match_info.get("version")
+    if version in EXPERIMENTAL_VERSIONS and state.require_experimental:
+        if request.headers.get("X-SailPoint-Experimental", "").lower() != "true":
+            return _bad_request(
+                "This endpoint is experimental: send the header X-SailPoint-Experimental: true"
+            )
+    listing = _listing(request, IDENTITY_FILTERS, IDENTITY_SORTERS)
+    if request.query.get("defaultFilter", "CORRELATED_ONLY") not in ("CORRELATED_ONLY", "NONE"):
+        raise FilterError("'defaultFilter' must be CORRELATED_ONLY or NONE")
+    # every simulated identity is correlated, so defaultFilter never hides one
+    if listing.node is None and not listing.sorters:
+        end = min(listing.offset + listing.limit, state.identities)
+        body = _join(state.identity_json(i) for i in range(listing.offset, end))
+        return _page(listing, state.identities, body)
+    pinned = _equalities(listing.node, ("id",))
+    if pinned is not None:
+        candidates: Iterable[int] = sorted({i for i in map(state.index_of, pinned) if i is not None})
+    else:
+        emails = _equalities(listing.node, ("email", "emailAddress"))
+        candidates = range(state.identities) if emails is None else sorted(_email_indices(emails, state))
+    docs = [state.identity(i) for i in candidates]
+    if listing.node is not None:
+        docs = [doc for doc in docs if evaluate(listing.node, doc, IDENTITY_GETTERS)]
+    _sort(docs, listing.sorters, IDENTITY_GETTERS)
+    return _page(listing, len(docs), _dumps(docs[listing.offset : listing.offset + listing.limit]))
+
+
+def _email_indices(emails: list[Any], state: SailPointState) -> set[int]:
+    # seeded emails end in ".<index>@tenantN.example", so an exact email names at most one index
+    found = set()
+    for email in emails:
+        match = re.search(r"\.(\d+)@", email) if isinstance(email, str) else None
+        if match and int(match.group(1)) < state.identities:
+            found.add(int(match.group(1)))
+    return found
+
+
+async def get_identity(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    index = state.index_of(request.match_info["id"])
+    if index is None:
+        return _not_found()
+    return web.Response(body=state.identity_json(index), content_type="application/json")
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    listing = _listing(request, ACCOUNT_FILTERS, ACCOUNT_SORTERS)
+    if request.query.get("detailLevel", "FULL") not in ("SLIM", "FULL"):
+        raise FilterError("'detailLevel' must be SLIM or FULL")
+    per = len(SOURCES)
+    total = state.identities * per
+    if listing.node is None and not listing.sorters:
+        end = min(listing.offset + listing.limit, total)
+        docs = [state.account(k // per, k % per) for k in range(listing.offset, end)]
+        return _page(listing, total, _dumps(docs))
+    keys: Iterable[tuple[int, int]]
+    owners = _equalities(listing.node, ("identityId",))
+    ids = _equalities(listing.node, ("id",))
+    if owners is not None:
+        found = sorted({i for i in map(state.index_of, owners) if i is not None})
+        keys = [(i, n) for i in found for n in range(per)]
+    elif ids is not None:
+        keys = sorted({key for key in map(state.account_of, ids) if key is not None})
+    else:
+        keys = ((k // per, k % per) for k in range(total))
+    docs = [state.account(i, n) for i, n in keys]
+    if listing.node is not None:
+        docs = [doc for doc in docs if evaluate(listing.node, doc, ACCOUNT_GETTERS)]
+    _sort(docs, listing.sorters, ACCOUNT_GETTERS)
+    return _page(listing, len(docs), _dumps(docs[listing.offset : listing.offset + listing.limit]))
+
+
+async def _toggle_body(request: web.Request) -> Optional[web.Response]:
+    """Check the optional AccountToggleRequest body; a response when it is not acceptable."""
+    if not request.can_read_body:
+        return None
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad_request("The request body is not valid JSON.")
+    if body is not None and not isinstance(body, dict):
+        return _bad_request("The request body must be a JSON object (AccountToggleRequest).")
+    return None
+
+
+async def disable_account(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    key = state.account_of(request.match_info["id"])
+    if key is None:
+        return _not_found()
+    problem = await _toggle_body(request)
+    if problem is not None:
+        return problem
+    return web.json_response({"id": state.disable_account(*key)}, status=202)
+
+
+async def disable_identity_account(request: web.Request) -> web.Response:
+    """Disable the identity's IdentityNow account (the `/identities-accounts/{id}/disable` endpoint)."""
+    state = request.app[STATE]
+    index = state.index_of(request.match_info["id"])
+    if index is None:
+        return _not_found()
+    return web.json_response({"id": state.disable_account(index, 0)}, status=202)
+
+
+# --- admin -----------------------------------------------------------------------------------------
+
+
+async def _admin_json(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "body must be JSON"}', content_type="application/json"
+        ) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text='{"error": "body must be a JSON object"}', content_type="application/json"
+        )
+    return body
+
+
+def _admin_error(text: str) -> web.Response:
+    return web.json_response({"error": text}, status=400)
+
+
+async def admin_faults(request: web.Request) -> web.Response:
+    """POST /_admin/faults {"kind", "count", "retry_after", "delay"}: the next API requests misbehave."""
+    state = request.app[STATE]
+    body = await _admin_json(request)
+    kind = body.get("kind")
+    if kind not in FAULT_KINDS:
+        return _admin_error(f"kind must be one of {', '.join(FAULT_KINDS)}")
+    if kind == "expire_token":
+        state.expire_tokens()
+        return web.json_response({"expired": len(state.tokens)})
+    try:
+        fault = Fault(
+            kind=kind,
+            remaining=int(body.get("count", 1)),
+            retry_after=int(body.get("retry_after", 1)),
+            delay=float(body.get("delay", 2.0)),
+        )
+    except (TypeError, ValueError):
+        return _admin_error("count and retry_after must be integers, delay a number of seconds")
+    if fault.remaining < 1 or fault.retry_after < 0 or fault.delay < 0:
+        return _admin_error("count must be 1 or more; retry_after and delay 0 or more")
+    state.faults.append(fault)
+    return web.json_response({"queued": len(state.faults)})
+
+
+async def admin_clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.clear()
+    return web.json_response({"queued": 0})
+
+
+async def admin_risk(request: web.Request) -> web.Response:
+    """POST /_admin/identity/{id}/risk {"risk_score": 0-100 or null}."""
+    state = request.app[STATE]
+    index = state.index_of(request.match_info["id"])
+    if index is None:
+        return web.json_response({"error": "no such identity"}, status=404)
+    body = await _admin_json(request)
+    score = body.get("risk_score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100):
+        return _admin_error("risk_score must be an integer from 0 to 100, or null")
+    state.set_risk(index, score)
+    return web.json_response(state.identity(index))
+
+
+async def admin_stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    statuses = collections.Counter(record.status for record in state.log)
+    return web.json_response(
+        {
+            "identities": state.identities,
+            "tokens_issued": state.tokens_issued,
+            "api_requests": len(state.log),
+            "by_status": {str(status): n for status, n in sorted(statuses.items())},
+            "tasks": len(state.tasks),
+        }
+    )
+
+
+# --- middleware: faults, authentication, rate limit -----------------------------------------------
+
+
+def _unauthorized(text: str) -> web.Response:
+    return web.json_response({"error": text}, status=401)
+
+
+def _take_fault(state: SailPointState) -> Optional[Fault]:
+    if not state.faults:
+        return None
+    fault = state.faults[0]
+    fault.remaining -= 1
+    if fault.remaining <= 0:
+        state.faults.popleft()
+    return fault
+
+
+async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
+    if fault.kind == "429":
+        return web.json_response(
+            {"message": " Rate Limit Exceeded "}, status=429, headers={"Retry-After": str(fault.retry_after)}
+        )
+    if fault.kind == "500":
+        return _error(500, "An internal fault occurred.", "500.0 Internal Fault")
+    if fault.kind == "slow":
+        await asyncio.sleep(fault.delay)
+        return None
+    if fault.kind == "malformed":
+        return web.Response(body=b'[{"id": "2c9180', content_type="application/json")
+    # "drop": close the connection before any byte of a response is written
+    assert request.transport is not None
+    request.transport.close()
+    raise asyncio.CancelledError
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+    if request.path.startswith(("/oauth/", "/_admin/")):
+        return await handler(request)
+    state = request.app[STATE]
+    record = RequestRecord(at=time.monotonic(), client_id=None, method=request.method, path=request.path)
+    state.log.append(record)
+    state.in_flight += 1
+    state.max_in_flight = max(state.max_in_flight, state.in_flight)
+    try:
+        response = await _respond(request, state, record, handler)
+        record.status = response.status
+        return response
+    finally:
+        state.in_flight -= 1
+
+
+async def _respond(
+    request: web.Request, state: SailPointState, record: RequestRecord, handler: Callable
+) -> web.StreamResponse:
+    fault = _take_fault(state)
+    if fault is not None:
+        response = await _apply_fault(request, fault)
+        if response is not None:
+            return response
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return _unauthorized("Authorization header is missing or is not a Bearer token")
+    known = state.tokens.get(header[len("Bearer ") :])
+    if known is None:
+        return _unauthorized("JWT validation failed: JWT is not valid")
+    client_id, expires = known
+    if time.monotonic() >= expires:
+        return _unauthorized("JWT validation failed: JWT is expired")
+    record.client_id = client_id
+    wait = state.admit(client_id)
+    if wait is not None:
+        return web.json_response(
+            {"message": " Rate Limit Exceeded "}, status=429, headers={"Retry-After": str(wait)}
+        )
+    if state.latency:
+        await asyncio.sleep(state.latency)
+    try:
+        return await handler(request)
+    except FilterError as exc:
+        return _bad_request(f"Invalid request: {exc}")
+
+
+# --- app and entry point ---------------------------------------------------------------------------
+
+
+def create_app(
+    *,
+    identities: int = 300,
+    seed: int = 0,
+    client_id: str = "sim-client",
+    client_secret: str = "sim-secret",  # noqa: S107 - the simulator's own made-up credential
+    tenant: str = "acme",
+    rate_limit: bool = True,
+    rate_limit_requests: int = 100,
+    rate_limit_period: float = 10.0,
+    token_ttl: int = 749,
+    latency: float = 0.0,
+    require_experimental: bool = False,
+) -> web.Application:
+    """The simulator app; `app[STATE]` is its state (tests read and change it directly)."""
+    app = web.Application(middlewares=[api_middleware])
+    app[STATE] = SailPointState(
+        identities=identities,
+        seed=seed,
+        client_id=client_id,
+        client_secret=client_secret,
+        tenant=tenant,
+        rate_limit=rate_limit,
+        rate_limit_requests=rate_limit_requests,
+        rate_limit_period=rate_limit_period,
+        token_ttl=token_ttl,
+        latency=latency,
+        require_experimental=require_experimental,
+    )
+    app.router.add_post("/oauth/token", token)
+    identities_roots = ["/{version:v2024|v2025}/identities", "/identities/v1"]
+    for root in identities_roots:
+        app.router.add_get(root, list_identities)
+        app.router.add_get(root + "/{id}", get_identity)
+    for root in ("/{version:v3|v2024|v2025}/accounts", "/accounts/v1"):
+        app.router.add_get(root, list_accounts)
+        app.router.add_post(root + "/{id}/disable", disable_account)
+    for root in ("/{version:v3|v2024|v2025}/identities-accounts", "/identities-accounts/v1"):
+        app.router.add_post(root + "/{id}/disable", disable_identity_account)
+    app.router.add_post("/_admin/faults", admin_faults)
+    app.router.add_delete("/_admin/faults", admin_clear_faults)
+    app.router.add_post("/_admin/identity/{id}/risk", admin_risk)
+    app.router.add_get("/_admin/stats", admin_stats)
+    return app
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`idops sim sailpoint`: serve the simulator until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="idops sim sailpoint", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8082, help="0 picks a free port (printed at start)")
+    parser.add_argument("--identities", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tenant", default="acme")
+    parser.add_argument("--no-rate-limit", action="store_true", help="serve without the 100 per 10 s limit")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
+    args = parser.parse_args(argv)
+    if args.identities < 0 or args.latency < 0:
+        parser.error("--identities and --latency must be 0 or more")
+    client_id = os.environ.get("SAILPOINT_CLIENT_ID") or ""
+    client_secret = os.environ.get("SAILPOINT_CLIENT_SECRET") or ""
+    generated = not (client_id and client_secret)
+    if generated:
+        client_id, client_secret = f"sim-{secrets.token_hex(8)}", secrets.token_urlsafe(24)
+    app = create_app(
+        identities=args.identities,
+        seed=args.seed,
+        client_id=client_id,
+        client_secret=client_secret,
+        tenant=args.tenant,
+        rate_limit=not args.no_rate_limit,
+        latency=args.latency,
+    )
+
+    def announce(url: str) -> None:
+        print(
+            f"SailPoint simulator on {url} ({args.identities} identities, tenant {args.tenant})", flush=True
+        )
+        if generated:
+            # printed on purpose: made up for this run so a person can configure the connector
+            print(f"SAILPOINT_CLIENT_ID={client_id}", flush=True)
+            print(f"SAILPOINT_CLIENT_SECRET={client_secret}", flush=True)
+
+    return run_until_stopped(app, args.host, args.port, prog="idops sim sailpoint", announce=announce)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

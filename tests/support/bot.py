@@ -1,0 +1,304 @@
+"""Shared set-up for the bot tests: the real server (`build_web_app`) on loopback, FakeSlack as its Web
+API and as the Slack that sends it signed requests, the HomeBase simulator as the provider, and a
+SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import aiohttp
+from aiohttp import web
+
+from bot import manifest
+from bot.app import Bot
+from bot.config import Config, Secrets, parse_config
+from bot.server import BOT, build_web_app
+from standins import homebase, sailpoint, serving
+from standins.seed import HOSTILE_NAMES
+from standins.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
+from support.approvals import API_KEY, Clock, pick_people
+
+APPROVAL_CHANNEL = "C0APPROVALS"
+ALERT_CHANNEL = "C0ALERTS"
+COMMAND_CHANNEL = "C0SECOPS"
+
+REQUESTER = "U0ALICE"  # responder and approver
+APPROVER = "U0BOB"  # approver through the S0APPROVERS group
+APPROVER2 = "U0CAROL"  # approver through the group
+OUTSIDER = "U0MALLORY"  # neither
+TARGET = "U0TED"  # approver whose email is the `plain` identity's
+GROUP_RESPONDER = "U0DAVE"  # responder through the S0RESPONDERS group
+
+
+@dataclass
+class BotHarness:
+    slack: FakeSlack
+    sim: homebase.HomeBaseState
+    sim_url: str
+    url: str  # the bot's base URL
+    web_app: web.Application
+    clock: Clock
+    people: dict[str, dict[str, Any]]
+    http: aiohttp.ClientSession
+    config: Config
+    extra: dict[str, Any] = field(default_factory=dict)
+    socket_mode: bool = False
+
+    @property
+    def bot(self) -> Bot:
+        return self.web_app[BOT]
+
+    @property
+    def events_url(self) -> str:
+        """Where FakeSlack's driver sends what Slack sends: the HTTP endpoint, or the Socket Mode link."""
+        return SOCKET_MODE if self.socket_mode else self.url + "/slack/events"
+
+    async def settle(self) -> None:
+        """Wait for the work the bot does after its acks."""
+        await self.bot.join(timeout=15)
+
+    async def command(self, user: str, text: str, **signing: Any) -> BotReply:
+        reply = await self.slack.command(self.events_url, user, text, channel_id=COMMAND_CHANNEL, **signing)
+        await self.settle()
+        return reply
+
+    async def click(
+        self, user: str, target: dict[str, Any], action_id: str, value: Optional[str] = None, **signing: Any
+    ) -> BotReply:
+        reply = await self.slack.click(self.events_url, user, target, action_id, value, **signing)
+        await self.settle()
+        return reply
+
+    async def submit(self, user: str, view: dict[str, Any], reason: str) -> BotReply:
+        reply = await self.slack.submit_view(
+            self.events_url, user, view["id"], {"reason": {"reason": reason}}
+        )
+        await self.settle()
+        return reply
+
+    def seen(self, user: str) -> list[dict[str, Any]]:
+        """Everything shown to `user` only (acks, response_url posts, ephemerals), oldest first."""
+        return self.slack.visible_ephemerals(user)
+
+    def last_seen(self, user: str) -> dict[str, Any]:
+        seen = self.seen(user)
+        assert seen, f"nothing was shown to {user}"
+        return seen[-1]
+
+    def cards(self) -> list[dict[str, Any]]:
+        """Top-level messages in the approval channel (with their thread replies)."""
+        return self.slack.messages(APPROVAL_CHANNEL)
+
+    def card(self) -> dict[str, Any]:
+        cards = self.cards()
+        assert len(cards) == 1, f"expected one approval card, found {len(cards)}"
+        return cards[0]
+
+    def actions(self) -> list[dict[str, Any]]:
+        """Response actions the HomeBase simulator performed."""
+        return list(self.sim.actions)
+
+    async def fault(self, **fault: Any) -> None:
+        async with self.http.post(f"{self.sim_url}/_admin/faults", json=fault) as response:
+            assert response.status == 201, await response.text()
+
+    async def request_card(self, who: str = "plain", action: str = "revoke", reason: str = "phished") -> dict:
+        """Have the requester ask for an action on one of `people`; returns the approval card."""
+        before = len(self.cards())
+        await self.command(REQUESTER, f"{action} {self.people[who]['email']} {reason}")
+        cards = self.cards()
+        assert len(cards) == before + 1, f"no approval card; the requester saw {self.last_seen(REQUESTER)}"
+        return cards[-1]
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """The fallback text and every text in the blocks, as one string (for assertions)."""
+    return message.get("text", "") + "\n" + json.dumps(message.get("blocks", []), ensure_ascii=False)
+
+
+# What must never reach Slack unescaped: any <…> control sequence (mentions, broadcasts, links, channel
+# references) other than the ones idops itself makes: dates, user and channel ids, the on-call group.
+RAW = re.compile(
+    r"<(?!!date\^\d+\^[^|>]*\|[^>]*>|@[UW][A-Z0-9]+>|#[CGD][A-Z0-9]+>|!subteam\^S[A-Z0-9]+>)[^>]*>"
+)
+# Web API methods (and response_url posts) that carry text idops wrote
+SENDS = frozenset(
+    {
+        "chat.postMessage",
+        "chat.update",
+        "chat.postEphemeral",
+        "response_url",
+        "views.open",
+        "views.push",
+        "views.update",
+        "views.publish",
+    }
+)
+
+
+def _texts(node: Any) -> list[str]:
+    """Every `text` string in a message, block or view tree."""
+    if isinstance(node, dict):
+        out = [node["text"]] if isinstance(node.get("text"), str) else []
+        return out + [t for value in node.values() for t in _texts(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _texts(value)]
+    return []
+
+
+def assert_inert(message: dict[str, Any]) -> None:
+    """No Slack control sequence other than the ones idops itself makes, in the fallback or any block."""
+    for text in _texts(message):
+        found = RAW.search(text)
+        assert found is None, f"unescaped {found.group(0)!r} in {text!r}"
+
+
+def assert_scoped(slack: FakeSlack) -> None:
+    """Every Web API method idops called has its scopes in the manifest (checked after each test)."""
+    scopes = set(manifest.bot_scopes())
+    for method in {method for method, _ in slack.calls if method != "response_url"}:
+        assert method in manifest.METHOD_SCOPES, f"{method} has no entry in bot.manifest.METHOD_SCOPES"
+        assert set(manifest.METHOD_SCOPES[method]) <= scopes
+
+
+def assert_all_sent_inert(slack: FakeSlack) -> None:
+    """Everything idops sent Slack, and every ack shown to a user, is inert (checked after each test)."""
+    for method, params in slack.calls:
+        if method not in SENDS:
+            continue
+        sent = {key: params[key] for key in ("text", "blocks", "view") if key in params}
+        for key in ("blocks", "view"):
+            if isinstance(sent.get(key), str):  # form-encoded calls carry JSON strings
+                sent[key] = json.loads(sent[key])
+        assert_inert(sent)
+    for user in slack.users:
+        for message in slack.visible_ephemerals(user):
+            assert_inert(message)
+
+
+def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """(action_id, value) of every button in a message or view."""
+    found = []
+    for block in message.get("blocks", []):
+        elements = block.get("elements", []) if block.get("type") == "actions" else []
+        accessory = block.get("accessory")
+        for element in [*elements, *([accessory] if isinstance(accessory, dict) else [])]:
+            if element.get("type") == "button":
+                found.append((element["action_id"], element.get("value", "")))
+    return found
+
+
+def hostile_people(state: homebase.HomeBaseState) -> list[dict[str, Any]]:
+    return [state.record(i) for i in range(state.size) if state.record(i)["display_name"] in HOSTILE_NAMES]
+
+
+def slack_users(people: dict[str, dict[str, Any]]) -> list[SlackUser]:
+    return [
+        SlackUser(id=REQUESTER, name="alice", email="alice@secops.example"),
+        SlackUser(id=APPROVER, name="bob", email="bob@secops.example"),
+        SlackUser(id=APPROVER2, name="carol", email="carol@secops.example"),
+        SlackUser(id=OUTSIDER, name="mallory", email="mallory@elsewhere.example"),
+        SlackUser(id=TARGET, name="ted", email=people["plain"]["email"]),
+        SlackUser(id=GROUP_RESPONDER, name="dave", email="dave@secops.example"),
+    ]
+
+
+def sailpoint_entry(url: str) -> dict[str, Any]:
+    return {
+        "name": "sailpoint",
+        "kind": "sailpoint",
+        "base_url": url,
+        "client_id_env": "TEST_SP_ID",
+        "client_secret_env": "TEST_SP_SECRET",
+        "risk_attribute": "attributes.riskScore",
+        "timeout": 1,
+    }
+
+
+def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
+    data: dict[str, Any] = {
+        "slack": {"alert_channel": ALERT_CHANNEL, "approval_channel": APPROVAL_CHANNEL},
+        "access": {
+            "responders": [REQUESTER, "S0RESPONDERS"],
+            "approvers": [REQUESTER, TARGET, "S0APPROVERS"],
+        },
+        "approvals": {"expire_minutes": 30, "privileged_approvals": 2},
+        "store": {"path": str(tmp_path / "idops.db")},
+        "connectors": [
+            {
+                "name": "homebase",
+                "kind": "homebase",
+                "base_url": sim_url + "/v1",
+                "api_key_env": "TEST_HLD_KEY",
+                "timeout": 1,
+            }
+        ],
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_config(data, "test config")
+
+
+@contextlib.asynccontextmanager
+async def harness(
+    tmp_path: Any,
+    *,
+    identities: int = 120,
+    expiry_seconds: float = 3600.0,
+    with_sailpoint: bool = False,
+    socket_mode: bool = False,
+    **sections: Any,
+) -> AsyncIterator[BotHarness]:
+    """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
+
+    With `with_sailpoint`, a SailPoint simulator (other people: seed 7) is a second connector, and
+    `extra["sailpoint"]` is its state. With `socket_mode`, the bot connects to FakeSlack over Socket
+    Mode and the driver talks to it there.
+    """
+    sim_app = homebase.create_app(identities=identities, rate_limits=False)
+    state = sim_app[homebase.STATE]
+    people = pick_people(state)
+    slack = FakeSlack(
+        users=slack_users(people),
+        usergroups={"S0APPROVERS": [APPROVER, APPROVER2], "S0RESPONDERS": [GROUP_RESPONDER]},
+        channels={APPROVAL_CHANNEL: "approvals", ALERT_CHANNEL: "alerts", COMMAND_CHANNEL: "secops"},
+    )
+    clock = Clock()
+    sp_app = sailpoint.create_app(identities=60, seed=7, rate_limit=False)
+    async with contextlib.AsyncExitStack() as stack:
+        sim_url = await stack.enter_async_context(serving(sim_app))
+        await stack.enter_async_context(slack.serve())
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        extra: dict[str, Any] = {}
+        if with_sailpoint:
+            sp_url = await stack.enter_async_context(serving(sp_app))
+            hb_entry = make_config(tmp_path, sim_url).connectors[0].model_dump()
+            sections.setdefault("connectors", [hb_entry, sailpoint_entry(sp_url)])
+            extra["sailpoint"] = sp_app[sailpoint.STATE]
+        config = make_config(tmp_path, sim_url, **sections)
+        secrets = Secrets(
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET=None if socket_mode else slack.signing_secret,
+            SLACK_APP_TOKEN=slack.app_token if socket_mode else None,
+            SLACK_API_URL=slack.api_url,
+            IDOPS_API_TOKEN="test-api-token",
+        )
+        web_app = build_web_app(
+            config,
+            secrets,
+            socket_mode=socket_mode,
+            clock=clock,
+            environ={"TEST_HLD_KEY": API_KEY, "TEST_SP_ID": "sim-client", "TEST_SP_SECRET": "sim-secret"},
+            extensions=[],
+            expiry_seconds=expiry_seconds,
+        )
+        url = await stack.enter_async_context(serving(web_app))
+        yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
+    assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
+    assert_all_sent_inert(slack)
+    assert_scoped(slack)
