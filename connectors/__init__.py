@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from .base import Connector, IdentitySource, ResponseActions
+from .base import ChangeFeed, Connector, IdentitySource, ResponseActions
 from .errors import (
     AuthenticationError,
     ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     ProviderUnavailableError,
     RateLimitedError,
     UnsupportedActionError,
     ValidationError,
 )
-from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, derive_risk
+from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel, derive_risk
 from .registry import build, build_from_form, kinds, register
 
 __all__ = [
     "Action",
     "ActionResult",
     "AuthenticationError",
+    "ChangeFeed",
+    "Changes",
     "CheckResult",
     "ConfigurationError",
     "ConflictError",
@@ -30,6 +33,7 @@ __all__ = [
     "Identity",
     "IdentitySource",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PermissionDeniedError",
     "ProviderUnavailableError",
     "RateLimitedError",

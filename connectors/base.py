@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Optional
 import aiohttp
 
 from .errors import ConfigurationError, UnsupportedActionError
-from .models import Action, ActionResult, CheckResult, Identity, RiskLevel
+from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel
 
 
 class IdentitySource(abc.ABC):
@@ -66,8 +66,28 @@ class IdentitySource(abc.ABC):
         """Reach the provider with the configured credentials and say whether that worked."""
 
 
+class ChangeFeed:
+    """Optional capability: identities whose risk (or state) changed since a cursor.
+
+    A provider that reports changes (a system log, a `lastUpdated` filter) sets `incremental = True`
+    and implements `changes_since`; the alert sweep then reads only changes between periodic full
+    reconciliations. The cursor is opaque to callers and survives restarts (it is stored as text).
+    """
+
+    incremental: ClassVar[bool] = False
+
+    async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
+        """Identities changed since `cursor` (their current state) and the cursor to pass next time.
+        With `cursor=None` no identities are returned: the cursor marks "now" (after a full listing).
+        A cursor the provider no longer accepts (too old) raises ValidationError: list in full."""
+        raise UnsupportedActionError("this provider reports no changes: list identities in full")
+
+
 class ResponseActions:
-    """The three response actions; each one a provider lacks raises UnsupportedActionError."""
+    """The response actions; each one a provider lacks raises UnsupportedActionError.
+
+    `capabilities` lists the actions a provider supports; an action whose `Action.undo` is also
+    supported can be time-boxed (contained now, reverted later)."""
 
     capabilities: ClassVar[frozenset[Action]] = frozenset()
     label: ClassVar[str] = "provider"
@@ -87,6 +107,20 @@ class ResponseActions:
     async def disable(self, identity_id: str, reason: str) -> ActionResult:
         raise self._unsupported(Action.DISABLE)
 
+    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
+        """The undo of `disable`. As for every action, a target already in the wanted state is success
+        (status completed, the message saying it already was), never an error."""
+        raise self._unsupported(Action.ENABLE)
+
+    async def confirm_compromised(self, identity_id: str) -> ActionResult:
+        raise self._unsupported(Action.CONFIRM_COMPROMISED)
+
+    async def dismiss_risk(self, identity_id: str) -> ActionResult:
+        raise self._unsupported(Action.DISMISS_RISK)
+
+    def can_undo(self, action: Action) -> bool:
+        return action.undo is not None and self.supports(action.undo)
+
     async def run_action(self, action: Action, identity_id: str, reason: str = "") -> ActionResult:
         """Dispatch by action name, for callers that store the action as data (approvals, SOAR)."""
         if action is Action.FORCE_PASSWORD_RESET:
@@ -95,10 +129,16 @@ class ResponseActions:
             return await self.revoke_sessions(identity_id)
         if action is Action.DISABLE:
             return await self.disable(identity_id, reason)
+        if action is Action.ENABLE:
+            return await self.enable(identity_id, reason)
+        if action is Action.CONFIRM_COMPROMISED:
+            return await self.confirm_compromised(identity_id)
+        if action is Action.DISMISS_RISK:
+            return await self.dismiss_risk(identity_id)
         raise self._unsupported(action)
 
 
-class Connector(IdentitySource, ResponseActions):
+class Connector(IdentitySource, ChangeFeed, ResponseActions):
     """An identity platform: its identities and its response actions, under one configured name.
 
     `kind` is the registry key; `label` is how messages name the provider ("HomeBase").

@@ -11,6 +11,8 @@ The hierarchy:
   + ConflictError              - state forbids it (409: already disabled, not reversible)
   + RateLimitedError           - still limited after the retries (429)
   + ProviderUnavailableError   - timeout, connection failure, 5xx or an unreadable answer
+  |  + OutcomeUnknownError      - an action was sent but no answer came back (timeout, dropped
+  |                               connection, 5xx after sending): it may have run; never retry blindly
   + UnsupportedActionError     - this provider has no such action
 """
 
@@ -83,6 +85,13 @@ class RateLimitedError(ConnectorError):
 
 class ProviderUnavailableError(ConnectorError):
     kind = "unavailable"
+
+
+class OutcomeUnknownError(ProviderUnavailableError):
+    """A state-changing request reached (or may have reached) the provider, but its answer did not come
+    back. The action may have run: reconcile by reading the target, never by sending it again."""
+
+    kind = "outcome_unknown"
 
 
 class UnsupportedActionError(ConnectorError):

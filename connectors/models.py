@@ -66,17 +66,33 @@ class Action(str, enum.Enum):
     FORCE_PASSWORD_RESET = "force_password_reset"  # noqa: S105 - an action name, not a secret
     REVOKE_SESSIONS = "revoke_sessions"
     DISABLE = "disable"
+    #: the undo of DISABLE (Okta unsuspend, Entra accountEnabled, Workspace unsuspend, SailPoint enable)
+    ENABLE = "enable"
+    #: an analyst's verdict reported back to the provider's risk engine (Entra, Okta)
+    CONFIRM_COMPROMISED = "confirm_compromised"
+    DISMISS_RISK = "dismiss_risk"
 
     @property
     def label(self) -> str:
         return _ACTION_LABELS[self]
+
+    @property
+    def undo(self) -> Optional[Action]:
+        """The action that reverses this one, if any (time-boxed containment needs it supported)."""
+        return UNDO.get(self)
 
 
 _ACTION_LABELS = {
     Action.FORCE_PASSWORD_RESET: "Force password reset",
     Action.REVOKE_SESSIONS: "Revoke sessions",
     Action.DISABLE: "Disable account",
+    Action.ENABLE: "Enable account",
+    Action.CONFIRM_COMPROMISED: "Confirm compromised",
+    Action.DISMISS_RISK: "Dismiss risk",
 }
+
+#: action -> the action that reverses it
+UNDO = {Action.DISABLE: Action.ENABLE}
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,17 @@ class ActionResult:
             "reference": self.reference,
             "message": self.message,
         }
+
+
+@dataclass
+class Changes:
+    """What `Connector.changes_since` found: the changed identities (current state) and the next cursor.
+
+    `identities` may repeat an identity that changed twice; `cursor` is opaque text to store and pass
+    back."""
+
+    identities: list[Identity]
+    cursor: str
 
 
 @dataclass(frozen=True)
