@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Optional
-
-import sqlite_utils
 
 from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel
 
-from .. import audit
-from ..app import StoredRisk
-from ..config import AlertSettings
 from . import cards
-from .transitions import Change, Rules, State, Transition, transition
+from .scope import Scope, SweepResult, pick_channel
+from .stored import StoredViews
+from .transitions import Change, State, Transition, transition
+from .triage import Triage
+
+__all__ = ["Detector", "Scope", "SweepResult", "pick_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -43,93 +41,8 @@ _SELECT_PAGE = (
 _SEEN = "INSERT INTO alert_seen (scope, identity_id) VALUES (?, ?)"
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What one scheduled sweep covers: a connector, or one tenant of a connector scoped to several."""
-
-    connector: str
-    tenant_id: Optional[str] = None
-
-    @property
-    def key(self) -> str:
-        return self.connector if self.tenant_id is None else f"{self.connector}:{self.tenant_id}"
-
-    @classmethod
-    def parse(cls, key: str) -> Scope:
-        connector, _, tenant = key.partition(":")
-        return cls(connector, tenant or None)
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    scope: Scope
-    seen: int
-    changes: dict[str, int]
-    baseline: bool
-    error: Optional[str] = None
-
-
-def pick_channel(
-    settings: AlertSettings,
-    default: str,
-    *,
-    connector: str,
-    kind: str,
-    tenant_id: Optional[str],
-    provider: Optional[str] = None,
-    level: Optional[RiskLevel] = None,
-) -> str:
-    """The first route whose every condition matches, else the alert channel.
-
-    A route's `provider` matches the connector's kind (homebase, sailpoint) or the identity's upstream
-    provider (okta, azure_ad, …); a route with a `level` never matches level-less notices.
-    """
-    for route in settings.routes:
-        if route.connector is not None and route.connector != connector:
-            continue
-        if route.tenant is not None and route.tenant != tenant_id:
-            continue
-        if route.provider is not None and route.provider.lower() not in {
-            kind.lower(),
-            (provider or "").lower(),
-        }:
-            continue
-        if route.level is not None and route.level is not level:
-            continue
-        return route.channel
-    return default
-
-
-class Detector:
+class Detector(Triage, StoredViews):
     """Turns observations of identities into stored state and outbox rows."""
-
-    def __init__(
-        self,
-        db: sqlite_utils.Database,
-        connectors: Mapping[str, Connector],
-        settings: AlertSettings,
-        alert_channel: str,
-        *,
-        clock: Callable[[], float] = time.time,
-        on_outbox: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.db = db
-        self.connectors = connectors
-        self.settings = settings
-        self.alert_channel = alert_channel
-        self.clock = clock
-        self.on_outbox = on_outbox
-        self.rules = Rules(frozenset(settings.levels), settings.cooldown_minutes * 60.0)
-
-    # --- public -------------------------------------------------------------------------------
-
-    def scopes(self) -> list[Scope]:
-        """One sweep per connector, or per tenant for connectors listed in `[alerts] tenants`."""
-        return [scope for name in self.connectors for scope in self._scopes_of(name)]
-
-    def _scopes_of(self, name: str) -> list[Scope]:
-        tenants = self.settings.tenants.get(name) or []
-        return [Scope(name, tenant) for tenant in tenants] or [Scope(name)]
 
     async def sweep(self, scope: Scope) -> SweepResult:
         """Read every identity in `scope` page by page and record what changed; failures are reported
@@ -183,69 +96,6 @@ class Detector:
         # seen, for a sweep of its scope running now that listed it before this write
         applied = self._apply(connector, [identity], asked_at=asked_at, baseline=baseline, scope=scope)
         return applied[0] if applied else Change.NONE
-
-    def summary_scope_rows(self, scope: Scope, limit: int) -> tuple[int, list[dict[str, Any]]]:
-        """How many stored identities of `scope` are at alerting levels, and the riskiest `limit`."""
-        where = "connector = ? AND level IN ({})".format(",".join("?" * len(self.rules.levels)))
-        params: list[Any] = [scope.connector, *(level.value for level in self.rules.levels)]
-        if scope.tenant_id is not None:
-            where += " AND tenant_id = ?"
-            params.append(scope.tenant_id)
-        total = self.db.execute(f"SELECT count(*) FROM alert_identities WHERE {where}", params).fetchone()[0]  # noqa: S608 - placeholders only
-        ranked = "CASE level WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END"
-        rows = list(
-            self.db.query(
-                f"SELECT * FROM alert_identities WHERE {where} ORDER BY {ranked} DESC, score DESC LIMIT ?",  # noqa: S608
-                [*params, limit],
-            )
-        )
-        return total, rows
-
-    def stored_risk(self, connector_name: str, riskiest: int = 10) -> Optional[StoredRisk]:
-        """The connector's identities per level as last stored, once every one of its sweep scopes has
-        finished a sweep (None before: the caller scans the provider instead)."""
-        scopes = self._scopes_of(connector_name)
-        rows = {
-            row["scope"]: row
-            for row in self.db.query("SELECT * FROM alert_sweeps WHERE connector = ?", [connector_name])
-        }
-        if not all(scope.key in rows and rows[scope.key]["last_success_at"] for scope in scopes):
-            return None
-        where, params = "connector = ?", [connector_name]
-        tenants = [scope.tenant_id for scope in scopes if scope.tenant_id is not None]
-        if tenants:
-            # webhook re-checks may have stored identities of tenants that are not swept
-            where += " AND tenant_id IN ({})".format(",".join("?" * len(tenants)))
-            params += tenants
-        counts = dict.fromkeys(RiskLevel, 0)
-        for level, count in self.db.execute(
-            f"SELECT level, count(*) FROM alert_identities WHERE {where} GROUP BY level",  # noqa: S608 - placeholders only
-            params,
-        ):
-            counts[RiskLevel(level)] = count
-        top = self.db.query(
-            f"SELECT * FROM alert_identities WHERE {where} AND level IN ('critical', 'high')"  # noqa: S608
-            " ORDER BY score DESC, identity_id LIMIT ?",
-            [*params, riskiest],
-        )
-        swept = min(rows[scope.key]["last_success_at"] for scope in scopes)
-        connector = self.connectors[connector_name]
-        faults = [
-            f"the risk sweep of {self.source(connector, scope.tenant_id)} is failing: {row['last_error']}"
-            for scope in scopes
-            if (row := rows[scope.key])["failing"]
-        ]
-        return StoredRisk(
-            counts=counts,
-            riskiest=[cards.stored_identity(row) for row in top],
-            swept_at=datetime.fromtimestamp(swept, timezone.utc),
-            faults=faults,
-        )
-
-    def source(self, connector: Connector, tenant_id: Optional[str] = None) -> str:
-        """How messages name a connector: 'HomeBase (hld)', plus the tenant for tenant scopes."""
-        text = f"{connector.label} ({connector.name})"
-        return f"{text} / {tenant_id}" if tenant_id else text
 
     # --- state --------------------------------------------------------------------------------
 
@@ -436,23 +286,6 @@ class Detector:
             return self.settings.mention
         return None
 
-    def _outbox(
-        self, kind: str, channel: str, alert_id: Optional[str], payload: dict[str, Any], now: float
-    ) -> None:
-        self.db.execute(
-            "INSERT INTO alert_outbox (kind, channel, alert_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-            [kind, channel, alert_id, json.dumps(payload), now],
-        )
-
-    def _notice_channel(self, connector: Connector, scope: Scope) -> str:
-        return pick_channel(
-            self.settings,
-            self.alert_channel,
-            connector=connector.name,
-            kind=connector.kind,
-            tenant_id=scope.tenant_id,
-        )
-
     def _failed(
         self,
         scope: Scope,
@@ -507,82 +340,3 @@ class Detector:
             )
         if notify:
             self.on_outbox()
-
-    # --- people acting on cards -----------------------------------------------------------------
-
-    def alert(self, alert_id: str) -> Optional[dict[str, Any]]:
-        return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]), None)
-
-    def acknowledge(self, alert_id: str, user_id: str) -> Optional[dict[str, Any]]:
-        """Record who took the alert (the first click wins); returns the alert as it now stands."""
-        now = self.clock()
-        with audit.transaction(self.db):
-            taken = self.db.execute(
-                "UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_by IS NULL",
-                [user_id, now, alert_id],
-            ).rowcount
-            alert = self.alert(alert_id)
-            if taken and alert is not None:
-                self._outbox("refresh", alert["channel"], alert_id, {}, now)
-                self._audit(alert, user_id, "alert_acknowledged", now, {})
-        if taken:
-            self.on_outbox()
-        return alert
-
-    def snooze(self, alert_id: str, user_id: str) -> Optional[dict[str, Any]]:
-        """Silence the alert's identity for `snooze_minutes`: no new alerts, quiet escalations."""
-        now = self.clock()
-        until = now + self.settings.snooze_minutes * 60.0
-        with audit.transaction(self.db):
-            taken = self.db.execute(
-                "UPDATE alerts SET snoozed_by = ?, snoozed_until = ? WHERE id = ? AND status = 'open'"
-                " AND (snoozed_until IS NULL OR snoozed_until < ?)",
-                [user_id, until, alert_id, now],
-            ).rowcount
-            alert = self.alert(alert_id)
-            if taken and alert is not None:
-                self.db.execute(
-                    "UPDATE alert_identities SET snoozed_until = ? WHERE connector = ? AND identity_id = ?",
-                    [until, alert["connector"], alert["identity_id"]],
-                )
-                self._outbox("refresh", alert["channel"], alert_id, {}, now)
-                self._audit(alert, user_id, "alert_snoozed", now, {"minutes": self.settings.snooze_minutes})
-        if taken:
-            self.on_outbox()
-        return alert
-
-    def end_snoozes(self) -> int:
-        """Open alerts whose snooze ran out: clear it and redraw the card (no "snoozed until" left
-        behind, Snooze offered again). Returns how many ended."""
-        now = self.clock()
-        with self.db.atomic():
-            ended = self.db.execute(
-                "SELECT id, channel FROM alerts WHERE status = 'open' AND snoozed_until <= ?", [now]
-            ).fetchall()
-            for alert_id, channel in ended:
-                self.db.execute(
-                    "UPDATE alerts SET snoozed_by = NULL, snoozed_until = NULL WHERE id = ?", [alert_id]
-                )
-                self._outbox("refresh", channel, alert_id, {}, now)
-        if ended:
-            self.on_outbox()
-        return len(ended)
-
-    def refused(self, alert: dict[str, Any], user_id: str, attempted: str, rule: str) -> None:
-        """Audit a refused acknowledge or snooze: who tried it on which alert, and the rule."""
-        with audit.transaction(self.db):
-            self._audit(alert, user_id, "refused", self.clock(), {"attempted": attempted, "rule": rule})
-
-    def _audit(
-        self, alert: dict[str, Any], user_id: str, event: str, now: float, detail: dict[str, Any]
-    ) -> None:
-        """Who took or silenced an alert goes into the audit trail, next to the approvals about it."""
-        audit.append(
-            self.db,
-            at=datetime.fromtimestamp(now, timezone.utc),
-            actor=user_id,
-            event=event,
-            connector=alert["connector"],
-            identity_id=alert["identity_id"],
-            detail={"alert_id": alert["id"], "level": alert["level"], "score": alert["score"], **detail},
-        )

@@ -1,0 +1,82 @@
+"""What every part of the detector shares: the store, the connectors, the settings, the sweep scopes and
+the one way an outbox row is written (inside the caller's transaction, next to the change it reports).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
+
+import sqlite_utils
+
+from connectors import Connector
+
+from ..config import AlertSettings
+from .scope import Scope, pick_channel
+from .transitions import Rules
+
+
+def queue(
+    db: sqlite_utils.Database,
+    kind: str,
+    channel: str,
+    alert_id: Optional[str],
+    payload: Mapping[str, Any],
+    now: float,
+) -> None:
+    """Write one outbox row; the caller holds the transaction that makes it true."""
+    db.execute(
+        "INSERT INTO alert_outbox (kind, channel, alert_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        [kind, channel, alert_id, json.dumps(dict(payload)), now],
+    )
+
+
+class AlertsBase:
+    """The state the detector's parts (sweeps, stored views, people acting on cards) work on."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        connectors: Mapping[str, Connector],
+        settings: AlertSettings,
+        alert_channel: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.connectors = connectors
+        self.settings = settings
+        self.alert_channel = alert_channel
+        self.clock = clock
+        self.on_outbox = on_outbox
+        self.rules = Rules(frozenset(settings.levels), settings.cooldown_minutes * 60.0)
+
+    def scopes(self) -> list[Scope]:
+        """One sweep per connector, or per tenant for connectors listed in `[alerts] tenants`."""
+        return [scope for name in self.connectors for scope in self._scopes_of(name)]
+
+    def _scopes_of(self, name: str) -> list[Scope]:
+        tenants = self.settings.tenants.get(name) or []
+        return [Scope(name, tenant) for tenant in tenants] or [Scope(name)]
+
+    def source(self, connector: Connector, tenant_id: Optional[str] = None) -> str:
+        """How messages name a connector: 'HomeBase (hld)', plus the tenant for tenant scopes."""
+        text = f"{connector.label} ({connector.name})"
+        return f"{text} / {tenant_id}" if tenant_id else text
+
+    def _outbox(
+        self, kind: str, channel: str, alert_id: Optional[str], payload: dict[str, Any], now: float
+    ) -> None:
+        queue(self.db, kind, channel, alert_id, payload, now)
+
+    def _notice_channel(self, connector: Connector, scope: Scope) -> str:
+        return pick_channel(
+            self.settings,
+            self.alert_channel,
+            connector=connector.name,
+            kind=connector.kind,
+            tenant_id=scope.tenant_id,
+        )
