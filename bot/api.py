@@ -2,8 +2,9 @@
 
 `POST /api/v1/approvals` {connector, identity, action, reason, requested_by} -> 201 and the request;
 `GET /api/v1/approvals/{id}` -> the request. Bearer token only (compared in constant time); with no
-token configured the routes are not mounted at all. Posting the Slack card is the caller's callback,
-so this module knows nothing about Slack.
+token configured the routes are not mounted at all. The token is checked before the body is read; a
+body that is not UTF-8 JSON (too deep, numbers too long, another charset) is 400, never a 500. Posting
+the Slack card is the caller's callback, so this module knows nothing about Slack.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def _body(request: ApprovalRequest) -> dict[str, Any]:
     return data
 
 
+def _json_body(raw: bytes) -> Any:
+    """The body as JSON; InvalidRequest when it is not UTF-8 JSON that Python can hold."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError: bad JSON, or an integer longer than Python converts; RecursionError: nested too deep
+        raise InvalidRequest("The body is not valid JSON.", field="body") from None
+
+
 def _parse(payload: Any) -> dict[str, str]:
     """The create body's fields as strings; InvalidRequest names the first bad or missing one."""
     if not isinstance(payload, dict):
@@ -96,7 +106,9 @@ def add_routes(
 
     def authorized(request: web.Request) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8"), expected)
+        # headers arrive decoded with surrogateescape: bytes that are not UTF-8 compare as what they were
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, expected)
 
     def unauthorized() -> web.Response:
         response = _error(401, "Missing or wrong bearer token.")
@@ -118,7 +130,7 @@ def add_routes(
         if not authorized(request):
             return unauthorized()
         try:
-            values = _parse(await request.json())
+            values = _parse(_json_body(await request.read()))
             created = await service.request(
                 connector=values["connector"],
                 identity_id=values["identity"],
@@ -127,8 +139,6 @@ def add_routes(
                 requested_by=values["requested_by"],
                 source="api",
             )
-        except json.JSONDecodeError:
-            return _error(400, "The body is not valid JSON.", "body")
         except InvalidRequest as exc:
             return _error(400, exc.message, exc.field)
         except PolicyError as exc:

@@ -1,6 +1,11 @@
 """`idops serve`: the Slack bot over HTTP (`POST /slack/events`) or Socket Mode, plus `/healthz` and the
 SOAR API, on one aiohttp application.
 
+Requests are checked before anything reads them: a body over `MAX_BODY` is refused with 413 from its
+Content-Length (or once that many bytes arrived), a `/slack/events` request whose timestamp or
+signature is wrong gets 401 before its body is parsed, and a signed body Bolt can't parse gets 400.
+Each refusal is one short log line without the body.
+
 `build_web_app` is the factory tests and the demo use; `main(argv)` is the command. Other parts (risk
 alerts) plug in through `EXTENSIONS`: each names a `setup(web_app, bot, environ)` function that may add
 routes, Bolt listeners (`web_app[BOLT]`), migrations and start-up/clean-up callbacks.
@@ -12,19 +17,24 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import hashlib
+import hmac
 import importlib
 import logging
 import os
+import re
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Optional
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -53,6 +63,12 @@ _EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
 _SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
 EXPIRY_SECONDS = 30.0
 SOCKET_CONNECT_SECONDS = 30.0
+#: the largest request body read, on every route: a Slack request (a command, a click with the message
+#: it was on, a view submission) is tens of KB, a SOAR call or a webhook less; anything bigger is 413
+MAX_BODY = 512 * 1024
+#: Slack's replay window: a request whose timestamp is further from now is refused
+SIGNATURE_WINDOW = 300
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class StartupError(Exception):
@@ -94,6 +110,47 @@ async def connect_socket_mode(handler: AsyncSocketModeHandler) -> None:
         raise StartupError(
             f"Slack's Socket Mode endpoint did not accept a connection within {timeout:.0f} s"
         ) from None
+
+
+def unverified(secret: str, body: bytes, headers: Mapping[str, str], now: float) -> Optional[str]:
+    """Why a request is not from Slack (None when its timestamp and `v0=` signature check out).
+
+    Works on the raw bytes and the header strings as received, so nothing unverified is ever parsed.
+    """
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if not timestamp or not signature:
+        return "no signature"
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return "unreadable timestamp"
+    if abs(now - int(timestamp)) > SIGNATURE_WINDOW:
+        return "timestamp outside Slack's 5-minute window"
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    # headers arrive decoded with surrogateescape: compared as bytes, anything not ASCII just differs
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogateescape")):
+        return "wrong signature"
+    return None
+
+
+def _where(request: web.Request) -> str:
+    """The refused request in a log line: method, path (as sent, so no decoded control characters), peer."""
+    return f"{request.method} {request.rel_url.raw_path[:100]} from {request.remote}"
+
+
+@web.middleware
+async def limit_body(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """413 for a body announced bigger than MAX_BODY, before a byte of it is read (a chunked one is
+    stopped by `client_max_size` once MAX_BODY bytes arrived)."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        log.info("refused %s: a body of %d bytes (the limit is %d)", _where(request), length, MAX_BODY)
+        return web.json_response({"error": f"body over {MAX_BODY} bytes"}, status=413)
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        log.info("refused %s: a body over %d bytes", _where(request), MAX_BODY)
+        return web.json_response({"error": f"body over {MAX_BODY} bytes"}, status=413)
 
 
 def _secret(value: object) -> Optional[str]:
@@ -172,13 +229,28 @@ def build_web_app(
     # Socket Mode has no signing secret; Bolt only verifies HTTP requests, which that mode never gets.
     bolt = create_app(bot, signing_secret=values.get("SLACK_SIGNING_SECRET", ""), verify=not socket_mode)
 
-    web_app = web.Application()
+    web_app = web.Application(client_max_size=MAX_BODY, middlewares=[limit_body])
     web_app[BOT] = bot
     web_app[BOLT] = bolt
     web_app[HEALTH] = {}
 
+    signing_secret = values.get("SLACK_SIGNING_SECRET", "")
+
     async def slack_events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        body = await request.read()
+        headers = request.headers
+        problem = unverified(signing_secret, body, headers, time.time())
+        if problem:
+            log.info("refused %s: %s (%d bytes, not logged)", _where(request), problem, len(body))
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            parsed = AsyncBoltRequest(
+                body=body.decode("utf-8"), query=request.query_string, headers=dict(headers)
+            )
+        except Exception as exc:  # Bolt's parser fails in many ways on bodies Slack never sends: all are 400
+            log.info("refused %s: signed but unreadable (%s)", _where(request), type(exc).__name__)
+            return web.json_response({"error": "unreadable request"}, status=400)
+        return await to_aiohttp_response(await bolt.async_dispatch(parsed))
 
     async def healthz(request: web.Request) -> web.Response:
         db.execute("SELECT 1")

@@ -6,6 +6,8 @@ bytes before anything is parsed, and an event id seen before is acknowledged wit
 SailPoint: `POST /webhooks/sailpoint`, the `idn:identity-attributes-changed` trigger
 (`{"identity": {"id", "name", "type"}, "changes": [...]}`), with bearer or basic auth as configured.
 Every refusal answers JSON `{"error": "..."}` saying what was wrong; nothing from the body is echoed.
+Credentials are checked before the body is read (its size is capped by the server); a body that is not
+UTF-8 JSON Python can hold (nested too deep, numbers too long) is 400, never a 500.
 """
 
 from __future__ import annotations
@@ -116,8 +118,14 @@ def _invalid(exc: PydanticValidationError, what: str) -> web.Response:
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError: bad JSON or an integer too long to convert; RecursionError: nested too deep
         return None
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header as the bytes received (aiohttp decodes them with surrogateescape), for compare_digest."""
+    return value.encode("utf-8", "surrogateescape")
 
 
 def _identity_ids(event: _Envelope) -> list[str]:
@@ -151,11 +159,12 @@ def add_routes(app: web.Application, service: AlertService, secrets: WebhookSecr
 
     async def homebase(request: web.Request) -> web.Response:
         assert secrets.homebase_secret is not None
-        body = await request.read()
         signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
             return _error(401, f"missing {SIGNATURE_HEADER} header")
-        if not verify_webhook(secrets.homebase_secret, body, signature):
+        body = await request.read()
+        # verify_webhook compares text: a header that is not ASCII can't be a hex digest anyway
+        if not signature.isascii() or not verify_webhook(secrets.homebase_secret, body, signature):
             log.warning("HomeBase webhook refused: bad signature")
             return _error(401, f"{SIGNATURE_HEADER} does not match the body")
         parsed = _json(body)
@@ -192,7 +201,7 @@ def add_routes(app: web.Application, service: AlertService, secrets: WebhookSecr
             expected = secrets.sailpoint_token or ""
             if scheme.lower() != "bearer" or not token:
                 return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
-            if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            if not hmac.compare_digest(_header_bytes(token.strip()), expected.encode()):
                 return _error(401, "wrong bearer token", **{"WWW-Authenticate": "Bearer"})
             return None
         try:
