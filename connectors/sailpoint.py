@@ -3,29 +3,20 @@
 Auth is OAuth2 client credentials (`POST /oauth/token`; a personal access token uses the same form).
 The token is cached, renewed before `expires_in`, and fetched again once when the API answers 401.
 Requests are paced at 100 per 10 s per client (SailPoint's limit) and a 429 waits its Retry-After.
-
-Mapping to `Identity` (SailPoint has no risk score, MFA data or privileged flag of its own):
-
-* risk: the identity attribute named by the `risk_attribute` setting, a dotted path into the identity
-  JSON such as `attributes.riskScore`; without it risk is unknown (None) and no risk alert can fire.
-* privileged: the identity attribute `attributes.privileged` (tenants map it from admin groups).
-* last login: the attributes `lastLogin`, `lastLoginIp` and `lastLoginCountry` when a tenant maps them.
-* status: `identityStatus` (else `attributes.cloudStatus`), lower case: "active", "disabled", "locked"...
+Wire formats (filters, the identity mapping, error bodies) are in `connectors.sailpoint_api`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import itertools
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from typing import Any, ClassVar, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
@@ -38,14 +29,23 @@ from .errors import (
     ProviderUnavailableError,
     ValidationError,
 )
-from .http import HttpClient, Response, SlidingWindowLimiter, error_class_for_status
-from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, parse_datetime
+from .http import HttpClient, Response, SlidingWindowLimiter
+from .models import Action, ActionResult, CheckResult, Identity, RiskLevel
 from .registry import register
+from .sailpoint_api import (
+    PROVIDER,
+    checked_id,
+    filter_expr,
+    identity_from_json,
+    map_error,
+    path_value,
+    tenant_of,
+    token_error,
+)
 from .settings import SettingsReader
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "SailPoint"
 MAX_PAGE = 250
 # api_version -> (identities collection, accounts collection, needs X-SailPoint-Experimental)
 API_PATHS = {
@@ -54,36 +54,11 @@ API_PATHS = {
     "v1": ("/identities/v1", "/accounts/v1", False),
 }
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
-_SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-# (field, operator) pairs this module may put in a `filters` expression; values are always quoted
-_FILTERS = frozenset({("email", "eq"), ("name", "sw"), ("alias", "sw"), ("identityId", "eq")})
 _MAX_QUERY = 256
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _ATTRIBUTE_PATH = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def filter_expr(field: str, op: str, value: str) -> str:
-    """One `field op "value"` term; only whitelisted pairs, and the value quoted with \\ and " escaped,
-    so text typed by a person can never change what the filter means."""
-    if (field, op) not in _FILTERS:
-        raise ValueError(f"filter {field} {op} is not allowed")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'{field} {op} "{escaped}"'
-
-
-def _path_value(data: Mapping[str, Any], path: str) -> Any:
-    value: Any = data
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
 
 
 @register
@@ -133,13 +108,13 @@ class SailPointConnector(Connector):
         self.identities_path, self.accounts_path, experimental = API_PATHS[api_version]
         self._identity_headers = {"X-SailPoint-Experimental": "true"} if experimental else {}
         self.risk_attribute = risk_attribute or None
-        self.tenant_id = tenant_id or _tenant_of(self.base_url)
+        self.tenant_id = tenant_id or tenant_of(self.base_url)
         self.page_size = page_size
         self.concurrency = concurrency
         self._client_id = client_id
         self._client_secret = client_secret
         self._http = HttpClient(
-            self.base_url, provider=PROVIDER, error_mapper=self._map_error, session=session, timeout=timeout
+            self.base_url, provider=PROVIDER, error_mapper=map_error, session=session, timeout=timeout
         )
         # SailPoint allows 100 requests per 10 s per client id
         self._limiter = SlidingWindowLimiter(100, 10.0) if pacing else None
@@ -196,14 +171,14 @@ class SailPointConnector(Connector):
             )
             if response.status in (400, 401, 403):
                 raise AuthenticationError(
-                    f"refused the client credentials ({self._token_error(response)}); check client_id and"
+                    f"refused the client credentials ({token_error(response)}); check client_id and"
                     " client_secret",
                     provider=PROVIDER,
                     status=response.status,
                     request_id=response.client_request_id,
                 )
             if not response.ok:
-                raise self._map_error(response)
+                raise map_error(response)
             data = response.json(PROVIDER)
             token = data.get("access_token") if isinstance(data, dict) else None
             expires_in = data.get("expires_in") if isinstance(data, dict) else None
@@ -222,16 +197,6 @@ class SailPointConnector(Connector):
             self._token = token
             self._renew_at = time.monotonic() + expires_in - min(60.0, expires_in * self.RENEW_SHARE)
             return token
-
-    @staticmethod
-    def _token_error(response: Response) -> str:
-        try:
-            data = response.json(PROVIDER)
-        except ProviderUnavailableError:
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            return data["error"][:100]
-        return f"HTTP {response.status}"
 
     async def _api(
         self,
@@ -252,7 +217,7 @@ class SailPointConnector(Connector):
             token = await self._access_token()
             response = await self._send(method, path, token, params, json_body, headers, idempotent)
         if not response.ok:
-            raise self._map_error(response)
+            raise map_error(response)
         return response
 
     async def _send(
@@ -276,73 +241,18 @@ class SailPointConnector(Connector):
             raise_for_status=False,
         )
 
-    def _map_error(self, response: Response) -> ConnectorError:
-        """The error an answer means: ErrorResponseDto, `{"error"}` (401) or `{"message"}` (429)."""
-        try:
-            data = response.json(PROVIDER)
-        except ProviderUnavailableError:
-            data = None
-        text, detail, tracking = "", None, None
-        if isinstance(data, dict):
-            messages = data.get("messages")
-            if isinstance(messages, list) and messages and isinstance(messages[0], dict):
-                text = str(messages[0].get("text") or "")
-            text = text or str(data.get("error") or data.get("message") or "")
-            detail = data.get("detailCode") if isinstance(data.get("detailCode"), str) else None
-            tracking = data.get("trackingId") if isinstance(data.get("trackingId"), str) else None
-        path = urlsplit(response.url).path
-        summary = f"{response.method} {path} failed with HTTP {response.status}"
-        if text.strip():
-            summary = f"{summary}: {text.strip()[:300]}"
-        cls = error_class_for_status(response.status)
-        kwargs: dict[str, Any] = {
-            "provider": PROVIDER,
-            "request_id": tracking or response.client_request_id,
-            "status": response.status,
-            "code": detail,
-        }
-        if response.status == 429:
-            kwargs["retry_after"] = response.retry_after()
-        return cls(summary, **kwargs)  # type: ignore[no-any-return]
-
     # --- identities ----------------------------------------------------------------------------
 
     def to_identity(self, raw: Any, request_id: Optional[str] = None) -> Identity:
-        """An `Identity` from one SailPoint identity object; ProviderUnavailableError when it has no id.
-
-        Other fields of the wrong type read as unknown: SailPoint attributes are whatever a tenant maps.
-        """
-        identity_id = raw.get("id") if isinstance(raw, dict) else None
-        if not isinstance(identity_id, str) or not identity_id:
-            raise ProviderUnavailableError(
-                "sent an identity without an id", provider=PROVIDER, request_id=request_id
-            )
-        attrs = raw.get("attributes")
-        if not isinstance(attrs, dict):
-            attrs = {}
-        status = _text(raw.get("identityStatus")) or _text(attrs.get("cloudStatus"))
-        score = self._risk_score(raw) if self.risk_attribute else None
-        return Identity(
-            id=identity_id,
-            connector=self.name,
-            email=_text(raw.get("emailAddress")) or _text(attrs.get("email")),
-            display_name=_text(raw.get("name")) or _text(attrs.get("displayName")) or _text(raw.get("alias")),
-            tenant_id=self.tenant_id,
-            status=status.lower() if status else None,
-            risk_score=score,
-            risk_level=None if score is None else RiskLevel.for_score(score),
-            privileged=_truthy(attrs.get("privileged")),
-            last_login_at=_datetime(attrs.get("lastLogin")),
-            last_login_ip=_text(attrs.get("lastLoginIp")),
-            last_login_country=_text(attrs.get("lastLoginCountry")),
-            provider="sailpoint",
-            provider_id=identity_id,
-            created_at=_datetime(raw.get("created")),
-            raw=raw,
+        """An `Identity` from one SailPoint identity object (`sailpoint_api.identity_from_json`), its
+        risk read from `risk_attribute`."""
+        score = self._risk_score(raw) if self.risk_attribute and isinstance(raw, Mapping) else None
+        return identity_from_json(
+            raw, connector=self.name, tenant_id=self.tenant_id, risk_score=score, request_id=request_id
         )
 
     def _risk_score(self, raw: Mapping[str, Any]) -> Optional[int]:
-        value = _path_value(raw, self.risk_attribute or "")
+        value = path_value(raw, self.risk_attribute or "")
         if value is None:
             return None
         try:
@@ -445,7 +355,7 @@ class SailPointConnector(Connector):
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def get_identity(self, identity_id: str) -> Identity:
-        identity_id = self._checked_id(identity_id)
+        identity_id = checked_id(identity_id)
         try:
             response = await self._api(
                 "GET", f"{self.identities_path}/{quote(identity_id, safe='')}", headers=self._identity_headers
@@ -455,14 +365,6 @@ class SailPointConnector(Connector):
                 f"no identity with id {identity_id}", provider=PROVIDER, request_id=exc.request_id, status=404
             ) from exc
         return self.to_identity(response.json(PROVIDER), response.client_request_id)
-
-    @staticmethod
-    def _checked_id(identity_id: str) -> str:
-        # an id goes into a URL path: "..", "/" or "?" could point the request somewhere else
-        text = str(identity_id).strip()
-        if not _SAFE_ID.fullmatch(text) or not text.strip("."):
-            raise NotFoundError(f"no identity with id {text[:60]!r}", provider=PROVIDER)
-        return text
 
     async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
         """An email matches exactly, a 32-hex id is fetched, anything else matches name or alias prefixes."""
@@ -544,7 +446,7 @@ class SailPointConnector(Connector):
 
         SailPoint's disable request has no reason field: `reason` stays in idops' own audit trail.
         """
-        identity_id = self._checked_id(identity_id)
+        identity_id = checked_id(identity_id)
         accounts, request_id = await self._accounts(identity_id)
         if not accounts:
             await self.get_identity(identity_id)  # NotFoundError when there is no such identity
@@ -594,25 +496,3 @@ class SailPointConnector(Connector):
             message=f"disable queued for {len(enabled)} account(s): {sources}",
             raw={"tasks": tasks, "accounts": [account["id"] for account in enabled]},
         )
-
-
-def _tenant_of(base_url: str) -> str:
-    """The tenant a base URL names: "acme" for https://acme.api.identitynow.com, else the host."""
-    host = urlsplit(base_url).hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return host.split(".")[0]
-    return host
-
-
-def _text(value: Any) -> Optional[str]:
-    """A non-empty string, else None (a tenant may map an attribute to a number, a list or nothing)."""
-    return value if isinstance(value, str) and value else None
-
-
-def _datetime(value: Any) -> Optional[datetime]:
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None

@@ -1,209 +1,48 @@
-"""Approval requests for response actions: who may ask and decide, and execution exactly once.
+"""Who may request and decide, and how decisions are written: the policy half of the approval service.
 
 Every state change is one compare-and-set UPDATE inside a `BEGIN IMMEDIATE` transaction together with
-its audit row, so double clicks, concurrent clicks, redelivered events and a second process sharing the
-SQLite file can never run an action twice. No `await` happens inside a transaction.
-
-Life of a request::
-
-    PENDING --approve (enough approvers)--> APPROVED --execute--> EXECUTING --> EXECUTED | FAILED
-    PENDING --deny--> DENIED          PENDING --past expires_at--> EXPIRED
-    FAILED --retry--> APPROVED (then executed again)
-    PENDING --last approval, target gone--> FAILED (closed, attempts 0: no retry)
-
-The approval that would complete a request re-reads the target first: one that became privileged
-raises approvals_needed to `privileged_approvals` (still PENDING).
+its audit row; no `await` happens inside a transaction. The approval that would complete a request
+re-reads the target first: one that became privileged raises approvals_needed to
+`privileged_approvals` (still PENDING); one that is gone closes the request (FAILED, attempts 0).
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import functools
 import json
-import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Optional
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
 
 from connectors import Action, Connector, ConnectorError, Identity, NotFoundError
 
-from . import audit
-from .config import AccessSettings, ApprovalSettings
-
-log = logging.getLogger(__name__)
-
-MIGRATIONS = Migrations("idops.approvals")
-
-SYSTEM = "idops"  # the audit actor for what idops does by itself (execution, expiry)
-MAX_REASON = 1000
-# An execution still EXECUTING this long after its time limit was cut off by a stopped process.
-INTERRUPTED_AFTER = 60.0
-INTERRUPTED = (
-    "idops stopped while the action was running; check the provider before retrying,"
-    " the action may or may not have been done"
+from .. import audit
+from ..config import AccessSettings, ApprovalSettings
+from .records import (
+    DENY_NEEDS_REASON,
+    DISABLE_NEEDS_REASON,
+    SYSTEM,
+    ApprovalRequest,
+    Decision,
+    Directory,
+    InvalidRequest,
+    PolicyError,
+    RequestNotFound,
+    Status,
+    checked_reason,
+    expired_message,
+    from_row,
+    snapshot,
+    utcnow,
 )
-DENY_NEEDS_REASON = "Denying a request needs a reason."
-DISABLE_NEEDS_REASON = "Disabling an account needs a reason."
-ACTION_ALIASES = {"reset": Action.FORCE_PASSWORD_RESET, "revoke": Action.REVOKE_SESSIONS}
 
 
-@MIGRATIONS()
-def m001_approvals(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        CREATE TABLE approvals (
-            id TEXT PRIMARY KEY,
-            connector TEXT NOT NULL,
-            identity_id TEXT NOT NULL,
-            action TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            requested_by TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT 'slack',
-            status TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            expires_at TEXT NOT NULL,
-            target TEXT NOT NULL,
-            approvals_needed INTEGER NOT NULL,
-            approvers TEXT NOT NULL DEFAULT '[]',
-            decided_by TEXT,
-            decided_at TEXT,
-            decision_reason TEXT NOT NULL DEFAULT '',
-            result TEXT,
-            error TEXT,
-            message_channel TEXT,
-            message_ts TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            version INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
-    db.execute("CREATE INDEX approvals_status ON approvals (status, expires_at)")
-    db.execute("CREATE INDEX approvals_identity ON approvals (connector, identity_id)")
-
-
-@MIGRATIONS()
-def m002_executing_since(db: sqlite_utils.Database) -> None:
-    # when the current execution was claimed, so a sweep can tell a crashed run from a running one
-    db.execute("ALTER TABLE approvals ADD COLUMN executing_since TEXT")
-
-
-class Directory(Protocol):
-    """Who is in a Slack user group and which Slack user has an email (bot/directory.py over Slack)."""
-
-    async def group_members(self, group_id: str) -> frozenset[str]: ...
-
-    async def user_id_for_email(self, email: str) -> Optional[str]: ...
-
-
-class Decision(str, enum.Enum):
-    APPROVE = "approve"
-    DENY = "deny"
-
-
-class Status(str, enum.Enum):
-    PENDING = "pending"
-    APPROVED = "approved"  # enough approvals; about to execute
-    EXECUTING = "executing"
-    EXECUTED = "executed"
-    FAILED = "failed"
-    DENIED = "denied"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True)
-class ApprovalRequest:
-    """One request as stored; `target` is the identity snapshot taken when it was made (what cards show)."""
-
-    id: str
-    connector: str
-    identity_id: str
-    action: Action
-    reason: str
-    requested_by: str
-    source: str
-    status: Status
-    created_at: datetime
-    expires_at: datetime
-    #: name, email, privileged, risk_score, risk_level, tenant_id, provider, status, provider_label
-    target: Mapping[str, Any]
-    approvals_needed: int
-    approvers: tuple[str, ...]
-    decided_by: Optional[str]
-    decided_at: Optional[datetime]
-    decision_reason: str
-    result: Optional[Mapping[str, Any]]
-    error: Optional[str]
-    message_channel: Optional[str]
-    message_ts: Optional[str]
-    attempts: int
-
-    @property
-    def retryable(self) -> bool:
-        """FAILED after running; one closed before it ran (its target was gone) can't be retried."""
-        return self.status is Status.FAILED and self.attempts > 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the SOAR API's body)."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data.update(
-            action=self.action.value,
-            status=self.status.value,
-            created_at=audit.iso(self.created_at),
-            expires_at=audit.iso(self.expires_at),
-            decided_at=audit.iso(self.decided_at) if self.decided_at else None,
-            target=dict(self.target),
-            approvers=list(self.approvers),
-            result=dict(self.result) if self.result is not None else None,
-        )
-        return data
-
-    def audit_fields(self) -> dict[str, Any]:
-        """The columns an audit row about this request carries."""
-        return {
-            "request_id": self.id,
-            "connector": self.connector,
-            "identity_id": self.identity_id,
-            "action": self.action.value,
-        }
-
-
-class PolicyError(Exception):
-    """A refusal or bad input, as one plain-text sentence for the user (escape it before mrkdwn).
-
-    `request` is the request's state after the refusal when there is one, e.g. EXPIRED, so the caller
-    can refresh its card.
-    """
-
-    def __init__(self, message: str, *, request: Optional[ApprovalRequest] = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.request = request
-
-
-class InvalidRequest(PolicyError):
-    """The input names something that doesn't exist or lacks a required value; `field` says which."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class RequestNotFound(PolicyError):
-    """No request has this id."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class ApprovalService:
-    """The approval state machine and its policy over one SQLite store (see the module docstring)."""
+class Policy:
+    """Who may ask and decide, and the decisions themselves, over one SQLite store (the state machine
+    is in bot/approvals/__init__.py; execution in execution.py)."""
 
     def __init__(
         self,
@@ -338,7 +177,7 @@ class ApprovalService:
             "status": Status.PENDING.value,
             "created_at": audit.iso(now),
             "expires_at": audit.iso(now + timedelta(minutes=self.settings.expire_minutes)),
-            "target": json.dumps(_snapshot(identity, provider.label)),
+            "target": json.dumps(snapshot(identity, provider.label)),
             "approvals_needed": self.settings.privileged_approvals if identity.privileged else 1,
         }
         with audit.transaction(self.db):
@@ -455,7 +294,7 @@ class ApprovalService:
         if now >= request.expires_at:
             self._expire(request, now)
             done = "approved" if decision is Decision.APPROVE else "denied"
-            return _expired(request, done), "expired"
+            return expired_message(request, done), "expired"
         if user_id in request.approvers:
             return (
                 f"You already approved this request; it needs {request.approvals_needed} different"
@@ -538,7 +377,7 @@ class ApprovalService:
         needed = request.approvals_needed
         changes: dict[str, Any] = {}
         if fresh is not None:
-            changes["target"] = json.dumps(_snapshot(fresh, request.target.get("provider_label") or ""))
+            changes["target"] = json.dumps(snapshot(fresh, request.target.get("provider_label") or ""))
             if fresh.privileged and needed < self.settings.privileged_approvals:
                 needed = self.settings.privileged_approvals
                 changes["approvals_needed"] = needed
@@ -603,123 +442,17 @@ class ApprovalService:
                 **request.audit_fields(),
             )
 
-    async def execute(self, request_id: str) -> ApprovalRequest:
-        """Run an APPROVED request's action exactly once; concurrent callers get the state unchanged."""
-        with audit.transaction(self.db):
-            request = self.get(request_id)
-            claimed = self._cas(
-                request,
-                Status.APPROVED,
-                status=Status.EXECUTING.value,
-                error=None,
-                executing_since=audit.iso(self.clock()),
-            )
-            if claimed:
-                self.db.execute("UPDATE approvals SET attempts = attempts + 1 WHERE id = ?", (request_id,))
-                request = self.get(request_id)
-                audit.append(
-                    self.db,
-                    at=self.clock(),
-                    actor=SYSTEM,
-                    event="executing",
-                    detail={"attempt": request.attempts, "approvers": list(request.approvers)},
-                    **request.audit_fields(),
-                )
-        if not claimed:
-            return request
-        result: Optional[dict[str, Any]] = None
-        error: Optional[str] = None
-        try:
-            provider = self.connectors.get(request.connector)
-            if provider is None:
-                raise ConnectorError(f"connector '{request.connector}' is no longer configured")
-            outcome = await asyncio.wait_for(
-                provider.run_action(request.action, request.identity_id, request.reason), self.action_timeout
-            )
-            result = outcome.to_dict()
-        except ConnectorError as exc:
-            error = str(exc)
-        except asyncio.CancelledError:  # shutting down mid-action: leave it retryable, not EXECUTING
-            self._finish(request, None, INTERRUPTED)
-            raise
-        except asyncio.TimeoutError:
-            label = request.target.get("provider_label") or request.connector
-            error = f"{label} did not finish the action within {self.action_timeout:g} s"
-        except Exception as exc:  # an unforeseen bug must still leave the request FAILED, never EXECUTING
-            log.exception("action for approval %s raised", request_id)
-            error = f"unexpected error ({type(exc).__name__}); see the idops log"
-        self._finish(request, result, error)
-        return self.get(request_id)
-
-    def _finish(
-        self, request: ApprovalRequest, result: Optional[dict[str, Any]], error: Optional[str]
-    ) -> None:
-        """Store an execution's outcome (EXECUTED with its result, or FAILED with the error), audited."""
-        status = Status.EXECUTED if error is None else Status.FAILED
-        with audit.transaction(self.db):
-            if self._cas(
-                request,
-                Status.EXECUTING,
-                status=status.value,
-                result=json.dumps(result) if result is not None else None,
-                error=error,
-            ):
-                audit.append(
-                    self.db,
-                    at=self.clock(),
-                    actor=SYSTEM,
-                    event=status.value,
-                    detail={"result": result} if error is None else {"error": error},
-                    **request.audit_fields(),
-                )
-
-    async def retry(self, request_id: str, *, user_id: str) -> ApprovalRequest:
-        """FAILED -> APPROVED (approvers only) and execute again; repeating it runs nothing twice."""
-        request = self.get(request_id)
-        await self._check_approver(request, user_id)
-        with audit.transaction(self.db):
-            current = self.get(request_id)
-            if current.retryable and self._cas(current, Status.FAILED, status=Status.APPROVED.value):
-                audit.append(
-                    self.db,
-                    at=self.clock(),
-                    actor=user_id,
-                    event="retried",
-                    detail={"previous_error": current.error},
-                    **current.audit_fields(),
-                )
-        if current.status is Status.FAILED and not current.retryable:
-            raise self._refuse(
-                f"This request was closed without running ({current.error}); ask for a new one if it"
-                " is still needed.",
-                actor=user_id,
-                rule="closed",
-                request=current,
-            )
-        if current.status in (Status.FAILED, Status.APPROVED):
-            return await self.execute(request_id)
-        if current.status in (Status.EXECUTING, Status.EXECUTED):
-            return current  # someone else's retry got there first; nothing to do
-        raise self._refuse(
-            _expired(current, "retried")
-            if current.status is Status.EXPIRED
-            else f"Only a failed request can be retried; this one is {current.status.value}.",
-            actor=user_id,
-            rule="not_failed",
-            request=current,
-        )
-
     def get(self, request_id: str) -> ApprovalRequest:
         """The stored request; RequestNotFound if there is none."""
         for row in self.db.query("SELECT * FROM approvals WHERE id = ?", [request_id]):
-            return _from_row(row)
+            return from_row(row)
         raise RequestNotFound(f"No approval request '{request_id}'.")
 
     async def pending(self, *, for_user: Optional[str] = None) -> list[ApprovalRequest]:
         """Pending, unexpired requests, oldest first; with `for_user`, only those that user may approve
         now (an approver, not the requester, not the target, not yet approved by them)."""
         requests = [
-            _from_row(row)
+            from_row(row)
             for row in self.db.query(
                 "SELECT * FROM approvals WHERE status = 'pending' AND expires_at > ? ORDER BY created_at",
                 [audit.iso(self.clock())],
@@ -737,110 +470,6 @@ class ApprovalService:
             and not await self._is_target(r, for_user)
         ]
 
-    def expire_due(self) -> list[ApprovalRequest]:
-        """The periodic sweep: overdue PENDING requests become EXPIRED, and executions interrupted by a
-        stopped process (EXECUTING for longer than the action time limit allows) become FAILED, so
-        their cards offer Retry. Returns what changed (the caller updates those cards)."""
-        now = self.clock()
-        stale = now - timedelta(seconds=self.action_timeout + INTERRUPTED_AFTER)
-        with audit.transaction(self.db):
-            due = [
-                _from_row(row)
-                for row in self.db.query(
-                    "SELECT * FROM approvals WHERE status = 'pending' AND expires_at <= ?", [audit.iso(now)]
-                )
-            ]
-            for request in due:
-                self._expire(request, now)
-            interrupted = [
-                _from_row(row)
-                for row in self.db.query(
-                    "SELECT * FROM approvals WHERE status = 'executing' AND executing_since <= ?",
-                    [audit.iso(stale)],
-                )
-            ]
-            for request in interrupted:
-                self._finish(request, None, INTERRUPTED)
-        return [self.get(request.id) for request in (*due, *interrupted)]
-
     def history(self, connector: Optional[str], identity_id: str, *, limit: int = 20) -> list[dict]:
         """Audit rows about one identity, newest first (for `/idops audit <who>`)."""
         return audit.for_identity(self.db, connector, identity_id, limit=limit)
-
-
-def _expired(request: ApprovalRequest, done: str) -> str:
-    """The refusal of a click on an expired request; `done` fits the button (approved, denied, retried)."""
-    return f"This request expired at {request.expires_at:%Y-%m-%d %H:%M} UTC and can't be {done}."
-
-
-def checked_reason(reason: str, missing: Optional[str] = None) -> str:
-    """`reason` stripped; InvalidRequest when it is too long, or empty when `missing` (the message) says
-    one is needed. Needs neither the store nor Slack, so a form can check it before its ack."""
-    reason = reason.strip()
-    if missing and not reason:
-        raise InvalidRequest(missing, field="reason")
-    if len(reason) > MAX_REASON:
-        raise InvalidRequest(f"The reason is longer than {MAX_REASON} characters.", field="reason")
-    return reason
-
-
-def parse_action(value: str) -> Action:
-    """An Action from its name (`disable`) or a short alias (`reset`, `revoke`); InvalidRequest otherwise."""
-    text = str(value).strip().lower()
-    action = ACTION_ALIASES.get(text)
-    if action is None:
-        try:
-            action = Action(text)
-        except ValueError:
-            valid = ", ".join(a.value for a in Action)
-            raise InvalidRequest(
-                f"Unknown action '{value}' (expected one of: {valid}).", field="action"
-            ) from None
-    return action
-
-
-def _snapshot(identity: Identity, provider_label: str) -> dict[str, Any]:
-    """What an approval card shows about the target, frozen at request time."""
-    return {
-        "name": identity.name,
-        "email": identity.email,
-        "privileged": identity.privileged,
-        "risk_score": identity.risk_score,
-        "risk_level": identity.risk_level.value if identity.risk_level else None,
-        "tenant_id": identity.tenant_id,
-        "provider": identity.provider,
-        "status": identity.status,
-        "provider_label": provider_label,
-    }
-
-
-def _time(value: Optional[str]) -> Optional[datetime]:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _from_row(row: Mapping[str, Any]) -> ApprovalRequest:
-    created_at, expires_at = _time(row["created_at"]), _time(row["expires_at"])
-    assert created_at is not None and expires_at is not None
-    return ApprovalRequest(
-        id=row["id"],
-        connector=row["connector"],
-        identity_id=row["identity_id"],
-        action=Action(row["action"]),
-        reason=row["reason"],
-        requested_by=row["requested_by"],
-        source=row["source"],
-        status=Status(row["status"]),
-        created_at=created_at,
-        expires_at=expires_at,
-        target=json.loads(row["target"]),
-        approvals_needed=row["approvals_needed"],
-        approvers=tuple(json.loads(row["approvers"])),
-        decided_by=row["decided_by"],
-        decided_at=_time(row["decided_at"]),
-        decision_reason=row["decision_reason"],
-        result=json.loads(row["result"]) if row["result"] else None,
-        error=row["error"],
-        message_channel=row["message_channel"],
-        message_ts=row["message_ts"],
-        attempts=row["attempts"],
-    )

@@ -1,0 +1,65 @@
+"""Approval requests for response actions: who may ask and decide, and execution exactly once.
+
+Every state change is one compare-and-set UPDATE inside a `BEGIN IMMEDIATE` transaction together with
+its audit row, so double clicks, concurrent clicks, redelivered events and a second process sharing the
+SQLite file can never run an action twice. No `await` happens inside a transaction.
+
+Life of a request::
+
+    PENDING --approve (enough approvers)--> APPROVED --execute--> EXECUTING --> EXECUTED | FAILED
+    PENDING --deny--> DENIED          PENDING --past expires_at--> EXPIRED
+    FAILED --retry--> APPROVED (then executed again)
+    PENDING --last approval, target gone--> FAILED (closed, attempts 0: no retry)
+
+The approval that would complete a request re-reads the target first: one that became privileged
+raises approvals_needed to `privileged_approvals` (still PENDING).
+
+Modules: `records` (table, states, the request record, errors), `policy` (roles, requests and
+decisions), `execution` (`ApprovalService`: running the action, retry, the periodic sweep).
+"""
+
+from __future__ import annotations
+
+from .execution import ApprovalService
+from .records import (
+    ACTION_ALIASES,
+    DENY_NEEDS_REASON,
+    DISABLE_NEEDS_REASON,
+    INTERRUPTED,
+    INTERRUPTED_AFTER,
+    MAX_REASON,
+    MIGRATIONS,
+    SYSTEM,
+    ApprovalRequest,
+    Decision,
+    Directory,
+    InvalidRequest,
+    PolicyError,
+    RequestNotFound,
+    Status,
+    checked_reason,
+    parse_action,
+    utcnow,
+)
+
+__all__ = [
+    "ACTION_ALIASES",
+    "DENY_NEEDS_REASON",
+    "DISABLE_NEEDS_REASON",
+    "INTERRUPTED",
+    "INTERRUPTED_AFTER",
+    "MAX_REASON",
+    "MIGRATIONS",
+    "SYSTEM",
+    "ApprovalRequest",
+    "ApprovalService",
+    "Decision",
+    "Directory",
+    "InvalidRequest",
+    "PolicyError",
+    "RequestNotFound",
+    "Status",
+    "checked_reason",
+    "parse_action",
+    "utcnow",
+]
