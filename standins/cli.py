@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 SIMULATORS = {
+    "entra": "standins.entra",
     "homebase": "standins.homebase",
     "sailpoint": "standins.sailpoint",
     "slack": "standins.slack",

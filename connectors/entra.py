@@ -1,0 +1,810 @@
+"""Microsoft Entra ID over Microsoft Graph v1.0: users, Identity Protection risk, the response actions.
+
+Auth: OAuth2 client credentials at `{authority_url}/{tenant_id}/oauth2/v2.0/token` with a client
+secret, or a certificate (a `client_assertion` JWT signed RS256; PyJWT is imported only in that mode).
+The token is cached, renewed before `expires_in` runs out, and fetched again once on a 401.
+
+Rules this module keeps:
+
+* Every `$filter` is built by `odata_string` / `_filter`: string literals quoted with `'` doubled,
+  so text typed in Slack never changes what a filter means. Queries Graph calls "advanced" (`$orderby`
+  with `$filter`, `endswith`) are sent with `ConsistencyLevel: eventual` and `$count=true`.
+* Paging follows the whole `@odata.nextLink`, and only while it points at `graph_url` (the bearer token
+  never goes to another host). The next page is fetched while the caller handles the current one.
+* Privilege: any directory role makes a user privileged. A listing reads the members of every activated
+  role once; `get_identity` reads the user's transitive role membership (so a role held through a
+  role-assignable group counts there, and at an approval's re-read, but not in a listing).
+* Risk (Entra ID P2, `identityProtection/riskyUsers`) maps to idops bands by this rule:
+  `confirmedCompromised` is critical (100) whatever its level; `atRisk` with level high is high (75),
+  medium is medium (50), low is low (20); `remediated`, `dismissed`, level `none` and users absent from
+  riskyUsers are low (0); level `hidden` (no licence to see it) is unknown. A tenant without P2 (403)
+  has unknown risk for everyone: logged once per connector, and `check` says so.
+* Every request carries a `client-request-id` (a GUID); errors show Graph's `request-id`.
+* 429 and 503 wait their `Retry-After`, else back off exponentially. Every Entra action is idempotent
+  (revoking twice, setting accountEnabled twice, confirming twice...), so writes are retried on 5xx too;
+  a write whose answer never came back after the retries is an OutcomeUnknownError.
+* An action on a target already in the wanted state is success, its message saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, ClassVar, Optional
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from .base import Connector
+from .errors import (
+    AuthenticationError,
+    ConnectorError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    ValidationError,
+)
+from .http import (
+    ConnectionErrorRetry,
+    HttpClient,
+    RateLimitedRetry,
+    Response,
+    ServerErrorRetry,
+    error_class_for_status,
+)
+from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel, parse_datetime
+from .registry import register
+from .settings import SettingsReader
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "Microsoft Entra ID"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_GRAPH = "https://graph.microsoft.com"
+SCOPE = "https://graph.microsoft.com/.default"
+MAX_PAGE = 999
+RISKY_PAGE = 500
+USER_FIELDS = "id,displayName,mail,userPrincipalName,accountEnabled,createdDateTime,userType"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# risk (riskState, riskLevel) -> (score, band); anything else is unknown (None, None)
+NO_RISK = (0, RiskLevel.LOW)
+RISK_BANDS = {
+    ("atRisk", "high"): (75, RiskLevel.HIGH),
+    ("atRisk", "medium"): (50, RiskLevel.MEDIUM),
+    ("atRisk", "low"): (20, RiskLevel.LOW),
+}
+UNKNOWN_RISK: tuple[Optional[int], Optional[RiskLevel]] = (None, None)
+CURSOR_MAX_AGE = timedelta(days=90)  # Identity Protection keeps risk history this long
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UPN = re.compile(r"[A-Za-z0-9._%+'#!$&*=?^`{|}~-]{1,113}@[A-Za-z0-9.-]{1,255}")
+_TENANT = re.compile(r"[0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,253}[A-Za-z0-9]")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
+_THUMBPRINT = re.compile(r"[0-9a-fA-F]{40}")
+_MAX_QUERY = 256
+
+
+def odata_string(value: str) -> str:
+    """`value` as an OData string literal: quoted, with every `'` doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _filter(template: str, *values: str) -> str:
+    """A filter from a fixed template and literal values (`{}` marks each, quoted by odata_string)."""
+    return template.format(*(odata_string(value) for value in values))
+
+
+def risk_band(state: Any, level: Any) -> tuple[Optional[int], Optional[RiskLevel]]:
+    """The (score, band) of a riskyUser's riskState and riskLevel, by the rule in the module docstring."""
+    if state == "confirmedCompromised":
+        return 100, RiskLevel.CRITICAL
+    if level == "hidden" or not isinstance(state, str) or not isinstance(level, str):
+        return UNKNOWN_RISK
+    if state in ("remediated", "dismissed", "none") or level == "none":
+        return NO_RISK
+    return RISK_BANDS.get((state, level), UNKNOWN_RISK)
+
+
+class GraphServerErrorRetry(ServerErrorRetry):
+    """503/504 (and 500/502) on requests safe to repeat: wait Retry-After when Graph sends one."""
+
+    def delay(self, attempt, *, method, idempotent, response, error):  # type: ignore[no-untyped-def]
+        wait = super().delay(attempt, method=method, idempotent=idempotent, response=response, error=error)
+        if wait is None or response is None:
+            return wait
+        retry_after = response.retry_after()
+        return wait if retry_after is None else min(max(wait, retry_after), 120.0)
+
+
+@register
+class EntraConnector(Connector):
+    """One Microsoft Entra ID tenant, through Microsoft Graph v1.0."""
+
+    kind = "entra"
+    label = PROVIDER
+    capabilities = frozenset(Action)
+    incremental = True
+    settings = frozenset(
+        {
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "certificate_key",
+            "certificate_thumbprint",
+            "authority_url",
+            "graph_url",
+            "page_size",
+            "timeout",
+        }
+    )
+    required_settings = frozenset({"tenant_id", "client_id"})
+    RENEW_SHARE: ClassVar[float] = 0.1
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tenant_id: str,
+        client_id: str,
+        client_secret: Optional[str] = None,
+        certificate_key: Optional[str] = None,
+        certificate_thumbprint: Optional[str] = None,
+        authority_url: str = DEFAULT_AUTHORITY,
+        graph_url: str = DEFAULT_GRAPH,
+        page_size: int = MAX_PAGE,
+        timeout: float = 10.0,
+        session: Optional[aiohttp.ClientSession] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        super().__init__(name)
+        if (client_secret is None) == (certificate_key is None):
+            raise ValueError("give client_secret or certificate_key (with certificate_thumbprint), not both")
+        self.tenant_id = tenant_id
+        self.graph_url = graph_url.rstrip("/")
+        self.token_url = f"{authority_url.rstrip('/')}/{quote(tenant_id, safe='')}/oauth2/v2.0/token"
+        self.page_size = page_size
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._certificate = (certificate_key, certificate_thumbprint or "")
+        self._clock = clock
+        self._http = HttpClient(
+            self.graph_url,
+            provider=PROVIDER,
+            error_mapper=self._map_error,
+            session=session,
+            timeout=timeout,
+            retry_policies=(
+                RateLimitedRetry(max_retries=6),
+                GraphServerErrorRetry(max_retries=3),
+                ConnectionErrorRetry(),
+            ),
+            sleep=sleep,
+        )
+        self._token: Optional[str] = None
+        self._renew_at = 0.0
+        self._token_lock: Optional[asyncio.Lock] = None  # made in a coroutine (3.9 binds it to a loop)
+        self.risk_available: Optional[bool] = None  # None until riskyUsers was asked
+        self.tokens_fetched = 0
+
+    @classmethod
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], *, session: Optional[aiohttp.ClientSession] = None
+    ) -> EntraConnector:
+        cls.validate_config(name, config)
+        read = SettingsReader(f"connector '{name}' ({cls.kind})", config)
+        secret = read.text("client_secret")
+        key = read.text("certificate_key", expected="a PEM private key")
+        thumbprint = read.text(
+            "certificate_thumbprint",
+            pattern=_THUMBPRINT,
+            expected="the certificate's 40-hex SHA-1 thumbprint",
+        )
+        if (secret is None) == (key is None):
+            raise read.error("client_secret", "or 'certificate_key' is required (one of them, not both)")
+        if key is not None and thumbprint is None:
+            raise read.error("certificate_thumbprint", "is required with certificate_key")
+        if key is not None and "PRIVATE KEY-----" not in key:
+            raise read.error("certificate_key", "must be a PEM private key (-----BEGIN PRIVATE KEY-----)")
+        return cls(
+            name,
+            tenant_id=read.required_text(
+                "tenant_id", pattern=_TENANT, expected="the directory (tenant) id, a GUID, or its domain"
+            ),
+            client_id=read.required_text("client_id"),
+            client_secret=secret,
+            certificate_key=key,
+            certificate_thumbprint=thumbprint,
+            authority_url=read.url("authority_url", DEFAULT_AUTHORITY, example=DEFAULT_AUTHORITY, root=True),
+            graph_url=read.url("graph_url", DEFAULT_GRAPH, example=DEFAULT_GRAPH, root=True),
+            page_size=read.integer("page_size", MAX_PAGE, 1, MAX_PAGE),
+            timeout=read.seconds("timeout", 10.0, 300),
+            session=session,
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    # --- auth and requests ---------------------------------------------------------------------
+
+    def _credential_form(self) -> dict[str, str]:
+        form = {"client_id": self._client_id, "grant_type": "client_credentials", "scope": SCOPE}
+        if self._client_secret is not None:
+            return {**form, "client_secret": self._client_secret}
+        return {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": self._assertion()}
+
+    def _assertion(self) -> str:
+        """A client assertion: a JWT for the token endpoint, signed RS256 with the certificate's key."""
+        import jwt  # PyJWT is needed (and allowed in connectors/) only in certificate mode
+
+        key, thumbprint = self._certificate
+        assert key is not None  # certificate mode
+        now = int(time.time())
+        claims = {
+            "aud": self.token_url,
+            "iss": self._client_id,
+            "sub": self._client_id,
+            "jti": str(uuid.uuid4()),
+            "nbf": now,
+            "iat": now,
+            "exp": now + 600,
+        }
+        x5t = base64.urlsafe_b64encode(bytes.fromhex(thumbprint)).decode().rstrip("=")
+        try:
+            return str(jwt.encode(claims, key, algorithm="RS256", headers={"x5t": x5t, "typ": "JWT"}))
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise AuthenticationError(
+                "could not sign the client assertion with certificate_key (is it an RSA private key?)",
+                provider=PROVIDER,
+            ) from exc
+
+    async def _access_token(self) -> str:
+        if self._token_lock is None:
+            self._token_lock = asyncio.Lock()
+        async with self._token_lock:
+            if self._token is not None and self._clock() < self._renew_at:
+                return self._token
+            response = await self._http.request(
+                "POST",
+                self.token_url,
+                data=self._credential_form(),
+                headers={"client-request-id": str(uuid.uuid4())},
+                idempotent=True,  # asking for a token twice does no harm
+                raise_for_status=False,
+            )
+            data = _json_or_none(response)
+            if response.status in (400, 401, 403):
+                described = data.get("error_description") if isinstance(data, dict) else None
+                first = str(described or f"HTTP {response.status}").splitlines()[0][:200]
+                raise AuthenticationError(
+                    f"refused the app's credentials ({first}); check tenant_id, client_id and the secret"
+                    " or certificate",
+                    provider=PROVIDER,
+                    status=response.status,
+                    request_id=_header_id(response),
+                )
+            if not response.ok:
+                raise self._map_error(response)
+            token = data.get("access_token") if isinstance(data, dict) else None
+            expires_in = data.get("expires_in") if isinstance(data, dict) else None
+            if isinstance(expires_in, str) and expires_in.isdigit():
+                expires_in = int(expires_in)
+            # the token goes into a header: a space or line break in it would break or add a header
+            if (
+                not isinstance(token, str)
+                or not _TOKEN.fullmatch(token)
+                or isinstance(expires_in, bool)
+                or not isinstance(expires_in, (int, float))
+            ):
+                raise ProviderUnavailableError(
+                    "answered the token request without a usable access_token and expires_in",
+                    provider=PROVIDER,
+                    request_id=_header_id(response),
+                )
+            self.tokens_fetched += 1
+            self._token = token
+            self._renew_at = self._clock() + expires_in - min(300.0, expires_in * self.RENEW_SHARE)
+            return token
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json_body: Any = None,
+        advanced: bool = False,
+        write: bool = False,
+        allow: Sequence[int] = (),
+    ) -> Response:
+        """One authenticated Graph call; a 401 fetches a new token and tries once more. Statuses in
+        `allow` come back as responses instead of errors."""
+        headers = {"client-request-id": str(uuid.uuid4()), "Accept": "application/json"}
+        if advanced:
+            headers["ConsistencyLevel"] = "eventual"
+        try:
+            for attempt in (1, 2):
+                token = await self._access_token()
+                response = await self._http.request(
+                    method,
+                    path,
+                    params=params,
+                    json_body=json_body,
+                    headers={**headers, "Authorization": f"Bearer {token}"},
+                    idempotent=True,  # reads, and every Entra action (see the module docstring)
+                    raise_for_status=False,
+                )
+                if response.status != 401 or attempt == 2:
+                    break
+                if self._token == token:  # concurrent callers renew it once, not once each
+                    self._token = None
+        except ProviderUnavailableError as exc:
+            if write and exc.status is None:  # sent, and no answer came back: it may have run
+                raise OutcomeUnknownError(
+                    f"{exc.message}: the {method} may or may not have taken effect; read the user to see",
+                    provider=PROVIDER,
+                    request_id=headers["client-request-id"],
+                ) from exc
+            raise
+        if not response.ok and response.status not in allow:
+            raise self._map_error(response)
+        return response
+
+    def _map_error(self, response: Response) -> ConnectorError:
+        """Graph's `{"error": {"code", "message", "innerError": {"request-id", ...}}}` as an error."""
+        data = _json_or_none(response)
+        error = data.get("error") if isinstance(data, dict) else None
+        code = message = None
+        request_id = _header_id(response)
+        if isinstance(error, dict):
+            code = error.get("code") if isinstance(error.get("code"), str) else None
+            message = error.get("message") if isinstance(error.get("message"), str) else None
+            inner = error.get("innerError")
+            if isinstance(inner, dict) and isinstance(inner.get("request-id"), str):
+                request_id = inner["request-id"][:64]
+        path = urlsplit(response.url).path
+        summary = f"{response.method} {path} failed with HTTP {response.status}"
+        if code or message:
+            detail = " ".join(f"{code or ''}: {message or ''}".strip(": ").split())
+            summary = f"{summary}: {detail[:300]}"
+        cls = error_class_for_status(response.status)
+        kwargs: dict[str, Any] = {
+            "provider": PROVIDER,
+            "request_id": request_id,
+            "status": response.status,
+            "code": code,
+        }
+        if response.status == 429:
+            kwargs["retry_after"] = response.retry_after()
+        return cls(summary, **kwargs)  # type: ignore[no-any-return]
+
+    # --- identities ----------------------------------------------------------------------------
+
+    def to_identity(
+        self,
+        user: Any,
+        roles: Sequence[str] = (),
+        risk: tuple[Optional[int], Optional[RiskLevel]] = UNKNOWN_RISK,
+        request_id: Optional[str] = None,
+    ) -> Identity:
+        """An `Identity` from a Graph user; ProviderUnavailableError when it has no id."""
+        user_id = user.get("id") if isinstance(user, dict) else None
+        if not isinstance(user_id, str) or not user_id:
+            raise ProviderUnavailableError(
+                "sent a user without an id", provider=PROVIDER, request_id=request_id
+            )
+        enabled = user.get("accountEnabled")
+        return Identity(
+            id=user_id,
+            connector=self.name,
+            email=_text(user.get("mail")) or _text(user.get("userPrincipalName")),
+            display_name=_text(user.get("displayName")),
+            tenant_id=self.tenant_id,
+            status=None if not isinstance(enabled, bool) else ("active" if enabled else "disabled"),
+            risk_score=risk[0],
+            risk_level=risk[1],
+            privileged=bool(roles),
+            provider="entra",
+            provider_id=user_id,
+            roles=tuple(roles),
+            created_at=_datetime(user.get("createdDateTime")),
+            raw=user,
+        )
+
+    async def _collection(
+        self, path: str, params: Mapping[str, Any], *, advanced: bool = False
+    ) -> AsyncIterator[tuple[list, str]]:
+        """Pages of a collection (the `value` array and the request id), following `@odata.nextLink`;
+        the next page is requested while the caller handles this one."""
+        next_page: Optional[asyncio.Future] = asyncio.ensure_future(
+            self._api("GET", path, params=params, advanced=advanced)
+        )
+        try:
+            while next_page is not None:
+                response = await next_page
+                next_page = None
+                data = response.json(PROVIDER)
+                rows = data.get("value") if isinstance(data, dict) else None
+                if not isinstance(rows, list):
+                    raise ProviderUnavailableError(
+                        f"answered {urlsplit(path).path or path} without a 'value' array",
+                        provider=PROVIDER,
+                        request_id=_header_id(response),
+                    )
+                link = data.get("@odata.nextLink")
+                if link is not None:
+                    next_page = asyncio.ensure_future(
+                        self._api("GET", self._checked_link(link, response), advanced=advanced)
+                    )
+                yield rows, _header_id(response)
+        finally:
+            if next_page is not None:
+                next_page.cancel()
+                await asyncio.gather(next_page, return_exceptions=True)
+
+    def _checked_link(self, link: Any, response: Response) -> str:
+        # the bearer token goes wherever the link points: only ever to graph_url
+        if not isinstance(link, str) or not link.startswith(self.graph_url + "/"):
+            raise ProviderUnavailableError(
+                "sent an @odata.nextLink outside graph_url; refusing to follow it",
+                provider=PROVIDER,
+                request_id=_header_id(response),
+            )
+        return link
+
+    async def role_members(self) -> dict[str, tuple[str, ...]]:
+        """user id -> names of the activated directory roles it is a direct member of."""
+        members: dict[str, tuple[str, ...]] = {}
+        async for roles, _ in self._collection("/v1.0/directoryRoles", {"$select": "id,displayName"}):
+            for role in roles:
+                if not isinstance(role, dict) or not isinstance(role.get("id"), str):
+                    continue
+                name = _text(role.get("displayName")) or role["id"]
+                path = f"/v1.0/directoryRoles/{quote(role['id'], safe='')}/members/microsoft.graph.user"
+                async for users, _ in self._collection(path, {"$select": "id", "$top": MAX_PAGE}):
+                    for user in users:
+                        if isinstance(user, dict) and isinstance(user.get("id"), str):
+                            members[user["id"]] = (*members.get(user["id"], ()), name)
+        return members
+
+    async def risk_by_user(self, since: Optional[str] = None) -> Optional[dict[str, tuple]]:
+        """user id -> (score, band) for riskyUsers not at the default (no risk); None without P2.
+        With `since` (an OData DateTimeOffset), only those whose risk changed after it, all kept."""
+        params: dict[str, Any] = {
+            "$select": "id,riskLevel,riskState,riskLastUpdatedDateTime",
+            "$top": RISKY_PAGE,
+        }
+        if since is not None:
+            params["$filter"] = f"riskLastUpdatedDateTime gt {since}"
+        found: dict[str, tuple] = {}
+        try:
+            async for rows, _ in self._collection("/v1.0/identityProtection/riskyUsers", params):
+                for row in rows:
+                    if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                        continue
+                    band = risk_band(row.get("riskState"), row.get("riskLevel"))
+                    if since is not None or band != NO_RISK:
+                        found[row["id"]] = (*band, _text(row.get("riskLastUpdatedDateTime")))
+        except PermissionDeniedError as exc:
+            if self.risk_available is not False:
+                log.warning(
+                    "%s: risk is unknown: %s refused identityProtection/riskyUsers (request id %s)."
+                    " Identity Protection needs Entra ID P2 and the IdentityRiskyUser.Read.All"
+                    " permission; no risk alert can fire",
+                    self.name,
+                    PROVIDER,
+                    exc.request_id,
+                )
+            self.risk_available = False
+            return None
+        self.risk_available = True
+        return found
+
+    async def iter_pages(
+        self,
+        *,
+        risk_level: Optional[RiskLevel] = None,
+        tenant_id: Optional[str] = None,
+        privileged: Optional[bool] = None,
+        mfa_enrolled: Optional[bool] = None,
+        provider: Optional[str] = None,
+    ) -> AsyncIterator[list[Identity]]:
+        """Every user, a Graph page (up to 999) at a time, with roles and risk. Graph reports no MFA
+        state here, so an `mfa_enrolled` filter matches nothing; the others apply to each page."""
+        if (
+            (tenant_id is not None and tenant_id != self.tenant_id)
+            or (provider is not None and provider != "entra")
+            or mfa_enrolled is not None
+        ):
+            return
+        roles, risk = await asyncio.gather(self.role_members(), self.risk_by_user())
+        default = NO_RISK if risk is not None else UNKNOWN_RISK
+        params = {"$select": USER_FIELDS, "$top": self.page_size}
+        async for users, request_id in self._collection("/v1.0/users", params):
+            page = []
+            for user in users:
+                user_id = user.get("id") if isinstance(user, dict) else None
+                band = risk.get(user_id, default) if risk is not None and user_id else default
+                identity = self.to_identity(user, roles.get(user_id, ()), band[:2], request_id)
+                if (risk_level is None or identity.risk_level == risk_level) and (
+                    privileged is None or identity.privileged == privileged
+                ):
+                    page.append(identity)
+            if page:
+                yield page
+
+    async def get_identity(self, identity_id: str) -> Identity:
+        """One user by object id or userPrincipalName, with its roles (transitive) and risk."""
+        segment = self._checked_id(identity_id)
+        try:
+            response = await self._api("GET", f"/v1.0/users/{segment}", params={"$select": USER_FIELDS})
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"no user with id {identity_id}", provider=PROVIDER, request_id=exc.request_id, status=404
+            ) from exc
+        user = response.json(PROVIDER)
+        user_id = user.get("id") if isinstance(user, dict) else None
+        if not isinstance(user_id, str):
+            raise ProviderUnavailableError("sent a user without an id", provider=PROVIDER)
+        roles: list[str] = []
+        path = f"/v1.0/users/{quote(user_id, safe='')}/transitiveMemberOf/microsoft.graph.directoryRole"
+        async for rows, _ in self._collection(path, {"$select": "id,displayName"}):
+            roles.extend(_text(row.get("displayName")) or "role" for row in rows if isinstance(row, dict))
+        return self.to_identity(user, roles, await self._risk_of(user_id), _header_id(response))
+
+    async def _risk_of(self, user_id: str) -> tuple[Optional[int], Optional[RiskLevel]]:
+        path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
+        response = await self._api("GET", path, allow=(403, 404))
+        if response.status == 403:
+            if self.risk_available is not False:
+                log.warning("%s: risk is unknown: no Entra ID P2 / IdentityRiskyUser.Read.All", self.name)
+            self.risk_available = False
+            return UNKNOWN_RISK
+        self.risk_available = True
+        if response.status == 404:
+            return NO_RISK
+        row = response.json(PROVIDER)
+        return (
+            risk_band(row.get("riskState"), row.get("riskLevel")) if isinstance(row, dict) else UNKNOWN_RISK
+        )
+
+    @staticmethod
+    def _checked_id(identity_id: str) -> str:
+        # an id goes into a URL path: only a GUID or a user principal name, percent-encoded
+        text = str(identity_id).strip()
+        if not (_GUID.fullmatch(text) or _UPN.fullmatch(text)) or ".." in text:
+            raise NotFoundError(f"no user with id {text[:60]!r}", provider=PROVIDER)
+        return quote(text, safe="@")
+
+    async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
+        """A GUID or a principal name is read directly; an email matches `mail` or `userPrincipalName`
+        exactly; anything else is a prefix of the display name, given name, surname or email."""
+        text = query.strip()
+        if not text:
+            raise ValidationError("type an email, a user id or a name to search for", provider=PROVIDER)
+        if len(text) > _MAX_QUERY or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+            raise ValidationError(
+                f"the search text must be one line of at most {_MAX_QUERY} characters", provider=PROVIDER
+            )
+        limit = max(1, min(limit, MAX_PAGE))
+        if _GUID.fullmatch(text):
+            try:
+                return [await self.get_identity(text)]
+            except NotFoundError:
+                return []
+        params: dict[str, Any] = {"$select": USER_FIELDS, "$top": limit}
+        if "@" in text:
+            params["$filter"] = _filter("mail eq {} or userPrincipalName eq {}", text, text)
+            advanced = False
+        else:
+            params["$filter"] = _filter(
+                "startswith(displayName,{}) or startswith(givenName,{}) or startswith(surname,{})"
+                " or startswith(mail,{}) or startswith(userPrincipalName,{})",
+                *([text] * 5),
+            )
+            params.update({"$orderby": "displayName", "$count": "true"})  # advanced: sorted with a filter
+            advanced = True
+        response = await self._api("GET", "/v1.0/users", params=params, advanced=advanced)
+        data = response.json(PROVIDER)
+        rows = data.get("value") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise ProviderUnavailableError(
+                "answered a search without a 'value' array",
+                provider=PROVIDER,
+                request_id=_header_id(response),
+            )
+        return [await self.get_identity(row["id"]) for row in rows[:limit] if isinstance(row, dict)]
+
+    async def check(self) -> CheckResult:
+        try:
+            response = await self._api(
+                "GET", "/v1.0/users", params={"$select": "id", "$top": 1, "$count": "true"}, advanced=True
+            )
+            data = response.json(PROVIDER)
+            count = data.get("@odata.count") if isinstance(data, dict) else None
+            await self._api("GET", "/v1.0/directoryRoles", params={"$select": "id"})
+            risky = await self._api(
+                "GET", "/v1.0/identityProtection/riskyUsers", params={"$top": 1}, allow=(403,)
+            )
+        except ConnectorError as exc:
+            return CheckResult(ok=False, connector=self.name, message=str(exc), request_id=exc.request_id)
+        self.risk_available = risky.status != 403
+        seen = f"{count} users" if isinstance(count, int) else "users"
+        risk = (
+            "risk from Identity Protection"
+            if self.risk_available
+            else "risk UNKNOWN: riskyUsers refused (needs Entra ID P2 and IdentityRiskyUser.Read.All),"
+            " so no risk alert can fire"
+        )
+        return CheckResult(
+            ok=True,
+            connector=self.name,
+            message=f"signed in to tenant {self.tenant_id}; {seen} visible; {risk}",
+        )
+
+    async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
+        """Users whose risk changed after `cursor` (riskLastUpdatedDateTime), read in full."""
+        now = datetime.now(timezone.utc)
+        if cursor is None:
+            return Changes([], _odata_time(now - timedelta(minutes=1)))  # a minute of overlap for skew
+        try:
+            since = parse_datetime(cursor)
+        except ValueError:
+            since = None
+        if since is None or now - since > CURSOR_MAX_AGE:
+            raise ValidationError(
+                "the change cursor is unreadable or older than 90 days: list identities in full",
+                provider=PROVIDER,
+            )
+        if tenant_id is not None and tenant_id != self.tenant_id:
+            return Changes([], cursor)
+        changed = await self.risk_by_user(_odata_time(since))
+        if not changed:
+            return Changes([], cursor)
+        latest = max((row[2] for row in changed.values() if row[2]), default=cursor)
+        identities = [await self.get_identity(user_id) for user_id in changed]
+        return Changes(identities, _odata_time(parse_datetime(latest) or since))
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _result(
+        self, action: Action, user_id: str, message: str, response: Optional[Response]
+    ) -> ActionResult:
+        return ActionResult(
+            action=action,
+            identity_id=user_id,
+            connector=self.name,
+            status=ActionResult.COMPLETED,
+            reference=_header_id(response) if response is not None else None,
+            message=message,
+        )
+
+    async def _user_state(self, identity_id: str) -> tuple[str, Optional[bool]]:
+        segment = self._checked_id(identity_id)
+        try:
+            response = await self._api(
+                "GET", f"/v1.0/users/{segment}", params={"$select": "id,accountEnabled"}
+            )
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"no user with id {identity_id}", provider=PROVIDER, request_id=exc.request_id, status=404
+            ) from exc
+        data = response.json(PROVIDER)
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise ProviderUnavailableError("sent a user without an id", provider=PROVIDER)
+        enabled = data.get("accountEnabled")
+        return data["id"], enabled if isinstance(enabled, bool) else None
+
+    async def revoke_sessions(self, identity_id: str) -> ActionResult:
+        """revokeSignInSessions: refresh tokens and session cookies stop working (access tokens live
+        out their hour)."""
+        user_id, _ = await self._user_state(identity_id)
+        response = await self._api(
+            "POST", f"/v1.0/users/{quote(user_id, safe='')}/revokeSignInSessions", write=True
+        )
+        return self._result(Action.REVOKE_SESSIONS, user_id, "sign-in sessions revoked", response)
+
+    async def _set_enabled(self, action: Action, identity_id: str, enabled: bool) -> ActionResult:
+        user_id, current = await self._user_state(identity_id)
+        word = "enabled" if enabled else "disabled"
+        if current is enabled:
+            return self._result(action, user_id, f"the account was already {word}", None)
+        response = await self._api(
+            "PATCH",
+            f"/v1.0/users/{quote(user_id, safe='')}",
+            json_body={"accountEnabled": enabled},
+            write=True,
+        )
+        return self._result(
+            action, user_id, f"account {word} (accountEnabled {str(enabled).lower()})", response
+        )
+
+    async def disable(self, identity_id: str, reason: str) -> ActionResult:
+        """accountEnabled false (Graph has no reason field: `reason` stays in idops' audit trail)."""
+        return await self._set_enabled(Action.DISABLE, identity_id, False)
+
+    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
+        return await self._set_enabled(Action.ENABLE, identity_id, True)
+
+    async def force_password_reset(self, identity_id: str) -> ActionResult:
+        """passwordProfile.forceChangePasswordNextSignIn: the user must change the password at next
+        sign-in (needs User-PasswordProfile.ReadWrite.All; admins' passwords need a directory role)."""
+        user_id, _ = await self._user_state(identity_id)
+        response = await self._api(
+            "PATCH",
+            f"/v1.0/users/{quote(user_id, safe='')}",
+            json_body={"passwordProfile": {"forceChangePasswordNextSignIn": True}},
+            write=True,
+        )
+        return self._result(
+            Action.FORCE_PASSWORD_RESET, user_id, "password change required at next sign-in", response
+        )
+
+    async def _verdict(
+        self, action: Action, identity_id: str, verb: str, done: Sequence[str]
+    ) -> ActionResult:
+        user_id, _ = await self._user_state(identity_id)
+        path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
+        try:
+            state = await self._api("GET", path, allow=(404,))
+            row = state.json(PROVIDER) if state.status == 200 else None
+            current = row.get("riskState") if isinstance(row, dict) else None
+            if current in done:
+                message = f"Identity Protection already had this user as {current}"
+                return self._result(action, user_id, message, None)
+            response = await self._api(
+                "POST",
+                f"/v1.0/identityProtection/riskyUsers/{verb}",
+                json_body={"userIds": [user_id]},
+                write=True,
+            )
+        except PermissionDeniedError as exc:
+            exc.message += " (needs Entra ID P2 and the IdentityRiskyUser.ReadWrite.All permission)"
+            raise
+        label = "confirmed compromised" if verb == "confirmCompromised" else "risk dismissed"
+        return self._result(action, user_id, f"{label} in Identity Protection", response)
+
+    async def confirm_compromised(self, identity_id: str) -> ActionResult:
+        return await self._verdict(
+            Action.CONFIRM_COMPROMISED, identity_id, "confirmCompromised", ("confirmedCompromised",)
+        )
+
+    async def dismiss_risk(self, identity_id: str) -> ActionResult:
+        return await self._verdict(
+            Action.DISMISS_RISK, identity_id, "dismiss", ("dismissed", "remediated", "none")
+        )
+
+
+def _json_or_none(response: Response) -> Any:
+    try:
+        return response.json(PROVIDER)
+    except ProviderUnavailableError:
+        return None
+
+
+def _header_id(response: Response) -> str:
+    """Graph's request-id for this answer (what Microsoft support asks for), else ours."""
+    value = response.header("request-id")
+    return value[:64] if value else response.client_request_id
+
+
+def _odata_time(moment: datetime) -> str:
+    """A DateTimeOffset literal (unquoted in $filter): UTC, to the microsecond, with Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+def _datetime(value: Any) -> Optional[datetime]:
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
