@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# the first URL a simulator prints: HomeBase's `base_url = "http://…/v1"`, SailPoint's `on http://…`
+# the first URL a simulator prints: its `HOMEBASE_BASE_URL=http://…/v1` or `SAILPOINT_BASE_URL=http://…` line
 _URL = re.compile(r"http://[^\s\"]+")
 
 

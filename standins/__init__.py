@@ -1,16 +1,18 @@
 """Local stand-ins for HomeBase, SailPoint and Slack: tests, benchmarks and the demo run against these.
 
-Never bundled into the SOAR packages (they live outside `connectors/`).
+Never bundled into the SOAR packages (they live outside `connectors/`). Every `idops sim X` prints
+where it listens and the credentials it made up with `print_env`, as lines a user pastes into a shell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator
-from typing import Callable
+from collections.abc import AsyncIterator, Mapping
+from typing import Callable, Optional, TextIO
 
 from aiohttp import web
 
@@ -52,3 +54,16 @@ def run_until_stopped(
         print(f"{prog}: cannot listen on {host}:{port} ({exc.strerror})", file=sys.stderr)
         return 2
     return 0
+
+
+def print_env(what: str, variables: Mapping[str, str], file: Optional[TextIO] = None) -> None:
+    """How every simulator says where it listens and which credentials it made up: `# what`, one
+    `NAME=value` line per variable (shell-quoted), then `export NAME …`, so the block pasted into a
+    shell sets them for the `idops` started there. `what` is a comment for people: no secrets."""
+    wrong = [name for name in variables if not name.isidentifier() or not name.isascii()]
+    if wrong:
+        raise ValueError(f"not shell variable names: {', '.join(wrong)}")
+    comment = [f"# {line}".rstrip() for line in what.splitlines() or [""]]
+    assigned = [f"{name}={shlex.quote(value)}" for name, value in variables.items()]
+    exported = [f"export {' '.join(variables)}"] if variables else []
+    print("\n".join([*comment, *assigned, *exported]), file=file or sys.stdout, flush=True)

@@ -16,7 +16,7 @@ SIMULATORS = {
     "entra": "standins.entra",
     "homebase": "standins.homebase",
     "sailpoint": "standins.sailpoint",
-    "slack": "standins.slack",
+    "slack": "standins.slack.sim",
 }
 
 

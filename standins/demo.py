@@ -30,7 +30,7 @@ from bot.server import build_web_app
 
 from . import homebase, sailpoint, serving
 from .slack import FakeSlack
-from .slack_ui import PEOPLE, USERS, SlackUI, demo_workspace
+from .slack.page import PEOPLE, USERS, SlackUI, demo_workspace
 
 CONFIG = Path(__file__).with_name("demo.toml")
 # identities nudged within their band each tick: over a few minutes hundreds drift without alerting

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Union
 import aiohttp
 from aiohttp import web
 
-from . import run_until_stopped
+from . import print_env, run_until_stopped
 from .seed import PROVIDERS, Person, person
 
 DOCS_URL = "https://docs.hldgroup.org/errors#"
@@ -918,15 +918,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.webhook_url and not secret:
         print("idops sim homebase: --webhook-url needs HOMEBASE_WEBHOOK_SECRET set", file=sys.stderr)
         return 2
-    key = os.environ.get("HOMEBASE_API_KEY")
-    if not key:
+    key = os.environ.get("HOMEBASE_API_KEY") or ""
+    generated = not key
+    if generated:
         key = "hld_test_" + secrets.token_urlsafe(24)
-        print(f"HOMEBASE_API_KEY was not set; generated one for this run: {key}", flush=True)
     app = _app(args, key, secret)
 
     def announce(url: str) -> None:
-        print(f'HomeBase simulator: base_url = "{url}/v1" ({args.identities} identities)', flush=True)
-        print(f"tenants: {', '.join(app[STATE].tenant_ids)}", flush=True)
+        tenants = ", ".join(app[STATE].tenant_ids)
+        variables = {"HOMEBASE_BASE_URL": f"{url}/v1"}
+        if generated:
+            # printed on purpose: made up for this run so a person can configure the connector
+            variables["HOMEBASE_API_KEY"] = key
+        print_env(f"HomeBase simulator: {args.identities} identities, tenants {tenants}", variables)
 
     code = run_until_stopped(app, args.host, args.port, prog="idops sim homebase", announce=announce)
     if code == 0:

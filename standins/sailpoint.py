@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from . import run_until_stopped
+from . import print_env, run_until_stopped
 from .seed import EPOCH, person
 
 MAX_LIMIT = 250
@@ -966,13 +966,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
 
     def announce(url: str) -> None:
-        print(
-            f"SailPoint simulator on {url} ({args.identities} identities, tenant {args.tenant})", flush=True
-        )
+        variables = {"SAILPOINT_BASE_URL": url}
         if generated:
             # printed on purpose: made up for this run so a person can configure the connector
-            print(f"SAILPOINT_CLIENT_ID={client_id}", flush=True)
-            print(f"SAILPOINT_CLIENT_SECRET={client_secret}", flush=True)
+            variables.update(SAILPOINT_CLIENT_ID=client_id, SAILPOINT_CLIENT_SECRET=client_secret)
+        print_env(f"SailPoint simulator: {args.identities} identities, tenant {args.tenant}", variables)
 
     return run_until_stopped(app, args.host, args.port, prog="idops sim sailpoint", announce=announce)
 

@@ -29,7 +29,6 @@ CONNECTOR_OPTIONAL = {"jwt", "cryptography"}
 KNOWN_LATE_IMPORTS = {
     ("bot/alerts/scheduler.py", "bot"),
     ("bot/app.py", "bot"),
-    ("standins/slack.py", "standins"),
 }
 
 

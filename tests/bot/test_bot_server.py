@@ -500,12 +500,12 @@ async def test_sim_slack_page_drives_a_bot_served_over_socket_mode(tmp_path):
     serve = None
     try:
         assert sim.stdout is not None
-        page = (await _line_with(sim.stdout, "Slack stand-in: page at ")).split()[4].rstrip("/")
-        assert await _line_with(sim.stdout, "Commands and clicks go to") == (
-            "Commands and clicks go to the bot's Socket Mode connection"
+        page = (await _line_with(sim.stdout, "# Slack stand-in: the page is at ")).split()[-1].rstrip("/")
+        assert await _line_with(sim.stdout, "# Commands and clicks go to") == (
+            "# Commands and clicks go to the bot's Socket Mode connection"
         )
         printed = {}
-        for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
+        for name in ("SLACK_API_URL", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
             printed[name] = (await _line_with(sim.stdout, name + "=")).split("=", 1)[1]
         port = _free_port()
         serve = await asyncio.create_subprocess_exec(
@@ -516,7 +516,7 @@ async def test_sim_slack_page_drives_a_bot_served_over_socket_mode(tmp_path):
                 **env,
                 "SLACK_BOT_TOKEN": printed["SLACK_BOT_TOKEN"],
                 "SLACK_APP_TOKEN": printed["SLACK_APP_TOKEN"],
-                "SLACK_API_URL": page + "/api/",
+                "SLACK_API_URL": printed["SLACK_API_URL"],
                 "TEST_HLD_KEY": API_KEY,
             },
             stdout=asyncio.subprocess.DEVNULL,

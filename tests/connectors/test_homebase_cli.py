@@ -6,21 +6,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
-import queue
-import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import sims
+from support.sims import SimProcess
 
 from bot import cli
 from connectors.homebase import HomeBaseConnector
@@ -30,81 +23,20 @@ ROOT = Path(__file__).resolve().parents[2]
 IDENTITIES = 20_000
 
 
-@dataclass
-class SimProcess:
-    process: subprocess.Popen
-    url: str = ""
-
-    def __post_init__(self) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
-        # a thread reads stdout so waiting for a line can have a deadline
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line)
-        self._queue.put("")
-
-    def read_until(self, pattern: str, timeout: float = 15.0) -> re.Match:
-        """Read stdout lines until one matches `pattern` (bounded by `timeout`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.lines:
-                found = re.search(pattern, line)
-                if found:
-                    return found
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = ""
-            if not line:
-                raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
-            self.lines.append(line)
-
-    def stop(self) -> str:
-        """Ctrl-C, as a person would; exit code, then the rest of its output."""
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=15)
-        rest = []
-        while (line := self._queue.get(timeout=5)) != "":
-            rest.append(line)
-        return "".join(rest)
-
-
 @contextlib.contextmanager
 def sim_process(*args: str, key: str | None = None) -> Iterator[SimProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEBASE_")}
-    if key:
-        env["HOMEBASE_API_KEY"] = key
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "sim", "homebase", "--port", "0", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    sim = SimProcess(process)
-    try:
-        sim.url = sim.read_until(r'base_url = "(http://127\.0\.0\.1:\d+/v1)"').group(1)
+    with sims.sim_process(
+        "homebase", *args, env={"HOMEBASE_API_KEY": key} if key else {}, drop=("HOMEBASE_",)
+    ) as sim:
+        sim.url = sim.env()["HOMEBASE_BASE_URL"]
         yield sim
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=15)
-        sim._reader.join(timeout=5)
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[tuple[SimProcess, str]]:
     """One simulator process for the module, started without HOMEBASE_API_KEY: (process, printed key)."""
     with sim_process("--identities", str(IDENTITIES), "--no-rate-limit") as sim:
-        key = sim.read_until(r"generated one for this run: (hld_test_\S+)").group(1)
+        key = sim.env()["HOMEBASE_API_KEY"]
         yield sim, key
 
 
@@ -194,11 +126,12 @@ async def test_streaming_keeps_client_memory_flat(running) -> None:
 
 def test_key_from_the_environment_is_not_printed_and_ctrl_c_stops_cleanly() -> None:
     with sim_process("--identities", "10", key="hld_test_fromtheenvironment") as sim:
-        sim.read_until(r"tenants: ten_\w+, ten_\w+")
+        sim.read_until(r"tenants ten_\w+, ten_\w+")
+        assert sim.env() == {"HOMEBASE_BASE_URL": sim.url}
         rest = sim.stop()
         assert sim.process.returncode == 0
     output = "".join(sim.lines) + rest
-    assert "fromtheenvironment" not in output and "generated" not in output
+    assert "fromtheenvironment" not in output and "HOMEBASE_API_KEY" not in output
     assert "HomeBase simulator stopped" in rest
 
 

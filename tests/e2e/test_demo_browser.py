@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack_text import escape
 from standins import demo, homebase
-from standins.slack_ui import APPROVER_1, APPROVER_2, RESPONDER
+from standins.slack.page import APPROVER_1, APPROVER_2, RESPONDER
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

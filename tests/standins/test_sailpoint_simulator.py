@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
+from support.sims import parse_env
 
 from bot import cli
 from standins import serving
@@ -326,9 +327,9 @@ def test_main_prints_generated_credentials_and_serves() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
-        url = lines[0].split(" on ", 1)[1].split(" ", 1)[0]
-        creds = dict(line.strip().split("=", 1) for line in lines[1:])
+        # `# SailPoint simulator: …`, three `NAME=value` lines and `export …` (standins.print_env)
+        creds = parse_env([process.stdout.readline() for _ in range(5)])
+        url = creds["SAILPOINT_BASE_URL"]
 
         async def use() -> int:
             async with aiohttp.ClientSession() as session:

@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from standins import serving
 from standins.slack import FakeSlack, SlackUser, block_problems
-from standins.slack_ui import SlackUI
+from standins.slack.page import SlackUI
 
 TOKEN = "xoxb-test-token"
 SECRET = "test-signing-secret"

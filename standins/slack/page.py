@@ -15,7 +15,8 @@ from typing import Any, Callable, Optional
 import aiohttp
 from aiohttp import web
 
-from ..slack import BotReply, FakeSlack, SlackUser
+from .fake import FakeSlack
+from .records import BotReply, SlackUser
 
 STATIC = Path(__file__).parent / "static"
 LONG_POLL_SECONDS = 20.0

@@ -1,0 +1,119 @@
+"""`idops sim X` as a real process: its output read line by line with deadlines, and the block every
+simulator prints at start (`standins.print_env`: `# comment`, `NAME=value` lines, `export …`) parsed
+as a shell reads it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+
+
+def parse_env(lines: Iterable[str]) -> dict[str, str]:
+    """The `NAME=value` lines of a simulator's start-up block, up to its `export` line, unquoted."""
+    found: dict[str, str] = {}
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith("export "):
+            break
+        assigned = ASSIGNMENT.fullmatch(line)
+        if assigned:
+            words = shlex.split(assigned.group(2))
+            assert len(words) <= 1, f"{line!r} is not one shell word"
+            found[assigned.group(1)] = words[0] if words else ""
+    return found
+
+
+@dataclass
+class SimProcess:
+    process: subprocess.Popen
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        # a thread reads stdout so waiting for a line can have a deadline
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line)
+        self._queue.put("")
+
+    def read_until(self, pattern: str, timeout: float = 15.0) -> re.Match:
+        """Read stdout lines until one matches `pattern` (bounded by `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.lines:
+                found = re.search(pattern, line)
+                if found:
+                    return found
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = ""
+            if not line:
+                raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
+            self.lines.append(line)
+
+    def env(self, timeout: float = 15.0) -> dict[str, str]:
+        """The variables the simulator printed at start (waits for its `export` line)."""
+        self.read_until(r"^export ", timeout)
+        return parse_env(self.lines)
+
+    def block(self) -> str:
+        """The start-up block as printed: what a user copies into a shell."""
+        self.read_until(r"^export ")
+        end = next(i for i, line in enumerate(self.lines) if line.startswith("export "))
+        return "".join(self.lines[: end + 1])
+
+    def stop(self) -> str:
+        """Ctrl-C, as a person would; exit code, then the rest of its output."""
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=15)
+        rest = []
+        while (line := self._queue.get(timeout=5)) != "":
+            rest.append(line)
+        return "".join(rest)
+
+
+@contextlib.contextmanager
+def sim_process(
+    kind: str, *args: str, env: Mapping[str, str] = {}, drop: tuple[str, ...] = ()
+) -> Iterator[SimProcess]:
+    """`idops sim <kind> --port 0 <args>` in its own process, with the variables starting with one of
+    `drop` left out of its environment and `env` added; killed at the end of the block."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(drop)} if drop else dict(os.environ)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "sim", kind, "--port", "0", *args],
+        cwd=ROOT,
+        env={**environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sim = SimProcess(process)
+    try:
+        yield sim
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=15)
+        sim._reader.join(timeout=5)
+        assert process.stdout is not None
+        process.stdout.close()
