@@ -114,6 +114,10 @@ class AlertSettings(_Section):
     routes: list[AlertRoute] = Field(default_factory=list)
     # connector name -> tenant ids swept one by one (own schedule, own outage notice), e.g. MSP keys
     tenants: dict[str, list[str]] = Field(default_factory=dict)
+    # connectors with a change feed list in full on start and every Nth sweep, only changes in between
+    full_sweep_every: int = Field(12, ge=1, le=10_000)
+    # more cards than this waiting for one channel are folded into digest messages (0: never fold)
+    fold_after: int = Field(10, ge=0, le=10_000)
 
 
 class WebhookSettings(_Section):

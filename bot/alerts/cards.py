@@ -137,31 +137,37 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
         status.append(f"snoozed by {user_ref(alert['snoozed_by'])} until {_when(alert['snoozed_until'])}")
     blocks.append(ContextBlock(elements=[_md(" · ".join(status))]).to_dict())
     if not resolved:
-        actions: Iterable[Action] = (Action(a) for a in json.loads(alert["actions"]))
-        buttons: list[ButtonElement] = request_buttons(identity, actions)
-        if not alert["acked_by"]:
-            buttons.append(button("Acknowledge", "alert:ack", alert["id"], style="primary"))
-        if not alert["snoozed_until"]:
-            buttons.append(
-                button(
-                    "Snooze",
-                    "alert:snooze",
-                    alert["id"],
-                    confirm=ConfirmObject(
-                        title="Snooze this identity?",
-                        text=_md("No new alerts or notifications for this identity for a while."),
-                        confirm="Snooze",
-                        deny="Cancel",
-                    ),
-                )
-            )
-        blocks.append(ActionsBlock(elements=buttons).to_dict())
+        blocks.append(ActionsBlock(elements=alert_buttons(alert, identity)).to_dict())
     prefix = "Resolved" if resolved else f"{level.value.title()} risk"
     why = gone_text(source) if resolved and alert["gone"] else change
     fallback = f"{prefix}: {esc(identity.name, 200)} ({esc(why, 300)})"
     if alert["mention"] and not resolved:
         fallback = f"{mention_text(alert['mention'])} {fallback}"
     return {"text": fallback, "blocks": blocks}
+
+
+def alert_buttons(alert: Mapping[str, Any], identity: Identity) -> list[ButtonElement]:
+    """An open alert's buttons: the provider's request buttons, then Acknowledge and Snooze while they
+    apply (on its card, and on its line when a digest's *List them* pages through it)."""
+    actions: Iterable[Action] = (Action(a) for a in json.loads(alert["actions"]))
+    buttons: list[ButtonElement] = request_buttons(identity, actions)
+    if not alert["acked_by"]:
+        buttons.append(button("Acknowledge", "alert:ack", alert["id"], style="primary"))
+    if not alert["snoozed_until"]:
+        buttons.append(
+            button(
+                "Snooze",
+                "alert:snooze",
+                alert["id"],
+                confirm=ConfirmObject(
+                    title="Snooze this identity?",
+                    text=_md("No new alerts or notifications for this identity for a while."),
+                    confirm="Snooze",
+                    deny="Cancel",
+                ),
+            )
+        )
+    return buttons
 
 
 def escalation_reply(change: str, mention: Optional[str]) -> Message:

@@ -1,4 +1,5 @@
-"""The alert card's own buttons: Acknowledge, Snooze, and the baseline summary's "List them".
+"""The alert card's own buttons: Acknowledge, Snooze, the baseline summary's "List them" (and a storm
+digest's, from bot/alerts/digests.py).
 
 The `request:<action>` buttons on alert cards are the bot's (bot/listeners/actions.py). Each handler
 acks at once and answers the clicking user only; the card itself is re-rendered through the outbox.
@@ -13,7 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from ..app import Bot
 from ..blocks import Message, esc, text_message, user_ref
-from . import cards
+from . import cards, digests
 from .detector import Scope
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ OWN_ALERT = text_message(
 
 def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
     detector = service.detector
+    digests.register(app, bot, detector)  # a storm digest's *List them* pages
 
     def clicked(body: dict[str, Any]) -> tuple[str, str]:
         return body["user"]["id"], str((body.get("actions") or [{}])[0].get("value") or "")

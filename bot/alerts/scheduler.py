@@ -216,6 +216,7 @@ def install(
         backoff=timings.backoff,
         backoff_cap=timings.backoff_cap,
         poll=timings.poll,
+        fold_after=settings.fold_after,
     )
     detector = Detector(
         db, bot.connectors, settings, config.slack.alert_channel, clock=clock, on_outbox=sender.notify

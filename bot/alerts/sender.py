@@ -7,6 +7,10 @@ acted, 5xx. Before posting such a row again the sender looks for it in the chann
 metadata every post carries: `idops_alert` with the alert id, the part ("card", "reply", "notice")
 and the outbox row id. Updates (chat.update) are idempotent and simply run again.
 
+Storms: when more than `fold_after` cards wait for one channel, they are folded into digests
+(bot/alerts/digests.py) before the next row is taken; a digest row is delivered like a notice, and a
+quiet change to a folded alert redraws its digest (absorbing the digest's other waiting redraws).
+
 One `idops serve` process sends for a database: at start-up every `sending` row is taken back.
 """
 
@@ -29,7 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from connectors.http import SlidingWindowLimiter
 
 from ..slack_api import slack_error
-from . import cards
+from . import cards, digests
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,7 @@ class Sender:
         backoff: float = 1.0,
         backoff_cap: float = 60.0,
         poll: float = 5.0,
+        fold_after: int = 0,
         hook: Optional[Callable[[str, Mapping[str, Any]], None]] = None,
     ) -> None:
         self.db = db
@@ -107,6 +112,7 @@ class Sender:
         self.backoff = backoff
         self.backoff_cap = backoff_cap
         self.poll = poll
+        self.fold_after = fold_after
         # called at "claimed" and "posted" (before the ts is recorded): where the kill tests strike
         self.hook = hook or (lambda point, row: None)
         self._wake = asyncio.Event()
@@ -124,7 +130,9 @@ class Sender:
 
     def start(self) -> None:
         self.db.execute(
-            "DELETE FROM alert_outbox WHERE status = 'sent' AND sent_at < ?", [time.time() - KEEP_SENT]
+            "DELETE FROM alert_outbox WHERE (status = 'sent' AND sent_at < ?) OR (status = 'folded'"
+            " AND created_at < ?)",
+            [time.time() - KEEP_SENT] * 2,
         )
         taken = self.recover()
         if taken:
@@ -177,6 +185,9 @@ class Sender:
         """Deliver one channel's rows strictly in order: an update never overtakes its card."""
         limiter = self._limiters.setdefault(channel, SlidingWindowLimiter(1, self.interval))
         while True:
+            folded = digests.fold(self.db, channel, self.fold_after) if self.fold_after else 0
+            if folded:
+                log.info("alert storm: %d cards waiting for %s folded into digests", folded, channel)
             row = next(
                 self.db.query(
                     "SELECT * FROM alert_outbox WHERE status = 'pending' AND channel = ? ORDER BY id LIMIT 1",
@@ -291,6 +302,14 @@ class Sender:
     async def _deliver(self, row: Mapping[str, Any], limiter: SlidingWindowLimiter) -> None:
         channel, payload = row["channel"], json.loads(row["payload"])
         uncertain = row["attempts"] > 0
+        if row["kind"] == "digest":
+            _, alerts = digests.members(self.db, row["id"])
+            ts = await self._find(channel, digests.key(row["id"])) if uncertain else None
+            if ts is None:
+                message = digests.digest_message(row["id"], alerts)
+                ts = await self._post(limiter, row, message, digests.key(row["id"]))
+            self._sent(row, ts)
+            return
         if row["kind"] == "notice":
             key = {"alert_id": f"notice-{row['id']}", "part": "notice", "delivery": str(row["id"])}
             ts = await self._find(channel, key) if uncertain else None
@@ -299,6 +318,9 @@ class Sender:
             self._sent(row, ts)
             return
         alert = self._alert(row["alert_id"])
+        if alert["ts"] is None and alert["digest"] is not None and row["kind"] in digests.REDRAWN:
+            await self._redraw(row, alert["digest"], limiter)
+            return
         card = cards.alert_card(alert)
         card_key = {"alert_id": alert["id"], "part": "card"}
         ts = alert["ts"]
@@ -333,15 +355,40 @@ class Sender:
             )
         self._sent(row, reply_ts)
 
+    async def _redraw(self, row: Mapping[str, Any], digest_id: int, limiter: SlidingWindowLimiter) -> None:
+        """A folded alert changed quietly: draw its digest again (a digest not in Slack yet, or gone from
+        the outbox, will show the current state when posted: nothing to do)."""
+        digest = next(self.db.query("SELECT * FROM alert_outbox WHERE id = ?", [digest_id]), None)
+        if digest is None or digest["status"] != "sent" or not digest["ts"]:
+            self._sent(row, None)
+            return
+        up_to = self.db.execute("SELECT max(id) FROM alert_outbox").fetchone()[0]
+        _, alerts = digests.members(self.db, digest_id)
+        message, key = digests.digest_message(digest_id, alerts), digests.key(digest_id)
+        ts = digest["ts"]
+        try:
+            metadata = {"event_type": EVENT_TYPE, "event_payload": key}
+            await self._call(
+                limiter, "chat_update", channel=row["channel"], ts=ts, metadata=metadata, **message
+            )
+        except _CardGone:
+            # someone deleted the digest: post it again (looked for first, as this row may be a retry)
+            ts = await self._find(row["channel"], key) if row["attempts"] > 0 else None
+            ts = ts or await self._post(limiter, row, message, key)
+        with self.db.atomic():
+            self.db.execute("UPDATE alert_outbox SET ts = ? WHERE id = ?", [ts, digest_id])
+            digests.absorb(self.db, digest_id, row["channel"], up_to, ts, time.time())
+            self._sent(row, ts)
+
     def _alert(self, alert_id: str) -> dict[str, Any]:
         return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]))
 
     def _card_ts(self, alert_id: str, ts: str) -> None:
         self.db.execute("UPDATE alerts SET ts = ? WHERE id = ?", [ts, alert_id])
 
-    def _sent(self, row: Mapping[str, Any], ts: str, *, alert_id: Optional[str] = None) -> None:
+    def _sent(self, row: Mapping[str, Any], ts: Optional[str], *, alert_id: Optional[str] = None) -> None:
         with self.db.atomic():
-            if alert_id is not None:
+            if alert_id is not None and ts is not None:
                 self._card_ts(alert_id, ts)
             self.db.execute(
                 "UPDATE alert_outbox SET status = 'sent', ts = ?, sent_at = ?, error = NULL WHERE id = ?",

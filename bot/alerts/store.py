@@ -102,3 +102,15 @@ def m002_gone(db: Database) -> None:
     # a complete sweep forgets the identities of its scope missing here, resolving their alerts as gone.
     db.execute("CREATE TABLE alert_seen (scope TEXT NOT NULL, identity_id TEXT NOT NULL)")
     db.execute("ALTER TABLE alerts ADD COLUMN gone INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m003_digests_and_cursors(db: Database) -> None:
+    # An alert folded into a digest (during a storm) instead of getting a card of its own: the outbox row
+    # id of the digest message naming it. Its card ts stays NULL until it escalates.
+    db.execute("ALTER TABLE alerts ADD COLUMN digest INTEGER")
+    db.execute("CREATE INDEX alerts_digest ON alerts (digest) WHERE digest IS NOT NULL")
+    # Incremental sweeps: the provider's change-feed cursor per scope (NULL: the next sweep lists in full)
+    # and how many changes-only sweeps ran since the last full one.
+    db.execute("ALTER TABLE alert_sweeps ADD COLUMN cursor TEXT")
+    db.execute("ALTER TABLE alert_sweeps ADD COLUMN since_full INTEGER NOT NULL DEFAULT 0")

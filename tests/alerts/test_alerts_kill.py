@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.alerts import ALERTS, API_KEY, all_text, running
 
 from bot.alerts.detector import Detector, Scope
@@ -47,7 +48,16 @@ async def _work(args: argparse.Namespace) -> None:
         if point == args.kill_at and (point != "posted" or posts == args.kill_on_post):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    sender = Sender(db, client, interval=0.01, backoff=0.05, backoff_cap=0.2, poll=0.1, hook=hook)
+    sender = Sender(
+        db,
+        client,
+        interval=0.01,
+        backoff=0.05,
+        backoff_cap=0.2,
+        poll=0.1,
+        fold_after=args.fold_after,
+        hook=hook,
+    )
     async with HomeBaseConnector("hld", api_key=API_KEY, base_url=args.sim) as connector:
         detector = Detector(db, {"hld": connector}, AlertSettings(), ALERTS, on_outbox=sender.notify)
         if args.sweep:
@@ -68,6 +78,7 @@ def _main() -> None:
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--kill-at", default="", choices=["", "after-sweep", "claimed", "posted"])
     parser.add_argument("--kill-on-post", type=int, default=1)
+    parser.add_argument("--fold-after", type=int, default=0)
     asyncio.run(_work(parser.parse_args()))
 
 
@@ -178,6 +189,30 @@ async def test_killed_after_escalation_reply_posts_it_once(tmp_path: Path) -> No
         assert len(card["replies"]) == 1 and len(_posts(a.slack, "reply")) == 1
         assert "→ 97" in all_text(card)
         assert all(row["status"] == "sent" for row in a.outbox())
+
+
+@pytest.mark.parametrize("kill_at", ["claimed", "posted"])
+async def test_killed_around_a_storm_digest_names_everyone_once(tmp_path: Path, kill_at: str) -> None:
+    async with running(tmp_path, start_sender=False) as a:
+        assert await _run(a, "--sweep") == 0
+        moved = {a.set_risk(a.index_at(RiskLevel.LOW), 70) for _ in range(8)}
+        # the 8 cards are folded into one digest (more than 5 wait), then the process dies around its post
+        assert await _run(a, "--sweep", "--fold-after", "5", "--kill-at", kill_at) == -signal.SIGKILL
+        (digest,) = [r for r in a.outbox() if r["kind"] == "digest"]
+        assert digest["status"] == "sending" and digest["ts"] is None
+        assert len(_posts(a.slack, "digest")) == (1 if kill_at == "posted" else 0)
+        assert await _run(a, "--fold-after", "5") == 0
+        assert len(_posts(a.slack, "digest")) == 1 and not _posts(a.slack, "card")
+        (message,) = [
+            m for m in a.slack.messages(ALERTS) if m["metadata"]["event_payload"]["part"] == "digest"
+        ]
+        (digest,) = [r for r in a.outbox() if r["kind"] == "digest"]
+        assert digest["status"] == "sent" and digest["ts"] == message["ts"]
+        folded = {
+            row["identity_id"] for row in a.db.query("SELECT * FROM alerts WHERE digest = ?", [digest["id"]])
+        }
+        assert folded == moved
+        assert {r["status"] for r in a.outbox()} == {"sent", "folded"}
 
 
 if __name__ == "__main__":
