@@ -37,7 +37,7 @@ import jwt
 from aiohttp import web
 from yarl import URL
 
-from . import run_until_stopped
+from . import print_env, run_until_stopped
 from .entra_odata import FilterError, evaluate, parse_filter, pinned_values
 from .seed import EPOCH, person
 
@@ -989,12 +989,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
 
     def announce(url: str) -> None:
-        print(
-            f"Entra ID simulator on {url} ({args.identities} users): authority_url and graph_url = {url}",
-            flush=True,
-        )
-        for name, value in generated.items():
-            print(f"{name}={value}", flush=True)  # made up for this run, printed so a person can use it
+        # the credentials are made up for this run, printed so a person can use them
+        variables = {"ENTRA_AUTHORITY_URL": url, "ENTRA_GRAPH_URL": url, **generated}
+        print_env(f"Entra ID simulator: {args.identities} users", variables)
 
     return run_until_stopped(app, args.host, args.port, prog="idops sim entra", announce=announce)
 

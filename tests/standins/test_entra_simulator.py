@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.sims import parse_env
 
 from standins import serving
 from standins.entra import STATE, EntraState, create_app
@@ -182,9 +183,11 @@ def test_main_prints_generated_credentials_and_serves() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]
-        url = lines[0].split(" on ", 1)[1].split(" ", 1)[0]
-        creds = dict(line.strip().split("=", 1) for line in lines[1:])
+        # `# Entra ID simulator: …`, five `NAME=value` lines and `export …` (standins.print_env)
+        printed = parse_env([process.stdout.readline() for _ in range(7)])
+        url = printed.pop("ENTRA_AUTHORITY_URL")
+        assert printed.pop("ENTRA_GRAPH_URL") == url
+        creds = printed
         assert set(creds) == {"ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET"}
 
         async def use() -> int:
