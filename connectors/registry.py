@@ -14,7 +14,12 @@ from .errors import ConfigurationError
 _KINDS: dict[str, type[Connector]] = {}
 
 # Modules that register the built-in kinds; imported on first use so importing the registry stays cheap.
-BUILTIN_MODULES = ("connectors.homebase", "connectors.sailpoint", "connectors.entra")
+BUILTIN_MODULES = (
+    "connectors.homebase",
+    "connectors.sailpoint",
+    "connectors.entra",
+    "connectors.google_workspace",
+)
 
 
 def register(cls: type[Connector]) -> type[Connector]:

@@ -14,6 +14,7 @@ from typing import Optional
 
 SIMULATORS = {
     "entra": "standins.entra",
+    "google_workspace": "standins.google_workspace",
     "homebase": "standins.homebase",
     "sailpoint": "standins.sailpoint",
     "slack": "standins.slack.sim",

@@ -1,0 +1,917 @@
+"""Google Workspace stand-in: the JWT-bearer token endpoint, Admin SDK Directory users, Alert Center.
+
+Serves what idops and Google's own client (google-api-python-client with its static discovery
+documents, google-auth service-account credentials) use, with Google's shapes and error bodies:
+
+* `POST /token`: a service account's JWT (RS256) checked against the trusted key's public half:
+  signature, `iss`, `exp`/`iat` (at most an hour, a minute of skew), the scopes (known and granted),
+  and `aud` equal to Google's documented https://oauth2.googleapis.com/token whatever URL it was
+  posted to (google-auth always signs that). Any delegated `sub` is accepted unless `admin` is set.
+* `/admin/directory/v1/users` (list: customer, maxResults ≤ 500, pageToken, query, orderBy),
+  `/users/{userKey}` (GET, PATCH `suspended` / `changePasswordAtNextLogin`), `/users/{userKey}/signOut`.
+* `/v1beta1/alerts` (Alert Center list: filter on createTime and type, pageSize, pageToken).
+
+Users are made on demand from `standins.seed.person(i)`, so any count is servable; only what actions
+changed is kept. A per-(service account, admin) quota of `quota_per_minute` answers 403
+userRateLimitExceeded past the ceiling. `/_admin/...` (no auth) injects faults and raises alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import functools
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Optional
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import run_until_stopped
+from .seed import person
+
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+SCOPE_USER = "https://www.googleapis.com/auth/admin.directory.user"
+SCOPE_USER_READONLY = SCOPE_USER + ".readonly"
+SCOPE_USER_SECURITY = SCOPE_USER + ".security"
+SCOPE_ALERTS = "https://www.googleapis.com/auth/apps.alerts"
+ALL_SCOPES = frozenset({SCOPE_USER, SCOPE_USER_READONLY, SCOPE_USER_SECURITY, SCOPE_ALERTS})
+DIRECTORY = "/admin/directory/v1"
+MAX_RESULTS = 500
+ALERT_PAGE_MAX = 1000
+NEVER = "1970-01-01T00:00:00.000Z"
+FAULT_KINDS = ("429", "403_user_rate", "403_rate", "500", "503", "slow", "drop", "malformed", "expire_token")
+ALERT_SOURCES = {"Government attack warning": ("State sponsored attack", "StateSponsoredAttack")}
+_ID_BASE = 10**20  # ids are 21 digits, like Google's
+SEEDED_ALERT_USERS = 100_000  # seeding reads each person once: bounded so a million users start fast
+
+
+def _iso(moment: datetime) -> str:
+    return (
+        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha1(":".join(map(str, parts)).encode(), usedforsecurity=False).hexdigest()
+
+
+def generate_key(client_email: str = "idops-sim@idops-sim.iam.gserviceaccount.com") -> dict:
+    """A new service account key file (the JSON Google's console downloads), RSA 2048."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "type": "service_account",
+        "project_id": "idops-sim",
+        "private_key_id": secrets.token_hex(20),
+        "private_key": pem,
+        "client_email": client_email,
+        "client_id": str(_ID_BASE + secrets.randbelow(_ID_BASE)),
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": GOOGLE_TOKEN_URL,
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "universe_domain": "googleapis.com",
+    }
+
+
+def google_error(status: int, message: str, reason: str, *, domain: str = "global") -> web.Response:
+    """Google's JSON error: `{"error": {code, message, errors: [{message, domain, reason}], status}}`."""
+    statuses = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
+    statuses.update({429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"})
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
+            "status": statuses.get(status, "UNKNOWN"),
+        }
+    }
+    return web.json_response(body, status=status)
+
+
+def _oauth_error(status: int, error: str, description: str) -> web.Response:
+    return web.json_response({"error": error, "error_description": description}, status=status)
+
+
+def _invalid(message: str) -> web.Response:
+    return google_error(400, f"Invalid Input: {message}", "invalid")
+
+
+# --- Directory search queries (Google's documented syntax) -----------------------------------------
+
+QUERY_FIELDS = {
+    "email": "=:",
+    "name": "=:",
+    "givenName": "=:",
+    "familyName": "=:",
+    "isAdmin": "=",
+    "isDelegatedAdmin": "=",
+    "isSuspended": "=",
+    "isArchived": "=",
+    "isEnrolledIn2Sv": "=",
+    "isEnforcedIn2Sv": "=",
+    "orgUnitPath": "=",
+}
+_CLAUSE = re.compile(
+    r"\s*(?P<field>[A-Za-z][A-Za-z0-9]*)(?P<op>[=:])(?:'(?P<quoted>(?:[^'\\]|\\.)*)'|(?P<bare>[^\s'\\]+))(?P<star>\*)?",
+    re.DOTALL,
+)
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+class QueryError(ValueError):
+    """A `query` that is not `field op value` clauses separated by spaces."""
+
+
+@dataclass(frozen=True)
+class Clause:
+    field: str
+    op: str
+    value: str
+    prefix: bool
+
+
+def parse_query(text: str) -> list[Clause]:
+    """Clauses separated by whitespace (implicit AND); values bare or in single quotes with `\\'`
+    and `\\\\` escapes; a trailing `*` outside the value is a prefix match."""
+    clauses, pos = [], 0
+    while pos < len(text):
+        if not text[pos:].strip():
+            break
+        match = _CLAUSE.match(text, pos)
+        if match is None:
+            raise QueryError(f"cannot parse the query at position {pos}")
+        name, op = match.group("field"), match.group("op")
+        if name not in QUERY_FIELDS or op not in QUERY_FIELDS[name]:
+            raise QueryError(f"unsupported query field or operator: {name}{op}")
+        quoted = match.group("quoted")
+        value = _UNESCAPE.sub(r"\1", quoted) if quoted is not None else match.group("bare")
+        if value.endswith("*") and quoted is None:
+            value, star = value[:-1], True
+        else:
+            star = bool(match.group("star"))
+        if star and op != ":":
+            raise QueryError("a prefix search (*) needs the : operator")
+        clauses.append(Clause(name, op, value, star))
+        pos = match.end()
+        if pos < len(text) and not text[pos].isspace():
+            raise QueryError(f"clauses must be separated by spaces (position {pos})")
+    return clauses
+
+
+def _matches(clause: Clause, user: dict) -> bool:
+    name = user["name"]
+    values: list[Any]
+    if clause.field == "email":
+        values = [user["primaryEmail"], *user.get("aliases", ())]
+    elif clause.field == "name":
+        values = [f"{name['givenName']} {name['familyName']}"]
+    elif clause.field in ("givenName", "familyName"):
+        values = [name[clause.field]]
+    elif clause.field in ("isSuspended", "isArchived"):
+        values = [str(user[clause.field[2].lower() + clause.field[3:]]).lower()]
+    elif clause.field == "orgUnitPath":
+        values = [user["orgUnitPath"]]
+    else:
+        values = [str(user[clause.field]).lower()]
+    wanted = clause.value.casefold()
+    for value in values:
+        text = str(value).casefold()
+        if clause.op == "=" and text == wanted:
+            return True
+        if clause.op == ":" and (text.startswith(wanted) if clause.prefix else wanted in text):
+            return True
+    return False
+
+
+# --- state -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    kind: str
+    remaining: int
+    retry_after: Optional[int] = None
+    delay: float = 2.0
+    path: str = ""
+
+
+@dataclass
+class RequestRecord:
+    at: float
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    subject: Optional[str] = None
+    status: int = 0
+
+
+@dataclass
+class WorkspaceState:
+    """Everything beyond the seeded people; `app[STATE]`, read and changed directly by tests."""
+
+    identities: int
+    seed: int
+    domain: str
+    customer_id: str
+    keys: dict[str, Any]  # client_email -> public key
+    admin: Optional[str] = None
+    granted_scopes: frozenset[str] = ALL_SCOPES
+    alert_center: bool = True
+    quota_per_minute: Optional[int] = 2400
+    token_ttl: int = 3599
+    latency: float = 0.0
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    suspended: dict[int, bool] = field(default_factory=dict)
+    change_password: dict[int, bool] = field(default_factory=dict)
+    sign_outs: collections.Counter = field(default_factory=collections.Counter)
+    alerts: list[dict] = field(default_factory=list)
+    tokens: dict[str, tuple[str, Optional[str], frozenset[str], float]] = field(default_factory=dict)
+    tokens_issued: int = 0
+    faults: collections.deque[Fault] = field(default_factory=collections.deque)
+    windows: dict[tuple[str, Optional[str]], collections.deque[float]] = field(default_factory=dict)
+    peak_per_minute: int = 0
+    log: collections.deque[RequestRecord] = field(default_factory=lambda: collections.deque(maxlen=50000))
+
+    def __post_init__(self) -> None:
+        self._cached = functools.lru_cache(maxsize=60000)(self._render)
+        self._seed_alerts()
+
+    def user_id(self, index: int) -> str:
+        return str(_ID_BASE + int(_digest("user", self.seed, index)[:12], 16) % 10**11 * 10**9 + index)
+
+    def index_of(self, key: Any) -> Optional[int]:
+        """The index of a user key: numeric id, primary email or alias (any case)."""
+        if not isinstance(key, str) or not key:
+            return None
+        if key.isdigit():
+            index = int(key) % 10**9
+            ok = index < self.identities and self.user_id(index) == key
+            return index if ok else None
+        match = re.fullmatch(r"[^@]*\.(\d+)@" + re.escape(self.domain), key, re.IGNORECASE)
+        if not match or int(match.group(1)) >= self.identities:
+            return None
+        index = int(match.group(1))
+        user = self.user(index)
+        return (
+            index
+            if key.casefold() in (e.casefold() for e in (user["primaryEmail"], *user.get("aliases", ())))
+            else None
+        )
+
+    def user(self, index: int) -> dict:
+        """User `index` as users.get returns it (projection basic)."""
+        p = person(index, seed=self.seed)
+        plain = p.display_name == f"{p.first} {p.last}"
+        given = p.first if plain else p.display_name
+        email = f"{p.first}.{p.last}.{index}@{self.domain}".lower()
+        aliases = [f"{p.first[0]}{p.last}.{index}@{self.domain}".lower()] if index % 10 == 3 else []
+        admin = "admin" in p.roles
+        suspended = self.suspended.get(index, p.status == "suspended")
+        user = {
+            "kind": "admin#directory#user",
+            "id": self.user_id(index),
+            "etag": f'"{_digest("etag", self.seed, index, suspended, self.change_password.get(index))[:27]}"',
+            "primaryEmail": email,
+            "name": {"givenName": given, "familyName": p.last, "fullName": f"{given} {p.last}"},
+            "isAdmin": admin,
+            "isDelegatedAdmin": not admin and "billing-admin" in p.roles,
+            "lastLoginTime": NEVER if index % 97 == 96 else _iso(p.last_login_at),
+            "creationTime": _iso(p.created_at),
+            "agreedToTerms": True,
+            "suspended": suspended,
+            "archived": False,
+            "changePasswordAtNextLogin": self.change_password.get(index, False),
+            "ipWhitelisted": False,
+            "emails": [{"address": email, "primary": True}, *({"address": a} for a in aliases)],
+            "aliases": aliases,
+            "nonEditableAliases": [email.replace("@", "@test-google-a.", 1)],
+            "customerId": self.customer_id,
+            "orgUnitPath": "/" if not admin else "/IT",
+            "isMailboxSetup": True,
+            "isEnrolledIn2Sv": bool(p.mfa_methods),
+            "isEnforcedIn2Sv": index % 4 == 0,
+            "includeInGlobalAddressList": True,
+        }
+        if suspended:
+            user["suspensionReason"] = "ADMIN"
+        if not aliases:
+            del user["aliases"]
+        return user
+
+    def _render(self, index: int) -> bytes:
+        return json.dumps(self.user(index), separators=(",", ":")).encode()
+
+    def user_json(self, index: int) -> bytes:
+        changed = index in self.suspended or index in self.change_password
+        return self._render(index) if changed else self._cached(index)
+
+    def set_user(
+        self, index: int, *, suspended: Optional[bool] = None, change: Optional[bool] = None
+    ) -> None:
+        if suspended is not None:
+            self.suspended[index] = suspended
+        if change is not None:
+            self.change_password[index] = change
+
+    # --- alerts
+
+    def raise_alert(
+        self, index: int, alert_type: str, *, status: str = "NOT_STARTED", created: Optional[datetime] = None
+    ) -> dict:
+        """Add an Alert Center alert naming user `index` (AccountWarning data, as Google identity sends)."""
+        created = created or datetime.now(timezone.utc)
+        alert_id = str(uuid.UUID(_digest("alert", self.seed, index, alert_type, len(self.alerts))[:32]))
+        source, data_type = ALERT_SOURCES.get(alert_type, ("Google identity", "AccountWarning"))
+        email = self.user(index)["primaryEmail"]
+        customer = self.customer_id.lstrip("C")
+        alert = {
+            "customerId": customer,
+            "alertId": alert_id,
+            "createTime": _iso(created),
+            "startTime": _iso(created - timedelta(minutes=5)),
+            "updateTime": _iso(created),
+            "type": alert_type,
+            "source": source,
+            "data": {
+                "@type": f"type.googleapis.com/google.apps.alertcenter.type.{data_type}",
+                "email": email,
+            },
+            "deleted": False,
+            "metadata": {
+                "customerId": customer,
+                "alertId": alert_id,
+                "status": status,
+                "severity": "HIGH",
+                "updateTime": _iso(created),
+                "etag": _digest("m", alert_id)[:12],
+            },
+            "etag": _digest("a", alert_id)[:12],
+        }
+        self.alerts.append(alert)
+        return alert
+
+    def _seed_alerts(self) -> None:
+        """Alerts for the first SEEDED_ALERT_USERS people, picked by their seeded risk score."""
+        for index in range(min(self.identities, SEEDED_ALERT_USERS)):
+            score = person(index, seed=self.seed).risk_score
+            hours = timedelta(hours=1 + index % 240)
+            if score >= 90:
+                self.raise_alert(index, "Leaked password", created=self.started - hours)
+            elif score >= 76:
+                self.raise_alert(index, "Suspicious login", created=self.started - hours)
+            elif score >= 70:
+                self.raise_alert(index, "Suspicious login", status="CLOSED", created=self.started - hours)
+
+    # --- auth and quota
+
+    def issue_token(self, issuer: str, subject: Optional[str], scopes: frozenset[str]) -> str:
+        token = "ya29." + secrets.token_urlsafe(48)
+        self.tokens[token] = (issuer, subject, scopes, time.monotonic() + self.token_ttl)
+        self.tokens_issued += 1
+        return token
+
+    def expire_tokens(self) -> None:
+        self.tokens = {t: (*v[:3], 0.0) for t, v in self.tokens.items()}
+
+    def admit(self, caller: tuple[str, Optional[str]]) -> bool:
+        """Count one request against the caller's per-minute quota; False past the ceiling."""
+        now = time.monotonic()
+        window = self.windows.setdefault(caller, collections.deque())
+        while window and now - window[0] >= 60.0:
+            window.popleft()
+        if self.quota_per_minute is not None and len(window) >= self.quota_per_minute:
+            return False
+        window.append(now)
+        self.peak_per_minute = max(self.peak_per_minute, len(window))
+        return True
+
+
+STATE = web.AppKey("google_workspace_state", WorkspaceState)
+
+
+# --- token endpoint --------------------------------------------------------------------------------
+
+
+async def token(request: web.Request) -> web.Response:
+    """POST /token: the jwt-bearer grant, checked as Google checks it."""
+    state = request.app[STATE]
+    form = await request.post()
+    if form.get("grant_type") != JWT_BEARER:
+        return _oauth_error(
+            400, "unsupported_grant_type", "Invalid grant_type: " + str(form.get("grant_type"))[:60]
+        )
+    assertion = str(form.get("assertion") or "")
+    try:
+        issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return _oauth_error(400, "invalid_grant", "Invalid JWT: the assertion is not a JWT.")
+    public = state.keys.get(issuer) if isinstance(issuer, str) else None
+    if public is None or not isinstance(issuer, str):
+        return _oauth_error(400, "invalid_grant", "Invalid grant: account not found")
+    try:
+        claims = jwt.decode(
+            assertion,
+            public,
+            algorithms=["RS256"],
+            audience=GOOGLE_TOKEN_URL,
+            leeway=60,
+            options={"require": ["iss", "aud", "exp", "iat", "scope"]},
+        )
+    except jwt.InvalidSignatureError:
+        return _oauth_error(400, "invalid_grant", "Invalid JWT Signature.")
+    except jwt.InvalidAudienceError:
+        return _oauth_error(400, "invalid_grant", "Invalid JWT: Failed audience check.")
+    except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
+        return _oauth_error(400, "invalid_grant", _TIMEFRAME)
+    except jwt.PyJWTError as exc:
+        return _oauth_error(400, "invalid_grant", f"Invalid JWT: {str(exc)[:80]}")
+    if not isinstance(claims.get("iat"), int) or claims["exp"] - claims["iat"] > 3600:
+        return _oauth_error(400, "invalid_grant", _TIMEFRAME)
+    scopes = frozenset(str(claims["scope"]).split())
+    if not scopes or not scopes <= ALL_SCOPES:
+        return _oauth_error(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+    subject = claims.get("sub")
+    if subject is not None and not isinstance(subject, str):
+        return _oauth_error(400, "invalid_grant", "Invalid email or User ID")
+    if state.admin is not None and (subject or "").casefold() != state.admin.casefold():
+        return _oauth_error(400, "invalid_grant", "Invalid email or User ID")
+    if not scopes <= state.granted_scopes:
+        return _oauth_error(401, "unauthorized_client", _UNAUTHORIZED)
+    access = state.issue_token(issuer, subject, scopes)
+    return web.json_response({"access_token": access, "expires_in": state.token_ttl, "token_type": "Bearer"})
+
+
+_TIMEFRAME = (
+    "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
+    " Check your iat and exp values in the JWT claim."
+)
+_UNAUTHORIZED = (
+    "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of"
+    " the scopes requested."
+)
+
+
+# --- Directory ------------------------------------------------------------------------------------
+
+
+def _page_token(offset: int, query: str) -> str:
+    raw = json.dumps({"o": offset, "q": _digest(query)[:8]}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_page_token(token: str, query: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset, digest = int(data["o"]), data["q"]
+    except (ValueError, KeyError, TypeError):
+        raise QueryError("pageToken") from None
+    if digest != _digest(query)[:8] or offset < 0:
+        raise QueryError("pageToken")
+    return offset
+
+
+def _max_results(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.lstrip("-").isdigit() or not 1 <= int(raw) <= high:
+        raise QueryError(f"Invalid value '{raw[:20]}'. Values must be within the range: [1, {high}]")
+    return int(raw)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    customer = request.query.get("customer")
+    if not customer and not request.query.get("domain"):
+        return google_error(400, "Bad Request", "badRequest")
+    if customer and customer not in ("my_customer", state.customer_id, state.customer_id.lstrip("C")):
+        return google_error(404, "Domain not found.", "notFound")
+    if request.query.get("domain") and request.query["domain"] != state.domain:
+        return google_error(404, "Domain not found.", "notFound")
+    try:
+        size = _max_results(request, "maxResults", 100, MAX_RESULTS)
+        query = request.query.get("query", "")
+        clauses = parse_query(query) if query else []
+        offset = _read_page_token(request.query["pageToken"], query) if request.query.get("pageToken") else 0
+    except QueryError as exc:
+        return _invalid(str(exc))
+    order = request.query.get("orderBy")
+    if order not in (None, "email", "familyName", "givenName"):
+        return _invalid("orderBy")
+    if not clauses and order is None:
+        end = min(offset + size, state.identities)
+        rows = [state.user_json(i) for i in range(offset, end)]
+        more = end < state.identities
+    else:
+        users = [state.user(i) for i in _candidates(state, clauses)]
+        users = [u for u in users if all(_matches(c, u) for c in clauses)]
+        if order is not None:
+            key = (
+                (lambda u: u["primaryEmail"]) if order == "email" else (lambda u: u["name"][order].casefold())
+            )
+            users.sort(key=key, reverse=request.query.get("sortOrder", "").upper() == "DESCENDING")
+        rows = [json.dumps(u, separators=(",", ":")).encode() for u in users[offset : offset + size]]
+        more = offset + size < len(users)
+    parts = [b'{"kind":"admin#directory#users","etag":"\\"', _digest(offset, query)[:20].encode(), b'\\""']
+    if rows:
+        parts += [b',"users":[', b",".join(rows), b"]"]
+    if more:
+        parts.append(f',"nextPageToken":"{_page_token(offset + size, query)}"'.encode())
+    return web.Response(body=b"".join(parts) + b"}", content_type="application/json")
+
+
+def _candidates(state: WorkspaceState, clauses: list[Clause]) -> Sequence[int]:
+    for clause in clauses:  # an exact email names at most one user
+        if clause.field == "email" and clause.op == "=":
+            index = state.index_of(clause.value)
+            return [] if index is None else [index]
+    return range(state.identities)
+
+
+def _user_index(request: web.Request) -> Optional[int]:
+    return request.app[STATE].index_of(request.match_info["userKey"])
+
+
+def _not_found() -> web.Response:
+    return google_error(404, "Resource Not Found: userKey", "notFound")
+
+
+async def get_user(request: web.Request) -> web.Response:
+    index = _user_index(request)
+    if index is None:
+        return _not_found()
+    return web.Response(body=request.app[STATE].user_json(index), content_type="application/json")
+
+
+async def patch_user(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    index = _user_index(request)
+    if index is None:
+        return _not_found()
+    try:
+        body = await request.json()
+    except ValueError:
+        return _invalid("the request body is not JSON")
+    if not isinstance(body, dict):
+        return _invalid("the request body must be a User object")
+    for key in ("suspended", "changePasswordAtNextLogin"):
+        if key in body and not isinstance(body[key], bool):
+            return _invalid(f"{key} must be true or false")
+    state.set_user(index, suspended=body.get("suspended"), change=body.get("changePasswordAtNextLogin"))
+    return web.Response(body=state.user_json(index), content_type="application/json")
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    index = _user_index(request)
+    if index is None:
+        return _not_found()
+    request.app[STATE].sign_outs[index] += 1
+    return web.Response(status=204)
+
+
+# --- Alert Center ---------------------------------------------------------------------------------
+
+_ALERT_TERM = re.compile(r'\s*(createTime|type)\s*(>=|<=|=|>|<)\s*"([^"\\]*)"\s*')
+
+
+def _alert_filter(text: str) -> Callable[[dict], bool]:
+    terms = []
+    for part in re.split(r"\s+AND\s+", text.strip()) if text.strip() else []:
+        match = _ALERT_TERM.fullmatch(part)
+        if match is None:
+            raise QueryError(f"unsupported filter term {part[:60]!r}")
+        terms.append(match.groups())
+    ops: dict[str, Callable[[str, str], bool]] = {
+        ">=": lambda a, b: a >= b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        "<": lambda a, b: a < b,
+        "=": lambda a, b: a == b,
+    }
+    for name, op, value in terms:
+        if name == "createTime" and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", value):
+            raise QueryError(f"createTime must be an RFC 3339 timestamp, got {value[:40]!r}")
+        if name == "type" and op != "=":
+            raise QueryError("type supports only =")
+
+    def keep(alert: dict) -> bool:
+        for name, op, value in terms:
+            actual = alert[name] if name == "type" else alert["createTime"][:19]
+            if not ops[op](actual, value if name == "type" else value[:19]):
+                return False
+        return True
+
+    return keep
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not state.alert_center:
+        return google_error(403, "The caller does not have permission", "forbidden")
+    try:
+        keep = _alert_filter(request.query.get("filter", ""))
+        size = _max_results(request, "pageSize", 100, 10**6)
+        text = request.query.get("filter", "")
+        offset = _read_page_token(request.query["pageToken"], text) if request.query.get("pageToken") else 0
+    except QueryError as exc:
+        return google_error(400, f"Request contains an invalid argument: {exc}", "badRequest")
+    size = min(size, ALERT_PAGE_MAX)  # "the server may return fewer items than requested"
+    alerts = sorted((a for a in state.alerts if keep(a)), key=lambda a: a["createTime"], reverse=True)
+    body: dict[str, Any] = {}
+    if alerts[offset : offset + size]:
+        body["alerts"] = alerts[offset : offset + size]
+    if offset + size < len(alerts):
+        body["nextPageToken"] = _page_token(offset + size, text)
+    return web.json_response(body)
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+
+async def _admin_body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text='{"error": "body must be a JSON object"}', content_type="application/json"
+        )
+    return body
+
+
+async def admin_faults(request: web.Request) -> web.Response:
+    """POST /_admin/faults {kind, count, retry_after, delay, path}: the next API requests misbehave."""
+    state = request.app[STATE]
+    body = await _admin_body(request)
+    if body.get("kind") not in FAULT_KINDS:
+        return web.json_response({"error": f"kind must be one of {', '.join(FAULT_KINDS)}"}, status=400)
+    if body["kind"] == "expire_token":
+        state.expire_tokens()
+        return web.json_response({"expired": len(state.tokens)})
+    try:
+        retry_after = body.get("retry_after")
+        fault = Fault(
+            kind=body["kind"],
+            remaining=int(body.get("count", 1)),
+            retry_after=None if retry_after is None else int(retry_after),
+            delay=float(body.get("delay", 2.0)),
+            path=str(body.get("path", "")),
+        )
+    except (TypeError, ValueError):
+        return web.json_response(
+            {"error": "count and retry_after must be integers, delay seconds"}, status=400
+        )
+    if fault.remaining < 1 or fault.delay < 0:
+        return web.json_response({"error": "count must be 1 or more and delay 0 or more"}, status=400)
+    state.faults.append(fault)
+    return web.json_response({"queued": len(state.faults)})
+
+
+async def admin_clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.clear()
+    return web.json_response({"queued": 0})
+
+
+async def admin_alert(request: web.Request) -> web.Response:
+    """POST /_admin/alerts {"user": id or email, "type": "Leaked password", "status": "NOT_STARTED"}."""
+    state = request.app[STATE]
+    body = await _admin_body(request)
+    index = state.index_of(body.get("user"))
+    if index is None:
+        return web.json_response({"error": "no such user"}, status=404)
+    alert_type, status = body.get("type", "Leaked password"), body.get("status", "NOT_STARTED")
+    if not isinstance(alert_type, str) or status not in ("NOT_STARTED", "IN_PROGRESS", "CLOSED"):
+        return web.json_response(
+            {"error": "type must be text; status NOT_STARTED, IN_PROGRESS or CLOSED"}, status=400
+        )
+    return web.json_response(state.raise_alert(index, alert_type, status=status), status=201)
+
+
+async def admin_stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(
+        {
+            "identities": state.identities,
+            "tokens_issued": state.tokens_issued,
+            "api_requests": len(state.log),
+            "peak_per_minute": state.peak_per_minute,
+            "quota_per_minute": state.quota_per_minute,
+            "suspended": sorted(i for i, s in state.suspended.items() if s),
+            "sign_outs": sum(state.sign_outs.values()),
+            "alerts": len(state.alerts),
+        }
+    )
+
+
+# --- middleware: faults, authentication, scopes, quota -------------------------------------------
+
+# (method, path pattern) -> scopes any one of which allows the call
+_NEEDS = (
+    ("POST", re.compile(r"/admin/directory/v1/users/[^/]+/signOut"), {SCOPE_USER_SECURITY}),
+    ("PATCH", re.compile(r"/admin/directory/v1/users/[^/]+"), {SCOPE_USER}),
+    ("GET", re.compile(r"/admin/directory/v1/users.*"), {SCOPE_USER, SCOPE_USER_READONLY}),
+    ("GET", re.compile(r"/v1beta1/alerts"), {SCOPE_ALERTS}),
+)
+
+
+def _take_fault(state: WorkspaceState, path: str) -> Optional[Fault]:
+    for fault in state.faults:
+        if path.startswith(fault.path):
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                state.faults.remove(fault)
+            return fault
+    return None
+
+
+async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
+    headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    quota = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
+    if fault.kind == "429":
+        response = google_error(429, quota, "rateLimitExceeded", domain="usageLimits")
+    elif fault.kind in ("403_user_rate", "403_rate"):
+        reason = "userRateLimitExceeded" if fault.kind == "403_user_rate" else "rateLimitExceeded"
+        response = google_error(403, quota, reason, domain="usageLimits")
+    elif fault.kind in ("500", "503"):
+        response = google_error(int(fault.kind), "Backend Error", "backendError")
+    elif fault.kind == "slow":
+        await asyncio.sleep(fault.delay)
+        return None
+    elif fault.kind == "malformed":
+        return web.Response(body=b'{"users": [{"id": "1', content_type="application/json")
+    else:  # "drop": close the connection before any byte of a response
+        assert request.transport is not None
+        request.transport.close()
+        raise asyncio.CancelledError
+    response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+    if request.path in ("/token",) or request.path.startswith("/_admin/"):
+        return await handler(request)
+    state = request.app[STATE]
+    record = RequestRecord(time.monotonic(), request.method, request.path, dict(request.query))
+    state.log.append(record)
+    response = await _respond(request, state, record, handler)
+    record.status = response.status
+    return response
+
+
+async def _respond(
+    request: web.Request, state: WorkspaceState, record: RequestRecord, handler: Callable
+) -> web.StreamResponse:
+    fault = _take_fault(state, request.path)
+    if fault is not None:
+        answer = await _apply_fault(request, fault)
+        if answer is not None:
+            return answer
+    header = request.headers.get("Authorization", "")
+    known = state.tokens.get(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
+    if known is None or time.monotonic() >= known[3]:
+        return google_error(
+            401,
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or"
+            " other valid authentication credential.",
+            "authError",
+        )
+    issuer, subject, scopes, _ = known
+    record.subject = subject
+    for method, pattern, allowed in _NEEDS:
+        if request.method == method and pattern.fullmatch(request.path):
+            if not scopes & allowed:
+                return google_error(
+                    403, "Request had insufficient authentication scopes.", "insufficientPermissions"
+                )
+            break
+    if subject is None and request.path.startswith(DIRECTORY):
+        return google_error(403, "Not Authorized to access this resource/api", "forbidden")
+    if not state.admit((issuer, subject)):
+        message = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
+        return google_error(403, message, "userRateLimitExceeded", domain="usageLimits")
+    if state.latency:
+        await asyncio.sleep(state.latency)
+    return await handler(request)
+
+
+# --- app and entry point ---------------------------------------------------------------------------
+
+
+def public_key(key: dict) -> Any:
+    """The public half of a key file's private key (what Google keeps for the service account)."""
+    private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
+    return private.public_key()
+
+
+def create_app(
+    *,
+    key: dict,
+    identities: int = 300,
+    seed: int = 0,
+    domain: str = "acme.example",
+    customer_id: str = "C03az79cb",
+    admin: Optional[str] = None,
+    granted_scopes: frozenset[str] = ALL_SCOPES,
+    alert_center: bool = True,
+    quota_per_minute: Optional[int] = 2400,
+    token_ttl: int = 3599,
+    latency: float = 0.0,
+) -> web.Application:
+    """The simulator trusting the service account `key` (a key file's JSON as a dict)."""
+    app = web.Application(middlewares=[api_middleware])
+    app[STATE] = WorkspaceState(
+        identities=identities,
+        seed=seed,
+        domain=domain,
+        customer_id=customer_id,
+        keys={key["client_email"]: public_key(key)},
+        admin=admin,
+        granted_scopes=frozenset(granted_scopes),
+        alert_center=alert_center,
+        quota_per_minute=quota_per_minute,
+        token_ttl=token_ttl,
+        latency=latency,
+    )
+    app.router.add_post("/token", token)
+    app.router.add_get(f"{DIRECTORY}/users", list_users)
+    app.router.add_get(f"{DIRECTORY}/users/{{userKey}}", get_user)
+    app.router.add_patch(f"{DIRECTORY}/users/{{userKey}}", patch_user)
+    app.router.add_put(f"{DIRECTORY}/users/{{userKey}}", patch_user)
+    app.router.add_post(f"{DIRECTORY}/users/{{userKey}}/signOut", sign_out)
+    app.router.add_get("/v1beta1/alerts", list_alerts)
+    app.router.add_post("/_admin/faults", admin_faults)
+    app.router.add_delete("/_admin/faults", admin_clear_faults)
+    app.router.add_post("/_admin/alerts", admin_alert)
+    app.router.add_get("/_admin/stats", admin_stats)
+    return app
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`idops sim google_workspace`: serve the simulator until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="idops sim google_workspace", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443, help="0 picks a free port (printed at start)")
+    parser.add_argument("--identities", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--domain", default="acme.example")
+    parser.add_argument("--admin", help="accept only this delegated admin (sub); default: any")
+    parser.add_argument("--no-alert-center", action="store_true", help="the admin may not read Alert Center")
+    parser.add_argument("--no-quota", action="store_true", help="serve without the 2,400 a minute quota")
+    args = parser.parse_args(argv)
+    if args.identities < 0 or args.identities >= 10**9:
+        parser.error("--identities must be from 0 to 999,999,999")
+    text = os.environ.get("GOOGLE_SERVICE_ACCOUNT_JSON") or ""
+    try:
+        key = json.loads(text) if text else generate_key()
+        app = create_app(
+            key=key,
+            identities=args.identities,
+            seed=args.seed,
+            domain=args.domain,
+            admin=args.admin,
+            alert_center=not args.no_alert_center,
+            quota_per_minute=None if args.no_quota else 2400,
+        )
+    except (ValueError, KeyError, TypeError):
+        print(
+            "idops sim google_workspace: GOOGLE_SERVICE_ACCOUNT_JSON is not a service account key file",
+            file=sys.stderr,
+        )
+        return 2
+
+    def announce(url: str) -> None:
+        print(
+            f"Google Workspace simulator on {url} ({args.identities} users, domain {args.domain})", flush=True
+        )
+        print(f'base_url = "{url}"  alert_center_url = "{url}"  token_url = "{url}/token"', flush=True)
+        if not text:
+            # printed on purpose: made up for this run so a person can configure the connector
+            print(
+                f"GOOGLE_SERVICE_ACCOUNT_JSON={json.dumps({**key, 'token_uri': url + '/token'})}", flush=True
+            )
+
+    return run_until_stopped(app, args.host, args.port, prog="idops sim google_workspace", announce=announce)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The Google Workspace simulator itself: the token endpoint checks what Google checks, the Directory
+and Alert Center answer in Google's shapes and errors, the quota ceiling, and `idops sim
+google_workspace` as a real process that `idops check` passes against."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import ClientSession
+
+from standins import serving
+from standins.google_workspace import (
+    GOOGLE_TOKEN_URL,
+    JWT_BEARER,
+    SCOPE_ALERTS,
+    SCOPE_USER,
+    SCOPE_USER_READONLY,
+    STATE,
+    WorkspaceState,
+    create_app,
+    generate_key,
+    parse_query,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = generate_key()
+
+
+def assertion(key: dict = KEY, **claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "iss": key["client_email"],
+        "sub": "admin@acme.example",
+        "scope": SCOPE_USER,
+        "aud": GOOGLE_TOKEN_URL,
+        "iat": now,
+        "exp": now + 3600,
+        **claims,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, key["private_key"], algorithm="RS256")
+
+
+class Sim:
+    def __init__(self, state: WorkspaceState, url: str, session: ClientSession) -> None:
+        self.state, self.url, self.session = state, url, session
+
+    async def token(self, signed: str, grant: str = JWT_BEARER, path: str = "/token") -> tuple[int, dict]:
+        form = {"grant_type": grant, "assertion": signed}
+        async with self.session.post(self.url + path, data=form) as response:
+            return response.status, await response.json()
+
+    async def call(self, method: str, path: str, token: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with self.session.request(method, self.url + path, headers=headers, **kwargs) as response:
+            text = await response.text()
+            return response.status, json.loads(text) if text else None
+
+    async def access(self, **claims: Any) -> str:
+        status, body = await self.token(assertion(**claims))
+        assert status == 200, body
+        return str(body["access_token"])
+
+
+@pytest.fixture
+async def sim(request) -> AsyncIterator[Sim]:
+    app = create_app(key=KEY, **{"identities": 120, **getattr(request, "param", {})})
+    async with serving(app) as url, ClientSession() as session:
+        yield Sim(app[STATE], url, session)
+
+
+async def test_token_endpoint_checks_what_google_checks(sim: Sim) -> None:
+    status, body = await sim.token(assertion())
+    assert status == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 3599
+    assert body["access_token"].startswith("ya29.")
+    now = int(time.time())
+    cases = [
+        (
+            assertion(generate_key(client_email=KEY["client_email"])),
+            400,
+            "invalid_grant",
+            "Invalid JWT Signature",
+        ),
+        (assertion(aud=f"{sim.url}/token"), 400, "invalid_grant", "Failed audience check"),
+        (assertion(iat=now - 7200, exp=now - 3600), 400, "invalid_grant", "short-lived token"),
+        (assertion(exp=now + 7200), 400, "invalid_grant", "short-lived token"),
+        (
+            assertion(scope=SCOPE_USER + " https://mail.google.com/"),
+            400,
+            "invalid_scope",
+            "Invalid OAuth scope",
+        ),
+        (assertion(iss="who@else.iam.gserviceaccount.com"), 400, "invalid_grant", "account not found"),
+        (assertion(scope=None), 400, "invalid_grant", "Invalid JWT"),
+        ("not.a.jwt", 400, "invalid_grant", "not a JWT"),
+    ]
+    for signed, want_status, error, description in cases:
+        status, body = await sim.token(signed)
+        assert (status, body["error"]) == (want_status, error) and description in body["error_description"]
+    status, body = await sim.token(assertion(), grant="client_credentials")
+    assert (status, body["error"]) == (400, "unsupported_grant_type")
+    unsigned = jwt.encode({"iss": KEY["client_email"], "aud": GOOGLE_TOKEN_URL}, "k" * 32, algorithm="HS256")
+    assert (await sim.token(unsigned))[0] == 400  # only RS256 with the trusted key
+
+
+@pytest.mark.parametrize(
+    "sim", [{"admin": "root@acme.example", "granted_scopes": {SCOPE_USER}}], indirect=True
+)
+async def test_delegation_is_limited_to_the_admin_and_the_granted_scopes(sim: Sim) -> None:
+    status, body = await sim.token(assertion(sub="someone@acme.example"))
+    assert (status, body["error"], body["error_description"]) == (
+        400,
+        "invalid_grant",
+        "Invalid email or User ID",
+    )
+    status, body = await sim.token(assertion(sub="root@acme.example", scope=f"{SCOPE_USER} {SCOPE_ALERTS}"))
+    assert (status, body["error"]) == (401, "unauthorized_client")
+    assert (await sim.token(assertion(sub="ROOT@acme.example")))[0] == 200
+
+
+async def test_directory_answers_in_googles_shapes(sim: Sim) -> None:
+    token = await sim.access()
+    status, body = await sim.call(
+        "GET", "/admin/directory/v1/users", token, params={"customer": "my_customer"}
+    )
+    assert status == 200 and body["kind"] == "admin#directory#users" and len(body["users"]) == 100
+    status, rest = await sim.call(
+        "GET",
+        "/admin/directory/v1/users",
+        token,
+        params={"customer": "C03az79cb", "maxResults": "500", "pageToken": body["nextPageToken"]},
+    )
+    assert len(rest["users"]) == 20 and "nextPageToken" not in rest
+    errors = [
+        ({"customer": "my_customer", "maxResults": "501"}, 400, "invalid"),
+        ({"customer": "my_customer", "maxResults": "0"}, 400, "invalid"),
+        ({"customer": "my_customer", "pageToken": "forged"}, 400, "invalid"),
+        ({"customer": "my_customer", "query": "isAdmin:true"}, 400, "invalid"),
+        ({"customer": "my_customer", "query": "password='x'"}, 400, "invalid"),
+        ({}, 400, "badRequest"),
+        ({"customer": "C0other"}, 404, "notFound"),
+    ]
+    for params, want, reason in errors:
+        status, body = await sim.call("GET", "/admin/directory/v1/users", token, params=params)
+        assert status == want and body["error"]["code"] == want, params
+        assert body["error"]["errors"][0]["reason"] == reason and body["error"]["message"]
+    status, body = await sim.call(
+        "GET", "/admin/directory/v1/users", token, params={"customer": "my_customer", "query": "isAdmin=true"}
+    )
+    assert body["users"] and all(u["isAdmin"] for u in body["users"])
+    status, body = await sim.call("GET", "/admin/directory/v1/users/nobody@acme.example", token)
+    assert (status, body["error"]["message"]) == (404, "Resource Not Found: userKey")
+    user_id = sim.state.user_id(5)
+    status, body = await sim.call(
+        "PATCH", f"/admin/directory/v1/users/{user_id}", token, json={"suspended": "yes"}
+    )
+    assert status == 400 and "suspended must be true or false" in body["error"]["message"]
+    status, body = await sim.call("POST", f"/admin/directory/v1/users/{user_id}/signOut", token)
+    assert (status, body) == (403, body) and body["error"]["errors"][0]["reason"] == "insufficientPermissions"
+    readonly = await sim.access(scope=SCOPE_USER_READONLY)
+    status, body = await sim.call(
+        "PATCH", f"/admin/directory/v1/users/{user_id}", readonly, json={"suspended": True}
+    )
+    assert status == 403 and body["error"]["status"] == "PERMISSION_DENIED"
+    status, body = await sim.call("GET", "/admin/directory/v1/users", "ya29.forged", params={"customer": "x"})
+    assert status == 401 and body["error"]["errors"][0]["reason"] == "authError"
+
+
+def test_query_parser_reads_googles_syntax() -> None:
+    (a, b, c) = parse_query("name:'Valentine\\'s Day' email:ada* isSuspended=false")
+    assert (a.field, a.op, a.value, a.prefix) == ("name", ":", "Valentine's Day", False)
+    assert (b.field, b.value, b.prefix) == ("email", "ada", True)
+    assert (c.field, c.op, c.value) == ("isSuspended", "=", "false")
+    for bad in ("name:'unterminated", "name='a'b", "isAdmin:true", "secret=1", "name:'a''b'"):
+        with pytest.raises(ValueError):
+            parse_query(bad)
+
+
+async def test_alerts_list_pages_and_filters(sim: Sim) -> None:
+    token = await sim.access(scope=SCOPE_ALERTS)
+    seeded = len(sim.state.alerts)
+    user = sim.state.user(9)["primaryEmail"]
+    async with sim.session.post(
+        f"{sim.url}/_admin/alerts", json={"user": user, "type": "Leaked password"}
+    ) as r:
+        assert r.status == 201 and (await r.json())["data"]["email"] == user
+    seen: list[dict] = []
+    page_token = None
+    while True:
+        params = {"pageSize": "3", **({"pageToken": page_token} if page_token else {})}
+        status, body = await sim.call("GET", "/v1beta1/alerts", token, params=params)
+        assert status == 200
+        seen += body.get("alerts", [])
+        page_token = body.get("nextPageToken")
+        if not page_token:
+            break
+    assert len(seen) == seeded + 1 and seen[0]["data"]["email"] == user  # newest first
+    assert seen[0]["metadata"]["status"] == "NOT_STARTED" and seen[0]["source"] == "Google identity"
+    status, body = await sim.call(
+        "GET", "/v1beta1/alerts", token, params={"filter": 'createTime >= "2999-01-01T00:00:00Z"'}
+    )
+    assert (status, body) == (200, {})
+    status, body = await sim.call("GET", "/v1beta1/alerts", token, params={"filter": "deleted = true"})
+    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+    directory_only = await sim.access()
+    status, body = await sim.call("GET", "/v1beta1/alerts", directory_only)
+    assert status == 403 and "insufficient authentication scopes" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("sim", [{"quota_per_minute": 5}], indirect=True)
+async def test_the_quota_ceiling_answers_user_rate_limit_exceeded(sim: Sim) -> None:
+    token = await sim.access()
+    statuses = []
+    for _ in range(7):
+        status, body = await sim.call("GET", f"/admin/directory/v1/users/{sim.state.user_id(1)}", token)
+        statuses.append(status)
+    assert statuses == [200] * 5 + [403, 403]
+    assert body["error"]["errors"][0] == {
+        "message": body["error"]["message"],
+        "domain": "usageLimits",
+        "reason": "userRateLimitExceeded",
+    }
+    async with sim.session.get(f"{sim.url}/_admin/stats") as response:
+        stats = await response.json()
+    assert stats["peak_per_minute"] == 5 and stats["quota_per_minute"] == 5
+
+
+def test_sim_process_prints_a_key_and_idops_check_passes(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_SERVICE_ACCOUNT_JSON"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "sim", "google_workspace", "--port", "0", "--identities", "40"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        url = re.search(r"on (http://127\.0\.0\.1:\d+)", lines[0]).group(1)  # type: ignore[union-attr]
+        assert lines[2].startswith("GOOGLE_SERVICE_ACCOUNT_JSON={") and "\n" == lines[2][-1]
+        key_json = lines[2].split("=", 1)[1].strip()
+        assert json.loads(key_json)["token_uri"] == f"{url}/token"
+        config = tmp_path / "idops.toml"
+        config.write_text(
+            "[slack]\nalert_channel = 'C0ALERTS'\napproval_channel = 'C0APPROVALS'\n\n"
+            "[[connectors]]\nname = 'workspace'\nkind = 'google_workspace'\n"
+            "service_account_json_env = 'GOOGLE_SERVICE_ACCOUNT_JSON'\n"
+            "admin_email = 'secops-bot@acme.example'\n"
+            f"base_url = '{url}'\nalert_center_url = '{url}'\n"
+        )
+        checked = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "check", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**env, "GOOGLE_SERVICE_ACCOUNT_JSON": key_json},
+            timeout=60,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "ok   workspace (google_workspace): signed in as secops-bot@acme.example" in checked.stdout
+        assert (
+            "Alert Center readable" in checked.stdout and "PRIVATE KEY" not in checked.stdout + checked.stderr
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
