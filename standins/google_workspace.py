@@ -41,7 +41,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import run_until_stopped
+from . import print_env, run_until_stopped
 from .seed import person
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
@@ -900,15 +900,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     def announce(url: str) -> None:
-        print(
-            f"Google Workspace simulator on {url} ({args.identities} users, domain {args.domain})", flush=True
-        )
-        print(f'base_url = "{url}"  alert_center_url = "{url}"  token_url = "{url}/token"', flush=True)
+        variables = {"GOOGLE_WORKSPACE_BASE_URL": url}
         if not text:
-            # printed on purpose: made up for this run so a person can configure the connector
-            print(
-                f"GOOGLE_SERVICE_ACCOUNT_JSON={json.dumps({**key, 'token_uri': url + '/token'})}", flush=True
-            )
+            # printed on purpose: made up for this run so a person can configure the connector; its
+            # token_uri points at this simulator (aud stays Google's URL, as google-auth signs it)
+            variables["GOOGLE_SERVICE_ACCOUNT_JSON"] = json.dumps({**key, "token_uri": f"{url}/token"})
+        what = f"Google Workspace simulator: {args.identities} users, domain {args.domain}"
+        print_env(f"{what}\nbase_url and alert_center_url = GOOGLE_WORKSPACE_BASE_URL", variables)
 
     return run_until_stopped(app, args.host, args.port, prog="idops sim google_workspace", announce=announce)
 

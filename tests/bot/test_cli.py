@@ -110,7 +110,10 @@ def test_check_both_kinds_then_one_failing(tmp_path, sims, env, capsys, monkeypa
 @pytest.mark.parametrize(
     ("table", "line"),
     [
-        ('name = "x"\nkind = "okta"', "FAIL x (okta): unknown kind 'okta' (known: homebase, sailpoint)"),
+        (
+            'name = "x"\nkind = "ldap"',
+            "FAIL x (ldap): unknown kind 'ldap' (known: entra, google_workspace, homebase,",
+        ),
         (
             'name = "hb"\nkind = "homebase"\napi_key_env = "IDOPS_TEST_UNSET"',
             "FAIL hb (homebase): environment variable IDOPS_TEST_UNSET (from api_key_env) is not set",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp import ClientSession
+from support.sims import sim_process
 
 from standins import serving
 from standins.google_workspace import (
@@ -236,42 +236,27 @@ async def test_the_quota_ceiling_answers_user_rate_limit_exceeded(sim: Sim) -> N
 
 
 def test_sim_process_prints_a_key_and_idops_check_passes(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_SERVICE_ACCOUNT_JSON"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "sim", "google_workspace", "--port", "0", "--identities", "40"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
-        url = re.search(r"on (http://127\.0\.0\.1:\d+)", lines[0]).group(1)  # type: ignore[union-attr]
-        assert lines[2].startswith("GOOGLE_SERVICE_ACCOUNT_JSON={") and "\n" == lines[2][-1]
-        key_json = lines[2].split("=", 1)[1].strip()
-        assert json.loads(key_json)["token_uri"] == f"{url}/token"
+    with sim_process("google_workspace", "--identities", "40", drop=("GOOGLE_",)) as sim:
+        printed = sim.env()
+        url = printed["GOOGLE_WORKSPACE_BASE_URL"]
+        key = json.loads(printed["GOOGLE_SERVICE_ACCOUNT_JSON"])
+        assert key["type"] == "service_account" and key["token_uri"] == f"{url}/token"
         config = tmp_path / "idops.toml"
         config.write_text(
             "[slack]\nalert_channel = 'C0ALERTS'\napproval_channel = 'C0APPROVALS'\n\n"
             "[[connectors]]\nname = 'workspace'\nkind = 'google_workspace'\n"
             "service_account_json_env = 'GOOGLE_SERVICE_ACCOUNT_JSON'\n"
             "admin_email = 'secops-bot@acme.example'\n"
-            f"base_url = '{url}'\nalert_center_url = '{url}'\n"
+            "base_url_env = 'GOOGLE_WORKSPACE_BASE_URL'\nalert_center_url_env = 'GOOGLE_WORKSPACE_BASE_URL'\n"
         )
         checked = subprocess.run(
             [sys.executable, "-m", "bot.cli", "check", "--config", str(config)],
             capture_output=True,
             text=True,
             cwd=ROOT,
-            env={**env, "GOOGLE_SERVICE_ACCOUNT_JSON": key_json},
+            env={**os.environ, **printed},
             timeout=60,
         )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "ok   workspace (google_workspace): signed in as secops-bot@acme.example" in checked.stdout
-        assert (
-            "Alert Center readable" in checked.stdout and "PRIVATE KEY" not in checked.stdout + checked.stderr
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "ok   workspace (google_workspace): signed in as secops-bot@acme.example" in checked.stdout
+    assert "Alert Center readable" in checked.stdout and "PRIVATE KEY" not in checked.stdout + checked.stderr

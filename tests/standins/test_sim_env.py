@@ -52,6 +52,9 @@ def _config(tmp_path: Path, connector: str) -> Path:
 
 
 CONNECTORS = {
+    "google_workspace": 'kind = "google_workspace"\nadmin_email = "secops-bot@acme.example"\n'
+    'service_account_json_env = "GOOGLE_SERVICE_ACCOUNT_JSON"\nbase_url_env = "GOOGLE_WORKSPACE_BASE_URL"\n'
+    'alert_center_url_env = "GOOGLE_WORKSPACE_BASE_URL"\n',
     "homebase": 'kind = "homebase"\nbase_url_env = "HOMEBASE_BASE_URL"\napi_key_env = "HOMEBASE_API_KEY"\n',
     "sailpoint": 'kind = "sailpoint"\nbase_url_env = "SAILPOINT_BASE_URL"\n'
     'client_id_env = "SAILPOINT_CLIENT_ID"\nclient_secret_env = "SAILPOINT_CLIENT_SECRET"\n',
