@@ -73,12 +73,15 @@ class SimProcess:
 
     def env(self, timeout: float = 15.0) -> dict[str, str]:
         """The variables the simulator printed at start (waits for its `export` line)."""
-        self.read_until(r"^export ", timeout)
+        try:
+            self.read_until(r"^export ", timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"no start-up block: print it with standins.print_env ({exc})") from None
         return parse_env(self.lines)
 
     def block(self) -> str:
         """The start-up block as printed: what a user copies into a shell."""
-        self.read_until(r"^export ")
+        self.env()
         end = next(i for i, line in enumerate(self.lines) if line.startswith("export "))
         return "".join(self.lines[: end + 1])
 

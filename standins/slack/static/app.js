@@ -2,15 +2,19 @@
 // Every string from the bot or a provider reaches the DOM through textContent, never innerHTML.
 "use strict";
 
-const EMOJI = {
-  warning: "⚠️", white_check_mark: "✅", heavy_check_mark: "✔️", x: "❌", rotating_light: "🚨",
-  lock: "🔒", unlock: "🔓", hourglass: "⏳", hourglass_flowing_sand: "⏳", bell: "🔔", zzz: "💤",
-  no_entry: "⛔", key: "🔑", mag: "🔍", red_circle: "🔴", large_orange_circle: "🟠",
-  large_yellow_circle: "🟡", large_green_circle: "🟢", white_circle: "⚪", arrow_up: "⬆️",
-  arrow_down: "⬇️", information_source: "ℹ️", shield: "🛡️", bust_in_silhouette: "👤",
-  busts_in_silhouette: "👥", wave: "👋", eyes: "👀", repeat: "🔁", clock3: "🕒", link: "🔗",
-  gear: "⚙️", alarm_clock: "⏰", clipboard: "📋", arrow_right: "➡️", bulb: "💡", crown: "👑",
-};
+// The emoji the bot's blocks use, by Slack name -> Twemoji file (/ui/emoji/<code points>.svg, CC-BY 4.0):
+// shown as images, so they look the same whatever fonts the machine has.
+const EMOJI = new Map(Object.entries({
+  warning: "26a0", white_check_mark: "2705", heavy_check_mark: "2714", x: "274c", rotating_light: "1f6a8",
+  lock: "1f512", unlock: "1f513", hourglass: "231b", hourglass_flowing_sand: "23f3", bell: "1f514",
+  zzz: "1f4a4", no_entry: "26d4", key: "1f511", mag: "1f50d", red_circle: "1f534",
+  large_orange_circle: "1f7e0", large_yellow_circle: "1f7e1", large_green_circle: "1f7e2",
+  white_circle: "26aa", arrow_up: "2b06", arrow_down: "2b07", information_source: "2139", shield: "1f6e1",
+  bust_in_silhouette: "1f464", busts_in_silhouette: "1f465", wave: "1f44b", eyes: "1f440", repeat: "1f501",
+  clock3: "1f552", link: "1f517", gear: "2699", alarm_clock: "23f0", clipboard: "1f4cb",
+  arrow_right: "27a1", bulb: "1f4a1", crown: "1f451", grey_question: "2753", ballot_box_with_check: "2611",
+}));
+const EMOJI_BY_CHAR = new Map([...EMOJI.values()].map((points) => [emojiChar(points), points]));
 
 const ui = {
   user: null,
@@ -29,12 +33,42 @@ function el(tag, className, text) {
   return node;
 }
 
-function decode(text) {
-  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+function emojiChar(points) {
+  return String.fromCodePoint(...points.split("-").map((hex) => parseInt(hex, 16)));
 }
 
-function emojify(text) {
-  return text.replace(/:([a-z0-9_+-]+):/g, (whole, name) => EMOJI[name] || whole);
+function emojiImage(points, name) {
+  const img = el("img", "emoji");
+  img.src = "/ui/emoji/" + points + ".svg";
+  img.alt = emojiChar(points);
+  img.title = ":" + (name || [...EMOJI].find(([, p]) => p === points)[0]) + ":";
+  img.draggable = false;
+  return img;
+}
+
+// Text with :shortcodes: (and the same emoji typed as characters) as images; the rest as text nodes.
+function emojiNodes(text) {
+  const out = document.createDocumentFragment();
+  let last = 0;
+  for (const match of text.matchAll(/:([a-z0-9_+-]+):|(\p{Extended_Pictographic})\uFE0F?/gu)) {
+    const points = match[1] ? EMOJI.get(match[1]) : EMOJI_BY_CHAR.get(match[2]);
+    if (!points) continue;
+    if (match.index > last) out.appendChild(document.createTextNode(text.slice(last, match.index)));
+    out.appendChild(emojiImage(points, match[1]));
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) out.appendChild(document.createTextNode(text.slice(last)));
+  return out;
+}
+
+// For places that hold only text (select options, placeholders): shortcodes as characters.
+function emojiText(text) {
+  return text.replace(/:([a-z0-9_+-]+):/g, (whole, name) => (EMOJI.has(name) ? emojiChar(EMOJI.get(name)) : whole));
+}
+
+// Slack's three entities; plain_text and mrkdwn alike are shown decoded.
+function decode(text) {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
 function userName(id) {
@@ -86,7 +120,7 @@ function inline(src) {
     return n;
   };
   const flush = () => {
-    if (buf) out.appendChild(wrap(document.createTextNode(emojify(decode(buf)))));
+    if (buf) out.appendChild(wrap(emojiNodes(decode(buf))));
     buf = "";
   };
   let i = 0;
@@ -138,18 +172,20 @@ function textObject(obj) {
   if (!obj) return document.createTextNode("");
   if (typeof obj === "string") return mrkdwn(obj);
   if (obj.type === "mrkdwn" && !obj.verbatim) return mrkdwn(obj.text || "");
-  const text = obj.text || "";
-  return document.createTextNode(obj.type === "plain_text" && obj.emoji === false ? text : emojify(text));
+  const text = decode(obj.text || "");
+  return obj.type === "plain_text" && obj.emoji === false ? document.createTextNode(text) : emojiNodes(text);
 }
 
+// A text object's text as a string (decoded), for attributes, options and status lines.
 function plain(obj) {
-  return obj && typeof obj.text === "string" ? obj.text : "";
+  return obj && typeof obj.text === "string" ? emojiText(decode(obj.text)) : "";
 }
 
 // --- Block Kit ----------------------------------------------------------------------------------
 
 function renderButton(element, where) {
-  const button = el("button", "bk" + (element.style ? " " + element.style : ""), emojify(plain(element.text)));
+  const button = el("button", "bk" + (element.style ? " " + element.style : ""));
+  button.appendChild(textObject(element.text));
   button.type = "button";
   button.dataset.actionId = element.action_id || "";
   if (element.value !== undefined) button.dataset.value = element.value;
@@ -183,7 +219,7 @@ function renderBlock(block, where, errors) {
   switch (block.type) {
     case "header":
       box.classList.add("block-header");
-      box.textContent = emojify(plain(block.text));
+      box.appendChild(textObject(block.text));
       break;
     case "section": {
       box.classList.add("section");
@@ -374,7 +410,7 @@ function renderModal() {
   if (!view) return;
   const dialog = overlay.appendChild(el("form", "dialog"));
   dialog.dataset.viewId = view.id;
-  dialog.appendChild(el("h2", null, plain(view.title)));
+  dialog.appendChild(el("h2")).appendChild(textObject(view.title));
   const content = dialog.appendChild(el("div", "content"));
   content.appendChild(renderBlocks(view.blocks, { kind: "view", view_id: view.id, view_type: "modal" }, view.errors));
   const buttons = dialog.appendChild(el("div", "buttons"));
