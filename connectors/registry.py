@@ -19,6 +19,7 @@ BUILTIN_MODULES = (
     "connectors.sailpoint",
     "connectors.entra",
     "connectors.google_workspace",
+    "connectors.okta",
 )
 
 

@@ -16,6 +16,7 @@ SIMULATORS = {
     "entra": "standins.entra",
     "google_workspace": "standins.google_workspace",
     "homebase": "standins.homebase",
+    "okta": "standins.okta",
     "sailpoint": "standins.sailpoint",
     "slack": "standins.slack.sim",
 }

@@ -1,0 +1,888 @@
+"""Okta (Management API): users, their ITP risk and admin roles, and the response actions.
+
+Auth: an API token (`Authorization: SSWS …`), or an OAuth 2.0 service app (`client_id`, `private_key`,
+`scopes`: a private_key_jwt assertion signed RS256, the access token cached until shortly before it
+expires and fetched again once on a 401).
+
+Mapping to `Identity`:
+
+* risk (Identity Threat Protection): `GET /api/v1/users/{id}/risk` for one user; a listing reads the
+  System Log's `user.risk.change`/`user.risk.detect` events instead (one query, not one per user).
+  Okta's levels map onto idops's bands by this rule: NONE → low (score 0), LOW → low (20),
+  MEDIUM → medium (50), HIGH → high (75), and HIGH on a privileged user → critical (100). HIGH is
+  never below `high`. An org without ITP answers 401/403/404 on `/risk`: risk is then unknown (None)
+  for every user, said once in the log and in `check`, and no risk alert can fire.
+* privileged: any admin role assignment (`GET /api/v1/users/{id}/roles`). Read for a single user
+  (`get_identity`, searches) and, in listings and change feeds, for users at HIGH risk (it decides
+  high or critical); other listed users show privileged false unless the `privileged` filter is
+  given, which reads every listed user's roles.
+* MFA is not read (factors are outside the API subset idops uses): `mfa_enrolled` is unknown.
+
+Listing: with `concurrency` 1, Okta's default list (`GET /api/v1/users`, DEPROVISIONED left out) paged by
+its `after` cursor. With more, disjoint `search` partitions by `created` time, each paged by its own
+cursor, `concurrency` at a time (search reads an eventually consistent copy: a user changed seconds
+ago may show its previous state until the next sweep).
+
+Actions: revoke sessions (`DELETE /sessions?oauthTokens=true`), force password change
+(`expire_password`, or `reset_password` with `sendEmail`), disable (`suspend`, ACTIVE users only) and
+enable (`unsuspend`); a user already in the wanted state is success. Lifecycle calls are not
+idempotent: a timeout or 5xx after sending is an OutcomeUnknownError, never retried.
+`confirm_compromised` / `dismiss_risk` set the ITP risk to HIGH / LOW (`PUT /risk`, as an admin
+override). `changes_since` reads the System Log's risk events after a cursor (`published` time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from . import okta_api as api
+from .base import Connector
+from .errors import (
+    ConflictError,
+    ConnectorError,
+    NotFoundError,
+    OutcomeUnknownError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    UnsupportedActionError,
+    ValidationError,
+)
+from .http import ConnectionErrorRetry, HttpClient, Response, ServerErrorRetry
+from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel, parse_datetime
+from .okta_api import PROVIDER, search_term
+from .registry import register
+from .settings import SettingsReader
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 200
+MAX_LOG_PAGE = 1000
+LOG_RETENTION = timedelta(days=90)
+RISK_EVENTS = ("user.risk.change", "user.risk.detect")
+# Okta level -> (score, band); HIGH on a privileged user is CRITICAL_SCORE / critical
+RISK_BANDS = {
+    "NONE": (0, RiskLevel.LOW),
+    "LOW": (20, RiskLevel.LOW),
+    "MEDIUM": (50, RiskLevel.MEDIUM),
+    "HIGH": (75, RiskLevel.HIGH),
+}
+CRITICAL_SCORE = 100
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
+_OKTA_ID = re.compile(r"00u[A-Za-z0-9]{17}")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_TOKEN = re.compile(r"[\x21-\x7e]{8,512}")
+_SCOPE = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
+_MAX_QUERY = 256
+_IDS_PER_SEARCH = 50
+_MAX_RATE_RETRIES = 5
+
+
+def risk_band(level: Optional[str], privileged: bool) -> tuple[Optional[int], Optional[RiskLevel]]:
+    """idops score and band for an Okta risk level (the documented rule above); (None, None) if unknown."""
+    if level not in RISK_BANDS:
+        return None, None
+    if level == "HIGH" and privileged:
+        return CRITICAL_SCORE, RiskLevel.CRITICAL
+    return RISK_BANDS[str(level)]
+
+
+def _iso(moment: datetime) -> str:
+    return (
+        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+@register
+class OktaConnector(Connector):
+    """One Okta org over the Management API."""
+
+    kind = "okta"
+    label = PROVIDER
+    capabilities = frozenset(
+        {
+            Action.REVOKE_SESSIONS,
+            Action.FORCE_PASSWORD_RESET,
+            Action.DISABLE,
+            Action.ENABLE,
+            Action.CONFIRM_COMPROMISED,
+            Action.DISMISS_RISK,
+        }
+    )
+    incremental = True
+    settings = frozenset(
+        {
+            "base_url",
+            "api_token",
+            "client_id",
+            "private_key",
+            "key_id",
+            "scopes",
+            "password_action",
+            "page_size",
+            "concurrency",
+            "timeout",
+        }
+    )
+    required_settings = frozenset({"base_url"})
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        api_token: Optional[str] = None,
+        service_app: Optional[api.ServiceApp] = None,
+        password_action: str = "expire_password",  # noqa: S107 - an Okta endpoint name
+        page_size: int = MAX_PAGE,
+        concurrency: int = 4,
+        timeout: float = 10.0,
+        session: Optional[aiohttp.ClientSession] = None,
+        pacing: bool = True,
+    ) -> None:
+        """Exactly one of `api_token` and `service_app`. `pacing=False` ignores the rate-limit headers
+        (local simulators with their limits off only)."""
+        super().__init__(name)
+        if (api_token is None) == (service_app is None):
+            raise ValueError("give exactly one of api_token and service_app")
+        self.base_url = base_url.rstrip("/")
+        host = urlsplit(self.base_url).hostname or ""
+        self.tenant_id = host if re.fullmatch(r"[\d.]+|.*:.*", host) else host.split(".")[0]
+        self.password_action = password_action
+        self.page_size = page_size
+        self.concurrency = concurrency
+        self._api_token = api_token
+        self._service_app = service_app
+        self._http = HttpClient(
+            self.base_url,
+            provider=PROVIDER,
+            error_mapper=api.map_error,
+            session=session,
+            timeout=timeout,
+            # 429s are paced here, from Okta's own headers, not by Retry-After
+            retry_policies=(ServerErrorRetry(), ConnectionErrorRetry()),
+        )
+        self._pacing = pacing
+        self._buckets: dict[str, api.Bucket] = {}
+        self._access_token: Optional[str] = None
+        self._token_expires = 0.0
+        self._token_lock: Optional[asyncio.Lock] = None
+        #: whether the org has Identity Threat Protection (None: not asked yet)
+        self.itp: Optional[bool] = None
+        self.itp_problem = ""
+
+    @classmethod
+    def from_config(
+        cls, name: str, config: Mapping[str, Any], *, session: Optional[aiohttp.ClientSession] = None
+    ) -> OktaConnector:
+        cls.validate_config(name, config)
+        read = SettingsReader(f"connector '{name}' ({cls.kind})", config)
+        token = read.text("api_token", pattern=_TOKEN, expected="an Okta API token")
+        client_id = read.text("client_id", pattern=_SAFE_ID, expected="an Okta client id")
+        app = None
+        if client_id is not None or config.get("private_key") is not None:
+            if token is not None:
+                raise read.error("api_token", "can't be combined with client_id (choose one auth mode)")
+            key = read.required_text("private_key", expected="a PEM private key")
+            scopes = _scopes(read, config.get("scopes"))
+            if client_id is None:
+                raise read.error("client_id", "is required with private_key")
+            app = api.ServiceApp(client_id, key, scopes, read.text("key_id", pattern=_SAFE_ID))
+        elif token is None:
+            raise read.error("api_token", "is required (or client_id with private_key for OAuth)")
+        return cls(
+            name,
+            base_url=read.url("base_url", example="https://acme.okta.com", root=True),
+            api_token=token,
+            service_app=app,
+            password_action=read.choice(
+                "password_action", "expire_password", ("expire_password", "reset_password")
+            ),
+            page_size=read.integer("page_size", MAX_PAGE, 1, MAX_PAGE),
+            concurrency=read.integer("concurrency", 4, 1, 16),
+            timeout=read.seconds("timeout", 10.0, 300),
+            session=session,
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    def bucket(self, name: str) -> api.Bucket:
+        if name not in self._buckets:
+            self._buckets[name] = api.Bucket(time.monotonic)
+        return self._buckets[name]
+
+    async def _authorization(self) -> str:
+        if self._service_app is None:
+            return f"SSWS {self._api_token}"
+        return f"Bearer {await self._oauth_token()}"
+
+    async def _oauth_token(self) -> str:
+        app = self._service_app
+        assert app is not None
+        if self._token_lock is None:
+            self._token_lock = asyncio.Lock()
+        async with self._token_lock:
+            if self._access_token is not None and time.monotonic() < self._token_expires:
+                return self._access_token
+            url = f"{self.base_url}/oauth2/v1/token"
+            response = await self._paced(
+                "POST",
+                url,
+                data={
+                    "grant_type": "client_credentials",
+                    "scope": " ".join(app.scopes),
+                    "client_assertion_type": api.ASSERTION_TYPE,
+                    "client_assertion": app.assertion(url),
+                },
+                headers={"Accept": "application/json"},
+                idempotent=True,  # asking for a token twice does no harm
+            )
+            if response.status in (400, 401, 403):
+                raise api.refused(
+                    f"refused the service app's token request ({api.token_error(response)}); check client_id,"
+                    " the key registered for it and the granted scopes",
+                    response,
+                )
+            if not response.ok:
+                raise api.map_error(response)
+            token, expires_in = api.checked_token(response)
+            self._access_token = token
+            self._token_expires = time.monotonic() + expires_in - min(60.0, expires_in * 0.1)
+            return token
+
+    async def _paced(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json_body: Any = None,
+        data: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        idempotent: Optional[bool] = None,
+    ) -> Response:
+        """One request inside its bucket; a 429 waits for the bucket's reset and is sent again."""
+        bucket = self.bucket(api.bucket_of(method, path if path.startswith("/") else urlsplit(path).path))
+        for _ in range(_MAX_RATE_RETRIES + 1):
+            if self._pacing:
+                await bucket.acquire(asyncio.sleep)
+            response: Optional[Response] = None
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    params=params,
+                    json_body=json_body,
+                    data=data,
+                    headers=headers,
+                    idempotent=idempotent,
+                    raise_for_status=False,
+                )
+            finally:
+                bucket.release(response)
+            if response.status != 429:
+                return response
+            if not self._pacing:
+                await asyncio.sleep(1.0)
+        assert response is not None
+        raise api.map_error(response)
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json_body: Any = None,
+        idempotent: Optional[bool] = None,
+    ) -> Response:
+        """One authenticated call; OAuth mode fetches a new token once on a 401."""
+        for attempt in (0, 1):
+            authorization = await self._authorization()
+            response = await self._paced(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                headers={"Authorization": authorization, "Accept": "application/json"},
+                idempotent=idempotent,
+            )
+            if response.status == 401 and self._service_app is not None and attempt == 0:
+                if self._access_token == authorization[len("Bearer ") :]:
+                    self._access_token = None  # concurrent callers renew it once, not once each
+                continue
+            break
+        if not response.ok:
+            raise api.map_error(response)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> tuple[Any, Response]:
+        response = await self._api(method, path, **kwargs)
+        return response.json(PROVIDER), response
+
+    # --- identities --------------------------------------------------------------------------------
+
+    def to_identity(
+        self,
+        user: Any,
+        *,
+        risk: Optional[str] = None,
+        roles: Optional[list[dict]] = None,
+        response: Optional[Response] = None,
+    ) -> Identity:
+        """An `Identity` from an Okta user; `risk` is its Okta level (None: unknown), `roles` its role
+        assignments when they were read (privileged then means any of them)."""
+        user_id = user.get("id") if isinstance(user, dict) else None
+        if not isinstance(user_id, str) or not user_id:
+            raise ProviderUnavailableError(
+                "sent a user without an id",
+                provider=PROVIDER,
+                request_id=api.request_id(response) if response else None,
+            )
+        profile = user.get("profile") if isinstance(user.get("profile"), dict) else {}
+        first, last = _text(profile.get("firstName")), _text(profile.get("lastName"))
+        display = _text(profile.get("displayName")) or " ".join(p for p in (first, last) if p) or None
+        active_roles = [
+            r for r in roles or [] if isinstance(r, dict) and r.get("status", "ACTIVE") == "ACTIVE"
+        ]
+        privileged = bool(active_roles)
+        score, level = risk_band(risk, privileged) if self.itp is not False else (None, None)
+        status = _text(user.get("status"))
+        return Identity(
+            id=user_id,
+            connector=self.name,
+            email=_text(profile.get("email")) or _text(profile.get("login")),
+            display_name=display,
+            tenant_id=self.tenant_id,
+            status=status.lower() if status else None,
+            risk_score=score,
+            risk_level=level,
+            privileged=privileged,
+            last_login_at=_datetime(user.get("lastLogin")),
+            provider="okta",
+            provider_id=user_id,
+            roles=tuple(str(r.get("label") or r.get("type")) for r in active_roles),
+            created_at=_datetime(user.get("created")),
+            raw=user,
+        )
+
+    async def _user_risk(self, user_id: str) -> Optional[str]:
+        """The user's Okta risk level, or None when the org has no ITP (found out once, then remembered)."""
+        if self.itp is False:
+            return None
+        try:
+            body, response = await self._json("GET", f"/api/v1/users/{quote(user_id, safe='')}/risk")
+        except ConnectorError as exc:
+            if not api.is_missing_feature(exc):
+                raise
+            self._no_itp(exc)
+            return None
+        level = body.get("riskLevel") if isinstance(body, dict) else None
+        if level not in RISK_BANDS:
+            raise api.bad_answer(
+                f"answered a user's risk with an unknown riskLevel {str(level)[:20]!r}", response
+            )
+        self.itp = True
+        return str(level)
+
+    def _no_itp(self, exc: ConnectorError) -> None:
+        if self.itp is not False:
+            self.itp_problem = f"HTTP {exc.status}{f' {exc.code}' if exc.code else ''}"
+            log.warning(
+                "%s: Okta answered GET /api/v1/users/{id}/risk with %s: this org has no Identity Threat"
+                " Protection (or the token may not read user risk); risk is unknown and no risk alert fires",
+                self.name,
+                self.itp_problem,
+            )
+        self.itp = False
+
+    async def _roles(self, user_id: str) -> list[dict]:
+        body, response = await self._json("GET", f"/api/v1/users/{quote(user_id, safe='')}/roles")
+        if not isinstance(body, list):
+            raise api.bad_answer("answered a role listing with something other than a list", response)
+        return [role for role in body if isinstance(role, dict)]
+
+    async def _full(self, user: dict, response: Optional[Response] = None) -> Identity:
+        """A user with its risk and roles read (two more requests)."""
+        user_id = str(user.get("id") or "")
+        risk, roles = await asyncio.gather(self._user_risk(user_id), self._roles(user_id))
+        return self.to_identity(user, risk=risk, roles=roles, response=response)
+
+    @staticmethod
+    def _checked_id(identity_id: str) -> str:
+        text = str(identity_id).strip()
+        if not _SAFE_ID.fullmatch(text) or not text.strip("."):
+            raise NotFoundError(f"no user with id {text[:60]!r}", provider=PROVIDER)
+        return text
+
+    async def get_identity(self, identity_id: str) -> Identity:
+        user_id = self._checked_id(identity_id)
+        try:
+            body, response = await self._json("GET", f"/api/v1/users/{quote(user_id, safe='')}")
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"no user with id {user_id}", provider=PROVIDER, request_id=exc.request_id, status=404
+            ) from exc
+        if not isinstance(body, dict):
+            raise api.bad_answer("answered a user read with something other than an object", response)
+        return await self._full(body, response)
+
+    async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
+        """An email matches email or login exactly, an Okta id (00u…) is read, anything else matches the
+        start of first name, last name or login ("Ada Love" matches first and last name)."""
+        text = query.strip()
+        if not text:
+            raise ValidationError(
+                "type an email, an Okta user id (00u…) or a name to search for", provider=PROVIDER
+            )
+        if len(text) > _MAX_QUERY:
+            raise ValidationError(
+                f"the search text is longer than {_MAX_QUERY} characters", provider=PROVIDER
+            )
+        if _OKTA_ID.fullmatch(text):
+            try:
+                return [await self.get_identity(text)]
+            except NotFoundError:
+                return []
+        try:
+            expression = _name_search(text)
+        except ValueError as exc:
+            raise ValidationError(f"can't search for that text: {exc}", provider=PROVIDER) from None
+        body, response = await self._json(
+            "GET", "/api/v1/users", params={"search": expression, "limit": max(1, min(limit, MAX_PAGE))}
+        )
+        if not isinstance(body, list):
+            raise api.bad_answer("answered a search with something other than a list", response)
+        users = [user for user in body[:limit] if isinstance(user, dict)]
+        return list(await asyncio.gather(*(self._full(user, response) for user in users)))
+
+    async def check(self) -> CheckResult:
+        try:
+            body, response = await self._json("GET", "/api/v1/users", params={"limit": 1})
+            if not isinstance(body, list):
+                raise api.bad_answer("answered the user list with something other than a list", response)
+            if body and isinstance(body[0], dict) and isinstance(body[0].get("id"), str):
+                await self._user_risk(body[0]["id"])
+        except ConnectorError as exc:
+            return CheckResult(ok=False, connector=self.name, message=str(exc), request_id=exc.request_id)
+        auth = "API token" if self._service_app is None else "OAuth service app"
+        if self.itp is False:
+            risk = (
+                f"risk unknown: no Identity Threat Protection ({self.itp_problem} on /risk), no risk alerts"
+            )
+        elif self.itp:
+            risk = "ITP risk readable"
+        else:
+            risk = "no users to read risk from"
+        seen = "users visible" if body else "no users visible"
+        return CheckResult(
+            ok=True, connector=self.name, message=f"{auth} accepted by {self.base_url}; {seen}; {risk}"
+        )
+
+    # --- listing -----------------------------------------------------------------------------------
+
+    async def iter_pages(
+        self,
+        *,
+        risk_level: Optional[RiskLevel] = None,
+        tenant_id: Optional[str] = None,
+        privileged: Optional[bool] = None,
+        mfa_enrolled: Optional[bool] = None,
+        provider: Optional[str] = None,
+    ) -> AsyncIterator[list[Identity]]:
+        """Pages of users with risk from the System Log (see the module doc); filters apply per page."""
+        if (
+            (tenant_id is not None and tenant_id != self.tenant_id)
+            or (provider is not None and provider != "okta")
+            or mfa_enrolled is not None
+        ):
+            return
+        risks = await self._risk_map()
+        if risk_level is not None and self.itp is False:
+            return
+        async for users in self._user_pages():
+            page = await self._identities(users, risks, read_all_roles=privileged is not None)
+            page = [
+                identity
+                for identity in page
+                if (risk_level is None or identity.risk_level == risk_level)
+                and (privileged is None or identity.privileged == privileged)
+            ]
+            if page:
+                yield page
+
+    async def _identities(
+        self, users: list[dict], risks: dict[str, str], *, read_all_roles: bool
+    ) -> list[Identity]:
+        default = "NONE" if self.itp else None
+        levels = [risks.get(str(user.get("id")), default) for user in users]
+        wanted = [read_all_roles or level == "HIGH" for level in levels]
+        roles = await api.gather_limited(
+            [self._roles(str(user.get("id"))) for user, want in zip(users, wanted) if want], self.concurrency
+        )
+        found = iter(roles)
+        return [
+            self.to_identity(user, risk=level, roles=next(found) if want else None)
+            for user, level, want in zip(users, levels, wanted)
+        ]
+
+    async def _risk_map(self) -> dict[str, str]:
+        """User id -> latest Okta risk level in the System Log's retention; probes ITP first if unknown."""
+        if self.itp is None:
+            body, _ = await self._json("GET", "/api/v1/users", params={"limit": 1})
+            if isinstance(body, list) and body and isinstance(body[0], dict):
+                await self._user_risk(str(body[0].get("id")))
+        if self.itp is False:
+            return {}
+        since = datetime.now(timezone.utc) - LOG_RETENTION + timedelta(minutes=5)
+        risks: dict[str, str] = {}
+        async for event in self._risk_events(_iso(since)):
+            for user_id, level in _event_risks(event):
+                risks[user_id] = level
+        return risks
+
+    async def _risk_events(self, since: str) -> AsyncIterator[dict]:
+        expression = " or ".join(search_term("eventType", "eq", name) for name in RISK_EVENTS)
+        params: Optional[dict] = {
+            "filter": expression,
+            "since": since,
+            "until": _iso(datetime.now(timezone.utc)),
+            "sortOrder": "ASCENDING",
+            "limit": MAX_LOG_PAGE,
+        }
+        path = "/api/v1/logs"
+        while True:
+            body, response = await self._json("GET", path, params=params)
+            if not isinstance(body, list):
+                raise api.bad_answer("answered the System Log with something other than a list", response)
+            for event in body:
+                if isinstance(event, dict):
+                    yield event
+            following = api.next_link(response, self.base_url)
+            if not body or following is None:
+                return
+            path, params = following, None
+
+    async def _user_pages(self) -> AsyncIterator[list[dict]]:
+        if self.concurrency == 1:
+            async for users in self._cursor_pages({"limit": self.page_size}):
+                yield users
+            return
+        body, _ = await self._json(
+            "GET",
+            "/api/v1/users",
+            params={"search": api.NOT_DEPROVISIONED, "sortBy": "created", "sortOrder": "asc", "limit": 1},
+        )
+        first = _datetime(body[0].get("created")) if isinstance(body, list) and body else None
+        if first is None:
+            async for users in self._cursor_pages({"limit": self.page_size}):
+                yield users
+            return
+        async for users in self._partitioned(
+            _partitions(first, datetime.now(timezone.utc), self.concurrency * 4)
+        ):
+            yield users
+
+    async def _cursor_pages(self, params: dict) -> AsyncIterator[list[dict]]:
+        path = "/api/v1/users"
+        current: Optional[dict] = params
+        while True:
+            body, response = await self._json("GET", path, params=current)
+            if not isinstance(body, list):
+                raise api.bad_answer("answered the user list with something other than a list", response)
+            users = [user for user in body if isinstance(user, dict)]
+            if users:
+                yield users
+            following = api.next_link(response, self.base_url)
+            if not body or following is None:
+                return
+            path, current = following, None
+
+    async def _partitioned(self, expressions: list[str]) -> AsyncIterator[list[dict]]:
+        """Each expression's pages by its own cursor, `concurrency` partitions at a time."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.concurrency)
+        todo = iter(expressions)
+        done = object()
+
+        async def worker() -> None:
+            try:
+                for expression in todo:
+                    async for users in self._cursor_pages({"search": expression, "limit": self.page_size}):
+                        await queue.put(users)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                await queue.put(exc)
+                return
+            await queue.put(done)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(expressions)))]
+        running = len(workers)
+        try:
+            while running:
+                item = await queue.get()
+                if item is done:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    # --- changes -----------------------------------------------------------------------------------
+
+    async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
+        """Users whose risk the System Log reports changed since `cursor` (a `published` time)."""
+        now = datetime.now(timezone.utc)
+        if cursor is None or (tenant_id is not None and tenant_id != self.tenant_id):
+            return Changes([], _iso(now - timedelta(minutes=5)))
+        try:
+            since = parse_datetime(cursor)
+        except ValueError:
+            since = None
+        if since is None:
+            raise ValidationError("the change cursor is not a timestamp: list in full", provider=PROVIDER)
+        if now - since > LOG_RETENTION - timedelta(minutes=5):
+            raise ValidationError(
+                "the change cursor is older than the System Log keeps: list in full", provider=PROVIDER
+            )
+        latest: dict[str, str] = {}
+        newest = cursor
+        async for event in self._risk_events(cursor):
+            for user_id, level in _event_risks(event):
+                latest.pop(user_id, None)
+                latest[user_id] = level
+            published = event.get("published")
+            if isinstance(published, str) and published > newest:
+                newest = published
+        if self.itp is None and latest:
+            self.itp = True
+        ids = list(latest)
+        users: list[dict] = []
+        for start in range(0, len(ids), _IDS_PER_SEARCH):
+            chunk = ids[start : start + _IDS_PER_SEARCH]
+            expression = api.any_of([search_term("id", "eq", user_id) for user_id in chunk])
+            body, response = await self._json(
+                "GET", "/api/v1/users", params={"search": expression, "limit": MAX_PAGE}
+            )
+            if not isinstance(body, list):
+                raise api.bad_answer("answered a search with something other than a list", response)
+            users.extend(user for user in body if isinstance(user, dict))
+        identities = await self._identities(users, latest, read_all_roles=False) if users else []
+        return Changes(identities, max(newest, _iso(now - timedelta(minutes=5))))
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    def _done(self, action: Action, user_id: str, message: str, raw: Any = None) -> ActionResult:
+        return ActionResult(
+            action=action,
+            identity_id=user_id,
+            connector=self.name,
+            status=ActionResult.COMPLETED,
+            message=message,
+            raw=raw if isinstance(raw, dict) else {},
+        )
+
+    async def _lifecycle(self, action: Action, user_id: str, path: str, **kwargs: Any) -> Response:
+        """A state-changing call: a dropped answer or a 5xx means the outcome is unknown."""
+        try:
+            return await self._api("POST", path, idempotent=False, **kwargs)
+        except RateLimitedError:
+            raise
+        except ProviderUnavailableError as exc:
+            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+                raise  # never reached Okta: nothing happened
+            raise OutcomeUnknownError(
+                f"'{action.label}' was sent for {user_id} but its answer was lost ({exc.message});"
+                " read the user before trying again",
+                provider=PROVIDER,
+                request_id=exc.request_id,
+                status=exc.status,
+            ) from exc
+
+    async def revoke_sessions(self, identity_id: str) -> ActionResult:
+        user_id = self._checked_id(identity_id)
+        response = await self._api(
+            "DELETE", f"/api/v1/users/{quote(user_id, safe='')}/sessions", params={"oauthTokens": True}
+        )
+        return ActionResult(
+            action=Action.REVOKE_SESSIONS,
+            identity_id=user_id,
+            connector=self.name,
+            status=ActionResult.COMPLETED,
+            reference=api.request_id(response),
+            message="all sessions and OAuth tokens revoked",
+        )
+
+    async def force_password_reset(self, identity_id: str) -> ActionResult:
+        user_id = self._checked_id(identity_id)
+        base = f"/api/v1/users/{quote(user_id, safe='')}/lifecycle"
+        if self.password_action == "reset_password":  # noqa: S105 - an Okta endpoint name
+            await self._lifecycle(
+                Action.FORCE_PASSWORD_RESET, user_id, f"{base}/reset_password", params={"sendEmail": True}
+            )
+            return self._done(
+                Action.FORCE_PASSWORD_RESET, user_id, "password reset: Okta emailed the user a reset link"
+            )
+        response = await self._lifecycle(Action.FORCE_PASSWORD_RESET, user_id, f"{base}/expire_password")
+        body = response.json(PROVIDER)
+        return self._done(
+            Action.FORCE_PASSWORD_RESET,
+            user_id,
+            "password expired: the user must change it at next sign-in",
+            body,
+        )
+
+    async def disable(self, identity_id: str, reason: str) -> ActionResult:
+        """Suspend (Okta has no reason field: the reason stays in idops' audit trail)."""
+        return await self._transition(Action.DISABLE, identity_id, "suspend", "SUSPENDED", "ACTIVE")
+
+    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
+        return await self._transition(Action.ENABLE, identity_id, "unsuspend", "ACTIVE", "SUSPENDED")
+
+    async def _transition(
+        self, action: Action, identity_id: str, verb: str, target: str, source: str
+    ) -> ActionResult:
+        user_id = self._checked_id(identity_id)
+        path = f"/api/v1/users/{quote(user_id, safe='')}/lifecycle/{verb}"
+        try:
+            await self._lifecycle(action, user_id, path)
+        except (ValidationError, ConflictError) as refused:
+            # Okta refuses a transition from the wrong status (400): read where the user is
+            current = await self.get_identity(user_id)
+            if (current.status or "").upper() == target:
+                return self._done(action, user_id, f"already {target.lower()}: nothing to do")
+            raise ValidationError(
+                f"Okta can {verb} only a user whose status is {source}; this one is {current.status}",
+                provider=PROVIDER,
+                request_id=refused.request_id,
+                status=refused.status,
+                code=refused.code,
+            ) from refused
+        return self._done(action, user_id, f"{verb} done: status {target.lower()}")
+
+    async def _set_risk(self, action: Action, identity_id: str, level: str, reason: str) -> ActionResult:
+        user_id = self._checked_id(identity_id)
+        if self.itp is False:
+            raise UnsupportedActionError(
+                f"this org has no Identity Threat Protection: '{action.label}' can't be reported",
+                provider=PROVIDER,
+            )
+        try:
+            body, _ = await self._json(
+                "PUT",
+                f"/api/v1/users/{quote(user_id, safe='')}/risk",
+                json_body={"riskLevel": level, "riskReason": reason},
+            )
+        except ConnectorError as exc:
+            if isinstance(exc, NotFoundError):
+                await self.get_identity(user_id)  # NotFoundError naming the user if it is the user
+            if api.is_missing_feature(exc):
+                self._no_itp(exc)
+                raise UnsupportedActionError(
+                    f"this org has no Identity Threat Protection: '{action.label}' can't be reported",
+                    provider=PROVIDER,
+                    request_id=exc.request_id,
+                ) from exc
+            raise
+        return self._done(action, user_id, f"Okta risk set to {level} ({reason})", body)
+
+    async def confirm_compromised(self, identity_id: str) -> ActionResult:
+        return await self._set_risk(
+            Action.CONFIRM_COMPROMISED, identity_id, "HIGH", "confirmed compromised in idops"
+        )
+
+    async def dismiss_risk(self, identity_id: str) -> ActionResult:
+        return await self._set_risk(Action.DISMISS_RISK, identity_id, "LOW", "risk dismissed in idops")
+
+
+def _scopes(read: SettingsReader, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return api.SCOPES
+    words = value.split() if isinstance(value, str) else value
+    if (
+        not isinstance(words, (list, tuple))
+        or not words
+        or not all(isinstance(w, str) and _SCOPE.fullmatch(w) for w in words)
+    ):
+        raise read.error("scopes", "must be Okta scopes like okta.users.read okta.users.manage")
+    return tuple(words)
+
+
+def _name_search(text: str) -> str:
+    """The `search` expression for an email or a name (every value through `search_term`)."""
+    if _EMAIL.match(text):
+        return api.any_of(
+            [search_term("profile.email", "eq", text), search_term("profile.login", "eq", text)]
+        )
+    words = text.split()
+    if len(words) >= 2:
+        first = search_term("profile.firstName", "sw", words[0])
+        last = search_term("profile.lastName", "sw", " ".join(words[1:]))
+        return f"({first} and {last})"
+    return api.any_of(
+        [search_term(prop, "sw", text) for prop in ("profile.firstName", "profile.lastName", "profile.login")]
+    )
+
+
+def _partitions(first: datetime, now: datetime, count: int) -> list[str]:
+    """`count` disjoint `created` ranges covering every user (the first and last open-ended)."""
+    span = max((now - first).total_seconds(), 1.0)
+    bounds = [_iso(first + timedelta(seconds=span * k / count)) for k in range(1, count)]
+    expressions = []
+    for k in range(count):
+        terms = [api.NOT_DEPROVISIONED]
+        if k > 0:
+            terms.append(search_term("created", "ge", bounds[k - 1]))
+        if k < count - 1:
+            terms.append(search_term("created", "lt", bounds[k]))
+        expressions.append(" and ".join(terms))
+    return expressions
+
+
+def _event_risks(event: dict) -> list[tuple[str, str]]:
+    """(user id, level) pairs a risk event reports: `securityContext.risk.level`, else `level=` in
+    `debugContext.debugData.risk`, for each User target."""
+    level = None
+    context = event.get("securityContext")
+    if isinstance(context, dict) and isinstance(context.get("risk"), dict):
+        level = context["risk"].get("level")
+    if level is None:
+        debug = event.get("debugContext")
+        data = debug.get("debugData") if isinstance(debug, dict) else None
+        text = data.get("risk") if isinstance(data, dict) else None
+        match = re.search(r"level=([A-Z]+)", text) if isinstance(text, str) else None
+        level = match.group(1) if match else None
+    if level not in RISK_BANDS:
+        return []
+    targets = event.get("target")
+    if not isinstance(targets, list):
+        return []
+    return [
+        (str(target["id"]), str(level))
+        for target in targets
+        if isinstance(target, dict) and target.get("type") == "User" and isinstance(target.get("id"), str)
+    ]
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+def _datetime(value: Any) -> Optional[datetime]:
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None

@@ -1,0 +1,368 @@
+"""Okta Management API plumbing for `connectors.okta`: search expressions, `Link` paging, rate-limit
+buckets, error bodies and the OAuth 2.0 service-app token (private_key_jwt).
+
+Rules this module keeps:
+
+* A `search` expression is built only by `search_term` (whitelisted property/operator pairs, the value
+  always double-quoted with `\\` and `"` escaped, control characters refused), so text typed in Slack
+  can never change what an expression means.
+* Paging follows only the `rel="next"` link, read from each `Link` header separately (Okta sends
+  `self` and `next` as two headers), and only when it points at the configured org (the API token must
+  never go to another host).
+* Pacing is per endpoint bucket, from `X-Rate-Limit-Limit`/`-Remaining`/`-Reset` (reset in epoch
+  seconds, read against the answer's `Date` when the clocks disagree by more than 2 s): a bucket with
+  nothing left waits for its reset instead of sending into a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectorError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    ValidationError,
+)
+from .http import MAX_PAUSE, Response, error_class_for_status
+
+PROVIDER = "Okta"
+
+# property -> operators idops may put in a `search` expression
+_SEARCH = {
+    "id": frozenset({"eq"}),
+    "status": frozenset({"eq", "lt", "gt"}),
+    "profile.email": frozenset({"eq", "sw"}),
+    "profile.login": frozenset({"eq", "sw"}),
+    "profile.firstName": frozenset({"eq", "sw"}),
+    "profile.lastName": frozenset({"eq", "sw"}),
+    "created": frozenset({"lt", "ge"}),
+    "lastUpdated": frozenset({"gt", "ge", "lt"}),
+    "eventType": frozenset({"eq"}),  # System Log `filter`
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# every user the default list returns: Okta's own spelling of "status ne DEPROVISIONED"
+NOT_DEPROVISIONED = '(status lt "DEPROVISIONED" or status gt "DEPROVISIONED")'
+
+
+def search_term(prop: str, op: str, value: str) -> str:
+    """One `property op "value"` term. Only whitelisted pairs; the value quoted and escaped, so it stays
+    one string literal whatever it holds. ValueError for anything else (callers turn it into a message)."""
+    if op not in _SEARCH.get(prop, ()):
+        raise ValueError(f"search on {prop} {op} is not allowed")
+    if not isinstance(value, str):
+        raise ValueError("a search value must be text")
+    if _CONTROL.search(value):
+        raise ValueError("the search text contains control characters")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{prop} {op} "{escaped}"'
+
+
+def any_of(terms: list[str]) -> str:
+    """Terms joined with `or`, in parentheses (each from `search_term`)."""
+    return "(" + " or ".join(terms) + ")"
+
+
+# --- paging ----------------------------------------------------------------------------------------
+
+_LINK = re.compile(r"^\s*<([^>]*)>\s*;(.*)$")
+_REL = re.compile(r'rel\s*=\s*"?([A-Za-z]+)"?')
+
+
+def next_link(response: Response, base_url: str) -> Optional[str]:
+    """The `rel="next"` URL among the answer's `Link` headers, or None on the last page.
+
+    Each header is parsed on its own (a comma-joined form is split too); a next link to another origin
+    than `base_url` is a ProviderUnavailableError, never followed."""
+    getall = getattr(response.headers, "getall", None)
+    values = list(getall("Link", [])) if getall is not None else [response.headers.get("Link") or ""]
+    for value in values:
+        for part in re.split(r",\s*(?=<)", value):
+            match = _LINK.match(part)
+            if match is None:
+                continue
+            rels = _REL.findall(match.group(2))
+            if "next" not in rels:
+                continue
+            url = match.group(1).strip()
+            target, base = urlsplit(url), urlsplit(base_url)
+            if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+                raise ProviderUnavailableError(
+                    "sent a next-page link to another host; not followed",
+                    provider=PROVIDER,
+                    request_id=request_id(response),
+                )
+            return url
+    return None
+
+
+def after_cursor(url: str) -> Optional[str]:
+    """The opaque `after` cursor of a next link (for logs and tests)."""
+    values = parse_qs(urlsplit(url).query).get("after")
+    return values[0] if values else None
+
+
+# --- rate limits -----------------------------------------------------------------------------------
+
+
+class Bucket:
+    """One endpoint bucket: what the last answers said is left, and until when."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.limit: Optional[int] = None
+        self.remaining: Optional[int] = None
+        self.reset_at = 0.0  # monotonic
+        self.reset_epoch = 0
+        self.in_flight = 0
+        self.waits = 0
+
+    async def acquire(self, sleep: Callable[[float], Any]) -> None:
+        while True:
+            now = self._clock()
+            if self.reset_at and now >= self.reset_at:  # a new window: nothing known about it yet
+                self.remaining, self.reset_at, self.reset_epoch = None, 0.0, 0
+            if self.remaining is None or self.remaining - self.in_flight > 0:
+                self.in_flight += 1
+                return
+            self.waits += 1
+            await sleep(min(max(self.reset_at - now, 0.001), MAX_PAUSE))
+
+    def release(self, response: Optional[Response]) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+        if response is not None:
+            self.update(response)
+
+    def update(self, response: Response) -> None:
+        limit, remaining, reset = (
+            _int_header(response, f"X-Rate-Limit-{name}") for name in ("Limit", "Remaining", "Reset")
+        )
+        if reset is None or remaining is None:
+            if response.status == 429:  # a 429 without headers: hold a second
+                self.remaining, self.reset_at = 0, self._clock() + 1.0
+            return
+        if response.status == 429:  # refused: nothing left until this answer's reset, whatever we knew
+            self.reset_epoch, self.remaining = reset, 0
+        elif reset > self.reset_epoch:  # a later window than the one we knew
+            self.reset_epoch, self.remaining = reset, remaining
+        elif reset == self.reset_epoch:  # answers arrive out of order: the smallest count is the latest
+            self.remaining = remaining if self.remaining is None else min(self.remaining, remaining)
+        else:
+            return
+        self.limit = limit
+        self.reset_at = self._clock() + min(max(reset - _server_now(response), 0.0), MAX_PAUSE)
+
+
+def _int_header(response: Response, name: str) -> Optional[int]:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _server_now(response: Response) -> float:
+    """Now on the provider's clock: ours, unless its `Date` differs by more than 2 s (a skewed clock)."""
+    now = time.time()
+    date = response.headers.get("Date")
+    try:
+        server = email.utils.parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        server = None
+    if server is not None and abs(server - now) > 2.0:
+        return server
+    return now
+
+
+def bucket_of(method: str, path: str) -> str:
+    """The rate-limit bucket of a request, as Okta groups its endpoints (the simulator uses this too)."""
+    parts = [p for p in urlsplit(path).path.split("/") if p]
+    if parts[:3] == ["api", "v1", "logs"]:
+        return "logs"
+    if parts[:2] == ["oauth2", "v1"]:
+        return "token"
+    if parts[:3] == ["api", "v1", "users"]:
+        if len(parts) == 3:
+            return "users"
+        if len(parts) == 4 and method == "GET":
+            return "user"
+        return "user-other"
+    return "other"
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+def request_id(response: Response, body: Any = None) -> str:
+    """errorId from an error body, else Okta's X-Okta-Request-Id, else our own request id."""
+    if isinstance(body, dict) and isinstance(body.get("errorId"), str) and body["errorId"]:
+        return str(body["errorId"])
+    return response.headers.get("X-Okta-Request-Id") or response.client_request_id
+
+
+def error_body(response: Response) -> Optional[dict]:
+    try:
+        body = response.json(PROVIDER)
+    except ProviderUnavailableError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def map_error(response: Response) -> ConnectorError:
+    """Okta's `{errorCode, errorSummary, errorId, errorCauses}` as the matching ConnectorError."""
+    body = error_body(response)
+    code = summary = None
+    causes: list[str] = []
+    if body is not None:
+        code = body.get("errorCode") if isinstance(body.get("errorCode"), str) else None
+        summary = body.get("errorSummary") if isinstance(body.get("errorSummary"), str) else None
+        for cause in body.get("errorCauses") or []:
+            if isinstance(cause, dict) and isinstance(cause.get("errorSummary"), str):
+                causes.append(cause["errorSummary"])
+    path = urlsplit(response.url).path
+    text = f"{response.method} {path} failed with HTTP {response.status}"
+    if summary:
+        text += f": {_short(summary)}"
+    if causes:
+        text += f" ({_short('; '.join(causes), 200)})"
+    if code:
+        text += f" [{code}]"
+    cls: type[ConnectorError] = error_class_for_status(response.status)
+    if response.status == 401:
+        text += "; check the API token or the OAuth client"
+    kwargs: dict[str, Any] = {
+        "provider": PROVIDER,
+        "request_id": request_id(response, body),
+        "status": response.status,
+        "code": code,
+    }
+    if cls is RateLimitedError:
+        return RateLimitedError(text, retry_after=None, **kwargs)
+    return cls(text, **kwargs)
+
+
+def is_missing_feature(exc: ConnectorError) -> bool:
+    """An answer that means "this org has no such feature" on an endpoint we reached before."""
+    return isinstance(exc, (AuthenticationError, PermissionDeniedError, NotFoundError))
+
+
+# --- OAuth 2.0 service app ---------------------------------------------------------------------------
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+SCOPES = ("okta.users.read", "okta.users.manage", "okta.roles.read", "okta.logs.read", "okta.userRisk.read")
+
+
+@dataclass(frozen=True)
+class ServiceApp:
+    """An OAuth 2.0 service app: client id, its PEM private key (RS256) and the scopes to ask for."""
+
+    client_id: str
+    private_key: str
+    scopes: tuple[str, ...]
+    key_id: Optional[str] = None
+
+    def assertion(self, token_url: str, now: Optional[float] = None) -> str:
+        """A private_key_jwt client assertion for `token_url`, valid 5 minutes.
+
+        PyJWT (with cryptography) is imported here only: it is needed by this mode alone."""
+        try:
+            import jwt  # only the OAuth mode needs PyJWT
+        except ImportError as exc:  # pragma: no cover - PyJWT ships with idops and the SOAR package
+            raise ConfigurationError(
+                "OAuth mode needs PyJWT with cryptography installed (pip install 'PyJWT[crypto]')",
+                provider=PROVIDER,
+            ) from exc
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": token_url,
+            "iat": issued,
+            "exp": issued + 300,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self.key_id} if self.key_id else None
+        try:
+            return str(jwt.encode(claims, self.private_key, algorithm="RS256", headers=headers))
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            # the key's text is never quoted: it is a secret
+            raise ConfigurationError(
+                "setting 'private_key' is not a PEM RSA private key PyJWT can sign RS256 with",
+                provider=PROVIDER,
+            ) from exc
+
+
+def token_error(response: Response) -> str:
+    """`error: error_description` from an OAuth error answer, shortened, else the HTTP status."""
+    body = error_body(response)
+    if body is not None and isinstance(body.get("error"), str):
+        described = body.get("error_description")
+        text = body["error"] + (f": {described}" if isinstance(described, str) else "")
+        return _short(text, 200)
+    return f"HTTP {response.status}"
+
+
+def checked_token(response: Response) -> tuple[str, float]:
+    """(access_token, expires_in) from a token answer, or ProviderUnavailableError."""
+    body = error_body(response)
+    token = body.get("access_token") if body else None
+    expires = body.get("expires_in") if body else None
+    if (
+        not isinstance(token, str)
+        or not re.fullmatch(r"[\x21-\x7e]{1,8192}", token)
+        or isinstance(expires, bool)
+        or not isinstance(expires, (int, float))
+        or expires <= 0
+    ):
+        raise ProviderUnavailableError(
+            "answered the token request without a usable access_token and expires_in",
+            provider=PROVIDER,
+            request_id=response.client_request_id,
+        )
+    return token, float(expires)
+
+
+def refused(message: str, response: Response) -> AuthenticationError:
+    return AuthenticationError(
+        message, provider=PROVIDER, status=response.status, request_id=request_id(response, None)
+    )
+
+
+def bad_answer(message: str, response: Response) -> ProviderUnavailableError:
+    return ProviderUnavailableError(message, provider=PROVIDER, request_id=request_id(response))
+
+
+def validation(message: str) -> ValidationError:
+    return ValidationError(message, provider=PROVIDER)
+
+
+async def gather_limited(coros: list, limit: int) -> list:
+    """Run coroutines at most `limit` at a time; results in order; the first error cancels the rest."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(coro: Any) -> Any:
+        async with semaphore:
+            return await coro
+
+    tasks = [asyncio.ensure_future(run(coro)) for coro in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
