@@ -53,6 +53,8 @@ class AlertsBase:
         self.clock = clock
         self.on_outbox = on_outbox
         self.rules = Rules(frozenset(settings.levels), settings.cooldown_minutes * 60.0)
+        # scopes this process has listed in full: the first sweep after a start is always a full one
+        self.listed: set[str] = set()
 
     def scopes(self) -> list[Scope]:
         """One sweep per connector, or per tenant for connectors listed in `[alerts] tenants`."""

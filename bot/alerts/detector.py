@@ -1,5 +1,11 @@
 """Sweeps and re-checks: compare identities with their stored state and queue what Slack must be told.
 
+A full sweep lists every identity of its scope; a connector with a change feed (`incremental`) is
+listed in full at start-up and every `[alerts] full_sweep_every` sweeps, and in between asked only
+what changed since the cursor stored for the scope (taken before the last full listing, so a change
+made during a listing is read again rather than missed). A cursor the provider refuses as too old
+means a full sweep at once. Only a full sweep tells who was deleted.
+
 Each provider page is one SQLite transaction: the state rows it changes and the outbox rows those
 changes cause commit together or not at all, so a sweep that dies mid-way leaves the identities it
 did not reach untouched and never loses an alert it decided on. Only one page of identities (and
@@ -15,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Optional
 
-from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel
+from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel, ValidationError
 
 from . import cards
-from .scope import Scope, SweepResult, pick_channel
+from .scope import CHANGES, FULL, Scope, SweepResult, pick_channel
 from .stored import StoredViews
 from .transitions import Change, State, Transition, transition
 from .triage import Triage
@@ -39,16 +45,63 @@ _SELECT_PAGE = (
 # appended, not stamped on the stored rows: ids arrive in no useful order, and rewriting their rows
 # would dirty every database page on every page of every sweep
 _SEEN = "INSERT INTO alert_seen (scope, identity_id) VALUES (?, ?)"
+CHANGES_CHUNK = 500  # changed identities compared and written per transaction
 
 
 class Detector(Triage, StoredViews):
     """Turns observations of identities into stored state and outbox rows."""
 
     async def sweep(self, scope: Scope) -> SweepResult:
-        """Read every identity in `scope` page by page and record what changed; failures are reported
-        in Slack once per outage, never raised."""
+        """Record what changed in `scope`: only the changes when its connector reports them and a full
+        listing is not due, else every identity page by page. Failures are reported in Slack once per
+        outage, never raised."""
         connector = self.connectors[scope.connector]
-        baseline = not self._sweep_row(scope)["baseline_done"]
+        row = self._sweep_row(scope)
+        if (
+            connector.incremental
+            and row["baseline_done"]
+            and row["cursor"] is not None
+            and scope.key in self.listed
+            and row["since_full"] + 1 < self.settings.full_sweep_every
+        ):
+            result = await self._changes_sweep(scope, connector, row["cursor"])
+            if result is not None:
+                return result
+        return await self._full_sweep(scope, connector, baseline=not row["baseline_done"])
+
+    async def _changes_sweep(self, scope: Scope, connector: Connector, cursor: str) -> Optional[SweepResult]:
+        """Ask the provider what changed since `cursor` and record it; None when it refuses the cursor
+        (too old: the caller lists in full)."""
+        self.db.execute(
+            "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
+        )
+        asked_at = self.clock()
+        changes: dict[str, int] = {}
+        try:
+            found = await connector.changes_since(cursor, tenant_id=scope.tenant_id)
+        except ValidationError as exc:
+            log.info("risk sweep of %s: the change cursor was refused (%s); listing in full", scope.key, exc)
+            return None
+        except ConnectorError as exc:
+            return self._failed(scope, connector, str(exc), 0, changes, False, mode=CHANGES)
+        except Exception as exc:
+            # a bug or an unexpected answer: keep the scheduler alive and say so once in Slack
+            log.exception("alert sweep of %s failed", scope.key)
+            error = f"unexpected error ({type(exc).__name__})"
+            return self._failed(scope, connector, error, 0, changes, False, mode=CHANGES)
+        # an identity that changed twice is recorded once, as it is now (the last one reported)
+        latest = list({identity.id: identity for identity in found.identities}.values())
+        for start in range(0, len(latest), CHANGES_CHUNK):
+            chunk = latest[start : start + CHANGES_CHUNK]
+            for change in self._apply(connector, chunk, asked_at=asked_at, baseline=False, scope=None):
+                changes[change.value] = changes.get(change.value, 0) + 1
+        # the cursor moves on only once every change it covers is stored: a crash before reads them again
+        self._succeeded(scope, connector, False, unrated=False, cursor=found.cursor, full=False)
+        return SweepResult(scope, len(latest), changes, False, mode=CHANGES)
+
+    async def _full_sweep(self, scope: Scope, connector: Connector, *, baseline: bool) -> SweepResult:
+        """Read every identity in `scope` page by page and record what changed."""
+        cursor = await self._fresh_cursor(scope, connector)
         with self.db.atomic():
             self.db.execute(
                 "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
@@ -80,8 +133,23 @@ class Detector(Triage, StoredViews):
         gone = self._gone(scope, connector) if seen else 0
         if gone:
             changes["gone"] = gone
-        self._succeeded(scope, connector, baseline, unrated=seen > 0 and rated == 0)
+        self._succeeded(scope, connector, baseline, unrated=seen > 0 and rated == 0, cursor=cursor, full=True)
+        self.listed.add(scope.key)
         return SweepResult(scope, seen, changes, baseline)
+
+    async def _fresh_cursor(self, scope: Scope, connector: Connector) -> Optional[str]:
+        """The change feed's "now", taken before a full listing; None without a feed (or when it fails:
+        the next sweep then lists in full again)."""
+        if not connector.incremental:
+            return None
+        try:
+            return (await connector.changes_since(None, tenant_id=scope.tenant_id)).cursor
+        except Exception as exc:
+            # the listing still runs; only the changes-only sweeps wait for a cursor that works
+            log.warning(
+                "risk sweep of %s: no change cursor (%s); the next sweep lists in full too", scope.key, exc
+            )
+            return None
 
     async def recheck(self, connector_name: str, identity_id: str) -> Optional[Change]:
         """Fetch one identity now (a webhook said it changed) and record it; None if it is gone."""
@@ -114,10 +182,16 @@ class Detector(Triage, StoredViews):
         return next(self.db.query("SELECT * FROM alert_sweeps WHERE scope = ?", [scope.key]))
 
     def _apply(
-        self, connector: Connector, page: Sequence[Identity], *, asked_at: float, baseline: bool, scope: Scope
+        self,
+        connector: Connector,
+        page: Sequence[Identity],
+        *,
+        asked_at: float,
+        baseline: bool,
+        scope: Optional[Scope],
     ) -> list[Change]:
         """Compare one page with its stored rows and write the changes and their outbox rows at once,
-        and note its ids as seen by the sweep of `scope`."""
+        and note its ids as seen by the full sweep of `scope` (None: a changes-only sweep)."""
         if not page:
             return []
         now = self.clock()
@@ -137,7 +211,8 @@ class Detector(Triage, StoredViews):
                 )
                 for row in self.db.execute(_SELECT_PAGE.format(marks=marks), [connector.name, *ids])
             }
-            self.db.conn.executemany(_SEEN, [(scope.key, identity_id) for identity_id in ids])
+            if scope is not None:
+                self.db.conn.executemany(_SEEN, [(scope.key, identity_id) for identity_id in ids])
             writes = []
             for identity in page:
                 step = transition(
@@ -294,10 +369,13 @@ class Detector(Triage, StoredViews):
         seen: int,
         changes: dict[str, int],
         baseline: bool,
+        *,
+        mode: str = FULL,
     ) -> SweepResult:
         now = self.clock()
         with self.db.atomic():
-            self.db.execute("DELETE FROM alert_seen WHERE scope = ?", [scope.key])  # tells nothing now
+            if mode == FULL:
+                self.db.execute("DELETE FROM alert_seen WHERE scope = ?", [scope.key])  # tells nothing now
             claimed = self.db.execute(
                 "UPDATE alert_sweeps SET failing = 1, last_error = ? WHERE scope = ? AND failing = 0",
                 [error, scope.key],
@@ -308,9 +386,18 @@ class Detector(Triage, StoredViews):
         log.warning("alert sweep of %s failed: %s", scope.key, error)
         if claimed:
             self.on_outbox()
-        return SweepResult(scope, seen, changes, baseline, error)
+        return SweepResult(scope, seen, changes, baseline, error, mode)
 
-    def _succeeded(self, scope: Scope, connector: Connector, baseline: bool, *, unrated: bool) -> None:
+    def _succeeded(
+        self,
+        scope: Scope,
+        connector: Connector,
+        baseline: bool,
+        *,
+        unrated: bool,
+        cursor: Optional[str] = None,
+        full: bool = True,
+    ) -> None:
         now = self.clock()
         notify = False
         with self.db.atomic():
@@ -335,8 +422,9 @@ class Detector(Triage, StoredViews):
                 )
                 notify = True
             self.db.execute(
-                "UPDATE alert_sweeps SET baseline_done = 1, last_success_at = ? WHERE scope = ?",
-                [now, scope.key],
+                "UPDATE alert_sweeps SET baseline_done = 1, last_success_at = ?, cursor = ?,"
+                " since_full = CASE WHEN ? THEN 0 ELSE since_full + 1 END WHERE scope = ?",
+                [now, cursor, full, scope.key],
             )
         if notify:
             self.on_outbox()

@@ -120,8 +120,9 @@ class AlertService:
             result = await self.detector.sweep(scope)
             self.results[scope.key] = result
             log.info(
-                "risk sweep of %s: %d identities in %.1f s, changes %s%s",
+                "risk sweep of %s (%s): %d identities in %.1f s, changes %s%s",
                 scope.key,
+                result.mode,
                 result.seen,
                 time.monotonic() - started,
                 result.changes or "none",
