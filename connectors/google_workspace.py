@@ -23,7 +23,8 @@ When Alert Center is not granted (the token request refuses the `apps.alerts` sc
 list answers 403) risk is unknown (None) for every user, logged once and shown by `check()`; the
 Directory keeps working. `alert_center = false` never asks for it.
 
-Quotas: requests are paced under Google's default 2,400 a minute per user per project, and a 403
+Quotas: requests are paced under Google's default 2,400 a minute per user per project (the setting
+`quota_per_minute`, for a project whose quota was raised), and a 403
 `userRateLimitExceeded` / `rateLimitExceeded` / `quotaExceeded` or a 429 is retried with truncated
 exponential backoff and jitter (a quota error means Google did nothing, so writes retry too).
 
@@ -105,6 +106,11 @@ HIGH_ALERTS = frozenset(
 )
 ALERT_SCORES = {"critical": 100, "high": 75, "medium": 50}
 ALERT_CACHE_SECONDS = 60.0
+#: the partial response users.list is asked for: what `to_identity` reads, a third of a full user
+USER_FIELDS = (
+    "nextPageToken,users(id,primaryEmail,aliases,name/fullName,name/givenName,name/familyName,isAdmin,"
+    "isDelegatedAdmin,isEnrolledIn2Sv,suspended,archived,customerId,lastLoginTime,creationTime)"
+)
 
 # field -> operators this module may put in a Directory `query`
 QUERY_FIELDS = {
@@ -310,6 +316,7 @@ class GoogleWorkspaceConnector(Connector):
             "alert_center_url",
             "alert_days",
             "page_size",
+            "quota_per_minute",
             "timeout",
         }
     )
@@ -328,6 +335,7 @@ class GoogleWorkspaceConnector(Connector):
         alert_center_url: str = DEFAULT_ALERT_CENTER_URL,
         alert_days: int = 30,
         page_size: int = MAX_PAGE,
+        quota_per_minute: int = QUOTA_PER_MINUTE,
         timeout: float = 10.0,
         session: Optional[aiohttp.ClientSession] = None,
         pacing: bool = True,
@@ -358,7 +366,7 @@ class GoogleWorkspaceConnector(Connector):
             sleep=sleep,
         )
         self._clock = clock
-        self._limiter = SlidingWindowLimiter(QUOTA_PER_MINUTE, 60.0) if pacing else None
+        self._limiter = SlidingWindowLimiter(quota_per_minute, 60.0) if pacing else None
         self._token: Optional[str] = None
         self._renew_at = 0.0
         self._token_lock: Optional[asyncio.Lock] = None  # made inside the loop (Python 3.9)
@@ -401,6 +409,7 @@ class GoogleWorkspaceConnector(Connector):
             ),
             alert_days=read.integer("alert_days", 30, 1, 180),
             page_size=read.integer("page_size", MAX_PAGE, 1, MAX_PAGE),
+            quota_per_minute=read.integer("quota_per_minute", QUOTA_PER_MINUTE, 1, 1_000_000),
             timeout=read.seconds("timeout", 10.0, 300),
             session=session,
         )
@@ -690,30 +699,42 @@ class GoogleWorkspaceConnector(Connector):
         )
 
     async def _user_pages(
-        self, query: Optional[str], page_size: Optional[int] = None
+        self, query: Optional[str], page_size: Optional[int] = None, *, prefetch: bool = False
     ) -> AsyncIterator[tuple[list[Any], Response]]:
-        """users.list page by page (`pageToken` → `nextPageToken`); a token seen twice is refused."""
-        page_token: Optional[str] = None
+        """users.list page by page (`pageToken` → `nextPageToken`), only the fields `to_identity`
+        reads (a partial response); a token seen twice is refused. With `prefetch` the next page is
+        requested before this one is handed over, so Google works while the caller converts."""
         seen: set[str] = set()
-        while True:
-            params = {
-                "customer": self.customer,
-                "maxResults": page_size or self.page_size,
-                "pageToken": page_token,
-                "query": query,
-            }
-            response = await self._api("GET", f"{DIRECTORY}/users", params=params)
-            body = self._object(response)
-            users = body.get("users", [])  # Google leaves "users" out of an empty page
-            if not isinstance(users, list):
-                raise self._bad_answer(response, "a user list whose 'users' is not an array")
-            yield users, response
-            page_token = body.get("nextPageToken") or None
-            if page_token is None:
-                return
-            if not isinstance(page_token, str) or page_token in seen:
-                raise self._bad_answer(response, "a 'nextPageToken' that repeats or is not a string")
-            seen.add(page_token)
+        size = page_size or self.page_size
+
+        def fetch(token: Optional[str]) -> Awaitable[Response]:
+            params = {"customer": self.customer, "maxResults": size, "pageToken": token, "query": query}
+            return self._api("GET", f"{DIRECTORY}/users", params={**params, "fields": USER_FIELDS})
+
+        pending: Optional[asyncio.Future[Response]] = None
+        try:
+            response = await fetch(None)
+            while True:
+                body = self._object(response)
+                users = body.get("users", [])  # Google leaves "users" out of an empty page
+                if not isinstance(users, list):
+                    raise self._bad_answer(response, "a user list whose 'users' is not an array")
+                page_token = body.get("nextPageToken") or None
+                if page_token is not None:
+                    if not isinstance(page_token, str) or page_token in seen:
+                        raise self._bad_answer(response, "a 'nextPageToken' that repeats or is not a string")
+                    seen.add(page_token)
+                    if prefetch:
+                        pending = asyncio.ensure_future(fetch(page_token))
+                yield users, response
+                if page_token is None:
+                    return
+                response = await (pending if pending is not None else fetch(page_token))
+                pending = None
+        finally:
+            if pending is not None:  # the caller stopped early: drop the request in flight
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
     async def iter_pages(
         self,
@@ -746,7 +767,7 @@ class GoogleWorkspaceConnector(Connector):
                 and (mfa_enrolled is None or identity.mfa_enrolled == mfa_enrolled)
             )
 
-        async for users, response in self._user_pages(" ".join(terms) or None):
+        async for users, response in self._user_pages(" ".join(terms) or None, prefetch=True):
             page = [self.to_identity(user, response, alerts) for user in users]
             page = [identity for identity in page if keep(identity)]
             if page:

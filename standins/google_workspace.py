@@ -201,6 +201,57 @@ def _matches(clause: Clause, user: dict) -> bool:
     return False
 
 
+# --- partial responses (`fields`) ----------------------------------------------------------------
+
+_FIELD_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[,/()]")
+
+
+def parse_fields(text: str) -> dict:
+    """A `fields` mask such as `nextPageToken,users(id,name/fullName)` as a tree ({} = whole value)."""
+    tokens = _FIELD_TOKEN.findall(text)
+    if "".join(tokens) != text.replace(" ", ""):
+        raise QueryError("fields")
+    pos = 0
+
+    def selection() -> dict:
+        nonlocal pos
+        tree: dict = {}
+        while True:
+            if pos >= len(tokens) or not (tokens[pos][0].isalpha() or tokens[pos][0] == "_"):
+                raise QueryError("fields")
+            node, pos = tree.setdefault(tokens[pos], {}), pos + 1
+            while pos < len(tokens) and tokens[pos] == "/":
+                if pos + 1 >= len(tokens):
+                    raise QueryError("fields")
+                node, pos = node.setdefault(tokens[pos + 1], {}), pos + 2
+            if pos < len(tokens) and tokens[pos] == "(":
+                pos += 1
+                node.update(selection())
+                if pos >= len(tokens) or tokens[pos] != ")":
+                    raise QueryError("fields")
+                pos += 1
+            if pos < len(tokens) and tokens[pos] == ",":
+                pos += 1
+                continue
+            return tree
+
+    tree = selection()
+    if pos != len(tokens):
+        raise QueryError("fields")
+    return tree
+
+
+def project(value: Any, mask: dict) -> Any:
+    """`value` cut down to `mask` (lists element by element), as Google's partial responses are."""
+    if not mask:
+        return value
+    if isinstance(value, list):
+        return [project(item, mask) for item in value]
+    if isinstance(value, dict):
+        return {key: project(value[key], sub) for key, sub in mask.items() if key in value}
+    return value
+
+
 # --- state -----------------------------------------------------------------------------------------
 
 
@@ -316,12 +367,14 @@ class WorkspaceState:
             del user["aliases"]
         return user
 
-    def _render(self, index: int) -> bytes:
-        return json.dumps(self.user(index), separators=(",", ":")).encode()
+    def _render(self, index: int, fields: str = "") -> bytes:
+        user = project(self.user(index), parse_fields(fields)) if fields else self.user(index)
+        return json.dumps(user, separators=(",", ":")).encode()
 
-    def user_json(self, index: int) -> bytes:
+    def user_json(self, index: int, fields: str = "") -> bytes:
+        """User `index` serialized, cut to `fields` (a `users(…)` sub-mask as text); cached when untouched."""
         changed = index in self.suspended or index in self.change_password
-        return self._render(index) if changed else self._cached(index)
+        return self._render(index, fields) if changed else self._cached(index, fields)
 
     def set_user(
         self, index: int, *, suspended: Optional[bool] = None, change: Optional[bool] = None
@@ -511,14 +564,17 @@ async def list_users(request: web.Request) -> web.Response:
         query = request.query.get("query", "")
         clauses = parse_query(query) if query else []
         offset = _read_page_token(request.query["pageToken"], query) if request.query.get("pageToken") else 0
+        mask = parse_fields(request.query["fields"]) if request.query.get("fields") else {}
     except QueryError as exc:
         return _invalid(str(exc))
     order = request.query.get("orderBy")
     if order not in (None, "email", "familyName", "givenName"):
         return _invalid("orderBy")
+    # the users' own sub-mask as canonical text, so projected users are cached per mask
+    fields = _mask_text(mask["users"]) if mask.get("users") else ""
     if not clauses and order is None:
         end = min(offset + size, state.identities)
-        rows = [state.user_json(i) for i in range(offset, end)]
+        rows = [state.user_json(i, fields) for i in range(offset, end)]
         more = end < state.identities
     else:
         users = [state.user(i) for i in _candidates(state, clauses)]
@@ -528,14 +584,24 @@ async def list_users(request: web.Request) -> web.Response:
                 (lambda u: u["primaryEmail"]) if order == "email" else (lambda u: u["name"][order].casefold())
             )
             users.sort(key=key, reverse=request.query.get("sortOrder", "").upper() == "DESCENDING")
-        rows = [json.dumps(u, separators=(",", ":")).encode() for u in users[offset : offset + size]]
+        page = users[offset : offset + size]
+        rows = [json.dumps(project(u, mask.get("users", {})), separators=(",", ":")).encode() for u in page]
         more = offset + size < len(users)
-    parts = [b'{"kind":"admin#directory#users","etag":"\\"', _digest(offset, query)[:20].encode(), b'\\""']
-    if rows:
-        parts += [b',"users":[', b",".join(rows), b"]"]
-    if more:
-        parts.append(f',"nextPageToken":"{_page_token(offset + size, query)}"'.encode())
-    return web.Response(body=b"".join(parts) + b"}", content_type="application/json")
+    parts = []
+    if not mask or "kind" in mask:
+        parts.append(b'"kind":"admin#directory#users"')
+    if not mask or "etag" in mask:
+        parts.append(b'"etag":"\\"' + _digest(offset, query)[:20].encode() + b'\\""')
+    if rows and (not mask or "users" in mask):
+        parts.append(b'"users":[' + b",".join(rows) + b"]")
+    if more and (not mask or "nextPageToken" in mask):
+        parts.append(f'"nextPageToken":"{_page_token(offset + size, query)}"'.encode())
+    return web.Response(body=b"{" + b",".join(parts) + b"}", content_type="application/json")
+
+
+def _mask_text(mask: dict) -> str:
+    """A mask tree back as `fields` text (canonical order), the cache key of projected users."""
+    return ",".join(key + (f"({_mask_text(sub)})" if sub else "") for key, sub in sorted(mask.items()))
 
 
 def _candidates(state: WorkspaceState, clauses: list[Clause]) -> Sequence[int]:
@@ -876,10 +942,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--domain", default="acme.example")
     parser.add_argument("--admin", help="accept only this delegated admin (sub); default: any")
     parser.add_argument("--no-alert-center", action="store_true", help="the admin may not read Alert Center")
-    parser.add_argument("--no-quota", action="store_true", help="serve without the 2,400 a minute quota")
+    parser.add_argument("--quota-per-minute", type=int, default=2400, help="per service account and admin")
+    parser.add_argument("--no-quota", action="store_true", help="serve without a quota")
     args = parser.parse_args(argv)
     if args.identities < 0 or args.identities >= 10**9:
         parser.error("--identities must be from 0 to 999,999,999")
+    if args.quota_per_minute < 1:
+        parser.error("--quota-per-minute must be 1 or more")
     text = os.environ.get("GOOGLE_SERVICE_ACCOUNT_JSON") or ""
     try:
         key = json.loads(text) if text else generate_key()
@@ -890,7 +959,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             domain=args.domain,
             admin=args.admin,
             alert_center=not args.no_alert_center,
-            quota_per_minute=None if args.no_quota else 2400,
+            quota_per_minute=None if args.no_quota else args.quota_per_minute,
         )
     except (ValueError, KeyError, TypeError):
         print(

@@ -25,6 +25,7 @@ from connectors import (
 )
 from connectors.google_workspace import (
     SCOPE_ALERTS,
+    USER_FIELDS,
     GoogleWorkspaceConnector,
     QuotaRetry,
     ServiceAccountKey,
@@ -210,6 +211,18 @@ async def test_listing_follows_page_tokens_and_maps_users(env: Env) -> None:
     admins = [i for i in by_id.values() if "super_admin" in i.roles]
     delegated = [i for i in by_id.values() if "delegated_admin" in i.roles]
     assert admins and delegated and all(i.privileged for i in admins + delegated)
+
+
+@pytest.mark.parametrize("env", [{"identities": 1600}], indirect=True)
+async def test_listing_asks_for_what_it_reads_and_prefetches_one_page(env: Env) -> None:
+    connector = env.connector()
+    async for page in connector.iter_pages():
+        assert len(page) == 500
+        break  # stopping early cancels the page requested ahead, and nothing more is asked
+    listed = [r for r in env.state.log if r.path.endswith("/users")]
+    assert 1 <= len(listed) <= 2 and all(r.query["fields"] == USER_FIELDS for r in listed)
+    full = await connector.get_identity(env.state.user_id(3))  # users.get: the whole user as raw
+    assert full.raw["changePasswordAtNextLogin"] is False and full.email == env.state.user(3)["primaryEmail"]
 
 
 async def test_filters_go_into_the_query_or_apply_per_page(env: Env) -> None:

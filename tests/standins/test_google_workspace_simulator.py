@@ -260,3 +260,22 @@ def test_sim_process_prints_a_key_and_idops_check_passes(tmp_path: Path) -> None
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "ok   workspace (google_workspace): signed in as secops-bot@acme.example" in checked.stdout
     assert "Alert Center readable" in checked.stdout and "PRIVATE KEY" not in checked.stdout + checked.stderr
+
+
+async def test_partial_responses_follow_the_fields_mask(sim: Sim) -> None:
+    token = await sim.access()
+    params = {"customer": "my_customer", "maxResults": "2", "fields": "nextPageToken,users(id,name/fullName)"}
+    status, body = await sim.call("GET", "/admin/directory/v1/users", token, params=params)
+    assert status == 200 and set(body) == {"users", "nextPageToken"}
+    assert body["users"][0] == {
+        "id": sim.state.user_id(0),
+        "name": {"fullName": sim.state.user(0)["name"]["fullName"]},
+    }
+    params["query"] = "isAdmin=true"
+    status, body = await sim.call("GET", "/admin/directory/v1/users", token, params=params)
+    assert body["users"] and all(set(u) == {"id", "name"} for u in body["users"])
+    for bad in ("users(id", "users/", ",", "users(id))"):
+        status, body = await sim.call(
+            "GET", "/admin/directory/v1/users", token, params={**params, "fields": bad}
+        )
+        assert status == 400 and body["error"]["message"] == "Invalid Input: fields", bad
