@@ -141,6 +141,12 @@ def identity_ref(identity: Identity) -> str:
     return f"{identity.connector}:{identity.id}"
 
 
+def split_ref(value: str) -> Optional[tuple[str, str]]:
+    """(connector, identity id) from what `identity_ref` made; None when malformed."""
+    connector, sep, identity_id = (value or "").partition(":")
+    return (connector, identity_id) if sep and connector and identity_id else None
+
+
 def request_buttons(identity: Identity, actions: Iterable[Action]) -> list[ButtonElement]:
     """One `request:<action>` button per action the provider supports, in a fixed order."""
     order = (Action.REVOKE_SESSIONS, Action.FORCE_PASSWORD_RESET, Action.DISABLE)

@@ -7,8 +7,8 @@ signature is wrong gets 401 before its body is parsed, and a signed body Bolt ca
 Each refusal is one short log line without the body.
 
 `build_web_app` is the factory tests and the demo use; `main(argv)` is the command. Other parts (risk
-alerts) plug in through `EXTENSIONS`: each names a `setup(web_app, bot, environ)` function that may add
-routes, Bolt listeners (`web_app[BOLT]`), migrations and start-up/clean-up callbacks.
+alerts) plug in through `EXTENSIONS`: `setup(web_app, bot, environ)` functions that may add routes,
+Bolt listeners, migrations and start-up/clean-up callbacks (`bot.extension` has the keys they use).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import contextlib
 import errno
 import hashlib
 import hmac
-import importlib
 import logging
 import os
 import re
@@ -33,7 +32,6 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -41,24 +39,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from connectors import Connector, ConnectorError, build
 
 from . import api, approvals, audit
-from .app import Bot, create_app
+from .alerts import scheduler
+from .app import create_app
 from .approvals import ApprovalService, utcnow
 from .config import Config, ConfigError, Secrets, load_config
 from .directory import SlackDirectory
+from .extension import BOLT, BOT, HEALTH, Extension
+from .services import Bot
 from .slack_api import describe
 from .store import open_db
 
 log = logging.getLogger("idops.server")
 
-Extension = Callable[[web.Application, Bot, Mapping[str, str]], None]
-#: one part of /healthz: a dict shown under its name, with `ok` False when that part is failing
-HealthCheck = Callable[[], dict[str, Any]]
-#: "module:function" of each extension, set up in order after the bot's own routes and listeners
-EXTENSIONS: tuple[str, ...] = ("bot.alerts.scheduler:setup",)
+#: set up in order after the bot's own routes and listeners
+EXTENSIONS: tuple[Extension, ...] = (scheduler.setup,)
 
-BOT = web.AppKey("idops_bot", Bot)
-BOLT = web.AppKey("idops_bolt", AsyncApp)
-HEALTH = web.AppKey("idops_health", dict[str, HealthCheck])
 _EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
 _SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
 EXPIRY_SECONDS = 30.0
@@ -169,15 +164,6 @@ def require(secrets: Secrets, *names: str) -> dict[str, str]:
     return out
 
 
-def load_extensions(names: Sequence[str] = EXTENSIONS) -> list[Extension]:
-    """Import each `module:function` extension."""
-    found: list[Extension] = []
-    for name in names:
-        module, _, function = name.partition(":")
-        found.append(getattr(importlib.import_module(module), function or "setup"))
-    return found
-
-
 def build_connectors(
     config: Config, environ: Mapping[str, str], session: Optional[aiohttp.ClientSession] = None
 ) -> dict[str, Connector]:
@@ -263,12 +249,12 @@ def build_web_app(
     if not socket_mode:
         web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
-    api.add_routes(web_app, service, _secret(secrets.IDOPS_API_TOKEN), on_created=bot.post_approval)
+    api.add_routes(web_app, service, _secret(secrets.IDOPS_API_TOKEN), on_created=bot.flow.post_approval)
 
     async def expiry_loop() -> None:
         while True:
             try:
-                await bot.expire_due()
+                await bot.flow.expire_due()
             except Exception:
                 log.exception("expiring overdue requests failed; trying again in %ss", expiry_seconds)
             await asyncio.sleep(expiry_seconds)
@@ -297,9 +283,9 @@ def build_web_app(
         if _SOCKET in web_app:
             await web_app[_SOCKET].close_async()
         try:
-            await bot.join(timeout=30)
+            await bot.replies.join(timeout=30)
         except TimeoutError:
-            log.warning("stopped with %d background tasks unfinished", len(bot.tasks))
+            log.warning("stopped with %d background tasks unfinished", len(bot.replies.tasks))
         if owned:
             for connector in connectors.values():
                 await connector.close()
@@ -307,7 +293,7 @@ def build_web_app(
 
     web_app.on_startup.append(start)
     web_app.on_cleanup.append(stop)
-    for extension in load_extensions() if extensions is None else extensions:
+    for extension in EXTENSIONS if extensions is None else extensions:
         extension(web_app, bot, environ)
     return web_app
 

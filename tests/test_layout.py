@@ -26,10 +26,7 @@ CONNECTOR_THIRD_PARTY = {"aiohttp"}
 # imported inside the function that needs them, only when that auth mode is configured
 CONNECTOR_OPTIONAL = {"jwt", "cryptography"}
 # imports inside functions that still hide a circle; issue 9 removes them (never add to this list)
-KNOWN_LATE_IMPORTS = {
-    ("bot/alerts/scheduler.py", "bot"),
-    ("bot/app.py", "bot"),
-}
+KNOWN_LATE_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _modules(layer: str) -> list[Path]:
@@ -91,6 +88,77 @@ def test_no_project_imports_hidden_in_functions(layer: str) -> None:
         if inside and top in PROJECT
     }
     assert late <= KNOWN_LATE_IMPORTS, sorted(late - KNOWN_LATE_IMPORTS)
+
+
+def _module_graph(layer: str) -> dict[str, set[str]]:
+    """Module -> the project modules it imports when it runs (imports under `if TYPE_CHECKING:` run no
+    code, so they are left out)."""
+
+    def name_of(path: Path) -> str:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name_of(path): path for path in _modules(layer)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+            for n in ast.walk(block)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                target = ".".join(p for p in (base, node.module or "") if p)
+                for alias in node.names:
+                    # `from pkg import module` imports the module, `from module import name` the module
+                    edges.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target)
+        graph[name] = {
+            e for e in edges if e in modules and e != name and not modules[e].name == "__init__.py"
+        }
+    return graph
+
+
+@pytest.mark.parametrize("layer", ["bot", "connectors"])
+def test_no_import_circles(layer: str) -> None:
+    graph = _module_graph(layer)
+    circles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            circles.append([*path[path.index(module) :], module])
+            return
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert circles == []
+
+
+def test_listeners_import_no_app_and_no_other_listener() -> None:
+    """Listeners parse, ack and hand off to services: they never reach up to the app or across."""
+    graph = _module_graph("bot")
+    listeners = {m for m in graph if m.startswith("bot.listeners.") or m == "bot.alerts.listeners"}
+    wrong = {
+        f"{module} imports {target}"
+        for module in listeners
+        for target in graph[module]
+        if target in listeners or target in ("bot.app", "bot.server")
+    }
+    assert wrong == set()
 
 
 def test_the_wheel_carries_no_stand_ins(tmp_path: Path) -> None:

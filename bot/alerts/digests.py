@@ -41,7 +41,7 @@ from ..slack_text import escape, truncate
 from . import cards
 
 if TYPE_CHECKING:
-    from ..app import Bot
+    from ..services import Bot
     from .detector import Detector
 
 DIGEST_SIZE = 100  # identities per digest message (lines packed into sections stay under 50 blocks)
@@ -242,7 +242,7 @@ def register(app: AsyncApp, bot: Bot, detector: Detector) -> None:
     replaced by the next page)."""
 
     async def show(user: str, value: str) -> Optional[Message]:
-        if not await bot.may_look(user):
+        if not await bot.lookups.may_look(user):
             return text_message(":no_entry: Only responders and approvers can act on risk alerts.")
         parsed = parse_value(value)
         if parsed is None:
@@ -260,10 +260,10 @@ def register(app: AsyncApp, bot: Bot, detector: Detector) -> None:
     async def on_list(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, value = clicked(body)
-        bot.run(show(user, value), user=user, respond=respond, name="alert:digest")
+        bot.replies.run(show(user, value), user=user, respond=respond, name="alert:digest")
 
     @app.action("alert:digest:page")
     async def on_page(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, value = clicked(body)
-        bot.run(show(user, value), user=user, respond=respond, replace=True, name="alert:digest:page")
+        bot.replies.run(show(user, value), user=user, respond=respond, replace=True, name="alert:digest:page")

@@ -8,17 +8,14 @@ acks at once and answers the clicking user only; the card itself is re-rendered 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from ..app import Bot
 from ..blocks import Message, esc, text_message, user_ref
+from ..services import Bot
 from . import cards, digests
-from .detector import Scope
-
-if TYPE_CHECKING:
-    from .scheduler import AlertService
+from .detector import Detector, Scope
 
 LIST_LIMIT = 15
 NOT_ALLOWED = text_message(":no_entry: Only responders and approvers can act on risk alerts.")
@@ -28,8 +25,7 @@ OWN_ALERT = text_message(
 )
 
 
-def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
-    detector = service.detector
+def register(app: AsyncApp, bot: Bot, detector: Detector) -> None:
     digests.register(app, bot, detector)  # a storm digest's *List them* pages
 
     def clicked(body: dict[str, Any]) -> tuple[str, str]:
@@ -37,7 +33,7 @@ def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
 
     async def refusal(user: str, alert_id: str, attempted: str) -> Optional[Message]:
         """Why `user` may not acknowledge or snooze this alert, or None when they may."""
-        if not await bot.may_look(user):
+        if not await bot.lookups.may_look(user):
             return NOT_ALLOWED
         alert = detector.alert(alert_id)
         if alert is None:
@@ -78,7 +74,7 @@ def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
         )
 
     async def list_them(user: str, scope_key: str) -> Optional[Message]:
-        if not await bot.may_look(user):
+        if not await bot.lookups.may_look(user):
             return NOT_ALLOWED
         scope = Scope.parse(scope_key)
         connector = detector.connectors.get(scope.connector)
@@ -92,16 +88,16 @@ def register(app: AsyncApp, bot: Bot, service: AlertService) -> None:
     async def on_ack(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, value = clicked(body)
-        bot.run(acknowledge(user, value), user=user, respond=respond, name="alert:ack")
+        bot.replies.run(acknowledge(user, value), user=user, respond=respond, name="alert:ack")
 
     @app.action("alert:snooze")
     async def on_snooze(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, value = clicked(body)
-        bot.run(snooze(user, value), user=user, respond=respond, name="alert:snooze")
+        bot.replies.run(snooze(user, value), user=user, respond=respond, name="alert:snooze")
 
     @app.action("alert:list")
     async def on_list(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         user, value = clicked(body)
-        bot.run(list_them(user, value), user=user, respond=respond, name="alert:list")
+        bot.replies.run(list_them(user, value), user=user, respond=respond, name="alert:list")

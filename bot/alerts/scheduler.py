@@ -22,8 +22,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ..app import Bot
 from ..config import ConfigError
+from ..extension import BOLT, HEALTH
+from ..services import Bot
 from . import listeners, webhooks
 from .detector import Detector, Scope, SweepResult
 from .sender import Sender
@@ -186,8 +187,6 @@ def install(
     timings: Timings = Timings(),
 ) -> Optional[AlertService]:
     """Add alerts to the server app (None when `[alerts] enabled = false`); ConfigError names the fault."""
-    from ..server import BOLT, HEALTH
-
     config = bot.config
     settings = config.alerts
     if not settings.enabled:
@@ -232,8 +231,8 @@ def install(
     web_app[ALERTS] = service
     web_app[HEALTH]["alerts"] = service.health
     # the App Home counts from what the sweeps stored instead of scanning providers (capped at 1000)
-    bot.stored_risk = detector.stored_risk
-    listeners.register(web_app[BOLT], bot, service)
+    bot.identities.stored_risk = detector.stored_risk
+    listeners.register(web_app[BOLT], bot, detector)
     webhooks.add_routes(web_app, service, hooks)
     web_app.on_startup.append(service.start)
     # on_shutdown runs before the server's clean-up closes the database and the connectors

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from connectors import RiskLevel
 
-from ..app import StoredRisk
+from ..identities import StoredRisk
 from . import cards
 from .base import AlertsBase
 from .scope import Scope

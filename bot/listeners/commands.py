@@ -1,7 +1,8 @@
 """The slash command: `/idops help|whois|risky|revoke|reset|disable|pending|audit`.
 
 Parsing is cheap and happens before the ack, so a typo is answered in the ack itself with a usage
-line; everything that calls a provider runs after the ack through `Bot.run` and answers by response_url.
+line; everything that calls a provider is handed to a service (`bot.lookups`, `bot.flow`) that runs
+after the ack through `Replies.run` and answers by response_url.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from connectors import Action, RiskLevel
 
 from .. import blocks
-from ..app import SCAN_CAP, Bot, Found
 from ..blocks import Message, esc, text_message
+from ..services import Bot
 
 SUBCOMMANDS = {
     "help": "help",
@@ -40,11 +41,6 @@ MAX_TEXT = 2000
 # Slack formats what it recognises in command text: <mailto:a@b.c|a@b.c>, <https://x.y|x.y>, <#C1|name>.
 _SLACK_LINK = re.compile(r"<(?:mailto:)?([^<>|]*)(?:\|([^<>]*))?>")
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"'})
-
-LOOKUP_REFUSED = text_message(
-    ":no_entry: Only responders and approvers can look up identities"
-    " ([access] responders, [access] approvers)."
-)
 
 
 class UsageError(Exception):
@@ -128,113 +124,9 @@ def query_of(words: list[str], what: str = "<who>") -> str:
     return query
 
 
-# -- the work done after the ack ---------------------------------------------------------------
-
-
-def _with_faults(reply: Message, note: str) -> Message:
-    """Add a context line about connectors that didn't answer."""
-    if note:
-        reply.setdefault("blocks", []).append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": note[:2000]}]}
-        )
-    return reply
-
-
-def no_match(bot: Bot, found: Found, query: str) -> Message:
-    """Nothing matched: say which connectors were searched, and which could not be."""
-    lines = []
-    if found.searched:
-        searched = ", ".join(bot.source(name) for name in found.searched)
-        lines.append(f"No identity matches *{esc(query, 300)}* in {esc(searched, 1000)}.")
-    elif not found.faults:
-        lines.append(
-            f"No identity matches *{esc(query, 300)}*: no connectors are configured ([[connectors]])."
-        )
-    if found.faults:
-        lines.append(found.fault_note())
-    return text_message("\n".join(lines))
-
-
-async def whois(bot: Bot, user: str, query: str) -> Message:
-    if not await bot.may_look(user):
-        return LOOKUP_REFUSED
-    found = await bot.search(query)
-    note = found.fault_note()
-    if not found.identities:
-        return no_match(bot, found, query)
-    if len(found.identities) == 1:
-        return _with_faults(bot.card(found.identities[0]), note)
-    title = f"{len(found.identities)} identities match *{esc(query, 300)}*:"
-    return _with_faults(blocks.identity_list(title, bot.labelled(found.identities)), note)
-
-
-async def request_for(bot: Bot, user: str, action: Action, who: str, reason: str) -> Message:
-    """Resolve `who` across connectors: one match becomes a request, several are listed to choose."""
-    if not await bot.may_look(user):
-        return LOOKUP_REFUSED
-    found = await bot.search(who)
-    if not found.identities:
-        return no_match(bot, found, who)
-    if len(found.identities) == 1:
-        identity = found.identities[0]
-        return await bot.start_request(
-            user=user, connector=identity.connector, identity_id=identity.id, action=action, reason=reason
-        )
-    matches = [(i, s) for i, s in bot.labelled(found.identities) if action in bot.actions_for(i)]
-    if not matches:
-        return text_message(f"None of the identities matching *{esc(who, 300)}* supports {action.label}.")
-    title = f"{len(matches)} identities match *{esc(who, 300)}*; choose who gets *{action.label}*:"
-    return _with_faults(
-        blocks.identity_list(title, matches, row_button=(action.label, f"request:{action.value}")),
-        found.fault_note(),
-    )
-
-
-async def risky(
-    bot: Bot, user: str, level: Optional[RiskLevel], tenant: Optional[str], offset: int = 0
-) -> Message:
-    if not await bot.may_look(user):
-        return LOOKUP_REFUSED
-    found, more = await bot.riskiest(level, tenant, offset=offset)
-    scope = (level.value if level else "any level") + (f", tenant {esc(tenant, 100)}" if tenant else "")
-    if not found.identities:
-        return text_message(found.fault_note() or f"No identities at risk ({scope}).")
-    first = offset + 1
-    title = f"*Riskiest identities* ({scope}), {first}-{offset + len(found.identities)}:"
-    notes = [found.fault_note()] if found.faults else []
-    if found.capped:
-        notes.append(f"Read the first {SCAN_CAP} per connector and level; name a tenant to narrow it.")
-    more_button = (
-        ("Next page", blocks.page_value(level, tenant, offset + len(found.identities))) if more else None
-    )
-    return blocks.identity_list(
-        title, bot.labelled(found.identities), note="\n".join(notes), more=more_button
-    )
-
-
-async def pending(bot: Bot, user: str) -> Message:
-    if not await bot.may_look(user):
-        return LOOKUP_REFUSED
-    requests = await bot.service.pending()
-    return blocks.approval_list("*Requests waiting for approval*", requests, empty="No requests are waiting.")
-
-
-async def audit(bot: Bot, user: str, who: str) -> Message:
-    if not await bot.may_look(user):
-        return LOOKUP_REFUSED
-    found = await bot.search(who)
-    if not found.identities:
-        return no_match(bot, found, who)
-    if len(found.identities) > 1:
-        title = f"{len(found.identities)} identities match *{esc(who, 300)}*; be more specific:"
-        return blocks.identity_list(title, bot.labelled(found.identities))
-    identity = found.identities[0]
-    rows = bot.service.history(identity.connector, identity.id)
-    return blocks.audit_list(f"*Audit trail of {esc(identity.name, 200)}* (newest first)", rows)
-
-
 def register(app: AsyncApp, bot: Bot) -> None:
     command_name = bot.config.slack.command
+    replies, lookups = bot.replies, bot.lookups
 
     @app.command(command_name)
     async def on_command(
@@ -268,14 +160,14 @@ def register(app: AsyncApp, bot: Bot) -> None:
         if name == "whois":
             query = query_of(args, "<email|id|name>")
             await ack()
-            bot.run(whois(bot, user, query), user=user, respond=respond, name="whois")
+            replies.run(lookups.whois(user, query), user=user, respond=respond, name="whois")
         elif name == "risky":
             if len(args) > 2:
                 raise UsageError("Too many arguments.")
             level = parse_level(args[0]) if args else None
             tenant = args[1] if len(args) > 1 else None
             await ack()
-            bot.run(risky(bot, user, level, tenant), user=user, respond=respond, name="risky")
+            replies.run(lookups.risky(user, level, tenant), user=user, respond=respond, name="risky")
         elif name in ACTIONS:
             action = ACTIONS[name]
             who = query_of(args[:1])
@@ -291,7 +183,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
                         trigger_id=command["trigger_id"], view=blocks.reason_modal(action, who, metadata)
                     )
                 except SlackApiError as exc:
-                    await bot.tell(
+                    await replies.tell(
                         user,
                         text_message(
                             ":warning: Slack did not open the reason form"
@@ -302,11 +194,11 @@ def register(app: AsyncApp, bot: Bot) -> None:
                     )
                 return
             await ack()
-            bot.run(request_for(bot, user, action, who, reason), user=user, respond=respond, name=name)
+            replies.run(lookups.request_for(user, action, who, reason), user=user, respond=respond, name=name)
         elif name == "pending":
             await ack()
-            bot.run(pending(bot, user), user=user, respond=respond, name="pending")
+            replies.run(lookups.pending(user), user=user, respond=respond, name="pending")
         elif name == "audit":
             who = query_of(args)
             await ack()
-            bot.run(audit(bot, user, who), user=user, respond=respond, name="audit")
+            replies.run(lookups.audit(user, who), user=user, respond=respond, name="audit")

@@ -10,11 +10,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from connectors import Action
 
-from ..app import Bot
 from ..approvals import DENY_NEEDS_REASON, InvalidRequest, checked_reason
-from ..blocks import Message, esc
-from . import commands
-from .actions import split_ref
+from ..blocks import Message, esc, split_ref
+from ..services import Bot
 
 DAMAGED = "This form is damaged; run the command again."
 
@@ -26,6 +24,8 @@ def reason_of(view: dict[str, Any]) -> str:
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
+    replies, lookups, flow = bot.replies, bot.lookups, bot.flow
+
     @app.view("request:reason")
     async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
@@ -47,12 +47,12 @@ def register(app: AsyncApp, bot: Bot) -> None:
         await ack()
         work: Awaitable[Message]
         if ref is not None:
-            work = bot.start_request(
+            work = flow.start_request(
                 user=user, connector=ref[0], identity_id=ref[1], action=action, reason=reason
             )
         else:
-            work = commands.request_for(bot, user, action, who, reason)
-        bot.run(work, user=user, channel=channel, name="reason form")
+            work = lookups.request_for(user, action, who, reason)
+        replies.run(work, user=user, channel=channel, name="reason form")
 
     @app.view("approval:deny")
     async def on_deny(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -65,5 +65,5 @@ def register(app: AsyncApp, bot: Bot) -> None:
         # The policy may ask Slack (user groups, the target's email), which may be slower than the 3 s
         # Slack gives a submission: close the form now, decide after, and tell a refusal like a click's.
         await ack()
-        work = bot.deny(view.get("private_metadata") or "", user, reason)
-        bot.run(work, user=user, channel=bot.config.slack.approval_channel, name="deny form")
+        work = flow.deny(view.get("private_metadata") or "", user, reason)
+        replies.run(work, user=user, channel=flow.channel, name="deny form")

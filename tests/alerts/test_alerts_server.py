@@ -29,7 +29,7 @@ from support.bot import APPROVER, OUTSIDER, REQUESTER, TARGET
 
 from bot import audit
 from bot.config import ConfigError
-from bot.server import BOT
+from bot.extension import BOT
 from connectors import RiskLevel
 from standins import homebase
 
@@ -456,7 +456,7 @@ async def test_healthz_reports_alerts_stuck_while_slack_is_down_and_the_log_says
         caplog.set_level(logging.INFO, "bot.alerts.sender")
         s.slack.down()
         await raise_risk(s, s.hb_low(), 95)
-        await s.web_app[BOT].join(timeout=15)
+        await s.web_app[BOT].replies.join(timeout=15)
         await s.service.join(timeout=15)
         attempts = "SELECT coalesce(max(attempts), 0) FROM alert_outbox WHERE status = 'pending'"
         await eventually(lambda: s.db.execute(attempts).fetchone()[0] >= 3, what="three failed attempts")

@@ -29,7 +29,7 @@ from support.bot import (
 
 from bot import manifest, server
 from bot.config import Secrets, StoreSettings, load_config
-from bot.listeners.events import NOT_A_MEMBER
+from bot.lookups import NOT_A_MEMBER
 from bot.slack_text import escape
 from standins import homebase, serving
 from standins.slack import SOCKET_MODE, FakeSlack

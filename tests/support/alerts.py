@@ -22,9 +22,10 @@ from bot.alerts.scheduler import ALERTS as SERVICE
 from bot.alerts.scheduler import Timings, install
 from bot.alerts.sender import Sender
 from bot.alerts.store import migrations
-from bot.app import Bot
 from bot.config import AlertSettings, Config, Secrets
-from bot.server import BOT, build_web_app
+from bot.extension import BOT
+from bot.server import build_web_app
+from bot.services import Bot
 from bot.store import open_db
 from connectors import RiskLevel
 from connectors.homebase import HomeBaseConnector
@@ -279,7 +280,7 @@ class Served:
 
     async def settle(self) -> None:
         """Wait for the bot's work after acks, webhook re-checks, and the outbox to drain."""
-        await self.web_app[BOT].join(timeout=15)
+        await self.web_app[BOT].replies.join(timeout=15)
         await self.service.join(timeout=15)
         await self.service.sender.wait_idle(timeout=15)
 

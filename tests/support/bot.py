@@ -15,9 +15,10 @@ import aiohttp
 from aiohttp import web
 
 from bot import manifest
-from bot.app import Bot
 from bot.config import Config, Secrets, parse_config
-from bot.server import BOT, build_web_app
+from bot.extension import BOT
+from bot.server import build_web_app
+from bot.services import Bot
 from standins import homebase, sailpoint, serving
 from standins.seed import HOSTILE_NAMES
 from standins.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
@@ -60,7 +61,7 @@ class BotHarness:
 
     async def settle(self) -> None:
         """Wait for the work the bot does after its acks."""
-        await self.bot.join(timeout=15)
+        await self.bot.replies.join(timeout=15)
 
     async def command(self, user: str, text: str, **signing: Any) -> BotReply:
         reply = await self.slack.command(self.events_url, user, text, channel_id=COMMAND_CHANNEL, **signing)

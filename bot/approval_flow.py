@@ -1,0 +1,218 @@
+"""The approval steps as Slack sees them: create a request and post its card, record approvals and
+denials, run the action, redraw the card and report the outcome in its thread.
+
+The rules live in `bot.approvals.ApprovalService`; this module only calls it and keeps the cards in
+step with the stored state: one lock per request, so card updates go out in order and the last one
+shows the newest state, and the outcome of each attempt is posted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import weakref
+from typing import Optional
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+from connectors import Action
+
+from . import blocks
+from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status
+from .blocks import Message, esc, text_message
+from .replies import Replies, Respond
+from .slack_api import describe
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+def channel_ref(channel: str) -> str:
+    """A channel link for a channel id, or the escaped name for anything else."""
+    return f"<#{channel}>" if _CHANNEL_ID.match(channel) else esc(channel, 100)
+
+
+class ApprovalFlow:
+    """Approval requests and their cards in the approval channel."""
+
+    def __init__(self, service: ApprovalService, replies: Replies, *, channel: str) -> None:
+        self.service = service
+        self.replies = replies
+        self.client = replies.client
+        self.channel = channel
+        self._card_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._reported: set[tuple[str, int]] = set()
+
+    async def start_request(
+        self, *, user: str, connector: str, identity_id: str, action: Action, reason: str
+    ) -> Message:
+        """Create a request, post its approval card, and say where it waits."""
+        try:
+            request = await self.service.request(
+                connector=connector, identity_id=identity_id, action=action, reason=reason, requested_by=user
+            )
+        except PolicyError as exc:
+            waiting = exc.request
+            if waiting is None or waiting.status is not Status.PENDING or waiting.message_ts:
+                text = f":no_entry: {esc(exc.message, 1500)}"
+                if waiting is not None and waiting.message_channel:
+                    text += f" It is in {channel_ref(waiting.message_channel)}."
+                return text_message(text)
+            # the same request is pending but its card never reached Slack: post it now, or nobody
+            # could approve it and nobody could ask again until it expires
+            request = waiting
+        name = esc(request.target.get("name") or request.identity_id, 200)
+        try:
+            await self.post_approval(request)
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            said = (
+                f"Slack said {esc(exc.response.get('error'), 100)}"
+                if isinstance(exc, SlackApiError)
+                else f"Slack could not be reached: {type(exc).__name__}"
+            )
+            return text_message(
+                f":warning: Request {request.id} is stored, but its approval card could not be posted in"
+                f" {channel_ref(self.channel)} ({said}). Ask for the same action again to post it."
+            )
+        return text_message(
+            f":hourglass_flowing_sand: Requested *{request.action.label}* for *{name}*;"
+            f" waiting for approval in {channel_ref(self.channel)} (request {request.id})."
+        )
+
+    def _card_lock(self, request_id: str) -> asyncio.Lock:
+        lock = self._card_locks.get(request_id)
+        if lock is None:
+            lock = self._card_locks[request_id] = asyncio.Lock()
+        return lock
+
+    async def post_approval(self, request: ApprovalRequest) -> None:
+        """Post the approval card unless it is in Slack already, and remember where it is (also the SOAR
+        API's `on_created`). Two callers re-posting a missing card at once post it once."""
+        async with self._card_lock(request.id):
+            if self.service.get(request.id).message_ts:
+                return
+            response = await self.client.chat_postMessage(
+                channel=self.channel,
+                **blocks.approval_card(request),
+                metadata={"event_type": "idops_approval", "event_payload": {"request_id": request.id}},
+            )
+            self.service.set_message(request.id, response["channel"], response["ts"])
+
+    async def refresh_card(self, request_id: str) -> ApprovalRequest:
+        """Redraw the approval card from the stored state (never from a possibly stale copy)."""
+        async with self._card_lock(request_id):
+            request = self.service.get(request_id)
+            if request.message_channel and request.message_ts:
+                try:
+                    await self.client.chat_update(
+                        channel=request.message_channel,
+                        ts=request.message_ts,
+                        **blocks.approval_card(request),
+                    )
+                except SlackApiError as exc:
+                    log.warning("could not update the card of %s: %s", request_id, describe(exc.response))
+            return request
+
+    async def report(self, request: ApprovalRequest) -> None:
+        """After execution: redraw the card and post the outcome in its thread, once per attempt."""
+        current = await self.refresh_card(request.id)
+        key = (current.id, current.attempts)
+        if current.status not in (Status.EXECUTED, Status.FAILED) or key in self._reported:
+            return
+        self._reported.add(key)
+        if current.message_channel and current.message_ts:
+            try:
+                await self.client.chat_postMessage(
+                    channel=current.message_channel,
+                    thread_ts=current.message_ts,
+                    **blocks.result_reply(current),
+                )
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # the action ran and the card shows its outcome: a lost thread reply must not read as
+                # "nothing happened" to whoever clicked
+                log.warning("the result of %s was not posted in its thread: %s", current.id, exc)
+
+    async def refused(self, exc: PolicyError) -> Message:
+        """The answer to a refused click: why, after redrawing the card when the refusal changed it
+        (e.g. expired it)."""
+        if exc.request is not None:
+            await self.refresh_card(exc.request.id)
+        return text_message(f":no_entry: {esc(exc.message, 2000)}")
+
+    async def approve(self, request_id: str, user: str) -> Optional[Message]:
+        """One Approve click: record it, and run the action when it was the last approval needed."""
+        try:
+            before = self.service.get(request_id)
+            request = await self.service.decide(request_id, user_id=user, decision=Decision.APPROVE)
+        except PolicyError as exc:
+            return await self.refused(exc)
+        await self.refresh_card(request.id)
+        if request.status is Status.APPROVED:
+            await self.report(await self.service.execute(request.id))
+            return None
+        missing = request.approvals_needed - len(request.approvers)
+        text = (
+            f":ballot_box_with_check: Your approval is recorded ({len(request.approvers)} of"
+            f" {request.approvals_needed}); {missing} more approver{'s' if missing != 1 else ''} needed."
+        )
+        if request.approvals_needed > before.approvals_needed:
+            text = (
+                f":warning: The target is now privileged: needs {request.approvals_needed} approvals. " + text
+            )
+        return text_message(text)
+
+    async def deny_form(
+        self,
+        request_id: str,
+        *,
+        user: str,
+        trigger_id: str,
+        stacked: bool = False,
+        respond: Optional[Respond] = None,
+        channel: Optional[str] = None,
+    ) -> Optional[Message]:
+        """Open the reason form only for someone who may deny the request now (the submit checks again)."""
+        try:
+            request = await self.service.check_decision(request_id, user_id=user, decision=Decision.DENY)
+        except PolicyError as exc:
+            return await self.refused(exc)
+        await self.replies.open_view(
+            blocks.deny_modal(request),
+            trigger_id=trigger_id,
+            stacked=stacked,
+            user=user,
+            respond=respond,
+            channel=channel,
+        )
+        return None
+
+    async def deny(self, request_id: str, user: str, reason: str) -> Optional[Message]:
+        """A submitted Deny form: record the denial and redraw the card, or say why it was refused."""
+        try:
+            request = await self.service.decide(
+                request_id, user_id=user, decision=Decision.DENY, reason=reason
+            )
+        except PolicyError as exc:
+            return await self.refused(exc)
+        await self.refresh_card(request.id)
+        return None
+
+    async def retry(self, request_id: str, user: str) -> Optional[Message]:
+        """Retry a failed action; a repeated click runs nothing twice."""
+        try:
+            request = await self.service.retry(request_id, user_id=user)
+        except PolicyError as exc:
+            return await self.refused(exc)
+        await self.report(request)
+        return None
+
+    async def expire_due(self) -> list[ApprovalRequest]:
+        """The periodic sweep: expire overdue requests (buttons off their cards) and fail executions a
+        stopped process cut off (their cards offer Retry, the error goes in the thread)."""
+        changed = self.service.expire_due()
+        for request in changed:
+            await self.report(request)
+        return changed
