@@ -56,7 +56,7 @@ class StoreSettings(_Section):
     path: str = "idops.db"
 
 
-_SECRET_KEY = re.compile(r"(?:^|_)(?:secret|password|token|api_key|private_key)$")
+_SECRET_KEY = re.compile(r"(?:^|_)(?:secret|password|token|api_key|private_key|service_account_json)$")
 
 
 class ConnectorEntry(BaseModel):

@@ -253,6 +253,7 @@ async def harness(
     expiry_seconds: float = 3600.0,
     with_sailpoint: bool = False,
     socket_mode: bool = False,
+    environ: Optional[dict[str, str]] = None,
     **sections: Any,
 ) -> AsyncIterator[BotHarness]:
     """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
@@ -294,7 +295,12 @@ async def harness(
             secrets,
             socket_mode=socket_mode,
             clock=clock,
-            environ={"TEST_HLD_KEY": API_KEY, "TEST_SP_ID": "sim-client", "TEST_SP_SECRET": "sim-secret"},
+            environ={
+                "TEST_HLD_KEY": API_KEY,
+                "TEST_SP_ID": "sim-client",
+                "TEST_SP_SECRET": "sim-secret",
+                **(environ or {}),  # more connectors' variables
+            },
             extensions=[],
             expiry_seconds=expiry_seconds,
         )
