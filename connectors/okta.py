@@ -474,6 +474,7 @@ class OktaConnector(Connector):
                 raise api.bad_answer("answered the user list with something other than a list", response)
             if body and isinstance(body[0], dict) and isinstance(body[0].get("id"), str):
                 await self._user_risk(body[0]["id"])
+                await self._roles(body[0]["id"])  # privilege decides approvals: roles must be readable
         except ConnectorError as exc:
             return CheckResult(ok=False, connector=self.name, message=str(exc), request_id=exc.request_id)
         auth = "API token" if self._service_app is None else "OAuth service app"

@@ -265,7 +265,14 @@ def is_missing_feature(exc: ConnectorError) -> bool:
 # --- OAuth 2.0 service app ---------------------------------------------------------------------------
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-SCOPES = ("okta.users.read", "okta.users.manage", "okta.roles.read", "okta.logs.read", "okta.userRisk.read")
+SCOPES = (
+    "okta.users.read",
+    "okta.users.manage",
+    "okta.roles.read",
+    "okta.logs.read",
+    "okta.userRisk.read",
+    "okta.userRisk.manage",
+)
 
 
 @dataclass(frozen=True)

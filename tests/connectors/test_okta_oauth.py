@@ -1,0 +1,142 @@
+"""The Okta connector's OAuth 2.0 service-app mode against the simulator: a private_key_jwt assertion
+(RS256) checked against the app's registered public key, the access token cached until it expires."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+import connectors
+from connectors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from connectors.okta import OktaConnector
+from connectors.okta_api import SCOPES
+from standins import serving
+from standins.okta import STATE, create_app
+from standins.okta_auth import OAuthApp
+from standins.okta_data import OktaState
+
+CLIENT_ID = "0oasimserviceapp0001"
+
+
+def key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+PRIVATE, PUBLIC = key_pair()
+
+
+class Env:
+    def __init__(self, state: OktaState, url: str) -> None:
+        self.state, self.url = state, url
+
+    def connector(self, **settings: object) -> OktaConnector:
+        config = {"base_url": self.url, "client_id": CLIENT_ID, "private_key": PRIVATE, **settings}
+        built = connectors.build("okta", "okta", config)
+        assert isinstance(built, OktaConnector)
+        return built
+
+    def token_requests(self) -> list[int]:
+        return [status for _, bucket, status, _ in self.state.log if bucket == "token"]
+
+
+@pytest.fixture
+async def env(request) -> AsyncIterator[Env]:
+    scopes = getattr(request, "param", OAuthApp(CLIENT_ID, PUBLIC).scopes)
+    app = create_app(identities=120, oauth=OAuthApp(CLIENT_ID, PUBLIC, scopes=scopes, token_ttl=3600))
+    async with serving(app) as url:
+        yield Env(app[STATE], url)
+
+
+async def test_service_app_lists_and_acts_with_one_cached_token(env: Env) -> None:
+    async with env.connector() as connector:
+        listed = [identity async for identity in connector.list_identities()]
+        one = await connector.get_identity(listed[7].id)
+        await connector.revoke_sessions(listed[7].id)
+        result = await connector.check()
+    assert len(listed) == 120 and one.id == listed[7].id
+    assert result.ok and result.message.startswith("OAuth service app accepted")
+    assert env.token_requests() == [200]  # fetched once, reused for every call
+    assert [set(token[1]) for token in env.state.oauth_tokens.values()] == [set(SCOPES)]
+
+
+async def test_expired_token_is_fetched_again_once(env: Env) -> None:
+    async with env.connector() as connector, aiohttp.ClientSession() as session:
+        first = await connector.get_identity(env.state.user_id(3))
+        async with session.post(f"{env.url}/_admin/faults", json={"kind": "expire_token"}) as answer:
+            assert answer.status == 200
+        again = await connector.get_identity(env.state.user_id(3))
+    assert first.id == again.id
+    assert env.token_requests() == [200, 200]
+    assert [status for _, bucket, status, _ in env.state.log if bucket == "user"] == [200, 401, 200]
+
+
+async def test_wrong_key_is_refused_and_named(env: Env) -> None:
+    other_private, _ = key_pair()
+    async with env.connector(private_key=other_private) as connector:
+        with pytest.raises(AuthenticationError) as refused:
+            await connector.get_identity(env.state.user_id(3))
+        result = await connector.check()
+    text = str(refused.value)
+    assert "invalid_client: The client_assertion signature is invalid." in text and "check client_id" in text
+    assert "PRIVATE KEY" not in text and not result.ok
+    assert all(bucket == "token" for _, bucket, _, _ in env.state.log)  # nothing else was sent
+
+
+@pytest.mark.parametrize("env", [("okta.users.read",)], indirect=True)
+async def test_scopes_not_granted(env: Env) -> None:
+    async with env.connector() as connector:
+        with pytest.raises(AuthenticationError, match="invalid_scope"):
+            await connector.get_identity(env.state.user_id(3))
+    async with env.connector(scopes="okta.users.read") as connector:
+        # privilege decides approvals: a user whose roles can't be read is an error, never "not privileged"
+        with pytest.raises(PermissionDeniedError, match=r"/roles failed with HTTP 403.*E0000006"):
+            await connector.get_identity(env.state.user_id(3))
+        result = await connector.check()
+        with pytest.raises(PermissionDeniedError, match="E0000006"):
+            await connector.disable(env.state.user_id(3), "x")
+    assert not result.ok and "/roles" in result.message
+
+
+def test_bad_oauth_settings_and_pyjwt_only_in_that_mode() -> None:
+    base = {"base_url": "https://acme.okta.com"}
+    cases = [
+        ({**base, "client_id": CLIENT_ID}, "'private_key' is required"),
+        ({**base, "private_key": PRIVATE}, "'client_id' is required with private_key"),
+        (
+            {**base, "client_id": CLIENT_ID, "private_key": PRIVATE, "scopes": "users.read"},
+            "'scopes' must be Okta scopes",
+        ),
+    ]
+    for config, message in cases:
+        with pytest.raises(ConfigurationError, match=message):
+            connectors.build("okta", "okta", config)
+    code = (
+        "import sys, connectors; connectors.build('okta', 'o', {'base_url': 'https://a.okta.com',"
+        " 'api_token': '00abcdefghij'}); print('jwt' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+async def test_key_that_is_not_a_key(env: Env) -> None:
+    async with env.connector(
+        private_key="-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"
+    ) as connector:
+        with pytest.raises(ConfigurationError, match="not a PEM RSA private key") as bad:
+            await connector.get_identity(env.state.user_id(3))
+    assert "nope" not in str(bad.value)
