@@ -231,11 +231,11 @@ async def running(
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
     ):
         environ = {
-            "IDOPS_DEMO_HOMEBASE_URL": f"{hb_url}/v1",
-            "IDOPS_DEMO_HOMEBASE_KEY": hb_key,
-            "IDOPS_DEMO_SAILPOINT_URL": sp_url,
-            "IDOPS_DEMO_SAILPOINT_CLIENT_ID": sp_id,
-            "IDOPS_DEMO_SAILPOINT_CLIENT_SECRET": sp_secret,
+            "HOMEBASE_BASE_URL": f"{hb_url}/v1",
+            "HOMEBASE_API_KEY": hb_key,
+            "SAILPOINT_BASE_URL": sp_url,
+            "SAILPOINT_CLIENT_ID": sp_id,
+            "SAILPOINT_CLIENT_SECRET": sp_secret,
         }
         bot_secrets = Secrets(
             SLACK_BOT_TOKEN=token,  # type: ignore[arg-type]
