@@ -14,11 +14,9 @@ Rules this module keeps:
 * Privilege: any directory role makes a user privileged. A listing reads the members of every activated
   role once; `get_identity` reads the user's transitive role membership (so a role held through a
   role-assignable group counts there, and at an approval's re-read, but not in a listing).
-* Risk (Entra ID P2, `identityProtection/riskyUsers`) maps to idops bands by this rule:
-  `confirmedCompromised` is critical (100) whatever its level; `atRisk` with level high is high (75),
-  medium is medium (50), low is low (20); `remediated`, `dismissed`, level `none` and users absent from
-  riskyUsers are low (0); level `hidden` (no licence to see it) is unknown. A tenant without P2 (403)
-  has unknown risk for everyone: logged once per connector, and `check` says so.
+* Risk comes from Identity Protection (Entra ID P2), mapped to idops bands by the rule in
+  `connectors.entra_api` (confirmed compromised is critical, atRisk high is high, ...). A tenant without
+  P2 (403) has unknown risk for everyone: logged once per connector, and `check` says so.
 * Every request carries a `client-request-id` (a GUID); errors show Graph's `request-id`.
 * 429 and 503 wait their `Retry-After`, else back off exponentially. Every Entra action is idempotent
   (revoking twice, setting accountEnabled twice, confirming twice...), so writes are retried on 5xx too;
@@ -29,9 +27,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -42,6 +38,35 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from .base import Connector
+from .entra_api import (
+    ASSERTION_TYPE,
+    CURSOR_MAX_AGE,
+    DEFAULT_AUTHORITY,
+    DEFAULT_GRAPH,
+    GUID,
+    MAX_PAGE,
+    MAX_QUERY,
+    NO_RISK,
+    PROVIDER,
+    RISKY_PAGE,
+    SCOPE,
+    TENANT,
+    THUMBPRINT,
+    TOKEN,
+    UNKNOWN_RISK,
+    USER_FIELDS,
+    GraphServerErrorRetry,
+    checked_id,
+    client_assertion,
+    filter_expr,
+    header_id,
+    json_or_none,
+    map_error,
+    odata_time,
+    risk_band,
+    text_or_none,
+    user_to_identity,
+)
 from .errors import (
     AuthenticationError,
     ConnectorError,
@@ -51,75 +76,12 @@ from .errors import (
     ProviderUnavailableError,
     ValidationError,
 )
-from .http import (
-    ConnectionErrorRetry,
-    HttpClient,
-    RateLimitedRetry,
-    Response,
-    ServerErrorRetry,
-    error_class_for_status,
-)
+from .http import ConnectionErrorRetry, HttpClient, RateLimitedRetry, Response
 from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel, parse_datetime
 from .registry import register
 from .settings import SettingsReader
 
 log = logging.getLogger(__name__)
-
-PROVIDER = "Microsoft Entra ID"
-DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
-DEFAULT_GRAPH = "https://graph.microsoft.com"
-SCOPE = "https://graph.microsoft.com/.default"
-MAX_PAGE = 999
-RISKY_PAGE = 500
-USER_FIELDS = "id,displayName,mail,userPrincipalName,accountEnabled,createdDateTime,userType"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# risk (riskState, riskLevel) -> (score, band); anything else is unknown (None, None)
-NO_RISK = (0, RiskLevel.LOW)
-RISK_BANDS = {
-    ("atRisk", "high"): (75, RiskLevel.HIGH),
-    ("atRisk", "medium"): (50, RiskLevel.MEDIUM),
-    ("atRisk", "low"): (20, RiskLevel.LOW),
-}
-UNKNOWN_RISK: tuple[Optional[int], Optional[RiskLevel]] = (None, None)
-CURSOR_MAX_AGE = timedelta(days=90)  # Identity Protection keeps risk history this long
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_UPN = re.compile(r"[A-Za-z0-9._%+'#!$&*=?^`{|}~-]{1,113}@[A-Za-z0-9.-]{1,255}")
-_TENANT = re.compile(r"[0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,253}[A-Za-z0-9]")
-_TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
-_THUMBPRINT = re.compile(r"[0-9a-fA-F]{40}")
-_MAX_QUERY = 256
-
-
-def odata_string(value: str) -> str:
-    """`value` as an OData string literal: quoted, with every `'` doubled."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _filter(template: str, *values: str) -> str:
-    """A filter from a fixed template and literal values (`{}` marks each, quoted by odata_string)."""
-    return template.format(*(odata_string(value) for value in values))
-
-
-def risk_band(state: Any, level: Any) -> tuple[Optional[int], Optional[RiskLevel]]:
-    """The (score, band) of a riskyUser's riskState and riskLevel, by the rule in the module docstring."""
-    if state == "confirmedCompromised":
-        return 100, RiskLevel.CRITICAL
-    if level == "hidden" or not isinstance(state, str) or not isinstance(level, str):
-        return UNKNOWN_RISK
-    if state in ("remediated", "dismissed", "none") or level == "none":
-        return NO_RISK
-    return RISK_BANDS.get((state, level), UNKNOWN_RISK)
-
-
-class GraphServerErrorRetry(ServerErrorRetry):
-    """503/504 (and 500/502) on requests safe to repeat: wait Retry-After when Graph sends one."""
-
-    def delay(self, attempt, *, method, idempotent, response, error):  # type: ignore[no-untyped-def]
-        wait = super().delay(attempt, method=method, idempotent=idempotent, response=response, error=error)
-        if wait is None or response is None:
-            return wait
-        retry_after = response.retry_after()
-        return wait if retry_after is None else min(max(wait, retry_after), 120.0)
 
 
 @register
@@ -177,7 +139,7 @@ class EntraConnector(Connector):
         self._http = HttpClient(
             self.graph_url,
             provider=PROVIDER,
-            error_mapper=self._map_error,
+            error_mapper=map_error,
             session=session,
             timeout=timeout,
             retry_policies=(
@@ -203,7 +165,7 @@ class EntraConnector(Connector):
         key = read.text("certificate_key", expected="a PEM private key")
         thumbprint = read.text(
             "certificate_thumbprint",
-            pattern=_THUMBPRINT,
+            pattern=THUMBPRINT,
             expected="the certificate's 40-hex SHA-1 thumbprint",
         )
         if (secret is None) == (key is None):
@@ -215,7 +177,7 @@ class EntraConnector(Connector):
         return cls(
             name,
             tenant_id=read.required_text(
-                "tenant_id", pattern=_TENANT, expected="the directory (tenant) id, a GUID, or its domain"
+                "tenant_id", pattern=TENANT, expected="the directory (tenant) id, a GUID, or its domain"
             ),
             client_id=read.required_text("client_id"),
             client_secret=secret,
@@ -239,31 +201,6 @@ class EntraConnector(Connector):
             return {**form, "client_secret": self._client_secret}
         return {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": self._assertion()}
 
-    def _assertion(self) -> str:
-        """A client assertion: a JWT for the token endpoint, signed RS256 with the certificate's key."""
-        import jwt  # PyJWT is needed (and allowed in connectors/) only in certificate mode
-
-        key, thumbprint = self._certificate
-        assert key is not None  # certificate mode
-        now = int(time.time())
-        claims = {
-            "aud": self.token_url,
-            "iss": self._client_id,
-            "sub": self._client_id,
-            "jti": str(uuid.uuid4()),
-            "nbf": now,
-            "iat": now,
-            "exp": now + 600,
-        }
-        x5t = base64.urlsafe_b64encode(bytes.fromhex(thumbprint)).decode().rstrip("=")
-        try:
-            return str(jwt.encode(claims, key, algorithm="RS256", headers={"x5t": x5t, "typ": "JWT"}))
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            raise AuthenticationError(
-                "could not sign the client assertion with certificate_key (is it an RSA private key?)",
-                provider=PROVIDER,
-            ) from exc
-
     async def _access_token(self) -> str:
         if self._token_lock is None:
             self._token_lock = asyncio.Lock()
@@ -278,7 +215,7 @@ class EntraConnector(Connector):
                 idempotent=True,  # asking for a token twice does no harm
                 raise_for_status=False,
             )
-            data = _json_or_none(response)
+            data = json_or_none(response)
             if response.status in (400, 401, 403):
                 described = data.get("error_description") if isinstance(data, dict) else None
                 first = str(described or f"HTTP {response.status}").splitlines()[0][:200]
@@ -287,10 +224,10 @@ class EntraConnector(Connector):
                     " or certificate",
                     provider=PROVIDER,
                     status=response.status,
-                    request_id=_header_id(response),
+                    request_id=header_id(response),
                 )
             if not response.ok:
-                raise self._map_error(response)
+                raise map_error(response)
             token = data.get("access_token") if isinstance(data, dict) else None
             expires_in = data.get("expires_in") if isinstance(data, dict) else None
             if isinstance(expires_in, str) and expires_in.isdigit():
@@ -298,14 +235,14 @@ class EntraConnector(Connector):
             # the token goes into a header: a space or line break in it would break or add a header
             if (
                 not isinstance(token, str)
-                or not _TOKEN.fullmatch(token)
+                or not TOKEN.fullmatch(token)
                 or isinstance(expires_in, bool)
                 or not isinstance(expires_in, (int, float))
             ):
                 raise ProviderUnavailableError(
                     "answered the token request without a usable access_token and expires_in",
                     provider=PROVIDER,
-                    request_id=_header_id(response),
+                    request_id=header_id(response),
                 )
             self.tokens_fetched += 1
             self._token = token
@@ -353,36 +290,8 @@ class EntraConnector(Connector):
                 ) from exc
             raise
         if not response.ok and response.status not in allow:
-            raise self._map_error(response)
+            raise map_error(response)
         return response
-
-    def _map_error(self, response: Response) -> ConnectorError:
-        """Graph's `{"error": {"code", "message", "innerError": {"request-id", ...}}}` as an error."""
-        data = _json_or_none(response)
-        error = data.get("error") if isinstance(data, dict) else None
-        code = message = None
-        request_id = _header_id(response)
-        if isinstance(error, dict):
-            code = error.get("code") if isinstance(error.get("code"), str) else None
-            message = error.get("message") if isinstance(error.get("message"), str) else None
-            inner = error.get("innerError")
-            if isinstance(inner, dict) and isinstance(inner.get("request-id"), str):
-                request_id = inner["request-id"][:64]
-        path = urlsplit(response.url).path
-        summary = f"{response.method} {path} failed with HTTP {response.status}"
-        if code or message:
-            detail = " ".join(f"{code or ''}: {message or ''}".strip(": ").split())
-            summary = f"{summary}: {detail[:300]}"
-        cls = error_class_for_status(response.status)
-        kwargs: dict[str, Any] = {
-            "provider": PROVIDER,
-            "request_id": request_id,
-            "status": response.status,
-            "code": code,
-        }
-        if response.status == 429:
-            kwargs["retry_after"] = response.retry_after()
-        return cls(summary, **kwargs)  # type: ignore[no-any-return]
 
     # --- identities ----------------------------------------------------------------------------
 
@@ -394,28 +303,12 @@ class EntraConnector(Connector):
         request_id: Optional[str] = None,
     ) -> Identity:
         """An `Identity` from a Graph user; ProviderUnavailableError when it has no id."""
-        user_id = user.get("id") if isinstance(user, dict) else None
-        if not isinstance(user_id, str) or not user_id:
-            raise ProviderUnavailableError(
-                "sent a user without an id", provider=PROVIDER, request_id=request_id
-            )
-        enabled = user.get("accountEnabled")
-        return Identity(
-            id=user_id,
-            connector=self.name,
-            email=_text(user.get("mail")) or _text(user.get("userPrincipalName")),
-            display_name=_text(user.get("displayName")),
-            tenant_id=self.tenant_id,
-            status=None if not isinstance(enabled, bool) else ("active" if enabled else "disabled"),
-            risk_score=risk[0],
-            risk_level=risk[1],
-            privileged=bool(roles),
-            provider="entra",
-            provider_id=user_id,
-            roles=tuple(roles),
-            created_at=_datetime(user.get("createdDateTime")),
-            raw=user,
-        )
+        return user_to_identity(self.name, self.tenant_id, user, roles, risk, request_id)
+
+    def _assertion(self) -> str:
+        key, thumbprint = self._certificate
+        assert key is not None  # certificate mode
+        return client_assertion(self.token_url, self._client_id, key, thumbprint)
 
     async def _collection(
         self, path: str, params: Mapping[str, Any], *, advanced: bool = False
@@ -435,14 +328,14 @@ class EntraConnector(Connector):
                     raise ProviderUnavailableError(
                         f"answered {urlsplit(path).path or path} without a 'value' array",
                         provider=PROVIDER,
-                        request_id=_header_id(response),
+                        request_id=header_id(response),
                     )
                 link = data.get("@odata.nextLink")
                 if link is not None:
                     next_page = asyncio.ensure_future(
                         self._api("GET", self._checked_link(link, response), advanced=advanced)
                     )
-                yield rows, _header_id(response)
+                yield rows, header_id(response)
         finally:
             if next_page is not None:
                 next_page.cancel()
@@ -454,7 +347,7 @@ class EntraConnector(Connector):
             raise ProviderUnavailableError(
                 "sent an @odata.nextLink outside graph_url; refusing to follow it",
                 provider=PROVIDER,
-                request_id=_header_id(response),
+                request_id=header_id(response),
             )
         return link
 
@@ -465,7 +358,7 @@ class EntraConnector(Connector):
             for role in roles:
                 if not isinstance(role, dict) or not isinstance(role.get("id"), str):
                     continue
-                name = _text(role.get("displayName")) or role["id"]
+                name = text_or_none(role.get("displayName")) or role["id"]
                 path = f"/v1.0/directoryRoles/{quote(role['id'], safe='')}/members/microsoft.graph.user"
                 async for users, _ in self._collection(path, {"$select": "id", "$top": MAX_PAGE}):
                     for user in users:
@@ -490,7 +383,7 @@ class EntraConnector(Connector):
                         continue
                     band = risk_band(row.get("riskState"), row.get("riskLevel"))
                     if since is not None or band != NO_RISK:
-                        found[row["id"]] = (*band, _text(row.get("riskLastUpdatedDateTime")))
+                        found[row["id"]] = (*band, text_or_none(row.get("riskLastUpdatedDateTime")))
         except PermissionDeniedError as exc:
             if self.risk_available is not False:
                 log.warning(
@@ -541,7 +434,7 @@ class EntraConnector(Connector):
 
     async def get_identity(self, identity_id: str) -> Identity:
         """One user by object id or userPrincipalName, with its roles (transitive) and risk."""
-        segment = self._checked_id(identity_id)
+        segment = checked_id(identity_id)
         try:
             response = await self._api("GET", f"/v1.0/users/{segment}", params={"$select": USER_FIELDS})
         except NotFoundError as exc:
@@ -555,8 +448,10 @@ class EntraConnector(Connector):
         roles: list[str] = []
         path = f"/v1.0/users/{quote(user_id, safe='')}/transitiveMemberOf/microsoft.graph.directoryRole"
         async for rows, _ in self._collection(path, {"$select": "id,displayName"}):
-            roles.extend(_text(row.get("displayName")) or "role" for row in rows if isinstance(row, dict))
-        return self.to_identity(user, roles, await self._risk_of(user_id), _header_id(response))
+            roles.extend(
+                text_or_none(row.get("displayName")) or "role" for row in rows if isinstance(row, dict)
+            )
+        return self.to_identity(user, roles, await self._risk_of(user_id), header_id(response))
 
     async def _risk_of(self, user_id: str) -> tuple[Optional[int], Optional[RiskLevel]]:
         path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
@@ -574,36 +469,28 @@ class EntraConnector(Connector):
             risk_band(row.get("riskState"), row.get("riskLevel")) if isinstance(row, dict) else UNKNOWN_RISK
         )
 
-    @staticmethod
-    def _checked_id(identity_id: str) -> str:
-        # an id goes into a URL path: only a GUID or a user principal name, percent-encoded
-        text = str(identity_id).strip()
-        if not (_GUID.fullmatch(text) or _UPN.fullmatch(text)) or ".." in text:
-            raise NotFoundError(f"no user with id {text[:60]!r}", provider=PROVIDER)
-        return quote(text, safe="@")
-
     async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:
         """A GUID or a principal name is read directly; an email matches `mail` or `userPrincipalName`
         exactly; anything else is a prefix of the display name, given name, surname or email."""
         text = query.strip()
         if not text:
             raise ValidationError("type an email, a user id or a name to search for", provider=PROVIDER)
-        if len(text) > _MAX_QUERY or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        if len(text) > MAX_QUERY or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
             raise ValidationError(
-                f"the search text must be one line of at most {_MAX_QUERY} characters", provider=PROVIDER
+                f"the search text must be one line of at most {MAX_QUERY} characters", provider=PROVIDER
             )
         limit = max(1, min(limit, MAX_PAGE))
-        if _GUID.fullmatch(text):
+        if GUID.fullmatch(text):
             try:
                 return [await self.get_identity(text)]
             except NotFoundError:
                 return []
         params: dict[str, Any] = {"$select": USER_FIELDS, "$top": limit}
         if "@" in text:
-            params["$filter"] = _filter("mail eq {} or userPrincipalName eq {}", text, text)
+            params["$filter"] = filter_expr("mail eq {} or userPrincipalName eq {}", text, text)
             advanced = False
         else:
-            params["$filter"] = _filter(
+            params["$filter"] = filter_expr(
                 "startswith(displayName,{}) or startswith(givenName,{}) or startswith(surname,{})"
                 " or startswith(mail,{}) or startswith(userPrincipalName,{})",
                 *([text] * 5),
@@ -617,7 +504,7 @@ class EntraConnector(Connector):
             raise ProviderUnavailableError(
                 "answered a search without a 'value' array",
                 provider=PROVIDER,
-                request_id=_header_id(response),
+                request_id=header_id(response),
             )
         return [await self.get_identity(row["id"]) for row in rows[:limit] if isinstance(row, dict)]
 
@@ -652,7 +539,7 @@ class EntraConnector(Connector):
         """Users whose risk changed after `cursor` (riskLastUpdatedDateTime), read in full."""
         now = datetime.now(timezone.utc)
         if cursor is None:
-            return Changes([], _odata_time(now - timedelta(minutes=1)))  # a minute of overlap for skew
+            return Changes([], odata_time(now - timedelta(minutes=1)))  # a minute of overlap for skew
         try:
             since = parse_datetime(cursor)
         except ValueError:
@@ -664,12 +551,12 @@ class EntraConnector(Connector):
             )
         if tenant_id is not None and tenant_id != self.tenant_id:
             return Changes([], cursor)
-        changed = await self.risk_by_user(_odata_time(since))
+        changed = await self.risk_by_user(odata_time(since))
         if not changed:
             return Changes([], cursor)
         latest = max((row[2] for row in changed.values() if row[2]), default=cursor)
         identities = [await self.get_identity(user_id) for user_id in changed]
-        return Changes(identities, _odata_time(parse_datetime(latest) or since))
+        return Changes(identities, odata_time(parse_datetime(latest) or since))
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -681,12 +568,12 @@ class EntraConnector(Connector):
             identity_id=user_id,
             connector=self.name,
             status=ActionResult.COMPLETED,
-            reference=_header_id(response) if response is not None else None,
+            reference=header_id(response) if response is not None else None,
             message=message,
         )
 
     async def _user_state(self, identity_id: str) -> tuple[str, Optional[bool]]:
-        segment = self._checked_id(identity_id)
+        segment = checked_id(identity_id)
         try:
             response = await self._api(
                 "GET", f"/v1.0/users/{segment}", params={"$select": "id,accountEnabled"}
@@ -779,32 +666,3 @@ class EntraConnector(Connector):
         return await self._verdict(
             Action.DISMISS_RISK, identity_id, "dismiss", ("dismissed", "remediated", "none")
         )
-
-
-def _json_or_none(response: Response) -> Any:
-    try:
-        return response.json(PROVIDER)
-    except ProviderUnavailableError:
-        return None
-
-
-def _header_id(response: Response) -> str:
-    """Graph's request-id for this answer (what Microsoft support asks for), else ours."""
-    value = response.header("request-id")
-    return value[:64] if value else response.client_request_id
-
-
-def _odata_time(moment: datetime) -> str:
-    """A DateTimeOffset literal (unquoted in $filter): UTC, to the microsecond, with Z."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _text(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) and value else None
-
-
-def _datetime(value: Any) -> Optional[datetime]:
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None

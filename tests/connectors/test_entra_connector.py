@@ -21,10 +21,12 @@ from connectors import (
     RiskLevel,
     ValidationError,
 )
-from connectors.entra import EntraConnector, odata_string, risk_band
+from connectors.entra import EntraConnector
+from connectors.entra_api import odata_string, risk_band
 from connectors.http import Response
 from standins import serving
-from standins.entra import ROLES, STATE, EntraState, Fault, create_app
+from standins.entra import create_app
+from standins.entra_state import ROLES, STATE, EntraState, Fault
 from standins.seed import HOSTILE_NAMES
 
 SECRET = "sim-secret"

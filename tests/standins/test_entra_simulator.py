@@ -15,8 +15,9 @@ import pytest
 from support.sims import parse_env
 
 from standins import serving
-from standins.entra import STATE, EntraState, create_app
+from standins.entra import create_app
 from standins.entra_odata import FilterError, parse_filter
+from standins.entra_state import STATE, EntraState
 
 REPO = Path(__file__).resolve().parents[2]
 

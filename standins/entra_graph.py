@@ -1,0 +1,453 @@
+"""The Entra simulator's answers: the identity platform (token, OpenID discovery) and Graph v1.0."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import secrets
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import jwt
+from aiohttp import web
+from yarl import URL
+
+from .entra_odata import FilterError, evaluate, parse_filter, pinned_values
+from .entra_state import (
+    ADVANCED_OPS,
+    DEFAULT_SELECT,
+    DOMAIN,
+    MAX_TOP,
+    RISKY_FILTERS,
+    RISKY_MAX_TOP,
+    ROLES,
+    SCOPE,
+    STATE,
+    USER_FIELDS,
+    USER_FILTERS,
+    EntraState,
+    iso,
+)
+from .seed import EPOCH
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def graph_error(request: web.Request, status: int, code: str, message: str, **headers: str) -> web.Response:
+    request_id = str(uuid.uuid4())
+    inner = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": request_id,
+        "client-request-id": request.headers.get("client-request-id", request_id),
+    }
+    return web.json_response(
+        {"error": {"code": code, "message": message, "innerError": inner}},
+        status=status,
+        headers={"request-id": request_id, **headers},
+    )
+
+
+def bad_request(request: web.Request, message: str, code: str = "BadRequest") -> web.Response:
+    return graph_error(request, 400, code, message)
+
+
+def not_found(request: web.Request, key: str) -> web.Response:
+    return graph_error(
+        request,
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{key[:80]}' does not exist or one of its"
+        " queried reference-property objects are not present.",
+    )
+
+
+def _aad_error(status: int, error: str, code: int, text: str) -> web.Response:
+    trace = str(uuid.uuid4())
+    return web.json_response(
+        {
+            "error": error,
+            "error_description": f"AADSTS{code}: {text} Trace ID: {trace}",
+            "error_codes": [code],
+            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
+            "trace_id": trace,
+            "correlation_id": str(uuid.uuid4()),
+        },
+        status=status,
+    )
+
+
+# --- identity platform ----------------------------------------------------------------------------
+
+
+def _base(request: web.Request) -> str:
+    host = request.headers.get("X-Forwarded-Host") or request.host
+    return f"{request.headers.get('X-Forwarded-Proto') or request.scheme}://{host}"
+
+
+async def openid_configuration(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    tenant = request.match_info["tenant"]
+    if tenant.lower() not in (state.tenant_id, DOMAIN, "organizations", "common"):
+        return _aad_error(400, "invalid_tenant", 90002, f"Tenant '{tenant[:60]}' not found.")
+    base, tid = _base(request), state.tenant_id
+    return web.json_response(
+        {
+            "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/{tid}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+            "authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "ver"],
+            "kerberos_endpoint": f"{base}/{tid}/kerberos",
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+            "rbac_url": "https://pas.windows.net",
+        }
+    )
+
+
+async def token(request: web.Request) -> web.Response:
+    """POST /{tenant}/oauth2/v2.0/token: client credentials with a secret or a client assertion."""
+    state = request.app[STATE]
+    tenant = request.match_info["tenant"]
+    form = {key: str(value) for key, value in (await request.post()).items()}
+    state.token_forms.append({key: value for key, value in form.items() if "secret" not in key})
+    if tenant.lower() not in (state.tenant_id, DOMAIN):
+        return _aad_error(400, "invalid_tenant", 90002, f"Tenant '{tenant[:60]}' not found.")
+    if form.get("grant_type") != "client_credentials":
+        return _aad_error(
+            400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+        )
+    if form.get("scope") != SCOPE:
+        return _aad_error(400, "invalid_scope", 1002012, "The provided value for scope is not valid.")
+    if not secrets.compare_digest(form.get("client_id", ""), state.client_id):
+        return _aad_error(400, "unauthorized_client", 700016, "Application not found in the directory.")
+    if "client_assertion" in form:
+        problem = _check_assertion(state, form, f"/{tenant}/oauth2/v2.0/token")
+        if problem:
+            return _aad_error(401, "invalid_client", 700027, problem)
+    elif not secrets.compare_digest(form.get("client_secret", ""), state.client_secret):
+        return _aad_error(401, "invalid_client", 7000215, "Invalid client secret provided.")
+    return web.json_response(
+        {
+            "token_type": "Bearer",
+            "expires_in": state.token_ttl,
+            "ext_expires_in": state.token_ttl,
+            "access_token": state.issue_token(),
+        }
+    )
+
+
+def _check_assertion(state: EntraState, form: dict, path: str) -> Optional[str]:
+    if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+        return "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer."
+    assertion = form["client_assertion"]
+    try:
+        header = jwt.get_unverified_header(assertion)
+        key = state.certificates.get(str(header.get("x5t", "")))
+        if key is None:
+            return "Client assertion contains an invalid signature: key not found (x5t)."
+        claims = jwt.decode(
+            assertion,
+            key,
+            algorithms=["RS256"],
+            options={"verify_aud": False, "require": ["exp", "aud", "iss", "sub", "jti"]},
+        )
+    except jwt.PyJWTError as exc:
+        return f"Client assertion failed validation: {type(exc).__name__}."
+    if claims["iss"] != state.client_id or claims["sub"] != state.client_id:
+        return "Client assertion iss and sub must be the client id."
+    if not str(claims["aud"]).endswith(path):
+        return "Client assertion audience is not this token endpoint."
+    return None
+
+
+# --- Graph ----------------------------------------------------------------------------------------
+
+
+def _select(request: web.Request, allowed: Sequence[str], default: Sequence[str]) -> list[str]:
+    raw = request.query.get("$select")
+    if raw is None:
+        return list(default)
+    fields = [part.strip() for part in raw.split(",") if part.strip()]
+    for name in fields:
+        if name not in allowed:
+            raise FilterError(
+                f"Could not find a property named '{name[:60]}' on type 'microsoft.graph.user'."
+            )
+    return fields
+
+
+def _top(request: web.Request, high: int, default: int) -> int:
+    raw = request.query.get("$top")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise FilterError(
+            f"Invalid page size specified: '{raw[:20]}'. Must be between 1 and {high} inclusive."
+        )
+    return int(raw)
+
+
+def _project(doc: dict, fields: Sequence[str]) -> dict:
+    return {name: doc[name] for name in fields}
+
+
+def _skip(request: web.Request) -> int:
+    raw = request.query.get("$skiptoken")
+    if raw is None:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(raw.encode() + b"==").decode().split(":")[1])
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise FilterError("The specified page token value has expired or is invalid.") from exc
+
+
+def _next_link(request: web.Request, position: int) -> str:
+    """The same query from `position` on, at the address the client used (an opaque $skiptoken)."""
+    token = base64.urlsafe_b64encode(f"X'{uuid.uuid4().hex[:8]}:{position}".encode()).decode().rstrip("=")
+    query = {key: value for key, value in request.query.items() if key != "$skiptoken"}
+    query["$skiptoken"] = token
+    return str(URL(_base(request)).with_path(request.path).with_query(query))
+
+
+def _collection(
+    request: web.Request, context: str, rows: list, position: Optional[int], count: Optional[int]
+) -> web.Response:
+    body: dict[str, Any] = {"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{context}"}
+    if count is not None:
+        body["@odata.count"] = count
+    if position is not None:
+        body["@odata.nextLink"] = _next_link(request, position)
+    body["value"] = rows
+    return web.json_response(body, dumps=functools.partial(json.dumps, separators=(",", ":")))
+
+
+def _advanced(request: web.Request, why: str) -> None:
+    if request.headers.get("ConsistencyLevel", "").lower() != "eventual":
+        raise FilterError(
+            f"{why} is only supported with the ConsistencyLevel header set to eventual and $count.",
+            "Request_UnsupportedQuery",
+        )
+
+
+async def list_users(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    fields = _select(request, USER_FIELDS, DEFAULT_SELECT)
+    top = _top(request, MAX_TOP, 100)
+    start = _skip(request)
+    text = request.query.get("$filter")
+    node = parse_filter(text, USER_FILTERS) if text else None
+    orderby = request.query.get("$orderby")
+    count = request.query.get("$count", "false").lower() == "true"
+    if count:
+        _advanced(request, "$count")
+    if node is not None and (node.ops & ADVANCED_OPS):
+        _advanced(request, "This filter")
+    if orderby is not None:
+        if orderby.split()[0] not in ("displayName", "userPrincipalName"):
+            raise FilterError(f"Sorting on '{orderby[:40]}' is not supported.")
+        if node is not None:
+            _advanced(request, "Sorting with a filter")
+    if node is None and orderby is None:
+        end = min(start + top, state.users)
+        rows = [_project(state.user(i), fields) for i in range(start, end)]
+        return _collection(
+            request, "users", rows, end if end < state.users else None, state.users if count else None
+        )
+    pinned = pinned_values(node, ("id", "mail", "userPrincipalName")) if node is not None else None
+    candidates: Sequence[int] = range(state.users)
+    if pinned is not None:  # exact ids, names or mail addresses: look them up instead of scanning
+        found = {state.index_of(value) for value in pinned} | {_mail_index(state, value) for value in pinned}
+        candidates = sorted(i for i in found if i is not None)
+    docs = [state.user(i) for i in candidates]
+    if node is not None:
+        docs = [doc for doc in docs if evaluate(node, doc)]
+    if orderby is not None:
+        name = orderby.split()[0]
+        docs.sort(key=lambda doc: (doc[name] or "").lower(), reverse=orderby.endswith(" desc"))
+    page = docs[start : start + top]
+    more = start + top if start + top < len(docs) else None
+    return _collection(
+        request, "users", [_project(doc, fields) for doc in page], more, len(docs) if count else None
+    )
+
+
+def _mail_index(state: EntraState, value: str) -> Optional[int]:
+    try:
+        index = int(value.split("@")[0].rsplit(".", 1)[1])
+    except (ValueError, IndexError):
+        return None
+    mail = state.mail(index) if 0 <= index < state.users else None
+    return index if mail is not None and mail.lower() == value.lower() else None
+
+
+class Missing(LookupError):
+    """No user under this key: the middleware answers Graph's 404."""
+
+
+def _user_index(request: web.Request) -> int:
+    key = request.match_info["id"]
+    index = request.app[STATE].index_of(key)
+    if index is None:
+        raise Missing(key)
+    return index
+
+
+async def get_user(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    doc = state.user(_user_index(request))
+    body = {
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+        **_project(doc, _select(request, USER_FIELDS, DEFAULT_SELECT)),
+    }
+    return web.json_response(body)
+
+
+async def patch_user(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    index = _user_index(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return bad_request(request, "Unable to read JSON request payload.")
+    if not isinstance(body, dict) or not body:
+        return bad_request(request, "Empty Payload. JSON content expected.")
+    for key, value in body.items():
+        if key == "accountEnabled" and isinstance(value, bool):
+            continue
+        if (
+            key == "passwordProfile"
+            and isinstance(value, dict)
+            and set(value) <= {"forceChangePasswordNextSignIn", "forceChangePasswordNextSignInWithMfa"}
+        ):
+            continue
+        return bad_request(
+            request,
+            f"Invalid value or property '{key[:40]}' in the request"
+            " (this simulator updates accountEnabled and passwordProfile).",
+            "Request_BadRequest",
+        )
+    if "accountEnabled" in body:
+        state.enabled[index] = body["accountEnabled"]
+    if body.get("passwordProfile", {}).get("forceChangePasswordNextSignIn"):
+        state.password_changes.add(index)
+    return web.Response(status=204)
+
+
+async def revoke_sessions(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.revoked[_user_index(request)] += 1
+    return web.json_response(
+        {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean", "value": True}
+    )
+
+
+async def member_of_roles(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    roles = state.roles_of(_user_index(request))
+    rows = [
+        {
+            "@odata.type": "#microsoft.graph.directoryRole",
+            "id": rid,
+            "displayName": name,
+            "roleTemplateId": tpl,
+        }
+        for rid, name, tpl in roles
+    ]
+    return _collection(request, "directoryObjects", rows, None, None)
+
+
+async def list_roles(request: web.Request) -> web.Response:
+    rows = [
+        {"id": rid, "displayName": name, "description": name, "roleTemplateId": tpl, "deletedDateTime": None}
+        for rid, name, tpl, _, _ in ROLES
+    ]
+    return _collection(request, "directoryRoles", rows, None, None)
+
+
+async def role_members(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    role = next((r for r in ROLES if r[0] == request.match_info["role"]), None)
+    if role is None:
+        return not_found(request, request.match_info["role"])
+    top, start = _top(request, MAX_TOP, 100), _skip(request)
+    every, offset = role[3], role[4]
+    members = range(offset, state.users, every)
+    page = members[start : start + top]
+    rows = [{"@odata.type": "#microsoft.graph.user", "id": state.user_id(i)} for i in page]
+    more = start + top if start + top < len(members) else None
+    return _collection(request, "users", rows, more, None)
+
+
+async def list_risky(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    top, start = _top(request, RISKY_MAX_TOP, 20), _skip(request)
+    text = request.query.get("$filter")
+    node = parse_filter(text, RISKY_FILTERS) if text else None
+    since = node.lower_bound("riskLastUpdatedDateTime") if node is not None else None
+    indices: Iterator[int]
+    if since is not None and since >= iso(EPOCH):  # seeded records are older: only changed ones
+        indices = iter(sorted(i for i in state.risk if i >= start))
+    else:
+        indices = state.risky_indices(start)
+    rows: list[dict] = []
+    position: Optional[int] = None
+    for index in indices:
+        doc = state.risky_user(index)
+        if node is not None and not evaluate(node, doc):
+            continue
+        if len(rows) == top:
+            position = index
+            break
+        rows.append(doc)
+    return _collection(request, "identityProtection/riskyUsers", rows, position, None)
+
+
+async def get_risky(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    index = _user_index(request)
+    if state.risk_of(index) is None:
+        return not_found(request, request.match_info["id"])
+    return web.json_response(state.risky_user(index))
+
+
+async def risky_verdict(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+    except ValueError:
+        return bad_request(request, "Unable to read JSON request payload.")
+    ids = body.get("userIds") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or len(ids) > 60 or not all(isinstance(i, str) for i in ids):
+        return bad_request(request, "userIds must be a list of 1 to 60 user ids.")
+    indices = [state.index_of(i) for i in ids]
+    if None in indices:
+        return bad_request(request, "Invalid user id in userIds.")
+    for index in indices:
+        assert index is not None
+        if request.match_info["verb"] == "confirmCompromised":
+            state.set_risk(index, "high", "confirmedCompromised", "adminConfirmedUserCompromised")
+        else:
+            state.set_risk(index, "none", "dismissed", "adminDismissedAllRiskForUser")
+    return web.Response(status=204)
