@@ -8,6 +8,7 @@ with `connectors.registry.register`.
 from __future__ import annotations
 
 import abc
+import contextvars
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar, Optional
 
@@ -83,6 +84,10 @@ class ChangeFeed:
         raise UnsupportedActionError("this provider reports no changes: list identities in full")
 
 
+# the Idempotency-Key of the action `run_action` is running in this task (None outside one)
+_ACTION_KEY: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("idops_action_key", default=None)
+
+
 class ResponseActions:
     """The response actions; each one a provider lacks raises UnsupportedActionError.
 
@@ -121,8 +126,32 @@ class ResponseActions:
     def can_undo(self, action: Action) -> bool:
         return action.undo is not None and self.supports(action.undo)
 
-    async def run_action(self, action: Action, identity_id: str, reason: str = "") -> ActionResult:
-        """Dispatch by action name, for callers that store the action as data (approvals, SOAR)."""
+    def idempotency_key(self, part: str = "") -> Optional[str]:
+        """The Idempotency-Key for an action request sent now: the key given to `run_action`, with
+        `part` appended when one action sends several requests (one per account); None without one."""
+        key = _ACTION_KEY.get()
+        return None if key is None else f"{key}:{part}" if part else key
+
+    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
+        """Whether the provider shows `action`'s effect on the identity now (True: e.g. it is disabled),
+        shows it is not in effect (False), or can't tell (None, the default: nothing readable). Used to
+        settle an action whose outcome is unknown without sending it again."""
+        return None
+
+    async def run_action(
+        self, action: Action, identity_id: str, reason: str = "", *, idempotency_key: Optional[str] = None
+    ) -> ActionResult:
+        """Dispatch by action name, for callers that store the action as data (approvals, SOAR).
+
+        `idempotency_key` (stable across retries of the same request) goes with every action request
+        as `Idempotency-Key`, so a provider that honours it does not act twice."""
+        token = _ACTION_KEY.set(idempotency_key)
+        try:
+            return await self._dispatch(action, identity_id, reason)
+        finally:
+            _ACTION_KEY.reset(token)
+
+    async def _dispatch(self, action: Action, identity_id: str, reason: str) -> ActionResult:
         if action is Action.FORCE_PASSWORD_RESET:
             return await self.force_password_reset(identity_id)
         if action is Action.REVOKE_SESSIONS:

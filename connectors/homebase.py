@@ -157,6 +157,7 @@ class HomeBaseConnector(Connector):
         *,
         params: Optional[Mapping[str, Any]] = None,
         json_body: Any = None,
+        idempotency_key: Optional[str] = None,
     ) -> tuple[Any, Response]:
         """One call, paced in its bucket, quota headers honoured, errors mapped: (body, response)."""
         limiter = self._limiters.get(bucket)
@@ -167,6 +168,7 @@ class HomeBaseConnector(Connector):
             json_body=json_body,
             headers=self._headers,
             limiter=limiter,
+            idempotency_key=idempotency_key,
             raise_for_status=False,
         )
         if limiter is not None and response.header("X-RateLimit-Remaining") == "0":
@@ -410,7 +412,11 @@ class HomeBaseConnector(Connector):
         if "writes" in self._limiters:
             await self._limiters["writes"].acquire()
         body, response = await self._request(
-            "POST", path, "actions", json_body={} if reason is None else {"reason": reason}
+            "POST",
+            path,
+            "actions",
+            json_body={} if reason is None else {"reason": reason},
+            idempotency_key=self.idempotency_key(),
         )
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         queued = data.get("status") in ("queued", "pending", "in_progress")
@@ -423,6 +429,12 @@ class HomeBaseConnector(Connector):
             message=f"{action.label}: {'queued' if queued else 'done'} in {self.label}",
             raw=data,
         )
+
+    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
+        """Disable is readable (the identity's status); a reset or a revocation leaves nothing to read."""
+        if action is not Action.DISABLE:
+            return None
+        return (await self.get_identity(identity_id)).status == "disabled"
 
     async def force_password_reset(self, identity_id: str) -> ActionResult:
         return await self._act(Action.FORCE_PASSWORD_RESET, identity_id)

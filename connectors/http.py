@@ -1,14 +1,30 @@
-"""The one HTTP path every connector uses: session ownership, pacing, retries and error mapping."""
+"""The one HTTP path every connector uses: session ownership, pacing, retries and error mapping.
+
+Rules every request follows:
+
+* A state-changing request (POST/PATCH by default, `changes_state=` says otherwise) that was sent and
+  got no answer (timeout, dropped connection) or a 5xx raises `OutcomeUnknownError`: the provider may
+  have acted, so the caller reconciles by reading, never by sending it blindly again. A connection that
+  could not be opened sent nothing: that stays a `ProviderUnavailableError`.
+* `idempotency_key=` is sent as the `Idempotency-Key` header, so a provider that honours it answers a
+  repeat with its first answer instead of acting twice.
+* Inside `with interactive(max_wait)` (a person is waiting), a request never waits longer than
+  `max_wait` seconds in all on rate limits (the client-side pace, a 429's Retry-After): it raises
+  `RateLimitedError` with `retry_after` instead, so the person can be told when to expect an answer.
+  Background work (sweeps) waits quietly, up to MAX_PAUSE per pause.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -19,6 +35,7 @@ from .errors import (
     ConflictError,
     ConnectorError,
     NotFoundError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     ProviderUnavailableError,
     RateLimitedError,
@@ -29,6 +46,32 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # longest pause taken on a provider's word (Retry-After, a quota reset): a wrong or hostile header
 # must not stall every later request for hours; past it the provider answers 429 again
 MAX_PAUSE = 120.0
+
+# a timeout while connecting (aiohttp 3.10+ tells it apart): nothing was sent
+_CONNECT_TIMEOUT: tuple[type, ...] = tuple(
+    cls for cls in (getattr(aiohttp, "ConnectionTimeoutError", None),) if cls is not None
+)
+# how long, in all, the current caller lets one request wait on rate limits; None: as long as needed
+_MAX_WAIT: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar("idops_max_wait", default=None)
+
+
+@contextlib.contextmanager
+def interactive(max_wait: float) -> Iterator[None]:
+    """Requests made inside (in this task and the tasks it starts) wait at most `max_wait` seconds each
+    on rate limits, then raise RateLimitedError with `retry_after`: for callers a person is waiting on."""
+    token = _MAX_WAIT.set(max(0.0, max_wait))
+    try:
+        yield
+    finally:
+        _MAX_WAIT.reset(token)
+
+
+class WaitTooLong(Exception):
+    """The limiter would hold this caller longer than its `max_wait` (`seconds` is how long)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"would wait {seconds:.1f} s")
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -105,7 +148,10 @@ class SlidingWindowLimiter:
         self._stamps: deque[float] = deque()
         self._blocked_until = 0.0
 
-    async def acquire(self) -> None:
+    async def acquire(self, max_wait: Optional[float] = None) -> None:
+        """Take a slot, sleeping until one is free; WaitTooLong instead when that is more than
+        `max_wait` seconds away (the slot is not taken then)."""
+        deadline = None if max_wait is None else self._clock() + max_wait
         # No lock: the check and the append run without an await between them, so they are atomic.
         while True:
             now = self._clock()
@@ -117,6 +163,8 @@ class SlidingWindowLimiter:
                 return
             if wait <= 0:
                 wait = self.period - (now - self._stamps[0])
+            if deadline is not None and now + wait > deadline:
+                raise WaitTooLong(wait)
             await asyncio.sleep(max(wait, 0.001))
 
     def pause(self, seconds: float) -> None:
@@ -265,20 +313,35 @@ class HttpClient:
         headers: Optional[Mapping[str, str]] = None,
         limiter: Optional[SlidingWindowLimiter] = None,
         idempotent: Optional[bool] = None,
+        changes_state: Optional[bool] = None,
+        idempotency_key: Optional[str] = None,
         raise_for_status: bool = True,
     ) -> Response:
-        """Send one logical request (maybe several attempts) and return the response, or raise."""
+        """Send one logical request (maybe several attempts) and return the response, or raise.
+
+        `idempotent`: may be repeated after a failure (default: by method). `changes_state`: may change
+        something at the provider (default: POST/PATCH), so a failure after sending is an
+        OutcomeUnknownError, also for a 5xx when `raise_for_status` is False."""
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
+        if changes_state is None:
+            changes_state = method not in IDEMPOTENT_METHODS
         session = await self._get_session()
         url = self.url(path)
         client_request_id = f"idops-{uuid.uuid4().hex[:16]}"
         send_headers = {"User-Agent": self._user_agent, "X-Request-Id": client_request_id, **(headers or {})}
+        if idempotency_key is not None:
+            send_headers["Idempotency-Key"] = idempotency_key
+        budget = _MAX_WAIT.get()
+        deadline = None if budget is None else time.monotonic() + budget
         attempts: dict = {}
         while True:
             if limiter is not None:
-                await limiter.acquire()
+                try:
+                    await limiter.acquire(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                except WaitTooLong as exc:
+                    raise self._asked_to_wait(exc.seconds, client_request_id) from None
             response: Optional[Response] = None
             error: Optional[BaseException] = None
             try:
@@ -310,12 +373,18 @@ class HttpClient:
             if response is not None and response.status == 429 and limiter is not None:
                 limiter.pause(response.retry_after() or 1.0)
             wait = self._next_delay(attempts, method, idempotent, response, error)
+            if wait is not None and deadline is not None and time.monotonic() + wait > deadline:
+                if response is not None and response.status == 429:
+                    raise self._asked_to_wait(wait, client_request_id)
+                wait = None  # no time left to retry for the person waiting: the failure as it is
             if wait is not None:
                 await self._sleep(wait)
                 continue
             if error is not None:
-                raise self._transport_error(error, client_request_id) from error
+                raise self._transport_error(error, client_request_id, changes_state) from error
             assert response is not None
+            if changes_state and response.status >= 500:
+                raise self._unknown(self._error_mapper(response))
             if not raise_for_status:
                 return response
             raise self._error_mapper(response)
@@ -338,14 +407,41 @@ class HttpClient:
                 return wait
         return None
 
-    def _transport_error(self, error: BaseException, client_request_id: str) -> ProviderUnavailableError:
-        if isinstance(error, asyncio.TimeoutError):
-            message = f"{self.provider} did not answer in {self.timeout:g} s"
-        elif isinstance(error, aiohttp.ClientConnectorError):
+    def _transport_error(
+        self, error: BaseException, client_request_id: str, changes_state: bool = False
+    ) -> ProviderUnavailableError:
+        # nothing was sent when the connection could not be opened; anything later may have arrived
+        unsent = isinstance(error, (aiohttp.ClientConnectorError, *_CONNECT_TIMEOUT))
+        if isinstance(error, aiohttp.ClientConnectorError):
             message = f"{self.provider} could not be reached at {self.base_url}"
+        elif isinstance(error, asyncio.TimeoutError):
+            message = f"{self.provider} did not answer in {self.timeout:g} s"
         else:
             message = f"{self.provider} dropped the connection ({type(error).__name__})"
-        return ProviderUnavailableError(message, provider=self.provider, request_id=client_request_id)
+        failure = ProviderUnavailableError(message, provider=self.provider, request_id=client_request_id)
+        return self._unknown(failure) if changes_state and not unsent else failure
+
+    @staticmethod
+    def _unknown(failure: ConnectorError) -> OutcomeUnknownError:
+        """`failure` of a state-changing request that was sent: it may have been done."""
+        return OutcomeUnknownError(
+            f"{failure.message}; it may or may not have been done",
+            provider=failure.provider,
+            request_id=failure.request_id,
+            status=failure.status,
+            code=failure.code,
+        )
+
+    def _asked_to_wait(self, seconds: float, client_request_id: str) -> RateLimitedError:
+        """Rate limited for longer than the waiting person's budget: nothing was sent this time."""
+        seconds = math.ceil(seconds)
+        return RateLimitedError(
+            f"{self.provider} asked us to wait {seconds} s (rate limit)",
+            retry_after=float(seconds),
+            provider=self.provider,
+            request_id=client_request_id,
+            status=429,
+        )
 
 
 def _query(params: Optional[Mapping[str, Any]]) -> Optional[dict]:

@@ -34,12 +34,14 @@ from .models import Action, ActionResult, CheckResult, Identity, RiskLevel
 from .registry import register
 from .sailpoint_api import (
     PROVIDER,
+    account_rows,
     checked_id,
     filter_expr,
     identity_from_json,
     map_error,
     path_value,
     tenant_of,
+    token_answer,
     token_error,
 )
 from .settings import SettingsReader
@@ -56,7 +58,6 @@ API_PATHS = {
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _MAX_QUERY = 256
-_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _ATTRIBUTE_PATH = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -167,6 +168,7 @@ class SailPointConnector(Connector):
                     "client_secret": self._client_secret,
                 },
                 idempotent=True,  # asking for a token twice does no harm
+                changes_state=False,
                 raise_for_status=False,
             )
             if response.status in (400, 401, 403):
@@ -179,21 +181,7 @@ class SailPointConnector(Connector):
                 )
             if not response.ok:
                 raise map_error(response)
-            data = response.json(PROVIDER)
-            token = data.get("access_token") if isinstance(data, dict) else None
-            expires_in = data.get("expires_in") if isinstance(data, dict) else None
-            # the token goes into a header: a space or line break in it would fail there, or add a header
-            if (
-                not isinstance(token, str)
-                or not _TOKEN.fullmatch(token)
-                or isinstance(expires_in, bool)
-                or not isinstance(expires_in, (int, float))
-            ):
-                raise ProviderUnavailableError(
-                    "answered the token request without a usable access_token and expires_in",
-                    provider=PROVIDER,
-                    request_id=response.client_request_id,
-                )
+            token, expires_in = token_answer(response)
             self._token = token
             self._renew_at = time.monotonic() + expires_in - min(60.0, expires_in * self.RENEW_SHARE)
             return token
@@ -207,15 +195,17 @@ class SailPointConnector(Connector):
         json_body: Any = None,
         headers: Optional[Mapping[str, str]] = None,
         idempotent: Optional[bool] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Response:
         """One authenticated API call; a 401 fetches a new token and tries once more."""
         token = await self._access_token()
-        response = await self._send(method, path, token, params, json_body, headers, idempotent)
+        send = (params, json_body, headers, idempotent, idempotency_key)
+        response = await self._send(method, path, token, *send)
         if response.status == 401:
             if self._token == token:  # concurrent callers renew it once, not once each
                 self._token = None
             token = await self._access_token()
-            response = await self._send(method, path, token, params, json_body, headers, idempotent)
+            response = await self._send(method, path, token, *send)
         if not response.ok:
             raise map_error(response)
         return response
@@ -229,6 +219,7 @@ class SailPointConnector(Connector):
         json_body: Any,
         headers: Optional[Mapping[str, str]],
         idempotent: Optional[bool],
+        idempotency_key: Optional[str],
     ) -> Response:
         return await self._http.request(
             method,
@@ -238,6 +229,7 @@ class SailPointConnector(Connector):
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})},
             limiter=self._limiter,
             idempotent=idempotent,
+            idempotency_key=idempotency_key,
             raise_for_status=False,
         )
 
@@ -428,18 +420,17 @@ class SailPointConnector(Connector):
                     "offset": len(accounts),
                 },
             )
-            rows = response.json(PROVIDER)
-            if not isinstance(rows, list) or not all(
-                isinstance(r, dict) and isinstance(r.get("id"), str) for r in rows
-            ):
-                raise ProviderUnavailableError(
-                    "answered the account list with an unexpected shape",
-                    provider=PROVIDER,
-                    request_id=response.client_request_id,
-                )
+            rows = account_rows(response)
             accounts.extend(rows)
             if len(rows) < MAX_PAGE:
                 return accounts, response.client_request_id
+
+    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
+        """Disable is readable: in effect when every account of the identity is disabled."""
+        if action is not Action.DISABLE:
+            return None
+        accounts, _ = await self._accounts(checked_id(identity_id))
+        return bool(accounts) and all(account.get("disabled") for account in accounts)
 
     async def disable(self, identity_id: str, reason: str) -> ActionResult:
         """Disable every enabled account of the identity; SailPoint queues one task per account.
@@ -470,6 +461,7 @@ class SailPointConnector(Connector):
                     f"{self.accounts_path}/{quote(account['id'], safe='')}/disable",
                     json_body={},
                     idempotent=True,  # disabling twice leaves the account as disabling once does
+                    idempotency_key=self.idempotency_key(account["id"]),
                 )
             except ConnectorError as exc:
                 if tasks:

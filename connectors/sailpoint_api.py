@@ -24,6 +24,7 @@ from .http import Response, error_class_for_status
 from .models import Identity, RiskLevel, parse_datetime
 
 PROVIDER = "SailPoint"
+_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # (field, operator) pairs this module may put in a `filters` expression; values are always quoted
 _FILTERS = frozenset({("email", "eq"), ("name", "sw"), ("alias", "sw"), ("identityId", "eq")})
@@ -92,6 +93,20 @@ def identity_from_json(
     )
 
 
+def account_rows(response: Response) -> list[dict]:
+    """One page of an account listing: JSON objects with a string `id`, else ProviderUnavailableError."""
+    rows = response.json(PROVIDER)
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("id"), str) for r in rows
+    ):
+        raise ProviderUnavailableError(
+            "answered the account list with an unexpected shape",
+            provider=PROVIDER,
+            request_id=response.client_request_id,
+        )
+    return rows
+
+
 def map_error(response: Response) -> ConnectorError:
     """The error an answer means: ErrorResponseDto, `{"error"}` (401) or `{"message"}` (429)."""
     try:
@@ -120,6 +135,26 @@ def map_error(response: Response) -> ConnectorError:
     if response.status == 429:
         kwargs["retry_after"] = response.retry_after()
     return cls(summary, **kwargs)  # type: ignore[no-any-return]
+
+
+def token_answer(response: Response) -> tuple[str, float]:
+    """The access token and its lifetime in seconds from a token answer, else ProviderUnavailableError."""
+    data = response.json(PROVIDER)
+    token = data.get("access_token") if isinstance(data, dict) else None
+    expires_in = data.get("expires_in") if isinstance(data, dict) else None
+    # the token goes into a header: a space or line break in it would fail there, or add a header
+    if (
+        not isinstance(token, str)
+        or not _TOKEN.fullmatch(token)
+        or isinstance(expires_in, bool)
+        or not isinstance(expires_in, (int, float))
+    ):
+        raise ProviderUnavailableError(
+            "answered the token request without a usable access_token and expires_in",
+            provider=PROVIDER,
+            request_id=response.client_request_id,
+        )
+    return token, float(expires_in)
 
 
 def token_error(response: Response) -> str:

@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from . import print_env, run_until_stopped
+from .idempotency import IdempotencyKeys
 from .seed import PROVIDERS, Person, person
 
 DOCS_URL = "https://docs.hldgroup.org/errors#"
@@ -219,6 +220,8 @@ class HomeBaseState:
         self.webhooks: list[dict[str, Any]] = []
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
         self.faults: list[Fault] = []
+        # Idempotency-Key on actions: a repeat with the same key gets the first answer, nothing runs twice
+        self.idempotency = IdempotencyKeys()
         self._windows: dict[tuple[str, str], _Window] = {}
         # 2 bytes per identity (score, flags), filled as filters reach further: filtering a million
         # people then costs a byte scan, not a million `person()` calls per request
@@ -472,6 +475,7 @@ def _scope(state: HomeBaseState, request: web.Request, key: str) -> Optional[int
 
 async def _apply_fault(fault: Fault, request: web.Request) -> Optional[web.StreamResponse]:
     if fault.kind == "slow":
+        await request.read()  # received in full, then slow: the request is carried out after the delay
         await asyncio.sleep(fault.delay)
     if fault.kind in ("slow", "corrupt"):
         return None
@@ -707,7 +711,21 @@ async def _reason(request: web.Request, required: bool) -> Optional[str]:
     return reason
 
 
-async def identity_action(request: web.Request) -> web.Response:
+_KEY_ERRORS = {400: "validation_error", 409: "idempotency_key_in_use", 422: "idempotency_key_reused"}
+
+
+async def identity_action(request: web.Request) -> web.StreamResponse:
+    """An action, once per Idempotency-Key (scoped to the API key and tenant header) when one is sent."""
+    call = request[_CALL]
+
+    def refuse(status: int, message: str) -> web.StreamResponse:
+        return _error_response(ApiError(_KEY_ERRORS[status], message, status=status), call.request_id)
+
+    caller = f"{request.headers.get('Authorization', '')}|{request.headers.get('X-Tenant-Id', '')}"
+    return await request.app[STATE].idempotency.run(request, caller, lambda: _act(request), refuse)
+
+
+async def _act(request: web.Request) -> web.Response:
     state = request.app[STATE]
     index = _identity_index(request)
     action = ACTIONS[request.match_info["action"]]

@@ -23,7 +23,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
@@ -31,6 +31,7 @@ from typing import Any, Optional
 from aiohttp import web
 
 from . import print_env, run_until_stopped
+from .idempotency import IdempotencyKeys
 from .seed import EPOCH, person
 
 MAX_LIMIT = 250
@@ -341,6 +342,7 @@ class SailPointState:
     in_flight: int = 0
     max_in_flight: int = 0
     cache_size: int = 60000
+    idempotency: IdempotencyKeys = field(default_factory=IdempotencyKeys)
 
     def __post_init__(self) -> None:
         self._cached_json = functools.lru_cache(maxsize=self.cache_size)(self._render)
@@ -706,6 +708,19 @@ async def _toggle_body(request: web.Request) -> Optional[web.Response]:
     return None
 
 
+def _once(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Callable:
+    """`handler` honouring Idempotency-Key (standins/idempotency.py), scoped to the OAuth token's client."""
+
+    async def once(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        token = request.headers.get("Authorization", "")[len("Bearer ") :]
+        caller = state.tokens.get(token, ("",))[0]
+        return await state.idempotency.run(request, caller, lambda: handler(request), _error)
+
+    return once
+
+
+@_once
 async def disable_account(request: web.Request) -> web.Response:
     state = request.app[STATE]
     key = state.account_of(request.match_info["id"])
@@ -717,6 +732,7 @@ async def disable_account(request: web.Request) -> web.Response:
     return web.json_response({"id": state.disable_account(*key)}, status=202)
 
 
+@_once
 async def disable_identity_account(request: web.Request) -> web.Response:
     """Disable the identity's IdentityNow account (the `/identities-accounts/{id}/disable` endpoint)."""
     state = request.app[STATE]
@@ -830,6 +846,7 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
     if fault.kind == "500":
         return _error(500, "An internal fault occurred.", "500.0 Internal Fault")
     if fault.kind == "slow":
+        await request.read()  # received in full, then slow: the request is carried out after the delay
         await asyncio.sleep(fault.delay)
         return None
     if fault.kind == "malformed":

@@ -25,6 +25,12 @@ from .records import (
 log = logging.getLogger(__name__)
 
 
+def idempotency_key(request: ApprovalRequest) -> str:
+    """The Idempotency-Key of every attempt at this request's action: the same for each retry, so a
+    provider that honours it never acts twice for one request."""
+    return f"idops-{request.id}"
+
+
 class ApprovalService(Policy):
     """The approval state machine and its policy over one SQLite store (see bot/approvals/__init__.py)."""
 
@@ -59,7 +65,13 @@ class ApprovalService(Policy):
             if provider is None:
                 raise ConnectorError(f"connector '{request.connector}' is no longer configured")
             outcome = await asyncio.wait_for(
-                provider.run_action(request.action, request.identity_id, request.reason), self.action_timeout
+                provider.run_action(
+                    request.action,
+                    request.identity_id,
+                    request.reason,
+                    idempotency_key=idempotency_key(request),
+                ),
+                self.action_timeout,
             )
             result = outcome.to_dict()
         except ConnectorError as exc:

@@ -1,19 +1,34 @@
-"""The shared HTTP core: pacing windows and which failures each retry policy repeats."""
+"""The shared HTTP core: pacing windows, which failures each retry policy repeats, outcome-unknown
+failures of state-changing requests, Idempotency-Key, and the wait budget of interactive callers (the
+last three over loopback HTTP against the HomeBase simulator)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
 
+from connectors import Action, ProviderUnavailableError, RateLimitedError, ValidationError
+from connectors.errors import OutcomeUnknownError
+from connectors.homebase import HomeBaseConnector
 from connectors.http import (
     MAX_PAUSE,
     ConnectionErrorRetry,
+    HttpClient,
     RateLimitedRetry,
     Response,
     ServerErrorRetry,
     SlidingWindowLimiter,
+    WaitTooLong,
+    interactive,
 )
+from standins import homebase, serving
 
 
 class FakeClock:
@@ -111,3 +126,119 @@ async def test_a_huge_or_odd_retry_after_never_stalls_for_long(clock: FakeClock)
         2.5,
         None,
     ]
+
+
+async def test_acquire_refuses_a_wait_past_max_wait_without_taking_a_slot(clock: FakeClock) -> None:
+    limiter = SlidingWindowLimiter(1, 10.0, clock=clock)
+    await limiter.acquire(max_wait=0)
+    with pytest.raises(WaitTooLong) as caught:
+        await limiter.acquire(max_wait=3)
+    assert caught.value.seconds == 10.0 and clock.slept == []
+    await limiter.acquire(max_wait=10)  # within its budget it waits as before
+    assert clock.slept == [10.0]
+
+
+# --- over loopback HTTP -----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def simulator(**settings: Any) -> AsyncIterator[tuple[homebase.HomeBaseState, str, HomeBaseConnector]]:
+    app = homebase.create_app(identities=20, rate_limits=False, **settings)
+    async with serving(app) as url:
+        connector = HomeBaseConnector("hb", api_key="hld_test_simulator", base_url=url + "/v1", timeout=0.5)
+        async with connector:
+            yield app[homebase.STATE], url, connector
+
+
+async def fault(url: str, **spec: Any) -> None:
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/_admin/faults", json=spec) as answer:
+        assert answer.status == 201, await answer.text()
+
+
+async def until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the simulator never got there"
+        await asyncio.sleep(0.02)
+
+
+async def test_an_action_post_that_times_out_has_an_unknown_outcome_and_did_run() -> None:
+    async with simulator() as (state, url, connector):
+        target = state.identity_id(3)
+        await fault(url, kind="slow", delay=1.0, method="POST")
+        with pytest.raises(OutcomeUnknownError, match=r"did not answer in 0\.5 s; it may or may not have"):
+            await connector.revoke_sessions(target)
+        # the provider did act: that is why a timeout is not a failure to retry
+        await until(lambda: state.sessions_revoked[target] == 1)
+
+
+@pytest.mark.parametrize("kind", ["drop", "500"])
+async def test_an_action_post_cut_off_or_answered_5xx_has_an_unknown_outcome(kind: str) -> None:
+    async with simulator() as (state, url, connector):
+        await fault(url, kind=kind, method="POST")
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await connector.disable(state.identity_id(1), "phished")
+        assert caught.value.kind == "outcome_unknown" and caught.value.request_id
+        assert len(state.requests_to("/v1/identity", "POST")) == 1  # sent once, never repeated
+
+
+async def test_reads_and_unsent_requests_are_plain_failures() -> None:
+    async with simulator() as (state, url, connector):
+        await fault(url, kind="slow", delay=1.0, method="GET", count=3)
+        with pytest.raises(ProviderUnavailableError) as caught:
+            await connector.get_identity(state.identity_id(0))
+        assert not isinstance(caught.value, OutcomeUnknownError)
+    with socket.socket() as sock:  # a port nobody listens on: the POST never left
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = HttpClient(f"http://127.0.0.1:{port}", provider="X", error_mapper=lambda r: ValidationError("x"))
+    try:
+        with pytest.raises(ProviderUnavailableError, match="could not be reached") as unsent:
+            await client.request("POST", "/act", json_body={})
+        assert not isinstance(unsent.value, OutcomeUnknownError)
+    finally:
+        await client.close()
+
+
+async def test_run_action_sends_its_idempotency_key_and_a_repeat_does_not_run_twice() -> None:
+    async with simulator() as (state, _, connector):
+        target = state.identity_id(2)
+        first = await connector.run_action(Action.REVOKE_SESSIONS, target, idempotency_key="idops-apr_1")
+        again = await connector.run_action(Action.REVOKE_SESSIONS, target, idempotency_key="idops-apr_1")
+        assert state.sessions_revoked[target] == 1 and state.idempotency.replays == 1
+        assert again.raw == first.raw  # the stored first answer
+        await connector.run_action(Action.REVOKE_SESSIONS, target, idempotency_key="idops-apr_2")
+        await connector.revoke_sessions(target)  # no key: every call acts
+        assert state.sessions_revoked[target] == 3
+        # the same key for another request is the caller's mistake, refused
+        with pytest.raises(ValidationError, match="already used with a different request"):
+            await connector.run_action(Action.DISABLE, target, "x", idempotency_key="idops-apr_1")
+        assert target not in {state.identity_id(i) for i in state.disabled}
+
+
+async def test_a_timed_out_action_repeated_with_its_key_runs_once() -> None:
+    async with simulator() as (state, url, connector):
+        target = state.identity_id(4)
+        await fault(url, kind="slow", delay=1.0, method="POST")
+        with pytest.raises(OutcomeUnknownError):
+            await connector.run_action(Action.REVOKE_SESSIONS, target, idempotency_key="idops-apr_9")
+        await until(lambda: state.sessions_revoked[target] == 1)
+        done = await connector.run_action(Action.REVOKE_SESSIONS, target, idempotency_key="idops-apr_9")
+        assert done.status == "completed" and state.sessions_revoked[target] == 1
+
+
+async def test_an_interactive_caller_is_told_to_wait_instead_of_waiting() -> None:
+    async with simulator() as (state, url, connector):
+        await fault(url, kind="429", retry_after=300, method="GET")
+        started = time.monotonic()
+        with interactive(max_wait=2.0), pytest.raises(RateLimitedError) as caught:
+            await connector.get_identity(state.identity_id(0))
+        assert time.monotonic() - started < 2.0
+        assert caught.value.retry_after is not None and caught.value.retry_after >= 120
+    paced = HomeBaseConnector("hb", api_key="hld_test_simulator", base_url="http://127.0.0.1:9/v1")
+    limiter = paced._limiters["reads"]
+    limiter.pause(90)  # a 429 seen by someone else: every later read would wait 90 s
+    with interactive(max_wait=1.0), pytest.raises(RateLimitedError, match="asked us to wait 90 s") as held:
+        await paced.get_identity("idn_x")
+    assert held.value.retry_after == 90
+    await paced.close()
