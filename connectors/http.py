@@ -425,7 +425,7 @@ class HttpClient:
     def _unknown(failure: ConnectorError) -> OutcomeUnknownError:
         """`failure` of a state-changing request that was sent: it may have been done."""
         return OutcomeUnknownError(
-            f"{failure.message}; it may or may not have been done",
+            f"{failure.message}, so the outcome is unknown: it may or may not have been done",
             provider=failure.provider,
             request_id=failure.request_id,
             status=failure.status,

@@ -166,7 +166,10 @@ async def test_an_action_post_that_times_out_has_an_unknown_outcome_and_did_run(
     async with simulator() as (state, url, connector):
         target = state.identity_id(3)
         await fault(url, kind="slow", delay=1.0, method="POST")
-        with pytest.raises(OutcomeUnknownError, match=r"did not answer in 0\.5 s; it may or may not have"):
+        with pytest.raises(
+            OutcomeUnknownError,
+            match=r"did not answer in 0\.5 s, so the outcome is unknown: it may or may not",
+        ):
             await connector.revoke_sessions(target)
         # the provider did act: that is why a timeout is not a failure to retry
         await until(lambda: state.sessions_revoked[target] == 1)
