@@ -35,6 +35,7 @@ values in single quotes with `\\` and `'` escaped, so text typed in Slack never 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
@@ -183,9 +184,17 @@ class ServiceAccountKey:
 
     @classmethod
     def parse(cls, text: str) -> ServiceAccountKey:
-        """ValueError naming what is missing, never quoting the content (it holds a private key)."""
+        """ValueError naming what is missing, never quoting the content (it holds a private key).
+        The JSON may come base64-encoded (forms that mangle quotes, newlines or colons)."""
         if not text.lstrip().startswith("{"):
-            raise ValueError("must be the key file's JSON content (not its path)")
+            try:
+                text = base64.b64decode(text.strip(), validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                text = ""
+            if not text.lstrip().startswith("{"):
+                raise ValueError(
+                    "must be the key file's JSON content or that JSON base64-encoded (not its path)"
+                )
         try:
             data = json.loads(text)
         except ValueError:

@@ -28,6 +28,9 @@ from connectors import (
 )
 
 T = TypeVar("T")
+# config keys whose values cortexutils replaces with REMOVED when it echoes a failed job's input: its
+# defaults (key, password, secret) miss a Google service account key file's JSON
+SECRET_PHRASES = ("key", "password", "secret", "token", "service_account")
 
 TAXONOMY_LEVEL = {
     RiskLevel.LOW: "safe",
@@ -41,7 +44,9 @@ def connector_from_config(config: Mapping[str, Any]) -> Connector:
     """The connector a worker's config describes; ConfigurationError names what is wrong."""
     kind = str(config.get("connector_kind") or "").strip()
     if not kind:
-        raise ConfigurationError("the worker's configuration needs connector_kind (homebase or sailpoint)")
+        raise ConfigurationError(
+            "the worker's configuration needs connector_kind (homebase, sailpoint or google_workspace)"
+        )
     name = str(config.get("connector_name") or kind).strip()
     return build_from_form(kind, name, config)
 
@@ -96,6 +101,9 @@ async def resolve(connector: Connector, query: str) -> Identity:
 class IdopsAnalyzer(Analyzer):
     """Look identities up by email, name or id; the summary shows the riskiest match's level."""
 
+    def __init__(self) -> None:
+        super().__init__(secret_phrases=SECRET_PHRASES)
+
     def run(self) -> None:
         query = observable_value(self)
         found = with_connector(self, lambda connector: connector.find_identities(query, limit=10))
@@ -117,6 +125,9 @@ class IdopsAnalyzer(Analyzer):
 
 class IdopsResponder(Responder):
     """Run the configured action (config `service`) on the identity an observable names."""
+
+    def __init__(self) -> None:
+        super().__init__(secret_phrases=SECRET_PHRASES)
 
     def run(self) -> None:
         if self.data_type != "thehive:case_artifact":

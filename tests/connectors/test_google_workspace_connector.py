@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -128,7 +129,8 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
     assert (built.customer, built.page_size, built.scopes[-1]) == ("my_customer", 500, SCOPE_ALERTS)
     secret = KEY["private_key"]
     cases = [
-        ({**good, "service_account_json": "/etc/keys/sa.json"}, "must be the key file's JSON content"),
+        ({**good, "service_account_json": "/etc/keys/sa.json"}, "must be the key file's JSON content or"),
+        ({**good, "service_account_json": "bm90IGpzb24="}, "that JSON base64-encoded (not its path)"),
         ({**good, "service_account_json": "{" + secret}, "is not valid JSON"),
         ({**good, "service_account_json": json.dumps({**KEY, "type": "user"})}, "is not a service account"),
         ({**good, "service_account_json": json.dumps({**KEY, "private_key": ""})}, 'has no "private_key"'),
@@ -145,6 +147,9 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
         text = str(bad.value)
         assert text.startswith("connector 'gw' (google_workspace): ") and message in text
         assert "PRIVATE KEY" not in text and secret[40:80] not in text  # never the key
+    encoded = base64.b64encode(json.dumps(KEY).encode()).decode()
+    decoded = connectors.build("google_workspace", "gw", {**good, "service_account_json": encoded})
+    assert isinstance(decoded, GoogleWorkspaceConnector) and decoded.key.private_key == KEY["private_key"]
     # the key file's token_uri is used unless token_url is set; alert_center may be a TOML bool
     own = connectors.build(
         "google_workspace",

@@ -48,9 +48,9 @@ def check_manifest(manifest: dict[str, Any]) -> None:
     actions = {a["action"]: a for a in manifest["actions"]}
     assert {name: a["type"] for name, a in actions.items()} == ACTIONS
     config = manifest["configuration"]
-    for secret in ("api_key", "client_secret", "idops_api_token"):
+    for secret in ("api_key", "client_secret", "idops_api_token", "service_account_json"):
         assert config[secret]["data_type"] == "password", secret
-    assert config["connector_kind"]["value_list"] == ["homebase", "sailpoint"]
+    assert {"homebase", "sailpoint", "google_workspace"} <= set(config["connector_kind"]["value_list"])
     disable = actions["disable account"]
     assert disable["parameters"]["reason"]["required"] is True
     assert disable["read_only"] is False and actions["get identity"]["read_only"] is True

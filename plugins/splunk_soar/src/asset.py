@@ -7,7 +7,9 @@ class Asset(BaseAsset):
     """One configured connector; empty settings are left out, so each kind sees only what it accepts."""
 
     connector_kind: str = AssetField(
-        description="Identity platform", value_list=["homebase", "sailpoint"], default="homebase"
+        description="Identity platform",
+        value_list=["homebase", "sailpoint", "google_workspace"],
+        default="homebase",
     )
     connector_name: str = AssetField(
         required=False,
@@ -16,6 +18,7 @@ class Asset(BaseAsset):
     )
     base_url: str = AssetField(
         description="API base URL, e.g. https://api.hldgroup.org/v1 or https://TENANT.api.identitynow.com"
+        " (Google Workspace: https://admin.googleapis.com)"
     )
     api_key: str = AssetField(required=False, sensitive=True, description="HomeBase API key (hld_live_...)")
     client_id: str = AssetField(required=False, default="", description="SailPoint OAuth client id")
@@ -29,6 +32,22 @@ class Asset(BaseAsset):
         required=False,
         default="",
         description="SailPoint: identity attribute that holds a risk score, e.g. attributes.riskScore",
+    )
+    service_account_json: str = AssetField(
+        required=False,
+        sensitive=True,
+        description="Google Workspace: the service account key file's JSON, base64-encoded",
+    )
+    admin_email: str = AssetField(
+        required=False, default="", description="Google Workspace: the admin the service account acts as"
+    )
+    customer: str = AssetField(
+        required=False, default="", description="Google Workspace: my_customer (default) or a customer id"
+    )
+    alert_center_url: str = AssetField(
+        required=False,
+        default="",
+        description="Google Workspace: Alert Center API root (default https://alertcenter.googleapis.com)",
     )
     idops_url: str = AssetField(
         required=False,
