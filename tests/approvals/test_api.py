@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from aiohttp import web
-from support.approvals import APPROVERS, OUTSIDER, REQUESTER, harness
+from support.approvals import APPROVERS, OUTSIDER, REQUESTER
 
 from bot.api import add_routes
 from bot.approvals import Decision, Status
@@ -60,14 +60,13 @@ def _app(h, api, token=TOKEN, failing_callback=False):
 
 
 @pytest.fixture
-async def api(tmp_path):
-    async with harness(tmp_path) as h:
-        holder = Api(h, "")
-        app, mounted = _app(h, holder)
-        assert mounted is True
-        async with serving(app) as url:
-            holder.url = url + "/api/v1/approvals"
-            yield holder
+async def api(h):
+    holder = Api(h, "")
+    app, mounted = _app(h, holder)
+    assert mounted is True
+    async with serving(app) as url:
+        holder.url = url + "/api/v1/approvals"
+        yield holder
 
 
 async def test_create_then_read_through_to_executed(api):
@@ -135,17 +134,16 @@ async def test_missing_or_wrong_token_is_refused(api, headers):
     assert api.h.db.table("approvals").count == 0 and api.created == []
 
 
-async def test_without_a_token_the_api_is_not_mounted(tmp_path):
-    async with harness(tmp_path) as h:
-        holder = Api(h, "")
-        for token in (None, ""):
-            app, mounted = _app(h, holder, token=token)
-            assert mounted is False
-            async with serving(app) as url:
-                async with h.http.post(url + "/api/v1/approvals", json={}, headers=AUTH) as response:
-                    assert response.status == 404
-                async with h.http.get(url + "/api/v1/approvals/apr_1", headers=AUTH) as response:
-                    assert response.status == 404
+async def test_without_a_token_the_api_is_not_mounted(h):
+    holder = Api(h, "")
+    for token in (None, ""):
+        app, mounted = _app(h, holder, token=token)
+        assert mounted is False
+        async with serving(app) as url:
+            async with h.http.post(url + "/api/v1/approvals", json={}, headers=AUTH) as response:
+                assert response.status == 404
+            async with h.http.get(url + "/api/v1/approvals/apr_1", headers=AUTH) as response:
+                assert response.status == 404
 
 
 @pytest.mark.parametrize(
@@ -203,15 +201,14 @@ async def test_unknown_request_id(api):
     assert status == 404 and body["error"] == "No approval request 'apr_doesnotexist'."
 
 
-async def test_a_failing_card_callback_still_creates_the_request(tmp_path):
-    async with harness(tmp_path) as h:
-        holder = Api(h, "")
-        app, _ = _app(h, holder, failing_callback=True)
-        async with serving(app) as url:
-            holder.url = url + "/api/v1/approvals"
-            status, body, _ = await holder.post(holder.body())
-        assert status == 201 and "could not be posted" in body["warning"]
-        assert h.service.get(body["id"]).status.value == "pending"
+async def test_a_failing_card_callback_still_creates_the_request(h):
+    holder = Api(h, "")
+    app, _ = _app(h, holder, failing_callback=True)
+    async with serving(app) as url:
+        holder.url = url + "/api/v1/approvals"
+        status, body, _ = await holder.post(holder.body())
+    assert status == 201 and "could not be posted" in body["warning"]
+    assert h.service.get(body["id"]).status.value == "pending"
 
 
 async def test_an_executing_request_reads_as_approved(api):

@@ -32,12 +32,6 @@ A, B, C = APPROVERS
 TESTS = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
-
-
 async def _request(h, who="plain", action=Action.REVOKE_SESSIONS, reason="phished"):
     return await h.service.request(
         connector="homebase",

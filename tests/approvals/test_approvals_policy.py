@@ -22,12 +22,6 @@ from connectors import Action, ProviderUnavailableError
 A, B, C = APPROVERS
 
 
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
-
-
 async def _request(h, who="plain", action=Action.REVOKE_SESSIONS, reason="phished", by=REQUESTER):
     return await h.service.request(
         connector="homebase", identity_id=h.people[who]["id"], action=action, reason=reason, requested_by=by
@@ -213,11 +207,10 @@ async def test_the_target_never_decides_about_themselves(h):
         assert h.service.get(request.id).status is Status.PENDING
 
 
-async def test_target_without_a_slack_account_does_not_block_others(tmp_path):
-    async with harness(tmp_path) as h:
-        request = await _request(h, who="plain2")  # plain2's email maps to no Slack user
-        decided = await h.service.decide(request.id, user_id=TARGET_USER, decision=Decision.APPROVE)
-        assert decided.status is Status.APPROVED
+async def test_target_without_a_slack_account_does_not_block_others(h):
+    request = await _request(h, who="plain2")  # plain2's email maps to no Slack user
+    decided = await h.service.decide(request.id, user_id=TARGET_USER, decision=Decision.APPROVE)
+    assert decided.status is Status.APPROVED
 
 
 async def test_privileged_needs_distinct_approvers(h):

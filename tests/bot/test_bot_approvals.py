@@ -22,12 +22,6 @@ from support.bot import (
 )
 
 
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
-
-
 def status_of(card: dict) -> str:
     """The card's Status field."""
     for block in card["blocks"]:

@@ -13,18 +13,10 @@ from support.bot import (
     OUTSIDER,
     REQUESTER,
     buttons,
-    harness,
     text_of,
 )
 
 from bot.listeners.commands import SUBCOMMANDS, parse, tokenize, unwrap
-
-
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
-
 
 # --- parsing (pure) ---------------------------------------------------------------------------------
 

@@ -15,17 +15,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from support.alerts import HOOK_SECRET, SP_TOKEN, served
-from support.bot import REQUESTER, harness
+from support.bot import REQUESTER
 
 from bot import server
 
 FORM = "application/x-www-form-urlencoded"
-
-
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
 
 
 @pytest.fixture

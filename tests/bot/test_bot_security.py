@@ -23,13 +23,6 @@ from bot.slack_text import escape
 from standins.seed import HOSTILE_NAMES
 from standins.slack import block_problems
 
-
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
-
-
 # --- signatures -------------------------------------------------------------------------------------
 
 

@@ -22,7 +22,6 @@ from support.bot import (
     REQUESTER,
     assert_scoped,
     buttons,
-    harness,
     slack_users,
     text_of,
 )
@@ -37,12 +36,6 @@ from standins.slack import SOCKET_MODE, FakeSlack
 ROOT = Path(__file__).resolve().parents[2]
 API_AUTH = {"Authorization": "Bearer test-api-token"}
 SLACK_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "IDOPS_API_TOKEN")
-
-
-@pytest.fixture
-async def h(tmp_path):
-    async with harness(tmp_path) as built:
-        yield built
 
 
 # --- HTTP endpoints ---------------------------------------------------------------------------------
