@@ -891,6 +891,16 @@ class GoogleWorkspaceConnector(Connector):
             message=message,
         )
 
+    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
+        """Suspension and a pending forced password change show on the user; a sign-out leaves
+        nothing to read (None)."""
+        if action not in (Action.DISABLE, Action.ENABLE, Action.FORCE_PASSWORD_RESET):
+            return None
+        user, _ = await self._read_user(identity_id)
+        if action is Action.FORCE_PASSWORD_RESET:
+            return user.get("changePasswordAtNextLogin") is True
+        return (user.get("suspended") is True) == (action is Action.DISABLE)
+
     async def revoke_sessions(self, identity_id: str) -> ActionResult:
         """users.signOut: every web and device session ends (there is no already-signed-out state)."""
         path = f"{self._user_path(identity_id)}/signOut"

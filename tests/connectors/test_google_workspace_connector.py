@@ -297,6 +297,11 @@ async def test_each_action_and_its_already_done_case(env: Env) -> None:
     patches = [r for r in env.state.log if r.method == "PATCH"]
     assert len(patches) == 1  # the second read the user and sent nothing
     assert (await connector.get_identity(user_id)).status == "suspended"
+    # what settles an action whose answer was lost: read, never send again
+    assert await connector.action_in_effect(Action.DISABLE, user_id) is True
+    assert await connector.action_in_effect(Action.ENABLE, user_id) is False
+    assert await connector.action_in_effect(Action.FORCE_PASSWORD_RESET, user_id) is False
+    assert await connector.action_in_effect(Action.REVOKE_SESSIONS, user_id) is None
     back = await connector.run_action(Action.ENABLE, env.state.user(index)["primaryEmail"])
     assert back.message == "unsuspended in Google Workspace" and env.state.user(index)["suspended"] is False
     assert (await connector.enable(user_id)).message == "was already active"
