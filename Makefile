@@ -46,6 +46,8 @@ demo: venv
 bench: venv
 	$(PY) bench/sweep.py
 	$(PY) bench/alerts.py
+	$(PY) bench/storm.py
+	$(PY) bench/incremental.py
 
 soar-venv: $(SOAR_STAMP)
 

@@ -103,7 +103,7 @@ async def feeding(
             secret=SECRET,
             retain=retain,
         )
-        async with session, receiving(connector) as hook_url:
+        async with session, receiving(connector.receive) as hook_url:
             a.sim.webhook_url = hook_url
             yield Feed(a, connector, sent, settings)
         assert connector.refused == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -103,11 +103,12 @@ class WebhookFedHomeBase(HomeBaseConnector):
 
 
 @contextlib.asynccontextmanager
-async def receiving(feed: WebhookFedHomeBase) -> AsyncIterator[str]:
-    """Serve the feed's webhook receiver on loopback; yields the URL to give the simulator."""
+async def receiving(receive: Callable[[bytes, Optional[str]], bool]) -> AsyncIterator[str]:
+    """Serve a webhook receiver on loopback handing each body and signature to `receive` (a feed's);
+    yields the URL to give the simulator."""
 
     async def hook(request: web.Request) -> web.Response:
-        ok = feed.receive(await request.read(), request.headers.get("X-HLD-Signature-256"))
+        ok = receive(await request.read(), request.headers.get("X-HLD-Signature-256"))
         return web.Response(status=204 if ok else 401)
 
     app = web.Application()
