@@ -17,7 +17,6 @@ from support.alerts import (
     fail_listing_from,
     on_listing,
     running,
-    served,
 )
 from support.bot import APPROVER
 
@@ -146,34 +145,31 @@ async def test_an_identity_new_since_the_sweep_passed_it_is_kept_when_a_webhook_
         assert "alert:ack" in action_ids(card)
 
 
-async def test_app_home_stops_counting_an_identity_deleted_at_the_provider(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await s.started()
+async def test_app_home_stops_counting_an_identity_deleted_at_the_provider(s) -> None:
+    await s.started()
 
-        async def critical_on_home() -> int:
-            await s.slack.open_home(s.events_url, APPROVER)
-            await s.settle()
-            home = s.slack.home(APPROVER)
-            assert home is not None
-            return int(home["blocks"][1]["fields"][0]["text"].rsplit("\n", 1)[1])
+    async def critical_on_home() -> int:
+        await s.slack.open_home(s.events_url, APPROVER)
+        await s.settle()
+        home = s.slack.home(APPROVER)
+        assert home is not None
+        return int(home["blocks"][1]["fields"][0]["text"].rsplit("\n", 1)[1])
 
-        index = s.hb_low()
-        identity_id = s.hb.identity_id(index)
-        async with s.http.post(
-            f"{s.hb_url}/_admin/identity/{identity_id}/risk", json={"risk_score": 97}
-        ) as r:
-            assert r.status == 200
-        await s.settle()
-        (card,) = s.cards()
-        shown = await critical_on_home()
-        async with s.http.delete(f"{s.hb_url}/_admin/identity/{identity_id}") as r:
-            assert r.status == 200 and json.loads(await r.text()) == {"deleted": identity_id}
-        assert await critical_on_home() == shown
-        await s.service.sweep(s.service.detector.scopes()[0])
-        await s.settle()
-        assert await critical_on_home() == shown - 1
-        (card,) = s.cards()
-        assert action_ids(card) == [] and "no longer reported by HomeBase (homebase)" in all_text(card)
+    index = s.hb_low()
+    identity_id = s.hb.identity_id(index)
+    async with s.http.post(f"{s.hb_url}/_admin/identity/{identity_id}/risk", json={"risk_score": 97}) as r:
+        assert r.status == 200
+    await s.settle()
+    (card,) = s.cards()
+    shown = await critical_on_home()
+    async with s.http.delete(f"{s.hb_url}/_admin/identity/{identity_id}") as r:
+        assert r.status == 200 and json.loads(await r.text()) == {"deleted": identity_id}
+    assert await critical_on_home() == shown
+    await s.service.sweep(s.service.detector.scopes()[0])
+    await s.settle()
+    assert await critical_on_home() == shown - 1
+    (card,) = s.cards()
+    assert action_ids(card) == [] and "no longer reported by HomeBase (homebase)" in all_text(card)
 
 
 async def test_a_sweep_that_lists_nobody_forgets_nobody(tmp_path: Path) -> None:

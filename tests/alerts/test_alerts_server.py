@@ -60,106 +60,103 @@ def gets_of(s: Served, index: int) -> int:
     return len(s.hb.requests_to(f"/v1/identity/{s.hb.identity_id(index)}", "GET"))
 
 
-async def test_start_up_sweeps_then_a_signed_webhook_alerts_in_seconds(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await s.started()
-        summaries = [all_text(n) for n in s.notices()]
-        assert any("HomeBase (homebase)" in t and "First sweep" in t for t in summaries)
-        assert any("SailPoint (sp)" in t and "First sweep" in t for t in summaries)
-        assert not s.cards()
+async def test_start_up_sweeps_then_a_signed_webhook_alerts_in_seconds(s) -> None:
+    await s.started()
+    summaries = [all_text(n) for n in s.notices()]
+    assert any("HomeBase (homebase)" in t and "First sweep" in t for t in summaries)
+    assert any("SailPoint (sp)" in t and "First sweep" in t for t in summaries)
+    assert not s.cards()
 
-        index = s.hb_low()
-        async with s.http.post(
-            f"{s.hb_url}/_admin/identity/{s.hb.identity_id(index)}/risk", json={"risk_score": 93}
-        ) as response:
-            assert response.status == 200
-            delivery = (await response.json())["delivery"]
-        assert delivery["status"] == 202  # the simulator's signed webhook was accepted
-        await s.settle()
-        (card,) = s.cards()
-        assert s.hb.person(index).email in all_text(card) and "→ 93" in all_text(card)
-
-
-async def test_homebase_webhook_signatures_and_replays(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await s.started()
-        index = s.hb_low()
-        s.hb.set_risk(s.hb.identity_id(index), 88)
-        body = event(s, index)
-        before = gets_of(s, index)
-
-        status, answer = await post(s, "/webhooks/homebase", body, {"Content-Type": "application/json"})
-        assert status == 401 and "missing X-HLD-Signature-256" in answer["error"]
-        status, answer = await post(s, "/webhooks/homebase", body, signed(body, "not-the-secret"))
-        assert status == 401 and "does not match" in answer["error"]
-        tampered = body.replace(b"evt_test1", b"evt_test2")
-        status, _ = await post(s, "/webhooks/homebase", tampered, signed(body))
-        assert status == 401
-        await s.settle()
-        assert gets_of(s, index) == before and not s.cards()  # nothing was re-checked
-
-        status, answer = await post(s, "/webhooks/homebase", body, signed(body))
-        assert status == 202 and answer == {"ok": True, "rechecking": 1}
-        await s.settle()
-        assert gets_of(s, index) == before + 1 and len(s.cards()) == 1
-
-        status, answer = await post(s, "/webhooks/homebase", body, signed(body))  # replayed
-        assert status == 200 and answer["duplicate"] is True
-        await s.settle()
-        assert gets_of(s, index) == before + 1 and len(s.cards()) == 1
-
-        not_json = b"{not json"
-        status, answer = await post(s, "/webhooks/homebase", not_json, signed(not_json))
-        assert status == 400 and answer["error"] == "body is not a JSON object"
-        no_id = json.dumps({"type": "identity.risk_changed", "data": {}}).encode()
-        status, answer = await post(s, "/webhooks/homebase", no_id, signed(no_id))
-        assert status == 400 and answer["error"] == "HomeBase event: field 'id' is required"
-        other = json.dumps({"id": "evt_x", "type": "tenant.updated", "data": {"name": "x"}}).encode()
-        status, answer = await post(s, "/webhooks/homebase", other, signed(other))
-        assert status == 202 and answer["rechecking"] == 0
+    index = s.hb_low()
+    async with s.http.post(
+        f"{s.hb_url}/_admin/identity/{s.hb.identity_id(index)}/risk", json={"risk_score": 93}
+    ) as response:
+        assert response.status == 200
+        delivery = (await response.json())["delivery"]
+    assert delivery["status"] == 202  # the simulator's signed webhook was accepted
+    await s.settle()
+    (card,) = s.cards()
+    assert s.hb.person(index).email in all_text(card) and "→ 93" in all_text(card)
 
 
-async def test_sailpoint_trigger_with_bearer_auth(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await s.started()
-        index = next(i for i in range(40) if s.sp.risk.get(i, None) is None and _sp_score(s, i) <= 20)
-        s.sp.set_risk(index, 95)
-        identity_id = s.sp.identity_id(index)
-        # the body exactly as the official SDK models the idn:identity-attributes-changed trigger
-        body = IdentityAttributesChanged.from_dict(
-            {
-                "identity": {"type": "IDENTITY", "id": identity_id, "name": "someone"},
-                "changes": [{"attribute": "riskScore", "oldValue": "10", "newValue": "95"}],
-            }
-        ).to_json()
-        assert body is not None
-        payload = body.encode()
-        json_type = {"Content-Type": "application/json"}
+async def test_homebase_webhook_signatures_and_replays(s) -> None:
+    await s.started()
+    index = s.hb_low()
+    s.hb.set_risk(s.hb.identity_id(index), 88)
+    body = event(s, index)
+    before = gets_of(s, index)
 
-        status, answer = await post(s, "/webhooks/sailpoint", payload, json_type)
-        assert status == 401 and answer["error"] == "missing bearer token"
-        status, answer = await post(
-            s, "/webhooks/sailpoint", payload, {**json_type, "Authorization": "Bearer nope"}
-        )
-        assert status == 401 and answer["error"] == "wrong bearer token"
-        await s.settle()
-        assert not s.cards()
+    status, answer = await post(s, "/webhooks/homebase", body, {"Content-Type": "application/json"})
+    assert status == 401 and "missing X-HLD-Signature-256" in answer["error"]
+    status, answer = await post(s, "/webhooks/homebase", body, signed(body, "not-the-secret"))
+    assert status == 401 and "does not match" in answer["error"]
+    tampered = body.replace(b"evt_test1", b"evt_test2")
+    status, _ = await post(s, "/webhooks/homebase", tampered, signed(body))
+    assert status == 401
+    await s.settle()
+    assert gets_of(s, index) == before and not s.cards()  # nothing was re-checked
 
-        auth = {**json_type, "Authorization": f"Bearer {SP_TOKEN}"}
-        bad = json.dumps({"identity": {"name": "x"}, "changes": []}).encode()
-        status, answer = await post(s, "/webhooks/sailpoint", bad, auth)
-        assert (
-            status == 400
-            and answer["error"] == "idn:identity-attributes-changed: field 'identity.id' is required"
-        )
+    status, answer = await post(s, "/webhooks/homebase", body, signed(body))
+    assert status == 202 and answer == {"ok": True, "rechecking": 1}
+    await s.settle()
+    assert gets_of(s, index) == before + 1 and len(s.cards()) == 1
 
-        status, answer = await post(s, "/webhooks/sailpoint", payload, auth)
-        assert status == 202 and answer["rechecking"] == 1
-        await s.settle()
-        (card,) = s.cards()
-        text = all_text(card)
-        assert "SailPoint (sp)" in text and "→ 95" in text
-        assert action_ids(card) == ["request:disable", "alert:ack", "alert:snooze"]  # what SailPoint offers
+    status, answer = await post(s, "/webhooks/homebase", body, signed(body))  # replayed
+    assert status == 200 and answer["duplicate"] is True
+    await s.settle()
+    assert gets_of(s, index) == before + 1 and len(s.cards()) == 1
+
+    not_json = b"{not json"
+    status, answer = await post(s, "/webhooks/homebase", not_json, signed(not_json))
+    assert status == 400 and answer["error"] == "body is not a JSON object"
+    no_id = json.dumps({"type": "identity.risk_changed", "data": {}}).encode()
+    status, answer = await post(s, "/webhooks/homebase", no_id, signed(no_id))
+    assert status == 400 and answer["error"] == "HomeBase event: field 'id' is required"
+    other = json.dumps({"id": "evt_x", "type": "tenant.updated", "data": {"name": "x"}}).encode()
+    status, answer = await post(s, "/webhooks/homebase", other, signed(other))
+    assert status == 202 and answer["rechecking"] == 0
+
+
+async def test_sailpoint_trigger_with_bearer_auth(s) -> None:
+    await s.started()
+    index = next(i for i in range(40) if s.sp.risk.get(i, None) is None and _sp_score(s, i) <= 20)
+    s.sp.set_risk(index, 95)
+    identity_id = s.sp.identity_id(index)
+    # the body exactly as the official SDK models the idn:identity-attributes-changed trigger
+    body = IdentityAttributesChanged.from_dict(
+        {
+            "identity": {"type": "IDENTITY", "id": identity_id, "name": "someone"},
+            "changes": [{"attribute": "riskScore", "oldValue": "10", "newValue": "95"}],
+        }
+    ).to_json()
+    assert body is not None
+    payload = body.encode()
+    json_type = {"Content-Type": "application/json"}
+
+    status, answer = await post(s, "/webhooks/sailpoint", payload, json_type)
+    assert status == 401 and answer["error"] == "missing bearer token"
+    status, answer = await post(
+        s, "/webhooks/sailpoint", payload, {**json_type, "Authorization": "Bearer nope"}
+    )
+    assert status == 401 and answer["error"] == "wrong bearer token"
+    await s.settle()
+    assert not s.cards()
+
+    auth = {**json_type, "Authorization": f"Bearer {SP_TOKEN}"}
+    bad = json.dumps({"identity": {"name": "x"}, "changes": []}).encode()
+    status, answer = await post(s, "/webhooks/sailpoint", bad, auth)
+    assert (
+        status == 400
+        and answer["error"] == "idn:identity-attributes-changed: field 'identity.id' is required"
+    )
+
+    status, answer = await post(s, "/webhooks/sailpoint", payload, auth)
+    assert status == 202 and answer["rechecking"] == 1
+    await s.settle()
+    (card,) = s.cards()
+    text = all_text(card)
+    assert "SailPoint (sp)" in text and "→ 95" in text
+    assert action_ids(card) == ["request:disable", "alert:ack", "alert:snooze"]  # what SailPoint offers
 
 
 def _sp_score(s: Served, index: int) -> int:
@@ -234,18 +231,15 @@ async def test_card_buttons_ack_snooze_and_request(tmp_path: Path) -> None:
         assert len(approvals) == 1 and "Revoke sessions" in all_text(approvals[0])
 
 
-async def test_list_them_shows_the_baseline(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await s.started()
-        (summary,) = [n for n in s.notices() if "HomeBase (homebase)" in all_text(n)]
-        expected = sum(
-            homebase.risk_level(s.hb.risk_score(i)) in ("high", "critical") for i in range(s.hb.size)
-        )
-        await s.click(REQUESTER, summary, "alert:list")
-        shown = all_text(s.slack.visible_ephemerals(REQUESTER)[-1])
-        assert f"{expected} identities high or critical" in shown
-        await s.click(OUTSIDER, summary, "alert:list")
-        assert "Only responders and approvers" in all_text(s.slack.visible_ephemerals(OUTSIDER)[-1])
+async def test_list_them_shows_the_baseline(s) -> None:
+    await s.started()
+    (summary,) = [n for n in s.notices() if "HomeBase (homebase)" in all_text(n)]
+    expected = sum(homebase.risk_level(s.hb.risk_score(i)) in ("high", "critical") for i in range(s.hb.size))
+    await s.click(REQUESTER, summary, "alert:list")
+    shown = all_text(s.slack.visible_ephemerals(REQUESTER)[-1])
+    assert f"{expected} identities high or critical" in shown
+    await s.click(OUTSIDER, summary, "alert:list")
+    assert "Only responders and approvers" in all_text(s.slack.visible_ephemerals(OUTSIDER)[-1])
 
 
 async def test_per_tenant_sweeps_report_a_suspended_tenant_alone(tmp_path: Path) -> None:
@@ -288,13 +282,12 @@ async def test_alerts_can_be_switched_off(tmp_path: Path) -> None:
         assert not s.slack.messages(ALERTS)
 
 
-async def test_one_scheduled_job_per_scope_never_overlapping(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await eventually(lambda: s.service.results, 15, "a first sweep")
-        assert s.service.scheduler is not None
-        jobs = s.service.scheduler.get_jobs()
-        assert sorted(job.id for job in jobs) == ["alerts:homebase", "alerts:snoozes", "alerts:sp"]
-        assert all(job.max_instances == 1 and job.coalesce for job in jobs)
+async def test_one_scheduled_job_per_scope_never_overlapping(s) -> None:
+    await eventually(lambda: s.service.results, 15, "a first sweep")
+    assert s.service.scheduler is not None
+    jobs = s.service.scheduler.get_jobs()
+    assert sorted(job.id for job in jobs) == ["alerts:homebase", "alerts:snoozes", "alerts:sp"]
+    assert all(job.max_instances == 1 and job.coalesce for job in jobs)
 
 
 async def test_a_provider_without_risk_scores_says_so_instead_of_zero(tmp_path: Path) -> None:
@@ -360,34 +353,33 @@ async def test_the_scheduler_redraws_a_card_when_its_snooze_ends(tmp_path: Path)
         await s.slack.wait_for(offered_again, timeout=10, what="the card without its ended snooze")
 
 
-async def test_nobody_acknowledges_or_snoozes_an_alert_about_their_own_account(tmp_path: Path) -> None:
-    async with served(tmp_path) as s:
-        await s.started()
-        scope = s.service.detector.scopes()[0]
-        plain = s.people["plain"]  # TARGET's Slack email is this identity's, and TARGET is an approver
-        s.hb.set_risk(plain["id"], 10)
-        await s.service.sweep(scope)
-        s.hb.set_risk(plain["id"], 85)
-        await s.service.sweep(scope)
-        await s.settle()
-        (card,) = s.cards()
-        for action in ("alert:ack", "alert:snooze"):
-            await s.click(TARGET, card, action)
-            assert "about your own account" in all_text(s.slack.visible_ephemerals(TARGET)[-1])
-        (card,) = s.cards()
-        assert "acknowledged" not in all_text(card) and "snoozed" not in all_text(card)
-        refused = s.db.execute(
-            "SELECT actor, detail FROM audit WHERE event = 'refused' AND identity_id = ?", [plain["id"]]
-        ).fetchall()
-        assert [
-            (actor, json.loads(detail)["attempted"], json.loads(detail)["rule"]) for actor, detail in refused
-        ] == [
-            (TARGET, "acknowledge", "own_alert"),
-            (TARGET, "snooze", "own_alert"),
-        ]
-        await s.click(APPROVER, card, "alert:ack")
-        (card,) = s.cards()
-        assert f"acknowledged by <@{APPROVER}>" in all_text(card)
+async def test_nobody_acknowledges_or_snoozes_an_alert_about_their_own_account(s) -> None:
+    await s.started()
+    scope = s.service.detector.scopes()[0]
+    plain = s.people["plain"]  # TARGET's Slack email is this identity's, and TARGET is an approver
+    s.hb.set_risk(plain["id"], 10)
+    await s.service.sweep(scope)
+    s.hb.set_risk(plain["id"], 85)
+    await s.service.sweep(scope)
+    await s.settle()
+    (card,) = s.cards()
+    for action in ("alert:ack", "alert:snooze"):
+        await s.click(TARGET, card, action)
+        assert "about your own account" in all_text(s.slack.visible_ephemerals(TARGET)[-1])
+    (card,) = s.cards()
+    assert "acknowledged" not in all_text(card) and "snoozed" not in all_text(card)
+    refused = s.db.execute(
+        "SELECT actor, detail FROM audit WHERE event = 'refused' AND identity_id = ?", [plain["id"]]
+    ).fetchall()
+    assert [
+        (actor, json.loads(detail)["attempted"], json.loads(detail)["rule"]) for actor, detail in refused
+    ] == [
+        (TARGET, "acknowledge", "own_alert"),
+        (TARGET, "snooze", "own_alert"),
+    ]
+    await s.click(APPROVER, card, "alert:ack")
+    (card,) = s.cards()
+    assert f"acknowledged by <@{APPROVER}>" in all_text(card)
 
 
 async def healthz(s: Served) -> dict[str, Any]:
