@@ -44,11 +44,13 @@ from .entra_api import (
     DEFAULT_AUTHORITY,
     DEFAULT_GRAPH,
     GUID,
+    ID_FILTER_MAX,
     MAX_PAGE,
     MAX_QUERY,
     NO_RISK,
     PROVIDER,
     RISKY_PAGE,
+    ROLES_MAX_AGE,
     SCOPE,
     TENANT,
     THUMBPRINT,
@@ -62,6 +64,7 @@ from .entra_api import (
     header_id,
     json_or_none,
     map_error,
+    odata_string,
     odata_time,
     risk_band,
     text_or_none,
@@ -154,6 +157,7 @@ class EntraConnector(Connector):
         self._token_lock: Optional[asyncio.Lock] = None  # made in a coroutine (3.9 binds it to a loop)
         self.risk_available: Optional[bool] = None  # None until riskyUsers was asked
         self.tokens_fetched = 0
+        self._roles: Optional[tuple[float, dict[str, tuple[str, ...]]]] = None
 
     @classmethod
     def from_config(
@@ -417,6 +421,7 @@ class EntraConnector(Connector):
         ):
             return
         roles, risk = await asyncio.gather(self.role_members(), self.risk_by_user())
+        self._roles = (self._clock(), roles)
         default = NO_RISK if risk is not None else UNKNOWN_RISK
         params = {"$select": USER_FIELDS, "$top": self.page_size}
         async for users, request_id in self._collection("/v1.0/users", params):
@@ -536,7 +541,8 @@ class EntraConnector(Connector):
         )
 
     async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
-        """Users whose risk changed after `cursor` (riskLastUpdatedDateTime), read in full."""
+        """Users whose risk changed after `cursor` (riskLastUpdatedDateTime): one riskyUsers query, their
+        users read 15 a request, roles as the last listing read them (at most ROLES_MAX_AGE old)."""
         now = datetime.now(timezone.utc)
         if cursor is None:
             return Changes([], odata_time(now - timedelta(minutes=1)))  # a minute of overlap for skew
@@ -555,8 +561,28 @@ class EntraConnector(Connector):
         if not changed:
             return Changes([], cursor)
         latest = max((row[2] for row in changed.values() if row[2]), default=cursor)
-        identities = [await self.get_identity(user_id) for user_id in changed]
+        roles = await self._recent_roles()
+        identities: list[Identity] = []
+        ids = list(changed)
+        for start in range(0, len(ids), ID_FILTER_MAX):  # 15 users a request (Graph's `in` limit)
+            chunk = ids[start : start + ID_FILTER_MAX]
+            params = {
+                "$select": USER_FIELDS,
+                "$top": len(chunk),
+                "$filter": "id in (" + ",".join(odata_string(i) for i in chunk) + ")",
+            }
+            async for users, request_id in self._collection("/v1.0/users", params):
+                for user in users:  # a user deleted since is simply not listed
+                    user_id = str(user.get("id")) if isinstance(user, dict) else ""
+                    band = changed[user_id][:2] if user_id in changed else UNKNOWN_RISK
+                    identities.append(self.to_identity(user, roles.get(user_id, ()), band, request_id))
         return Changes(identities, odata_time(parse_datetime(latest) or since))
+
+    async def _recent_roles(self) -> dict[str, tuple[str, ...]]:
+        """Role members as a listing read them less than ROLES_MAX_AGE ago, else read now."""
+        if self._roles is None or self._clock() - self._roles[0] > ROLES_MAX_AGE:
+            self._roles = (self._clock(), await self.role_members())
+        return self._roles[1]
 
     # --- actions -------------------------------------------------------------------------------
 

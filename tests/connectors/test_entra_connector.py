@@ -436,7 +436,15 @@ async def test_changes_since_reads_users_whose_risk_changed(env: Env) -> None:
     }
     risky = [r for r in env.state.log if r.path == "/v1.0/identityProtection/riskyUsers"]
     assert risky[-1].query["$filter"].startswith("riskLastUpdatedDateTime gt 20")
-    later = await connector.changes_since(changes.cursor)
+    read = [r.query["$filter"] for r in env.state.log if r.path == "/v1.0/users" and "$filter" in r.query]
+    assert read == [f"id in ('{env.state.user_id(4)}','{env.state.user_id(6)}')"]  # one request for both
+    env.state.log.clear()
+    for index in range(20, 50):
+        env.state.set_risk(index, "low", "atRisk")
+    many = await connector.changes_since(changes.cursor)
+    # riskyUsers, then 2 reads of 15 users; the role members read by the call before are reused
+    assert len(many.identities) == 30 and len(env.state.log) == 1 + 2
+    later = await connector.changes_since(many.cursor)
     assert later.identities == []
     with pytest.raises(ValidationError, match="list identities in full"):
         await connector.changes_since("2001-01-01T00:00:00Z")
