@@ -20,7 +20,8 @@ Rules this module keeps:
 * Every request carries a `client-request-id` (a GUID); errors show Graph's `request-id`.
 * 429 and 503 wait their `Retry-After`, else back off exponentially. Every Entra action is idempotent
   (revoking twice, setting accountEnabled twice, confirming twice...), so writes are retried on 5xx too;
-  a write whose answer never came back after the retries is an OutcomeUnknownError.
+  a write whose answer never came back after the retries is an OutcomeUnknownError, settled by
+  `action_in_effect` (accountEnabled, riskState) without sending it again.
 * An action on a target already in the wanted state is success, its message saying so.
 """
 
@@ -74,7 +75,6 @@ from .errors import (
     AuthenticationError,
     ConnectorError,
     NotFoundError,
-    OutcomeUnknownError,
     PermissionDeniedError,
     ProviderUnavailableError,
     ValidationError,
@@ -261,38 +261,29 @@ class EntraConnector(Connector):
         params: Optional[Mapping[str, Any]] = None,
         json_body: Any = None,
         advanced: bool = False,
-        write: bool = False,
         allow: Sequence[int] = (),
     ) -> Response:
         """One authenticated Graph call; a 401 fetches a new token and tries once more. Statuses in
-        `allow` come back as responses instead of errors."""
+        `allow` come back as responses instead of errors. A POST or PATCH sent without an answer (or
+        answered 5xx after the retries) is an OutcomeUnknownError (connectors.http)."""
         headers = {"client-request-id": str(uuid.uuid4()), "Accept": "application/json"}
         if advanced:
             headers["ConsistencyLevel"] = "eventual"
-        try:
-            for attempt in (1, 2):
-                token = await self._access_token()
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json_body=json_body,
-                    headers={**headers, "Authorization": f"Bearer {token}"},
-                    idempotent=True,  # reads, and every Entra action (see the module docstring)
-                    raise_for_status=False,
-                )
-                if response.status != 401 or attempt == 2:
-                    break
-                if self._token == token:  # concurrent callers renew it once, not once each
-                    self._token = None
-        except ProviderUnavailableError as exc:
-            if write and exc.status is None:  # sent, and no answer came back: it may have run
-                raise OutcomeUnknownError(
-                    f"{exc.message}: the {method} may or may not have taken effect; read the user to see",
-                    provider=PROVIDER,
-                    request_id=headers["client-request-id"],
-                ) from exc
-            raise
+        for attempt in (1, 2):
+            token = await self._access_token()
+            response = await self._http.request(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                headers={**headers, "Authorization": f"Bearer {token}"},
+                idempotent=True,  # reads, and every Entra action (see the module docstring)
+                raise_for_status=False,
+            )
+            if response.status != 401 or attempt == 2:
+                break
+            if self._token == token:  # concurrent callers renew it once, not once each
+                self._token = None
         if not response.ok and response.status not in allow:
             raise map_error(response)
         return response
@@ -614,13 +605,28 @@ class EntraConnector(Connector):
         enabled = data.get("accountEnabled")
         return data["id"], enabled if isinstance(enabled, bool) else None
 
+    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
+        """Whether Graph shows the action's effect now: accountEnabled for disable and enable, the
+        riskState for the verdicts; None for revoke and password change (nothing readable shows them)."""
+        if action in (Action.DISABLE, Action.ENABLE):
+            _, enabled = await self._user_state(identity_id)
+            return None if enabled is None else enabled is (action is Action.ENABLE)
+        if action in (Action.CONFIRM_COMPROMISED, Action.DISMISS_RISK):
+            user_id, _ = await self._user_state(identity_id)
+            path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
+            response = await self._api("GET", path, allow=(403, 404))
+            row = response.json(PROVIDER) if response.status == 200 else None
+            if not isinstance(row, dict):
+                return None if response.status == 403 else False
+            wanted = "confirmedCompromised" if action is Action.CONFIRM_COMPROMISED else "dismissed"
+            return row.get("riskState") == wanted
+        return None
+
     async def revoke_sessions(self, identity_id: str) -> ActionResult:
         """revokeSignInSessions: refresh tokens and session cookies stop working (access tokens live
         out their hour)."""
         user_id, _ = await self._user_state(identity_id)
-        response = await self._api(
-            "POST", f"/v1.0/users/{quote(user_id, safe='')}/revokeSignInSessions", write=True
-        )
+        response = await self._api("POST", f"/v1.0/users/{quote(user_id, safe='')}/revokeSignInSessions")
         return self._result(Action.REVOKE_SESSIONS, user_id, "sign-in sessions revoked", response)
 
     async def _set_enabled(self, action: Action, identity_id: str, enabled: bool) -> ActionResult:
@@ -632,7 +638,6 @@ class EntraConnector(Connector):
             "PATCH",
             f"/v1.0/users/{quote(user_id, safe='')}",
             json_body={"accountEnabled": enabled},
-            write=True,
         )
         return self._result(
             action, user_id, f"account {word} (accountEnabled {str(enabled).lower()})", response
@@ -653,7 +658,6 @@ class EntraConnector(Connector):
             "PATCH",
             f"/v1.0/users/{quote(user_id, safe='')}",
             json_body={"passwordProfile": {"forceChangePasswordNextSignIn": True}},
-            write=True,
         )
         return self._result(
             Action.FORCE_PASSWORD_RESET, user_id, "password change required at next sign-in", response
@@ -675,7 +679,6 @@ class EntraConnector(Connector):
                 "POST",
                 f"/v1.0/identityProtection/riskyUsers/{verb}",
                 json_body={"userIds": [user_id]},
-                write=True,
             )
         except PermissionDeniedError as exc:
             exc.message += " (needs Entra ID P2 and the IdentityRiskyUser.ReadWrite.All permission)"

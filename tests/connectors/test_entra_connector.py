@@ -415,9 +415,21 @@ async def test_a_write_without_an_answer_is_outcome_unknown(env: Env) -> None:
     connector = env.connector(timeout=0.5)
     await connector.get_identity(env.state.user_id(1))
     env.state.faults.append(Fault("slow", 10, delay=1.0, method="POST"))
-    with pytest.raises(OutcomeUnknownError, match="may or may not have taken effect"):
+    with pytest.raises(OutcomeUnknownError, match="may or may not have been done"):
         await connector.revoke_sessions(env.state.user_id(1))
     env.state.faults.clear()
+    env.state.faults.append(Fault("500", 10, method="PATCH"))
+    with pytest.raises(OutcomeUnknownError):
+        await connector.disable(env.state.user_id(1), "x")
+    env.state.faults.clear()
+    # settled by reading, never by sending again
+    assert await connector.action_in_effect(Action.DISABLE, env.state.user_id(1)) is False
+    await connector.disable(env.state.user_id(1), "x")
+    assert await connector.action_in_effect(Action.DISABLE, env.state.user_id(1)) is True
+    assert await connector.action_in_effect(Action.ENABLE, env.state.user_id(1)) is False
+    assert await connector.action_in_effect(Action.CONFIRM_COMPROMISED, env.state.user_id(7)) is True
+    assert await connector.action_in_effect(Action.DISMISS_RISK, env.state.user_id(7)) is False
+    assert await connector.action_in_effect(Action.REVOKE_SESSIONS, env.state.user_id(7)) is None
 
 
 # --- changes -------------------------------------------------------------------------------------
