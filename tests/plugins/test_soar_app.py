@@ -58,7 +58,7 @@ async def test_connectivity_ok_and_bad_credentials(soar: SoarApp) -> None:
     ok, bad_key, bad_kind = await asyncio.gather(
         soar.run("test_connectivity"),
         soar.run("test_connectivity", api_key="hld_test_not_a_known_key"),
-        soar.run("test_connectivity", connector_kind="okta"),
+        soar.run("test_connectivity", connector_kind="nosuch"),
     )
     assert ok.ok, ok.message
     assert "API key accepted; 60 identities visible" in ok.stderr
@@ -66,7 +66,7 @@ async def test_connectivity_ok_and_bad_credentials(soar: SoarApp) -> None:
     assert bad_key.message.startswith("Asset misconfiguration in test connectivity: HomeBase")
     assert "request id" in bad_key.message and "Check the asset's credentials" in bad_key.message
     assert "hld_test_not_a_known_key" not in bad_key.stdout + bad_key.stderr  # the key is never echoed
-    assert not bad_kind.ok and "unknown kind 'okta'" in bad_kind.message, bad_kind.message
+    assert not bad_kind.ok and "unknown kind 'nosuch'" in bad_kind.message, bad_kind.message
 
 
 async def test_list_identities_filters_and_limit(soar: SoarApp, sim: Sim) -> None:
