@@ -1,8 +1,9 @@
 """`idops demo` (`make demo`): the whole loop on one machine, in one process.
 
-HomeBase and SailPoint simulators, the idops server (standins/demo.toml, a store in a temporary directory)
-and the Slack stand-in with its web page at http://127.0.0.1:3000. A drift task moves risk scores
-through the simulators' admin APIs so alerts, escalations and resolves happen in the first minutes.
+HomeBase, SailPoint and Google Workspace (domain acme.example) simulators, the idops server
+(standins/demo.toml, a store in a temporary directory) and the Slack stand-in with its web page at
+http://127.0.0.1:3000. A drift task moves risk scores through the simulators' admin APIs (Workspace:
+Alert Center alerts opened and closed) so alerts, escalations and resolves happen in the first minutes.
 The terminal shows where to point the browser and one line per event; Ctrl-C stops everything.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import secrets
@@ -28,7 +30,7 @@ import aiohttp
 from bot.config import ConfigError, Secrets, StoreSettings, load_config
 from bot.server import build_web_app
 
-from . import homebase, sailpoint, serving
+from . import google_workspace, homebase, sailpoint, serving
 from .slack import FakeSlack
 from .slack.page import PEOPLE, USERS, SlackUI, demo_workspace
 
@@ -97,6 +99,19 @@ def _sailpoint_source(app: aiohttp.web.Application, url: str) -> Source:
         score=lambda i: attributes(i)["riskScore"],
         name=lambda i: attributes(i)["displayName"],
         eligible=eligible,
+    )
+
+
+def _workspace_source(app: aiohttp.web.Application, url: str) -> Source:
+    state = app[google_workspace.STATE]
+    return Source(
+        label="Google Workspace",
+        admin_url=url,
+        size=state.identities,
+        identity_id=state.user_id,
+        score=state.risk_score,  # what Alert Center's open alerts mean; the drift opens and closes them
+        name=lambda i: state.user(i)["name"]["fullName"],
+        eligible=lambda i: not state.user(i)["suspended"] and state.risk_score(i) == 0,
     )
 
 
@@ -179,6 +194,7 @@ class Demo:
     homebase: aiohttp.web.Application
     sailpoint: aiohttp.web.Application
     spotlight: Spotlight
+    workspace: Optional[aiohttp.web.Application] = None
 
 
 async def _drive(drift: Drift, slack: FakeSlack, first_wait: float, every: float, log: Callable[[str], None]):
@@ -215,6 +231,10 @@ async def running(
     sp_app = sailpoint.create_app(
         identities=identities, seed=seed + 1, client_id=sp_id, client_secret=sp_secret, tenant="acme"
     )
+    gw_key = google_workspace.generate_key()
+    gw_app = google_workspace.create_app(
+        key=gw_key, identities=identities, seed=seed + 2, domain="acme.example"
+    )
     slack = demo_workspace(
         bot_token=token,
         signing_secret=signing_secret,
@@ -227,6 +247,7 @@ async def running(
     async with (
         serving(hb_app) as hb_url,
         serving(sp_app) as sp_url,
+        serving(gw_app) as gw_url,
         slack.serve(port=slack_port) as slack_url,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
     ):
@@ -236,6 +257,8 @@ async def running(
             "SAILPOINT_BASE_URL": sp_url,
             "SAILPOINT_CLIENT_ID": sp_id,
             "SAILPOINT_CLIENT_SECRET": sp_secret,
+            "GOOGLE_WORKSPACE_BASE_URL": gw_url,
+            "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps({**gw_key, "token_uri": f"{gw_url}/token"}),
         }
         bot_secrets = Secrets(
             SLACK_BOT_TOKEN=token,  # type: ignore[arg-type]
@@ -248,11 +271,15 @@ async def running(
         async with serving(bot_app) as bot_base:
             page.bot_url = f"{bot_base}/slack/events"
             spot_index, spotlight = pick_spotlight(hb_app)
-            sources = [_homebase_source(hb_app, hb_url), _sailpoint_source(sp_app, sp_url)]
+            sources = [
+                _homebase_source(hb_app, hb_url),
+                _sailpoint_source(sp_app, sp_url),
+                _workspace_source(gw_app, gw_url),
+            ]
             drift = Drift(session, sources, log, random.Random(seed), (sources[0], spot_index))
             task = asyncio.create_task(_drive(drift, slack, first_wait, drift_seconds, log), name="drift")
             try:
-                yield Demo(slack, slack_url, page.bot_url, hb_app, sp_app, spotlight)
+                yield Demo(slack, slack_url, page.bot_url, hb_app, sp_app, spotlight, gw_app)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -56,6 +56,18 @@ MAX_RESULTS = 500
 ALERT_PAGE_MAX = 1000
 NEVER = "1970-01-01T00:00:00.000Z"
 FAULT_KINDS = ("429", "403_user_rate", "403_rate", "500", "503", "slow", "drop", "malformed", "expire_token")
+# alert types by the score idops gives a user with one open (connectors/google_workspace's rule)
+RISK_ALERTS = {
+    100: frozenset({"Leaked password", "Government attack warning"}),
+    75: frozenset(
+        {
+            "Suspicious login",
+            "Suspicious login (less secure app)",
+            "Suspicious programmatic login",
+            "User suspended (suspicious activity)",
+        }
+    ),
+}
 ALERT_SOURCES = {"Government attack warning": ("State sponsored attack", "StateSponsoredAttack")}
 _ID_BASE = 10**20  # ids are 21 digits, like Google's
 SEEDED_ALERT_USERS = 100_000  # seeding reads each person once: bounded so a million users start fast
@@ -433,6 +445,41 @@ class WorkspaceState:
             elif score >= 70:
                 self.raise_alert(index, "Suspicious login", status="CLOSED", created=self.started - hours)
 
+    def open_alerts(self, index: int) -> list[dict]:
+        email = self.user(index)["primaryEmail"]
+        return [
+            a
+            for a in self.alerts
+            if a["data"]["email"] == email and a["metadata"]["status"] != "CLOSED" and not a["deleted"]
+        ]
+
+    def risk_score(self, index: int) -> int:
+        """The score idops derives from the user's open alerts (the rule in connectors/google_workspace)."""
+        types = {a["type"] for a in self.open_alerts(index)}
+        if types & RISK_ALERTS[100]:
+            return 100
+        if types & RISK_ALERTS[75]:
+            return 75
+        return 50 if types else 0
+
+    def set_risk(self, index: int, score: int) -> list[dict]:
+        """Make the user's open alerts say `score`'s level: the open ones close, and one alert of a type
+        of that level opens (none for low). What the demo's drift and tests use; returns the new alerts."""
+        now = datetime.now(timezone.utc)
+        for alert in self.open_alerts(index):
+            alert["metadata"]["status"] = "CLOSED"
+            alert["metadata"]["updateTime"] = alert["updateTime"] = _iso(now)
+        if score <= 20:
+            return []
+        alert_type = (
+            "Leaked password"
+            if score > 75
+            else "Suspicious login"
+            if score > 50
+            else "User reported phishing"
+        )
+        return [self.raise_alert(index, alert_type, created=now)]
+
     # --- auth and quota
 
     def issue_token(self, issuer: str, subject: Optional[str], scopes: frozenset[str]) -> str:
@@ -772,6 +819,20 @@ async def admin_alert(request: web.Request) -> web.Response:
     return web.json_response(state.raise_alert(index, alert_type, status=status), status=201)
 
 
+async def admin_risk(request: web.Request) -> web.Response:
+    """POST /_admin/identity/{id}/risk {"risk_score": 0-100}: open alerts to that level (as the other
+    simulators' risk endpoint, for the demo's drift); answers the user's new derived score."""
+    state = request.app[STATE]
+    index = state.index_of(request.match_info["id"])
+    if index is None:
+        return web.json_response({"error": "no such user"}, status=404)
+    score = (await _admin_body(request)).get("risk_score")
+    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100:
+        return web.json_response({"error": "risk_score must be an integer from 0 to 100"}, status=400)
+    raised = state.set_risk(index, score)
+    return web.json_response({"risk_score": state.risk_score(index), "alerts": raised})
+
+
 async def admin_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response(
@@ -928,6 +989,7 @@ def create_app(
     app.router.add_post("/_admin/faults", admin_faults)
     app.router.add_delete("/_admin/faults", admin_clear_faults)
     app.router.add_post("/_admin/alerts", admin_alert)
+    app.router.add_post("/_admin/identity/{id}/risk", admin_risk)
     app.router.add_get("/_admin/stats", admin_stats)
     return app
 

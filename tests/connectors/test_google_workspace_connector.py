@@ -370,6 +370,26 @@ async def test_risk_follows_open_alerts(env: Env) -> None:
     assert all(r.query["filter"].startswith('createTime >= "') for r in alert_reads)
 
 
+async def test_the_simulators_risk_endpoint_agrees_with_the_connectors_rule(env: Env) -> None:
+    connector = env.connector()
+    user_id = env.state.user_id(11)
+    async with ClientSession() as session:
+        for score, level in (
+            (90, RiskLevel.CRITICAL),
+            (60, RiskLevel.HIGH),
+            (30, RiskLevel.MEDIUM),
+            (5, RiskLevel.LOW),
+        ):
+            async with session.post(
+                f"{env.url}/_admin/identity/{user_id}/risk", json={"risk_score": score}
+            ) as r:
+                assert r.status == 200
+            (found,) = [i async for i in connector.list_identities() if i.id == user_id]
+            assert found.risk_level is level and found.risk_score == env.state.risk_score(11)
+        async with session.post(f"{env.url}/_admin/identity/{user_id}/risk", json={"risk_score": 101}) as r:
+            assert r.status == 400
+
+
 @pytest.mark.parametrize("env", [{"granted_scopes": ALL_SCOPES - {SCOPE_ALERTS}}], indirect=True)
 async def test_without_the_alert_center_scope_risk_is_unknown(env: Env, caplog) -> None:
     connector = env.connector()

@@ -1,6 +1,6 @@
 """The README's "run the pieces yourself" recipe, as written: three `idops sim` processes, their
 printed lines pasted into a shell, `idops serve --config standins/demo.toml` started there, and the
-Slack page's command box reaching that bot, which reaches both identity simulators."""
+Slack page's command box reaching that bot, which reaches every identity simulator."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from support.sims import ROOT, sim_process
 
 from standins.slack.page import RESPONDER
 
-DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_")
+DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_", "GOOGLE_")
 
 
 def _free_port() -> int:
@@ -63,10 +63,12 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
     with (
         sim_process("homebase", "--identities", "20", drop=DROP) as homebase,
         sim_process("sailpoint", "--identities", "20", drop=DROP) as sailpoint,
+        sim_process("google_workspace", "--identities", "20", drop=DROP) as workspace,
         sim_process("slack", "--bot-url", bot_url, drop=DROP) as slack,
     ):
         pasted = tmp_path / "pasted.sh"
-        pasted.write_text(homebase.block() + sailpoint.block() + slack.block() + 'exec "$@"\n')
+        blocks = homebase.block() + sailpoint.block() + workspace.block() + slack.block()
+        pasted.write_text(blocks + 'exec "$@"\n')
         page = slack.read_until(r"the page is at (http://\S+)/").group(1)
         serve = subprocess.Popen(
             [
@@ -92,6 +94,7 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
             assert sorted(c["name"] if isinstance(c, dict) else c for c in health["connectors"]) == [
                 "homebase",
                 "sailpoint",
+                "workspace",
             ]
             typed = {"user": RESPONDER, "line": "/idops whois nobody@example.com", "channel": "C0ALERTS"}
             assert _post(page + "/_ui/command", typed) == {"status": 200}
@@ -106,6 +109,7 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
             # both identity simulators were searched with the pasted URLs and credentials
             assert "nobody@example.com" in answer, answer
             assert "HomeBase (homebase)" in answer and "SailPoint (sailpoint)" in answer, answer
+            assert "Google Workspace (workspace)" in answer, answer
             assert "couldn't reach" not in answer.lower() and "unavailable" not in answer.lower(), answer
         finally:
             serve.terminate()
