@@ -157,6 +157,7 @@ class EntraConnector(Connector):
         self._token_lock: Optional[asyncio.Lock] = None  # made in a coroutine (3.9 binds it to a loop)
         self.risk_available: Optional[bool] = None  # None until riskyUsers was asked
         self.tokens_fetched = 0
+        self._prefetched: set[asyncio.Future] = set()
         self._roles: Optional[tuple[float, dict[str, tuple[str, ...]]]] = None
 
     @classmethod
@@ -195,6 +196,10 @@ class EntraConnector(Connector):
         )
 
     async def close(self) -> None:
+        # pages fetched ahead for a listing its caller left early: never let them outlive the session
+        for page in list(self._prefetched):
+            page.cancel()
+        await asyncio.gather(*self._prefetched, return_exceptions=True)
         await self._http.close()
 
     # --- auth and requests ---------------------------------------------------------------------
@@ -330,6 +335,8 @@ class EntraConnector(Connector):
                     next_page = asyncio.ensure_future(
                         self._api("GET", self._checked_link(link, response), advanced=advanced)
                     )
+                    self._prefetched.add(next_page)
+                    next_page.add_done_callback(self._prefetched.discard)
                 yield rows, header_id(response)
         finally:
             if next_page is not None:

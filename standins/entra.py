@@ -290,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim entra`: serve the simulator until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="idops sim entra", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8403, help="0 picks a free port (printed at start)")
+    parser.add_argument("--port", type=int, default=8404, help="0 picks a free port (printed at start)")
     parser.add_argument("--identities", type=int, default=300, help="users to serve")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -466,3 +466,13 @@ async def test_changes_since_reads_users_whose_risk_changed(env: Env) -> None:
 
 def test_roles_constant_is_what_the_listing_expects() -> None:
     assert [role[1] for role in ROLES][:2] == ["Global Administrator", "User Administrator"]
+
+
+async def test_a_listing_left_early_leaves_nothing_running_after_close(env: Env) -> None:
+    connector = env.connector(page_size=50)
+    async for page in connector.iter_pages():
+        assert len(page) == 50
+        break  # the next page is already on its way
+    assert connector._prefetched
+    await connector.close()
+    assert not connector._prefetched and connector._http._session is None
