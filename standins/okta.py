@@ -481,10 +481,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-itp", action="store_true", help="an org without Identity Threat Protection")
     parser.add_argument("--no-rate-limit", action="store_true", help="serve without rate limits")
     parser.add_argument("--rate-window", type=float, default=60.0, help="seconds per rate-limit window")
+    parser.add_argument("--rate-limit", type=int, default=0, help="requests per window in every bucket")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
     args = parser.parse_args(argv)
-    if args.identities < 0 or args.latency < 0 or args.rate_window <= 0:
-        parser.error("--identities and --latency must be 0 or more, --rate-window above 0")
+    if args.identities < 0 or args.latency < 0 or args.rate_window <= 0 or args.rate_limit < 0:
+        parser.error("--identities, --latency and --rate-limit must be 0 or more, --rate-window above 0")
     token = os.environ.get("OKTA_API_TOKEN") or ""
     generated = not token
     if generated:
@@ -494,7 +495,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=args.seed,
         api_token=token,
         itp=not args.no_itp,
-        rate_limits=not args.no_rate_limit,
+        rate_limits=False
+        if args.no_rate_limit
+        else ({b: args.rate_limit for b in BUCKETS} if args.rate_limit else True),
         rate_window=args.rate_window,
         latency=args.latency,
     )

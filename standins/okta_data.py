@@ -117,6 +117,12 @@ def _conjuncts(node: Any) -> list[Comparison]:
     return []
 
 
+def _fields(node: Any) -> set[str]:
+    if isinstance(node, BoolOp):
+        return {name for part in node.parts for name in _fields(part)}
+    return {node.field}
+
+
 def iso(moment: datetime) -> str:
     return (
         moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -177,9 +183,15 @@ class OktaState:
         # DEPROVISIONED users (index % 101 == 100) come on top: a default list returns `identities`
         self.total = self.identities + self.identities // 100
         self._cached = functools.lru_cache(maxsize=60_000)(self._render_user)
+        # the seeded parts are pure functions of the index: cached, so the server stays cheap per user
+        self._seeded_status = functools.lru_cache(maxsize=200_000)(self._seeded_status_of)
+        self.user_id = functools.lru_cache(maxsize=200_000)(self._user_id)  # type: ignore[method-assign]
 
     # ids: "00u" + 8 seeded characters + the index in 9 base-62 digits (20 characters, like Okta's)
     def user_id(self, index: int) -> str:
+        return self._user_id(index)
+
+    def _user_id(self, index: int) -> str:
         digest = hashlib.sha1(f"okta:{self.seed}:{index}".encode(), usedforsecurity=False).digest()
         head = "".join(_ALPHABET[b % 62] for b in digest[:8])
         tail = ""
@@ -217,6 +229,9 @@ class OktaState:
     def status(self, index: int) -> str:
         if index in self.statuses:
             return self.statuses[index]
+        return self._seeded_status(index)
+
+    def _seeded_status_of(self, index: int) -> str:
         if index % 101 == 100:
             return "DEPROVISIONED"
         if person(index, seed=self.seed).status == "suspended":
@@ -231,8 +246,9 @@ class OktaState:
         return "ACTIVE"
 
     def seeded_risk(self, index: int) -> str:
+        # ITP flags few users: 0.3% HIGH, 0.6% MEDIUM, 1.2% LOW
         roll = (index * 2654435761 + self.seed * 40503) % 1000
-        return "HIGH" if roll < 16 else "MEDIUM" if roll < 40 else "LOW" if roll < 70 else "NONE"
+        return "HIGH" if roll < 3 else "MEDIUM" if roll < 9 else "LOW" if roll < 21 else "NONE"
 
     def risk_level(self, index: int) -> tuple[str, str]:
         """(level, reason) the risk API reports now."""
@@ -280,6 +296,9 @@ class OktaState:
             },
             "_links": {"self": {"href": f"{self.base_url}/api/v1/users/{self.user_id(index)}"}},
         }
+
+    def light_user(self, index: int) -> dict:
+        return {"id": self.user_id(index), "status": self.status(index), "created": iso(self.created(index))}
 
     def _render_user(self, index: int) -> bytes:
         return json.dumps(self.user(index), separators=(",", ":")).encode()
@@ -361,9 +380,11 @@ class OktaState:
             candidates = [i for i in candidates if after < 0 or i < after]
         else:
             candidates = (i for i in candidates if i > after)
+        light = _fields(node) <= {"id", "status", "created"}  # the listing partitions: no full user needed
         out: list[int] = []
         for index in candidates:
-            if matches(node, self.user(index)):
+            doc = self.light_user(index) if light else self.user(index)
+            if matches(node, doc):
                 if len(out) == limit:
                     return out, True
                 out.append(index)
