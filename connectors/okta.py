@@ -800,6 +800,26 @@ class OktaConnector(Connector):
             raise
         return self._done(action, user_id, f"Okta risk set to {level} ({reason})", body)
 
+    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
+        """Read whether an action shows on the user (status, or ITP risk); None for session revocation,
+        which leaves nothing to read."""
+        user_id = self._checked_id(identity_id)
+        if action in (Action.CONFIRM_COMPROMISED, Action.DISMISS_RISK):
+            level = await self._user_risk(user_id)
+            if level is None:
+                return None
+            return level == "HIGH" if action is Action.CONFIRM_COMPROMISED else level in ("LOW", "NONE")
+        statuses = {
+            Action.DISABLE: ("suspended",),
+            Action.ENABLE: ("active",),
+            Action.FORCE_PASSWORD_RESET: ("password_expired", "recovery"),
+        }
+        if action not in statuses:
+            return None
+        body, _ = await self._json("GET", f"/api/v1/users/{quote(user_id, safe='')}")
+        status = str(body.get("status") or "").lower() if isinstance(body, dict) else ""
+        return status in statuses[action]
+
     async def confirm_compromised(self, identity_id: str) -> ActionResult:
         return await self._set_risk(
             Action.CONFIRM_COMPROMISED, identity_id, "HIGH", "confirmed compromised in idops"

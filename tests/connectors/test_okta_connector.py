@@ -228,6 +228,9 @@ async def test_suspend_unsuspend_and_their_already_done_cases(env: Env) -> None:
     back_again = await connector.enable(user_id)
     assert "already active" in back_again.message and "already" not in back.message
     assert [a for a in env.state.actions if a[0] == user_id] == [(user_id, "suspend"), (user_id, "unsuspend")]
+    assert await connector.action_in_effect(Action.ENABLE, user_id) is True
+    assert await connector.action_in_effect(Action.DISABLE, user_id) is False
+    assert await connector.action_in_effect(Action.REVOKE_SESSIONS, user_id) is None
     staged = env.state.user_id(next(i for i in range(env.state.total) if env.state.status(i) == "STAGED"))
     with pytest.raises(
         ValidationError, match="can suspend only a user whose status is ACTIVE; this one is staged"
