@@ -1,6 +1,16 @@
 """The idops config file (TOML) and the secrets from the environment, validated with pydantic.
 
 Only entry points call `load_config` and `Secrets()`; everything else receives the parsed objects.
+Every value is checked by type and shape here (strict types: a boolean is not a number, a string not a
+list), so a refusal is one `ConfigError` line naming the file and the key, never a traceback:
+
+- Slack ids have their shape (channels `C…`/`G…`, people `U…`/`W…` or user groups `S…`), numbers
+  their ranges, `[store] path` is a file name (whether it can be opened is checked where it is
+  opened, by the server), and the file is UTF-8 TOML of sane depth.
+- Secrets stay out of the file: a secret-looking key (or a Slack token under any key) is refused
+  naming the environment variable it belongs in, and every `*_env` value must look like a variable
+  name (capitals, digits and `_`), since what is pasted there by mistake is usually the secret itself.
+- No message ever shows a value from the file, and keys in messages are escaped and cut.
 """
 
 from __future__ import annotations
@@ -9,10 +19,20 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    Strict,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,28 +43,61 @@ class ConfigError(Exception):
     """A config file or environment problem, phrased as one line that names the key."""
 
 
+def _shaped(pattern: str, what: str) -> AfterValidator:
+    """A check that the whole string matches `pattern`; the refusal says what is expected, not the value."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+ChannelId = Annotated[
+    str, _shaped(r"[CG][A-Z0-9]{2,30}", "a channel id like C0123ABCD (channel name > Copy link: the C… part)")
+]
+PersonOrGroup = Annotated[
+    str,
+    _shaped(r"[UWS][A-Z0-9]{2,30}", "a Slack user id (U… or W…) or user group id (S…), not a name or email"),
+]
+GroupId = Annotated[str, _shaped(r"S[A-Z0-9]{2,30}", "a Slack user group id like S0ONCALL")]
+_ENV_NAME = r"[A-Z][A-Z0-9_]{0,99}"
+_ENV_WHAT = (
+    "the name of an environment variable (capitals, digits and _, like HOMEBASE_API_KEY), "
+    "not the secret itself (the value is not shown)"
+)
+#: what an `*_env` key holds: the name of an environment variable, never the value itself
+EnvName = Annotated[str, _shaped(_ENV_NAME, _ENV_WHAT)]
+HttpUrl = Annotated[str, _shaped(r"https?://[^\s/]+(/\S*)?", "an http(s) URL like https://slack.com/api/")]
+#: enums are given as text in TOML: validated by value although the sections are strict
+Level = Annotated[RiskLevel, Strict(False)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real booleans and numbers, so `true` is never 1 and "300" never 300
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SlackSettings(_Section):
-    command: str = "/idops"
-    api_url: str = "https://slack.com/api/"
-    alert_channel: str
-    approval_channel: str
+    command: str = Field("/idops", max_length=32)
+    api_url: HttpUrl = "https://slack.com/api/"
+    alert_channel: ChannelId
+    approval_channel: ChannelId
 
     @field_validator("command")
     @classmethod
     def _slash(cls, value: str) -> str:
-        if not value.startswith("/") or " " in value:
-            raise ValueError("must start with '/' and contain no spaces, e.g. \"/idops\"")
+        if not re.fullmatch(r"/[a-z0-9_-]+", value):
+            raise ValueError("must be '/' and lower-case letters, digits, - or _, e.g. \"/idops\"")
         return value
 
 
 class AccessSettings(_Section):
     # Empty lists deny everything: the bot refuses requests and names the missing key.
-    responders: list[str] = Field(default_factory=list)
-    approvers: list[str] = Field(default_factory=list)
+    responders: list[PersonOrGroup] = Field(default_factory=list)
+    approvers: list[PersonOrGroup] = Field(default_factory=list)
 
 
 class ApprovalSettings(_Section):
@@ -53,10 +106,46 @@ class ApprovalSettings(_Section):
 
 
 class StoreSettings(_Section):
-    path: str = "idops.db"
+    # "" and ":memory:" would be a temporary database: approvals, audit trail and alert state lost on restart
+    path: str = Field("idops.db", min_length=1, max_length=4096)
+
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, value: str) -> str:
+        if not value.strip() or value == ":memory:" or value.startswith("file:"):
+            raise ValueError("must name a database file (an empty or in-memory store is lost on restart)")
+        if "\0" in value or value.endswith(("/", os.sep)):
+            raise ValueError("must name a database file, not a directory")
+        return value
 
 
 _SECRET_KEY = re.compile(r"(?:^|_)(?:secret|password|token|api_key|private_key|service_account_json)$")
+# secrets idops itself reads from the environment, by the key someone might write them under
+_SLACK_SECRETS = {
+    "token": "SLACK_BOT_TOKEN",
+    "bot_token": "SLACK_BOT_TOKEN",
+    "signing_secret": "SLACK_SIGNING_SECRET",
+    "app_token": "SLACK_APP_TOKEN",
+    "api_token": "IDOPS_API_TOKEN",
+}
+_TOKEN_VALUES = ((re.compile(r"xox[a-z]-"), "SLACK_BOT_TOKEN"), (re.compile(r"xapp-"), "SLACK_APP_TOKEN"))
+
+
+def _secret_home(key: str, value: Any, depth: int = 0) -> Optional[str]:
+    """The environment variable a secret written under `key` (or inside its table or list) belongs
+    in, when it is one of idops's own: by the key's name, or a Slack token's shape."""
+    if isinstance(value, str):
+        for pattern, variable in _TOKEN_VALUES:
+            if pattern.match(value.strip()):
+                return variable
+    elif isinstance(value, (dict, list)) and depth < 5:
+        items = value.items() if isinstance(value, dict) else ((key, item) for item in value)
+        for inner_key, inner in items:
+            found = _secret_home(str(inner_key), inner, depth + 1)
+            if found:
+                return found
+    name = key.lower().removeprefix("slack_").removeprefix("idops_")
+    return _SLACK_SECRETS.get(name)
 
 
 class ConnectorEntry(BaseModel):
@@ -64,15 +153,20 @@ class ConnectorEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: str
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str = Field(strict=True, max_length=100)
 
     @model_validator(mode="after")
     def _no_literal_secrets(self) -> ConnectorEntry:
         # secrets come from the environment only, so a config file can be shared and committed
-        for key in self.model_extra or {}:
-            if _SECRET_KEY.search(key):
-                raise ValueError(f"{key} is a secret: set it in an environment variable named by {key}_env")
+        for key, value in (self.model_extra or {}).items():
+            where = _printable(key)
+            if _SECRET_KEY.search(key) or _secret_home(key, value):
+                raise ValueError(
+                    f"{where} is a secret: set it in an environment variable named by {where}_env"
+                )
+            if key.endswith("_env") and not (isinstance(value, str) and re.fullmatch(_ENV_NAME, value)):
+                raise ValueError(f"{where}: must be {_ENV_WHAT}")
         return self
 
     def settings(self, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -80,8 +174,6 @@ class ConnectorEntry(BaseModel):
         out: dict[str, Any] = {}
         for key, value in (self.model_extra or {}).items():
             if key.endswith("_env"):
-                if not isinstance(value, str) or not value:
-                    raise ConfigError(f"connector '{self.name}': {key} must name an environment variable")
                 secret = environ.get(value)
                 if not secret:
                     raise ConfigError(
@@ -93,27 +185,34 @@ class ConnectorEntry(BaseModel):
         return out
 
 
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+DAY_SECONDS = 24 * 3600
+MONTH_MINUTES = 31 * 24 * 60
+
+
 class AlertRoute(_Section):
     """Send alerts matching every given condition to `channel`; the first matching route wins."""
 
-    channel: str
-    tenant: Optional[str] = None
-    provider: Optional[str] = None
-    connector: Optional[str] = None
-    level: Optional[RiskLevel] = None
+    channel: ChannelId
+    tenant: Optional[Name] = None
+    provider: Optional[Name] = None
+    connector: Optional[Name] = None
+    level: Optional[Level] = None
 
 
 class AlertSettings(_Section):
     enabled: bool = True
-    poll_seconds: int = Field(300, ge=1)
-    levels: list[RiskLevel] = Field(default_factory=lambda: [RiskLevel.HIGH, RiskLevel.CRITICAL])
-    cooldown_minutes: int = Field(60, ge=0)
+    poll_seconds: int = Field(300, ge=1, le=DAY_SECONDS)
+    levels: list[Level] = Field(
+        default_factory=lambda: [RiskLevel.HIGH, RiskLevel.CRITICAL], min_length=1, max_length=4
+    )
+    cooldown_minutes: int = Field(60, ge=0, le=MONTH_MINUTES)
     # how long the Snooze button on an alert card silences that identity
-    snooze_minutes: int = Field(240, ge=1)
-    mention: Optional[str] = None
-    routes: list[AlertRoute] = Field(default_factory=list)
+    snooze_minutes: int = Field(240, ge=1, le=MONTH_MINUTES)
+    mention: Optional[GroupId] = None
+    routes: list[AlertRoute] = Field(default_factory=list, max_length=1000)
     # connector name -> tenant ids swept one by one (own schedule, own outage notice), e.g. MSP keys
-    tenants: dict[str, list[str]] = Field(default_factory=dict)
+    tenants: dict[Name, list[Name]] = Field(default_factory=dict)
     # connectors with a change feed list in full on start and every Nth sweep, only changes in between
     full_sweep_every: int = Field(12, ge=1, le=10_000)
     # more cards than this waiting for one channel are folded into digest messages (0: never fold)
@@ -121,19 +220,22 @@ class AlertSettings(_Section):
 
 
 class WebhookSettings(_Section):
-    homebase_secret_env: Optional[str] = None
+    homebase_secret_env: Optional[EnvName] = None
     sailpoint_auth: Literal["bearer", "basic", "none"] = "bearer"
-    sailpoint_token_env: Optional[str] = None
-    sailpoint_username_env: Optional[str] = None
-    sailpoint_password_env: Optional[str] = None
+    sailpoint_token_env: Optional[EnvName] = None
+    sailpoint_username_env: Optional[EnvName] = None
+    sailpoint_password_env: Optional[EnvName] = None
 
 
 class Config(_Section):
+    #: the file it was read from, for messages about values checked later (e.g. the store opened)
+    _source: str = PrivateAttr("config")
+
     slack: SlackSettings
     access: AccessSettings = Field(default_factory=lambda: AccessSettings())
     approvals: ApprovalSettings = Field(default_factory=lambda: ApprovalSettings())
     store: StoreSettings = Field(default_factory=lambda: StoreSettings())
-    connectors: list[ConnectorEntry] = Field(default_factory=list)
+    connectors: list[ConnectorEntry] = Field(default_factory=list, max_length=1000)
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
 
@@ -152,7 +254,15 @@ class Config(_Section):
             if entry.name == name:
                 return entry
         known = ", ".join(e.name for e in self.connectors) or "none configured"
-        raise ConfigError(f"no connector named '{name}' (known: {known})")
+        raise ConfigError(f"no connector named '{_printable(name)}' (known: {known})")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """A refusal of a value found wrong after loading (where it is used): names the file and key."""
+        return ConfigError(f"{self._source}: {key}: {problem}")
 
 
 class Secrets(BaseSettings):
@@ -167,42 +277,108 @@ class Secrets(BaseSettings):
     IDOPS_API_TOKEN: Optional[SecretStr] = None
 
 
+# control characters and bidi overrides in a key are shown as escapes, and long keys are cut
+_UNPRINTABLE = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
+_UNPRINTABLE.update({code: f"\\u{code:04x}" for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+KEY_SHOWN = 60
+
+
+def _printable(key: object, limit: int = KEY_SHOWN) -> str:
+    text = str(key).translate(_UNPRINTABLE)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+MAX_BYTES = 1024 * 1024  # a config file is a few KB; a bigger one is a mistake, not read
+
+
 def _location(loc: tuple) -> str:
     """Turn pydantic's ('connectors', 0, 'kind') into 'connectors[0].kind'."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_printable(part)}" if out else _printable(part))
     return out
+
+
+def _section_fields(loc: tuple) -> set[str]:
+    """The keys the section at `loc` (e.g. ('webhooks', 'homebase_secret')) accepts."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = getattr(field, "annotation", None) if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return set()
+    return set(model.model_fields)
+
+
+def _message(error: Any) -> str:
+    """One pydantic error as a line's tail: never the input value."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else ""
+        home = _secret_home(key, error.get("input"))
+        if home:
+            return f"a secret does not belong in the file: set it in the environment variable {home}"
+        if _SECRET_KEY.search(key):
+            where = f"named by {_printable(key)}_env" if f"{key}_env" in _section_fields(loc) else ""
+            return f"a secret does not belong in the file: set it in an environment variable {where}".rstrip()
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("bool_type", "int_type", "string_type", "list_type", "dict_type", "model_type"):
+        expected = {
+            "bool_type": "true or false",
+            "int_type": "a whole number",
+            "string_type": "text in quotes",
+            "list_type": "a list [...]",
+            "dict_type": "a table",
+            "model_type": "a table",
+        }[kind]
+        return f"must be {expected}"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _is_secret_error(error: Any) -> bool:
+    return error["type"] == "extra_forbidden" and _message(error) != "unknown key"
 
 
 def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except PydanticValidationError as exc:
-        first = exc.errors()[0]
+        # a secret in the file is said first, whatever else is wrong
+        errors = sorted(exc.errors(), key=lambda error: not _is_secret_error(error))
+        first = errors[0]
         where = _location(tuple(first["loc"])) or "(top level)"
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif first["type"] == "missing":
-            message = "required key is missing"
-        elif first["type"] == "value_error":
-            message = message.removeprefix("Value error, ")
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {where}: {message}{more}") from None
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        line = f"{source}: {where}: {_message(first)}"
+        raise ConfigError(line + more) from None
+    config._source = source
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a TOML config file; every problem is one ConfigError line naming the file."""
     file = Path(path)
+    where = _printable(file, 500)
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.is_file() and file.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{where}: over {MAX_BYTES // 1024} KB: not an idops config file")
+        raw = file.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{file}: no such config file") from None
+        raise ConfigError(f"{where}: no such config file") from None
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{where}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{where}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return parse_config(data, str(file))
+        raise ConfigError(f"{where}: not valid TOML: {_printable(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
+    return parse_config(data, where)

@@ -264,7 +264,7 @@ async def test_per_tenant_sweeps_report_a_suspended_tenant_alone(tmp_path: Path)
             "sailpoint_password_env",
         ),
         ({"alerts": {"routes": [{"channel": "#alerts", "level": "high"}]}}, ENVIRON, r"routes\[0\].channel"),
-        ({"alerts": {"mention": "@oncall"}}, ENVIRON, "mention must be a Slack user group id"),
+        ({"alerts": {"mention": "@oncall"}}, ENVIRON, "mention: must be a Slack user group id"),
     ],
 )
 async def test_config_errors_name_what_is_wrong(

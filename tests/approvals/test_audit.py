@@ -184,7 +184,7 @@ def test_for_identity_newest_first(db):
 def _config(tmp_path, store):
     path = tmp_path / "idops.toml"
     path.write_text(
-        f'[slack]\nalert_channel = "C1"\napproval_channel = "C2"\n[store]\npath = "{store}"\n',
+        f'[slack]\nalert_channel = "C01"\napproval_channel = "C02"\n[store]\npath = "{store}"\n',
         encoding="utf-8",
     )
     return str(path)

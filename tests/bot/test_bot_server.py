@@ -280,7 +280,7 @@ def test_the_manifest_points_every_url_at_the_events_endpoint():
 
 def test_manifest_command_prints_json_and_takes_the_command_from_config(tmp_path, capsys):
     config = tmp_path / "idops.toml"
-    config.write_text('[slack]\ncommand = "/sec"\nalert_channel = "C1"\napproval_channel = "C2"\n')
+    config.write_text('[slack]\ncommand = "/sec"\nalert_channel = "C01"\napproval_channel = "C02"\n')
     assert manifest.main(["--url", "https://bot.example", "--config", str(config)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["features"]["slash_commands"][0]["command"] == "/sec"
@@ -396,7 +396,7 @@ def test_serve_start_up_errors_are_one_line_naming_the_variable(
 
 def test_serve_with_a_bad_config_names_the_file_and_key(tmp_path, capsys):
     path = tmp_path / "bad.toml"
-    path.write_text('[slack]\nalert_channel = "C1"\n')
+    path.write_text('[slack]\nalert_channel = "C01"\n')
     assert server.main(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "slack.approval_channel" in err
