@@ -18,7 +18,7 @@ from typing import Optional
 
 from connectors import ConfigurationError, Connector, ConnectorError, RiskLevel, build
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, ConnectorEntry, load_config
 
 # subcommand -> module whose main(argv) handles it
 DELEGATED = {
@@ -104,22 +104,58 @@ def _printable(value: object) -> str:
     return str(value).translate(_UNPRINTABLE)
 
 
+#: connectors checked at once by `idops check` (each is one or two requests to its own provider)
+CHECK_CONCURRENCY = 32
+DEFAULT_TIMEOUT = 10.0
+CLOSE_SECONDS = 1.0
+
+
+def _timeout_of(entry: ConnectorEntry) -> float:
+    """The connector's `timeout` setting in seconds, the most one check may take (its own default
+    when unset or unreadable: the connector itself then refuses the value, naming it)."""
+    value = (entry.model_extra or {}).get("timeout", DEFAULT_TIMEOUT)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return DEFAULT_TIMEOUT
+    return seconds if 0 < seconds <= 300 else DEFAULT_TIMEOUT
+
+
+async def _checked(config: Config, entry: ConnectorEntry) -> tuple[bool, str]:
+    try:
+        async with build_connector(config, entry.name) as connector:
+            result = await connector.check()
+    except (ConnectorError, ConfigError) as exc:
+        # the line already names the connector
+        return False, re.sub(rf"^connector '{re.escape(entry.name)}'( \(\w+\))?: ", "", str(exc))
+    return result.ok, result.message
+
+
+async def _check_one(config: Config, entry: ConnectorEntry, slots: asyncio.Semaphore) -> tuple[bool, str]:
+    limit = _timeout_of(entry)
+    async with slots:
+        # asyncio.wait, not asyncio.timeout: the connector's own request timeout firing at the same
+        # moment turns the cancellation into a TimeoutError it retries, and the deadline would be lost
+        task = asyncio.ensure_future(_checked(config, entry))
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task}, timeout=CLOSE_SECONDS)  # let it close its connection
+        return False, f"no answer within {limit:g} s (its timeout setting)"
+
+
 async def _check(config: Config) -> int:
+    """Check every connector concurrently (at most CHECK_CONCURRENCY at once, each within its
+    timeout) and print one line each, in config order."""
     if not config.connectors:
         print("no [[connectors]] configured", file=sys.stderr)
         return 1
-    failed = 0
-    for entry in config.connectors:
-        try:
-            async with build_connector(config, entry.name) as connector:
-                result = await connector.check()
-            ok, message = result.ok, result.message
-        except (ConnectorError, ConfigError) as exc:
-            # the line already names the connector
-            ok, message = False, re.sub(rf"^connector '{re.escape(entry.name)}'( \(\w+\))?: ", "", str(exc))
-        failed += not ok
+    slots = asyncio.Semaphore(CHECK_CONCURRENCY)
+    results = await asyncio.gather(*(_check_one(config, entry, slots) for entry in config.connectors))
+    for entry, (ok, message) in zip(config.connectors, results):
         print(f"{'ok  ' if ok else 'FAIL'} {entry.name} ({entry.kind}): {_printable(message)}")
-    return 1 if failed else 0
+    return 0 if all(ok for ok, _ in results) else 1
 
 
 def _line(identity_dict: dict) -> str:
