@@ -19,6 +19,8 @@ from bot.config import Config, Secrets, parse_config
 from bot.extension import BOT
 from bot.server import build_web_app
 from bot.services import Bot
+from connectors import Connector
+from connectors.homebase import HomeBaseConnector
 from standins import homebase, sailpoint, serving
 from standins.seed import HOSTILE_NAMES
 from standins.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
@@ -254,13 +256,15 @@ async def harness(
     with_sailpoint: bool = False,
     socket_mode: bool = False,
     environ: Optional[dict[str, str]] = None,
+    pacing: bool = True,
     **sections: Any,
 ) -> AsyncIterator[BotHarness]:
     """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
 
     With `with_sailpoint`, a SailPoint simulator (other people: seed 7) is a second connector, and
     `extra["sailpoint"]` is its state. With `socket_mode`, the bot connects to FakeSlack over Socket
-    Mode and the driver talks to it there.
+    Mode and the driver talks to it there. With `pacing=False` the HomeBase connector skips its
+    client-side rate limits (the simulator has its own off), for tests that send thousands of requests.
     """
     sim_app = homebase.create_app(identities=identities, rate_limits=False)
     state = sim_app[homebase.STATE]
@@ -283,6 +287,13 @@ async def harness(
             sections.setdefault("connectors", [hb_entry, sailpoint_entry(sp_url)])
             extra["sailpoint"] = sp_app[sailpoint.STATE]
         config = make_config(tmp_path, sim_url, **sections)
+        connectors: Optional[dict[str, Connector]] = None
+        if not pacing:
+            unpaced = HomeBaseConnector(
+                "homebase", api_key=API_KEY, base_url=sim_url + "/v1", timeout=1, pacing=False
+            )
+            stack.push_async_callback(unpaced.close)
+            connectors = {unpaced.name: unpaced}
         secrets = Secrets(
             SLACK_BOT_TOKEN=slack.bot_token,
             SLACK_SIGNING_SECRET=None if socket_mode else slack.signing_secret,
@@ -303,6 +314,7 @@ async def harness(
             },
             extensions=[],
             expiry_seconds=expiry_seconds,
+            connectors=connectors,
         )
         url = await stack.enter_async_context(serving(web_app))
         yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
