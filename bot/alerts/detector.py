@@ -319,6 +319,8 @@ class Detector(Triage, StoredViews):
             mention = self._mention(identity, state.level)
             payload["reply"] = cards.escalation_reply(change, mention)
             payload["broadcast"] = True
+            # for a digest's one reply naming many escalations at once (bot/alerts/digests.py)
+            payload["change"], payload["mention"] = change, mention
         elif resolved:
             payload["reply"] = cards.resolve_reply(change)
         kind = {Change.ESCALATE: "escalate", Change.RESOLVE: "resolve"}.get(step.change, "refresh")

@@ -12,7 +12,10 @@ A digest is drawn from its alerts' current state whenever it is posted or update
 line per identity with its level, and a *List them* button (`alert:digest`, value `<digest>:<offset>`)
 that pages through them with their buttons (`alert:digest:page` for the next pages). A folded alert
 keeps its own row and rules: escalating posts its own card (with the escalation in its thread); a
-quiet change, an acknowledgement, a snooze or a resolve redraws the digest instead.
+quiet change, an acknowledgement, a snooze or a resolve redraws the digest instead. When more than
+`fold_after` escalations of folded alerts wait (a second recalibration), they are folded the same way
+per digest: one `escalations` row (payload: the digest and each alert's change) redraws the digest and
+posts one broadcast reply in its thread naming them all, instead of a card and a reply each.
 """
 
 from __future__ import annotations
@@ -82,6 +85,39 @@ def fold(db: sqlite_utils.Database, channel: str, threshold: int, size: int = DI
             db.execute(
                 f"UPDATE alerts SET digest = ? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
                 [carrier, *alert_ids],
+            )
+    return len(rows)
+
+
+def fold_escalations(db: sqlite_utils.Database, channel: str, threshold: int) -> int:
+    """Fold `channel`'s waiting, never-tried escalations of folded alerts (no card of their own) into one
+    `escalations` row per digest when more than `threshold` wait. Returns how many were folded."""
+    with db.atomic():
+        rows = db.execute(
+            "SELECT o.id, o.alert_id, o.payload, a.digest FROM alert_outbox AS o JOIN alerts AS a"
+            " ON a.id = o.alert_id WHERE o.status = 'pending' AND o.channel = ? AND o.kind = 'escalate'"
+            " AND o.attempts = 0 AND a.ts IS NULL AND a.digest IS NOT NULL ORDER BY o.id",
+            [channel],
+        ).fetchall()
+        if not threshold or len(rows) <= threshold:
+            return 0
+        groups: dict[int, list[tuple[int, str, str]]] = {}
+        for row_id, alert_id, payload, digest in rows:
+            groups.setdefault(digest, []).append((row_id, alert_id, payload))
+        for digest, group in groups.items():
+            carrier = group[0][0]
+            escalations = [
+                [alert_id, json.loads(payload).get("change") or "", json.loads(payload).get("mention")]
+                for _, alert_id, payload in group
+            ]
+            db.execute(
+                "UPDATE alert_outbox SET kind = 'escalations', alert_id = NULL, payload = ? WHERE id = ?",
+                [json.dumps({"digest": digest, "escalations": escalations}), carrier],
+            )
+            marks = ",".join("?" * (len(group) - 1))
+            db.execute(
+                f"UPDATE alert_outbox SET status = 'folded', payload = ? WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+                [json.dumps({"escalations": carrier}), *(row_id for row_id, _, _ in group[1:])],
             )
     return len(rows)
 
@@ -203,6 +239,23 @@ def digest_message(digest: int, alerts: Sequence[Mapping[str, Any]]) -> Message:
         ActionsBlock(elements=[button("List them", "alert:digest", f"{digest}:0")]),
     ]
     return message(f"{len(alerts)} risk alerts from {esc(source, 200)}: {counts.replace('*', '')}", blocks)
+
+
+def escalations_reply(payload: Mapping[str, Any], alerts: Sequence[Mapping[str, Any]]) -> Message:
+    """One broadcast reply in a digest's thread naming the escalations folded into `payload`."""
+    by_id = {alert["id"]: alert for alert in alerts}
+    lines, mentions = [], []
+    for alert_id, change, mention in payload["escalations"]:
+        alert = by_id.get(alert_id)
+        if alert is None:
+            continue  # moved out of this digest: nothing to name
+        lines.append(f"{line(alert)} · {esc(change, 100)}")
+        if mention and mention not in mentions:
+            mentions.append(mention)
+    pings = " ".join(cards.mention_text(mention) for mention in mentions)
+    title = f"{pings} :arrow_up: *{len(lines)} escalated*".strip()
+    names = ", ".join(esc(_identity(by_id[a]).name, 100) for a, _, _ in payload["escalations"] if a in by_id)
+    return message(f"{title}: {names}", [SectionBlock(text=_md(title)), *_sections(lines)])
 
 
 def page_message(digest: int, alerts: Sequence[Mapping[str, Any]], total: int, offset: int) -> Message:

@@ -185,9 +185,11 @@ class Sender:
         """Deliver one channel's rows strictly in order: an update never overtakes its card."""
         limiter = self._limiters.setdefault(channel, SlidingWindowLimiter(1, self.interval))
         while True:
-            folded = digests.fold(self.db, channel, self.fold_after) if self.fold_after else 0
-            if folded:
-                log.info("alert storm: %d cards waiting for %s folded into digests", folded, channel)
+            if self.fold_after:
+                folded = digests.fold(self.db, channel, self.fold_after)
+                folded += digests.fold_escalations(self.db, channel, self.fold_after)
+                if folded:
+                    log.info("alert storm: %d deliveries waiting for %s folded into digests", folded, channel)
             row = next(
                 self.db.query(
                     "SELECT * FROM alert_outbox WHERE status = 'pending' AND channel = ? ORDER BY id LIMIT 1",
@@ -310,6 +312,9 @@ class Sender:
                 ts = await self._post(limiter, row, message, digests.key(row["id"]))
             self._sent(row, ts)
             return
+        if row["kind"] == "escalations":
+            await self._escalations(row, payload, limiter, uncertain)
+            return
         if row["kind"] == "notice":
             key = {"alert_id": f"notice-{row['id']}", "part": "notice", "delivery": str(row["id"])}
             ts = await self._find(channel, key) if uncertain else None
@@ -319,7 +324,10 @@ class Sender:
             return
         alert = self._alert(row["alert_id"])
         if alert["ts"] is None and alert["digest"] is not None and row["kind"] in digests.REDRAWN:
-            await self._redraw(row, alert["digest"], limiter)
+            ts, up_to = await self._redraw(row, alert["digest"], limiter)
+            with self.db.atomic():
+                digests.absorb(self.db, alert["digest"], channel, up_to, ts, time.time())
+                self._sent(row, ts)
             return
         card = cards.alert_card(alert)
         card_key = {"alert_id": alert["id"], "part": "card"}
@@ -355,14 +363,36 @@ class Sender:
             )
         self._sent(row, reply_ts)
 
-    async def _redraw(self, row: Mapping[str, Any], digest_id: int, limiter: SlidingWindowLimiter) -> None:
-        """A folded alert changed quietly: draw its digest again (a digest not in Slack yet, or gone from
-        the outbox, will show the current state when posted: nothing to do)."""
+    async def _escalations(
+        self,
+        row: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        limiter: SlidingWindowLimiter,
+        uncertain: bool,
+    ) -> None:
+        """Escalations folded per digest: redraw the digest, and one broadcast reply in its thread."""
+        digest_id = payload["digest"]
+        ts, up_to = await self._redraw(row, digest_id, limiter)
+        _, alerts = digests.members(self.db, digest_id)
+        key = {"alert_id": f"digest-{digest_id}", "part": "reply", "delivery": str(row["id"])}
+        thread = {"thread_ts": ts} if ts else {}
+        reply_ts = await self._find(row["channel"], key, **thread) if uncertain else None
+        if reply_ts is None:
+            reply = digests.escalations_reply(payload, alerts)
+            reply_ts = await self._post(limiter, row, reply, key, reply_broadcast=bool(ts), **thread)
+        with self.db.atomic():
+            digests.absorb(self.db, digest_id, row["channel"], up_to, ts, time.time())
+            self._sent(row, reply_ts)
+
+    async def _redraw(
+        self, row: Mapping[str, Any], digest_id: int, limiter: SlidingWindowLimiter
+    ) -> tuple[Optional[str], int]:
+        """Draw a digest again from its alerts' state; its ts (None: not in Slack, so it will show the
+        current state when posted) and the last outbox row that state covers."""
+        up_to = self.db.execute("SELECT max(id) FROM alert_outbox").fetchone()[0]
         digest = next(self.db.query("SELECT * FROM alert_outbox WHERE id = ?", [digest_id]), None)
         if digest is None or digest["status"] != "sent" or not digest["ts"]:
-            self._sent(row, None)
-            return
-        up_to = self.db.execute("SELECT max(id) FROM alert_outbox").fetchone()[0]
+            return None, up_to
         _, alerts = digests.members(self.db, digest_id)
         message, key = digests.digest_message(digest_id, alerts), digests.key(digest_id)
         ts = digest["ts"]
@@ -375,10 +405,8 @@ class Sender:
             # someone deleted the digest: post it again (looked for first, as this row may be a retry)
             ts = await self._find(row["channel"], key) if row["attempts"] > 0 else None
             ts = ts or await self._post(limiter, row, message, key)
-        with self.db.atomic():
-            self.db.execute("UPDATE alert_outbox SET ts = ? WHERE id = ?", [ts, digest_id])
-            digests.absorb(self.db, digest_id, row["channel"], up_to, ts, time.time())
-            self._sent(row, ts)
+        self.db.execute("UPDATE alert_outbox SET ts = ? WHERE id = ?", [ts, digest_id])
+        return ts, up_to
 
     def _alert(self, alert_id: str) -> dict[str, Any]:
         return next(self.db.query("SELECT * FROM alerts WHERE id = ?", [alert_id]))

@@ -215,5 +215,23 @@ async def test_killed_around_a_storm_digest_names_everyone_once(tmp_path: Path, 
         assert {r["status"] for r in a.outbox()} == {"sent", "folded"}
 
 
+async def test_killed_after_a_folded_escalation_reply_posts_it_once(tmp_path: Path) -> None:
+    async with running(tmp_path, start_sender=False) as a:
+        assert await _run(a, "--sweep") == 0
+        moved = [a.set_risk(a.index_at(RiskLevel.LOW), 70) for _ in range(8)]
+        assert await _run(a, "--sweep", "--fold-after", "5") == 0  # one digest names the 8
+        for identity_id in moved[:7]:
+            a.sim.set_risk(identity_id, 97)
+        # the 7 escalations fold into one reply on the digest; the process dies once it is posted
+        assert await _run(a, "--sweep", "--fold-after", "5", "--kill-at", "posted") == -signal.SIGKILL
+        assert await _run(a, "--fold-after", "5") == 0
+        (digest,) = [
+            m for m in a.slack.messages(ALERTS) if m["metadata"]["event_payload"]["part"] == "digest"
+        ]
+        (reply,) = digest["replies"]
+        assert len(_posts(a.slack, "reply")) == 1 and all_text(reply).count("70 → 97, high → critical") == 7
+        assert not _posts(a.slack, "card") and {r["status"] for r in a.outbox()} == {"sent", "folded"}
+
+
 if __name__ == "__main__":
     _main()

@@ -14,6 +14,7 @@ from support.bot import OUTSIDER, REQUESTER
 
 from bot.alerts import digests
 from bot.blocks import esc
+from bot.config import AlertSettings
 from standins import homebase
 
 # at one message a second per channel, 60 posts are the 60 s
@@ -185,3 +186,45 @@ async def test_redraws_of_one_digest_are_absorbed_into_one_update(tmp_path: Path
         assert named(a) == {identity_id: 1 for identity_id in moved}
         shown = "".join(all_text(m) for m in a.slack.messages(ALERTS))
         assert shown.count("resolved (now 5, low)") == 30
+
+
+async def test_an_escalation_storm_of_folded_alerts_is_one_broadcast_reply_per_digest(tmp_path: Path) -> None:
+    settings = AlertSettings(mention="S0ONCALL")
+    async with running(tmp_path, identities=400, page_size=100, settings=settings) as a:
+        a.sender.fold_after = 5
+        await a.sweep()
+        moved = sorted(storm(a, 40))
+        await a.sweep()
+        assert not a.cards()
+        await a.sender.stop()  # the second recalibration's escalations all wait, as behind a slow channel
+        escalated = [i for i in moved if a.sim.risk_score(a.sim.index_of(i)) == 60][:20]
+        for identity_id in escalated:
+            a.sim.set_risk(identity_id, 97)
+        posts, updates = len(a.slack.calls_to("chat.postMessage")), len(a.slack.calls_to("chat.update"))
+        result = await a.detector.sweep(a.detector.scopes()[0])
+        assert result.changes == {"escalate": 20}
+        a.sender.start()
+        await a.sender.wait_idle()
+
+        assert not a.cards()  # no card (and reply) each: they stay named in their digests
+        touched = {a.detector.alert(r["alert_id"])["digest"] for r in a.outbox() if r["kind"] == "escalate"}
+        touched |= {json.loads(r["payload"])["digest"] for r in a.outbox() if r["kind"] == "escalations"}
+        assert len(a.slack.calls_to("chat.postMessage")) - posts == len(touched)
+        assert len(a.slack.calls_to("chat.update")) - updates == len(touched)
+        replies = [
+            reply
+            for message in a.slack.messages(ALERTS)
+            if _payload(message).get("part") == "digest"
+            for reply in message["replies"]
+        ]
+        assert len(replies) == len(touched) and all(r["subtype"] == "thread_broadcast" for r in replies)
+        text = "\n".join(all_text(reply) for reply in replies)
+        for identity_id in escalated:
+            alert = next(a.db.query("SELECT * FROM alerts WHERE identity_id = ?", [identity_id]))
+            name = json.loads(alert["identity"])["display_name"]
+            assert esc(name, digests.LINE_NAME_CHARS) in text and alert["level"] == "critical"
+        assert text.count("60 → 97, high → critical") == 20
+        privileged = [i for i in escalated if a.sim.person(a.sim.index_of(i)).privileged]
+        assert ("<!subteam^S0ONCALL>" in text) == bool(privileged)
+        assert named(a) == {identity_id: 1 for identity_id in moved}
+        assert {r["status"] for r in a.outbox()} == {"sent", "folded"}
