@@ -17,12 +17,16 @@ import aiohttp
 from support.alerts import ALERTS, API_KEY, running
 from support.feed import WebhookFedHomeBase, counting_session, receiving
 
+import connectors
+from bot import audit
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.scope import CHANGES, FULL
+from bot.alerts.store import migrations
 from bot.config import AlertSettings
+from bot.store import open_db
 from connectors import ProviderUnavailableError
 from connectors.models import Changes
-from standins import homebase
+from standins import entra, entra_state, homebase, serving
 
 SECRET = "whsec-incremental"
 # a score in the middle of each band, and where each level moves to: always a different level
@@ -173,3 +177,44 @@ async def test_a_failing_feed_is_an_outage_and_its_changes_are_read_after_it(tmp
         assert result.mode == CHANGES and result.error is None and result.seen == 4
         assert {k: f.stored()[k] for k in moved} == moved
         assert any("answers again" in m["text"] for m in f.a.notices())
+
+
+async def test_the_entra_feed_drives_changes_sweeps_unchanged(tmp_path: Path) -> None:
+    """The same detector over the Entra connector's own `changes_since` (riskLastUpdatedDateTime) and its
+    Graph simulator: 1% of 3,000 users change risk, and the changes sweep reads only those. (What a feed
+    costs is the connector's: Entra's reads 15 changed users a request, a listing 999 a page.)"""
+    app = entra.create_app(users=3000)
+    state = app[entra_state.STATE]
+    async with serving(app) as url:
+        config = {
+            "tenant_id": state.tenant_id,
+            "client_id": state.client_id,
+            "client_secret": "sim-secret",
+            "authority_url": url,
+            "graph_url": url,
+        }
+        connector = connectors.build("entra", "entra", config)
+        db = open_db(str(tmp_path / "idops.db"), [audit.MIGRATIONS, migrations])
+        try:
+            detector = Detector(db, {"entra": connector}, AlertSettings(full_sweep_every=5), ALERTS)
+            await connector.check()  # the token, outside the counts
+            state.log.clear()
+            baseline = await detector.sweep(Scope("entra"))
+            listing = len(state.log)
+            assert baseline.mode == FULL and baseline.error is None and baseline.seen == 3000
+            levels = dict(db.execute("SELECT identity_id, level FROM alert_identities").fetchall())
+            picked = [i for i in range(3000) if levels.get(state.user_id(i)) not in (None, "critical")][:30]
+            for index in picked:
+                state.set_risk(index, "high", "confirmedCompromised")
+            state.log.clear()
+            result = await detector.sweep(Scope("entra"))
+            assert result.mode == CHANGES and result.error is None
+            levels = dict(db.execute("SELECT identity_id, level FROM alert_identities").fetchall())
+            assert all(levels[state.user_id(index)] == "critical" for index in picked)
+            assert result.changes.get("open", 0) + result.changes.get("escalate", 0) == 30
+            # nothing listed: the feed (riskyUsers) and its batched reads of the changed users only
+            assert len(state.log) < listing
+            assert all("riskyUsers" in r.path or "$filter" in r.query for r in state.log)
+        finally:
+            await connector.close()
+            db.close()
