@@ -30,6 +30,7 @@ from slack_sdk.models.views import View
 
 from connectors import Action, Identity, RiskLevel
 
+from .action_names import TABLE
 from .approvals import ApprovalRequest, Status
 from .slack_text import escape, truncate
 
@@ -148,18 +149,18 @@ def split_ref(value: str) -> Optional[tuple[str, str]]:
 
 
 def request_buttons(identity: Identity, actions: Iterable[Action]) -> list[ButtonElement]:
-    """One `request:<action>` button per action the provider supports, in a fixed order."""
-    order = (Action.REVOKE_SESSIONS, Action.FORCE_PASSWORD_RESET, Action.DISABLE)
+    """One `request:<action>` button per action the provider supports (its `capabilities`), in the
+    order of `bot.action_names.TABLE`."""
     wanted = set(actions)
     return [
         button(
-            action.label,
-            f"request:{action.value}",
+            row.action.label,
+            f"request:{row.action.value}",
             identity_ref(identity),
-            style="danger" if action is Action.DISABLE else None,
+            style="danger" if row.danger else None,
         )
-        for action in order
-        if action in wanted
+        for row in TABLE
+        if row.action in wanted
     ]
 
 
@@ -432,7 +433,7 @@ def _reason_form(callback_id: str, metadata: str, title: str, submit: str, promp
 
 
 def reason_modal(action: Action, who: str, metadata: str) -> dict[str, Any]:
-    """Modal that collects the reason a request needs (disable), callback_id `request:reason`.
+    """Modal that collects the reason a request needs (disable, enable), callback_id `request:reason`.
 
     `metadata` (private_metadata) says what to request; the submit handler re-reads the identity.
     """

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from connectors import ConfigurationError, Connector, ConnectorError, RiskLevel, build
+from connectors import ConfigurationError, ConnectorError, RiskLevel
 
 from .config import Config, ConfigError, ConnectorEntry, load_config
 
@@ -31,12 +31,6 @@ DELEGATED = {
 # so bot/ never imports them.
 STANDINS = "standins.cli"
 STANDIN_COMMANDS = ("sim", "demo")
-
-
-def build_connector(config: Config, name: str, environ: Optional[dict] = None) -> Connector:
-    """The named connector from config, its `*_env` secrets read from the environment."""
-    entry = config.connector(name)
-    return build(entry.kind, entry.name, entry.settings(os.environ if environ is None else environ))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,7 +117,7 @@ def _timeout_of(entry: ConnectorEntry) -> float:
 
 async def _checked(config: Config, entry: ConnectorEntry) -> tuple[bool, str]:
     try:
-        async with build_connector(config, entry.name) as connector:
+        async with entry.build(os.environ) as connector:
             result = await connector.check()
     except (ConnectorError, ConfigError) as exc:
         # the line already names the connector
@@ -175,7 +169,7 @@ def _line(identity_dict: dict) -> str:
 
 async def _identities_list(config: Config, args: argparse.Namespace) -> int:
     count = 0
-    async with build_connector(config, args.connector) as connector:
+    async with config.connector(args.connector).build(os.environ) as connector:
         async for identity in connector.list_identities(
             risk_level=args.risk_level, tenant_id=args.tenant, privileged=args.privileged
         ):
@@ -197,7 +191,7 @@ async def _identities_list(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _identities_get(config: Config, args: argparse.Namespace) -> int:
-    async with build_connector(config, args.connector) as connector:
+    async with config.connector(args.connector).build(os.environ) as connector:
         identity = await connector.get_identity(args.id)
     if args.json:
         print(json.dumps([identity.to_dict()], indent=2))

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
+import aiohttp
 import tomllib
 from pydantic import (
     AfterValidator,
@@ -36,7 +37,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors import RiskLevel
+from connectors import Connector, RiskLevel, build
 
 
 class ConfigError(Exception):
@@ -183,6 +184,11 @@ class ConnectorEntry(BaseModel):
             else:
                 out[key] = value
         return out
+
+    def build(self, environ: Mapping[str, str], session: Optional[aiohttp.ClientSession] = None) -> Connector:
+        """The connector, its secrets read from `environ` (the one way idops builds one from config);
+        ConfigError for a missing variable, the connector's ConfigurationError for a bad setting."""
+        return build(self.kind, self.name, self.settings(environ), session=session)
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]

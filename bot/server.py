@@ -39,7 +39,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors import Connector, ConnectorError, build
+from connectors import Connector, ConnectorError
 
 from . import api, approvals, audit
 from .alerts import scheduler
@@ -204,10 +204,7 @@ def build_connectors(
     config: Config, environ: Mapping[str, str], session: Optional[aiohttp.ClientSession] = None
 ) -> dict[str, Connector]:
     """Every configured connector, secrets resolved from `environ`."""
-    return {
-        entry.name: build(entry.kind, entry.name, entry.settings(environ), session=session)
-        for entry in config.connectors
-    }
+    return {entry.name: entry.build(environ, session) for entry in config.connectors}
 
 
 def build_web_app(

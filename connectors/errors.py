@@ -22,9 +22,8 @@ from typing import Optional
 
 
 class ConnectorError(Exception):
-    """Base of every connector error; `str()` is a sentence fit for Slack or a SOAR action result."""
-
-    kind = "error"
+    """Base of every connector error; `str()` is a sentence fit for Slack or a SOAR action result.
+    Callers tell the kinds apart by class (`except NotFoundError`)."""
 
     def __init__(
         self,
@@ -52,31 +51,31 @@ class ConnectorError(Exception):
 
 
 class ConfigurationError(ConnectorError):
-    kind = "configuration"
+    """The connector's settings are wrong (raised before any request)."""
 
 
 class AuthenticationError(ConnectorError):
-    kind = "authentication"
+    """Credentials refused (401)."""
 
 
 class PermissionDeniedError(ConnectorError):
-    kind = "permission"
+    """Credentials valid but not allowed (403, suspended tenant)."""
 
 
 class NotFoundError(ConnectorError):
-    kind = "not_found"
+    """No such identity or account (404)."""
 
 
 class ValidationError(ConnectorError):
-    kind = "validation"
+    """The provider rejected the input (400, 422)."""
 
 
 class ConflictError(ConnectorError):
-    kind = "conflict"
+    """State forbids it (409: not reversible)."""
 
 
 class RateLimitedError(ConnectorError):
-    kind = "rate_limited"
+    """Still limited after the retries (429)."""
 
     def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
@@ -84,15 +83,13 @@ class RateLimitedError(ConnectorError):
 
 
 class ProviderUnavailableError(ConnectorError):
-    kind = "unavailable"
+    """Timeout, connection failure, 5xx or an unreadable answer."""
 
 
 class OutcomeUnknownError(ProviderUnavailableError):
     """A state-changing request reached (or may have reached) the provider, but its answer did not come
     back. The action may have run: reconcile by reading the target, never by sending it again."""
 
-    kind = "outcome_unknown"
-
 
 class UnsupportedActionError(ConnectorError):
-    kind = "unsupported"
+    """This provider has no such action."""

@@ -86,7 +86,7 @@ class HomeBaseConnector(Connector):
     label = "HomeBase"
     settings = frozenset({"base_url", "api_key", "tenant_id", "timeout", "page_size", "search_scan_limit"})
     required_settings = frozenset({"api_key"})
-    capabilities = frozenset(Action)
+    capabilities = frozenset(ACTION_PATHS)  # what HomeBase has an endpoint for
 
     def __init__(
         self,

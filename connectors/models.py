@@ -139,6 +139,31 @@ class Identity:
             data["raw"] = dict(raw)
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Identity:
+        """The identity `to_dict()` described (what a store keeps); `raw` is not restored."""
+        level = data.get("risk_level")
+        return cls(
+            id=str(data["id"]),
+            connector=str(data["connector"]),
+            email=data.get("email"),
+            display_name=data.get("display_name"),
+            tenant_id=data.get("tenant_id"),
+            status=data.get("status"),
+            risk_score=data.get("risk_score"),
+            risk_level=RiskLevel(level) if level else None,
+            mfa_enrolled=data.get("mfa_enrolled"),
+            mfa_methods=tuple(data.get("mfa_methods") or ()),
+            privileged=bool(data.get("privileged")),
+            last_login_at=parse_datetime(data.get("last_login_at")),
+            last_login_ip=data.get("last_login_ip"),
+            last_login_country=data.get("last_login_country"),
+            provider=data.get("provider"),
+            provider_id=data.get("provider_id"),
+            roles=tuple(data.get("roles") or ()),
+            created_at=parse_datetime(data.get("created_at")),
+        )
+
 
 @dataclass(frozen=True)
 class ActionResult:

@@ -24,7 +24,6 @@ from slack_sdk.models.blocks import (
 )
 
 from connectors import Action, Identity, RiskLevel
-from connectors.models import parse_datetime
 
 from ..blocks import (
     MAX_LIST,
@@ -48,34 +47,9 @@ LEVEL_TITLES = {
 }
 
 
-def identity_from_dict(data: Mapping[str, Any]) -> Identity:
-    """Rebuild an `Identity` from `Identity.to_dict()` output (what an alert row keeps)."""
-    level = data.get("risk_level")
-    return Identity(
-        id=str(data["id"]),
-        connector=str(data["connector"]),
-        email=data.get("email"),
-        display_name=data.get("display_name"),
-        tenant_id=data.get("tenant_id"),
-        status=data.get("status"),
-        risk_score=data.get("risk_score"),
-        risk_level=RiskLevel(level) if level else None,
-        mfa_enrolled=data.get("mfa_enrolled"),
-        mfa_methods=tuple(data.get("mfa_methods") or ()),
-        privileged=bool(data.get("privileged")),
-        last_login_at=parse_datetime(data.get("last_login_at")),
-        last_login_ip=data.get("last_login_ip"),
-        last_login_country=data.get("last_login_country"),
-        provider=data.get("provider"),
-        provider_id=data.get("provider_id"),
-        roles=tuple(data.get("roles") or ()),
-        created_at=parse_datetime(data.get("created_at")),
-    )
-
-
 def alert_name(alert: Mapping[str, Any]) -> str:
     """The identity's name as the alert row keeps it (unescaped)."""
-    return identity_from_dict(json.loads(alert["identity"])).name
+    return Identity.from_dict(json.loads(alert["identity"])).name
 
 
 def _md(text: str) -> MarkdownTextObject:
@@ -106,7 +80,7 @@ def mention_text(group: Optional[str]) -> str:
 
 def alert_card(alert: Mapping[str, Any]) -> Message:
     """The card for one stored alert row: what changed, who it is, and what can be done now."""
-    identity = identity_from_dict(json.loads(alert["identity"]))
+    identity = Identity.from_dict(json.loads(alert["identity"]))
     level = RiskLevel(alert["level"])
     resolved = alert["status"] == "resolved"
     source = f"{alert['connector_label']} ({alert['connector']})"

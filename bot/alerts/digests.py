@@ -37,7 +37,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from connectors import RiskLevel
+from connectors import Identity, RiskLevel
 
 from ..blocks import Message, button, esc, message, risk_badge, text_message, user_ref
 from ..slack_text import escape, truncate
@@ -163,7 +163,7 @@ def _md(text: str) -> MarkdownTextObject:
 
 
 def _identity(alert: Mapping[str, Any]) -> Any:
-    return cards.identity_from_dict(json.loads(alert["identity"]))
+    return Identity.from_dict(json.loads(alert["identity"]))
 
 
 def _source(alerts: Sequence[Mapping[str, Any]]) -> str:

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
+from connectors import Identity
+
 from ..blocks import Message, esc, text_message, user_ref
 from ..services import Bot
 from . import cards, digests
@@ -39,7 +41,7 @@ def register(app: AsyncApp, bot: Bot, detector: Detector) -> None:
         if alert is None:
             return GONE
         # like approvals: the person the alert is about never silences it (matched by email in Slack)
-        email = cards.identity_from_dict(json.loads(alert["identity"])).email
+        email = Identity.from_dict(json.loads(alert["identity"])).email
         if email and await bot.service.directory.user_id_for_email(email) == user:
             detector.refused(alert, user, attempted, "own_alert")
             return OWN_ALERT

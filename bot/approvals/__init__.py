@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from .execution import ApprovalService
 from .records import (
-    ACTION_ALIASES,
     DENY_NEEDS_REASON,
-    DISABLE_NEEDS_REASON,
     INTERRUPTED,
     INTERRUPTED_AFTER,
     MAX_REASON,
@@ -43,9 +41,7 @@ from .records import (
 )
 
 __all__ = [
-    "ACTION_ALIASES",
     "DENY_NEEDS_REASON",
-    "DISABLE_NEEDS_REASON",
     "INTERRUPTED",
     "INTERRUPTED_AFTER",
     "MAX_REASON",

@@ -20,10 +20,10 @@ import sqlite_utils
 from connectors import Action, Connector, ConnectorError, Identity, NotFoundError
 
 from .. import audit
+from ..action_names import needs_reason
 from ..config import AccessSettings, ApprovalSettings
 from .records import (
     DENY_NEEDS_REASON,
-    DISABLE_NEEDS_REASON,
     SYSTEM,
     ApprovalRequest,
     Decision,
@@ -162,7 +162,7 @@ class Policy:
         provider = self._connector(connector)
         if not provider.supports(action):
             raise InvalidRequest(f"{provider.label} has no '{action.label}' action.", field="action")
-        reason = checked_reason(reason, DISABLE_NEEDS_REASON if action is Action.DISABLE else None)
+        reason = checked_reason(reason, needs_reason(action))
         identity = await self._identity(provider, identity_id)
         now = self.clock()
         request_id = "apr_" + secrets.token_hex(8)

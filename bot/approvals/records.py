@@ -18,6 +18,7 @@ from sqlite_utils.migrations import Migrations
 from connectors import Action, Identity
 
 from .. import audit
+from ..action_names import named_action
 
 MIGRATIONS = Migrations("idops.approvals")
 
@@ -30,8 +31,6 @@ INTERRUPTED = (
     " the action may or may not have been done"
 )
 DENY_NEEDS_REASON = "Denying a request needs a reason."
-DISABLE_NEEDS_REASON = "Disabling an account needs a reason."
-ACTION_ALIASES = {"reset": Action.FORCE_PASSWORD_RESET, "revoke": Action.REVOKE_SESSIONS}
 
 
 @MIGRATIONS()
@@ -200,17 +199,12 @@ def checked_reason(reason: str, missing: Optional[str] = None) -> str:
 
 
 def parse_action(value: str) -> Action:
-    """An Action from its name (`disable`) or a short alias (`reset`, `revoke`); InvalidRequest otherwise."""
-    text = str(value).strip().lower()
-    action = ACTION_ALIASES.get(text)
+    """An Action from its name (`disable`) or its word (`reset`, `revoke`, see `bot.action_names`);
+    InvalidRequest otherwise."""
+    action = named_action(value)
     if action is None:
-        try:
-            action = Action(text)
-        except ValueError:
-            valid = ", ".join(a.value for a in Action)
-            raise InvalidRequest(
-                f"Unknown action '{value}' (expected one of: {valid}).", field="action"
-            ) from None
+        valid = ", ".join(a.value for a in Action)
+        raise InvalidRequest(f"Unknown action '{value}' (expected one of: {valid}).", field="action")
     return action
 
 

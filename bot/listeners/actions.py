@@ -18,6 +18,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from connectors import Action, RiskLevel
 
 from .. import blocks
+from ..action_names import needs_reason
 from ..blocks import split_ref, text_message
 from ..lookups import BAD_BUTTON
 from ..replies import Respond
@@ -90,7 +91,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
             await replies.tell(reply=BAD_BUTTON, **click.reply_to)
             return
         connector, identity_id = ref
-        if wanted is Action.DISABLE:
+        if needs_reason(wanted):
             metadata = {"action": wanted.value, "ref": f"{connector}:{identity_id}", "channel": click.channel}
             await replies.open_view(
                 blocks.reason_modal(wanted, identity_id, json.dumps(metadata)), **click.modal

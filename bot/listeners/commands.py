@@ -1,4 +1,5 @@
-"""The slash command: `/idops help|whois|risky|revoke|reset|disable|pending|audit`.
+"""The slash command: `/idops help|whois|risky|pending|audit` and one subcommand per action word
+(`revoke`, `reset`, `disable`, `enable`, `confirm`, `dismiss`: the table in `bot.action_names`).
 
 Parsing is cheap and happens before the ack, so a typo is answered in the ack itself with a usage
 line; everything that calls a provider is handed to a service (`bot.lookups`, `bot.flow`) that runs
@@ -18,9 +19,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors import Action, RiskLevel
+from connectors import RiskLevel
 
 from .. import blocks
+from ..action_names import TABLE, WORDS, needs_reason
 from ..blocks import Message, esc, text_message
 from ..services import Bot
 
@@ -28,13 +30,10 @@ SUBCOMMANDS = {
     "help": "help",
     "whois": "whois <email|id|name>",
     "risky": "risky [low|medium|high|critical] [tenant]",
-    "revoke": "revoke <who> [reason]",
-    "reset": "reset <who> [reason]",
-    "disable": "disable <who> <reason>",
+    **{row.word: f"{row.word} <who> {'<reason>' if row.needs_reason else '[reason]'}" for row in TABLE},
     "pending": "pending",
     "audit": "audit <who>",
 }
-ACTIONS = {"revoke": Action.REVOKE_SESSIONS, "reset": Action.FORCE_PASSWORD_RESET, "disable": Action.DISABLE}
 MAX_QUERY = 256
 MAX_TEXT = 2000
 
@@ -168,11 +167,11 @@ def register(app: AsyncApp, bot: Bot) -> None:
             tenant = args[1] if len(args) > 1 else None
             await ack()
             replies.run(lookups.risky(user, level, tenant), user=user, respond=respond, name="risky")
-        elif name in ACTIONS:
-            action = ACTIONS[name]
+        elif name in WORDS:
+            action = WORDS[name]
             who = query_of(args[:1])
             reason = " ".join(args[1:]).strip()
-            if action is Action.DISABLE and not reason:
+            if needs_reason(action) and not reason:
                 # a modal needs the trigger_id, valid for 3 s: open it now and resolve `who` on submit
                 await ack()
                 metadata = json.dumps(

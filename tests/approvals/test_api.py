@@ -160,6 +160,7 @@ async def test_without_a_token_the_api_is_not_mounted(h):
         ({"connector": "okta"}, "connector", "No connector named 'okta' (known: homebase)."),
         ({"action": "nuke"}, "action", "Unknown action 'nuke'"),
         ({"action": "disable", "reason": ""}, "reason", "Disabling an account needs a reason."),
+        ({"action": "enable", "reason": "back"}, "action", "HomeBase has no 'Enable account' action."),
         ({"identity": "idn_0000000000"}, "identity", "HomeBase has no identity 'idn_0000000000'."),
     ],
 )

@@ -114,6 +114,7 @@ async def test_whois_by_email_shows_the_identity_card(h):
     for role in person["roles"]:
         assert role in shown
     ref = f"homebase:{person['id']}"
+    # one button per action HomeBase has (its capabilities), in the order of the action table
     assert buttons(card) == [
         ("request:revoke_sessions", ref),
         ("request:force_password_reset", ref),

@@ -544,7 +544,8 @@ async def test_built_from_config_through_the_registry(start, monkeypatch) -> Non
     )
     hb = connectors.build(entry.kind, entry.name, entry.settings({"HB_KEY": KEY}))
     assert isinstance(hb, HomeBaseConnector) and hb.name == "hb-prod"
-    assert hb.capabilities == frozenset(Action) and hb.label == "HomeBase"
+    assert hb.capabilities == {Action.FORCE_PASSWORD_RESET, Action.REVOKE_SESSIONS, Action.DISABLE}
+    assert hb.label == "HomeBase"
     async with hb:
         found = await collect(hb)
     assert len(found) == 30 and {i.connector for i in found} == {"hb-prod"}

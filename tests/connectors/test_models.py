@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -59,6 +60,34 @@ def test_identity_to_dict_is_json_ready() -> None:
     assert data["last_login_at"] == "2026-01-02T03:04:05+00:00"
     assert data["roles"] == ["admin"]
     assert "raw" not in data
+
+
+def test_identity_from_dict_reads_back_what_to_dict_wrote() -> None:
+    identity = Identity(
+        id="idn_2",
+        connector="hld",
+        email="ada@example.com",
+        display_name="Ada",
+        tenant_id="t1",
+        status="active",
+        risk_score=60,
+        risk_level=RiskLevel.HIGH,
+        mfa_enrolled=False,
+        mfa_methods=("sms", "totp"),
+        privileged=True,
+        last_login_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        last_login_ip="192.0.2.1",
+        last_login_country="FR",
+        provider="okta",
+        provider_id="00u1",
+        roles=("admin", "audit"),
+        created_at=datetime(2020, 5, 6, tzinfo=timezone.utc),
+        raw={"kept": "only in memory"},
+    )
+    back = Identity.from_dict(json.loads(json.dumps(identity.to_dict())))
+    assert back == identity and back.raw == {}
+    bare = Identity.from_dict({"id": 7, "connector": "sp"})
+    assert (bare.id, bare.risk_level, bare.roles, bare.last_login_at) == ("7", None, (), None)
 
 
 def test_parse_datetime_accepts_zulu() -> None:
