@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -50,7 +51,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not Path(path).is_file():
         print(f"idops audit: no store at {path} ([store] path in {args.config})", file=sys.stderr)
         return 2
-    db = open_db(path, [audit.MIGRATIONS])
+    try:
+        db = open_db(path, [audit.MIGRATIONS])
+    except sqlite3.Error as exc:  # e.g. "file is not a database": [store] path names some other file
+        refusal = config.error("store.path", f"cannot be opened as the store ({exc})")
+        print(f"idops audit: {refusal}", file=sys.stderr)
+        return 2
     try:
         if args.command == "verify":
             ok, _, message = audit.verify(db)

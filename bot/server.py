@@ -181,7 +181,7 @@ def open_store(config: Config) -> sqlite_utils.Database:
         return open_db(path, [approvals.MIGRATIONS, audit.MIGRATIONS])
     except (sqlite3.Error, OSError) as exc:
         # e.g. "file is not a database": an existing file that is not idops's store
-        raise config.error("store.path", f"can't be opened as the store ({exc})") from None
+        raise config.error("store.path", f"cannot be opened as the store ({exc})") from None
 
 
 def _secret(value: object) -> Optional[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import server
+from bot import audit_cli, server
 from bot.config import ConfigError, Secrets, load_config
 from connectors import RiskLevel
 
@@ -241,10 +241,10 @@ def store_config(tmp_path: Path, store: str) -> Path:
     [
         ("{tmp}", "is not a regular file"),
         ("/dev/null", "is not a regular file"),
-        ("/proc/version", "can't be opened as the store|is not readable and writable"),
+        ("/proc/version", "cannot be opened as the store|is not readable and writable"),
         ("/nonexistent/dir/idops.db", "names a directory that does not exist"),
         ("{tmp}/" + "n" * 300 + ".db", r"can't be used \(File name too long\)"),
-        ("{tmp}/idops.toml", r"can't be opened as the store \(file is not a database\)"),
+        ("{tmp}/idops.toml", r"cannot be opened as the store \(file is not a database\)"),
     ],
 )
 async def test_a_store_path_that_cant_hold_the_store_stops_start_up_in_one_line(
@@ -266,3 +266,10 @@ def test_idops_serve_says_it_in_one_line_with_status_2(tmp_path: Path, monkeypat
     assert server.main(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"idops serve: {path}: store.path: names a directory that does not exist\n"
+
+
+def test_idops_audit_says_a_store_that_is_not_one_in_one_line(tmp_path: Path, capsys) -> None:
+    path = store_config(tmp_path, str(tmp_path / "idops.toml"))  # the config file itself
+    assert audit_cli.main(["verify", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"idops audit: {path}: store.path: cannot be opened as the store (file is not a database)\n"
