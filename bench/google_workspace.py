@@ -29,7 +29,8 @@ from _support import simulator_process
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 
-from connectors.google_workspace import DIRECTORY_SCOPES, GoogleWorkspaceConnector, ServiceAccountKey
+from connectors.google_workspace import GoogleWorkspaceConnector
+from connectors.google_workspace_api import DIRECTORY_SCOPES, ServiceAccountKey
 from standins.google_workspace import generate_key
 
 KEY = generate_key()

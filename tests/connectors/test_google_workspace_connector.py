@@ -24,10 +24,10 @@ from connectors import (
     RiskLevel,
     ValidationError,
 )
-from connectors.google_workspace import (
+from connectors.google_workspace import GoogleWorkspaceConnector
+from connectors.google_workspace_api import (
     SCOPE_ALERTS,
     USER_FIELDS,
-    GoogleWorkspaceConnector,
     QuotaRetry,
     ServiceAccountKey,
     alert_level,

@@ -12,7 +12,7 @@ from google.oauth2 import service_account
 from googleapiclient.discovery import build
 
 import connectors
-from connectors.google_workspace import DIRECTORY_SCOPES
+from connectors.google_workspace_api import DIRECTORY_SCOPES
 from standins import serving
 from standins.google_workspace import STATE, create_app, generate_key
 
