@@ -120,7 +120,9 @@ class StoreSettings(_Section):
         return value
 
 
-_SECRET_KEY = re.compile(r"(?:^|_)(?:secret|password|token|api_key|private_key|service_account_json)$")
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:secret|password|token|api_key|private_key|service_account_json|certificate_key)$"
+)
 # secrets idops itself reads from the environment, by the key someone might write them under
 _SLACK_SECRETS = {
     "token": "SLACK_BOT_TOKEN",
