@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from connectors import Action
 
-from . import blocks
+from . import approval_cards, blocks
 from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status
 from .blocks import Message, esc, text_message
 from .replies import Replies, Respond
@@ -44,7 +44,7 @@ class ApprovalFlow:
         self.client = replies.client
         self.channel = channel
         self._card_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._reported: set[tuple[str, int]] = set()
+        self._reported: set[tuple[str, int, Status]] = set()
 
     async def start_request(
         self, *, user: str, connector: str, identity_id: str, action: Action, reason: str
@@ -96,7 +96,7 @@ class ApprovalFlow:
                 return
             response = await self.client.chat_postMessage(
                 channel=self.channel,
-                **blocks.approval_card(request),
+                **approval_cards.approval_card(request),
                 metadata={"event_type": "idops_approval", "event_payload": {"request_id": request.id}},
             )
             self.service.set_message(request.id, response["channel"], response["ts"])
@@ -110,17 +110,18 @@ class ApprovalFlow:
                     await self.client.chat_update(
                         channel=request.message_channel,
                         ts=request.message_ts,
-                        **blocks.approval_card(request),
+                        **approval_cards.approval_card(request),
                     )
                 except SlackApiError as exc:
                     log.warning("could not update the card of %s: %s", request_id, describe(exc.response))
             return request
 
     async def report(self, request: ApprovalRequest) -> None:
-        """After execution: redraw the card and post the outcome in its thread, once per attempt."""
+        """After execution: redraw the card and post the outcome in its thread, once per attempt and
+        outcome (an unknown outcome, then the same attempt found done, are two replies)."""
         current = await self.refresh_card(request.id)
-        key = (current.id, current.attempts)
-        if current.status not in (Status.EXECUTED, Status.FAILED) or key in self._reported:
+        key = (current.id, current.attempts, current.status)
+        if current.status not in (Status.EXECUTED, Status.FAILED, Status.UNKNOWN) or key in self._reported:
             return
         self._reported.add(key)
         if current.message_channel and current.message_ts:
@@ -128,7 +129,7 @@ class ApprovalFlow:
                 await self.client.chat_postMessage(
                     channel=current.message_channel,
                     thread_ts=current.message_ts,
-                    **blocks.result_reply(current),
+                    **approval_cards.result_reply(current),
                 )
             except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 # the action ran and the card shows its outcome: a lost thread reply must not read as
@@ -209,10 +210,42 @@ class ApprovalFlow:
         await self.report(request)
         return None
 
+    async def rerun(self, request_id: str, user: str, attempt: Optional[int]) -> Optional[Message]:
+        """A confirmed *Run again* after an unknown outcome (for the attempt the card showed)."""
+        try:
+            request = await self.service.rerun(request_id, user_id=user, attempt=attempt)
+        except PolicyError as exc:
+            return await self.refused(exc)
+        await self.report(request)
+        return None
+
+    async def check_outcome(self, request_id: str, user: str) -> Optional[Message]:
+        """*Check again* on an unknown outcome: read the provider (never act) and redraw the card."""
+        if not await self.service.is_approver(user) and not await self.service.is_responder(user):
+            return text_message(":no_entry: Only responders and approvers can check a request.")
+        request = await self.service.reconcile(request_id)
+        await self.report(request)
+        if request.status is Status.UNKNOWN:
+            return text_message(
+                f":warning: Still unknown: {esc(request.outcome_check or 'nothing could be read', 500)}"
+            )
+        return None
+
     async def expire_due(self) -> list[ApprovalRequest]:
-        """The periodic sweep: expire overdue requests (buttons off their cards) and fail executions a
-        stopped process cut off (their cards offer Retry, the error goes in the thread)."""
+        """The periodic sweep: expire overdue requests (buttons off their cards), and give up executions
+        a stopped process cut off: outcome unknown, read back from the provider where it can be (the
+        card and its thread say which)."""
         changed = self.service.expire_due()
+        for request in changed:
+            if request.status is Status.UNKNOWN:
+                request = await self.service.reconcile(request.id)
+            await self.report(request)
+        return changed
+
+    async def recover(self) -> list[ApprovalRequest]:
+        """At start-up: settle what a stopped process left running (`ApprovalService.recover`) and
+        redraw those cards, within seconds rather than at the next sweep's time limit."""
+        changed = await self.service.recover()
         for request in changed:
             await self.report(request)
         return changed

@@ -285,6 +285,10 @@ def build_web_app(
     api.add_routes(web_app, service, _secret(secrets.IDOPS_API_TOKEN), on_created=bot.flow.post_approval)
 
     async def expiry_loop() -> None:
+        try:  # first, what a stopped process left running: settled in seconds, not at the time limit
+            await bot.flow.recover()
+        except Exception:  # a bug here must not stop expiry; the periodic sweep gives those up later
+            log.exception("settling actions interrupted by a stop failed")
         while True:
             try:
                 await bot.flow.expire_due()

@@ -6,16 +6,22 @@ SQLite file can never run an action twice. No `await` happens inside a transacti
 
 Life of a request::
 
-    PENDING --approve (enough approvers)--> APPROVED --execute--> EXECUTING --> EXECUTED | FAILED
+    PENDING --approve (enough approvers)--> APPROVED --execute--> EXECUTING --> EXECUTED | FAILED | UNKNOWN
     PENDING --deny--> DENIED          PENDING --past expires_at--> EXPIRED
     FAILED --retry--> APPROVED (then executed again)
+    UNKNOWN --reconcile (the provider shows it done)--> EXECUTED, without sending it again
+    UNKNOWN --rerun (confirmed "Run again", audited)--> APPROVED (then executed again, same key)
     PENDING --last approval, target gone--> FAILED (closed, attempts 0: no retry)
 
-The approval that would complete a request re-reads the target first: one that became privileged
-raises approvals_needed to `privileged_approvals` (still PENDING).
+FAILED means the provider refused it (nothing was done); UNKNOWN means it was sent and no answer came
+back (timeout, lost connection, 5xx, idops stopped mid-action), so it may have run: `retry` refuses
+it. Every attempt carries the same Idempotency-Key (`idops-<request id>`). At start-up `recover`
+settles what a stopped process left EXECUTING. The approval that would complete a request re-reads the
+target first: one that became privileged raises approvals_needed to `privileged_approvals` (still
+PENDING).
 
 Modules: `records` (table, states, the request record, errors), `policy` (roles, requests and
-decisions), `execution` (`ApprovalService`: running the action, retry, the periodic sweep).
+decisions), `execution` (`ApprovalService`: running the action, retry, unknown outcomes, sweeps).
 """
 
 from __future__ import annotations

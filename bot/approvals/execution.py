@@ -1,4 +1,14 @@
-"""Running an approved request's action exactly once, retries, and the periodic sweep."""
+"""Running an approved request's action exactly once, retries, unknown outcomes, and the sweeps.
+
+An action that was sent but whose answer never came back (the connector's OutcomeUnknownError, the
+action time limit, a cancelled or crashed execution) is UNKNOWN, never FAILED: it may have run. idops
+then reads the provider where it can (`Connector.action_in_effect`, e.g. the account is disabled) and
+records the request EXECUTED without a second call when the effect shows. Otherwise the request stays
+UNKNOWN: `retry` refuses it, and only `rerun` (a separate, confirmed and audited "Run again" for the
+attempt the person saw) sends the action again, with the same Idempotency-Key, so a provider that
+honours it still does not act twice. At start-up, `recover` settles what a stopped process left
+EXECUTING (UNKNOWN, then read back) and runs what was approved but never started.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,7 @@ import logging
 from datetime import timedelta
 from typing import Any, Optional
 
-from connectors import ConnectorError
+from connectors import ConnectorError, OutcomeUnknownError
 
 from .. import audit
 from .policy import Policy
@@ -26,13 +36,16 @@ log = logging.getLogger(__name__)
 
 
 def idempotency_key(request: ApprovalRequest) -> str:
-    """The Idempotency-Key of every attempt at this request's action: the same for each retry, so a
-    provider that honours it never acts twice for one request."""
+    """The Idempotency-Key of every attempt at this request's action: the same for each retry and
+    re-run, so a provider that honours it never acts twice for one request."""
     return f"idops-{request.id}"
 
 
 class ApprovalService(Policy):
     """The approval state machine and its policy over one SQLite store (see bot/approvals/__init__.py)."""
+
+    def _label(self, request: ApprovalRequest) -> str:
+        return str(request.target.get("provider_label") or request.connector)
 
     async def execute(self, request_id: str) -> ApprovalRequest:
         """Run an APPROVED request's action exactly once; concurrent callers get the state unchanged."""
@@ -43,6 +56,7 @@ class ApprovalService(Policy):
                 Status.APPROVED,
                 status=Status.EXECUTING.value,
                 error=None,
+                outcome_check=None,
                 executing_since=audit.iso(self.clock()),
             )
             if claimed:
@@ -60,9 +74,11 @@ class ApprovalService(Policy):
             return request
         result: Optional[dict[str, Any]] = None
         error: Optional[str] = None
+        unknown = True  # until the provider's answer (or a refusal that proves nothing ran) is in
         try:
             provider = self.connectors.get(request.connector)
             if provider is None:
+                unknown = False
                 raise ConnectorError(f"connector '{request.connector}' is no longer configured")
             outcome = await asyncio.wait_for(
                 provider.run_action(
@@ -73,45 +89,148 @@ class ApprovalService(Policy):
                 ),
                 self.action_timeout,
             )
-            result = outcome.to_dict()
-        except ConnectorError as exc:
+            result, unknown = outcome.to_dict(), False
+        except OutcomeUnknownError as exc:
             error = str(exc)
-        except asyncio.CancelledError:  # shutting down mid-action: leave it retryable, not EXECUTING
-            self._finish(request, None, INTERRUPTED)
+        except ConnectorError as exc:  # the provider refused it: nothing was done
+            error, unknown = str(exc), False
+        except asyncio.CancelledError:  # shutting down mid-action: it may have been sent
+            self._finish(request, None, INTERRUPTED, unknown=True)
             raise
         except asyncio.TimeoutError:
-            label = request.target.get("provider_label") or request.connector
-            error = f"{label} did not finish the action within {self.action_timeout:g} s"
-        except Exception as exc:  # an unforeseen bug must still leave the request FAILED, never EXECUTING
+            error = (
+                f"{self._label(request)} did not finish the action within {self.action_timeout:g} s,"
+                " so the outcome is unknown: it may or may not have been done"
+            )
+        except Exception as exc:  # an unforeseen bug after sending: never EXECUTING, never plain FAILED
             log.exception("action for approval %s raised", request_id)
-            error = f"unexpected error ({type(exc).__name__}); see the idops log"
-        self._finish(request, result, error)
+            error = (
+                f"unexpected error ({type(exc).__name__}) while the action was running, so the outcome"
+                " is unknown; see the idops log"
+            )
+        self._finish(request, result, error, unknown=unknown)
+        if unknown:
+            return await self.reconcile(request_id)
         return self.get(request_id)
 
     def _finish(
-        self, request: ApprovalRequest, result: Optional[dict[str, Any]], error: Optional[str]
+        self,
+        request: ApprovalRequest,
+        result: Optional[dict[str, Any]],
+        error: Optional[str],
+        *,
+        unknown: bool = False,
     ) -> None:
-        """Store an execution's outcome (EXECUTED with its result, or FAILED with the error), audited."""
-        status = Status.EXECUTED if error is None else Status.FAILED
+        """Store the outcome of attempt `request.attempts` (EXECUTED with its result, FAILED or UNKNOWN
+        with the error), audited. It applies while that attempt is EXECUTING, or UNKNOWN because a
+        restart gave it up while it was in fact still running: its real answer then wins."""
+        status = Status.EXECUTED if error is None else Status.UNKNOWN if unknown else Status.FAILED
         with audit.transaction(self.db):
-            if self._cas(
-                request,
-                Status.EXECUTING,
-                status=status.value,
-                result=json.dumps(result) if result is not None else None,
-                error=error,
-            ):
+            cursor = self.db.execute(
+                "UPDATE approvals SET status = ?, result = ?, error = ?, version = version + 1"
+                " WHERE id = ? AND attempts = ? AND status IN ('executing', 'unknown')",
+                (
+                    status.value,
+                    json.dumps(result) if result is not None else None,
+                    error,
+                    request.id,
+                    request.attempts,
+                ),
+            )
+            if cursor.rowcount == 1:
                 audit.append(
                     self.db,
                     at=self.clock(),
                     actor=SYSTEM,
-                    event=status.value,
+                    event="outcome_unknown" if status is Status.UNKNOWN else status.value,
                     detail={"result": result} if error is None else {"error": error},
                     **request.audit_fields(),
                 )
 
+    async def reconcile(self, request_id: str) -> ApprovalRequest:
+        """Settle an UNKNOWN request by reading the provider, never by acting: EXECUTED when the action's
+        effect shows (no second call); otherwise it stays UNKNOWN with what was read in `outcome_check`."""
+        request = self.get(request_id)
+        if request.status is not Status.UNKNOWN:
+            return request
+        label, provider = self._label(request), self.connectors.get(request.connector)
+        try:
+            if provider is None:
+                raise ConnectorError(f"connector '{request.connector}' is no longer configured")
+            in_effect = await provider.action_in_effect(request.action, request.identity_id)
+        except ConnectorError as exc:
+            in_effect, check = None, f"idops could not check {label} ({exc})."
+        else:
+            check = {
+                True: "",
+                False: f"{label} does not show it done yet (it may still be processing it).",
+                None: f"{label} has no way to read whether '{request.action.label}' was done.",
+            }[in_effect]
+        with audit.transaction(self.db):
+            current = self.get(request_id)
+            if current.status is not Status.UNKNOWN or current.attempts != request.attempts:
+                return current  # settled meanwhile (the real answer, a re-run)
+            if in_effect:
+                result = {
+                    "action": request.action.value,
+                    "identity_id": request.identity_id,
+                    "connector": request.connector,
+                    "status": "completed",
+                    "reference": None,
+                    "message": f"{label} shows it done (read back after its answer was lost; not sent again)",
+                }
+                self._cas(current, Status.UNKNOWN, status=Status.EXECUTED.value, result=json.dumps(result))
+                detail: dict[str, Any] = {"result": result, "previous_error": current.error}
+            else:
+                self._cas(current, Status.UNKNOWN, outcome_check=check)
+                detail = {"in_effect": in_effect, "check": check}
+            audit.append(
+                self.db,
+                at=self.clock(),
+                actor=SYSTEM,
+                event="reconciled",
+                detail=detail,
+                **request.audit_fields(),
+            )
+        return self.get(request_id)
+
+    async def rerun(self, request_id: str, *, user_id: str, attempt: Optional[int] = None) -> ApprovalRequest:
+        """ "Run again" after an unknown outcome: a deliberate, confirmed step (approvers only, never the
+        target), audited as `rerun`. `attempt` is the attempt the person saw on the card: a redelivered
+        or stale click for an earlier attempt runs nothing."""
+        request = self.get(request_id)
+        await self._check_approver(request, user_id)
+        with audit.transaction(self.db):
+            current = self.get(request_id)
+            fresh = attempt is None or attempt == current.attempts
+            started = (
+                current.status is Status.UNKNOWN
+                and fresh
+                and self._cas(current, Status.UNKNOWN, status=Status.APPROVED.value)
+            )
+            if started:
+                audit.append(
+                    self.db,
+                    at=self.clock(),
+                    actor=user_id,
+                    event="rerun",
+                    detail={"previous_error": current.error, "attempt": current.attempts},
+                    **current.audit_fields(),
+                )
+        if started:
+            return await self.execute(request_id)
+        if not fresh and current.status is not Status.PENDING:
+            return current  # a redelivered or stale click: that run happened already, nothing more
+        raise self._refuse(
+            f"Only a request whose outcome is unknown can be run again; this one is {current.status.value}.",
+            actor=user_id,
+            rule="not_unknown",
+            request=current,
+        )
+
     async def retry(self, request_id: str, *, user_id: str) -> ApprovalRequest:
-        """FAILED -> APPROVED (approvers only) and execute again; repeating it runs nothing twice."""
+        """FAILED -> APPROVED (approvers only) and execute again; repeating it runs nothing twice. An
+        UNKNOWN outcome is refused: that takes a confirmed `rerun`."""
         request = self.get(request_id)
         await self._check_approver(request, user_id)
         with audit.transaction(self.db):
@@ -133,6 +252,14 @@ class ApprovalService(Policy):
                 rule="closed",
                 request=current,
             )
+        if current.status is Status.UNKNOWN:
+            raise self._refuse(
+                f"Not retried: the outcome is unknown, {self._label(current)} may already have done it."
+                f" Check {self._label(current)}; if it was not done, use *Run again* on the card.",
+                actor=user_id,
+                rule="outcome_unknown",
+                request=current,
+            )
         if current.status in (Status.FAILED, Status.APPROVED):
             return await self.execute(request_id)
         if current.status in (Status.EXECUTING, Status.EXECUTED):
@@ -146,10 +273,17 @@ class ApprovalService(Policy):
             request=current,
         )
 
+    def _give_up(self, where: str, params: list[Any]) -> list[ApprovalRequest]:
+        """EXECUTING rows matching `where` were cut off by a stopped process: UNKNOWN (in a transaction)."""
+        cut_off = [from_row(row) for row in self.db.query(f"SELECT * FROM approvals WHERE {where}", params)]  # noqa: S608
+        for request in cut_off:
+            self._finish(request, None, INTERRUPTED, unknown=True)
+        return cut_off
+
     def expire_due(self) -> list[ApprovalRequest]:
         """The periodic sweep: overdue PENDING requests become EXPIRED, and executions interrupted by a
-        stopped process (EXECUTING for longer than the action time limit allows) become FAILED, so
-        their cards offer Retry. Returns what changed (the caller updates those cards)."""
+        stopped process (EXECUTING for longer than the action time limit allows) become UNKNOWN (the
+        caller then `reconcile`s them). Returns what changed (the caller updates those cards)."""
         now = self.clock()
         stale = now - timedelta(seconds=self.action_timeout + INTERRUPTED_AFTER)
         with audit.transaction(self.db):
@@ -161,13 +295,25 @@ class ApprovalService(Policy):
             ]
             for request in due:
                 self._expire(request, now)
-            interrupted = [
-                from_row(row)
-                for row in self.db.query(
-                    "SELECT * FROM approvals WHERE status = 'executing' AND executing_since <= ?",
-                    [audit.iso(stale)],
-                )
-            ]
-            for request in interrupted:
-                self._finish(request, None, INTERRUPTED)
+            interrupted = self._give_up("status = 'executing' AND executing_since <= ?", [audit.iso(stale)])
         return [self.get(request.id) for request in (*due, *interrupted)]
+
+    async def recover(self) -> list[ApprovalRequest]:
+        """At start-up, before the periodic sweep would notice: every EXECUTING request was cut off by a
+        stopped process (UNKNOWN, then read back), every UNKNOWN one is read back again, and every
+        APPROVED one that never started runs now. Returns the requests whose cards need redrawing.
+
+        A second process still running one of those actions on the same store keeps its say: its
+        answer replaces UNKNOWN when it arrives (see `_finish`)."""
+        with audit.transaction(self.db):
+            cut_off = self._give_up("status = 'executing'", [])
+        changed = {request.id for request in cut_off}
+        for row in self.db.query("SELECT id FROM approvals WHERE status = 'unknown'"):
+            before = self.get(row["id"])
+            after = await self.reconcile(row["id"])
+            if after.status is not before.status or after.outcome_check != before.outcome_check:
+                changed.add(after.id)
+        for row in self.db.query("SELECT id FROM approvals WHERE status = 'approved'"):
+            await self.execute(row["id"])
+            changed.add(row["id"])
+        return [self.get(request_id) for request_id in sorted(changed)]

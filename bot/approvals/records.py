@@ -27,8 +27,7 @@ MAX_REASON = 1000
 # An execution still EXECUTING this long after its time limit was cut off by a stopped process.
 INTERRUPTED_AFTER = 60.0
 INTERRUPTED = (
-    "idops stopped while the action was running; check the provider before retrying,"
-    " the action may or may not have been done"
+    "idops stopped while the action was running, so the outcome is unknown: it may or may not have been done"
 )
 DENY_NEEDS_REASON = "Denying a request needs a reason."
 
@@ -73,6 +72,12 @@ def m002_executing_since(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE approvals ADD COLUMN executing_since TEXT")
 
 
+@MIGRATIONS()
+def m003_outcome_check(db: sqlite_utils.Database) -> None:
+    # what idops last read at the provider about an action whose outcome is unknown
+    db.execute("ALTER TABLE approvals ADD COLUMN outcome_check TEXT")
+
+
 class Directory(Protocol):
     """Who is in a Slack user group and which Slack user has an email (bot/directory.py over Slack)."""
 
@@ -92,6 +97,9 @@ class Status(str, enum.Enum):
     EXECUTING = "executing"
     EXECUTED = "executed"
     FAILED = "failed"
+    # sent, but no answer came back (timeout, lost connection, 5xx, idops stopped): maybe done, maybe
+    # not; never run again except by a confirmed "Run again"
+    UNKNOWN = "unknown"
     DENIED = "denied"
     EXPIRED = "expired"
 
@@ -122,11 +130,18 @@ class ApprovalRequest:
     message_channel: Optional[str]
     message_ts: Optional[str]
     attempts: int
+    #: after an unknown outcome, what idops read at the provider (None before it looked)
+    outcome_check: Optional[str] = None
 
     @property
     def retryable(self) -> bool:
         """FAILED after running; one closed before it ran (its target was gone) can't be retried."""
         return self.status is Status.FAILED and self.attempts > 0
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Sent without an answer: only a confirmed "Run again" (`rerun`) sends it again."""
+        return self.status is Status.UNKNOWN
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the SOAR API's body)."""
@@ -252,4 +267,5 @@ def from_row(row: Mapping[str, Any]) -> ApprovalRequest:
         message_channel=row["message_channel"],
         message_ts=row["message_ts"],
         attempts=row["attempts"],
+        outcome_check=row.get("outcome_check"),
     )

@@ -142,6 +142,21 @@ def register(app: AsyncApp, bot: Bot) -> None:
     async def on_retry(click: Click, action: dict[str, Any]) -> None:
         replies.run(flow.retry(action.get("value") or "", click.user), **click.reply_to, name="retry")
 
+    @on_click(app, "approval:rerun")
+    async def on_rerun(click: Click, action: dict[str, Any]) -> None:
+        # value "<request id>:<attempt shown>": a redelivered click for an attempt already re-run does nothing
+        request_id, _, attempt = (action.get("value") or "").partition(":")
+        if not attempt.isdigit():
+            await replies.tell(reply=BAD_BUTTON, **click.reply_to)
+            return
+        work = flow.rerun(request_id, click.user, int(attempt))
+        replies.run(work, **click.reply_to, name="run again")
+
+    @on_click(app, "approval:check")
+    async def on_check(click: Click, action: dict[str, Any]) -> None:
+        work = flow.check_outcome(action.get("value") or "", click.user)
+        replies.run(work, **click.reply_to, name="check again")
+
     @on_click(app, "approval:deny")
     async def on_deny(click: Click, action: dict[str, Any]) -> None:
         work = flow.deny_form(action.get("value") or "", **click.modal)

@@ -110,10 +110,20 @@ async def test_denied_and_expired_states(api):
 async def test_failed_state_carries_the_error(api):
     _, body, _ = await api.post(api.body())
     await api.h.service.decide(body["id"], user_id=APPROVERS[0], decision=Decision.APPROVE)
-    await api.h.fault(kind="error", code="internal_error", method="POST")
+    await api.h.fault(kind="error", code="validation_error", method="POST")  # refused: nothing done
     await api.h.service.execute(body["id"])
     state = (await api.get(body["id"]))[1]
     assert state["status"] == "failed" and "HomeBase" in state["error"] and state["result"] is None
+
+
+async def test_an_unknown_outcome_is_its_own_state(api):
+    _, body, _ = await api.post(api.body())
+    await api.h.service.decide(body["id"], user_id=APPROVERS[0], decision=Decision.APPROVE)
+    await api.h.fault(kind="error", code="internal_error", method="POST")  # a 5xx: maybe done
+    await api.h.service.execute(body["id"])
+    state = (await api.get(body["id"]))[1]
+    assert state["status"] == "unknown" and "outcome is unknown" in state["error"]
+    assert "no way to read" in state["outcome_check"]
 
 
 @pytest.mark.parametrize(

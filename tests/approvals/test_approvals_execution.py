@@ -216,9 +216,10 @@ async def test_separate_processes_execute_once(h):
 
 
 async def _fail_next_action(h, identity_id, action="revoke-sessions", **fault):
+    """The provider refuses the next action (a 4xx: nothing was done, so a Retry is safe)."""
     await h.fault(
         kind="error",
-        code="internal_error",
+        code="validation_error",
         method="POST",
         path=f"/v1/identity/{identity_id}/{action}",
         **fault,
@@ -232,7 +233,7 @@ async def test_provider_error_fails_the_request_then_retry_succeeds(h):
     failed = await h.service.execute(request.id)
     assert failed.status is Status.FAILED and failed.result is None
     assert failed.error is not None and "HomeBase" in failed.error and "request id req_" in failed.error
-    assert await h.actions() == []  # a 500 on a POST is not retried by the connector
+    assert await h.actions() == []  # a refusal is not retried by the connector
     retried = await h.service.retry(request.id, user_id=B)
     assert retried.status is Status.EXECUTED and retried.error is None and retried.attempts == 2
     assert len(await h.actions()) == 1
@@ -291,14 +292,17 @@ async def test_retry_policy(h):
     assert await h.actions() == []
 
 
-async def test_an_action_slower_than_the_limit_fails_with_a_clear_message(tmp_path):
+async def test_an_action_slower_than_the_limit_has_an_unknown_outcome(tmp_path):
     async with harness(tmp_path, action_timeout=0.3) as h:
         request = await _request(h)
         await _approve(h, request.id)
         await h.fault(kind="slow", delay=1.0, method="POST")
-        failed = await h.service.execute(request.id)
-        assert failed.status is Status.FAILED
-        assert failed.error == "HomeBase did not finish the action within 0.3 s"
+        unknown = await h.service.execute(request.id)
+        assert unknown.status is Status.UNKNOWN and not unknown.retryable
+        assert unknown.error == (
+            "HomeBase did not finish the action within 0.3 s, so the outcome is unknown: it may or may"
+            " not have been done"
+        )
 
 
 async def test_provider_conflict_is_a_failure_with_the_providers_words(h):
@@ -321,6 +325,14 @@ async def test_a_connector_removed_from_the_config_fails_the_request(h):
     assert await h.actions() == []
 
 
+async def _until(h, check):
+    for _ in range(500):  # bounded: 5 s
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
 async def _wait_for_status(h, request_id, status):
     for _ in range(500):  # bounded: 5 s
         if h.service.get(request_id).status is status:
@@ -329,7 +341,7 @@ async def _wait_for_status(h, request_id, status):
     raise AssertionError(f"{request_id} never became {status.value}")
 
 
-async def test_cancelled_mid_action_leaves_it_retryable(h):
+async def test_cancelled_mid_action_is_unknown_and_runs_again_only_when_asked(h):
     request = await _request(h)
     await _approve(h, request.id)
     await h.fault(kind="slow", delay=0.5, method="POST")
@@ -338,12 +350,17 @@ async def test_cancelled_mid_action_leaves_it_retryable(h):
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    failed = h.service.get(request.id)
-    assert failed.status is Status.FAILED and failed.error == INTERRUPTED
-    assert (await h.service.retry(request.id, user_id=B)).status is Status.EXECUTED
+    unknown = h.service.get(request.id)
+    assert unknown.status is Status.UNKNOWN and unknown.error == INTERRUPTED
+    with pytest.raises(PolicyError, match="outcome is unknown"):
+        await h.service.retry(request.id, user_id=B)
+    # the provider did it after all (the slow answer): the re-run carries the same key, so no second run
+    await _until(h, lambda: h.sim.sessions_revoked[request.identity_id] == 1)
+    again = await h.service.rerun(request.id, user_id=B, attempt=unknown.attempts)
+    assert again.status is Status.EXECUTED and h.sim.sessions_revoked[request.identity_id] == 1
 
 
-async def test_the_sweep_fails_an_execution_whose_process_died(h):
+async def test_the_sweep_gives_up_an_execution_whose_process_died_as_unknown(h):
     request = await _request(h)
     await _approve(h, request.id)
     await h.fault(kind="slow", delay=1.0, method="POST")
@@ -360,6 +377,7 @@ async def test_the_sweep_fails_an_execution_whose_process_died(h):
     assert h.service.get(request.id).status is Status.EXECUTING
     h.clock.advance(seconds=10 + 60)
     swept = h.service.expire_due()
-    assert [(r.id, r.status, r.error) for r in swept] == [(request.id, Status.FAILED, INTERRUPTED)]
-    assert (await h.service.retry(request.id, user_id=B)).status is Status.EXECUTED
-    assert h.audit_events(request.id)[-4:] == ["failed", "retried", "executing", "executed"]
+    assert [(r.id, r.status, r.error) for r in swept] == [(request.id, Status.UNKNOWN, INTERRUPTED)]
+    with pytest.raises(PolicyError, match="outcome is unknown"):
+        await h.service.retry(request.id, user_id=B)
+    assert h.audit_events(request.id)[-3:] == ["executing", "outcome_unknown", "refused"]

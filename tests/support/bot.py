@@ -184,6 +184,15 @@ def assert_all_sent_inert(slack: FakeSlack) -> None:
             assert_inert(message)
 
 
+def status_of(card: dict[str, Any]) -> str:
+    """An approval card's Status field."""
+    for block in card["blocks"]:
+        for item in block.get("fields", []):
+            if item["text"].startswith("*Status*"):
+                return str(item["text"].split("\n", 1)[1])
+    raise AssertionError("no Status field on the card")
+
+
 def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
     """(action_id, value) of every button in a message or view."""
     found = []

@@ -14,7 +14,15 @@ from .asset import Asset
 from .common import IDENTITY_ID
 
 APPROVAL_ID = "idops approval id"
-STATUSES: list[Union[str, float, bool]] = ["pending", "approved", "denied", "expired", "executed", "failed"]
+STATUSES: list[Union[str, float, bool]] = [
+    "pending",
+    "approved",
+    "denied",
+    "expired",
+    "executed",
+    "failed",
+    "unknown",
+]
 API = "/api/v1/approvals"
 
 

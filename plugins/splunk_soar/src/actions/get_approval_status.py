@@ -16,6 +16,7 @@ class ApprovalStatusParams(Params):
 
 
 async def get_approval_status(params: ApprovalStatusParams, asset: Asset) -> ApprovalOutput:
-    """The approval's state (pending, approved, denied, expired, executed, failed) and the action's result."""
+    """The approval's state (pending, approved, denied, expired, executed, failed, unknown: sent without an
+    answer) and the action's result."""
     approval_id = require(params.approval_id, "approval_id")
     return await call_api(asset, "GET", f"{API}/{quote(approval_id, safe='')}")
