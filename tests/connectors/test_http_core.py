@@ -181,7 +181,7 @@ async def test_an_action_post_cut_off_or_answered_5xx_has_an_unknown_outcome(kin
         await fault(url, kind=kind, method="POST")
         with pytest.raises(OutcomeUnknownError) as caught:
             await connector.disable(state.identity_id(1), "phished")
-        assert caught.value.kind == "outcome_unknown" and caught.value.request_id
+        assert caught.value.request_id
         assert len(state.requests_to("/v1/identity", "POST")) == 1  # sent once, never repeated
 
 
