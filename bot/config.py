@@ -164,6 +164,8 @@ class ConnectorEntry(BaseModel):
         # secrets come from the environment only, so a config file can be shared and committed
         for key, value in (self.model_extra or {}).items():
             where = _printable(key)
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
+                raise ValueError(f"{where}: not a setting (settings are lower-case names like api_key_env)")
             if _SECRET_KEY.search(key) or _secret_home(key, value):
                 raise ValueError(
                     f"{where} is a secret: set it in an environment variable named by {where}_env"

@@ -176,6 +176,8 @@ REFUSED = [
         r"webhooks\.sailpoint_token_env: must be the",
     ),
     # long or hostile keys are cut and escaped
+    (GOOD + '"' + "k" * 10_000 + '" = 1\n', r"connectors\[0\]: k{59}…: not a setting"),
+    (GOOD + '"Api\\u0000Key" = 1\n', r"connectors\[0\]: Api\\x00Key: not a setting"),
     (with_line("slack", '"' + "k" * 10_000 + '" = 1'), r"slack\.k{59}…: unknown key"),
     (with_line("slack", '"a\\nb\\u202e" = 1'), r"slack\.a\\x0ab\\u202e: unknown key"),
 ]
