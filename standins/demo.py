@@ -1,6 +1,6 @@
 """`idops demo` (`make demo`): the whole loop on one machine, in one process.
 
-HomeBase, SailPoint and Google Workspace (domain acme.example) simulators, the idops server
+HomeBase, SailPoint, Google Workspace (domain acme.example) and Entra ID simulators, the idops server
 (standins/demo.toml, a store in a temporary directory) and the Slack stand-in with its web page at
 http://127.0.0.1:3000. A drift task moves risk scores through the simulators' admin APIs (Workspace:
 Alert Center alerts opened and closed) so alerts, escalations and resolves happen in the first minutes.
@@ -29,8 +29,9 @@ import aiohttp
 
 from bot.config import ConfigError, Secrets, StoreSettings, load_config
 from bot.server import build_web_app
+from connectors.entra_api import risk_band
 
-from . import google_workspace, homebase, sailpoint, serving
+from . import entra, entra_state, google_workspace, homebase, sailpoint, serving
 from .slack import FakeSlack
 from .slack.page import PEOPLE, USERS, SlackUI, demo_workspace
 
@@ -112,6 +113,24 @@ def _workspace_source(app: aiohttp.web.Application, url: str) -> Source:
         score=state.risk_score,  # what Alert Center's open alerts mean; the drift opens and closes them
         name=lambda i: state.user(i)["name"]["fullName"],
         eligible=lambda i: not state.user(i)["suspended"] and state.risk_score(i) == 0,
+    )
+
+
+def _entra_source(app: aiohttp.web.Application, url: str) -> Source:
+    state = app[entra_state.STATE]
+
+    def score(index: int) -> int:
+        level, risk_state = (state.risk_of(index) or ("none", "none"))[:2]
+        return risk_band(risk_state, level)[0] or 0  # the connector's own rule
+
+    return Source(
+        label="Entra ID",
+        admin_url=url,
+        size=state.users,
+        identity_id=state.user_id,
+        score=score,
+        name=lambda i: state.user(i)["displayName"],
+        eligible=lambda i: state.user(i)["accountEnabled"] and score(i) <= 20,
     )
 
 
@@ -235,6 +254,8 @@ async def running(
     gw_app = google_workspace.create_app(
         key=gw_key, identities=identities, seed=seed + 2, domain="acme.example"
     )
+    en_id, en_secret = "00000000-0000-4000-8000-" + secrets.token_hex(6), secrets.token_urlsafe(24)
+    en_app = entra.create_app(users=identities, seed=seed + 3, client_id=en_id, client_secret=en_secret)
     slack = demo_workspace(
         bot_token=token,
         signing_secret=signing_secret,
@@ -248,6 +269,7 @@ async def running(
         serving(hb_app) as hb_url,
         serving(sp_app) as sp_url,
         serving(gw_app) as gw_url,
+        serving(en_app) as en_url,
         slack.serve(port=slack_port) as slack_url,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
     ):
@@ -259,6 +281,11 @@ async def running(
             "SAILPOINT_CLIENT_SECRET": sp_secret,
             "GOOGLE_WORKSPACE_BASE_URL": gw_url,
             "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps({**gw_key, "token_uri": f"{gw_url}/token"}),
+            "ENTRA_AUTHORITY_URL": en_url,
+            "ENTRA_GRAPH_URL": en_url,
+            "ENTRA_TENANT_ID": en_app[entra_state.STATE].tenant_id,
+            "ENTRA_CLIENT_ID": en_id,
+            "ENTRA_CLIENT_SECRET": en_secret,
         }
         bot_secrets = Secrets(
             SLACK_BOT_TOKEN=token,  # type: ignore[arg-type]
@@ -275,6 +302,7 @@ async def running(
                 _homebase_source(hb_app, hb_url),
                 _sailpoint_source(sp_app, sp_url),
                 _workspace_source(gw_app, gw_url),
+                _entra_source(en_app, en_url),
             ]
             drift = Drift(session, sources, log, random.Random(seed), (sources[0], spot_index))
             task = asyncio.create_task(_drive(drift, slack, first_wait, drift_seconds, log), name="drift")

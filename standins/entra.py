@@ -55,6 +55,15 @@ from .entra_state import (
     Record,
 )
 
+# a 0-100 score -> the riskyUser record (riskLevel, riskState) in that band by the connector's rule
+SCORE_RISK = (
+    (20, ("none", "remediated")),
+    (50, ("medium", "atRisk")),
+    (75, ("high", "atRisk")),
+    (100, ("high", "confirmedCompromised")),
+)
+
+
 # --- admin ----------------------------------------------------------------------------------------
 
 
@@ -119,6 +128,21 @@ async def admin_risk(request: web.Request) -> web.Response:
         return _admin_error("riskLevel must be low, medium, high, hidden or none")
     if risk_state not in ("atRisk", "confirmedCompromised", "remediated", "dismissed", "none"):
         return _admin_error("riskState must be atRisk, confirmedCompromised, remediated, dismissed or none")
+    state.set_risk(index, level, risk_state)
+    return web.json_response(state.risky_user(index))
+
+
+async def admin_risk_score(request: web.Request) -> web.Response:
+    """POST /_admin/identity/{id}/risk {"risk_score": 0-100}, as the other simulators take it (the
+    demo's drift): the record whose band the connector's rule gives that score (SCORE_RISK)."""
+    state = request.app[STATE]
+    index = state.index_of(request.match_info["id"])
+    if index is None:
+        return web.json_response({"error": "no such user"}, status=404)
+    score = (await _admin_json(request)).get("risk_score")
+    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100:
+        return _admin_error("risk_score must be an integer from 0 to 100")
+    level, risk_state = next(risk for top, risk in SCORE_RISK if score <= top)
     state.set_risk(index, level, risk_state)
     return web.json_response(state.risky_user(index))
 
@@ -281,6 +305,7 @@ def create_app(
     app.router.add_post("/_admin/faults", admin_faults)
     app.router.add_delete("/_admin/faults", admin_clear_faults)
     app.router.add_post("/_admin/users/{id}/risk", admin_risk)
+    app.router.add_post("/_admin/identity/{id}/risk", admin_risk_score)
     app.router.add_post("/_admin/settings", admin_settings)
     app.router.add_get("/_admin/stats", admin_stats)
     return app

@@ -17,7 +17,7 @@ from support.sims import ROOT, sim_process
 
 from standins.slack.page import RESPONDER
 
-DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_", "GOOGLE_")
+DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_", "GOOGLE_", "ENTRA_")
 
 
 def _free_port() -> int:
@@ -64,10 +64,11 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
         sim_process("homebase", "--identities", "20", drop=DROP) as homebase,
         sim_process("sailpoint", "--identities", "20", drop=DROP) as sailpoint,
         sim_process("google_workspace", "--identities", "20", drop=DROP) as workspace,
+        sim_process("entra", "--identities", "20", drop=DROP) as entra,
         sim_process("slack", "--bot-url", bot_url, drop=DROP) as slack,
     ):
         pasted = tmp_path / "pasted.sh"
-        blocks = homebase.block() + sailpoint.block() + workspace.block() + slack.block()
+        blocks = homebase.block() + sailpoint.block() + workspace.block() + entra.block() + slack.block()
         pasted.write_text(blocks + 'exec "$@"\n')
         page = slack.read_until(r"the page is at (http://\S+)/").group(1)
         serve = subprocess.Popen(
@@ -92,6 +93,7 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
         try:
             health = _wait_healthy(f"http://127.0.0.1:{port}", serve)
             assert sorted(c["name"] if isinstance(c, dict) else c for c in health["connectors"]) == [
+                "entra",
                 "homebase",
                 "sailpoint",
                 "workspace",
@@ -110,6 +112,7 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
             assert "nobody@example.com" in answer, answer
             assert "HomeBase (homebase)" in answer and "SailPoint (sailpoint)" in answer, answer
             assert "Google Workspace (workspace)" in answer, answer
+            assert "Microsoft Entra ID (entra)" in answer, answer
             assert "couldn't reach" not in answer.lower() and "unavailable" not in answer.lower(), answer
         finally:
             serve.terminate()

@@ -14,6 +14,8 @@ import aiohttp
 import pytest
 from support.sims import parse_env
 
+import connectors
+from connectors import RiskLevel
 from standins import serving
 from standins.entra import create_app
 from standins.entra_odata import FilterError, parse_filter
@@ -210,3 +212,23 @@ def test_main_prints_generated_credentials_and_serves() -> None:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+async def test_a_risk_score_sets_the_record_the_connector_reads_as_that_band(sim: Sim) -> None:
+    user = sim.state.user_id(2)
+    config = {
+        "tenant_id": sim.state.tenant_id,
+        "client_id": sim.state.client_id,
+        "client_secret": sim.state.client_secret,
+        "authority_url": sim.url,
+        "graph_url": sim.url,
+    }
+    async with connectors.build("entra", "e", config) as connector:
+        for score in (92, 60, 35, 5):
+            async with sim.session.post(
+                f"{sim.url}/_admin/identity/{user}/risk", json={"risk_score": score}
+            ) as r:
+                assert r.status == 200
+            assert (await connector.get_identity(user)).risk_level is RiskLevel.for_score(score)
+    async with sim.session.post(f"{sim.url}/_admin/identity/{user}/risk", json={"risk_score": 101}) as r:
+        assert r.status == 400
