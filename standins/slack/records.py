@@ -79,6 +79,8 @@ class BotReply:
 
 @dataclass
 class Fault:
+    """An injected failure of a Web API method (`FakeSlack.fail_next`), for its next `count` calls."""
+
     status: Optional[int]
     error: Optional[str]
     retry_after: Optional[float]
@@ -87,6 +89,8 @@ class Fault:
 
 @dataclass
 class ResponseUrl:
+    """A response_url handed out with a command or click: whose, where, and how often it was used."""
+
     user: str
     channel: str
     # what the user interacted with: a channel message ts, an ephemeral ts, or None (slash command)
@@ -98,6 +102,8 @@ class ResponseUrl:
 
 @dataclass
 class Trigger:
+    """A trigger_id: single-use, for one user, expiring as Slack's do."""
+
     user: str
     expires: float
     used: bool = False
@@ -105,13 +111,19 @@ class Trigger:
 
 @dataclass
 class State:
+    """The workspace's content: messages per channel, and ephemerals, modal stacks and App Home per user."""
+
     channels: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     ephemeral: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     modals: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     home: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# --- small pure helpers --------------------------------------------------------------------------
+
+
 def flag(value: Any) -> bool:
+    """A Web API boolean parameter (JSON true, or "1"/"true" in a form)."""
     return value is True or str(value).lower() in ("1", "true")
 
 
@@ -120,19 +132,18 @@ def as_sent(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k not in ("channel", "replies", "source")}
 
 
-# --- small pure helpers --------------------------------------------------------------------------
-
-
 def top_level(message: Mapping[str, Any]) -> bool:
     """Shown in the channel itself: not a thread reply, unless it was also sent to the channel."""
     return message.get("thread_ts") in (None, message["ts"]) or message.get("subtype") == "thread_broadcast"
 
 
 def plain(text_obj: Any) -> str:
+    """The text of a text object (or a string), for log lines."""
     return str(text_obj.get("text", "")) if isinstance(text_obj, dict) else str(text_obj or "")
 
 
 def summary(message: Mapping[str, Any]) -> str:
+    """One line about a message for the event log: its text, else its header."""
     text = str(message.get("text") or "")
     if not text:
         header = next((b for b in message.get("blocks") or [] if b.get("type") == "header"), None)
@@ -142,4 +153,5 @@ def summary(message: Mapping[str, Any]) -> str:
 
 
 def public_view(view: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored view as Slack's payloads and answers show it."""
     return {k: copy.deepcopy(v) for k, v in view.items() if k not in ("user", "errors")}

@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.sims import HomeBaseSim
 
 from standins import homebase, sailpoint, serving
 from standins.homebase import Fault
@@ -21,6 +21,7 @@ CORTEX = ROOT / "plugins" / "cortex"
 ANALYZER = CORTEX / "analyzers" / "IdopsLookup"
 RESPONDERS = CORTEX / "responders" / "Idops"
 API_KEY = "hld_test_simulator"
+pytestmark = pytest.mark.homebase(identities=40)
 
 
 def definition(path: Path) -> dict[str, Any]:
@@ -57,21 +58,14 @@ def observable(value: str, data_type: str = "mail", message: str = "") -> dict[s
     return {"_type": "case_artifact", "dataType": data_type, "data": value, "message": message, "tlp": 2}
 
 
-@pytest.fixture
-async def hld() -> AsyncIterator[tuple[str, homebase.HomeBaseState]]:
-    app = homebase.create_app(identities=40, rate_limits=False)
-    async with serving(app) as url:
-        yield url, app[homebase.STATE]
-
-
 def active(state: homebase.HomeBaseState) -> list[dict[str, Any]]:
     """Active identities' records, each with its simulator index."""
     records = ({**state.record(i), "index": i} for i in range(state.size))
     return [r for r in records if r["status"] == "active"]
 
 
-async def test_lookup_analyzer(hld: tuple[str, homebase.HomeBaseState], tmp_path: Path) -> None:
-    url, state = hld
+async def test_lookup_analyzer(homebase_sim: HomeBaseSim, tmp_path: Path) -> None:
+    url, state = homebase_sim.url, homebase_sim.state
     person = active(state)[0]
     settings = {"connector_kind": "homebase", "base_url": url + "/v1", "api_key": API_KEY}
     cfg = config("Idops_Lookup.json", ANALYZER, **settings)
@@ -110,8 +104,8 @@ async def test_lookup_analyzer(hld: tuple[str, homebase.HomeBaseState], tmp_path
     assert len(state.requests_to(f"/v1/identity/{person['id']}", "GET")) == 2  # the 429, then the answer
 
 
-async def test_responders_act_once_each(hld: tuple[str, homebase.HomeBaseState], tmp_path: Path) -> None:
-    url, state = hld
+async def test_responders_act_once_each(homebase_sim: HomeBaseSim, tmp_path: Path) -> None:
+    url, state = homebase_sim.url, homebase_sim.state
     people = active(state)
     settings = {"connector_kind": "homebase", "base_url": url + "/v1", "api_key": API_KEY}
     script = RESPONDERS / "idops_responder.py"

@@ -5,16 +5,16 @@ bad parameters, and what each action changed on the provider."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.sims import HomeBaseSim
 from support.soar import SOAR_DIR, SOAR_PY, SoarApp, run_process
 
 import connectors
-from standins import homebase, serving
+from standins import homebase
 from standins.homebase import Fault
 
 API_KEY = "hld_test_simulator"
@@ -38,10 +38,8 @@ class Sim:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Sim]:
-    app = homebase.create_app(identities=60, rate_limits=False)
-    async with serving(app) as url:
-        yield Sim(url, app[homebase.STATE])
+def sim(homebase_sim: HomeBaseSim) -> Sim:
+    return Sim(homebase_sim.url, homebase_sim.state)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.sims import HomeBaseSim
 from support.soar import PACKAGE, ROOT, RUNTIMES, SOAR_DIR, SOAR_PY, require, run_process
 
 from standins import homebase, sailpoint, serving
@@ -29,12 +30,7 @@ ACTIONS = {
     "get approval status": "investigate",
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture
-async def sim_url() -> AsyncIterator[str]:
-    async with serving(homebase.create_app(identities=20, rate_limits=False)) as url:
-        yield url
+pytestmark = pytest.mark.homebase(identities=20)
 
 
 @pytest.fixture
@@ -97,7 +93,7 @@ def test_package_carries_the_core_and_no_simulators() -> None:
 
 @pytest.mark.parametrize("runtime", ["3.9", "3.13"])
 async def test_unpacked_package_runs_an_action(
-    tmp_path: Path, sim_url: str, sailpoint_url: str, runtime: str
+    tmp_path: Path, homebase_sim: HomeBaseSim, sailpoint_url: str, runtime: str
 ) -> None:
     # a venv with only the package's own wheels for that Python plus what SOAR provides (make soar)
     python = require(RUNTIMES / runtime / "bin" / "python", "soar")
@@ -141,7 +137,11 @@ async def test_unpacked_package_runs_an_action(
         assert "Action success: True" in text
         return text
 
-    hb_asset = {"connector_kind": "homebase", "base_url": sim_url + "/v1", "api_key": "hld_test_simulator"}
+    hb_asset = {
+        "connector_kind": "homebase",
+        "base_url": homebase_sim.api_url,
+        "api_key": homebase_sim.api_key,
+    }
     text = await action("get_identity", hb_asset, {"identity_id": person["id"]})
     assert f'"id": "{person["id"]}"' in text and f'"email": "{person["email"]}"' in text
 

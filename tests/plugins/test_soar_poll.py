@@ -3,32 +3,28 @@ never duplicated across polls, escalations added to the open episode, CEF fields
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.sims import HomeBaseSim
 from support.soar import SoarApp
 
-from standins import homebase, serving
+from standins import homebase
 
 API_KEY = "hld_test_simulator"
 RISKY = ("high", "critical")
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[homebase.HomeBaseState]:
-    app = homebase.create_app(identities=60, rate_limits=False)
-    async with serving(app) as url:
-        state = app[homebase.STATE]
-        state.url = url  # type: ignore[attr-defined]
-        yield state
+def sim(homebase_sim: HomeBaseSim) -> homebase.HomeBaseState:
+    return homebase_sim.state
 
 
 @pytest.fixture
-def soar(sim: homebase.HomeBaseState, tmp_path: Path) -> SoarApp:
+def soar(homebase_sim: HomeBaseSim, tmp_path: Path) -> SoarApp:
     asset = {"connector_kind": "homebase", "connector_name": "hld-prod", "api_key": API_KEY}
-    return SoarApp(tmp_path, {**asset, "base_url": sim.url + "/v1"})  # type: ignore[attr-defined]
+    return SoarApp(tmp_path, {**asset, "base_url": homebase_sim.api_url})
 
 
 def records(sim: homebase.HomeBaseState) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
-"""`idops sim X` as a real process: its output read line by line with deadlines, and the block every
-simulator prints at start (`standins.print_env`: `# comment`, `NAME=value` lines, `export …`) parsed
-as a shell reads it."""
+"""Simulators for the tests: in this process on loopback (`HomeBaseSim`, what the `homebase_sim`
+fixture yields), or `idops sim X` as a real process, its output read line by line with deadlines and
+the block every simulator prints at start (`standins.print_env`: `# comment`, `NAME=value` lines,
+`export …`) parsed as a shell reads it."""
 
 from __future__ import annotations
 
@@ -18,8 +19,23 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from standins import homebase
+
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+
+
+@dataclass
+class HomeBaseSim:
+    """A HomeBase simulator served on loopback: its root `url` (the API is `api_url`) and its state."""
+
+    url: str
+    state: homebase.HomeBaseState
+    api_key: str = "hld_test_simulator"  # the simulator's default key
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v1"
 
 
 def parse_env(lines: Iterable[str]) -> dict[str, str]:
