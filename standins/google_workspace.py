@@ -21,86 +21,61 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import collections
-import functools
-import hashlib
 import json
 import os
 import re
-import secrets
 import sys
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 
 import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import print_env, run_until_stopped
-from .seed import person
+from .google_workspace_data import (
+    ALERT_PAGE_MAX,
+    ALL_SCOPES,
+    DIRECTORY,
+    FAULT_KINDS,
+    GOOGLE_TOKEN_URL,
+    JWT_BEARER,
+    MAX_RESULTS,
+    SCOPE_ALERTS,
+    SCOPE_USER,
+    SCOPE_USER_READONLY,
+    SCOPE_USER_SECURITY,
+    Clause,
+    Fault,
+    QueryError,
+    RequestRecord,
+    WorkspaceState,
+    digest,
+    generate_key,
+    matches,
+    parse_fields,
+    parse_query,
+    project,
+    public_key,
+)
 
-GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-SCOPE_USER = "https://www.googleapis.com/auth/admin.directory.user"
-SCOPE_USER_READONLY = SCOPE_USER + ".readonly"
-SCOPE_USER_SECURITY = SCOPE_USER + ".security"
-SCOPE_ALERTS = "https://www.googleapis.com/auth/apps.alerts"
-ALL_SCOPES = frozenset({SCOPE_USER, SCOPE_USER_READONLY, SCOPE_USER_SECURITY, SCOPE_ALERTS})
-DIRECTORY = "/admin/directory/v1"
-MAX_RESULTS = 500
-ALERT_PAGE_MAX = 1000
-NEVER = "1970-01-01T00:00:00.000Z"
-FAULT_KINDS = ("429", "403_user_rate", "403_rate", "500", "503", "slow", "drop", "malformed", "expire_token")
-# alert types by the score idops gives a user with one open (connectors/google_workspace's rule)
-RISK_ALERTS = {
-    100: frozenset({"Leaked password", "Government attack warning"}),
-    75: frozenset(
-        {
-            "Suspicious login",
-            "Suspicious login (less secure app)",
-            "Suspicious programmatic login",
-            "User suspended (suspicious activity)",
-        }
-    ),
-}
-ALERT_SOURCES = {"Government attack warning": ("State sponsored attack", "StateSponsoredAttack")}
-_ID_BASE = 10**20  # ids are 21 digits, like Google's
-SEEDED_ALERT_USERS = 100_000  # seeding reads each person once: bounded so a million users start fast
-
-
-def _iso(moment: datetime) -> str:
-    return (
-        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
-def _digest(*parts: object) -> str:
-    return hashlib.sha1(":".join(map(str, parts)).encode(), usedforsecurity=False).hexdigest()
-
-
-def generate_key(client_email: str = "idops-sim@idops-sim.iam.gserviceaccount.com") -> dict:
-    """A new service account key file (the JSON Google's console downloads), RSA 2048."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return {
-        "type": "service_account",
-        "project_id": "idops-sim",
-        "private_key_id": secrets.token_hex(20),
-        "private_key": pem,
-        "client_email": client_email,
-        "client_id": str(_ID_BASE + secrets.randbelow(_ID_BASE)),
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": GOOGLE_TOKEN_URL,
-        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-        "universe_domain": "googleapis.com",
-    }
+# what tests, the demo and benchmarks take from here
+__all__ = [
+    "ALL_SCOPES",
+    "GOOGLE_TOKEN_URL",
+    "JWT_BEARER",
+    "SCOPE_ALERTS",
+    "SCOPE_USER",
+    "SCOPE_USER_READONLY",
+    "STATE",
+    "WorkspaceState",
+    "create_app",
+    "generate_key",
+    "main",
+    "parse_fields",
+    "parse_query",
+    "project",
+]
 
 
 def google_error(status: int, message: str, reason: str, *, domain: str = "global") -> web.Response:
@@ -124,384 +99,6 @@ def _oauth_error(status: int, error: str, description: str) -> web.Response:
 
 def _invalid(message: str) -> web.Response:
     return google_error(400, f"Invalid Input: {message}", "invalid")
-
-
-# --- Directory search queries (Google's documented syntax) -----------------------------------------
-
-QUERY_FIELDS = {
-    "email": "=:",
-    "name": "=:",
-    "givenName": "=:",
-    "familyName": "=:",
-    "isAdmin": "=",
-    "isDelegatedAdmin": "=",
-    "isSuspended": "=",
-    "isArchived": "=",
-    "isEnrolledIn2Sv": "=",
-    "isEnforcedIn2Sv": "=",
-    "orgUnitPath": "=",
-}
-_CLAUSE = re.compile(
-    r"\s*(?P<field>[A-Za-z][A-Za-z0-9]*)(?P<op>[=:])(?:'(?P<quoted>(?:[^'\\]|\\.)*)'|(?P<bare>[^\s'\\]+))(?P<star>\*)?",
-    re.DOTALL,
-)
-_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
-
-
-class QueryError(ValueError):
-    """A `query` that is not `field op value` clauses separated by spaces."""
-
-
-@dataclass(frozen=True)
-class Clause:
-    field: str
-    op: str
-    value: str
-    prefix: bool
-
-
-def parse_query(text: str) -> list[Clause]:
-    """Clauses separated by whitespace (implicit AND); values bare or in single quotes with `\\'`
-    and `\\\\` escapes; a trailing `*` outside the value is a prefix match."""
-    clauses, pos = [], 0
-    while pos < len(text):
-        if not text[pos:].strip():
-            break
-        match = _CLAUSE.match(text, pos)
-        if match is None:
-            raise QueryError(f"cannot parse the query at position {pos}")
-        name, op = match.group("field"), match.group("op")
-        if name not in QUERY_FIELDS or op not in QUERY_FIELDS[name]:
-            raise QueryError(f"unsupported query field or operator: {name}{op}")
-        quoted = match.group("quoted")
-        value = _UNESCAPE.sub(r"\1", quoted) if quoted is not None else match.group("bare")
-        if value.endswith("*") and quoted is None:
-            value, star = value[:-1], True
-        else:
-            star = bool(match.group("star"))
-        if star and op != ":":
-            raise QueryError("a prefix search (*) needs the : operator")
-        clauses.append(Clause(name, op, value, star))
-        pos = match.end()
-        if pos < len(text) and not text[pos].isspace():
-            raise QueryError(f"clauses must be separated by spaces (position {pos})")
-    return clauses
-
-
-def _matches(clause: Clause, user: dict) -> bool:
-    name = user["name"]
-    values: list[Any]
-    if clause.field == "email":
-        values = [user["primaryEmail"], *user.get("aliases", ())]
-    elif clause.field == "name":
-        values = [f"{name['givenName']} {name['familyName']}"]
-    elif clause.field in ("givenName", "familyName"):
-        values = [name[clause.field]]
-    elif clause.field in ("isSuspended", "isArchived"):
-        values = [str(user[clause.field[2].lower() + clause.field[3:]]).lower()]
-    elif clause.field == "orgUnitPath":
-        values = [user["orgUnitPath"]]
-    else:
-        values = [str(user[clause.field]).lower()]
-    wanted = clause.value.casefold()
-    for value in values:
-        text = str(value).casefold()
-        if clause.op == "=" and text == wanted:
-            return True
-        if clause.op == ":" and (text.startswith(wanted) if clause.prefix else wanted in text):
-            return True
-    return False
-
-
-# --- partial responses (`fields`) ----------------------------------------------------------------
-
-_FIELD_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[,/()]")
-
-
-def parse_fields(text: str) -> dict:
-    """A `fields` mask such as `nextPageToken,users(id,name/fullName)` as a tree ({} = whole value)."""
-    tokens = _FIELD_TOKEN.findall(text)
-    if "".join(tokens) != text.replace(" ", ""):
-        raise QueryError("fields")
-    pos = 0
-
-    def selection() -> dict:
-        nonlocal pos
-        tree: dict = {}
-        while True:
-            if pos >= len(tokens) or not (tokens[pos][0].isalpha() or tokens[pos][0] == "_"):
-                raise QueryError("fields")
-            node, pos = tree.setdefault(tokens[pos], {}), pos + 1
-            while pos < len(tokens) and tokens[pos] == "/":
-                if pos + 1 >= len(tokens):
-                    raise QueryError("fields")
-                node, pos = node.setdefault(tokens[pos + 1], {}), pos + 2
-            if pos < len(tokens) and tokens[pos] == "(":
-                pos += 1
-                node.update(selection())
-                if pos >= len(tokens) or tokens[pos] != ")":
-                    raise QueryError("fields")
-                pos += 1
-            if pos < len(tokens) and tokens[pos] == ",":
-                pos += 1
-                continue
-            return tree
-
-    tree = selection()
-    if pos != len(tokens):
-        raise QueryError("fields")
-    return tree
-
-
-def project(value: Any, mask: dict) -> Any:
-    """`value` cut down to `mask` (lists element by element), as Google's partial responses are."""
-    if not mask:
-        return value
-    if isinstance(value, list):
-        return [project(item, mask) for item in value]
-    if isinstance(value, dict):
-        return {key: project(value[key], sub) for key, sub in mask.items() if key in value}
-    return value
-
-
-# --- state -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    retry_after: Optional[int] = None
-    delay: float = 2.0
-    path: str = ""
-
-
-@dataclass
-class RequestRecord:
-    at: float
-    method: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-    subject: Optional[str] = None
-    status: int = 0
-
-
-@dataclass
-class WorkspaceState:
-    """Everything beyond the seeded people; `app[STATE]`, read and changed directly by tests."""
-
-    identities: int
-    seed: int
-    domain: str
-    customer_id: str
-    keys: dict[str, Any]  # client_email -> public key
-    admin: Optional[str] = None
-    granted_scopes: frozenset[str] = ALL_SCOPES
-    alert_center: bool = True
-    quota_per_minute: Optional[int] = 2400
-    token_ttl: int = 3599
-    latency: float = 0.0
-    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    suspended: dict[int, bool] = field(default_factory=dict)
-    change_password: dict[int, bool] = field(default_factory=dict)
-    sign_outs: collections.Counter = field(default_factory=collections.Counter)
-    alerts: list[dict] = field(default_factory=list)
-    tokens: dict[str, tuple[str, Optional[str], frozenset[str], float]] = field(default_factory=dict)
-    tokens_issued: int = 0
-    faults: collections.deque[Fault] = field(default_factory=collections.deque)
-    windows: dict[tuple[str, Optional[str]], collections.deque[float]] = field(default_factory=dict)
-    peak_per_minute: int = 0
-    log: collections.deque[RequestRecord] = field(default_factory=lambda: collections.deque(maxlen=50000))
-
-    def __post_init__(self) -> None:
-        self._cached = functools.lru_cache(maxsize=60000)(self._render)
-        self._seed_alerts()
-
-    def user_id(self, index: int) -> str:
-        return str(_ID_BASE + int(_digest("user", self.seed, index)[:12], 16) % 10**11 * 10**9 + index)
-
-    def index_of(self, key: Any) -> Optional[int]:
-        """The index of a user key: numeric id, primary email or alias (any case)."""
-        if not isinstance(key, str) or not key:
-            return None
-        if key.isdigit():
-            index = int(key) % 10**9
-            ok = index < self.identities and self.user_id(index) == key
-            return index if ok else None
-        match = re.fullmatch(r"[^@]*\.(\d+)@" + re.escape(self.domain), key, re.IGNORECASE)
-        if not match or int(match.group(1)) >= self.identities:
-            return None
-        index = int(match.group(1))
-        user = self.user(index)
-        return (
-            index
-            if key.casefold() in (e.casefold() for e in (user["primaryEmail"], *user.get("aliases", ())))
-            else None
-        )
-
-    def user(self, index: int) -> dict:
-        """User `index` as users.get returns it (projection basic)."""
-        p = person(index, seed=self.seed)
-        plain = p.display_name == f"{p.first} {p.last}"
-        given = p.first if plain else p.display_name
-        email = f"{p.first}.{p.last}.{index}@{self.domain}".lower()
-        aliases = [f"{p.first[0]}{p.last}.{index}@{self.domain}".lower()] if index % 10 == 3 else []
-        admin = "admin" in p.roles
-        suspended = self.suspended.get(index, p.status == "suspended")
-        user = {
-            "kind": "admin#directory#user",
-            "id": self.user_id(index),
-            "etag": f'"{_digest("etag", self.seed, index, suspended, self.change_password.get(index))[:27]}"',
-            "primaryEmail": email,
-            "name": {"givenName": given, "familyName": p.last, "fullName": f"{given} {p.last}"},
-            "isAdmin": admin,
-            "isDelegatedAdmin": not admin and "billing-admin" in p.roles,
-            "lastLoginTime": NEVER if index % 97 == 96 else _iso(p.last_login_at),
-            "creationTime": _iso(p.created_at),
-            "agreedToTerms": True,
-            "suspended": suspended,
-            "archived": False,
-            "changePasswordAtNextLogin": self.change_password.get(index, False),
-            "ipWhitelisted": False,
-            "emails": [{"address": email, "primary": True}, *({"address": a} for a in aliases)],
-            "aliases": aliases,
-            "nonEditableAliases": [email.replace("@", "@test-google-a.", 1)],
-            "customerId": self.customer_id,
-            "orgUnitPath": "/" if not admin else "/IT",
-            "isMailboxSetup": True,
-            "isEnrolledIn2Sv": bool(p.mfa_methods),
-            "isEnforcedIn2Sv": index % 4 == 0,
-            "includeInGlobalAddressList": True,
-        }
-        if suspended:
-            user["suspensionReason"] = "ADMIN"
-        if not aliases:
-            del user["aliases"]
-        return user
-
-    def _render(self, index: int, fields: str = "") -> bytes:
-        user = project(self.user(index), parse_fields(fields)) if fields else self.user(index)
-        return json.dumps(user, separators=(",", ":")).encode()
-
-    def user_json(self, index: int, fields: str = "") -> bytes:
-        """User `index` serialized, cut to `fields` (a `users(…)` sub-mask as text); cached when untouched."""
-        changed = index in self.suspended or index in self.change_password
-        return self._render(index, fields) if changed else self._cached(index, fields)
-
-    def set_user(
-        self, index: int, *, suspended: Optional[bool] = None, change: Optional[bool] = None
-    ) -> None:
-        if suspended is not None:
-            self.suspended[index] = suspended
-        if change is not None:
-            self.change_password[index] = change
-
-    # --- alerts
-
-    def raise_alert(
-        self, index: int, alert_type: str, *, status: str = "NOT_STARTED", created: Optional[datetime] = None
-    ) -> dict:
-        """Add an Alert Center alert naming user `index` (AccountWarning data, as Google identity sends)."""
-        created = created or datetime.now(timezone.utc)
-        alert_id = str(uuid.UUID(_digest("alert", self.seed, index, alert_type, len(self.alerts))[:32]))
-        source, data_type = ALERT_SOURCES.get(alert_type, ("Google identity", "AccountWarning"))
-        email = self.user(index)["primaryEmail"]
-        customer = self.customer_id.lstrip("C")
-        alert = {
-            "customerId": customer,
-            "alertId": alert_id,
-            "createTime": _iso(created),
-            "startTime": _iso(created - timedelta(minutes=5)),
-            "updateTime": _iso(created),
-            "type": alert_type,
-            "source": source,
-            "data": {
-                "@type": f"type.googleapis.com/google.apps.alertcenter.type.{data_type}",
-                "email": email,
-            },
-            "deleted": False,
-            "metadata": {
-                "customerId": customer,
-                "alertId": alert_id,
-                "status": status,
-                "severity": "HIGH",
-                "updateTime": _iso(created),
-                "etag": _digest("m", alert_id)[:12],
-            },
-            "etag": _digest("a", alert_id)[:12],
-        }
-        self.alerts.append(alert)
-        return alert
-
-    def _seed_alerts(self) -> None:
-        """Alerts for the first SEEDED_ALERT_USERS people, picked by their seeded risk score."""
-        for index in range(min(self.identities, SEEDED_ALERT_USERS)):
-            score = person(index, seed=self.seed).risk_score
-            hours = timedelta(hours=1 + index % 240)
-            if score >= 90:
-                self.raise_alert(index, "Leaked password", created=self.started - hours)
-            elif score >= 76:
-                self.raise_alert(index, "Suspicious login", created=self.started - hours)
-            elif score >= 70:
-                self.raise_alert(index, "Suspicious login", status="CLOSED", created=self.started - hours)
-
-    def open_alerts(self, index: int) -> list[dict]:
-        email = self.user(index)["primaryEmail"]
-        return [
-            a
-            for a in self.alerts
-            if a["data"]["email"] == email and a["metadata"]["status"] != "CLOSED" and not a["deleted"]
-        ]
-
-    def risk_score(self, index: int) -> int:
-        """The score idops derives from the user's open alerts (the rule in connectors/google_workspace)."""
-        types = {a["type"] for a in self.open_alerts(index)}
-        if types & RISK_ALERTS[100]:
-            return 100
-        if types & RISK_ALERTS[75]:
-            return 75
-        return 50 if types else 0
-
-    def set_risk(self, index: int, score: int) -> list[dict]:
-        """Make the user's open alerts say `score`'s level: the open ones close, and one alert of a type
-        of that level opens (none for low). What the demo's drift and tests use; returns the new alerts."""
-        now = datetime.now(timezone.utc)
-        for alert in self.open_alerts(index):
-            alert["metadata"]["status"] = "CLOSED"
-            alert["metadata"]["updateTime"] = alert["updateTime"] = _iso(now)
-        if score <= 20:
-            return []
-        alert_type = (
-            "Leaked password"
-            if score > 75
-            else "Suspicious login"
-            if score > 50
-            else "User reported phishing"
-        )
-        return [self.raise_alert(index, alert_type, created=now)]
-
-    # --- auth and quota
-
-    def issue_token(self, issuer: str, subject: Optional[str], scopes: frozenset[str]) -> str:
-        token = "ya29." + secrets.token_urlsafe(48)
-        self.tokens[token] = (issuer, subject, scopes, time.monotonic() + self.token_ttl)
-        self.tokens_issued += 1
-        return token
-
-    def expire_tokens(self) -> None:
-        self.tokens = {t: (*v[:3], 0.0) for t, v in self.tokens.items()}
-
-    def admit(self, caller: tuple[str, Optional[str]]) -> bool:
-        """Count one request against the caller's per-minute quota; False past the ceiling."""
-        now = time.monotonic()
-        window = self.windows.setdefault(caller, collections.deque())
-        while window and now - window[0] >= 60.0:
-            window.popleft()
-        if self.quota_per_minute is not None and len(window) >= self.quota_per_minute:
-            return False
-        window.append(now)
-        self.peak_per_minute = max(self.peak_per_minute, len(window))
-        return True
 
 
 STATE = web.AppKey("google_workspace_state", WorkspaceState)
@@ -573,17 +170,17 @@ _UNAUTHORIZED = (
 
 
 def _page_token(offset: int, query: str) -> str:
-    raw = json.dumps({"o": offset, "q": _digest(query)[:8]}).encode()
+    raw = json.dumps({"o": offset, "q": digest(query)[:8]}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _read_page_token(token: str, query: str) -> int:
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        offset, digest = int(data["o"]), data["q"]
+        offset, checksum = int(data["o"]), data["q"]
     except (ValueError, KeyError, TypeError):
         raise QueryError("pageToken") from None
-    if digest != _digest(query)[:8] or offset < 0:
+    if checksum != digest(query)[:8] or offset < 0:
         raise QueryError("pageToken")
     return offset
 
@@ -625,7 +222,7 @@ async def list_users(request: web.Request) -> web.Response:
         more = end < state.identities
     else:
         users = [state.user(i) for i in _candidates(state, clauses)]
-        users = [u for u in users if all(_matches(c, u) for c in clauses)]
+        users = [u for u in users if all(matches(c, u) for c in clauses)]
         if order is not None:
             key = (
                 (lambda u: u["primaryEmail"]) if order == "email" else (lambda u: u["name"][order].casefold())
@@ -638,7 +235,7 @@ async def list_users(request: web.Request) -> web.Response:
     if not mask or "kind" in mask:
         parts.append(b'"kind":"admin#directory#users"')
     if not mask or "etag" in mask:
-        parts.append(b'"etag":"\\"' + _digest(offset, query)[:20].encode() + b'\\""')
+        parts.append(b'"etag":"\\"' + digest(offset, query)[:20].encode() + b'\\""')
     if rows and (not mask or "users" in mask):
         parts.append(b'"users":[' + b",".join(rows) + b"]")
     if more and (not mask or "nextPageToken" in mask):
@@ -942,12 +539,6 @@ async def _respond(
 
 
 # --- app and entry point ---------------------------------------------------------------------------
-
-
-def public_key(key: dict) -> Any:
-    """The public half of a key file's private key (what Google keeps for the service account)."""
-    private = serialization.load_pem_private_key(key["private_key"].encode(), password=None)
-    return private.public_key()
 
 
 def create_app(
