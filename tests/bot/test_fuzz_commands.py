@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from support.bot import REQUESTER, SENDS, BotHarness, assert_inert, harness
 from support.logs import Problems, watching
 
+from bot.approvals.records import MAX_REASON
+from connectors import Action
+
 T = TypeVar("T")
 
 BATCH = 50  # texts per example: the server round trips are the cost, not Hypothesis
@@ -170,6 +173,11 @@ def test_ten_thousand_generated_commands_are_answered_safely(server: Server, pro
     assert sent >= 10_000
     # nothing ran at the provider: actions run only after an approval, and nobody approved anything
     assert h.actions() == []
-    # every request that was made names an identity the provider has, with a known action
-    for request in server.run(h.bot.service.pending()):
+    # every request made names an identity the provider has, asked by the one who typed it, with a
+    # reason within the limit (and one for a disable, which never goes through without it)
+    requests = server.run(h.bot.service.pending())
+    assert requests, "no text made a request: the generator misses the action commands"
+    for request in requests:
         assert h.sim.index_of(request.identity_id) is not None
+        assert request.requested_by == REQUESTER and len(request.reason) <= MAX_REASON
+        assert request.reason or request.action is not Action.DISABLE
