@@ -25,8 +25,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..config import ConfigError
 from ..extension import BOLT, HEALTH
 from ..services import Bot
-from . import listeners, webhooks
+from . import digests, listeners, webhooks
 from .detector import Detector, Scope, SweepResult
+from .responses import AlertResponses
 from .sender import Sender
 from .store import migrations
 
@@ -232,7 +233,8 @@ def install(
     web_app[HEALTH]["alerts"] = service.health
     # the App Home counts from what the sweeps stored instead of scanning providers (capped at 1000)
     bot.identities.stored_risk = detector.stored_risk
-    listeners.register(web_app[BOLT], bot, detector)
+    listeners.register(web_app[BOLT], bot, AlertResponses(detector, bot.lookups, bot.service.directory))
+    digests.register(web_app[BOLT], bot, detector)  # a storm digest's *List them* pages
     webhooks.add_routes(web_app, service, hooks)
     web_app.on_startup.append(service.start)
     # on_shutdown runs before the server's clean-up closes the database and the connectors
