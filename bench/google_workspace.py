@@ -86,25 +86,34 @@ def sdk_sweep(url: str) -> int:
     return count
 
 
-def timed(run: Callable[[], int], expected: int) -> float:
-    start = time.perf_counter()
+def timed(run: Callable[[], int], expected: int) -> tuple[float, float]:
+    """(users/s, this process's CPU seconds): the CPU figure is the client's own work, which holds
+    steady on a busy machine where wall time does not (the simulator is another process)."""
+    start, cpu = time.perf_counter(), time.process_time()
     count = run()
-    elapsed = time.perf_counter() - start
+    elapsed, used = time.perf_counter() - start, time.process_time() - cpu
     if count != expected:
         raise SystemExit(f"listed {count} users, expected {expected}")
-    return expected / elapsed
+    return expected / elapsed, used
 
 
-def throughput(identities: int, repeats: int) -> tuple[float, float]:
+def throughput(identities: int, repeats: int) -> tuple[float, float, float, float]:
     with simulator(identities, quota=None) as url:
         asyncio.run(connector_sweep(url))  # warm-up: fills the simulator's cache
         ours, sdk = [], []
         for _ in range(repeats):
             ours.append(timed(lambda: asyncio.run(connector_sweep(url)), identities))
             sdk.append(timed(lambda: sdk_sweep(url), identities))
-    print(f"  connector : {' '.join(f'{r:9,.0f}' for r in ours)}  users/s")
-    print(f"  Google    : {' '.join(f'{r:9,.0f}' for r in sdk)}  users/s")
-    return statistics.median(ours), statistics.median(sdk)
+    print(f"  connector : {' '.join(f'{r:9,.0f}' for r, _ in ours)}  users/s")
+    print(f"  Google    : {' '.join(f'{r:9,.0f}' for r, _ in sdk)}  users/s")
+    print(f"  CPU s     : connector {' '.join(f'{c:9.2f}' for _, c in ours)}")
+    print(f"  CPU s     : Google    {' '.join(f'{c:9.2f}' for _, c in sdk)}")
+    return (
+        statistics.median(r for r, _ in ours),
+        statistics.median(r for r, _ in sdk),
+        statistics.median(c for _, c in ours),
+        statistics.median(c for _, c in sdk),
+    )
 
 
 async def paced_requests(url: str, quota: int, seconds: float) -> tuple[int, int]:
@@ -149,8 +158,10 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"Listing {args.identities:,} users, quota off, warm simulator, median of {args.repeats}:")
-    ours, sdk = throughput(args.identities, args.repeats)
+    ours, sdk, our_cpu, sdk_cpu = throughput(args.identities, args.repeats)
     print(f"  median    : connector {ours:,.0f}/s, Google's client {sdk:,.0f}/s, ratio {ours / sdk:.1f}x")
+    cpu_ratio = sdk_cpu / our_cpu
+    print(f"  client CPU: connector {our_cpu:.2f} s, Google's client {sdk_cpu:.2f} s, ratio {cpu_ratio:.1f}x")
 
     print(f"\nQuota on ({args.quota} queries per minute per user), {args.quota_seconds:g} s of sweeps:")
     with simulator(20_000, quota=args.quota) as url:
