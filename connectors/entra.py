@@ -104,6 +104,7 @@ class EntraConnector(Connector):
             "certificate_thumbprint",
             "authority_url",
             "graph_url",
+            "base_url",
             "page_size",
             "timeout",
         }
@@ -175,6 +176,10 @@ class EntraConnector(Connector):
         )
         if (secret is None) == (key is None):
             raise read.error("client_secret", "or 'certificate_key' is required (one of them, not both)")
+        # SOAR assets and Cortex jobs name every provider's API root base_url: here, the Graph root
+        if config.get("base_url") not in (None, "") and config.get("graph_url") not in (None, ""):
+            raise read.error("base_url", "and 'graph_url' both name the Graph root: give one")
+        graph_key = "base_url" if config.get("base_url") not in (None, "") else "graph_url"
         if key is not None and thumbprint is None:
             raise read.error("certificate_thumbprint", "is required with certificate_key")
         if key is not None and "PRIVATE KEY-----" not in key:
@@ -189,7 +194,7 @@ class EntraConnector(Connector):
             certificate_key=key,
             certificate_thumbprint=thumbprint,
             authority_url=read.url("authority_url", DEFAULT_AUTHORITY, example=DEFAULT_AUTHORITY, root=True),
-            graph_url=read.url("graph_url", DEFAULT_GRAPH, example=DEFAULT_GRAPH, root=True),
+            graph_url=read.url(graph_key, DEFAULT_GRAPH, example=DEFAULT_GRAPH, root=True),
             page_size=read.integer("page_size", MAX_PAGE, 1, MAX_PAGE),
             timeout=read.seconds("timeout", 10.0, 300),
             session=session,

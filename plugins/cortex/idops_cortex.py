@@ -45,7 +45,7 @@ def connector_from_config(config: Mapping[str, Any]) -> Connector:
     kind = str(config.get("connector_kind") or "").strip()
     if not kind:
         raise ConfigurationError(
-            "the worker's configuration needs connector_kind (homebase, sailpoint or google_workspace)"
+            "the worker's configuration needs connector_kind (homebase, sailpoint, google_workspace or entra)"
         )
     name = str(config.get("connector_name") or kind).strip()
     return build_from_form(kind, name, config)

@@ -30,6 +30,7 @@ from standins.entra_state import ROLES, STATE, EntraState, Fault
 from standins.seed import HOSTILE_NAMES
 
 SECRET = "sim-secret"
+DEFAULT = "https://graph.microsoft.com"
 
 
 class Env:
@@ -91,6 +92,8 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
         == "https://login.microsoftonline.com/8f3b2a10-0c55-4d6e-9a7b-1c2d3e4f5a6b/oauth2/v2.0/token"
     )
     assert built.can_undo(Action.DISABLE) and built.incremental
+    soar_form = connectors.build("entra", "e", {**good, "base_url": "https://graph.microsoft.us"})
+    assert isinstance(soar_form, EntraConnector) and soar_form.graph_url == "https://graph.microsoft.us"
     cases = [
         ({**good, "colour": "blue"}, "unknown setting 'colour'"),
         ({k: v for k, v in good.items() if k != "tenant_id"}, "setting 'tenant_id' is required"),
@@ -103,6 +106,10 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
         ({**good, "page_size": 1000}, "'page_size' must be a whole number from 1 to 999"),
         ({**good, "graph_url": "https://graph.microsoft.com/v1.0"}, "'graph_url' must be the API root"),
         ({**good, "authority_url": "ftp://x"}, "'authority_url' must be an http(s) URL"),
+        (
+            {**good, "base_url": DEFAULT, "graph_url": DEFAULT},
+            "'base_url' and 'graph_url' both name the Graph root",
+        ),
     ]
     for config, message in cases:
         with pytest.raises(ConfigurationError) as bad:

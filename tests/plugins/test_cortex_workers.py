@@ -182,4 +182,10 @@ def test_definitions_point_at_their_scripts() -> None:
             secrets = {item["name"] for item in worker["configurationItems"]} & {"api_key", "client_secret"}
             assert secrets == {"api_key", "client_secret"}, path
     services = {definition(p)["config"]["service"] for p in RESPONDERS.glob("*.json")}
-    assert services == {"force_password_reset", "revoke_sessions", "disable"}
+    assert services == {
+        "force_password_reset",
+        "revoke_sessions",
+        "disable",
+        "confirm_compromised",
+        "dismiss_risk",
+    }

@@ -26,6 +26,8 @@ ACTIONS = {
     "force password reset": "contain",
     "revoke sessions": "contain",
     "disable account": "contain",
+    "confirm compromised": "correct",
+    "dismiss risk": "correct",
     "request slack approval": "generic",
     "get approval status": "investigate",
 }

@@ -15,7 +15,9 @@ from soar_sdk.params import OnPollParams
 from connectors import Connector
 
 from .actions import (
+    confirm_compromised,
     disable_account,
+    dismiss_risk,
     force_password_reset,
     get_approval_status,
     get_identity,
@@ -83,6 +85,8 @@ app.register_action(lookup_identity.lookup_identity, action_type="investigate")
 app.register_action(force_password_reset.force_password_reset, action_type="contain", read_only=False)
 app.register_action(revoke_sessions.revoke_sessions, action_type="contain", read_only=False)
 app.register_action(disable_account.disable_account, action_type="contain", read_only=False)
+app.register_action(confirm_compromised.confirm_compromised, action_type="correct", read_only=False)
+app.register_action(dismiss_risk.dismiss_risk, action_type="correct", read_only=False)
 app.register_action(
     request_slack_approval.request_slack_approval,
     action_type="generic",

@@ -8,7 +8,7 @@ class Asset(BaseAsset):
 
     connector_kind: str = AssetField(
         description="Identity platform",
-        value_list=["homebase", "sailpoint", "google_workspace"],
+        value_list=["homebase", "sailpoint", "google_workspace", "entra"],
         default="homebase",
     )
     connector_name: str = AssetField(
@@ -18,15 +18,22 @@ class Asset(BaseAsset):
     )
     base_url: str = AssetField(
         description="API base URL, e.g. https://api.hldgroup.org/v1 or https://TENANT.api.identitynow.com"
-        " (Google Workspace: https://admin.googleapis.com)"
+        " (Google Workspace: https://admin.googleapis.com; Entra ID: https://graph.microsoft.com)"
     )
     api_key: str = AssetField(required=False, sensitive=True, description="HomeBase API key (hld_live_...)")
-    client_id: str = AssetField(required=False, default="", description="SailPoint OAuth client id")
+    client_id: str = AssetField(
+        required=False,
+        default="",
+        description="SailPoint OAuth client id, or Entra ID application (client) id",
+    )
     client_secret: str = AssetField(
-        required=False, sensitive=True, description="SailPoint OAuth client secret"
+        required=False, sensitive=True, description="SailPoint OAuth client secret, or Entra ID client secret"
     )
     tenant_id: str = AssetField(
-        required=False, default="", description="HomeBase MSP tenant (X-Tenant-Id) or SailPoint tenant name"
+        required=False,
+        default="",
+        description="HomeBase MSP tenant (X-Tenant-Id), SailPoint tenant name,"
+        " or Entra ID directory (tenant) id",
     )
     risk_attribute: str = AssetField(
         required=False,
@@ -48,6 +55,19 @@ class Asset(BaseAsset):
         required=False,
         default="",
         description="Google Workspace: Alert Center API root (default https://alertcenter.googleapis.com)",
+    )
+    authority_url: str = AssetField(
+        required=False,
+        default="",
+        description="Entra ID: sign-in authority (default https://login.microsoftonline.com)",
+    )
+    certificate_key: str = AssetField(
+        required=False,
+        sensitive=True,
+        description="Entra ID: PEM private key of the app's certificate (instead of client_secret)",
+    )
+    certificate_thumbprint: str = AssetField(
+        required=False, default="", description="Entra ID: the certificate's SHA-1 thumbprint (40 hex)"
     )
     idops_url: str = AssetField(
         required=False,
