@@ -50,7 +50,6 @@ from .errors import (
     AuthenticationError,
     ConnectorError,
     NotFoundError,
-    OutcomeUnknownError,
     PermissionDeniedError,
     ProviderUnavailableError,
     ValidationError,
@@ -554,19 +553,10 @@ class GoogleWorkspaceConnector(Connector):
     async def _act(
         self, action: Action, identity_id: str, method: str, path: str, body: Any, done: str
     ) -> ActionResult:
-        """Send one state-changing call; no answer after the retries means the outcome is unknown."""
-        try:
-            response = await self._api(method, path, json_body=body, idempotent=True)
-        except OutcomeUnknownError:
-            raise
-        except ProviderUnavailableError as exc:
-            raise OutcomeUnknownError(
-                f"{action.label} was sent but its outcome is unknown ({exc.message}); read the user"
-                " before trying again",
-                provider=PROVIDER,
-                request_id=exc.request_id,
-                status=exc.status,
-            ) from exc
+        """Send one state-changing call. Setting a state (or signing out) twice does what once does, so
+        a lost answer is retried; still none, connectors.http raises OutcomeUnknownError (a connection
+        never opened sent nothing: ProviderUnavailableError)."""
+        response = await self._api(method, path, json_body=body, idempotent=True)
         return ActionResult(
             action=action,
             identity_id=identity_id,

@@ -513,6 +513,11 @@ async def test_faults_are_retried_or_reported(env: Env) -> None:
         await connector.revoke_sessions(env.state.user_id(2))
     await env.fault("drop", count=1, path=f"/admin/directory/v1/users/{env.state.user_id(2)}/signOut")
     assert (await connector.revoke_sessions(env.state.user_id(2))).status == "completed"
+    # a connection that never opened sent nothing: unavailable, not an unknown outcome
+    unreachable = env.connector(base_url="http://127.0.0.1:1")
+    with pytest.raises(ProviderUnavailableError, match="could not be reached") as down:
+        await unreachable.revoke_sessions(env.state.user_id(2))
+    assert not isinstance(down.value, OutcomeUnknownError)
     # the token expires and Google no longer knows the service account (its key deleted): one 401,
     # one refused renewal, and the error says so
     env.state.keys.clear()
