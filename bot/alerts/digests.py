@@ -285,7 +285,10 @@ def page_message(digest: int, alerts: Sequence[Mapping[str, Any]], total: int, o
 def parse_value(value: str) -> Optional[tuple[int, int]]:
     """`<digest>:<offset>` from a button, or None when it is not that."""
     digest, _, offset = value.partition(":")
-    if not (digest.isdigit() and offset.isdigit()) or len(value) > 40:
+    # ASCII digits only, short enough for SQLite's integers
+    if not (digest.isascii() and digest.isdigit() and offset.isascii() and offset.isdigit()):
+        return None
+    if len(digest) > 12 or len(offset) > 9:
         return None
     return int(digest), int(offset)
 

@@ -228,3 +228,21 @@ async def test_an_escalation_storm_of_folded_alerts_is_one_broadcast_reply_per_d
         assert ("<!subteam^S0ONCALL>" in text) == bool(privileged)
         assert named(a) == {identity_id: 1 for identity_id in moved}
         assert {r["status"] for r in a.outbox()} == {"sent", "folded"}
+
+
+def test_list_them_values_are_read_strictly() -> None:
+    assert digests.parse_value("12:30") == (12, 30)
+    arabic_one = "\u0661"
+    for bad in (
+        "",
+        "12",
+        "12:",
+        ":3",
+        "-1:0",
+        "1:-10",
+        "1:1e3",
+        f"{arabic_one}:0",
+        "1:" + "9" * 30,
+        "9" * 13 + ":0",
+    ):
+        assert digests.parse_value(bad) is None, bad
