@@ -30,6 +30,7 @@ SCOPE = "https://graph.microsoft.com/.default"
 MAX_PAGE = 999
 RISKY_PAGE = 500
 ID_FILTER_MAX = 15  # values Graph takes in one `in (...)`
+BATCH_MAX = 20  # requests Graph takes in one JSON batch
 ROLES_MAX_AGE = 900.0  # seconds a listing's role members stand for changes_since
 USER_FIELDS = "id,displayName,mail,userPrincipalName,accountEnabled,createdDateTime,userType"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -31,6 +31,7 @@ from . import print_env, run_until_stopped
 from .entra_graph import (
     Missing,
     bad_request,
+    batch,
     get_risky,
     get_user,
     graph_error,
@@ -291,6 +292,7 @@ def create_app(
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
     app.router.add_get("/v1.0/users", list_users)
+    app.router.add_post("/v1.0/$batch", batch)
     app.router.add_get("/v1.0/users/{id}", get_user)
     app.router.add_patch("/v1.0/users/{id}", patch_user)
     app.router.add_post("/v1.0/users/{id}/revokeSignInSessions", revoke_sessions)

@@ -8,8 +8,9 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import jwt
 from aiohttp import web
@@ -451,3 +452,56 @@ async def risky_verdict(request: web.Request) -> web.Response:
         else:
             state.set_risk(index, "none", "dismissed", "adminDismissedAllRiskForUser")
     return web.Response(status=204)
+
+
+async def batch(request: web.Request) -> web.Response:
+    """POST /v1.0/$batch: up to 20 GET /users requests answered in one response, as Graph's JSON
+    batching does; each counts against the throttling ceiling on its own (a 429 inside the batch)."""
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+    except ValueError:
+        return bad_request(request, "Unable to read JSON request payload.")
+    requests = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests, list) or not 1 <= len(requests) <= 20:
+        return bad_request(request, "A batch holds 1 to 20 requests.", "BadRequest")
+    answers = []
+    for n, sub in enumerate(requests):
+        if not isinstance(sub, dict) or not isinstance(sub.get("url"), str) or "id" not in sub:
+            return bad_request(request, "Each batch request needs an id, a method and a url.")
+        answers.append(await _batch_answer(request, state, sub, first=n == 0))
+    return web.json_response({"responses": answers})
+
+
+async def _batch_answer(request: web.Request, state: EntraState, sub: dict, *, first: bool) -> dict:
+    target = URL(sub["url"] if sub["url"].startswith("/") else "/" + sub["url"])
+    wait = None if first else state.admit()  # the batch itself was counted once already
+    if wait is not None:
+        answer = graph_error(request, 429, "TooManyRequests", "Too many requests.")
+        headers = {"Retry-After": str(wait)}
+    elif sub.get("method", "GET") != "GET" or target.path != "/users":
+        answer = bad_request(request, "This simulator batches GET /users only.")
+        headers = {}
+    else:
+        inner = _Inner(
+            request.app, target.query, request.headers, "/v1.0/users", request.host, request.scheme
+        )
+        try:
+            answer = await list_users(cast(web.Request, inner))
+        except FilterError as exc:
+            answer = bad_request(request, str(exc), exc.code)
+        headers = {"Content-Type": "application/json"}
+    assert isinstance(answer, web.Response) and isinstance(answer.body, bytes)
+    return {"id": sub["id"], "status": answer.status, "headers": headers, "body": json.loads(answer.body)}
+
+
+@dataclass
+class _Inner:
+    """What list_users reads of a request, for a request inside a batch (the batch's body is read)."""
+
+    app: web.Application
+    query: Any
+    headers: Any
+    path: str
+    host: str
+    scheme: str
