@@ -34,6 +34,7 @@ override). `changes_since` reads the System Log's risk events after a cursor (`p
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
@@ -191,7 +192,7 @@ class OktaConnector(Connector):
         if client_id is not None or config.get("private_key") is not None:
             if token is not None:
                 raise read.error("api_token", "can't be combined with client_id (choose one auth mode)")
-            key = read.required_text("private_key", expected="a PEM private key")
+            key = _pem(read, read.required_text("private_key", expected="a PEM private key"))
             scopes = _scopes(read, config.get("scopes"))
             if client_id is None:
                 raise read.error("client_id", "is required with private_key")
@@ -827,6 +828,21 @@ class OktaConnector(Connector):
 
     async def dismiss_risk(self, identity_id: str) -> ActionResult:
         return await self._set_risk(Action.DISMISS_RISK, identity_id, "LOW", "risk dismissed in idops")
+
+
+def _pem(read: SettingsReader, text: str) -> str:
+    """The PEM text of `private_key`, also when a form sent it base64-encoded (SOAR fields are one line)."""
+    if text.startswith("-----BEGIN"):
+        return text
+    try:
+        decoded = base64.b64decode("".join(text.split()), validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if not decoded.startswith("-----BEGIN"):
+        raise read.error(
+            "private_key", "must be a PEM private key (-----BEGIN …), or that text base64-encoded"
+        )
+    return decoded
 
 
 def _scopes(read: SettingsReader, value: Any) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from bot.config import ConfigError, Secrets, StoreSettings, load_config
 from bot.server import build_web_app
 from connectors.entra_api import risk_band
 
-from . import entra, entra_state, google_workspace, homebase, sailpoint, serving
+from . import entra, entra_state, google_workspace, homebase, okta, sailpoint, serving
 from .slack import FakeSlack
 from .slack.page import PEOPLE, USERS, SlackUI, demo_workspace
 
@@ -134,6 +134,25 @@ def _entra_source(app: aiohttp.web.Application, url: str) -> Source:
     )
 
 
+def _okta_source(app: aiohttp.web.Application, url: str) -> Source:
+    state = app[okta.STATE]
+
+    def score(index: int) -> Optional[int]:
+        # the connector's rule: an ITP level's band score, HIGH on an admin is critical
+        level = state.risk_level(index)[0]
+        return {"NONE": 0, "LOW": 20, "MEDIUM": 50, "HIGH": 100 if state.role_types(index) else 75}[level]
+
+    return Source(
+        label="Okta",
+        admin_url=url,
+        size=state.identities,
+        identity_id=state.user_id,
+        score=score,
+        name=lambda i: state.user(i)["profile"]["displayName"],
+        eligible=lambda i: state.status(i) == "ACTIVE" and state.risk_level(i)[0] in ("NONE", "LOW"),
+    )
+
+
 def pick_spotlight(app: aiohttp.web.Application) -> tuple[int, Spotlight]:
     """The first active, unprivileged, low-risk HomeBase person with a plain name."""
     state = app[homebase.STATE]
@@ -214,6 +233,7 @@ class Demo:
     sailpoint: aiohttp.web.Application
     spotlight: Spotlight
     workspace: Optional[aiohttp.web.Application] = None
+    okta: Optional[aiohttp.web.Application] = None
 
 
 async def _drive(drift: Drift, slack: FakeSlack, first_wait: float, every: float, log: Callable[[str], None]):
@@ -256,6 +276,8 @@ async def running(
     )
     en_id, en_secret = "00000000-0000-4000-8000-" + secrets.token_hex(6), secrets.token_urlsafe(24)
     en_app = entra.create_app(users=identities, seed=seed + 3, client_id=en_id, client_secret=en_secret)
+    okta_token = "00" + secrets.token_urlsafe(24)
+    okta_app = okta.create_app(identities=identities, seed=seed + 4, api_token=okta_token)
     slack = demo_workspace(
         bot_token=token,
         signing_secret=signing_secret,
@@ -270,6 +292,7 @@ async def running(
         serving(sp_app) as sp_url,
         serving(gw_app) as gw_url,
         serving(en_app) as en_url,
+        serving(okta_app) as okta_url,
         slack.serve(port=slack_port) as slack_url,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
     ):
@@ -286,6 +309,8 @@ async def running(
             "ENTRA_TENANT_ID": en_app[entra_state.STATE].tenant_id,
             "ENTRA_CLIENT_ID": en_id,
             "ENTRA_CLIENT_SECRET": en_secret,
+            "OKTA_BASE_URL": okta_url,
+            "OKTA_API_TOKEN": okta_token,
         }
         bot_secrets = Secrets(
             SLACK_BOT_TOKEN=token,  # type: ignore[arg-type]
@@ -303,11 +328,12 @@ async def running(
                 _sailpoint_source(sp_app, sp_url),
                 _workspace_source(gw_app, gw_url),
                 _entra_source(en_app, en_url),
+                _okta_source(okta_app, okta_url),
             ]
             drift = Drift(session, sources, log, random.Random(seed), (sources[0], spot_index))
             task = asyncio.create_task(_drive(drift, slack, first_wait, drift_seconds, log), name="drift")
             try:
-                yield Demo(slack, slack_url, page.bot_url, hb_app, sp_app, spotlight, gw_app)
+                yield Demo(slack, slack_url, page.bot_url, hb_app, sp_app, spotlight, gw_app, okta_app)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -309,6 +309,24 @@ async def admin_risk(request: web.Request) -> web.Response:
     return web.json_response(event)
 
 
+async def admin_identity_risk(request: web.Request) -> web.Response:
+    """POST /_admin/identity/{id}/risk {"risk_score": 0-100 or null}: the other simulators' admin call
+    (the demo's drift uses it), as the ITP level whose idops band holds that score."""
+    state = request.app[STATE]
+    index = state.lookup(request.match_info["id"])
+    if index is None:
+        return web.json_response({"error": "no such user"}, status=404)
+    score = (await _admin_json(request)).get("risk_score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100):
+        return web.json_response(
+            {"error": "risk_score must be an integer from 0 to 100, or null"}, status=400
+        )
+    level = "NONE" if not score else "LOW" if score <= 20 else "MEDIUM" if score <= 50 else "HIGH"
+    return web.json_response(
+        state.set_risk(index, level, "Anomalous sign-in", "user.risk.detect", actor="itp")
+    )
+
+
 async def admin_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response(
@@ -467,6 +485,7 @@ def create_app(
     app.router.add_post("/_admin/faults", admin_faults)
     app.router.add_delete("/_admin/faults", admin_clear_faults)
     app.router.add_post("/_admin/users/{id}/risk", admin_risk)
+    app.router.add_post("/_admin/identity/{id}/risk", admin_identity_risk)
     app.router.add_get("/_admin/stats", admin_stats)
     return app
 

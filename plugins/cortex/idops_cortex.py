@@ -45,7 +45,8 @@ def connector_from_config(config: Mapping[str, Any]) -> Connector:
     kind = str(config.get("connector_kind") or "").strip()
     if not kind:
         raise ConfigurationError(
-            "the worker's configuration needs connector_kind (homebase, sailpoint, google_workspace or entra)"
+            "the worker's configuration needs connector_kind"
+            " (homebase, sailpoint, google_workspace, entra or okta)"
         )
     name = str(config.get("connector_name") or kind).strip()
     return build_from_form(kind, name, config)

@@ -4,6 +4,9 @@
 The SDK downloads every dependency wheel on each build (~50 at once, 10 s timeout each). Here its
 download goes through a local cache (build/wheels/, checked against uv.lock's hashes by the SDK) with
 bounded concurrency and retries: only the first build needs PyPI, and a dropped connection is retried.
+The SDK picks a wheel only when it is tagged for the exact runtime (cp39, cp313); stable-ABI wheels built
+for an older CPython (cryptography's `cp38-abi3`, `cp311-abi3`, which the JWT auth modes need) are taken
+too, as pip would (`stable_abi`). `--manifest FILE` writes only the manifest, with the same rule.
 """
 
 from __future__ import annotations
@@ -72,9 +75,27 @@ def cached(download: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return fetch
 
 
+def stable_abi(find: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap the SDK's `UvPackage._find_wheel`: where it finds no wheel tagged for the exact Python
+    (cp39, cp313), take a stable-ABI wheel built for an older CPython (cryptography ships `cp38-abi3`
+    and `cp311-abi3`), which that Python loads too (PEP 384)."""
+
+    def find_wheel(package: Any, abi: list[str], python: list[str], platform: list[str]) -> Any:
+        try:
+            return find(package, abi, python, platform)
+        except FileNotFoundError:
+            minor = int(abi[0][len("cp3") :])  # "cp39" -> 9, "cp313" -> 13
+            return find(package, ["abi3"], [f"cp3{m}" for m in range(minor, 1, -1)], platform)
+
+    return find_wheel
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=HERE / "dist" / "idops_soar.tgz")
+    parser.add_argument(
+        "--manifest", type=Path, help="only write the app's manifest here (`soarapps manifests create`)"
+    )
     args = parser.parse_args(argv)
     output = args.output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +103,15 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     import typer
     from soar_sdk.cli.cli import app
-    from soar_sdk.meta.dependencies import UvWheel
+    from soar_sdk.meta.dependencies import UvPackage, UvWheel
 
     UvWheel.fetch = cached(UvWheel.fetch)  # type: ignore[method-assign]
+    UvPackage._find_wheel = stable_abi(UvPackage._find_wheel)  # type: ignore[method-assign]
+    if args.manifest is not None:
+        typer.main.get_command(app)(
+            ["manifests", "create", str(args.manifest.resolve()), str(HERE)], standalone_mode=False
+        )
+        return 0
     try:
         typer.main.get_command(app)(
             ["package", "build", str(stage()), "-o", str(partial)], standalone_mode=False

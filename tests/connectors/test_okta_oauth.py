@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -122,9 +123,16 @@ def test_bad_oauth_settings_and_pyjwt_only_in_that_mode() -> None:
             "'scopes' must be Okta scopes",
         ),
     ]
+    cases.append(
+        ({**base, "client_id": CLIENT_ID, "private_key": "bm90IGEga2V5"}, "must be a PEM private key")
+    )
     for config, message in cases:
         with pytest.raises(ConfigurationError, match=message):
             connectors.build("okta", "okta", config)
+    # a one-line form field (SOAR, Cortex) may carry the PEM base64-encoded
+    encoded = base64.b64encode(PRIVATE.encode()).decode()
+    built = connectors.build("okta", "okta", {**base, "client_id": CLIENT_ID, "private_key": encoded})
+    assert isinstance(built, OktaConnector)
     code = (
         "import sys, connectors; connectors.build('okta', 'o', {'base_url': 'https://a.okta.com',"
         " 'api_token': '00abcdefghij'}); print('jwt' in sys.modules)"

@@ -1,4 +1,4 @@
-"""The README's "run the pieces yourself" recipe, as written: three `idops sim` processes, their
+"""The README's "run the pieces yourself" recipe, as written: the `idops sim` processes, their
 printed lines pasted into a shell, `idops serve --config standins/demo.toml` started there, and the
 Slack page's command box reaching that bot, which reaches every identity simulator."""
 
@@ -17,7 +17,7 @@ from support.sims import ROOT, sim_process
 
 from standins.slack.page import RESPONDER
 
-DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_", "GOOGLE_", "ENTRA_")
+DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_", "GOOGLE_", "ENTRA_", "OKTA_")
 
 
 def _free_port() -> int:
@@ -65,10 +65,12 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
         sim_process("sailpoint", "--identities", "20", drop=DROP) as sailpoint,
         sim_process("google_workspace", "--identities", "20", drop=DROP) as workspace,
         sim_process("entra", "--identities", "20", drop=DROP) as entra,
+        sim_process("okta", "--identities", "20", drop=DROP) as okta,
         sim_process("slack", "--bot-url", bot_url, drop=DROP) as slack,
     ):
         pasted = tmp_path / "pasted.sh"
-        blocks = homebase.block() + sailpoint.block() + workspace.block() + entra.block() + slack.block()
+        blocks = homebase.block() + sailpoint.block() + workspace.block() + entra.block() + okta.block()
+        blocks += slack.block()
         pasted.write_text(blocks + 'exec "$@"\n')
         page = slack.read_until(r"the page is at (http://\S+)/").group(1)
         serve = subprocess.Popen(
@@ -95,6 +97,7 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
             assert sorted(c["name"] if isinstance(c, dict) else c for c in health["connectors"]) == [
                 "entra",
                 "homebase",
+                "okta",
                 "sailpoint",
                 "workspace",
             ]
@@ -113,6 +116,7 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
             assert "HomeBase (homebase)" in answer and "SailPoint (sailpoint)" in answer, answer
             assert "Google Workspace (workspace)" in answer, answer
             assert "Microsoft Entra ID (entra)" in answer, answer
+            assert "Google Workspace (workspace)" in answer and "Okta (okta)" in answer, answer
             assert "couldn't reach" not in answer.lower() and "unavailable" not in answer.lower(), answer
         finally:
             serve.terminate()

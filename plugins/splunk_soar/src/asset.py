@@ -8,7 +8,7 @@ class Asset(BaseAsset):
 
     connector_kind: str = AssetField(
         description="Identity platform",
-        value_list=["homebase", "sailpoint", "google_workspace", "entra"],
+        value_list=["homebase", "sailpoint", "google_workspace", "entra", "okta"],
         default="homebase",
     )
     connector_name: str = AssetField(
@@ -18,13 +18,15 @@ class Asset(BaseAsset):
     )
     base_url: str = AssetField(
         description="API base URL, e.g. https://api.hldgroup.org/v1 or https://TENANT.api.identitynow.com"
-        " (Google Workspace: https://admin.googleapis.com; Entra ID: https://graph.microsoft.com)"
+        " (Google Workspace: https://admin.googleapis.com; Entra ID: https://graph.microsoft.com;"
+        " Okta: https://ORG.okta.com)"
     )
     api_key: str = AssetField(required=False, sensitive=True, description="HomeBase API key (hld_live_...)")
     client_id: str = AssetField(
         required=False,
         default="",
-        description="SailPoint OAuth client id, or Entra ID application (client) id",
+        description="SailPoint OAuth client id, Entra ID application (client) id,"
+        " or the Okta service app's client id",
     )
     client_secret: str = AssetField(
         required=False, sensitive=True, description="SailPoint OAuth client secret, or Entra ID client secret"
@@ -68,6 +70,26 @@ class Asset(BaseAsset):
     )
     certificate_thumbprint: str = AssetField(
         required=False, default="", description="Entra ID: the certificate's SHA-1 thumbprint (40 hex)"
+    )
+    api_token: str = AssetField(required=False, sensitive=True, description="Okta: API token (SSWS)")
+    private_key: str = AssetField(
+        required=False,
+        sensitive=True,
+        description="Okta service app (instead of api_token): the PEM RSA private key, base64-encoded",
+    )
+    key_id: str = AssetField(
+        required=False, default="", description="Okta service app: the key's kid, if any"
+    )
+    scopes: str = AssetField(
+        required=False,
+        default="",
+        description="Okta service app: scopes to ask for, space-separated (default: the six idops needs)",
+    )
+    password_action: str = AssetField(
+        required=False,
+        default="",
+        description="Okta: expire_password (default: a new password at next sign-in) or reset_password"
+        " (Okta emails a reset link)",
     )
     idops_url: str = AssetField(
         required=False,
