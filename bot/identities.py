@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from connectors import Action, Connector, ConnectorError, Identity, RiskLevel
+from connectors import Action, Connector, ConnectorError, Identity, RateLimitedError, RiskLevel
 
 from . import blocks
 from .blocks import Message, esc
@@ -33,6 +33,8 @@ class Found:
     capped: bool = False
     #: names of the connectors that answered (a lookup with no match names them)
     searched: list[str] = field(default_factory=list)
+    #: a connector that asked to be left alone for a while (its Retry-After), if one did
+    limited: Optional[RateLimitedError] = None
 
     def fault_note(self) -> str:
         return "\n".join(f":warning: {esc(fault, 500)}" for fault in self.faults)
@@ -95,6 +97,8 @@ class Identities:
         for connector, result in await self._each(lambda c: c.find_identities(query, limit=limit)):
             if isinstance(result, ConnectorError):
                 found.faults.append(str(result))
+                if isinstance(result, RateLimitedError) and result.retry_after is not None:
+                    found.limited = result
             else:
                 found.searched.append(connector.name)
                 found.identities.extend(result)

@@ -8,9 +8,10 @@ returns a message (or a Home view) for `Replies` to show; none of them talks to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional
 
-from connectors import Action, RiskLevel
+from connectors import Action, Identity, RiskLevel
 
 from . import blocks
 from .approval_flow import ApprovalFlow
@@ -36,6 +37,23 @@ def with_faults(reply: Message, note: str) -> Message:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": note[:2000]}]}
         )
     return reply
+
+
+def names_exactly(identity: Identity, who: str) -> bool:
+    """`who` is the identity's email, id, provider id or full display name (case aside), or one of its
+    login names (an address the provider keeps, such as Entra's userPrincipalName), not a fragment."""
+    wanted = who.strip().casefold()
+    names = {identity.email, identity.id, identity.display_name, identity.provider_id}
+    if "@" in wanted:
+        for value in (*identity.raw.values(), *_nested_values(identity.raw)):
+            if isinstance(value, str) and "@" in value:
+                names.add(value)
+    return bool(wanted) and wanted in {name.casefold() for name in names if name}
+
+
+def _nested_values(raw: Mapping[str, Any]) -> list[Any]:
+    """The values one level down (Okta keeps `login` under `profile`)."""
+    return [v for inner in raw.values() if isinstance(inner, Mapping) for v in inner.values()]
 
 
 class Lookups:
@@ -69,6 +87,8 @@ class Lookups:
             return LOOKUP_REFUSED
         found = await self.identities.search(query)
         note = found.fault_note()
+        if not found.identities and found.limited is not None:
+            raise found.limited  # "asked us to wait until …": the answer follows then (Replies.run)
         if not found.identities:
             return self.no_match(found, query)
         if len(found.identities) == 1:
@@ -83,19 +103,28 @@ class Lookups:
         found = await self.identities.search(who)
         if not found.identities:
             return self.no_match(found, who)
-        if len(found.identities) == 1:
-            identity = found.identities[0]
+        # an action needs its target named exactly (email, id or full name, one identity); a fragment
+        # that happens to match one person only ever lists the matches to choose from
+        exact = [identity for identity in found.identities if names_exactly(identity, who)]
+        if len(exact) == 1:
+            identity = exact[0]
             return await self.flow.start_request(
                 user=user, connector=identity.connector, identity_id=identity.id, action=action, reason=reason
             )
         matches = [
             (i, s)
-            for i, s in self.identities.labelled(found.identities)
+            for i, s in self.identities.labelled(exact or found.identities)
             if action in self.identities.actions_for(i)
         ]
         if not matches:
             return text_message(f"None of the identities matching *{esc(who, 300)}* supports {action.label}.")
         title = f"{len(matches)} identities match *{esc(who, 300)}*; choose who gets *{action.label}*:"
+        if not exact:
+            title = (
+                f"*{esc(who, 300)}* is not an exact email, id or full name, so nothing was requested."
+                f" {len(matches)} identit{'y matches' if len(matches) == 1 else 'ies match'}; choose who"
+                f" gets *{action.label}*:"
+            )
         return with_faults(
             blocks.identity_list(title, matches, row_button=(action.label, f"request:{action.value}")),
             found.fault_note(),

@@ -11,13 +11,15 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from connectors import ConnectorError
+from connectors import ConnectorError, RateLimitedError
+from connectors.http import interactive
 
 from .approvals import PolicyError
 from .blocks import Message, esc, info_modal, text_message
@@ -26,6 +28,16 @@ from .slack_api import describe
 log = logging.getLogger(__name__)
 
 Respond = Callable[..., Awaitable[Any]]
+Work = Callable[[], Awaitable[Optional[Message]]]
+# how long a provider's rate limit may hold work a person is waiting on before they are told
+INTERACTIVE_WAIT = 5.0
+
+
+def _wait_text(exc: RateLimitedError) -> str:
+    """ "HomeBase asked us to wait until 14:05" (the reader's time zone in Slack, UTC as fallback)."""
+    until = datetime.now(timezone.utc) + timedelta(seconds=exc.retry_after or 0)
+    when = f"<!date^{int(until.timestamp())}^{{time}}|{until:%H:%M} UTC>"
+    return f"{esc(exc.provider or 'The provider', 100)} asked us to wait until {when}"
 
 
 class BackgroundTasks:
@@ -53,9 +65,17 @@ class BackgroundTasks:
 class Replies:
     """Answers to the person who typed or clicked, over one Web API client."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        max_wait: float = INTERACTIVE_WAIT,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.client = client
         self.tasks = BackgroundTasks()
+        self.max_wait = max_wait
+        self.sleep = sleep
 
     def run(
         self,
@@ -66,36 +86,64 @@ class Replies:
         channel: Optional[str] = None,
         replace: bool = False,
         name: str = "idops",
+        again: Optional[Work] = None,
     ) -> None:
-        """Run `work` after the ack and show the user the message it returns (nothing for None)."""
+        """Run `work` after the ack and show the user the message it returns (nothing for None).
+
+        Never silent: provider requests inside wait at most `max_wait` s on rate limits. A provider that
+        asks for longer is named with the time it gave; with `again` (the same work, to run once more)
+        the person is told the answer follows then, and it does."""
 
         async def runner() -> None:
-            try:
-                reply = await work
-            except ConnectorError as exc:
-                reply = text_message(f":warning: {esc(exc, 2000)}")
-            except PolicyError as exc:
-                reply = text_message(f":no_entry: {esc(exc.message, 2000)}")
-            except SlackApiError as exc:
-                # e.g. the directory lookup a policy check needs: say so instead of an internal error
-                method = str(getattr(exc.response, "api_url", "") or "").rstrip("/").rsplit("/", 1)[-1]
-                log.warning("%s: Slack refused %s: %s", name, method, describe(exc.response))
+            reply, held = await self._attempt(work, name)
+            if held is not None and again is None:
                 reply = text_message(
-                    f":warning: Slack answered {esc(method or 'a call', 100)} with"
-                    f" {esc(exc.response.get('error') or 'an error', 100)}, so idops stopped there;"
-                    " try again in a minute."
+                    f":hourglass_flowing_sand: {_wait_text(held)}; nothing was done, try again then."
                 )
-            except Exception:
-                # anything else is a bug: logged with a reference the user can quote, never shown
-                reference = secrets.token_hex(4)
-                log.exception("%s failed (reference %s)", name, reference)
-                reply = text_message(
-                    f":x: idops hit an internal error (reference {reference}); it is logged."
-                )
+            elif held is not None and again is not None:
+                said = text_message(f":hourglass_flowing_sand: {_wait_text(held)}; I'll answer then.")
+                await self.tell(user, said, respond=respond, channel=channel, replace=replace)
+                await self.sleep(held.retry_after or 0)
+                reply, held = await self._attempt(again(), name)
+                if held is not None:
+                    reply = text_message(f":warning: {_wait_text(held)} again; please try later.")
             if reply is not None:
                 await self.tell(user, reply, respond=respond, channel=channel, replace=replace)
 
         self.tasks.spawn(runner(), name)
+
+    async def _attempt(
+        self, work: Awaitable[Optional[Message]], name: str
+    ) -> tuple[Optional[Message], Optional[RateLimitedError]]:
+        """(the reply, None), or (None, the error) when a provider asked to wait past `max_wait`; a fault
+        becomes a one-line reply, never a traceback."""
+        try:
+            with interactive(self.max_wait):
+                return await work, None
+        except RateLimitedError as exc:
+            if exc.retry_after is not None:
+                return None, exc
+            return text_message(f":warning: {esc(exc, 2000)}"), None
+        except ConnectorError as exc:
+            return text_message(f":warning: {esc(exc, 2000)}"), None
+        except PolicyError as exc:
+            return text_message(f":no_entry: {esc(exc.message, 2000)}"), None
+        except SlackApiError as exc:
+            # e.g. the directory lookup a policy check needs: say so instead of an internal error
+            method = str(getattr(exc.response, "api_url", "") or "").rstrip("/").rsplit("/", 1)[-1]
+            log.warning("%s: Slack refused %s: %s", name, method, describe(exc.response))
+            return text_message(
+                f":warning: Slack answered {esc(method or 'a call', 100)} with"
+                f" {esc(exc.response.get('error') or 'an error', 100)}, so idops stopped there;"
+                " try again in a minute."
+            ), None
+        except Exception:
+            # anything else is a bug: logged with a reference the user can quote, never shown
+            reference = secrets.token_hex(4)
+            log.exception("%s failed (reference %s)", name, reference)
+            return text_message(
+                f":x: idops hit an internal error (reference {reference}); it is logged."
+            ), None
 
     async def tell(
         self,

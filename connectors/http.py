@@ -435,8 +435,9 @@ class HttpClient:
     def _asked_to_wait(self, seconds: float, client_request_id: str) -> RateLimitedError:
         """Rate limited for longer than the waiting person's budget: nothing was sent this time."""
         seconds = math.ceil(seconds)
+        until = time.strftime("%H:%M", time.gmtime(time.time() + seconds))
         return RateLimitedError(
-            f"{self.provider} asked us to wait {seconds} s (rate limit)",
+            f"{self.provider} asked us to wait {seconds} s, until {until} UTC (rate limit)",
             retry_after=float(seconds),
             provider=self.provider,
             request_id=client_request_id,

@@ -8,6 +8,7 @@ after the ack through `Replies.run` and answers by response_url.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -159,7 +160,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
         if name == "whois":
             query = query_of(args, "<email|id|name>")
             await ack()
-            replies.run(lookups.whois(user, query), user=user, respond=respond, name="whois")
+            work = functools.partial(lookups.whois, user, query)
+            replies.run(work(), user=user, respond=respond, name="whois", again=work)
         elif name == "risky":
             if len(args) > 2:
                 raise UsageError("Too many arguments.")
