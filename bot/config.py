@@ -160,8 +160,9 @@ class ConnectorEntry(BaseModel):
     kind: str = Field(strict=True, max_length=100)
 
     @model_validator(mode="after")
-    def _no_literal_secrets(self) -> ConnectorEntry:
-        # secrets come from the environment only, so a config file can be shared and committed
+    def _settings_shaped(self) -> ConnectorEntry:
+        # setting names are identifiers (so messages can show them); secrets come from the environment
+        # only, so a config file can be shared and committed; `*_env` values are variable names
         for key, value in (self.model_extra or {}).items():
             where = _printable(key)
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
