@@ -34,7 +34,6 @@ override). `changes_since` reads the System Log's risk events after a cursor (`p
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 import time
@@ -48,17 +47,14 @@ import aiohttp
 from . import okta_api as api
 from .base import Connector
 from .errors import (
-    ConflictError,
     ConnectorError,
     NotFoundError,
-    OutcomeUnknownError,
     ProviderUnavailableError,
-    RateLimitedError,
-    UnsupportedActionError,
     ValidationError,
 )
 from .http import ConnectionErrorRetry, HttpClient, Response, ServerErrorRetry
-from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel, parse_datetime
+from .models import Action, Changes, CheckResult, Identity, RiskLevel, parse_datetime
+from .okta_actions import OktaActions
 from .okta_api import PROVIDER, search_term
 from .registry import register
 from .settings import SettingsReader
@@ -69,41 +65,16 @@ MAX_PAGE = 200
 MAX_LOG_PAGE = 1000
 LOG_RETENTION = timedelta(days=90)
 RISK_EVENTS = ("user.risk.change", "user.risk.detect")
-# Okta level -> (score, band); HIGH on a privileged user is CRITICAL_SCORE / critical
-RISK_BANDS = {
-    "NONE": (0, RiskLevel.LOW),
-    "LOW": (20, RiskLevel.LOW),
-    "MEDIUM": (50, RiskLevel.MEDIUM),
-    "HIGH": (75, RiskLevel.HIGH),
-}
-CRITICAL_SCORE = 100
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 _OKTA_ID = re.compile(r"00u[A-Za-z0-9]{17}")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _TOKEN = re.compile(r"[\x21-\x7e]{8,512}")
-_SCOPE = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
 _MAX_QUERY = 256
 _IDS_PER_SEARCH = 50
 _MAX_RATE_RETRIES = 5
 
 
-def risk_band(level: Optional[str], privileged: bool) -> tuple[Optional[int], Optional[RiskLevel]]:
-    """idops score and band for an Okta risk level (the documented rule above); (None, None) if unknown."""
-    if level not in RISK_BANDS:
-        return None, None
-    if level == "HIGH" and privileged:
-        return CRITICAL_SCORE, RiskLevel.CRITICAL
-    return RISK_BANDS[str(level)]
-
-
-def _iso(moment: datetime) -> str:
-    return (
-        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
 @register
-class OktaConnector(Connector):
+class OktaConnector(OktaActions, Connector):
     """One Okta org over the Management API."""
 
     kind = "okta"
@@ -192,8 +163,8 @@ class OktaConnector(Connector):
         if client_id is not None or config.get("private_key") is not None:
             if token is not None:
                 raise read.error("api_token", "can't be combined with client_id (choose one auth mode)")
-            key = _pem(read, read.required_text("private_key", expected="a PEM private key"))
-            scopes = _scopes(read, config.get("scopes"))
+            key = api.pem_text(read, read.required_text("private_key", expected="a PEM private key"))
+            scopes = api.parse_scopes(read, config.get("scopes"))
             if client_id is None:
                 raise read.error("client_id", "is required with private_key")
             app = api.ServiceApp(client_id, key, scopes, read.text("key_id", pattern=_SAFE_ID))
@@ -352,29 +323,29 @@ class OktaConnector(Connector):
                 request_id=api.request_id(response) if response else None,
             )
         profile = user.get("profile") if isinstance(user.get("profile"), dict) else {}
-        first, last = _text(profile.get("firstName")), _text(profile.get("lastName"))
-        display = _text(profile.get("displayName")) or " ".join(p for p in (first, last) if p) or None
+        first, last = api.text_of(profile.get("firstName")), api.text_of(profile.get("lastName"))
+        display = api.text_of(profile.get("displayName")) or " ".join(p for p in (first, last) if p) or None
         active_roles = [
             r for r in roles or [] if isinstance(r, dict) and r.get("status", "ACTIVE") == "ACTIVE"
         ]
         privileged = bool(active_roles)
-        score, level = risk_band(risk, privileged) if self.itp is not False else (None, None)
-        status = _text(user.get("status"))
+        score, level = api.risk_band(risk, privileged) if self.itp is not False else (None, None)
+        status = api.text_of(user.get("status"))
         return Identity(
             id=user_id,
             connector=self.name,
-            email=_text(profile.get("email")) or _text(profile.get("login")),
+            email=api.text_of(profile.get("email")) or api.text_of(profile.get("login")),
             display_name=display,
             tenant_id=self.tenant_id,
             status=status.lower() if status else None,
             risk_score=score,
             risk_level=level,
             privileged=privileged,
-            last_login_at=_datetime(user.get("lastLogin")),
+            last_login_at=api.as_datetime(user.get("lastLogin")),
             provider="okta",
             provider_id=user_id,
             roles=tuple(str(r.get("label") or r.get("type")) for r in active_roles),
-            created_at=_datetime(user.get("created")),
+            created_at=api.as_datetime(user.get("created")),
             raw=user,
         )
 
@@ -390,7 +361,7 @@ class OktaConnector(Connector):
             self._no_itp(exc)
             return None
         level = body.get("riskLevel") if isinstance(body, dict) else None
-        if level not in RISK_BANDS:
+        if level not in api.RISK_BANDS:
             raise api.bad_answer(
                 f"answered a user's risk with an unknown riskLevel {str(level)[:20]!r}", response
             )
@@ -457,7 +428,7 @@ class OktaConnector(Connector):
             except NotFoundError:
                 return []
         try:
-            expression = _name_search(text)
+            expression = api.name_search(text)
         except ValueError as exc:
             raise ValidationError(f"can't search for that text: {exc}", provider=PROVIDER) from None
         body, response = await self._json(
@@ -549,8 +520,8 @@ class OktaConnector(Connector):
             return {}
         since = datetime.now(timezone.utc) - LOG_RETENTION + timedelta(minutes=5)
         risks: dict[str, str] = {}
-        async for event in self._risk_events(_iso(since)):
-            for user_id, level in _event_risks(event):
+        async for event in self._risk_events(api.iso(since)):
+            for user_id, level in api.event_risks(event):
                 risks[user_id] = level
         return risks
 
@@ -559,7 +530,7 @@ class OktaConnector(Connector):
         params: Optional[dict] = {
             "filter": expression,
             "since": since,
-            "until": _iso(datetime.now(timezone.utc)),
+            "until": api.iso(datetime.now(timezone.utc)),
             "sortOrder": "ASCENDING",
             "limit": MAX_LOG_PAGE,
         }
@@ -586,13 +557,13 @@ class OktaConnector(Connector):
             "/api/v1/users",
             params={"search": api.NOT_DEPROVISIONED, "sortBy": "created", "sortOrder": "asc", "limit": 1},
         )
-        first = _datetime(body[0].get("created")) if isinstance(body, list) and body else None
+        first = api.as_datetime(body[0].get("created")) if isinstance(body, list) and body else None
         if first is None:
             async for users in self._cursor_pages({"limit": self.page_size}):
                 yield users
             return
         async for users in self._partitioned(
-            _partitions(first, datetime.now(timezone.utc), self.concurrency * 4)
+            api.created_partitions(first, datetime.now(timezone.utc), self.concurrency * 4)
         ):
             yield users
 
@@ -649,7 +620,7 @@ class OktaConnector(Connector):
         """Users whose risk the System Log reports changed since `cursor` (a `published` time)."""
         now = datetime.now(timezone.utc)
         if cursor is None or (tenant_id is not None and tenant_id != self.tenant_id):
-            return Changes([], _iso(now - timedelta(minutes=5)))
+            return Changes([], api.iso(now - timedelta(minutes=5)))
         try:
             since = parse_datetime(cursor)
         except ValueError:
@@ -663,7 +634,7 @@ class OktaConnector(Connector):
         latest: dict[str, str] = {}
         newest = cursor
         async for event in self._risk_events(cursor):
-            for user_id, level in _event_risks(event):
+            for user_id, level in api.event_risks(event):
                 latest.pop(user_id, None)
                 latest[user_id] = level
             published = event.get("published")
@@ -683,243 +654,4 @@ class OktaConnector(Connector):
                 raise api.bad_answer("answered a search with something other than a list", response)
             users.extend(user for user in body if isinstance(user, dict))
         identities = await self._identities(users, latest, read_all_roles=False) if users else []
-        return Changes(identities, max(newest, _iso(now - timedelta(minutes=5))))
-
-    # --- actions -----------------------------------------------------------------------------------
-
-    def _done(self, action: Action, user_id: str, message: str, raw: Any = None) -> ActionResult:
-        return ActionResult(
-            action=action,
-            identity_id=user_id,
-            connector=self.name,
-            status=ActionResult.COMPLETED,
-            message=message,
-            raw=raw if isinstance(raw, dict) else {},
-        )
-
-    async def _lifecycle(self, action: Action, user_id: str, path: str, **kwargs: Any) -> Response:
-        """A state-changing call: a dropped answer or a 5xx means the outcome is unknown."""
-        try:
-            return await self._api("POST", path, idempotent=False, **kwargs)
-        except RateLimitedError:
-            raise
-        except ProviderUnavailableError as exc:
-            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
-                raise  # never reached Okta: nothing happened
-            raise OutcomeUnknownError(
-                f"'{action.label}' was sent for {user_id} but its answer was lost ({exc.message});"
-                " read the user before trying again",
-                provider=PROVIDER,
-                request_id=exc.request_id,
-                status=exc.status,
-            ) from exc
-
-    async def revoke_sessions(self, identity_id: str) -> ActionResult:
-        user_id = self._checked_id(identity_id)
-        response = await self._api(
-            "DELETE", f"/api/v1/users/{quote(user_id, safe='')}/sessions", params={"oauthTokens": True}
-        )
-        return ActionResult(
-            action=Action.REVOKE_SESSIONS,
-            identity_id=user_id,
-            connector=self.name,
-            status=ActionResult.COMPLETED,
-            reference=api.request_id(response),
-            message="all sessions and OAuth tokens revoked",
-        )
-
-    async def force_password_reset(self, identity_id: str) -> ActionResult:
-        user_id = self._checked_id(identity_id)
-        base = f"/api/v1/users/{quote(user_id, safe='')}/lifecycle"
-        if self.password_action == "reset_password":  # noqa: S105 - an Okta endpoint name
-            await self._lifecycle(
-                Action.FORCE_PASSWORD_RESET, user_id, f"{base}/reset_password", params={"sendEmail": True}
-            )
-            return self._done(
-                Action.FORCE_PASSWORD_RESET, user_id, "password reset: Okta emailed the user a reset link"
-            )
-        response = await self._lifecycle(Action.FORCE_PASSWORD_RESET, user_id, f"{base}/expire_password")
-        body = response.json(PROVIDER)
-        return self._done(
-            Action.FORCE_PASSWORD_RESET,
-            user_id,
-            "password expired: the user must change it at next sign-in",
-            body,
-        )
-
-    async def disable(self, identity_id: str, reason: str) -> ActionResult:
-        """Suspend (Okta has no reason field: the reason stays in idops' audit trail)."""
-        return await self._transition(Action.DISABLE, identity_id, "suspend", "SUSPENDED", "ACTIVE")
-
-    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
-        return await self._transition(Action.ENABLE, identity_id, "unsuspend", "ACTIVE", "SUSPENDED")
-
-    async def _transition(
-        self, action: Action, identity_id: str, verb: str, target: str, source: str
-    ) -> ActionResult:
-        user_id = self._checked_id(identity_id)
-        path = f"/api/v1/users/{quote(user_id, safe='')}/lifecycle/{verb}"
-        try:
-            await self._lifecycle(action, user_id, path)
-        except (ValidationError, ConflictError) as refused:
-            # Okta refuses a transition from the wrong status (400): read where the user is
-            current = await self.get_identity(user_id)
-            if (current.status or "").upper() == target:
-                return self._done(action, user_id, f"already {target.lower()}: nothing to do")
-            raise ValidationError(
-                f"Okta can {verb} only a user whose status is {source}; this one is {current.status}",
-                provider=PROVIDER,
-                request_id=refused.request_id,
-                status=refused.status,
-                code=refused.code,
-            ) from refused
-        return self._done(action, user_id, f"{verb} done: status {target.lower()}")
-
-    async def _set_risk(self, action: Action, identity_id: str, level: str, reason: str) -> ActionResult:
-        user_id = self._checked_id(identity_id)
-        if self.itp is False:
-            raise UnsupportedActionError(
-                f"this org has no Identity Threat Protection: '{action.label}' can't be reported",
-                provider=PROVIDER,
-            )
-        try:
-            body, _ = await self._json(
-                "PUT",
-                f"/api/v1/users/{quote(user_id, safe='')}/risk",
-                json_body={"riskLevel": level, "riskReason": reason},
-            )
-        except ConnectorError as exc:
-            if isinstance(exc, NotFoundError):
-                await self.get_identity(user_id)  # NotFoundError naming the user if it is the user
-            if api.is_missing_feature(exc):
-                self._no_itp(exc)
-                raise UnsupportedActionError(
-                    f"this org has no Identity Threat Protection: '{action.label}' can't be reported",
-                    provider=PROVIDER,
-                    request_id=exc.request_id,
-                ) from exc
-            raise
-        return self._done(action, user_id, f"Okta risk set to {level} ({reason})", body)
-
-    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
-        """Read whether an action shows on the user (status, or ITP risk); None for session revocation,
-        which leaves nothing to read."""
-        user_id = self._checked_id(identity_id)
-        if action in (Action.CONFIRM_COMPROMISED, Action.DISMISS_RISK):
-            level = await self._user_risk(user_id)
-            if level is None:
-                return None
-            return level == "HIGH" if action is Action.CONFIRM_COMPROMISED else level in ("LOW", "NONE")
-        statuses = {
-            Action.DISABLE: ("suspended",),
-            Action.ENABLE: ("active",),
-            Action.FORCE_PASSWORD_RESET: ("password_expired", "recovery"),
-        }
-        if action not in statuses:
-            return None
-        body, _ = await self._json("GET", f"/api/v1/users/{quote(user_id, safe='')}")
-        status = str(body.get("status") or "").lower() if isinstance(body, dict) else ""
-        return status in statuses[action]
-
-    async def confirm_compromised(self, identity_id: str) -> ActionResult:
-        return await self._set_risk(
-            Action.CONFIRM_COMPROMISED, identity_id, "HIGH", "confirmed compromised in idops"
-        )
-
-    async def dismiss_risk(self, identity_id: str) -> ActionResult:
-        return await self._set_risk(Action.DISMISS_RISK, identity_id, "LOW", "risk dismissed in idops")
-
-
-def _pem(read: SettingsReader, text: str) -> str:
-    """The PEM text of `private_key`, also when a form sent it base64-encoded (SOAR fields are one line)."""
-    if text.startswith("-----BEGIN"):
-        return text
-    try:
-        decoded = base64.b64decode("".join(text.split()), validate=True).decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    if not decoded.startswith("-----BEGIN"):
-        raise read.error(
-            "private_key", "must be a PEM private key (-----BEGIN …), or that text base64-encoded"
-        )
-    return decoded
-
-
-def _scopes(read: SettingsReader, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return api.SCOPES
-    words = value.split() if isinstance(value, str) else value
-    if (
-        not isinstance(words, (list, tuple))
-        or not words
-        or not all(isinstance(w, str) and _SCOPE.fullmatch(w) for w in words)
-    ):
-        raise read.error("scopes", "must be Okta scopes like okta.users.read okta.users.manage")
-    return tuple(words)
-
-
-def _name_search(text: str) -> str:
-    """The `search` expression for an email or a name (every value through `search_term`)."""
-    if _EMAIL.match(text):
-        return api.any_of(
-            [search_term("profile.email", "eq", text), search_term("profile.login", "eq", text)]
-        )
-    words = text.split()
-    if len(words) >= 2:
-        first = search_term("profile.firstName", "sw", words[0])
-        last = search_term("profile.lastName", "sw", " ".join(words[1:]))
-        return f"({first} and {last})"
-    return api.any_of(
-        [search_term(prop, "sw", text) for prop in ("profile.firstName", "profile.lastName", "profile.login")]
-    )
-
-
-def _partitions(first: datetime, now: datetime, count: int) -> list[str]:
-    """`count` disjoint `created` ranges covering every user (the first and last open-ended)."""
-    span = max((now - first).total_seconds(), 1.0)
-    bounds = [_iso(first + timedelta(seconds=span * k / count)) for k in range(1, count)]
-    expressions = []
-    for k in range(count):
-        terms = [api.NOT_DEPROVISIONED]
-        if k > 0:
-            terms.append(search_term("created", "ge", bounds[k - 1]))
-        if k < count - 1:
-            terms.append(search_term("created", "lt", bounds[k]))
-        expressions.append(" and ".join(terms))
-    return expressions
-
-
-def _event_risks(event: dict) -> list[tuple[str, str]]:
-    """(user id, level) pairs a risk event reports: `securityContext.risk.level`, else `level=` in
-    `debugContext.debugData.risk`, for each User target."""
-    level = None
-    context = event.get("securityContext")
-    if isinstance(context, dict) and isinstance(context.get("risk"), dict):
-        level = context["risk"].get("level")
-    if level is None:
-        debug = event.get("debugContext")
-        data = debug.get("debugData") if isinstance(debug, dict) else None
-        text = data.get("risk") if isinstance(data, dict) else None
-        match = re.search(r"level=([A-Z]+)", text) if isinstance(text, str) else None
-        level = match.group(1) if match else None
-    if level not in RISK_BANDS:
-        return []
-    targets = event.get("target")
-    if not isinstance(targets, list):
-        return []
-    return [
-        (str(target["id"]), str(level))
-        for target in targets
-        if isinstance(target, dict) and target.get("type") == "User" and isinstance(target.get("id"), str)
-    ]
-
-
-def _text(value: Any) -> Optional[str]:
-    return value if isinstance(value, str) and value else None
-
-
-def _datetime(value: Any) -> Optional[datetime]:
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None
+        return Changes(identities, max(newest, api.iso(now - timedelta(minutes=5))))

@@ -17,11 +17,13 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +38,8 @@ from .errors import (
     ValidationError,
 )
 from .http import MAX_PAUSE, Response, error_class_for_status
+from .models import RiskLevel, parse_datetime
+from .settings import SettingsReader
 
 PROVIDER = "Okta"
 
@@ -373,3 +377,126 @@ async def gather_limited(coros: list, limit: int) -> list:
     finally:
         for task in tasks:
             task.cancel()
+
+
+# --- users, risk and search helpers ------------------------------------------------------------
+
+# Okta level -> (score, band); HIGH on a privileged user is CRITICAL_SCORE / critical
+RISK_BANDS = {
+    "NONE": (0, RiskLevel.LOW),
+    "LOW": (20, RiskLevel.LOW),
+    "MEDIUM": (50, RiskLevel.MEDIUM),
+    "HIGH": (75, RiskLevel.HIGH),
+}
+CRITICAL_SCORE = 100
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_SCOPE_NAME = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
+
+
+def risk_band(level: Optional[str], privileged: bool) -> tuple[Optional[int], Optional[RiskLevel]]:
+    """idops score and band for an Okta risk level (the documented rule above); (None, None) if unknown."""
+    if level not in RISK_BANDS:
+        return None, None
+    if level == "HIGH" and privileged:
+        return CRITICAL_SCORE, RiskLevel.CRITICAL
+    return RISK_BANDS[str(level)]
+
+
+def iso(moment: datetime) -> str:
+    return (
+        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def pem_text(read: SettingsReader, text: str) -> str:
+    """The PEM text of `private_key`, also when a form sent it base64-encoded (SOAR fields are one line)."""
+    if text.startswith("-----BEGIN"):
+        return text
+    try:
+        decoded = base64.b64decode("".join(text.split()), validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if not decoded.startswith("-----BEGIN"):
+        raise read.error(
+            "private_key", "must be a PEM private key (-----BEGIN …), or that text base64-encoded"
+        )
+    return decoded
+
+
+def parse_scopes(read: SettingsReader, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return SCOPES
+    words = value.split() if isinstance(value, str) else value
+    if (
+        not isinstance(words, (list, tuple))
+        or not words
+        or not all(isinstance(w, str) and _SCOPE_NAME.fullmatch(w) for w in words)
+    ):
+        raise read.error("scopes", "must be Okta scopes like okta.users.read okta.users.manage")
+    return tuple(words)
+
+
+def name_search(text: str) -> str:
+    """The `search` expression for an email or a name (every value through `search_term`)."""
+    if _EMAIL.match(text):
+        return any_of([search_term("profile.email", "eq", text), search_term("profile.login", "eq", text)])
+    words = text.split()
+    if len(words) >= 2:
+        first = search_term("profile.firstName", "sw", words[0])
+        last = search_term("profile.lastName", "sw", " ".join(words[1:]))
+        return f"({first} and {last})"
+    return any_of(
+        [search_term(prop, "sw", text) for prop in ("profile.firstName", "profile.lastName", "profile.login")]
+    )
+
+
+def created_partitions(first: datetime, now: datetime, count: int) -> list[str]:
+    """`count` disjoint `created` ranges covering every user (the first and last open-ended)."""
+    span = max((now - first).total_seconds(), 1.0)
+    bounds = [iso(first + timedelta(seconds=span * k / count)) for k in range(1, count)]
+    expressions = []
+    for k in range(count):
+        terms = [NOT_DEPROVISIONED]
+        if k > 0:
+            terms.append(search_term("created", "ge", bounds[k - 1]))
+        if k < count - 1:
+            terms.append(search_term("created", "lt", bounds[k]))
+        expressions.append(" and ".join(terms))
+    return expressions
+
+
+def event_risks(event: dict) -> list[tuple[str, str]]:
+    """(user id, level) pairs a risk event reports: `securityContext.risk.level`, else `level=` in
+    `debugContext.debugData.risk`, for each User target."""
+    level = None
+    context = event.get("securityContext")
+    if isinstance(context, dict) and isinstance(context.get("risk"), dict):
+        level = context["risk"].get("level")
+    if level is None:
+        debug = event.get("debugContext")
+        data = debug.get("debugData") if isinstance(debug, dict) else None
+        text = data.get("risk") if isinstance(data, dict) else None
+        match = re.search(r"level=([A-Z]+)", text) if isinstance(text, str) else None
+        level = match.group(1) if match else None
+    if level not in RISK_BANDS:
+        return []
+    targets = event.get("target")
+    if not isinstance(targets, list):
+        return []
+    return [
+        (str(target["id"]), str(level))
+        for target in targets
+        if isinstance(target, dict) and target.get("type") == "User" and isinstance(target.get("id"), str)
+    ]
+
+
+def text_of(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+def as_datetime(value: Any) -> Optional[datetime]:
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None

@@ -24,8 +24,8 @@ from connectors import (
     ValidationError,
 )
 from connectors.http import Response
-from connectors.okta import OktaConnector, risk_band
-from connectors.okta_api import next_link, search_term
+from connectors.okta import OktaConnector
+from connectors.okta_api import next_link, risk_band, search_term
 from standins import serving
 from standins.okta import STATE, create_app
 from standins.okta_data import OktaState, parse_search
