@@ -6,8 +6,8 @@ a provider or a person is escaped (`blocks.esc`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from .approvals import ApprovalRequest, Status
+from .approvals import ApprovalRequest, Containment, State, Status, duration_text
 from .blocks import (
     HEADER_CHARS,
     Message,
@@ -60,8 +60,9 @@ def _target_line(request: ApprovalRequest) -> str:
     return " · ".join(parts)
 
 
-def approval_card(request: ApprovalRequest) -> Message:
-    """The card in the approval channel; buttons only while a click can still change something."""
+def approval_card(request: ApprovalRequest, containment: Optional[Containment] = None) -> Message:
+    """The card in the approval channel; buttons only while a click can still change something.
+    A time-boxed request shows its duration, then (`containment`) when it reverts and how it ended."""
     target = request.target
     name = esc(target.get("name") or target.get("email") or request.identity_id, 200)
     status = STATUS_LINE[request.status]
@@ -86,6 +87,9 @@ def approval_card(request: ApprovalRequest) -> Message:
         f"*Approvals*\n{approvals}",
         f"*Status*\n{status}",
     ]
+    timebox = containment_status(request, containment)
+    if timebox:
+        fields.append(f"*Time box*\n{timebox}")
     blocks: list[Block] = [
         HeaderBlock(text=_plain(f"{request.action.label} request", HEADER_CHARS)),
         SectionBlock(text=_md(_target_line(request))),
@@ -165,3 +169,69 @@ def _unknown_buttons(request: ApprovalRequest, name: str) -> list[Any]:
             "Run again", "approval:rerun", f"{request.id}:{request.attempts}", style="danger", confirm=confirm
         ),
     ]
+
+
+def containment_status(request: ApprovalRequest, item: Optional[Containment]) -> Optional[str]:
+    """The card's *Time box* field: the duration, then when it reverts (each viewer's time zone) and
+    how it ended; None when the request is not time-boxed."""
+    if not request.duration_seconds:
+        return None
+    length = duration_text(request.duration_seconds)
+    if item is None:
+        return f":stopwatch: {length} from when it runs, then idops undoes it"
+    by = f" by {user_ref(item.decided_by)}" if item.decided_by else ""
+    return {
+        State.ACTIVE: f":stopwatch: Reverts {slack_date(item.due_at)}" + (f" (extended{by})" if by else ""),
+        State.HELD: f":warning: Revert held (due {slack_date(item.due_at)}): {esc(item.note, 500)}",
+        State.REVERTING: ":gear: Reverting now",
+        State.REVERTED: f":leftwards_arrow_with_hook: Reverted ({length} time box)",
+        State.FAILED: ":x: The revert failed; still contained",
+        State.UNKNOWN: ":warning: Revert sent, outcome unknown; idops reads it back",
+        State.PERMANENT: f":lock: Made permanent{by}",
+    }[item.status]
+
+
+def containment_reply(
+    request: ApprovalRequest, item: Containment, revert: Optional[ApprovalRequest]
+) -> Message:
+    """The thread reply when a containment's state changes by itself: held back by risk, or the revert's
+    outcome (who asked, who approved, when it ran, the provider's answer)."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    if item.status is State.HELD:
+        return text_message(
+            f":warning: {user_ref(request.requested_by)} the time box of *{name}* ended, but access is not"
+            f" restored: {esc(item.note, 1000)}"
+        )
+    if item.status is State.PERMANENT:
+        return text_message(f":lock: {user_ref(item.decided_by)} made the containment of *{name}* permanent.")
+    if revert is None:
+        return text_message(f"Containment of *{name}*: {item.status.value}.")
+    reply = result_reply(revert)
+    who = (
+        f"Asked by {user_ref(revert.requested_by)}, approved by "
+        + (", ".join(user_ref(u) for u in revert.approvers) or "nobody")
+        + f", ran {slack_date(revert.decided_at)} (request {esc(revert.id, 60)})."
+    )
+    text = f"*Revert of the containment* · {reply['text']}\n{who}"
+    if item.status is State.FAILED:
+        text += f"\n*{name}* is still contained."
+    if item.status is State.UNKNOWN:
+        text = text.split("\nidops will not send it again", 1)[0] + (
+            "\nidops reads it back at each sweep and never sends it again by itself; if it was not done,"
+            " *Revert now* on the card sends it once more (it asks to confirm, and is audited)."
+        )
+    return text_message(text)
+
+
+def containment_list(items: Sequence[tuple[Containment, ApprovalRequest]]) -> list[dict[str, Any]]:
+    """Blocks listing the containments still in force and when each ends (`/idops pending`, App Home)."""
+    out: list[Block] = [SectionBlock(text=_md(f"*Active containments* ({len(items)})"))]
+    for item, request in items[:30]:
+        name = esc(request.target.get("name") or request.target.get("email") or request.identity_id, 200)
+        line = f"*{request.action.label}* of *{name}* · {containment_status(request, item)}"
+        if request.message_channel:
+            line += f" · in <#{request.message_channel}>"
+        out.append(SectionBlock(text=_md(line)))
+    if len(items) > 30:
+        out.append(ContextBlock(elements=[_md(f"… and {len(items) - 30} more")]))
+    return [block.to_dict() for block in out]

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import weakref
+from datetime import timedelta
 from typing import Optional
 
 import aiohttp
@@ -20,7 +21,7 @@ from slack_sdk.errors import SlackApiError
 from connectors import Action
 
 from . import approval_cards, blocks
-from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status
+from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status, duration_text
 from .blocks import Message, esc, text_message
 from .replies import Replies, Respond
 from .slack_api import describe
@@ -47,12 +48,24 @@ class ApprovalFlow:
         self._reported: set[tuple[str, int, Status]] = set()
 
     async def start_request(
-        self, *, user: str, connector: str, identity_id: str, action: Action, reason: str
+        self,
+        *,
+        user: str,
+        connector: str,
+        identity_id: str,
+        action: Action,
+        reason: str,
+        duration: Optional[timedelta] = None,
     ) -> Message:
-        """Create a request, post its approval card, and say where it waits."""
+        """Create a request (time-boxed with `duration`), post its approval card, and say where it waits."""
         try:
             request = await self.service.request(
-                connector=connector, identity_id=identity_id, action=action, reason=reason, requested_by=user
+                connector=connector,
+                identity_id=identity_id,
+                action=action,
+                reason=reason,
+                requested_by=user,
+                duration=duration,
             )
         except PolicyError as exc:
             waiting = exc.request
@@ -77,8 +90,9 @@ class ApprovalFlow:
                 f":warning: Request {request.id} is stored, but its approval card could not be posted in"
                 f" {channel_ref(self.channel)} ({said}). Ask for the same action again to post it."
             )
+        boxed = f" for {duration_text(request.duration_seconds)}" if request.duration_seconds else ""
         return text_message(
-            f":hourglass_flowing_sand: Requested *{request.action.label}* for *{name}*;"
+            f":hourglass_flowing_sand: Requested *{request.action.label}*{boxed} for *{name}*;"
             f" waiting for approval in {channel_ref(self.channel)} (request {request.id})."
         )
 
@@ -110,7 +124,7 @@ class ApprovalFlow:
                     await self.client.chat_update(
                         channel=request.message_channel,
                         ts=request.message_ts,
-                        **approval_cards.approval_card(request),
+                        **approval_cards.approval_card(request, self.service.containment(request.id)),
                     )
                 except SlackApiError as exc:
                     log.warning("could not update the card of %s: %s", request_id, describe(exc.response))

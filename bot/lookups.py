@@ -9,11 +9,12 @@ returns a message (or a Home view) for `Replies` to show; none of them talks to 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, Optional
 
 from connectors import Action, Identity, RiskLevel
 
-from . import blocks
+from . import approval_cards, blocks
 from .approval_flow import ApprovalFlow
 from .approvals import ApprovalService
 from .blocks import Message, esc, slack_date, text_message
@@ -96,8 +97,11 @@ class Lookups:
         title = f"{len(found.identities)} identities match *{esc(query, 300)}*:"
         return with_faults(blocks.identity_list(title, self.identities.labelled(found.identities)), note)
 
-    async def request_for(self, user: str, action: Action, who: str, reason: str) -> Message:
-        """Resolve `who` across connectors: one match becomes a request, several are listed to choose."""
+    async def request_for(
+        self, user: str, action: Action, who: str, reason: str, duration: Optional[timedelta] = None
+    ) -> Message:
+        """Resolve `who` across connectors: one match becomes a request (time-boxed with `duration`),
+        several are listed to choose."""
         if not await self.may_look(user):
             return LOOKUP_REFUSED
         found = await self.identities.search(who)
@@ -109,7 +113,12 @@ class Lookups:
         if len(exact) == 1:
             identity = exact[0]
             return await self.flow.start_request(
-                user=user, connector=identity.connector, identity_id=identity.id, action=action, reason=reason
+                user=user,
+                connector=identity.connector,
+                identity_id=identity.id,
+                action=action,
+                reason=reason,
+                duration=duration,
             )
         matches = [
             (i, s)
@@ -155,9 +164,13 @@ class Lookups:
         if not await self.may_look(user):
             return LOOKUP_REFUSED
         requests = await self.service.pending()
-        return blocks.approval_list(
+        reply = blocks.approval_list(
             "*Requests waiting for approval*", requests, empty="No requests are waiting."
         )
+        contained = self.service.open_containments()
+        if contained:
+            reply.setdefault("blocks", []).extend(approval_cards.containment_list(contained))
+        return reply
 
     async def audit(self, user: str, who: str) -> Message:
         if not await self.may_look(user):
@@ -192,6 +205,10 @@ class Lookups:
             for name, at in swept.items()
         ]
         lines += [f":warning: {esc(fault, 500)}" for fault in found.faults]
-        return blocks.home_view(
+        view = blocks.home_view(
             counts, self.identities.labelled(found.identities), waiting, note="\n".join(lines)
         )
+        contained = self.service.open_containments()
+        if contained:
+            view["blocks"] += [{"type": "divider"}, *approval_cards.containment_list(contained)]
+        return view

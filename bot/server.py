@@ -294,6 +294,12 @@ def build_web_app(
                 await bot.flow.expire_due()
             except Exception:
                 log.exception("expiring overdue requests failed; trying again in %ss", expiry_seconds)
+            try:  # due reverts: timers are rows in the store, claimed by compare-and-set
+                await bot.containment.sweep()
+            except (
+                Exception
+            ):  # a bug or a store fault must not stop the loop; due rows wait for the next round
+                log.exception("reverting due containments failed; trying again in %ss", expiry_seconds)
             await asyncio.sleep(expiry_seconds)
 
     async def start(_: web.Application) -> None:

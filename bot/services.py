@@ -5,6 +5,7 @@
 | `replies` | `Replies`: run work after the ack, answer the person, modals, the Home tab (Slack I/O) |
 | `identities` | `Identities`: search, the riskiest, counts across connectors |
 | `flow` | `ApprovalFlow`: requests, approvals, execution and their cards |
+| `containment` | `ContainmentFlow`: reverting time-boxed containments, their cards and threads |
 | `lookups` | `Lookups`: the answers to commands and buttons (whois, risky, audit, show, home, ...) |
 | `service` | the `ApprovalService` (policy and store), `config`, `client`, `connectors` as given |
 
@@ -22,6 +23,7 @@ from connectors import Connector
 from .approval_flow import ApprovalFlow
 from .approvals import ApprovalService
 from .config import Config
+from .containment_flow import ContainmentFlow
 from .identities import Identities
 from .lookups import Lookups
 from .replies import Replies
@@ -46,3 +48,4 @@ class Bot:
         self.identities = Identities(connectors)
         self.flow = ApprovalFlow(service, self.replies, channel=config.slack.approval_channel)
         self.lookups = Lookups(self.identities, service, self.flow)
+        self.containment = ContainmentFlow(self.flow)

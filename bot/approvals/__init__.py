@@ -21,12 +21,13 @@ target first: one that became privileged raises approvals_needed to `privileged_
 PENDING).
 
 Modules: `records` (table, states, the request record, errors), `policy` (roles, requests and
-decisions), `execution` (`ApprovalService`: running the action, retry, unknown outcomes, sweeps).
+decisions), `execution` (running the action, retry, unknown outcomes, sweeps), `timebox` (time-boxed
+containment rows) and `containment` (`ApprovalService`: reverting them, exactly once).
 """
 
 from __future__ import annotations
 
-from .execution import ApprovalService
+from .containment import ApprovalService
 from .records import (
     DENY_NEEDS_REASON,
     INTERRUPTED,
@@ -45,6 +46,7 @@ from .records import (
     parse_action,
     utcnow,
 )
+from .timebox import Containment, State, duration_text, parse_duration
 
 __all__ = [
     "DENY_NEEDS_REASON",
@@ -55,13 +57,17 @@ __all__ = [
     "SYSTEM",
     "ApprovalRequest",
     "ApprovalService",
+    "Containment",
     "Decision",
     "Directory",
     "InvalidRequest",
     "PolicyError",
     "RequestNotFound",
+    "State",
     "Status",
     "checked_reason",
+    "duration_text",
     "parse_action",
+    "parse_duration",
     "utcnow",
 ]

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from connectors import ConnectorError, OutcomeUnknownError
 
 from .. import audit
+from . import timebox
 from .policy import Policy
 from .records import (
     INTERRUPTED,
@@ -146,6 +147,8 @@ class ApprovalService(Policy):
                     detail={"result": result} if error is None else {"error": error},
                     **request.audit_fields(),
                 )
+                if status is Status.EXECUTED:
+                    timebox.start(self.db, request, self.clock())
 
     async def reconcile(self, request_id: str) -> ApprovalRequest:
         """Settle an UNKNOWN request by reading the provider, never by acting: EXECUTED when the action's
@@ -179,7 +182,10 @@ class ApprovalService(Policy):
                     "reference": None,
                     "message": f"{label} shows it done (read back after its answer was lost; not sent again)",
                 }
-                self._cas(current, Status.UNKNOWN, status=Status.EXECUTED.value, result=json.dumps(result))
+                if self._cas(
+                    current, Status.UNKNOWN, status=Status.EXECUTED.value, result=json.dumps(result)
+                ):
+                    timebox.start(self.db, current, self.clock())
                 detail: dict[str, Any] = {"result": result, "previous_error": current.error}
             else:
                 self._cas(current, Status.UNKNOWN, outcome_check=check)

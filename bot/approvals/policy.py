@@ -38,6 +38,7 @@ from .records import (
     snapshot,
     utcnow,
 )
+from .timebox import MAX_DURATION, MIN_DURATION
 
 
 class Policy:
@@ -150,8 +151,12 @@ class Policy:
         reason: str,
         requested_by: str,
         source: str = "slack",
+        duration: Optional[timedelta] = None,
     ) -> ApprovalRequest:
         """Create a PENDING request after the requester and input checks; snapshots the target.
+
+        With `duration` the action is time-boxed: undone that long after it ran (bot/approvals/timebox.py);
+        refused (InvalidRequest, field `duration`) when the provider can't undo it.
 
         `identity_id` may also be an exact email. Raises PolicyError (refusal, or a request for the same
         action on the same identity already pending: `.request` is that one), InvalidRequest (bad
@@ -162,6 +167,14 @@ class Policy:
         provider = self._connector(connector)
         if not provider.supports(action):
             raise InvalidRequest(f"{provider.label} has no '{action.label}' action.", field="action")
+        if duration is not None and not MIN_DURATION <= duration <= MAX_DURATION:
+            raise InvalidRequest("A time-boxed action lasts from 1 minute to 30 days.", field="duration")
+        if duration is not None and not provider.can_undo(action):
+            raise InvalidRequest(
+                f"{provider.label} can't undo '{action.label}', so idops can't time-box it: it could not"
+                " restore access at the end. Ask without a duration, and undo it by hand later.",
+                field="duration",
+            )
         reason = checked_reason(reason, needs_reason(action))
         identity = await self._identity(provider, identity_id)
         now = self.clock()
@@ -179,6 +192,7 @@ class Policy:
             "expires_at": audit.iso(now + timedelta(minutes=self.settings.expire_minutes)),
             "target": json.dumps(snapshot(identity, provider.label)),
             "approvals_needed": self.settings.privileged_approvals if identity.privileged else 1,
+            "duration_seconds": int(duration.total_seconds()) if duration is not None else None,
         }
         with audit.transaction(self.db):
             duplicate = self.db.execute(
@@ -194,7 +208,12 @@ class Policy:
                     at=now,
                     actor=requested_by,
                     event="requested",
-                    detail={"reason": reason, "source": source, "approvals_needed": created.approvals_needed},
+                    detail={
+                        "reason": reason,
+                        "source": source,
+                        "approvals_needed": created.approvals_needed,
+                        "duration_seconds": created.duration_seconds,
+                    },
                     **created.audit_fields(),
                 )
         if duplicate is not None:

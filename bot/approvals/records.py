@@ -132,6 +132,8 @@ class ApprovalRequest:
     attempts: int
     #: after an unknown outcome, what idops read at the provider (None before it looked)
     outcome_check: Optional[str] = None
+    #: time-boxed: how long the action lasts once done, then idops undoes it (None: until undone)
+    duration_seconds: Optional[int] = None
 
     @property
     def retryable(self) -> bool:
@@ -268,4 +270,5 @@ def from_row(row: Mapping[str, Any]) -> ApprovalRequest:
         message_ts=row["message_ts"],
         attempts=row["attempts"],
         outcome_check=row.get("outcome_check"),
+        duration_seconds=row.get("duration_seconds"),
     )

@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -24,6 +25,7 @@ from connectors import RiskLevel
 
 from .. import blocks
 from ..action_names import TABLE, WORDS, needs_reason
+from ..approvals import InvalidRequest, parse_duration
 from ..blocks import Message, esc, text_message
 from ..services import Bot
 
@@ -102,6 +104,8 @@ def help_message(command: str) -> Message:
         "*idops* looks up identities and runs response actions after an approver agrees.\n"
         + usage(command)
         + "\n`&lt;who&gt;` is an email, a provider id or a name (quote names with spaces)."
+        + f"\n`{esc(command)} disable &lt;who&gt; for 4h &lt;reason&gt;` time-boxes it (15m, 4h, 3d; 1 minute"
+        " to 30 days): idops undoes it at the end, where the provider can."
     )
 
 
@@ -122,6 +126,17 @@ def query_of(words: list[str], what: str = "<who>") -> str:
     if len(query) > MAX_QUERY:
         raise UsageError(f"{esc(what)} is longer than {MAX_QUERY} characters.")
     return query
+
+
+def duration_of(words: list[str]) -> tuple[Optional[timedelta], list[str]]:
+    """`for 4h …` after the name: the duration and the words left (the reason). `for` followed by
+    something that is not a number is just part of the reason ("for phishing")."""
+    if len(words) >= 2 and words[0].lower() == "for" and words[1][:1].isdigit():
+        try:
+            return parse_duration(words[1]), words[2:]
+        except InvalidRequest as exc:
+            raise UsageError(esc(exc.message, 200)) from None
+    return None, words
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
@@ -172,12 +187,18 @@ def register(app: AsyncApp, bot: Bot) -> None:
         elif name in WORDS:
             action = WORDS[name]
             who = query_of(args[:1])
-            reason = " ".join(args[1:]).strip()
+            duration, rest = duration_of(args[1:])
+            reason = " ".join(rest).strip()
             if needs_reason(action) and not reason:
                 # a modal needs the trigger_id, valid for 3 s: open it now and resolve `who` on submit
                 await ack()
                 metadata = json.dumps(
-                    {"action": action.value, "who": who, "channel": command.get("channel_id")}
+                    {
+                        "action": action.value,
+                        "who": who,
+                        "channel": command.get("channel_id"),
+                        "duration": int(duration.total_seconds()) if duration else None,
+                    }
                 )
                 try:
                     await client.views_open(
@@ -195,7 +216,12 @@ def register(app: AsyncApp, bot: Bot) -> None:
                     )
                 return
             await ack()
-            replies.run(lookups.request_for(user, action, who, reason), user=user, respond=respond, name=name)
+            replies.run(
+                lookups.request_for(user, action, who, reason, duration),
+                user=user,
+                respond=respond,
+                name=name,
+            )
         elif name == "pending":
             await ack()
             replies.run(lookups.pending(user), user=user, respond=respond, name="pending")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -39,6 +40,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
             channel: Optional[str] = meta.get("channel")
             ref = split_ref(str(meta["ref"])) if meta.get("ref") else None
             who = str(meta.get("who") or "")
+            seconds = meta.get("duration")
+            duration = timedelta(seconds=int(seconds)) if seconds else None
             if ref is None and not who:
                 raise ValueError("nothing to request")
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -51,7 +54,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 user=user, connector=ref[0], identity_id=ref[1], action=action, reason=reason
             )
         else:
-            work = lookups.request_for(user, action, who, reason)
+            work = lookups.request_for(user, action, who, reason, duration)
         replies.run(work, user=user, channel=channel, name="reason form")
 
     @app.view("approval:deny")

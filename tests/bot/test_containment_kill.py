@@ -1,0 +1,150 @@
+"""Kill -9 while a due revert is in flight, then restart: a separate process on the bot's SQLite file
+sweeps a due containment and is killed with SIGKILL while Okta is still working on the unsuspend (Okta
+carries it out anyway); a restarted bot on the same store settles it (read back: done, not sent again),
+reports it once in the card's thread, and a second sweep sends nothing. Run as a script, this file is
+that separate process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.approvals import API_KEY, Clock, MemoryDirectory, make_service, open_store
+from support.bot import APPROVER, REQUESTER, BotHarness, harness
+
+import connectors
+from bot.approvals import State, Status
+from bot.config import Secrets
+from bot.server import build_web_app
+from standins import okta, serving
+from standins.okta_data import OktaState
+
+TESTS = Path(__file__).resolve().parents[1]
+TOKEN = "00okta-containment-kill-token"
+
+
+async def _sweep_when_told(db_path: str, okta_url: str, now: str) -> str:
+    """The process that dies: say "ready", wait for "go", then run the due sweep at clock `now`."""
+
+    connector = connectors.build("okta", "okta", {"base_url": okta_url, "api_token": TOKEN, "timeout": 30})
+    async with connector:
+        db = open_store(db_path)
+        service = make_service(
+            db, {"okta": connector}, MemoryDirectory({}), Clock(datetime.fromisoformat(now))
+        )
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        changed = await service.revert_due()
+        db.close()
+        return ",".join(changed)
+
+
+if __name__ == "__main__":  # the process that dies (PYTHONPATH: tests/ and the repo root)
+    print(asyncio.run(_sweep_when_told(*sys.argv[1:4])), flush=True)
+
+
+@pytest.fixture
+async def ok(tmp_path) -> AsyncIterator[BotHarness]:
+    sim = okta.create_app(identities=60, rate_limits=False, api_token=TOKEN)
+    async with serving(sim) as sim_url:
+        entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
+        async with harness(tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": TOKEN}) as built:
+            built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
+            yield built
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.02)
+
+
+async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHarness, tmp_path) -> None:
+    state: OktaState = ok.extra["okta"]
+    index = next(
+        i
+        for i in range(4, state.total)
+        if state.status(i) == "ACTIVE" and not state.role_types(i) and state.risk_level(i)[0] == "NONE"
+    )
+    user_id, email = state.user(index)["id"], state.user(index)["profile"]["email"]
+    await ok.command(REQUESTER, f"disable {email} for 1h stolen laptop")
+    card = ok.card()
+    request_id = card["metadata"]["event_payload"]["request_id"]
+    await ok.click(APPROVER, card, "approval:approve")
+    assert state.status(index) == "SUSPENDED"
+    service = ok.bot.service
+    item = service.containment(request_id)
+    assert item is not None and item.status is State.ACTIVE
+
+    # another process sweeps at a time past due; Okta is slow to answer its unsuspend; it dies
+    async with ok.http.post(
+        f"{ok.extra['okta_url']}/_admin/faults",
+        json={
+            "kind": "slow",
+            "delay": 3.0,
+            "count": 1,
+            "path": f"/api/v1/users/{user_id}/lifecycle/unsuspend",
+        },
+    ) as answer:
+        assert answer.status < 300, await answer.text()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        str(tmp_path / "idops.db"),
+        ok.extra["okta_url"],
+        (item.due_at + timedelta(minutes=1)).isoformat(),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])},
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"ready\n"
+    proc.stdin.write(b"go\n")
+    try:
+        await until(
+            lambda: (c := service.containment(request_id)) is not None and c.status is State.REVERTING
+        )
+        revert_id = service.containment(request_id).revert_id  # type: ignore[union-attr]
+        assert revert_id
+        await until(lambda: service.get(revert_id).status is Status.EXECUTING)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    await until(lambda: state.status(index) == "ACTIVE")  # Okta did it after the process died
+    assert state.actions.count((user_id, "unsuspend")) == 1
+
+    # restart on the same store, its clock past due: start-up settles the cut-off revert by reading
+    # Okta, the sweep carries it to the containment and tells the thread, once; nothing is sent again
+    ok.clock.advance(hours=2)
+    secrets = Secrets(
+        SLACK_BOT_TOKEN=ok.slack.bot_token,
+        SLACK_SIGNING_SECRET=ok.slack.signing_secret,
+        SLACK_API_URL=ok.slack.api_url,
+    )
+    restarted = build_web_app(
+        ok.config,
+        secrets,
+        environ={"TEST_HLD_KEY": API_KEY, "TEST_OKTA_TOKEN": TOKEN},
+        extensions=[],
+        clock=ok.clock,
+        expiry_seconds=0.05,
+    )
+    async with serving(restarted):
+        await until(lambda: service.containment(request_id).status is State.REVERTED)  # type: ignore[union-attr]
+        await until(lambda: len(ok.card()["replies"]) == 2)
+        await asyncio.sleep(0.3)  # several more sweeps
+    revert = service.get(revert_id)
+    assert revert.status is Status.EXECUTED and "not sent again" in (revert.result or {})["message"]
+    assert state.actions.count((user_id, "unsuspend")) == 1
+    assert len(ok.card()["replies"]) == 2 and "Revert of the containment" in ok.card()["replies"][-1]["text"]
+    assert len(service.db.execute("SELECT id FROM approvals WHERE source = 'containment'").fetchall()) == 1
