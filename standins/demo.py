@@ -234,6 +234,7 @@ class Demo:
     spotlight: Spotlight
     workspace: Optional[aiohttp.web.Application] = None
     okta: Optional[aiohttp.web.Application] = None
+    workspace_url: str = ""
 
 
 async def _drive(drift: Drift, slack: FakeSlack, first_wait: float, every: float, log: Callable[[str], None]):
@@ -333,7 +334,17 @@ async def running(
             drift = Drift(session, sources, log, random.Random(seed), (sources[0], spot_index))
             task = asyncio.create_task(_drive(drift, slack, first_wait, drift_seconds, log), name="drift")
             try:
-                yield Demo(slack, slack_url, page.bot_url, hb_app, sp_app, spotlight, gw_app, okta_app)
+                yield Demo(
+                    slack,
+                    slack_url,
+                    page.bot_url,
+                    hb_app,
+                    sp_app,
+                    spotlight,
+                    gw_app,
+                    okta_app,
+                    workspace_url=gw_url,
+                )
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -1,42 +1,44 @@
-"""`idops demo` includes a Google Workspace domain: its simulator is a third identity platform the bot
-sweeps, and the drift opens and closes Alert Center alerts there, which reach Slack as risk alerts."""
+"""`idops demo` includes a Google Workspace domain: its simulator is one of the identity platforms the
+bot sweeps, the drift opens and closes Alert Center alerts there, and an alert raised for a Workspace
+user reaches Slack as a risk alert card."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from support.bot import text_of
+import aiohttp
 
 from standins import demo, google_workspace
 
 
 async def test_the_demo_alerts_on_workspace_users(tmp_path: Path) -> None:
+    lines: list[str] = []
     async with demo.running(
-        tmp_path, slack_port=0, identities=40, drift_seconds=0.3, log=lambda _: None
+        tmp_path, slack_port=0, identities=40, drift_seconds=0.5, log=lines.append
     ) as run:
         assert run.workspace is not None
         state = run.workspace[google_workspace.STATE]
         assert state.domain == "acme.example"
+        messages = run.slack.messages
 
-        def workspace_cards() -> list[dict]:
+        def summary() -> list[dict]:
             return [
-                m
-                for m in run.slack.messages("C0ALERTS")
-                if "Google Workspace (workspace)" in text_of(m) and "risk:" in m.get("text", "")
+                m for m in messages("C0ALERTS") if "First sweep of Google Workspace (workspace)" in m["text"]
             ]
 
-        await run.slack.wait_for(workspace_cards, timeout=60, what="a Workspace risk alert")
-        card = workspace_cards()[0]
-        alerted = {a["data"]["email"] for a in state.alerts}  # what the drift opened in Alert Center
-        names = {
-            state.user(i)["name"]["fullName"]
-            for i in range(state.identities)
-            if state.user(i)["primaryEmail"] in alerted
-        }
-        assert any(name in card["text"] for name in names), card["text"]
-        summaries = [
-            m["text"]
-            for m in run.slack.messages("C0ALERTS")
-            if "First sweep of Google Workspace" in m["text"]
-        ]
-        assert len(summaries) == 1
+        await run.slack.wait_for(summary, timeout=120, what="the Workspace baseline")
+        # a user the drift has not touched gets a leaked-password alert, as Alert Center would raise it
+        index = next(
+            i for i in range(state.identities) if state.risk_score(i) == 0 and not state.user(i)["suspended"]
+        )
+        name = state.user(index)["name"]["fullName"]
+        url = f"{run.workspace_url}/_admin/identity/{state.user_id(index)}/risk"
+        async with aiohttp.ClientSession() as session, session.post(url, json={"risk_score": 95}) as answer:
+            assert answer.status == 200 and (await answer.json())["risk_score"] == 100
+
+        def card() -> list[dict]:
+            return [m for m in messages("C0ALERTS") if m.get("text", "").startswith(f"Critical risk: {name}")]
+
+        await run.slack.wait_for(card, timeout=120, what=f"the alert card for {name}")
+        assert len(summary()) == 1
+    assert any(line.startswith("drift: Google Workspace ") for line in lines)  # the drift moves it too
