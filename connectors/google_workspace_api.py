@@ -9,7 +9,7 @@ import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit
@@ -126,7 +126,7 @@ class ServiceAccountKey:
     """The parts of a service account key file (JSON) the JWT grant needs."""
 
     client_email: str
-    private_key: str
+    private_key: str = field(repr=False)  # the secret: never in a repr or a log line
     private_key_id: Optional[str]
     client_id: Optional[str]
     token_uri: Optional[str]

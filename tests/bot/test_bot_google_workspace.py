@@ -96,6 +96,14 @@ async def test_disable_runs_once_after_approval_and_an_already_suspended_user_is
     (reply,) = h.cards()[-1]["replies"]
     assert "was already suspended" in reply["text"]
     assert len([r for r in state.log if r.method == "PATCH"]) == 1
+    # the undo: enable unsuspends, after its own approval
+    await h.command(REQUESTER, f"enable {user['primaryEmail']} false positive")
+    undo = h.cards()[-1]
+    assert "Enable account" in text_of(undo)
+    await h.click(APPROVER, undo, "approval:approve")
+    (reply,) = h.cards()[-1]["replies"]
+    assert "unsuspended in Google Workspace" in reply["text"]
+    assert state.user(user["index"])["suspended"] is False
 
 
 async def test_a_privileged_workspace_user_needs_two_approvers_for_a_sign_out(h: BotHarness) -> None:

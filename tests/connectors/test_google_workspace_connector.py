@@ -126,6 +126,7 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
         Action.ENABLE,
     }
     assert built.can_undo(Action.DISABLE) and built.token_url == "https://oauth2.googleapis.com/token"
+    assert "PRIVATE KEY" not in repr(built.key) and KEY["client_email"] in repr(built.key)
     assert (built.customer, built.page_size, built.scopes[-1]) == ("my_customer", 500, SCOPE_ALERTS)
     secret = KEY["private_key"]
     cases = [
