@@ -7,6 +7,7 @@ a provider or a person is escaped (`blocks.esc`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Optional
 
 from slack_sdk.models.blocks import (
@@ -114,6 +115,8 @@ def approval_card(request: ApprovalRequest, containment: Optional[Containment] =
         blocks.append(ActionsBlock(elements=[button("Retry", "approval:retry", request.id)]))
     elif request.outcome_unknown:
         blocks.append(ActionsBlock(elements=_unknown_buttons(request, name)))
+    elif containment is not None and containment.status in DECIDABLE:
+        blocks.append(containment_buttons(request, containment))
     blocks.append(ContextBlock(elements=[_md(f"Request {esc(request.id, 100)} · {esc(request.source, 50)}")]))
     fallback = f"{request.action.label} for {name}: {STATUS_LINE[request.status].split(' ', 1)[1]}"
     return message(fallback, blocks)
@@ -198,10 +201,11 @@ def containment_reply(
     outcome (who asked, who approved, when it ran, the provider's answer)."""
     name = esc(request.target.get("name") or request.identity_id, 200)
     if item.status is State.HELD:
-        return text_message(
+        text = (
             f":warning: {user_ref(request.requested_by)} the time box of *{name}* ended, but access is not"
             f" restored: {esc(item.note, 1000)}"
         )
+        return message(text, [SectionBlock(text=_md(text)), containment_buttons(request, item)])
     if item.status is State.PERMANENT:
         return text_message(f":lock: {user_ref(item.decided_by)} made the containment of *{name}* permanent.")
     if revert is None:
@@ -235,3 +239,71 @@ def containment_list(items: Sequence[tuple[Containment, ApprovalRequest]]) -> li
     if len(items) > 30:
         out.append(ContextBlock(elements=[_md(f"… and {len(items) - 30} more")]))
     return [block.to_dict() for block in out]
+
+
+#: containment states a person can still decide about (Extend, Make permanent, Revert now)
+DECIDABLE = (State.ACTIVE, State.HELD, State.FAILED, State.UNKNOWN)
+#: the Extend buttons: the only lengths a click may add
+EXTENSIONS = {"1h": timedelta(hours=1), "4h": timedelta(hours=4), "24h": timedelta(hours=24)}
+
+
+def containment_buttons(request: ApprovalRequest, item: Containment) -> ActionsBlock:
+    """Extend (1 h / 4 h / 24 h) and Make permanent (an approver other than the requester and the
+    target), Revert now (the requester or a responder); the server checks each click."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    undo = item.undo.label
+    elements: list[Any] = []
+    if item.status in (State.ACTIVE, State.HELD):
+        elements += [
+            button(f"Extend {length}", "containment:extend", f"{request.id}:{length}")
+            for length in EXTENSIONS
+        ]
+    elements += [
+        button(
+            "Make permanent",
+            "containment:permanent",
+            request.id,
+            confirm=ConfirmObject(
+                title="Make it permanent?",
+                text=_md(f"idops will never undo this for *{name}* by itself; someone must do it by hand."),
+                confirm="Make permanent",
+                deny="Cancel",
+            ),
+        ),
+        button(
+            "Revert now",
+            "containment:revert",
+            request.id,
+            style="danger",
+            confirm=ConfirmObject(
+                title="Revert now?",
+                text=_md(f"Runs *{undo}* for *{name}* now, restoring access."),
+                confirm="Revert now",
+                deny="Cancel",
+            ),
+        ),
+    ]
+    return ActionsBlock(elements=elements)
+
+
+def reminder(request: ApprovalRequest, item: Containment) -> Message:
+    """The thread reply before the end, mentioning the requester, with the decision buttons."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    text = (
+        f":alarm_clock: {user_ref(request.requested_by)} the containment of *{name}* ends"
+        f" {slack_date(item.due_at)}: then idops runs *{item.undo.label}*. Extend it, make it permanent"
+        " or revert it now; if nobody does, access is restored at the end."
+    )
+    blocks: list[Block] = [SectionBlock(text=_md(text)), containment_buttons(request, item)]
+    return message(text, blocks)
+
+
+def decision_reply(request: ApprovalRequest, item: Containment, user: str, length: str = "") -> Message:
+    """The thread reply after Extend or Make permanent."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    if item.status is State.PERMANENT:
+        return text_message(f":lock: {user_ref(user)} made the containment of *{name}* permanent.")
+    return text_message(
+        f":stopwatch: {user_ref(user)} extended the containment of *{name}* by {esc(length, 10)}:"
+        f" it now ends {slack_date(item.due_at)}."
+    )

@@ -104,6 +104,8 @@ class AccessSettings(_Section):
 class ApprovalSettings(_Section):
     expire_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
     privileged_approvals: int = Field(2, ge=1, le=5)
+    #: a time-boxed containment's reminder comes this long before its end (at half time when shorter)
+    remind_minutes_before: int = Field(30, ge=1, le=24 * 60)
 
 
 class StoreSettings(_Section):

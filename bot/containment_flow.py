@@ -1,4 +1,5 @@
-"""Time-boxed containment as Slack sees it: the due sweep's cards and thread replies.
+"""Time-boxed containment as Slack sees it: the due sweep's cards, reminders and thread replies, and
+the Extend / Make permanent / Revert now buttons (the rules are enforced by the service on every click).
 
 The rules and the store are in `bot.approvals` (timebox.py, containment.py); this module calls them
 and keeps the original approval card and its thread in step: each state change is told in the thread
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Optional
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from . import approval_cards
 from .approval_flow import ApprovalFlow
+from .approvals import ApprovalRequest, PolicyError
+from .blocks import Message
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +37,57 @@ class ContainmentFlow:
         changed = await self.service.revert_due()
         for request_id in changed:
             await self.report(request_id)
-        return changed
+        reminded = self.service.remind_due()
+        for request_id in reminded:
+            request, item = self.service.get(request_id), self.service.containment(request_id)
+            if item is not None:
+                await self._thread(request, approval_cards.reminder(request, item))
+        return changed + reminded
+
+    async def _thread(self, request: ApprovalRequest, reply: Message) -> None:
+        """Post `reply` in the thread of the request's card (logged, not raised, when Slack fails)."""
+        if not (request.message_channel and request.message_ts):
+            return
+        try:
+            await self.client.chat_postMessage(
+                channel=request.message_channel, thread_ts=request.message_ts, **reply
+            )
+        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # the card shows the state; a lost thread reply must not stop the sweep
+            log.warning("a containment reply for %s was not posted in its thread: %s", request.id, exc)
+
+    async def revert_now(self, request_id: str, user: str) -> Optional[Message]:
+        """*Revert now*: the requester or a responder; the outcome goes to the card and its thread."""
+        try:
+            await self.service.revert_now(request_id, user_id=user)
+        except PolicyError as exc:
+            return await self.flow.refused(exc)
+        await self.report(request_id)
+        return None
+
+    async def extend(self, request_id: str, user: str, length: str) -> Optional[Message]:
+        """*Extend 1 h / 4 h / 24 h*: four eyes; at once, told in the thread."""
+        try:
+            item = await self.service.extend(request_id, user_id=user, by=approval_cards.EXTENSIONS[length])
+        except PolicyError as exc:
+            return await self.flow.refused(exc)
+        request = await self.flow.refresh_card(request_id)
+        await self._thread(request, approval_cards.decision_reply(request, item, user, length))
+        return None
+
+    async def make_permanent(self, request_id: str, user: str) -> Optional[Message]:
+        """*Make permanent*: four eyes; at once, told in the thread."""
+        try:
+            await self.service.make_permanent(request_id, user_id=user)
+        except PolicyError as exc:
+            return await self.flow.refused(exc)
+        await self.report(request_id)
+        return None
 
     async def report(self, request_id: str) -> None:
         """Redraw the card, and tell the thread about a state not yet told there."""
         request = await self.flow.refresh_card(request_id)
         item = self.service.take_report(request_id)
-        if item is None or not (request.message_channel and request.message_ts):
-            return
-        revert = self.service.get(item.revert_id) if item.revert_id else None
-        try:
-            await self.client.chat_postMessage(
-                channel=request.message_channel,
-                thread_ts=request.message_ts,
-                **approval_cards.containment_reply(request, item, revert),
-            )
-        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            # the card shows the state; a lost thread reply must not stop the sweep
-            log.warning("the containment of %s was not told in its thread: %s", request_id, exc)
+        if item is not None:
+            revert = self.service.get(item.revert_id) if item.revert_id else None
+            await self._thread(request, approval_cards.containment_reply(request, item, revert))

@@ -173,6 +173,29 @@ class ApprovalService(Execution):
             await self.settle_reverts()
         return claimed
 
+    def remind_due(self) -> list[str]:
+        """ACTIVE containments whose reminder time came (`remind_minutes_before` before the end, or at half
+        the duration when that is shorter), each marked reminded by compare-and-set (so one reminder per
+        end time, whoever sweeps) and audited. Returns their original request ids."""
+        now = self.clock()
+        lead = timedelta(minutes=self.settings.remind_minutes_before)
+        rows = self.db.query("SELECT * FROM containments WHERE status = 'active' AND reminded_at IS NULL")
+        due = []
+        for item in map(timebox.from_row, list(rows)):
+            if now >= item.due_at - min(lead, (item.due_at - item.started_at) / 2):
+                with audit.transaction(self.db):
+                    if timebox.cas(self.db, item, reminded_at=audit.iso(now)):
+                        audit.append(
+                            self.db,
+                            at=now,
+                            actor=SYSTEM,
+                            event="reminded",
+                            detail={"due_at": audit.iso(item.due_at)},
+                            **self.get(item.request_id).audit_fields(),
+                        )
+                        due.append(item.request_id)
+        return due
+
     async def settle_reverts(self) -> list[str]:
         """Carry each finished revert request's outcome to its containment (REVERTED, FAILED or UNKNOWN);
         an UNKNOWN one is read back first (never sent again). Returns the original ids that changed."""

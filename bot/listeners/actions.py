@@ -19,6 +19,7 @@ from connectors import Action, RiskLevel
 
 from .. import blocks
 from ..action_names import needs_reason
+from ..approval_cards import EXTENSIONS
 from ..blocks import split_ref, text_message
 from ..lookups import BAD_BUTTON
 from ..replies import Respond
@@ -151,6 +152,25 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         work = flow.rerun(request_id, click.user, int(attempt))
         replies.run(work, **click.reply_to, name="run again")
+
+    @on_click(app, "containment:revert")
+    async def on_revert_now(click: Click, action: dict[str, Any]) -> None:
+        work = bot.containment.revert_now(action.get("value") or "", click.user)
+        replies.run(work, **click.reply_to, name="revert now")
+
+    @on_click(app, "containment:permanent")
+    async def on_make_permanent(click: Click, action: dict[str, Any]) -> None:
+        work = bot.containment.make_permanent(action.get("value") or "", click.user)
+        replies.run(work, **click.reply_to, name="make permanent")
+
+    @on_click(app, "containment:extend")
+    async def on_extend(click: Click, action: dict[str, Any]) -> None:
+        # value "<request id>:<1h|4h|24h>": only the lengths the card offers
+        request_id, _, length = (action.get("value") or "").partition(":")
+        if length not in EXTENSIONS:
+            await replies.tell(reply=BAD_BUTTON, **click.reply_to)
+            return
+        replies.run(bot.containment.extend(request_id, click.user, length), **click.reply_to, name="extend")
 
     @on_click(app, "approval:check")
     async def on_check(click: Click, action: dict[str, Any]) -> None:

@@ -5,13 +5,27 @@ time and the server's own periodic job doing the revert."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from support.bot import APPROVER, GROUP_RESPONDER, REQUESTER, BotHarness, harness, text_of
+from support.bot import (
+    APPROVER,
+    APPROVER2,
+    COMMAND_CHANNEL,
+    GROUP_RESPONDER,
+    OUTSIDER,
+    REQUESTER,
+    BotHarness,
+    buttons,
+    harness,
+    text_of,
+)
 
 from bot.approvals import State, Status
 from standins import okta, serving
@@ -20,17 +34,23 @@ from standins.okta_data import OktaState
 TOKEN = "00okta-containment-test-token"
 
 
-@pytest.fixture
-async def ok(tmp_path) -> AsyncIterator[BotHarness]:
+@contextlib.asynccontextmanager
+async def okta_bot(tmp_path: Any, **sections: Any) -> AsyncIterator[BotHarness]:
     """The bot with one Okta connector; its periodic sweep runs every 50 ms (the clock is fake)."""
     sim = okta.create_app(identities=60, rate_limits=False, api_token=TOKEN)
     async with serving(sim) as sim_url:
         entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
         async with harness(
-            tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": TOKEN}, expiry_seconds=0.05
+            tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": TOKEN}, expiry_seconds=0.05, **sections
         ) as built:
             built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
             yield built
+
+
+@pytest.fixture
+async def ok(tmp_path) -> AsyncIterator[BotHarness]:
+    async with okta_bot(tmp_path) as built:
+        yield built
 
 
 def pick(state: OktaState, skip: int = 0) -> tuple[int, str, str]:
@@ -58,6 +78,36 @@ def field(card: dict[str, Any], name: str) -> str:
             if item["text"].startswith(f"*{name}*"):
                 return str(item["text"].split("\n", 1)[1])
     raise AssertionError(f"no {name} field on the card")
+
+
+async def forged_click(h: BotHarness, user: str, action_id: str, value: str) -> None:
+    """A validly signed click whose button idops never posted (a made-up value)."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "x", "team_id": h.slack.team_id},
+        "api_app_id": h.slack.app_id,
+        "token": h.slack.verification_token,
+        "team": {"id": h.slack.team_id, "domain": h.slack.team_domain},
+        "container": {"type": "message", "message_ts": "1.000001", "channel_id": COMMAND_CHANNEL},
+        "channel": {"id": COMMAND_CHANNEL, "name": "secops"},
+        "trigger_id": "1.2.forged",
+        "actions": [
+            {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
+        ],
+    }
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    headers = h.slack.signed_headers(body, "application/x-www-form-urlencoded")
+    async with h.http.post(h.events_url, data=body.encode(), headers=headers) as response:
+        assert response.status == 200
+    await h.settle()
+
+
+async def high_risk(h: BotHarness, user_id: str) -> None:
+    """Okta ITP flags the user HIGH."""
+    async with h.http.post(
+        f"{h.extra['okta_url']}/_admin/users/{user_id}/risk", json={"riskLevel": "HIGH"}
+    ) as r:
+        assert r.status == 200
 
 
 async def contained(h: BotHarness, email: str, duration: str = "4h") -> tuple[dict[str, Any], str]:
@@ -105,7 +155,8 @@ async def test_disable_for_4h_reverts_once_at_the_due_time(ok: BotHarness) -> No
     ok.clock.advance(minutes=2)
     await until(lambda: state.status(index) == "ACTIVE")
     await until(lambda: ok.bot.service.containment(request_id).status is State.REVERTED)
-    await until(lambda: len(ok.card()["replies"]) == 2)
+    # the action's result, the reminder 30 minutes before, the revert
+    await until(lambda: len(ok.card()["replies"]) == 3)
     await asyncio.gather(*(ok.bot.containment.sweep() for _ in range(3)))  # more sweeps change nothing
     await asyncio.sleep(0.2)
     assert state.actions.count((user_id, "unsuspend")) == 1
@@ -114,7 +165,7 @@ async def test_disable_for_4h_reverts_once_at_the_due_time(ok: BotHarness) -> No
     reply = card["replies"][-1]["text"]
     assert "Revert of the containment" in reply and "Enable" in reply
     assert f"Asked by <@{REQUESTER}>, approved by <@{APPROVER}>" in reply
-    assert len(card["replies"]) == 2
+    assert len(card["replies"]) == 3
     # the revert is an audited action of its own
     item = ok.bot.service.containment(request_id)
     assert item is not None and item.revert_id
@@ -133,10 +184,7 @@ async def test_revert_waits_while_the_risk_is_still_high(ok: BotHarness) -> None
     index, user_id, email = pick(state, 1)
     card, request_id = await contained(ok, email, "15m")
     assert state.status(index) == "SUSPENDED"
-    async with ok.http.post(
-        f"{ok.extra['okta_url']}/_admin/users/{user_id}/risk", json={"riskLevel": "HIGH"}
-    ) as r:
-        assert r.status == 200
+    await high_risk(ok, user_id)
     ok.clock.advance(minutes=16)
     await until(lambda: ok.bot.service.containment(request_id).status is State.HELD)
     await until(lambda: len(ok.card()["replies"]) == 2)
@@ -177,3 +225,146 @@ async def test_bad_durations_are_named(h: BotHarness, duration: str, said: str) 
     shown = h.last_seen(REQUESTER)["text"]
     assert said in shown and f"'{duration}'" in shown and "Usage" in shown
     assert h.cards() == []
+
+
+def thread(h: BotHarness) -> list[str]:
+    return [reply["text"] for reply in h.card()["replies"]]
+
+
+def reminders(h: BotHarness) -> list[dict[str, Any]]:
+    return [r for r in h.card()["replies"] if r["text"].startswith(":alarm_clock:")]
+
+
+async def test_reminder_30_minutes_before_the_end_then_once(ok: BotHarness) -> None:
+    _, _, email = pick(ok.extra["okta"], 2)
+    _, request_id = await contained(ok, email, "4h")
+    ok.clock.advance(hours=3, minutes=29)
+    await asyncio.sleep(0.3)
+    assert reminders(ok) == []
+    ok.clock.advance(minutes=2)
+    await until(lambda: len(reminders(ok)) == 1)
+    await asyncio.sleep(0.3)  # more sweeps: one reminder
+    (reminder,) = reminders(ok)
+    assert reminder["text"].startswith(f":alarm_clock: <@{REQUESTER}>") and "ends <!date^" in reminder["text"]
+    assert [b[0] for b in buttons(reminder)] == [
+        "containment:extend",
+        "containment:extend",
+        "containment:extend",
+        "containment:permanent",
+        "containment:revert",
+    ]
+    assert [b[1] for b in buttons(reminder)][:3] == [
+        f"{request_id}:1h",
+        f"{request_id}:4h",
+        f"{request_id}:24h",
+    ]
+
+
+async def test_a_short_containment_is_reminded_at_half_time(ok: BotHarness) -> None:
+    _, _, email = pick(ok.extra["okta"], 3)
+    await contained(ok, email, "20m")
+    ok.clock.advance(minutes=9)
+    await asyncio.sleep(0.3)
+    assert reminders(ok) == []
+    ok.clock.advance(minutes=1, seconds=1)
+    await until(lambda: len(reminders(ok)) == 1)
+
+
+async def test_extend_takes_four_eyes_and_moves_the_end(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    index, user_id, email = pick(state, 4)
+    card, request_id = await contained(ok, email, "1h")
+    due = ok.bot.service.containment(request_id).due_at  # type: ignore[union-attr]
+    # the requester, a responder who is no approver, and an outsider are refused, each told why
+    for user, said in (
+        (REQUESTER, "neither the requester nor the target"),
+        (GROUP_RESPONDER, "Only approvers"),
+        (OUTSIDER, "Only approvers"),
+    ):
+        await ok.click(user, card, "containment:extend", f"{request_id}:4h")
+        assert said in ok.last_seen(user)["text"]
+    assert ok.bot.service.containment(request_id).due_at == due  # type: ignore[union-attr]
+    # a forged length is refused before anything is read
+    await forged_click(ok, APPROVER, "containment:extend", f"{request_id}:720h")
+    assert "can't read" in ok.last_seen(APPROVER)["text"]
+    # another approver: at once
+    await ok.click(APPROVER2, card, "containment:extend", f"{request_id}:4h")
+    item = ok.bot.service.containment(request_id)
+    assert item is not None and item.due_at == due + timedelta(hours=4) and item.status is State.ACTIVE
+    new_due = f"<!date^{int(item.due_at.timestamp())}^"
+    assert new_due in field(ok.card(), "Time box") and f"extended by <@{APPROVER2}>" in field(
+        ok.card(), "Time box"
+    )
+    assert any(f"<@{APPROVER2}> extended" in t and new_due in t for t in thread(ok))
+    # past the old end: still contained; past the new one: reverted
+    ok.clock.advance(hours=1, minutes=5)
+    await asyncio.sleep(0.3)
+    assert state.status(index) == "SUSPENDED"
+    ok.clock.advance(hours=4)
+    await until(lambda: state.status(index) == "ACTIVE")
+    events = [row["event"] for row in ok.bot.service.history("okta", user_id, limit=50)]
+    assert "extended" in events and events.count("refused") >= 3
+
+
+async def test_make_permanent_takes_four_eyes_and_is_never_reverted(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    index, user_id, email = pick(state, 5)
+    card, request_id = await contained(ok, email, "1h")
+    await ok.click(REQUESTER, card, "containment:permanent", request_id)
+    assert "neither the requester nor the target" in ok.last_seen(REQUESTER)["text"]
+    await ok.click(APPROVER2, card, "containment:permanent", request_id)
+    item = ok.bot.service.containment(request_id)
+    assert item is not None and item.status is State.PERMANENT and item.decided_by == APPROVER2
+    assert field(ok.card(), "Time box") == f":lock: Made permanent by <@{APPROVER2}>"
+    assert buttons(ok.card()) == []
+    await until(lambda: any("made the containment" in t for t in thread(ok)))
+    ok.clock.advance(days=31)
+    await asyncio.sleep(0.3)
+    assert state.status(index) == "SUSPENDED" and (user_id, "unsuspend") not in state.actions
+    # a late click on an old button (e.g. a reminder's) changes nothing
+    await forged_click(ok, APPROVER, "containment:extend", f"{request_id}:1h")
+    assert "permanent" in ok.last_seen(APPROVER)["text"]
+    assert "made_permanent" in [row["event"] for row in ok.bot.service.history("okta", user_id, limit=50)]
+
+
+async def test_revert_now_by_a_responder_not_by_an_outsider(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    index, user_id, email = pick(state, 6)
+    card, request_id = await contained(ok, email, "3d")
+    await ok.click(OUTSIDER, card, "containment:revert", request_id)
+    assert "Only the requester or a responder" in ok.last_seen(OUTSIDER)["text"]
+    assert state.status(index) == "SUSPENDED"
+    await ok.click(GROUP_RESPONDER, card, "containment:revert", request_id)
+    assert state.status(index) == "ACTIVE" and state.actions.count((user_id, "unsuspend")) == 1
+    item = ok.bot.service.containment(request_id)
+    assert item is not None and item.status is State.REVERTED
+    assert f"Asked by <@{GROUP_RESPONDER}>" in thread(ok)[-1]
+    assert buttons(ok.card()) == []
+    await forged_click(ok, GROUP_RESPONDER, "containment:revert", request_id)  # a late click: nothing
+    assert "reverted" in ok.last_seen(GROUP_RESPONDER)["text"]
+    assert state.actions.count((user_id, "unsuspend")) == 1
+
+
+async def test_a_held_revert_is_decided_by_revert_now(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    index, user_id, email = pick(state, 7)
+    _, request_id = await contained(ok, email, "15m")
+    await high_risk(ok, user_id)
+    ok.clock.advance(minutes=16)
+    await until(lambda: any("not restored" in t for t in thread(ok)))
+    held = next(r for r in ok.card()["replies"] if "not restored" in r["text"])
+    assert ("containment:revert", request_id) in buttons(held)
+    await ok.click(REQUESTER, held, "containment:revert", request_id)  # the requester decides
+    assert state.status(index) == "ACTIVE"
+    assert ok.bot.service.containment(request_id).status is State.REVERTED  # type: ignore[union-attr]
+
+
+async def test_the_reminder_lead_is_configurable(tmp_path) -> None:
+    async with okta_bot(tmp_path, approvals={"remind_minutes_before": 90}) as h:
+        _, _, email = pick(h.extra["okta"], 8)
+        await contained(h, email, "4h")
+        h.clock.advance(hours=2, minutes=29)
+        await asyncio.sleep(0.3)
+        assert reminders(h) == []
+        h.clock.advance(minutes=2)
+        await until(lambda: len(reminders(h)) == 1)
