@@ -115,7 +115,7 @@ def _timeout_of(entry: ConnectorEntry) -> float:
     return seconds if 0 < seconds <= 300 else DEFAULT_TIMEOUT
 
 
-async def _checked(config: Config, entry: ConnectorEntry) -> tuple[bool, str]:
+async def _checked(entry: ConnectorEntry) -> tuple[bool, str]:
     try:
         async with entry.build(os.environ) as connector:
             result = await connector.check()
@@ -125,12 +125,12 @@ async def _checked(config: Config, entry: ConnectorEntry) -> tuple[bool, str]:
     return result.ok, result.message
 
 
-async def _check_one(config: Config, entry: ConnectorEntry, slots: asyncio.Semaphore) -> tuple[bool, str]:
+async def _check_one(entry: ConnectorEntry, slots: asyncio.Semaphore) -> tuple[bool, str]:
     limit = _timeout_of(entry)
     async with slots:
         # asyncio.wait, not asyncio.timeout: the connector's own request timeout firing at the same
         # moment turns the cancellation into a TimeoutError it retries, and the deadline would be lost
-        task = asyncio.ensure_future(_checked(config, entry))
+        task = asyncio.ensure_future(_checked(entry))
         done, _ = await asyncio.wait({task}, timeout=limit)
         if task in done:
             return task.result()
@@ -146,7 +146,7 @@ async def _check(config: Config) -> int:
         print("no [[connectors]] configured", file=sys.stderr)
         return 1
     slots = asyncio.Semaphore(CHECK_CONCURRENCY)
-    results = await asyncio.gather(*(_check_one(config, entry, slots) for entry in config.connectors))
+    results = await asyncio.gather(*(_check_one(entry, slots) for entry in config.connectors))
     for entry, (ok, message) in zip(config.connectors, results):
         print(f"{'ok  ' if ok else 'FAIL'} {entry.name} ({entry.kind}): {_printable(message)}")
     return 0 if all(ok for ok, _ in results) else 1
