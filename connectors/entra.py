@@ -31,9 +31,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
@@ -86,6 +86,8 @@ from .registry import register
 from .settings import SettingsReader
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @register
@@ -426,15 +428,15 @@ class EntraConnector(Connector):
             or mfa_enrolled is not None
         ):
             return
-        roles, risk = await asyncio.gather(self.role_members(), self.risk_by_user())
+        roles, risk = await _both(self.role_members(), self.risk_by_user())
         self._roles = (self._clock(), roles)
         default = NO_RISK if risk is not None else UNKNOWN_RISK
         params = {"$select": USER_FIELDS, "$top": self.page_size}
         async for users, request_id in self._collection("/v1.0/users", params):
             page = []
             for user in users:
-                user_id = user.get("id") if isinstance(user, dict) else None
-                band = risk.get(user_id, default) if risk is not None and user_id else default
+                user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
+                band = risk.get(user_id, default) if risk is not None else default
                 identity = self.to_identity(user, roles.get(user_id, ()), band[:2], request_id)
                 if (risk_level is None or identity.risk_level == risk_level) and (
                     privileged is None or identity.privileged == privileged
@@ -517,7 +519,11 @@ class EntraConnector(Connector):
                 provider=PROVIDER,
                 request_id=header_id(response),
             )
-        return [await self.get_identity(row["id"]) for row in rows[:limit] if isinstance(row, dict)]
+        ids = [row["id"] for row in rows[:limit] if isinstance(row, dict) and isinstance(row.get("id"), str)]
+        found: list[Identity] = []
+        for start in range(0, len(ids), 5):  # roles and risk of each, five users at a time
+            found.extend(await asyncio.gather(*(self.get_identity(i) for i in ids[start : start + 5])))
+        return found
 
     async def check(self) -> CheckResult:
         try:
@@ -741,3 +747,14 @@ class EntraConnector(Connector):
         return await self._verdict(
             Action.DISMISS_RISK, identity_id, "dismiss", ("dismissed", "remediated", "none")
         )
+
+
+async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await two reads at once; if one fails, the other is cancelled (never left running unawaited)."""
+    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
+    try:
+        return await tasks[0], await tasks[1]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -496,3 +496,14 @@ async def test_a_listing_left_early_leaves_nothing_running_after_close(env: Env)
     assert connector._prefetched
     await connector.close()
     assert not connector._prefetched and connector._http._session is None
+
+
+async def test_a_listing_whose_role_read_fails_leaves_no_risk_read_running(env: Env) -> None:
+    connector = env.connector()
+    await connector.check()
+    env.state.faults.append(Fault("500", 10, path="/v1.0/directoryRoles"))
+    with pytest.raises(ProviderUnavailableError, match="generalException"):
+        await everyone(connector)
+    env.state.faults.clear()
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert [t for t in pending if "risk_by_user" in repr(t.get_coro())] == []
