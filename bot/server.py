@@ -41,7 +41,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors import Connector, ConnectorError
 
-from . import api, approvals, audit
+from . import api, approvals, audit, slack_shapes
 from .alerts import scheduler
 from .app import create_app
 from .approvals import ApprovalService, utcnow
@@ -268,6 +268,10 @@ def build_web_app(
             )
         except Exception as exc:  # Bolt's parser fails in many ways on bodies Slack never sends: all are 400
             log.info("refused %s: signed but unreadable (%s)", _where(request), type(exc).__name__)
+            return web.json_response({"error": "unreadable request"}, status=400)
+        shape = slack_shapes.problem(parsed.body)
+        if shape:
+            log.info("refused %s: signed but not shaped as Slack sends it (%s)", _where(request), shape[:120])
             return web.json_response({"error": "unreadable request"}, status=400)
         return await to_aiohttp_response(await bolt.async_dispatch(parsed))
 

@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 
 import pytest
@@ -117,6 +118,34 @@ async def test_a_signature_that_is_not_text_gets_401(h, logged):
 async def test_signed_bodies_that_cant_be_read_get_400(h, logged, body, content_type):
     assert await post(h, "/slack/events", body, slack_headers(h, body, content_type)) == 400
     assert_clean(logged)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "block_actions"},
+        {"type": "block_actions", "actions": "x", "user": {"id": "U0ALICE"}},
+        {"type": "block_actions", "actions": [{}], "user": {"id": "U0ALICE"}},
+        {"type": "block_actions", "actions": [{"action_id": "approval:approve"}], "user": "x"},
+        {
+            "type": "block_actions",
+            "actions": [{"action_id": "approval:approve", "value": 5}],
+            "user": {"id": "U"},
+        },
+        {"type": "view_submission", "view": {"callback_id": "approval:deny"}},
+        {"type": "view_submission", "user": {"id": "U0ALICE"}, "view": {"state": {"values": []}}},
+        {"type": "event_callback", "event": "x"},
+        {"type": "event_callback", "event": {"type": "app_home_opened"}},
+    ],
+)
+async def test_signed_payloads_not_shaped_as_slack_sends_them_get_400(h, logged, payload):
+    body = ("payload=" + urllib.parse.quote(json.dumps(payload))).encode()
+    assert await post(h, "/slack/events", body, slack_headers(h, body)) == 400
+    command = json.dumps({"command": "/idops", "text": ["help"], "user_id": REQUESTER}).encode()
+    assert await post(h, "/slack/events", command, slack_headers(h, command, "application/json")) == 400
+    await h.settle()
+    assert_clean(logged, most=2)
+    assert h.slack.calls == []
 
 
 async def test_a_signed_request_still_works(h, logged):
