@@ -28,7 +28,8 @@ from connectors.http import (
     WaitTooLong,
     interactive,
 )
-from standins import homebase, serving
+from connectors.sailpoint import SailPointConnector
+from standins import homebase, sailpoint, serving
 
 
 class FakeClock:
@@ -245,3 +246,21 @@ async def test_an_interactive_caller_is_told_to_wait_instead_of_waiting() -> Non
         await paced.get_identity("idn_x")
     assert held.value.retry_after == 90
     await paced.close()
+
+
+async def test_sailpoint_disable_sends_one_key_per_account_and_reads_back() -> None:
+    app = sailpoint.create_app(identities=5, rate_limit=False)
+    state = app[sailpoint.STATE]
+    async with serving(app) as url:
+        connector = SailPointConnector(
+            "sp", base_url=url, client_id="sim-client", client_secret="sim-secret", timeout=2, pacing=False
+        )
+        async with connector:
+            target = state.identity_id(1)
+            assert await connector.action_in_effect(Action.DISABLE, target) is False
+            # one key per account: the same key on two accounts would be refused as another request
+            done = await connector.run_action(Action.DISABLE, target, "x", idempotency_key="idops-apr_7")
+            tasks = (done.reference or "").split(",")
+            assert len(tasks) >= 2 and len(state.tasks) == len(tasks) and len(state.idempotency) == len(tasks)
+            assert await connector.action_in_effect(Action.DISABLE, target) is True
+            assert await connector.action_in_effect(Action.REVOKE_SESSIONS, target) is None
