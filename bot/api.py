@@ -1,10 +1,13 @@
 """The HTTP API for SOAR playbooks: create an approval request and read its state.
 
-`POST /api/v1/approvals` {connector, identity, action, reason, requested_by} -> 201 and the request;
-`GET /api/v1/approvals/{id}` -> the request. Bearer token only (compared in constant time); with no
-token configured the routes are not mounted at all. The token is checked before the body is read; a
-body that is not UTF-8 JSON (too deep, numbers too long, another charset) is 400, never a 500. Posting
-the Slack card is the caller's callback, so this module knows nothing about Slack.
+`POST /api/v1/approvals` {connector, identity, action, reason, requested_by, duration} -> 201 and the
+request; `GET /api/v1/approvals/{id}` -> the request. `duration` ("15m", "4h", "3d"; optional) time-boxes
+the action: idops undoes it that long after it ran (400, field `duration`, when the provider can't undo
+it); the body then carries `containment` {status, due_at, revert_id} once it ran.
+Bearer token only (compared in constant time); with no token configured the routes are not mounted at
+all. The token is checked before the body is read; a body that is not UTF-8 JSON (too deep, numbers too
+long, another charset) is 400, never a 500. Posting the Slack card is the caller's callback, so this
+module knows nothing about Slack.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from aiohttp import web
 
 from connectors import ConnectorError
 
+from . import audit
 from .approvals import (
     ApprovalRequest,
     ApprovalService,
+    Containment,
     InvalidRequest,
     PolicyError,
     RequestNotFound,
     Status,
     parse_action,
+    parse_duration,
 )
 
 log = logging.getLogger(__name__)
@@ -35,7 +41,14 @@ log = logging.getLogger(__name__)
 OnCreated = Callable[[ApprovalRequest], Awaitable[None]]
 
 PREFIX = "/api/v1/approvals"
-FIELDS = {"connector": True, "identity": True, "action": True, "requested_by": True, "reason": False}
+FIELDS = {
+    "connector": True,
+    "identity": True,
+    "action": True,
+    "requested_by": True,
+    "reason": False,
+    "duration": False,
+}
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # The API's documented states; EXECUTING is the moment between approval and result.
 PUBLIC_STATUS = {Status.EXECUTING: Status.APPROVED}
@@ -49,8 +62,14 @@ def _error(status: int, message: str, field: Optional[str] = None) -> web.Respon
     return web.json_response(body, status=status)
 
 
-def _body(request: ApprovalRequest) -> dict[str, Any]:
+def _body(request: ApprovalRequest, containment: Optional[Containment] = None) -> dict[str, Any]:
     data = request.to_dict()
+    if containment is not None:
+        data["containment"] = {
+            "status": containment.status.value,
+            "due_at": audit.iso(containment.due_at),
+            "revert_id": containment.revert_id,
+        }
     data["status"] = PUBLIC_STATUS.get(request.status, request.status).value
     # where the Slack card is is the bot's business, not the playbook's
     del data["message_channel"], data["message_ts"]
@@ -138,6 +157,7 @@ def add_routes(
                 reason=values["reason"],
                 requested_by=values["requested_by"],
                 source="api",
+                duration=parse_duration(values["duration"]) if values["duration"] else None,
             )
         except InvalidRequest as exc:
             return _error(400, exc.message, exc.field)
@@ -164,7 +184,8 @@ def add_routes(
         if not authorized(request):
             return unauthorized()
         try:
-            return web.json_response(_body(service.get(request.match_info["id"])))
+            found = service.get(request.match_info["id"])
+            return web.json_response(_body(found, service.containment(found.id)))
         except RequestNotFound as exc:
             return _error(404, exc.message)
 

@@ -10,7 +10,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -368,3 +368,69 @@ async def test_the_reminder_lead_is_configurable(tmp_path) -> None:
         assert reminders(h) == []
         h.clock.advance(minutes=2)
         await until(lambda: len(reminders(h)) == 1)
+
+
+async def api_call(
+    h: BotHarness, method: str, path: str = "", body: Any = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": "Bearer test-api-token"}
+    async with h.http.request(
+        method, f"{h.url}/api/v1/approvals{path}", json=body, headers=headers
+    ) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_the_soar_api_requests_a_time_boxed_action(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    index, user_id, email = pick(state, 9)
+    body = {
+        "connector": "okta",
+        "identity": email,
+        "action": "disable",
+        "reason": "SOAR playbook 7: token theft",
+        "requested_by": REQUESTER,
+        "duration": "4h",
+    }
+    for bad, said in (("4x", "not a duration"), ("45d", "out of range"), (4, "must be a string")):
+        status, answer = await api_call(ok, "POST", body={**body, "duration": bad})
+        assert status == 400 and answer["field"] == "duration" and said in answer["error"]
+    assert ok.cards() == []
+    status, created = await api_call(ok, "POST", body=body)
+    assert status == 201 and created["duration_seconds"] == 4 * 3600 and "containment" not in created
+    await ok.settle()
+    assert "4 h from when it runs" in field(ok.card(), "Time box")
+    await ok.click(APPROVER, ok.card(), "approval:approve")
+    assert state.status(index) == "SUSPENDED"
+    status, shown = await api_call(ok, "GET", f"/{created['id']}")
+    item = ok.bot.service.containment(created["id"])
+    assert item is not None
+    assert status == 200 and shown["status"] == "executed"
+    due = datetime.fromisoformat(shown["containment"].pop("due_at"))
+    assert due == item.due_at and shown["containment"] == {"status": "active", "revert_id": None}
+    ok.clock.advance(hours=4, minutes=1)
+    await until(lambda: state.status(index) == "ACTIVE")
+    await until(lambda: ok.bot.service.containment(created["id"]).status is State.REVERTED)
+    status, shown = await api_call(ok, "GET", f"/{created['id']}")
+    assert shown["containment"]["status"] == "reverted" and shown["containment"]["revert_id"]
+    status, revert = await api_call(ok, "GET", f"/{shown['containment']['revert_id']}")
+    assert (
+        revert["status"] == "executed" and revert["action"] == "enable" and revert["source"] == "containment"
+    )
+    assert state.actions.count((user_id, "unsuspend")) == 1
+
+
+async def test_the_soar_api_refuses_a_time_box_where_there_is_no_undo(h: BotHarness) -> None:
+    status, answer = await api_call(
+        h,
+        "POST",
+        body={
+            "connector": "homebase",
+            "identity": h.people["plain"]["email"],
+            "action": "disable",
+            "reason": "x",
+            "requested_by": REQUESTER,
+            "duration": "1h",
+        },
+    )
+    assert status == 400 and answer["field"] == "duration" and "can't undo" in answer["error"]
+    assert h.cards() == []
