@@ -87,6 +87,7 @@ from .settings import SettingsReader
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
+BANDS: dict[tuple, tuple] = {}
 B = TypeVar("B")
 
 
@@ -366,6 +367,7 @@ class EntraConnector(Connector):
     async def role_members(self) -> dict[str, tuple[str, ...]]:
         """user id -> names of the activated directory roles it is a direct member of."""
         members: dict[str, tuple[str, ...]] = {}
+        shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per combination of roles
         async for roles, _ in self._collection("/v1.0/directoryRoles", {"$select": "id,displayName"}):
             for role in roles:
                 if not isinstance(role, dict) or not isinstance(role.get("id"), str):
@@ -375,7 +377,8 @@ class EntraConnector(Connector):
                 async for users, _ in self._collection(path, {"$select": "id", "$top": MAX_PAGE}):
                     for user in users:
                         if isinstance(user, dict) and isinstance(user.get("id"), str):
-                            members[user["id"]] = (*members.get(user["id"], ()), name)
+                            held = (*members.get(user["id"], ()), name)
+                            members[user["id"]] = shared.setdefault(held, held)
         return members
 
     async def risk_by_user(self, since: Optional[str] = None) -> Optional[dict[str, tuple]]:
@@ -394,8 +397,10 @@ class EntraConnector(Connector):
                     if not isinstance(row, dict) or not isinstance(row.get("id"), str):
                         continue
                     band = risk_band(row.get("riskState"), row.get("riskLevel"))
-                    if since is not None or band != NO_RISK:
+                    if since is not None:
                         found[row["id"]] = (*band, text_or_none(row.get("riskLastUpdatedDateTime")))
+                    elif band != NO_RISK:  # a listing keeps the band alone, one tuple per band
+                        found[row["id"]] = BANDS.setdefault(band, band)
         except PermissionDeniedError as exc:
             if self.risk_available is not False:
                 log.warning(
