@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Callable, Optional, TextIO
 
 from aiohttp import web
@@ -34,22 +35,29 @@ async def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) 
 
 
 def run_until_stopped(
-    app: web.Application, host: str, port: int, *, prog: str, announce: Callable[[str], None]
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    prog: str,
+    announce: Callable[[str], None],
+    serve: Optional[Callable[[], AbstractAsyncContextManager[str]]] = None,
 ) -> int:
-    """`idops sim X`: serve `app`, call `announce(base_url)`, run until Ctrl-C or SIGTERM; a port that
-    can't be bound is one line naming it (exit status 2)."""
+    """`idops sim X`: serve `app` (or enter `serve()`, which serves on host:port and gives the base
+    URL), call `announce(base_url)`, run until Ctrl-C or SIGTERM (exit status 0); a port that can't be
+    bound is one line naming it (exit status 2)."""
 
-    async def serve() -> None:
+    async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with serving(app, host, port) as url:
+        async with serve() if serve else serving(app, host, port) as url:
             announce(url)
             await stop.wait()
 
     try:
-        asyncio.run(serve())
+        asyncio.run(run())
     except OSError as exc:
         print(f"{prog}: cannot listen on {host}:{port} ({exc.strerror})", file=sys.stderr)
         return 2

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
-import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from .. import print_env
+from .. import print_env, run_until_stopped
 from .page import PEOPLE, SlackUI, demo_workspace
 from .records import SOCKET_MODE
 
@@ -53,23 +51,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bot_url = SOCKET_MODE if args.socket_mode else args.bot_url
     SlackUI(slack, bot_url, PEOPLE).attach()
 
-    async def run() -> None:
-        async with slack.serve(args.host, args.port) as url:
-            where = "the bot's Socket Mode connection" if args.socket_mode else args.bot_url
-            variables = {"SLACK_API_URL": slack.api_url}
-            if made_up:
-                # printed on purpose: made up for this run so the bot can be started against it
-                variables.update(SLACK_BOT_TOKEN=token, SLACK_SIGNING_SECRET=secret)
-                if args.socket_mode:
-                    variables["SLACK_APP_TOKEN"] = app_token
-            print_env(f"Slack stand-in: the page is at {url}/\nCommands and clicks go to {where}", variables)
-            await asyncio.Event().wait()
+    def announce(url: str) -> None:
+        where = "the bot's Socket Mode connection" if args.socket_mode else args.bot_url
+        variables = {"SLACK_API_URL": slack.api_url}
+        if made_up:
+            # printed on purpose: made up for this run so the bot can be started against it
+            variables.update(SLACK_BOT_TOKEN=token, SLACK_SIGNING_SECRET=secret)
+            if args.socket_mode:
+                variables["SLACK_APP_TOKEN"] = app_token
+        print_env(f"Slack stand-in: the page is at {url}/\nCommands and clicks go to {where}", variables)
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        print(f"idops sim slack: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
-        return 1
-    return 0
+    return run_until_stopped(
+        slack.app,
+        args.host,
+        args.port,
+        prog="idops sim slack",
+        announce=announce,
+        serve=lambda: slack.serve(args.host, args.port),
+    )

@@ -5,6 +5,8 @@ Each simulator runs as its own process, as a user starts it; its block is run by
 from __future__ import annotations
 
 import io
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from support.sims import ROOT, parse_env, sim_process
 
+from bot import cli
 from standins import print_env
 from standins.cli import SIMULATORS
 
@@ -43,6 +46,22 @@ def test_every_simulator_prints_its_address_as_lines_a_shell_takes(kind, tmp_pat
     assert exported.returncode == 0, exported.stderr
     seen = dict(line.split("=", 1) for line in exported.stdout.splitlines() if "=" in line)
     assert {name: seen.get(name) for name in printed} == printed
+
+
+@pytest.mark.parametrize("kind", sorted(SIMULATORS))
+def test_every_simulator_stops_cleanly_and_names_a_taken_port(kind, capsys) -> None:
+    with sim_process(kind, drop=(*PREFIXES, kind.upper() + "_")) as sim:
+        sim.env()
+        sim.process.send_signal(signal.SIGTERM)  # as a service manager stops it
+        assert sim.process.wait(timeout=15) == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["sim", kind, "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"idops sim {kind}: cannot listen on 127.0.0.1:{port} ("), err
+    assert "Traceback" not in err
 
 
 def _config(tmp_path: Path, connector: str) -> Path:
