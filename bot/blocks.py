@@ -22,9 +22,11 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     InputBlock,
     MarkdownTextObject,
+    Option,
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
+    StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
@@ -338,13 +340,24 @@ def _reason_form(callback_id: str, metadata: str, title: str, submit: str, promp
     return view.to_dict()
 
 
-def reason_modal(action: Action, who: str, metadata: str) -> dict[str, Any]:
-    """Modal that collects the reason a request needs (disable, enable), callback_id `request:reason`.
+#: the request form's duration choice (value -> label); "never" is not time-boxed
+FORM_DURATIONS = {"never": "Until someone reverts it", "1h": "1 h", "4h": "4 h", "24h": "24 h", "72h": "72 h"}
+
+
+def reason_modal(action: Action, who: str, metadata: str, *, durations: bool = False) -> dict[str, Any]:
+    """Modal that collects the reason a request needs (disable, enable), callback_id `request:reason`;
+    with `durations` (the provider can undo it) also how long it lasts (block and action id `duration`).
 
     `metadata` (private_metadata) says what to request; the submit handler re-reads the identity.
     """
     prompt = f"{action.label} for *{esc(who, 500)}* needs a reason for the approvers."
-    return _reason_form("request:reason", metadata, action.label, "Request", prompt, "Reason")
+    view = _reason_form("request:reason", metadata, action.label, "Request", prompt, "Reason")
+    if durations:
+        options = [Option(value=value, label=label) for value, label in FORM_DURATIONS.items()]
+        select = StaticSelectElement(action_id="duration", options=options, initial_option=options[0])
+        choice = InputBlock(block_id="duration", label=_plain("Lasts", 2000), element=select, optional=True)
+        view["blocks"].append(choice.to_dict())
+    return view
 
 
 def deny_modal(request: ApprovalRequest) -> dict[str, Any]:

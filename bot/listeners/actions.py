@@ -94,8 +94,11 @@ def register(app: AsyncApp, bot: Bot) -> None:
         connector, identity_id = ref
         if needs_reason(wanted):
             metadata = {"action": wanted.value, "ref": f"{connector}:{identity_id}", "channel": click.channel}
+            provider = bot.connectors.get(connector)
+            durations = provider is not None and provider.can_undo(wanted)
             await replies.open_view(
-                blocks.reason_modal(wanted, identity_id, json.dumps(metadata)), **click.modal
+                blocks.reason_modal(wanted, identity_id, json.dumps(metadata), durations=durations),
+                **click.modal,
             )
             return
         work = flow.start_request(

@@ -11,8 +11,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from connectors import Action
 
-from ..approvals import DENY_NEEDS_REASON, InvalidRequest, checked_reason
-from ..blocks import Message, esc, split_ref
+from ..approvals import DENY_NEEDS_REASON, InvalidRequest, checked_reason, parse_duration
+from ..blocks import FORM_DURATIONS, Message, esc, split_ref
 from ..services import Bot
 
 DAMAGED = "This form is damaged; run the command again."
@@ -22,6 +22,18 @@ def reason_of(view: dict[str, Any]) -> str:
     """The text typed in the modal's `reason` input."""
     value = view.get("state", {}).get("values", {}).get("reason", {}).get("reason", {}).get("value")
     return (value or "").strip()
+
+
+def duration_choice(view: dict[str, Any]) -> Optional[timedelta]:
+    """The request form's duration choice: None for "until reverted" or no choice; ValueError for a value
+    the form never offered."""
+    entry = view.get("state", {}).get("values", {}).get("duration", {}).get("duration") or {}
+    value = (entry.get("selected_option") or {}).get("value")
+    if value is None or value == "never":
+        return None
+    if value not in FORM_DURATIONS:
+        raise ValueError("a duration the form does not offer")
+    return parse_duration(value)
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
@@ -41,7 +53,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
             ref = split_ref(str(meta["ref"])) if meta.get("ref") else None
             who = str(meta.get("who") or "")
             seconds = meta.get("duration")
-            duration = timedelta(seconds=int(seconds)) if seconds else None
+            duration = timedelta(seconds=int(seconds)) if seconds else duration_choice(view)
             if ref is None and not who:
                 raise ValueError("nothing to request")
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -51,7 +63,12 @@ def register(app: AsyncApp, bot: Bot) -> None:
         work: Awaitable[Message]
         if ref is not None:
             work = flow.start_request(
-                user=user, connector=ref[0], identity_id=ref[1], action=action, reason=reason
+                user=user,
+                connector=ref[0],
+                identity_id=ref[1],
+                action=action,
+                reason=reason,
+                duration=duration,
             )
         else:
             work = lookups.request_for(user, action, who, reason, duration)

@@ -434,3 +434,40 @@ async def test_the_soar_api_refuses_a_time_box_where_there_is_no_undo(h: BotHarn
     )
     assert status == 400 and answer["field"] == "duration" and "can't undo" in answer["error"]
     assert h.cards() == []
+
+
+async def test_the_request_form_offers_a_duration_where_the_provider_can_undo(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    _, user_id, email = pick(state, 10)
+    await ok.command(REQUESTER, f"whois {email}")
+    await ok.click(REQUESTER, ok.last_seen(REQUESTER), "request:disable", f"okta:{user_id}")
+    view = ok.slack.views(REQUESTER)[-1]
+    (select,) = [b for b in view["blocks"] if b.get("block_id") == "duration"]
+    offered = [o["value"] for o in select["element"]["options"]]
+    assert offered == ["never", "1h", "4h", "24h", "72h"] and select["optional"] is True
+    await ok.slack.submit_view(
+        ok.events_url,
+        REQUESTER,
+        view["id"],
+        {"reason": {"reason": "token theft"}, "duration": {"duration": "24h"}},
+    )
+    await ok.settle()
+    request_id = ok.card()["metadata"]["event_payload"]["request_id"]
+    assert ok.bot.service.get(request_id).duration_seconds == 24 * 3600
+    assert "1 d from when it runs" in field(ok.card(), "Time box")
+    # `for 72h` typed without a reason: the reason form keeps the duration
+    other = pick(state, 11)[2]
+    await ok.command(REQUESTER, f"disable {other} for 72h")
+    await ok.submit(REQUESTER, ok.slack.views(REQUESTER)[-1], "phished")
+    (second,) = [c for c in ok.cards() if c["metadata"]["event_payload"]["request_id"] != request_id]
+    assert ok.bot.service.get(second["metadata"]["event_payload"]["request_id"]).duration_seconds == 72 * 3600
+
+
+async def test_the_request_form_offers_no_duration_on_homebase(h: BotHarness) -> None:
+    person = h.people["plain"]
+    await h.command(REQUESTER, f"whois {person['email']}")
+    await h.click(REQUESTER, h.last_seen(REQUESTER), "request:disable", f"homebase:{person['id']}")
+    view = h.slack.views(REQUESTER)[-1]
+    assert [b for b in view["blocks"] if b.get("block_id") == "duration"] == []
+    await h.submit(REQUESTER, view, "phished")
+    assert h.bot.service.get(h.card()["metadata"]["event_payload"]["request_id"]).duration_seconds is None
