@@ -293,20 +293,32 @@ class ApprovalService(Execution):
     def _decide(
         self, original: ApprovalRequest, user_id: str, event: str, by: Optional[timedelta] = None
     ) -> Containment:
+        """Write an Extend or Make permanent (CAS on the version read, audited in the same transaction);
+        refusals are audited outside it, so a rollback never drops them."""
         now = self.clock()
+        item = self._open(original.id, user_id, State.ACTIVE, State.HELD, State.FAILED)
+        changes: dict[str, Any] = {"decided_by": user_id, "note": "", "reported": None}
+        detail: dict[str, Any] = {"was_due_at": audit.iso(item.due_at)}
+        if by is not None:
+            due: datetime = max(item.due_at, now) + by
+            changes.update(status=State.ACTIVE.value, due_at=audit.iso(due), reminded_at=None)
+            detail.update(due_at=audit.iso(due), by_seconds=int(by.total_seconds()))
+        else:
+            changes["status"] = State.PERMANENT.value
         with audit.transaction(self.db):
-            item = self._open(original.id, user_id, State.ACTIVE, State.HELD, State.FAILED)
-            changes: dict[str, Any] = {"decided_by": user_id, "note": "", "reported": None}
-            detail: dict[str, Any] = {"was_due_at": audit.iso(item.due_at)}
-            if by is not None:
-                due: datetime = max(item.due_at, now) + by
-                changes.update(status=State.ACTIVE.value, due_at=audit.iso(due), reminded_at=None)
-                detail.update(due_at=audit.iso(due), by_seconds=int(by.total_seconds()))
-            else:
-                changes["status"] = State.PERMANENT.value
-            timebox.cas(self.db, item, **changes)
-            audit.append(
-                self.db, at=now, actor=user_id, event=event, detail=detail, **original.audit_fields()
+            done = timebox.cas(self.db, item, **changes)
+            if done:
+                audit.append(
+                    self.db, at=now, actor=user_id, event=event, detail=detail, **original.audit_fields()
+                )
+        if not done:
+            current = timebox.load(self.db, original.id)
+            raise self._refuse(
+                f"This containment changed meanwhile (it is {current.status.value if current else 'gone'});"
+                " nothing was done. Look at the card again.",
+                actor=user_id,
+                rule="containment_changed",
+                request=original,
             )
         found = timebox.load(self.db, original.id)
         assert found is not None

@@ -324,7 +324,10 @@ async def test_make_permanent_takes_four_eyes_and_is_never_reverted(ok: BotHarne
     # a late click on an old button (e.g. a reminder's) changes nothing
     await forged_click(ok, APPROVER, "containment:extend", f"{request_id}:1h")
     assert "permanent" in ok.last_seen(APPROVER)["text"]
-    assert "made_permanent" in [row["event"] for row in ok.bot.service.history("okta", user_id, limit=50)]
+    rows = ok.bot.service.history("okta", user_id, limit=50)
+    assert "made_permanent" in [row["event"] for row in rows]
+    refused = [(row["actor"], row["detail"]["rule"]) for row in rows if row["event"] == "refused"]
+    assert (APPROVER, "containment_closed") in refused and (REQUESTER, "four_eyes") in refused
 
 
 async def test_revert_now_by_a_responder_not_by_an_outsider(ok: BotHarness) -> None:
