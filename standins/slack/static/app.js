@@ -13,6 +13,7 @@ const EMOJI = new Map(Object.entries({
   bust_in_silhouette: "1f464", busts_in_silhouette: "1f465", wave: "1f44b", eyes: "1f440", repeat: "1f501",
   clock3: "1f552", link: "1f517", gear: "2699", alarm_clock: "23f0", clipboard: "1f4cb",
   arrow_right: "27a1", bulb: "1f4a1", crown: "1f451", grey_question: "2753", ballot_box_with_check: "2611",
+  stopwatch: "23f1", leftwards_arrow_with_hook: "21a9",
 }));
 const EMOJI_BY_CHAR = new Map([...EMOJI.values()].map((points) => [emojiChar(points), points]));
 
