@@ -34,7 +34,9 @@ def bot_shortcodes() -> set[str]:
 def test_every_shortcode_the_bot_writes_is_drawn_by_the_page() -> None:
     used = bot_shortcodes()
     assert {"rotating_light", "warning", "white_check_mark", "red_circle"} <= used
-    assert sorted(used - set(page_emoji())) == []
+    missing = sorted(used - set(page_emoji()))
+    how = "add them to EMOJI in standins/slack/static/app.js with their Twemoji SVGs (static/emoji/README.md)"
+    assert missing == [], f"the page can't draw {missing}: {how}"
 
 
 def test_every_emoji_in_the_table_is_a_shipped_svg_and_credited() -> None:
