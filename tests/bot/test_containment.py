@@ -146,6 +146,12 @@ async def test_disable_for_4h_reverts_once_at_the_due_time(ok: BotHarness) -> No
     listed = text_of(ok.last_seen(GROUP_RESPONDER))
     assert "Active containments" in listed and f"<!date^{int(due.timestamp())}^" in listed
 
+    # and so does the App Home
+    await ok.slack.open_home(ok.events_url, GROUP_RESPONDER)
+    await ok.settle()
+    home = text_of(ok.slack.home(GROUP_RESPONDER) or {})
+    assert "Active containments" in home and f"<!date^{int(due.timestamp())}^" in home and "Disable" in home
+
     # a minute before: the server's sweep leaves it alone
     ok.clock.advance(hours=3, minutes=59)
     await asyncio.sleep(0.3)
@@ -474,3 +480,20 @@ async def test_the_request_form_offers_no_duration_on_homebase(h: BotHarness) ->
     assert [b for b in view["blocks"] if b.get("block_id") == "duration"] == []
     await h.submit(REQUESTER, view, "phished")
     assert h.bot.service.get(h.card()["metadata"]["event_payload"]["request_id"]).duration_seconds is None
+
+
+async def test_a_revert_waits_while_the_identity_cannot_be_read(ok: BotHarness) -> None:
+    state: OktaState = ok.extra["okta"]
+    index, user_id, email = pick(state, 12)
+    _, request_id = await contained(ok, email, "15m")
+    fault = {"kind": "500", "count": 10_000, "path": f"/api/v1/users/{user_id}"}
+    async with ok.http.post(f"{ok.extra['okta_url']}/_admin/faults", json=fault) as answer:
+        assert answer.status < 300
+    ok.clock.advance(minutes=16)
+    await asyncio.sleep(1.0)  # sweeps run; Okta answers 500 to the read before the revert
+    assert ok.bot.service.containment(request_id).status is State.ACTIVE  # type: ignore[union-attr]
+    assert state.status(index) == "SUSPENDED" and (user_id, "unsuspend") not in state.actions
+    async with ok.http.delete(f"{ok.extra['okta_url']}/_admin/faults") as answer:
+        assert answer.status < 300
+    await until(lambda: state.status(index) == "ACTIVE")
+    assert state.actions.count((user_id, "unsuspend")) == 1
