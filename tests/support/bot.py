@@ -299,7 +299,7 @@ async def harness(
         connectors: Optional[dict[str, Connector]] = None
         if not pacing:
             unpaced = HomeBaseConnector(
-                "homebase", api_key=API_KEY, base_url=sim_url + "/v1", timeout=1, pacing=False
+                "homebase", api_key=API_KEY, base_url=sim_url + "/v1", timeout=10, pacing=False
             )
             stack.push_async_callback(unpaced.close)
             connectors = {unpaced.name: unpaced}
