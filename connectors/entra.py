@@ -23,6 +23,9 @@ Rules this module keeps:
   a write whose answer never came back after the retries is an OutcomeUnknownError, settled by
   `action_in_effect` (accountEnabled, riskState) without sending it again.
 * An action on a target already in the wanted state is success, its message saying so.
+
+Modules: this one (auth, requests, paging, single reads, `check`); listing and the change feed in
+`connectors.entra_listing`, the actions in `connectors.entra_actions`, wire formats in `connectors.entra_api`.
 """
 
 from __future__ import annotations
@@ -31,28 +34,23 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, ClassVar, Optional, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Optional
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from .base import Connector
+from .entra_actions import EntraActions
 from .entra_api import (
     ASSERTION_TYPE,
-    BATCH_MAX,
-    CURSOR_MAX_AGE,
     DEFAULT_AUTHORITY,
     DEFAULT_GRAPH,
     GUID,
-    ID_FILTER_MAX,
     MAX_PAGE,
     MAX_QUERY,
     NO_RISK,
     PROVIDER,
-    RISKY_PAGE,
-    ROLES_MAX_AGE,
     SCOPE,
     TENANT,
     THUMBPRINT,
@@ -66,33 +64,28 @@ from .entra_api import (
     header_id,
     json_or_none,
     map_error,
-    odata_string,
-    odata_time,
     risk_band,
     text_or_none,
     user_to_identity,
 )
+from .entra_listing import EntraListing
 from .errors import (
     AuthenticationError,
     ConnectorError,
     NotFoundError,
-    PermissionDeniedError,
     ProviderUnavailableError,
     ValidationError,
 )
 from .http import ConnectionErrorRetry, HttpClient, RateLimitedRetry, Response
-from .models import Action, ActionResult, Changes, CheckResult, Identity, RiskLevel, parse_datetime
+from .models import Action, CheckResult, Identity, RiskLevel
 from .registry import register
 from .settings import SettingsReader
 
 log = logging.getLogger(__name__)
-A = TypeVar("A")
-BANDS: dict[tuple, tuple] = {}
-B = TypeVar("B")
 
 
 @register
-class EntraConnector(Connector):
+class EntraConnector(EntraListing, EntraActions, Connector):
     """One Microsoft Entra ID tenant, through Microsoft Graph v1.0."""
 
     kind = "entra"
@@ -364,92 +357,6 @@ class EntraConnector(Connector):
             )
         return link
 
-    async def role_members(self) -> dict[str, tuple[str, ...]]:
-        """user id -> names of the activated directory roles it is a direct member of."""
-        members: dict[str, tuple[str, ...]] = {}
-        shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per combination of roles
-        async for roles, _ in self._collection("/v1.0/directoryRoles", {"$select": "id,displayName"}):
-            for role in roles:
-                if not isinstance(role, dict) or not isinstance(role.get("id"), str):
-                    continue
-                name = text_or_none(role.get("displayName")) or role["id"]
-                path = f"/v1.0/directoryRoles/{quote(role['id'], safe='')}/members/microsoft.graph.user"
-                async for users, _ in self._collection(path, {"$select": "id", "$top": MAX_PAGE}):
-                    for user in users:
-                        if isinstance(user, dict) and isinstance(user.get("id"), str):
-                            held = (*members.get(user["id"], ()), name)
-                            members[user["id"]] = shared.setdefault(held, held)
-        return members
-
-    async def risk_by_user(self, since: Optional[str] = None) -> Optional[dict[str, tuple]]:
-        """user id -> (score, band) for riskyUsers not at the default (no risk); None without P2.
-        With `since` (an OData DateTimeOffset), only those whose risk changed after it, all kept."""
-        params: dict[str, Any] = {
-            "$select": "id,riskLevel,riskState,riskLastUpdatedDateTime",
-            "$top": RISKY_PAGE,
-        }
-        if since is not None:
-            params["$filter"] = f"riskLastUpdatedDateTime gt {since}"
-        found: dict[str, tuple] = {}
-        try:
-            async for rows, _ in self._collection("/v1.0/identityProtection/riskyUsers", params):
-                for row in rows:
-                    if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                        continue
-                    band = risk_band(row.get("riskState"), row.get("riskLevel"))
-                    if since is not None:
-                        found[row["id"]] = (*band, text_or_none(row.get("riskLastUpdatedDateTime")))
-                    elif band != NO_RISK:  # a listing keeps the band alone, one tuple per band
-                        found[row["id"]] = BANDS.setdefault(band, band)
-        except PermissionDeniedError as exc:
-            if self.risk_available is not False:
-                log.warning(
-                    "%s: risk is unknown: %s refused identityProtection/riskyUsers (request id %s)."
-                    " Identity Protection needs Entra ID P2 and the IdentityRiskyUser.Read.All"
-                    " permission; no risk alert can fire",
-                    self.name,
-                    PROVIDER,
-                    exc.request_id,
-                )
-            self.risk_available = False
-            return None
-        self.risk_available = True
-        return found
-
-    async def iter_pages(
-        self,
-        *,
-        risk_level: Optional[RiskLevel] = None,
-        tenant_id: Optional[str] = None,
-        privileged: Optional[bool] = None,
-        mfa_enrolled: Optional[bool] = None,
-        provider: Optional[str] = None,
-    ) -> AsyncIterator[list[Identity]]:
-        """Every user, a Graph page (up to 999) at a time, with roles and risk. Graph reports no MFA
-        state here, so an `mfa_enrolled` filter matches nothing; the others apply to each page."""
-        if (
-            (tenant_id is not None and tenant_id != self.tenant_id)
-            or (provider is not None and provider != "entra")
-            or mfa_enrolled is not None
-        ):
-            return
-        roles, risk = await _both(self.role_members(), self.risk_by_user())
-        self._roles = (self._clock(), roles)
-        default = NO_RISK if risk is not None else UNKNOWN_RISK
-        params = {"$select": USER_FIELDS, "$top": self.page_size}
-        async for users, request_id in self._collection("/v1.0/users", params):
-            page = []
-            for user in users:
-                user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
-                band = risk.get(user_id, default) if risk is not None else default
-                identity = self.to_identity(user, roles.get(user_id, ()), band[:2], request_id)
-                if (risk_level is None or identity.risk_level == risk_level) and (
-                    privileged is None or identity.privileged == privileged
-                ):
-                    page.append(identity)
-            if page:
-                yield page
-
     async def get_identity(self, identity_id: str) -> Identity:
         """One user by object id or userPrincipalName, with its roles (transitive) and risk."""
         segment = checked_id(identity_id)
@@ -556,210 +463,3 @@ class EntraConnector(Connector):
             connector=self.name,
             message=f"signed in to tenant {self.tenant_id}; {seen} visible; {risk}",
         )
-
-    async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
-        """Users whose risk changed after `cursor` (riskLastUpdatedDateTime): one riskyUsers query, their
-        users read 15 a request and 20 requests a JSON batch, roles as the last listing read them (at
-        most ROLES_MAX_AGE old)."""
-        now = datetime.now(timezone.utc)
-        if cursor is None:
-            return Changes([], odata_time(now - timedelta(minutes=1)))  # a minute of overlap for skew
-        try:
-            since = parse_datetime(cursor)
-        except ValueError:
-            since = None
-        if since is None or now - since > CURSOR_MAX_AGE:
-            raise ValidationError(
-                "the change cursor is unreadable or older than 90 days: list identities in full",
-                provider=PROVIDER,
-            )
-        if tenant_id is not None and tenant_id != self.tenant_id:
-            return Changes([], cursor)
-        changed = await self.risk_by_user(odata_time(since))
-        if not changed:
-            return Changes([], cursor)
-        latest = max((row[2] for row in changed.values() if row[2]), default=cursor)
-        roles = await self._recent_roles()
-        identities: list[Identity] = []
-        async for users, request_id in self._users_by_id(list(changed)):
-            for user in users:  # a user deleted since is simply not listed
-                user_id = str(user.get("id")) if isinstance(user, dict) else ""
-                band = changed[user_id][:2] if user_id in changed else UNKNOWN_RISK
-                identities.append(self.to_identity(user, roles.get(user_id, ()), band, request_id))
-        return Changes(identities, odata_time(parse_datetime(latest) or since))
-
-    async def _users_by_id(self, ids: Sequence[str]) -> AsyncIterator[tuple[list, str]]:
-        """The users with these ids: `id in (...)` reads of 15 (Graph's limit), 20 of them in one JSON
-        batch (`$batch`); a read the batch did not answer with 200 (throttled, failed) is sent on its own,
-        with the usual retries."""
-        reads = []
-        for start in range(0, len(ids), ID_FILTER_MAX):
-            chunk = ids[start : start + ID_FILTER_MAX]
-            reads.append(
-                {
-                    "$select": USER_FIELDS,
-                    "$top": str(len(chunk)),
-                    "$filter": "id in (" + ",".join(odata_string(i) for i in chunk) + ")",
-                }
-            )
-        for start in range(0, len(reads), BATCH_MAX):
-            group = reads[start : start + BATCH_MAX]
-            body = {
-                "requests": [
-                    {"id": str(n), "method": "GET", "url": "/users?" + urlencode(query, quote_via=quote)}
-                    for n, query in enumerate(group)
-                ]
-            }
-            # a POST that only reads: safe to repeat, and no outcome to be unsure of
-            response = await self._api("POST", "/v1.0/$batch", json_body=body, changes_state=False)
-            data = response.json(PROVIDER)
-            answers = data.get("responses") if isinstance(data, dict) else None
-            done = set()
-            for answer in answers if isinstance(answers, list) else []:
-                sub = answer.get("body") if isinstance(answer, dict) else None
-                rows = sub.get("value") if isinstance(sub, dict) else None
-                if answer.get("status") == 200 and isinstance(rows, list) and str(answer.get("id")).isdigit():
-                    done.add(int(answer["id"]))
-                    yield rows, header_id(response)
-            for n, query in enumerate(group):
-                if n not in done:
-                    async for rows, request_id in self._collection("/v1.0/users", query):
-                        yield rows, request_id
-
-    async def _recent_roles(self) -> dict[str, tuple[str, ...]]:
-        """Role members as a listing read them less than ROLES_MAX_AGE ago, else read now."""
-        if self._roles is None or self._clock() - self._roles[0] > ROLES_MAX_AGE:
-            self._roles = (self._clock(), await self.role_members())
-        return self._roles[1]
-
-    # --- actions -------------------------------------------------------------------------------
-
-    def _result(
-        self, action: Action, user_id: str, message: str, response: Optional[Response]
-    ) -> ActionResult:
-        return ActionResult(
-            action=action,
-            identity_id=user_id,
-            connector=self.name,
-            status=ActionResult.COMPLETED,
-            reference=header_id(response) if response is not None else None,
-            message=message,
-        )
-
-    async def _user_state(self, identity_id: str) -> tuple[str, Optional[bool]]:
-        segment = checked_id(identity_id)
-        try:
-            response = await self._api(
-                "GET", f"/v1.0/users/{segment}", params={"$select": "id,accountEnabled"}
-            )
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"no user with id {identity_id}", provider=PROVIDER, request_id=exc.request_id, status=404
-            ) from exc
-        data = response.json(PROVIDER)
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise ProviderUnavailableError("sent a user without an id", provider=PROVIDER)
-        enabled = data.get("accountEnabled")
-        return data["id"], enabled if isinstance(enabled, bool) else None
-
-    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
-        """Whether Graph shows the action's effect now: accountEnabled for disable and enable, the
-        riskState for the verdicts; None for revoke and password change (nothing readable shows them)."""
-        if action in (Action.DISABLE, Action.ENABLE):
-            _, enabled = await self._user_state(identity_id)
-            return None if enabled is None else enabled is (action is Action.ENABLE)
-        if action in (Action.CONFIRM_COMPROMISED, Action.DISMISS_RISK):
-            user_id, _ = await self._user_state(identity_id)
-            path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
-            response = await self._api("GET", path, allow=(403, 404))
-            row = response.json(PROVIDER) if response.status == 200 else None
-            if not isinstance(row, dict):
-                return None if response.status == 403 else False
-            wanted = "confirmedCompromised" if action is Action.CONFIRM_COMPROMISED else "dismissed"
-            return row.get("riskState") == wanted
-        return None
-
-    async def revoke_sessions(self, identity_id: str) -> ActionResult:
-        """revokeSignInSessions: refresh tokens and session cookies stop working (access tokens live
-        out their hour)."""
-        user_id, _ = await self._user_state(identity_id)
-        response = await self._api("POST", f"/v1.0/users/{quote(user_id, safe='')}/revokeSignInSessions")
-        return self._result(Action.REVOKE_SESSIONS, user_id, "sign-in sessions revoked", response)
-
-    async def _set_enabled(self, action: Action, identity_id: str, enabled: bool) -> ActionResult:
-        user_id, current = await self._user_state(identity_id)
-        word = "enabled" if enabled else "disabled"
-        if current is enabled:
-            return self._result(action, user_id, f"the account was already {word}", None)
-        response = await self._api(
-            "PATCH",
-            f"/v1.0/users/{quote(user_id, safe='')}",
-            json_body={"accountEnabled": enabled},
-        )
-        return self._result(
-            action, user_id, f"account {word} (accountEnabled {str(enabled).lower()})", response
-        )
-
-    async def disable(self, identity_id: str, reason: str) -> ActionResult:
-        """accountEnabled false (Graph has no reason field: `reason` stays in idops' audit trail)."""
-        return await self._set_enabled(Action.DISABLE, identity_id, False)
-
-    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
-        return await self._set_enabled(Action.ENABLE, identity_id, True)
-
-    async def force_password_reset(self, identity_id: str) -> ActionResult:
-        """passwordProfile.forceChangePasswordNextSignIn: the user must change the password at next
-        sign-in (needs User-PasswordProfile.ReadWrite.All; admins' passwords need a directory role)."""
-        user_id, _ = await self._user_state(identity_id)
-        response = await self._api(
-            "PATCH",
-            f"/v1.0/users/{quote(user_id, safe='')}",
-            json_body={"passwordProfile": {"forceChangePasswordNextSignIn": True}},
-        )
-        return self._result(
-            Action.FORCE_PASSWORD_RESET, user_id, "password change required at next sign-in", response
-        )
-
-    async def _verdict(
-        self, action: Action, identity_id: str, verb: str, done: Sequence[str]
-    ) -> ActionResult:
-        user_id, _ = await self._user_state(identity_id)
-        path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
-        try:
-            state = await self._api("GET", path, allow=(404,))
-            row = state.json(PROVIDER) if state.status == 200 else None
-            current = row.get("riskState") if isinstance(row, dict) else None
-            if current in done:
-                message = f"Identity Protection already had this user as {current}"
-                return self._result(action, user_id, message, None)
-            response = await self._api(
-                "POST",
-                f"/v1.0/identityProtection/riskyUsers/{verb}",
-                json_body={"userIds": [user_id]},
-            )
-        except PermissionDeniedError as exc:
-            exc.message += " (needs Entra ID P2 and the IdentityRiskyUser.ReadWrite.All permission)"
-            raise
-        label = "confirmed compromised" if verb == "confirmCompromised" else "risk dismissed"
-        return self._result(action, user_id, f"{label} in Identity Protection", response)
-
-    async def confirm_compromised(self, identity_id: str) -> ActionResult:
-        return await self._verdict(
-            Action.CONFIRM_COMPROMISED, identity_id, "confirmCompromised", ("confirmedCompromised",)
-        )
-
-    async def dismiss_risk(self, identity_id: str) -> ActionResult:
-        return await self._verdict(
-            Action.DISMISS_RISK, identity_id, "dismiss", ("dismissed", "remediated", "none")
-        )
-
-
-async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
-    """Await two reads at once; if one fails, the other is cancelled (never left running unawaited)."""
-    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
-    try:
-        return await tasks[0], await tasks[1]
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
