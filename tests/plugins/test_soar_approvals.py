@@ -1,24 +1,39 @@
 """The SOAR app's Slack approval actions against the real bot API (bot/api.py over the real
 ApprovalService, SQLite store and HomeBase simulator): a playbook asks, a person approves, idops disables
-the account once, and the playbook reads the outcome."""
+the account once, and the playbook reads the outcome. A time-boxed request runs over Okta (whose
+simulator can unsuspend): the playbook reads the containment, then the revert; HomeBase refuses one."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from support.approvals import API_KEY, APPROVERS, REQUESTER, Harness, harness
+from support.approvals import (
+    API_KEY,
+    APPROVERS,
+    REQUESTER,
+    Clock,
+    Harness,
+    MemoryDirectory,
+    harness,
+    make_service,
+    open_store,
+)
 from support.soar import SoarApp
 
+import connectors
 from bot.api import add_routes
-from bot.approvals import ApprovalRequest, Decision
-from standins import serving
+from bot.approvals import ApprovalRequest, ApprovalService, Decision, State
+from standins import okta, serving
+from standins.okta_data import OktaState
 
 TOKEN = "idops-api-token-0123456789"
+OKTA_TOKEN = "00soar-timebox-okta-token"
 
 
 @dataclass
@@ -146,3 +161,90 @@ async def test_approval_errors_are_clear(soar: SoarApp, bot: Bot) -> None:
     assert not missing.ok and "No approval request 'apr_does_not_exist'" in missing.message
     assert "(request id idops-" in missing.message
     assert bot.cards == []
+
+
+@dataclass
+class OktaBot:
+    service: ApprovalService
+    state: OktaState
+    clock: Clock
+    soar: SoarApp
+
+
+@pytest.fixture
+async def okta_bot(tmp_path: Path) -> AsyncIterator[OktaBot]:
+    """The bot API over an ApprovalService with one Okta connector, and the SOAR app's Okta asset."""
+    sim = okta.create_app(identities=40, rate_limits=False, api_token=OKTA_TOKEN)
+    async with serving(sim) as sim_url:
+        connector = connectors.build("okta", "okta", {"base_url": sim_url, "api_token": OKTA_TOKEN})
+        async with connector:
+            db = open_store(str(tmp_path / "idops.db"))
+            clock = Clock()
+            service = make_service(db, {"okta": connector}, MemoryDirectory({}), clock)
+            app = web.Application()
+            assert add_routes(app, service, TOKEN)
+            try:
+                async with serving(app) as url:
+                    asset = {
+                        "connector_kind": "okta",
+                        "connector_name": "okta",
+                        "base_url": sim_url,
+                        "api_token": OKTA_TOKEN,
+                        "idops_url": url,
+                        "idops_api_token": TOKEN,
+                        "idops_requested_by": REQUESTER,
+                    }
+                    yield OktaBot(service, sim[okta.STATE], clock, SoarApp(tmp_path, asset))
+            finally:
+                db.close()
+
+
+async def test_playbook_asks_for_a_time_boxed_disable_and_reads_the_revert(okta_bot: OktaBot) -> None:
+    state = okta_bot.state
+    index = next(
+        i
+        for i in range(4, state.total)
+        if state.status(i) == "ACTIVE" and not state.role_types(i) and state.risk_level(i)[0] == "NONE"
+    )
+    user_id = state.user_id(index)
+    params = {"identity_id": user_id, "action": "disable", "reason": "SOAR case 9: token theft"}
+    bad = await okta_bot.soar.run("request_slack_approval", {**params, "duration": "45d"})
+    assert not bad.ok and "'45d' is out of range" in bad.message and "(field 'duration')" in bad.message
+
+    asked = await okta_bot.soar.run("request_slack_approval", {**params, "duration": "4h"})
+    assert asked.ok, asked.message
+    [approval] = asked.data
+    assert approval["duration_seconds"] == 4 * 3600 and approval["containment"] is None
+
+    await okta_bot.service.decide(approval["id"], user_id=APPROVERS[0], decision=Decision.APPROVE)
+    await okta_bot.service.execute(approval["id"])
+    assert state.status(index) == "SUSPENDED"
+    running = await okta_bot.soar.run("get_approval_status", {"approval_id": approval["id"]})
+    assert running.ok, running.message
+    containment = running.data[0]["containment"]
+    item = okta_bot.service.containment(approval["id"])
+    assert item is not None and item.due_at == okta_bot.clock.now + timedelta(hours=4)
+    assert datetime.fromisoformat(containment.pop("due_at")) == item.due_at
+    assert containment == {"status": "active", "revert_id": None}
+
+    okta_bot.clock.advance(hours=4, minutes=1)
+    assert await okta_bot.service.revert_due() == [approval["id"]]
+    assert state.status(index) == "ACTIVE"
+    done = await okta_bot.soar.run("get_approval_status", {"approval_id": approval["id"]})
+    assert done.ok and done.data[0]["containment"]["status"] == State.REVERTED.value
+    revert_id = done.data[0]["containment"]["revert_id"]
+    assert revert_id and revert_id != approval["id"]
+    revert = await okta_bot.soar.run("get_approval_status", {"approval_id": revert_id})
+    assert revert.ok and revert.data[0]["action"] == "enable" and revert.data[0]["status"] == "executed"
+    assert state.actions.count((user_id, "unsuspend")) == 1
+
+
+async def test_time_box_is_refused_where_the_provider_cannot_undo(soar: SoarApp, bot: Bot) -> None:
+    refused = await soar.run(
+        "request_slack_approval",
+        {"identity_id": bot.h.people["plain"]["id"], "action": "disable", "reason": "x", "duration": "1h"},
+    )
+    assert not refused.ok
+    assert refused.message.startswith("Action failure in request slack approval: idops refused the request:")
+    assert "can't undo" in refused.message
+    assert bot.cards == [] and await bot.h.actions() == []

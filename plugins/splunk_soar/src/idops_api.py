@@ -1,5 +1,6 @@
 """The idops bot's approvals API as the approval actions use it: `POST /api/v1/approvals` asks a person in
-Slack, `GET /api/v1/approvals/{id}` reads the decision and the action's result."""
+Slack (optionally time-boxed by `duration`), `GET /api/v1/approvals/{id}` reads the decision, the action's
+result and, once a time-boxed action ran, its `containment` (status, due_at, revert_id)."""
 
 from typing import Any, Optional, Union
 
@@ -23,7 +24,35 @@ STATUSES: list[Union[str, float, bool]] = [
     "failed",
     "unknown",
 ]
+CONTAINMENT_STATUSES: list[Union[str, float, bool]] = [
+    "active",
+    "held",
+    "reverting",
+    "reverted",
+    "failed",
+    "unknown",
+    "permanent",
+]
 API = "/api/v1/approvals"
+
+
+class ContainmentOutput(ActionOutput):
+    """A time-boxed action after it ran: idops undoes it at `due_at` (the undo is request `revert_id`)."""
+
+    status: str = OutputField(example_values=CONTAINMENT_STATUSES, column_name="Containment")
+    due_at: str = OutputField(column_name="Reverts at")
+    revert_id: Optional[str] = OutputField(cef_types=[APPROVAL_ID])
+
+    @classmethod
+    def of(cls, body: Any) -> "Optional[ContainmentOutput]":
+        if not isinstance(body, dict):
+            return None
+        revert_id = body.get("revert_id")
+        return cls(
+            status=str(body.get("status", "")),
+            due_at=str(body.get("due_at", "")),
+            revert_id=str(revert_id) if revert_id else None,
+        )
 
 
 class ApprovalOutput(ActionOutput):
@@ -44,6 +73,8 @@ class ApprovalOutput(ActionOutput):
     result_reference: Optional[str]
     error: Optional[str]
     note: Optional[str]
+    duration_seconds: Optional[int]
+    containment: Optional[ContainmentOutput]
 
     @classmethod
     def of(cls, body: Any, note: Optional[str] = None) -> "ApprovalOutput":
@@ -66,6 +97,8 @@ class ApprovalOutput(ActionOutput):
             result_reference=result.get("reference"),
             error=body.get("error"),
             note=note or body.get("warning"),
+            duration_seconds=body.get("duration_seconds"),
+            containment=ContainmentOutput.of(body.get("containment")),
         )
 
 
@@ -75,6 +108,9 @@ def _error_message(response: Response) -> str:
     except ConnectorError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
+        field = body.get("field")
+        if isinstance(field, str) and field and f"'{field}'" not in body["error"]:
+            return f"{body['error']} (field '{field}')"  # e.g. a bad duration names only the value
         return str(body["error"])
     return f"HTTP {response.status}"
 

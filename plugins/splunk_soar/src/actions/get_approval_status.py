@@ -17,6 +17,7 @@ class ApprovalStatusParams(Params):
 
 async def get_approval_status(params: ApprovalStatusParams, asset: Asset) -> ApprovalOutput:
     """The approval's state (pending, approved, denied, expired, executed, failed, unknown: sent without an
-    answer) and the action's result."""
+    answer), the action's result and, for a time-boxed action that ran, its containment (status, due_at,
+    revert_id)."""
     approval_id = require(params.approval_id, "approval_id")
     return await call_api(asset, "GET", f"{API}/{quote(approval_id, safe='')}")
