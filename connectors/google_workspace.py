@@ -30,7 +30,8 @@ exponential backoff and jitter (a quota error means Google did nothing, so write
 
 The wire formats (key file and JWT, `query_term` — the only way a Directory `query` is built, text in
 single quotes with `\\` and `'` escaped —, the risk rule, Google's errors, a user as an `Identity`) are
-in `google_workspace_api.py`.
+in `google_workspace_api.py`; the token and authenticated requests in `google_workspace_auth.py`, the
+actions in `google_workspace_actions.py` (mixins).
 """
 
 from __future__ import annotations
@@ -47,15 +48,13 @@ import aiohttp
 
 from .base import Connector
 from .errors import (
-    AuthenticationError,
     ConnectorError,
     NotFoundError,
     PermissionDeniedError,
-    ProviderUnavailableError,
     ValidationError,
 )
+from .google_workspace_actions import GoogleWorkspaceActions
 from .google_workspace_api import (
-    ACCESS_TOKEN,
     ALERT_CACHE_SECONDS,
     ALERT_PAGE,
     ALERTS_PATH,
@@ -63,10 +62,8 @@ from .google_workspace_api import (
     DEFAULT_ALERT_CENTER_URL,
     DEFAULT_BASE_URL,
     DIRECTORY,
-    DIRECTORY_SCOPES,
     EMAIL,
     GOOGLE_TOKEN_URL,
-    JWT_BEARER,
     MAX_PAGE,
     MAX_QUERY,
     NUMERIC_ID,
@@ -82,12 +79,11 @@ from .google_workspace_api import (
     bad_answer,
     map_error,
     note_alert,
-    oauth_error,
     query_term,
     short,
-    sign_assertion,
     user_identity,
 )
+from .google_workspace_auth import GoogleWorkspaceAuth
 from .http import (
     ConnectionErrorRetry,
     HttpClient,
@@ -96,7 +92,7 @@ from .http import (
     ServerErrorRetry,
     SlidingWindowLimiter,
 )
-from .models import Action, ActionResult, CheckResult, Identity, RiskLevel
+from .models import Action, CheckResult, Identity, RiskLevel
 from .registry import register
 from .settings import SettingsReader
 
@@ -104,7 +100,7 @@ log = logging.getLogger(__name__)
 
 
 @register
-class GoogleWorkspaceConnector(Connector):
+class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Connector):
     """A Google Workspace customer through a service account with domain-wide delegation."""
 
     kind = "google_workspace"
@@ -224,76 +220,7 @@ class GoogleWorkspaceConnector(Connector):
     async def close(self) -> None:
         await self._http.close()
 
-    # --- auth and requests ---------------------------------------------------------------------
-
-    @property
-    def scopes(self) -> tuple[str, ...]:
-        return DIRECTORY_SCOPES + (() if self.alert_center_problem else (SCOPE_ALERTS,))
-
-    async def _access_token(self) -> str:
-        if self._token_lock is None:
-            self._token_lock = asyncio.Lock()
-        async with self._token_lock:
-            if self._token is not None and time.monotonic() < self._renew_at:
-                return self._token
-            scopes = self.scopes
-            response = await self._token_request(scopes)
-            error = oauth_error(response) if response.status in (400, 401, 403) else ""
-            if SCOPE_ALERTS in scopes and error.startswith(("unauthorized_client", "access_denied")):
-                # maybe only the Alert Center scope is missing from the delegation grant: try without
-                scopes = DIRECTORY_SCOPES
-                response = await self._token_request(scopes)
-                if response.ok:
-                    self._alert_center_refused(f"the token request for {SCOPE_ALERTS} was refused ({error})")
-            if not response.ok:
-                raise self._token_refused(response, scopes)
-            data = response.json(PROVIDER)
-            token = data.get("access_token") if isinstance(data, dict) else None
-            expires_in = data.get("expires_in") if isinstance(data, dict) else None
-            if (
-                not isinstance(token, str)
-                or not ACCESS_TOKEN.fullmatch(token)
-                or isinstance(expires_in, bool)
-                or not isinstance(expires_in, (int, float))
-            ):
-                raise ProviderUnavailableError(
-                    "answered the token request without a usable access_token and expires_in",
-                    provider=PROVIDER,
-                    request_id=response.client_request_id,
-                )
-            self._token = token
-            self._renew_at = time.monotonic() + max(0.0, expires_in - min(60.0, expires_in / 10))
-            return token
-
-    async def _token_request(self, scopes: Sequence[str]) -> Response:
-        assertion = sign_assertion(self.key, self.admin_email, scopes, self._clock())
-        return await self._http.request(
-            "POST",
-            self.token_url,
-            data={"grant_type": JWT_BEARER, "assertion": assertion},
-            idempotent=True,  # asking for a token twice does no harm
-            raise_for_status=False,
-        )
-
-    def _token_refused(self, response: Response, scopes: Sequence[str]) -> ConnectorError:
-        if response.status >= 500 or response.status == 429:
-            return map_error(response)
-        error = oauth_error(response)
-        if error.startswith("unauthorized_client"):
-            hint = (
-                f"grant domain-wide delegation to client id {self.key.client_id or '(see the key file)'}"
-                f" with the scopes {', '.join(scopes)}"
-            )
-        elif "Invalid email or User ID" in error:
-            hint = f"admin_email {self.admin_email} is not a user of this Workspace"
-        else:
-            hint = "check the key file (a deleted or rotated key) and the clock"
-        return AuthenticationError(
-            f"refused the service account's signed token ({error}); {hint}",
-            provider=PROVIDER,
-            status=response.status,
-            request_id=response.client_request_id,
-        )
+    # --- requests ------------------------------------------------------------------------------
 
     def _alert_center_refused(self, why: str) -> None:
         if self.alert_center_problem is None:
@@ -306,47 +233,6 @@ class GoogleWorkspaceConnector(Connector):
                 SCOPE_ALERTS,
                 self.admin_email,
             )
-
-    async def _api(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Optional[Mapping[str, Any]] = None,
-        json_body: Any = None,
-        idempotent: Optional[bool] = None,
-    ) -> Response:
-        """One authenticated call; a 401 fetches a new token and tries once more."""
-        token = await self._access_token()
-        response = await self._send(method, path, token, params, json_body, idempotent)
-        if response.status == 401:
-            if self._token == token:  # concurrent callers renew it once
-                self._token = None
-            token = await self._access_token()
-            response = await self._send(method, path, token, params, json_body, idempotent)
-        if not response.ok:
-            raise map_error(response)
-        return response
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        token: str,
-        params: Optional[Mapping[str, Any]],
-        json_body: Any,
-        idempotent: Optional[bool],
-    ) -> Response:
-        return await self._http.request(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            limiter=self._limiter,
-            idempotent=idempotent,
-            raise_for_status=False,
-        )
 
     def _object(self, response: Response) -> dict:
         body = response.json(PROVIDER)
@@ -547,74 +433,3 @@ class GoogleWorkspaceConnector(Connector):
             connector=self.name,
             message=f"signed in as {self.admin_email} (customer {self.customer}); {seen}; {risk}",
         )
-
-    # --- actions -------------------------------------------------------------------------------
-
-    async def _act(
-        self, action: Action, identity_id: str, method: str, path: str, body: Any, done: str
-    ) -> ActionResult:
-        """Send one state-changing call. Setting a state (or signing out) twice does what once does, so
-        a lost answer is retried; still none, connectors.http raises OutcomeUnknownError (a connection
-        never opened sent nothing: ProviderUnavailableError)."""
-        response = await self._api(method, path, json_body=body, idempotent=True)
-        return ActionResult(
-            action=action,
-            identity_id=identity_id,
-            connector=self.name,
-            status=ActionResult.COMPLETED,
-            reference=response.client_request_id,
-            message=done,
-        )
-
-    def _already(self, action: Action, user_id: str, message: str) -> ActionResult:
-        return ActionResult(
-            action=action,
-            identity_id=user_id,
-            connector=self.name,
-            status=ActionResult.COMPLETED,
-            message=message,
-        )
-
-    async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
-        """Suspension and a pending forced password change show on the user; a sign-out leaves
-        nothing to read (None)."""
-        if action not in (Action.DISABLE, Action.ENABLE, Action.FORCE_PASSWORD_RESET):
-            return None
-        user, _ = await self._read_user(identity_id)
-        if action is Action.FORCE_PASSWORD_RESET:
-            return user.get("changePasswordAtNextLogin") is True
-        return (user.get("suspended") is True) == (action is Action.DISABLE)
-
-    async def revoke_sessions(self, identity_id: str) -> ActionResult:
-        """users.signOut: every web and device session ends (there is no already-signed-out state)."""
-        path = f"{self._user_path(identity_id)}/signOut"
-        done = "signed out of every web and device session in Google Workspace"
-        return await self._act(Action.REVOKE_SESSIONS, identity_id, "POST", path, None, done)
-
-    async def force_password_reset(self, identity_id: str) -> ActionResult:
-        """changePasswordAtNextLogin: applies at the next sign-in (Revoke sessions makes that now)."""
-        user, _ = await self._read_user(identity_id)
-        if user.get("changePasswordAtNextLogin") is True:
-            message = "already had to change their password at the next sign-in"
-            return self._already(Action.FORCE_PASSWORD_RESET, identity_id, message)
-        done = "must change their password at the next sign-in (Revoke sessions forces that now)"
-        path = self._user_path(identity_id)
-        return await self._act(
-            Action.FORCE_PASSWORD_RESET, identity_id, "PATCH", path, {"changePasswordAtNextLogin": True}, done
-        )
-
-    async def disable(self, identity_id: str, reason: str) -> ActionResult:
-        """Suspend the user (Google has no reason field: it stays in idops' audit trail)."""
-        return await self._suspend(Action.DISABLE, identity_id, True)
-
-    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
-        """Unsuspend the user: the undo of disable."""
-        return await self._suspend(Action.ENABLE, identity_id, False)
-
-    async def _suspend(self, action: Action, identity_id: str, suspended: bool) -> ActionResult:
-        user, _ = await self._read_user(identity_id)
-        if (user.get("suspended") is True) == suspended:
-            return self._already(action, identity_id, f"was already {'suspended' if suspended else 'active'}")
-        done = "suspended in Google Workspace" if suspended else "unsuspended in Google Workspace"
-        path = self._user_path(identity_id)
-        return await self._act(action, identity_id, "PATCH", path, {"suspended": suspended}, done)

@@ -1,0 +1,160 @@
+"""The service account's access token and authenticated requests for Google Workspace, mixed into
+`connectors.google_workspace.GoogleWorkspaceConnector` (which supplies the settings declared below).
+
+Rules: the token comes from a JWT signed with the key file's `private_key` (`sign_assertion`, which
+alone imports PyJWT) exchanged at `token_url`; it is cached until a minute (or a tenth of its life)
+before it expires, one caller renews it while the others wait, and an API answer 401 drops it and
+retries the call once with a new one. A refused `apps.alerts` scope is asked again without it (Alert
+Center then reported unreadable, the Directory keeps working); any other refusal is an
+AuthenticationError naming what to fix (delegation, admin_email, the key or the clock), never the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional
+
+from .errors import AuthenticationError, ConnectorError, ProviderUnavailableError
+from .google_workspace_api import (
+    ACCESS_TOKEN,
+    DIRECTORY_SCOPES,
+    JWT_BEARER,
+    PROVIDER,
+    SCOPE_ALERTS,
+    ServiceAccountKey,
+    map_error,
+    oauth_error,
+    sign_assertion,
+)
+from .http import HttpClient, Response, SlidingWindowLimiter
+
+
+class GoogleWorkspaceAuth:
+    """The access token (cached, renewed once on a 401) and `_api`, the one authenticated call."""
+
+    key: ServiceAccountKey
+    admin_email: str
+    token_url: str
+    alert_center_problem: Optional[str]
+    _http: HttpClient
+    _limiter: Optional[SlidingWindowLimiter]
+    _clock: Callable[[], float]
+    _token: Optional[str]
+    _renew_at: float
+    _token_lock: Optional[asyncio.Lock]
+
+    # supplied by the connector
+    def _alert_center_refused(self, why: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return DIRECTORY_SCOPES + (() if self.alert_center_problem else (SCOPE_ALERTS,))
+
+    async def _access_token(self) -> str:
+        if self._token_lock is None:
+            self._token_lock = asyncio.Lock()
+        async with self._token_lock:
+            if self._token is not None and time.monotonic() < self._renew_at:
+                return self._token
+            scopes = self.scopes
+            response = await self._token_request(scopes)
+            error = oauth_error(response) if response.status in (400, 401, 403) else ""
+            if SCOPE_ALERTS in scopes and error.startswith(("unauthorized_client", "access_denied")):
+                # maybe only the Alert Center scope is missing from the delegation grant: try without
+                scopes = DIRECTORY_SCOPES
+                response = await self._token_request(scopes)
+                if response.ok:
+                    self._alert_center_refused(f"the token request for {SCOPE_ALERTS} was refused ({error})")
+            if not response.ok:
+                raise self._token_refused(response, scopes)
+            data = response.json(PROVIDER)
+            token = data.get("access_token") if isinstance(data, dict) else None
+            expires_in = data.get("expires_in") if isinstance(data, dict) else None
+            if (
+                not isinstance(token, str)
+                or not ACCESS_TOKEN.fullmatch(token)
+                or isinstance(expires_in, bool)
+                or not isinstance(expires_in, (int, float))
+            ):
+                raise ProviderUnavailableError(
+                    "answered the token request without a usable access_token and expires_in",
+                    provider=PROVIDER,
+                    request_id=response.client_request_id,
+                )
+            self._token = token
+            self._renew_at = time.monotonic() + max(0.0, expires_in - min(60.0, expires_in / 10))
+            return token
+
+    async def _token_request(self, scopes: Sequence[str]) -> Response:
+        assertion = sign_assertion(self.key, self.admin_email, scopes, self._clock())
+        return await self._http.request(
+            "POST",
+            self.token_url,
+            data={"grant_type": JWT_BEARER, "assertion": assertion},
+            idempotent=True,  # asking for a token twice does no harm
+            raise_for_status=False,
+        )
+
+    def _token_refused(self, response: Response, scopes: Sequence[str]) -> ConnectorError:
+        if response.status >= 500 or response.status == 429:
+            return map_error(response)
+        error = oauth_error(response)
+        if error.startswith("unauthorized_client"):
+            hint = (
+                f"grant domain-wide delegation to client id {self.key.client_id or '(see the key file)'}"
+                f" with the scopes {', '.join(scopes)}"
+            )
+        elif "Invalid email or User ID" in error:
+            hint = f"admin_email {self.admin_email} is not a user of this Workspace"
+        else:
+            hint = "check the key file (a deleted or rotated key) and the clock"
+        return AuthenticationError(
+            f"refused the service account's signed token ({error}); {hint}",
+            provider=PROVIDER,
+            status=response.status,
+            request_id=response.client_request_id,
+        )
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json_body: Any = None,
+        idempotent: Optional[bool] = None,
+    ) -> Response:
+        """One authenticated call; a 401 fetches a new token and tries once more."""
+        token = await self._access_token()
+        response = await self._send(method, path, token, params, json_body, idempotent)
+        if response.status == 401:
+            if self._token == token:  # concurrent callers renew it once
+                self._token = None
+            token = await self._access_token()
+            response = await self._send(method, path, token, params, json_body, idempotent)
+        if not response.ok:
+            raise map_error(response)
+        return response
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        params: Optional[Mapping[str, Any]],
+        json_body: Any,
+        idempotent: Optional[bool],
+    ) -> Response:
+        return await self._http.request(
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            limiter=self._limiter,
+            idempotent=idempotent,
+            raise_for_status=False,
+        )
