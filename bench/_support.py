@@ -1,22 +1,32 @@
 """What the benchmarks share: a simulator in a process of its own, standing in for a remote provider, so
-it never shares the measured client's event loop or core."""
+it never shares the measured client's event loop or core; timed passes (rate and client CPU), their
+medians and the table rows and ratio printed for them; the client's resident memory; and the requests
+a connector gets served in a window against a rate-limited simulator.
+
+Each bench keeps what it measures (its sweeps, its peer, its targets); only the harness lives here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
 import re
+import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
 # the first URL a simulator prints: its `HOMEBASE_BASE_URL=http://…/v1` or `SAILPOINT_BASE_URL=http://…` line
 _URL = re.compile(r"http://[^\s\"]+")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @contextlib.contextmanager
@@ -60,3 +70,131 @@ def _announced_url(kind: str, process: subprocess.Popen, timeout: float) -> str:
         if not line:
             raise SystemExit(f"the {kind} simulator did not start: {''.join(seen).strip()!r}")
         seen.append(line)
+
+
+class Pass(NamedTuple):
+    """One timed pass: items/s (wall time) and this process's CPU seconds (the client's own work)."""
+
+    rate: float
+    cpu: float
+
+
+def timed(run: Callable[[], int], expected: int, noun: str) -> Pass:
+    """Runs `run` (it returns how many `noun` it listed) and times it; exits if the count is off."""
+    start, cpu = time.perf_counter(), time.process_time()
+    count = run()
+    elapsed, used = time.perf_counter() - start, time.process_time() - cpu
+    if count != expected:
+        raise SystemExit(f"listed {count} {noun}, expected {expected}")
+    return Pass(expected / elapsed, used)
+
+
+def alternate(
+    repeats: int, ours: Callable[[], Pass], peer: Callable[[], Pass]
+) -> tuple[list[Pass], list[Pass]]:
+    """`repeats` rounds of one pass of ours then one of the peer, against the same warm simulator."""
+    mine, theirs = [], []
+    for _ in range(repeats):
+        mine.append(ours())
+        theirs.append(peer())
+    return mine, theirs
+
+
+def median_rate(passes: Iterable[Pass]) -> float:
+    return statistics.median(p.rate for p in passes)
+
+
+def print_rates(label: str, rates: Iterable[float], unit: str) -> None:
+    """One table row: `  connector :     12,345     12,400  users/s`."""
+    print(f"  {label:<10}: {' '.join(f'{r:9,.0f}' for r in rates)}  {unit}")
+
+
+def print_ratio(ours: float, peer: float, peer_name: str = "SDK", target: str = "") -> None:
+    """The medians and their ratio; `target` (e.g. ">= 5x") is quoted after it."""
+    goal = f" (target {target})" if target else ""
+    print(f"  median    : connector {ours:,.0f}/s, {peer_name} {peer:,.0f}/s, ratio {ours / peer:.1f}x{goal}")
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux /proc), in MiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE / 2**20
+
+
+def print_memory(
+    totals: Iterable[int], noun: str, measure: Callable[[int], tuple[float, float, float]]
+) -> None:
+    """The connector's resident memory listing each of `totals`; `measure(total)` gives
+    (MiB before, peak MiB while listing, items/s), e.g. from `peak_memory`."""
+    print("Connector resident memory (RSS) while listing, sampled every page (cold simulator):")
+    for total in totals:
+        before, peak, rate = measure(total)
+        print(f"  {total:>9,} {noun}: {before:6.1f} MiB before, {peak:6.1f} MiB peak ({rate:,.0f}/s)")
+
+
+def peak_memory(
+    simulator: contextlib.AbstractContextManager[str],
+    sweep: Callable[[str, list[float]], Coroutine[Any, Any, int]],
+    expected: int,
+    noun: str,
+) -> tuple[float, float, float]:
+    """(resident MiB before, peak resident MiB while listing, items/s): `sweep(url, peak)` lists
+    everything from the simulator, raising `peak[0]` to the highest `rss_mib()` it sees."""
+    with simulator as url:
+        before = rss_mib()
+        peak = [before]
+        rate = timed(lambda: asyncio.run(sweep(url, peak)), expected, noun).rate
+    return before, peak[0], rate
+
+
+async def drain(connector: Any, *, again: bool = False) -> None:
+    """Pages through `connector.iter_pages()` (over and over with `again`, until cancelled), then
+    closes the connector."""
+    try:
+        while True:
+            async for _ in connector.iter_pages():
+                pass
+            if not again:
+                return
+    finally:
+        await connector.close()
+
+
+async def statuses_in_window(
+    counts: Callable[[str], bool],
+    sweep: Callable[[aiohttp.ClientSession], Awaitable[None]],
+    seconds: float,
+    start_timeout: float = 30.0,
+) -> list[int]:
+    """HTTP statuses of the requests whose path `counts`, answered within `seconds` of the first one.
+
+    `sweep(session)` sends requests through `session` until it is cancelled (and closes what it opens).
+    """
+    stamps: list[tuple[float, int]] = []
+    started = asyncio.Event()
+
+    async def on_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
+        if counts(params.url.path):
+            stamps.append((time.monotonic(), params.response.status))
+            started.set()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_end)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        task = asyncio.ensure_future(sweep(session))
+        await asyncio.wait_for(started.wait(), start_timeout)
+        start = stamps[0][0]
+        await asyncio.sleep(max(0.0, start + seconds - time.monotonic()))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return [status for at, status in stamps if at < start + seconds]
+
+
+def print_share(
+    served: int, refused: str, ceiling: float, what: str = "requests", target: str = ">= 90%"
+) -> None:
+    """`  120 pages served, 3 refused (429); ceiling 120` and the share of the ceiling served."""
+    print(f"  {served} {what} served, {refused}; ceiling {ceiling:.0f}")
+    goal = f" (target {target})" if target else ""
+    print(f"  share of the ceiling: {served / ceiling:.0%}{goal}")

@@ -23,15 +23,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from _support import simulator_process
+from _support import (
+    drain,
+    median_rate,
+    peak_memory,
+    print_memory,
+    print_rates,
+    print_ratio,
+    print_share,
+    rss_mib,
+    simulator_process,
+    statuses_in_window,
+    timed,
+)
 from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ClientSecretCredential
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -50,7 +61,6 @@ TENANT = "8f3b2a10-0c55-4d6e-9a7b-1c2d3e4f5a6b"
 CLIENT_ID, CLIENT_SECRET = "00000000-0000-0000-0000-0000000be4c4", "bench-secret"
 AUTHORITY = "login.microsoftonline.com"
 PERIOD = 10.0  # the simulator's throttling window
-PAGE = os.sysconf("SC_PAGE_SIZE")
 IDS = EntraState(users=0, seed=0, tenant_id=TENANT, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
 ENV = {"ENTRA_TENANT_ID": TENANT, "ENTRA_CLIENT_ID": CLIENT_ID, "ENTRA_CLIENT_SECRET": CLIENT_SECRET}
 
@@ -68,11 +78,6 @@ def settings(url: str) -> dict:
         "authority_url": url,
         "graph_url": url,
     }
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE / 2**20
 
 
 async def connector_sweep(url: str, peak: list[float] | None = None) -> int:
@@ -141,47 +146,20 @@ async def sdk_rate(url: str, limit: int) -> tuple[int, float]:
 def throughput(identities: int, repeats: int, sdk_identities: int) -> tuple[float, float]:
     with simulator(identities) as url:
         asyncio.run(connector_sweep(url))  # warm-up: fills the simulator's cache
-        ours = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            count = asyncio.run(connector_sweep(url))
-            ours.append(count / (time.perf_counter() - start))
-            if count != identities:
-                raise SystemExit(f"the connector listed {count} users, expected {identities}")
+        ours = [timed(lambda: asyncio.run(connector_sweep(url)), identities, "users") for _ in range(repeats)]
         count, sdk = asyncio.run(sdk_rate(url, sdk_identities))
-    print(f"  connector : {' '.join(f'{r:9,.0f}' for r in ours)}  users/s ({identities:,} each)")
-    print(f"  SDK       : {sdk:9,.0f}  users/s ({count:,} users)")
-    return statistics.median(ours), sdk
+    print_rates("connector", [p.rate for p in ours], f"users/s ({identities:,} each)")
+    print_rates("SDK", [sdk], f"users/s ({count:,} users)")
+    return median_rate(ours), sdk
 
 
 async def throttled_requests(url: str, seconds: float) -> tuple[int, int]:
     """Graph requests the connector completes in `seconds` with throttling on (200s, 429s)."""
-    stamps: list[tuple[float, int]] = []
-    started = asyncio.Event()
 
-    async def on_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
-        if params.url.path.startswith("/v1.0/"):
-            stamps.append((time.monotonic(), params.response.status))
-            started.set()
+    def sweep(session: aiohttp.ClientSession) -> Awaitable[None]:
+        return drain(connectors.build("entra", "bench", settings(url), session=session))
 
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_end)
-    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
-        connector = connectors.build("entra", "bench", settings(url), session=session)
-
-        async def sweep() -> None:
-            async for _ in connector.iter_pages():
-                pass
-
-        task = asyncio.ensure_future(sweep())
-        await asyncio.wait_for(started.wait(), 30)
-        start = stamps[0][0]
-        await asyncio.sleep(max(0.0, start + seconds - time.monotonic()))
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await connector.close()
-    window = [status for at, status in stamps if at < start + seconds]
+    window = await statuses_in_window(lambda path: path.startswith("/v1.0/"), sweep, seconds)
     return window.count(200), window.count(429)
 
 
@@ -219,14 +197,8 @@ def _user_id(index: int) -> str:
     return IDS.user_id(index)
 
 
-def peak_memory(identities: int) -> tuple[float, float, float]:
-    with simulator(identities) as url:
-        before = rss_mib()
-        peak = [before]
-        start = time.perf_counter()
-        count = asyncio.run(connector_sweep(url, peak))
-        rate = count / (time.perf_counter() - start)
-    return before, peak[0], rate
+def memory(identities: int) -> tuple[float, float, float]:
+    return peak_memory(simulator(identities), connector_sweep, identities, "users")
 
 
 def main() -> int:
@@ -240,14 +212,11 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.million:
-        print("Connector resident memory (RSS) while listing, sampled every page (cold simulator):")
-        for total in (args.identities, args.million):
-            before, peak, rate = peak_memory(total)
-            print(f"  {total:>9,} users: {before:6.1f} MiB before, {peak:6.1f} MiB peak ({rate:,.0f}/s)")
+        print_memory((args.identities, args.million), "users", memory)
 
     print(f"\nListing {args.identities:,} users, throttling off, warm simulator, median of {args.repeats}:")
     ours, sdk = throughput(args.identities, args.repeats, args.sdk_identities)
-    print(f"  median    : connector {ours:,.0f}/s, SDK {sdk:,.0f}/s, ratio {ours / sdk:.1f}x (target >= 3x)")
+    print_ratio(ours, sdk, target=">= 3x")
 
     print(f"\nIncremental sweep of {args.identities:,} users after 1% changed risk:")
     with simulator(args.identities) as url:
@@ -260,8 +229,7 @@ def main() -> int:
     with simulator(1_000_000, throttle=args.throttle) as url:
         served, refused = asyncio.run(throttled_requests(url, seconds))
     ceiling = args.throttle * -(-seconds // PERIOD)
-    print(f"  {served} requests served, {refused} throttled (429); ceiling {ceiling:.0f}")
-    print(f"  share of the ceiling: {served / ceiling:.0%} (target >= 90%)")
+    print_share(served, f"{refused} throttled (429)", ceiling)
     return 0
 
 

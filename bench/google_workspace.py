@@ -21,11 +21,22 @@ import contextlib
 import json
 import statistics
 import sys
-import time
-from typing import Any, Callable
+from collections.abc import Awaitable
+from typing import Any
 
 import aiohttp
-from _support import simulator_process
+from _support import (
+    Pass,
+    alternate,
+    drain,
+    median_rate,
+    print_rates,
+    print_ratio,
+    print_share,
+    simulator_process,
+    statuses_in_window,
+    timed,
+)
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 
@@ -86,66 +97,40 @@ def sdk_sweep(url: str) -> int:
     return count
 
 
-def timed(run: Callable[[], int], expected: int) -> tuple[float, float]:
-    """(users/s, this process's CPU seconds): the CPU figure is the client's own work, which holds
-    steady on a busy machine where wall time does not (the simulator is another process)."""
-    start, cpu = time.perf_counter(), time.process_time()
-    count = run()
-    elapsed, used = time.perf_counter() - start, time.process_time() - cpu
-    if count != expected:
-        raise SystemExit(f"listed {count} users, expected {expected}")
-    return expected / elapsed, used
-
-
 def throughput(identities: int, repeats: int) -> tuple[float, float, float, float]:
+    """Medians of (connector users/s, Google's users/s, connector CPU s, Google's CPU s): the CPU figure
+    is the client's own work, which holds steady on a busy machine where wall time does not (the
+    simulator is another process)."""
     with simulator(identities, quota=None) as url:
         asyncio.run(connector_sweep(url))  # warm-up: fills the simulator's cache
-        ours, sdk = [], []
-        for _ in range(repeats):
-            ours.append(timed(lambda: asyncio.run(connector_sweep(url)), identities))
-            sdk.append(timed(lambda: sdk_sweep(url), identities))
-    print(f"  connector : {' '.join(f'{r:9,.0f}' for r, _ in ours)}  users/s")
-    print(f"  Google    : {' '.join(f'{r:9,.0f}' for r, _ in sdk)}  users/s")
-    print(f"  CPU s     : connector {' '.join(f'{c:9.2f}' for _, c in ours)}")
-    print(f"  CPU s     : Google    {' '.join(f'{c:9.2f}' for _, c in sdk)}")
+
+        def ours() -> Pass:
+            return timed(lambda: asyncio.run(connector_sweep(url)), identities, "users")
+
+        def google() -> Pass:
+            return timed(lambda: sdk_sweep(url), identities, "users")
+
+        mine, theirs = alternate(repeats, ours, google)
+    print_rates("connector", [p.rate for p in mine], "users/s")
+    print_rates("Google", [p.rate for p in theirs], "users/s")
+    print(f"  CPU s     : connector {' '.join(f'{p.cpu:9.2f}' for p in mine)}")
+    print(f"  CPU s     : Google    {' '.join(f'{p.cpu:9.2f}' for p in theirs)}")
     return (
-        statistics.median(r for r, _ in ours),
-        statistics.median(r for r, _ in sdk),
-        statistics.median(c for _, c in ours),
-        statistics.median(c for _, c in sdk),
+        median_rate(mine),
+        median_rate(theirs),
+        statistics.median(p.cpu for p in mine),
+        statistics.median(p.cpu for p in theirs),
     )
 
 
 async def paced_requests(url: str, quota: int, seconds: float) -> tuple[int, int]:
     """Directory requests the connector completes in `seconds` of back-to-back sweeps (small pages)
     against the simulator's quota, its own pacing on at the same quota: (served, refused)."""
-    stamps: list[tuple[float, int]] = []
-    started = asyncio.Event()
 
-    async def on_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
-        if params.url.path.startswith("/admin/directory/"):
-            stamps.append((time.monotonic(), params.response.status))
-            started.set()
+    def sweeps(session: aiohttp.ClientSession) -> Awaitable[None]:
+        return drain(connector(url, page_size=50, quota_per_minute=quota, session=session), again=True)
 
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_end)
-    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
-        workspace = connector(url, page_size=50, quota_per_minute=quota, session=session)
-
-        async def sweeps() -> None:
-            while True:
-                async for _ in workspace.iter_pages():
-                    pass
-
-        task = asyncio.ensure_future(sweeps())
-        await asyncio.wait_for(started.wait(), 30)
-        start = stamps[0][0]
-        await asyncio.sleep(max(0.0, start + seconds - time.monotonic()))
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await workspace.close()
-    window = [status for at, status in stamps if at < start + seconds]
+    window = await statuses_in_window(lambda path: path.startswith("/admin/directory/"), sweeps, seconds)
     return window.count(200), len(window) - window.count(200)
 
 
@@ -159,15 +144,14 @@ def main() -> int:
 
     print(f"Listing {args.identities:,} users, quota off, warm simulator, median of {args.repeats}:")
     ours, sdk, our_cpu, sdk_cpu = throughput(args.identities, args.repeats)
-    print(f"  median    : connector {ours:,.0f}/s, Google's client {sdk:,.0f}/s, ratio {ours / sdk:.1f}x")
+    print_ratio(ours, sdk, "Google's client")
     cpu_ratio = sdk_cpu / our_cpu
     print(f"  client CPU: connector {our_cpu:.2f} s, Google's client {sdk_cpu:.2f} s, ratio {cpu_ratio:.1f}x")
 
     print(f"\nQuota on ({args.quota} queries per minute per user), {args.quota_seconds:g} s of sweeps:")
     with simulator(20_000, quota=args.quota) as url:
         served, refused = asyncio.run(paced_requests(url, args.quota, args.quota_seconds))
-    print(f"  {served} requests served, {refused} refused (403 userRateLimitExceeded); ceiling {args.quota}")
-    print(f"  share of the ceiling: {served / args.quota:.0%}")
+    print_share(served, f"{refused} refused (403 userRateLimitExceeded)", args.quota, target="")
     return 0
 
 

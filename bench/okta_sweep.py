@@ -21,12 +21,25 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import sys
-import time
+from collections.abc import Awaitable
 
 import aiohttp
-from _support import simulator_process
+from _support import (
+    Pass,
+    alternate,
+    drain,
+    median_rate,
+    peak_memory,
+    print_memory,
+    print_rates,
+    print_ratio,
+    print_share,
+    rss_mib,
+    simulator_process,
+    statuses_in_window,
+    timed,
+)
 from okta.client import Client as OktaClient
 from okta.pagination import PaginationHelper
 
@@ -35,7 +48,6 @@ from connectors.okta import OktaConnector
 
 TOKEN = "00bench-okta-api-token-0123456789"  # noqa: S105 - the simulator's made-up token
 CEILING, PERIOD = 100, 10.0  # the simulator's users bucket in the paced run: 100 requests per 10 s window
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def simulator(identities: int, *, rate_limit: bool) -> contextlib.AbstractContextManager[str]:
@@ -44,11 +56,6 @@ def simulator(identities: int, *, rate_limit: bool) -> contextlib.AbstractContex
     )
     env = {"OKTA_API_TOKEN": TOKEN}
     return simulator_process("okta", "--identities", str(identities), *limits, env=env)
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE / 2**20
 
 
 async def connector_sweep(url: str, concurrency: int, peak: list[float] | None = None) -> int:
@@ -78,67 +85,42 @@ async def sdk_sweep(url: str) -> int:
             users, resp, err = await client.list_users(limit=200, after=cursor)
 
 
-def timed(run, expected: int) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    count = asyncio.run(run())
-    elapsed = time.perf_counter() - start
-    if count != expected:
-        raise SystemExit(f"listed {count} users, expected {expected}")
-    return expected / elapsed
-
-
 def throughput(identities: int, repeats: int, concurrency: int) -> tuple[float, float]:
     with simulator(identities, rate_limit=False) as url:
-        timed(lambda: connector_sweep(url, concurrency), identities)  # warm-up: fills the page cache
-        ours, sdk = [], []
-        for _ in range(repeats):
-            ours.append(timed(lambda: connector_sweep(url, concurrency), identities))
-            sdk.append(timed(lambda: sdk_sweep(url), identities))
-    print(f"  connector : {' '.join(f'{r:9,.0f}' for r in ours)}  users/s")
-    print(f"  SDK       : {' '.join(f'{r:9,.0f}' for r in sdk)}  users/s")
-    return statistics.median(ours), statistics.median(sdk)
+        asyncio.run(connector_sweep(url, concurrency))  # warm-up: fills the page cache
+
+        def ours() -> Pass:
+            return timed(lambda: asyncio.run(connector_sweep(url, concurrency)), identities, "users")
+
+        def sdk() -> Pass:
+            return timed(lambda: asyncio.run(sdk_sweep(url)), identities, "users")
+
+        mine, theirs = alternate(repeats, ours, sdk)
+    print_rates("connector", [p.rate for p in mine], "users/s")
+    print_rates("SDK", [p.rate for p in theirs], "users/s")
+    return median_rate(mine), median_rate(theirs)
 
 
 async def paced_requests(url: str, seconds: float, concurrency: int) -> tuple[int, int]:
     """User-list requests the connector completes in `seconds` with the rate limit on (200s, 429s)."""
-    stamps: list[tuple[float, int]] = []
-    started = asyncio.Event()
 
-    async def on_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
-        if params.url.path == "/api/v1/users":
-            stamps.append((time.monotonic(), params.response.status))
-            started.set()
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_end)
-    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+    def sweep(session: aiohttp.ClientSession) -> Awaitable[None]:
         # pages of 50: the ceiling counts requests, and the cold simulator should not be what limits them
         settings = {"base_url": url, "api_token": TOKEN, "concurrency": concurrency, "page_size": 50}
-        connector = connectors.build("okta", "bench", settings, session=session)
+        # again and again: 200,000 users is 1,000 pages, more than the window lets through
+        return drain(connectors.build("okta", "bench", settings, session=session), again=True)
 
-        async def sweep() -> None:
-            while True:  # 200,000 users is 1,000 pages: more than the window lets through
-                async for _ in connector.iter_pages():
-                    pass
-
-        task = asyncio.ensure_future(sweep())
-        await asyncio.wait_for(started.wait(), 60)
-        start = stamps[0][0]
-        await asyncio.sleep(max(0.0, start + seconds - time.monotonic()))
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await connector.close()
-    window = [status for at, status in stamps if at < start + seconds]
+    window = await statuses_in_window(lambda path: path == "/api/v1/users", sweep, seconds, start_timeout=60)
     return window.count(200), window.count(429)
 
 
-def peak_memory(identities: int, concurrency: int) -> tuple[float, float, float]:
-    with simulator(identities, rate_limit=False) as url:
-        before = rss_mib()
-        peak = [before]
-        rate = timed(lambda: connector_sweep(url, concurrency, peak), identities)
-    return before, peak[0], rate
+def memory(identities: int, concurrency: int) -> tuple[float, float, float]:
+    return peak_memory(
+        simulator(identities, rate_limit=False),
+        lambda url, peak: connector_sweep(url, concurrency, peak),
+        identities,
+        "users",
+    )
 
 
 def main() -> int:
@@ -153,14 +135,11 @@ def main() -> int:
     os.environ["OKTA_TESTING_TESTINGDISABLEHTTPSCHECK"] = "true"
 
     if args.million:
-        print("Connector resident memory (RSS) while listing, sampled every page (cold simulator):")
-        for total in (args.identities, args.million):
-            before, peak, rate = peak_memory(total, args.concurrency)
-            print(f"  {total:>9,} users: {before:6.1f} MiB before, {peak:6.1f} MiB peak ({rate:,.0f}/s)")
+        print_memory((args.identities, args.million), "users", lambda n: memory(n, args.concurrency))
 
     print(f"\nListing {args.identities:,} users, no rate limit, warm simulator, median of {args.repeats}:")
     ours, sdk = throughput(args.identities, args.repeats, args.concurrency)
-    print(f"  median    : connector {ours:,.0f}/s, SDK {sdk:,.0f}/s, ratio {ours / sdk:.1f}x (target >= 2x)")
+    print_ratio(ours, sdk, target=">= 2x")
 
     seconds = args.rate_seconds
     print(
@@ -169,8 +148,7 @@ def main() -> int:
     with simulator(200_000, rate_limit=True) as url:
         served, refused = asyncio.run(paced_requests(url, seconds, args.concurrency))
     ceiling = CEILING * -(-seconds // PERIOD)  # a fixed window admits a full burst per window begun
-    print(f"  {served} user-list pages served, {refused} refused (429); ceiling {ceiling:.0f}")
-    print(f"  share of the ceiling: {served / ceiling:.0%} (target >= 90%)")
+    print_share(served, f"{refused} refused (429)", ceiling, "user-list pages")
     return 0
 
 

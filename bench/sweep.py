@@ -16,13 +16,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import statistics
 import sys
-import time
+from collections.abc import Awaitable
 
 import aiohttp
-from _support import simulator_process
+from _support import (
+    Pass,
+    alternate,
+    drain,
+    median_rate,
+    peak_memory,
+    print_memory,
+    print_rates,
+    print_ratio,
+    print_share,
+    rss_mib,
+    simulator_process,
+    statuses_in_window,
+    timed,
+)
 from sailpoint import ApiClient, Configuration, ConfigurationParams, Paginator
 from sailpoint.identities import IdentitiesApi
 
@@ -31,7 +43,6 @@ from connectors.sailpoint import SailPointConnector
 
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 CEILING, PERIOD = 100, 10.0  # SailPoint's limit per client id
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def simulator(identities: int, *, rate_limit: bool) -> contextlib.AbstractContextManager[str]:
@@ -60,12 +71,6 @@ async def connector_sweep(url: str, concurrency: int, peak: list[float] | None =
     return count
 
 
-def rss_mib() -> float:
-    """This process's resident memory now (Linux /proc), in MiB."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE / 2**20
-
-
 def sdk_sweep(url: str, total: int) -> int:
     """List every identity with the SDK's Paginator (its streaming form, so it holds one page)."""
     params = ConfigurationParams()
@@ -78,65 +83,40 @@ def sdk_sweep(url: str, total: int) -> int:
         )
 
 
-def timed(run, expected: int) -> float:
-    start = time.perf_counter()
-    count = run()
-    elapsed = time.perf_counter() - start
-    if count != expected:
-        raise SystemExit(f"listed {count} identities, expected {expected}")
-    return expected / elapsed
-
-
 def throughput(identities: int, repeats: int, concurrency: int) -> tuple[float, float]:
     with simulator(identities, rate_limit=False) as url:
         asyncio.run(connector_sweep(url, concurrency))  # warm-up: fills the simulator's cache
-        ours, sdk = [], []
-        for _ in range(repeats):
-            ours.append(timed(lambda: asyncio.run(connector_sweep(url, concurrency)), identities))
-            sdk.append(timed(lambda: sdk_sweep(url, identities), identities))
-    print(f"  connector : {' '.join(f'{r:9,.0f}' for r in ours)}  identities/s")
-    print(f"  SDK       : {' '.join(f'{r:9,.0f}' for r in sdk)}  identities/s")
-    return statistics.median(ours), statistics.median(sdk)
+
+        def ours() -> Pass:
+            return timed(lambda: asyncio.run(connector_sweep(url, concurrency)), identities, "identities")
+
+        def sdk() -> Pass:
+            return timed(lambda: sdk_sweep(url, identities), identities, "identities")
+
+        mine, theirs = alternate(repeats, ours, sdk)
+    print_rates("connector", [p.rate for p in mine], "identities/s")
+    print_rates("SDK", [p.rate for p in theirs], "identities/s")
+    return median_rate(mine), median_rate(theirs)
 
 
 async def paced_requests(url: str, seconds: float) -> tuple[int, int]:
     """Requests the connector completes in `seconds` against the rate-limited simulator (200s, 429s)."""
-    stamps: list[tuple[float, int]] = []
-    started = asyncio.Event()
 
-    async def on_end(session, context, params) -> None:  # type: ignore[no-untyped-def]
-        if params.url.path != "/oauth/token":
-            stamps.append((time.monotonic(), params.response.status))
-            started.set()
+    def sweep(session: aiohttp.ClientSession) -> Awaitable[None]:
+        return drain(connectors.build("sailpoint", "bench", settings(url), session=session))
 
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_end)
-    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
-        connector = connectors.build("sailpoint", "bench", settings(url), session=session)
-
-        async def sweep() -> None:
-            async for _ in connector.iter_pages():
-                pass
-
-        task = asyncio.ensure_future(sweep())
-        await asyncio.wait_for(started.wait(), 30)
-        start = stamps[0][0]
-        await asyncio.sleep(max(0.0, start + seconds - time.monotonic()))
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await connector.close()
-    window = [status for at, status in stamps if at < start + seconds]
+    window = await statuses_in_window(lambda path: path != "/oauth/token", sweep, seconds)
     return window.count(200), window.count(429)
 
 
-def peak_memory(identities: int, concurrency: int) -> tuple[float, float, float]:
+def memory(identities: int, concurrency: int) -> tuple[float, float, float]:
     """(resident MiB before, peak resident MiB while listing, identities/s) for the connector."""
-    with simulator(identities, rate_limit=False) as url:
-        before = rss_mib()
-        peak = [before]
-        rate = timed(lambda: asyncio.run(connector_sweep(url, concurrency, peak)), identities)
-    return before, peak[0], rate
+    return peak_memory(
+        simulator(identities, rate_limit=False),
+        lambda url, peak: connector_sweep(url, concurrency, peak),
+        identities,
+        "identities",
+    )
 
 
 def main() -> int:
@@ -154,24 +134,20 @@ def main() -> int:
 
     if args.million:
         # first, so the SDK's allocations do not hide the connector's in the figures
-        print("Connector resident memory (RSS) while listing, sampled every page (cold simulator):")
-        for total in (args.identities, args.million):
-            before, peak, rate = peak_memory(total, args.concurrency)
-            print(f"  {total:>9,} identities: {before:6.1f} MiB before, {peak:6.1f} MiB peak ({rate:,.0f}/s)")
+        print_memory((args.identities, args.million), "identities", lambda n: memory(n, args.concurrency))
 
     print(
         f"\nListing {args.identities:,} identities, no rate limit, warm simulator, median of {args.repeats}:"
     )
     ours, sdk = throughput(args.identities, args.repeats, args.concurrency)
-    print(f"  median    : connector {ours:,.0f}/s, SDK {sdk:,.0f}/s, ratio {ours / sdk:.1f}x (target >= 5x)")
+    print_ratio(ours, sdk, target=">= 5x")
 
     seconds = args.rate_seconds
     print(f"\nRate limit on ({CEILING} requests per {PERIOD:g} s per client), {seconds:g} s of requests:")
     with simulator(200_000, rate_limit=True) as url:
         served, refused = asyncio.run(paced_requests(url, seconds))
     ceiling = CEILING * -(-seconds // PERIOD)  # the window admits a full burst per period begun
-    print(f"  {served} pages served, {refused} refused (429); ceiling {ceiling:.0f}")
-    print(f"  share of the ceiling: {served / ceiling:.0%} (target >= 90%)")
+    print_share(served, f"{refused} refused (429)", ceiling, "pages")
     return 0
 
 
