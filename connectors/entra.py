@@ -80,6 +80,7 @@ from .http import ConnectionErrorRetry, HttpClient, RateLimitedRetry, Response
 from .models import Action, CheckResult, Identity, RiskLevel
 from .registry import register
 from .settings import SettingsReader
+from .tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,8 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             ),
             sleep=sleep,
         )
-        self._token: Optional[str] = None
-        self._renew_at = 0.0
-        self._token_lock: Optional[asyncio.Lock] = None  # made in a coroutine (3.9 binds it to a loop)
+        # the connector's clock read at each call (tests swap `_clock` for a fake one)
+        self._tokens = TokenCache(renew_max=300.0, renew_share=self.RENEW_SHARE, clock=lambda: self._clock())
         self.risk_available: Optional[bool] = None  # None until riskyUsers was asked
         self.tokens_fetched = 0
         self._prefetched: set[asyncio.Future] = set()
@@ -213,52 +213,48 @@ class EntraConnector(EntraListing, EntraActions, Connector):
         return {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": self._assertion()}
 
     async def _access_token(self) -> str:
-        if self._token_lock is None:
-            self._token_lock = asyncio.Lock()
-        async with self._token_lock:
-            if self._token is not None and self._clock() < self._renew_at:
-                return self._token
-            response = await self._http.request(
-                "POST",
-                self.token_url,
-                data=self._credential_form(),
-                headers={"client-request-id": str(uuid.uuid4())},
-                idempotent=True,  # asking for a token twice does no harm
-                raise_for_status=False,
+        return await self._tokens.get(self._fetch_token)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        response = await self._http.request(
+            "POST",
+            self.token_url,
+            data=self._credential_form(),
+            headers={"client-request-id": str(uuid.uuid4())},
+            idempotent=True,  # asking for a token twice does no harm
+            raise_for_status=False,
+        )
+        data = json_or_none(response)
+        if response.status in (400, 401, 403):
+            described = data.get("error_description") if isinstance(data, dict) else None
+            first = str(described or f"HTTP {response.status}").splitlines()[0][:200]
+            raise AuthenticationError(
+                f"refused the app's credentials ({first}); check tenant_id, client_id and the secret"
+                " or certificate",
+                provider=PROVIDER,
+                status=response.status,
+                request_id=header_id(response),
             )
-            data = json_or_none(response)
-            if response.status in (400, 401, 403):
-                described = data.get("error_description") if isinstance(data, dict) else None
-                first = str(described or f"HTTP {response.status}").splitlines()[0][:200]
-                raise AuthenticationError(
-                    f"refused the app's credentials ({first}); check tenant_id, client_id and the secret"
-                    " or certificate",
-                    provider=PROVIDER,
-                    status=response.status,
-                    request_id=header_id(response),
-                )
-            if not response.ok:
-                raise map_error(response)
-            token = data.get("access_token") if isinstance(data, dict) else None
-            expires_in = data.get("expires_in") if isinstance(data, dict) else None
-            if isinstance(expires_in, str) and expires_in.isdigit():
-                expires_in = int(expires_in)
-            # the token goes into a header: a space or line break in it would break or add a header
-            if (
-                not isinstance(token, str)
-                or not TOKEN.fullmatch(token)
-                or isinstance(expires_in, bool)
-                or not isinstance(expires_in, (int, float))
-            ):
-                raise ProviderUnavailableError(
-                    "answered the token request without a usable access_token and expires_in",
-                    provider=PROVIDER,
-                    request_id=header_id(response),
-                )
-            self.tokens_fetched += 1
-            self._token = token
-            self._renew_at = self._clock() + expires_in - min(300.0, expires_in * self.RENEW_SHARE)
-            return token
+        if not response.ok:
+            raise map_error(response)
+        token = data.get("access_token") if isinstance(data, dict) else None
+        expires_in = data.get("expires_in") if isinstance(data, dict) else None
+        if isinstance(expires_in, str) and expires_in.isdigit():
+            expires_in = int(expires_in)
+        # the token goes into a header: a space or line break in it would break or add a header
+        if (
+            not isinstance(token, str)
+            or not TOKEN.fullmatch(token)
+            or isinstance(expires_in, bool)
+            or not isinstance(expires_in, (int, float))
+        ):
+            raise ProviderUnavailableError(
+                "answered the token request without a usable access_token and expires_in",
+                provider=PROVIDER,
+                request_id=header_id(response),
+            )
+        self.tokens_fetched += 1
+        return token, float(expires_in)
 
     async def _api(
         self,
@@ -291,8 +287,7 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             )
             if response.status != 401 or attempt == 2:
                 break
-            if self._token == token:  # concurrent callers renew it once, not once each
-                self._token = None
+            self._tokens.drop(token)  # concurrent callers renew it once, not once each
         if not response.ok and response.status not in allow:
             raise map_error(response)
         return response

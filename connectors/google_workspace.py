@@ -95,6 +95,7 @@ from .http import (
 from .models import Action, CheckResult, Identity, RiskLevel
 from .registry import register
 from .settings import SettingsReader
+from .tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +171,7 @@ class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Conn
         )
         self._clock = clock
         self._limiter = SlidingWindowLimiter(quota_per_minute, 60.0) if pacing else None
-        self._token: Optional[str] = None
-        self._renew_at = 0.0
-        self._token_lock: Optional[asyncio.Lock] = None  # made inside the loop (Python 3.9)
+        self._tokens = TokenCache()  # renewed a minute (or a tenth of its life) before it expires
         self._alerts_lock: Optional[asyncio.Lock] = None
         self._alerts: Optional[AlertIndex] = None
         #: why Alert Center can't be read (None: it can, or it is off); risk is unknown then

@@ -11,8 +11,6 @@ AuthenticationError naming what to fix (delegation, admin_email, the key or the 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
@@ -29,6 +27,7 @@ from .google_workspace_api import (
     sign_assertion,
 )
 from .http import HttpClient, Response, SlidingWindowLimiter
+from .tokens import TokenCache
 
 
 class GoogleWorkspaceAuth:
@@ -41,9 +40,7 @@ class GoogleWorkspaceAuth:
     _http: HttpClient
     _limiter: Optional[SlidingWindowLimiter]
     _clock: Callable[[], float]
-    _token: Optional[str]
-    _renew_at: float
-    _token_lock: Optional[asyncio.Lock]
+    _tokens: TokenCache
 
     # supplied by the connector
     def _alert_center_refused(self, why: str) -> None:
@@ -54,39 +51,35 @@ class GoogleWorkspaceAuth:
         return DIRECTORY_SCOPES + (() if self.alert_center_problem else (SCOPE_ALERTS,))
 
     async def _access_token(self) -> str:
-        if self._token_lock is None:
-            self._token_lock = asyncio.Lock()
-        async with self._token_lock:
-            if self._token is not None and time.monotonic() < self._renew_at:
-                return self._token
-            scopes = self.scopes
+        return await self._tokens.get(self._fetch_token)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        scopes = self.scopes
+        response = await self._token_request(scopes)
+        error = oauth_error(response) if response.status in (400, 401, 403) else ""
+        if SCOPE_ALERTS in scopes and error.startswith(("unauthorized_client", "access_denied")):
+            # maybe only the Alert Center scope is missing from the delegation grant: try without
+            scopes = DIRECTORY_SCOPES
             response = await self._token_request(scopes)
-            error = oauth_error(response) if response.status in (400, 401, 403) else ""
-            if SCOPE_ALERTS in scopes and error.startswith(("unauthorized_client", "access_denied")):
-                # maybe only the Alert Center scope is missing from the delegation grant: try without
-                scopes = DIRECTORY_SCOPES
-                response = await self._token_request(scopes)
-                if response.ok:
-                    self._alert_center_refused(f"the token request for {SCOPE_ALERTS} was refused ({error})")
-            if not response.ok:
-                raise self._token_refused(response, scopes)
-            data = response.json(PROVIDER)
-            token = data.get("access_token") if isinstance(data, dict) else None
-            expires_in = data.get("expires_in") if isinstance(data, dict) else None
-            if (
-                not isinstance(token, str)
-                or not ACCESS_TOKEN.fullmatch(token)
-                or isinstance(expires_in, bool)
-                or not isinstance(expires_in, (int, float))
-            ):
-                raise ProviderUnavailableError(
-                    "answered the token request without a usable access_token and expires_in",
-                    provider=PROVIDER,
-                    request_id=response.client_request_id,
-                )
-            self._token = token
-            self._renew_at = time.monotonic() + max(0.0, expires_in - min(60.0, expires_in / 10))
-            return token
+            if response.ok:
+                self._alert_center_refused(f"the token request for {SCOPE_ALERTS} was refused ({error})")
+        if not response.ok:
+            raise self._token_refused(response, scopes)
+        data = response.json(PROVIDER)
+        token = data.get("access_token") if isinstance(data, dict) else None
+        expires_in = data.get("expires_in") if isinstance(data, dict) else None
+        if (
+            not isinstance(token, str)
+            or not ACCESS_TOKEN.fullmatch(token)
+            or isinstance(expires_in, bool)
+            or not isinstance(expires_in, (int, float))
+        ):
+            raise ProviderUnavailableError(
+                "answered the token request without a usable access_token and expires_in",
+                provider=PROVIDER,
+                request_id=response.client_request_id,
+            )
+        return token, float(expires_in)
 
     async def _token_request(self, scopes: Sequence[str]) -> Response:
         assertion = sign_assertion(self.key, self.admin_email, scopes, self._clock())
@@ -131,8 +124,7 @@ class GoogleWorkspaceAuth:
         token = await self._access_token()
         response = await self._send(method, path, token, params, json_body, idempotent)
         if response.status == 401:
-            if self._token == token:  # concurrent callers renew it once
-                self._token = None
+            self._tokens.drop(token)  # concurrent callers renew it once
             token = await self._access_token()
             response = await self._send(method, path, token, params, json_body, idempotent)
         if not response.ok:

@@ -61,6 +61,7 @@ from .okta_api import PROVIDER
 from .okta_listing import MAX_PAGE, OktaListing
 from .registry import register
 from .settings import SettingsReader
+from .tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         )
         self._pacing = pacing
         self._buckets: dict[str, api.Bucket] = {}
-        self._access_token: Optional[str] = None
-        self._token_expires = 0.0
-        self._token_lock: Optional[asyncio.Lock] = None
+        self._tokens = TokenCache()  # renewed a minute (or a tenth of its life) before it expires
         #: whether the org has Identity Threat Protection (None: not asked yet)
         self.itp: Optional[bool] = None
         self.itp_problem = ""
@@ -198,38 +197,33 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         return f"Bearer {await self._oauth_token()}"
 
     async def _oauth_token(self) -> str:
+        return await self._tokens.get(self._fetch_token)
+
+    async def _fetch_token(self) -> tuple[str, float]:
         app = self._service_app
         assert app is not None
-        if self._token_lock is None:
-            self._token_lock = asyncio.Lock()
-        async with self._token_lock:
-            if self._access_token is not None and time.monotonic() < self._token_expires:
-                return self._access_token
-            url = f"{self.base_url}/oauth2/v1/token"
-            response = await self._paced(
-                "POST",
-                url,
-                data={
-                    "grant_type": "client_credentials",
-                    "scope": " ".join(app.scopes),
-                    "client_assertion_type": api.ASSERTION_TYPE,
-                    "client_assertion": app.assertion(url),
-                },
-                headers={"Accept": "application/json"},
-                idempotent=True,  # asking for a token twice does no harm
+        url = f"{self.base_url}/oauth2/v1/token"
+        response = await self._paced(
+            "POST",
+            url,
+            data={
+                "grant_type": "client_credentials",
+                "scope": " ".join(app.scopes),
+                "client_assertion_type": api.ASSERTION_TYPE,
+                "client_assertion": app.assertion(url),
+            },
+            headers={"Accept": "application/json"},
+            idempotent=True,  # asking for a token twice does no harm
+        )
+        if response.status in (400, 401, 403):
+            raise api.refused(
+                f"refused the service app's token request ({api.token_error(response)}); check client_id,"
+                " the key registered for it and the granted scopes",
+                response,
             )
-            if response.status in (400, 401, 403):
-                raise api.refused(
-                    f"refused the service app's token request ({api.token_error(response)}); check client_id,"
-                    " the key registered for it and the granted scopes",
-                    response,
-                )
-            if not response.ok:
-                raise api.map_error(response)
-            token, expires_in = api.checked_token(response)
-            self._access_token = token
-            self._token_expires = time.monotonic() + expires_in - min(60.0, expires_in * 0.1)
-            return token
+        if not response.ok:
+            raise api.map_error(response)
+        return api.checked_token(response)
 
     async def _paced(
         self,
@@ -289,8 +283,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
                 idempotent=idempotent,
             )
             if response.status == 401 and self._service_app is not None and attempt == 0:
-                if self._access_token == authorization[len("Bearer ") :]:
-                    self._access_token = None  # concurrent callers renew it once, not once each
+                self._tokens.drop(authorization[len("Bearer ") :])  # concurrent callers renew it once
                 continue
             break
         if not response.ok:
