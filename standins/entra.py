@@ -14,7 +14,6 @@ risk, injects faults and turns Entra ID P2 off.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import os
@@ -27,7 +26,18 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from . import print_env, run_until_stopped
+from .common import (
+    Fault,
+    admin_error,
+    admin_json,
+    credentials,
+    drop_connection,
+    expire_tokens,
+    fault_routes,
+    run_simulator,
+    simulator_parser,
+    take_fault,
+)
 from .entra_graph import (
     Missing,
     bad_request,
@@ -52,7 +62,6 @@ from .entra_state import (
     FAULT_KINDS,
     STATE,
     EntraState,
-    Fault,
     Record,
 )
 
@@ -68,67 +77,18 @@ SCORE_RISK = (
 # --- admin ----------------------------------------------------------------------------------------
 
 
-async def _admin_json(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be a JSON object"}', content_type="application/json"
-        )
-    return body
-
-
-def _admin_error(text: str) -> web.Response:
-    return web.json_response({"error": text}, status=400)
-
-
-async def admin_faults(request: web.Request) -> web.Response:
-    """POST /_admin/faults {kind, count, retry_after (null: no header), delay, path, method}."""
-    state = request.app[STATE]
-    body = await _admin_json(request)
-    kind = str(body.get("kind"))
-    if kind not in FAULT_KINDS:
-        return _admin_error(f"kind must be one of {', '.join(FAULT_KINDS)}")
-    if kind == "expire_token":
-        state.expire_tokens()
-        return web.json_response({"expired": len(state.tokens)})
-    try:
-        retry_after = body.get("retry_after", 1)
-        fault = Fault(
-            kind=kind,
-            remaining=int(body.get("count", 1)),
-            retry_after=None if retry_after is None else int(retry_after),
-            delay=float(body.get("delay", 2.0)),
-            path=str(body.get("path", "")),
-            method=str(body.get("method", "")).upper(),
-        )
-    except (TypeError, ValueError):
-        return _admin_error("count and retry_after must be integers, delay a number of seconds")
-    if fault.remaining < 1 or fault.delay < 0:
-        return _admin_error("count must be 1 or more, delay 0 or more")
-    state.faults.append(fault)
-    return web.json_response({"queued": len(state.faults)})
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
-    return web.json_response({"queued": 0})
-
-
 async def admin_risk(request: web.Request) -> web.Response:
     """POST /_admin/users/{id}/risk {"riskLevel": low|medium|high|hidden|none, "riskState": ...}."""
     state = request.app[STATE]
     index = state.index_of(request.match_info["id"])
     if index is None:
         return web.json_response({"error": "no such user"}, status=404)
-    body = await _admin_json(request)
+    body = await admin_json(request)
     level, risk_state = body.get("riskLevel"), body.get("riskState", "atRisk")
     if level not in ("low", "medium", "high", "hidden", "none"):
-        return _admin_error("riskLevel must be low, medium, high, hidden or none")
+        return admin_error("riskLevel must be low, medium, high, hidden or none")
     if risk_state not in ("atRisk", "confirmedCompromised", "remediated", "dismissed", "none"):
-        return _admin_error("riskState must be atRisk, confirmedCompromised, remediated, dismissed or none")
+        return admin_error("riskState must be atRisk, confirmedCompromised, remediated, dismissed or none")
     state.set_risk(index, level, risk_state)
     return web.json_response(state.risky_user(index))
 
@@ -140,9 +100,9 @@ async def admin_risk_score(request: web.Request) -> web.Response:
     index = state.index_of(request.match_info["id"])
     if index is None:
         return web.json_response({"error": "no such user"}, status=404)
-    score = (await _admin_json(request)).get("risk_score")
+    score = (await admin_json(request)).get("risk_score")
     if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100:
-        return _admin_error("risk_score must be an integer from 0 to 100")
+        return admin_error("risk_score must be an integer from 0 to 100")
     level, risk_state = next(risk for top, risk in SCORE_RISK if score <= top)
     state.set_risk(index, level, risk_state)
     return web.json_response(state.risky_user(index))
@@ -151,7 +111,7 @@ async def admin_risk_score(request: web.Request) -> web.Response:
 async def admin_settings(request: web.Request) -> web.Response:
     """POST /_admin/settings {"p2": bool, "throttle": [requests, seconds] | null, "token_ttl": s}."""
     state = request.app[STATE]
-    body = await _admin_json(request)
+    body = await admin_json(request)
     if "p2" in body:
         state.p2 = bool(body["p2"])
     if "throttle" in body:
@@ -180,16 +140,6 @@ async def admin_stats(request: web.Request) -> web.Response:
 # --- middleware -----------------------------------------------------------------------------------
 
 
-def _take_fault(state: EntraState, request: web.Request) -> Optional[Fault]:
-    for fault in state.faults:
-        if request.path.startswith(fault.path or "/") and fault.method in ("", request.method):
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                state.faults.remove(fault)
-            return fault
-    return None
-
-
 async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
     if fault.kind == "429":
@@ -203,9 +153,7 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
         return None
     if fault.kind == "malformed":
         return web.Response(body=b'{"value": [{"id": "', content_type="application/json")
-    assert request.transport is not None  # "drop": close before any byte of an answer
-    request.transport.close()
-    raise asyncio.CancelledError
+    drop_connection(request)  # "drop"
 
 
 @web.middleware
@@ -233,7 +181,7 @@ async def graph_middleware(request: web.Request, handler: Callable) -> web.Strea
 
 
 async def _respond(request: web.Request, state: EntraState, handler: Callable) -> web.StreamResponse:
-    fault = _take_fault(state, request)
+    fault = take_fault(state.faults, request.method, request.path)
     if fault is not None:
         answer = await _apply_fault(request, fault)
         if answer is not None:
@@ -304,8 +252,7 @@ def create_app(
     app.router.add_post(
         "/v1.0/identityProtection/riskyUsers/{verb:confirmCompromised|dismiss}", risky_verdict
     )
-    app.router.add_post("/_admin/faults", admin_faults)
-    app.router.add_delete("/_admin/faults", admin_clear_faults)
+    fault_routes(app, STATE, FAULT_KINDS, expire=expire_tokens)
     app.router.add_post("/_admin/users/{id}/risk", admin_risk)
     app.router.add_post("/_admin/identity/{id}/risk", admin_risk_score)
     app.router.add_post("/_admin/settings", admin_settings)
@@ -315,11 +262,7 @@ def create_app(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim entra`: serve the simulator until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="idops sim entra", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8404, help="0 picks a free port (printed at start)")
-    parser.add_argument("--identities", type=int, default=300, help="users to serve")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = simulator_parser("entra", __doc__, port=8404, identities_help="users to serve")
     parser.add_argument(
         "--no-p2", action="store_true", help="a tenant without Entra ID P2: riskyUsers is 403"
     )
@@ -327,19 +270,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.identities < 0 or args.throttle < 0:
         parser.error("--identities and --throttle must be 0 or more")
-    env = {
-        name: os.environ.get(name, "")
-        for name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET")
-    }
-    generated = {}
-    defaults = {
-        "ENTRA_TENANT_ID": lambda: str(uuid.uuid4()),
-        "ENTRA_CLIENT_ID": lambda: str(uuid.uuid4()),
-        "ENTRA_CLIENT_SECRET": lambda: secrets.token_urlsafe(30),
-    }
-    for name, make in defaults.items():
-        if not env[name]:
-            env[name] = generated[name] = make()
+    env, made_up = credentials(
+        os.environ,
+        {
+            "ENTRA_TENANT_ID": lambda: str(uuid.uuid4()),
+            "ENTRA_CLIENT_ID": lambda: str(uuid.uuid4()),
+            "ENTRA_CLIENT_SECRET": lambda: secrets.token_urlsafe(30),
+        },
+    )
     app = create_app(
         users=args.identities,
         seed=args.seed,
@@ -349,13 +287,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p2=not args.no_p2,
         throttle=(args.throttle, 10.0) if args.throttle else None,
     )
-
-    def announce(url: str) -> None:
-        # the credentials are made up for this run, printed so a person can use them
-        variables = {"ENTRA_AUTHORITY_URL": url, "ENTRA_GRAPH_URL": url, **generated}
-        print_env(f"Entra ID simulator: {args.identities} users", variables)
-
-    return run_until_stopped(app, args.host, args.port, prog="idops sim entra", announce=announce)
+    return run_simulator(
+        app,
+        args,
+        vendor="entra",
+        banner=f"Entra ID simulator: {args.identities} users",
+        variables=lambda url: {"ENTRA_AUTHORITY_URL": url, "ENTRA_GRAPH_URL": url},
+        made_up=made_up,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from aiohttp import web
 
+from .common import Fault
 from .seed import EPOCH, person
 
 MAX_TOP = 999
@@ -88,16 +89,6 @@ def _guid(*parts: object, tail: int) -> str:
 def thumbprint(certificate_der: bytes) -> str:
     """A certificate's SHA-1 thumbprint in hex, as the Azure portal shows it."""
     return hashlib.sha1(certificate_der, usedforsecurity=False).hexdigest().upper()
-
-
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    retry_after: Optional[int] = 1
-    delay: float = 2.0
-    path: str = ""
-    method: str = ""
 
 
 @dataclass

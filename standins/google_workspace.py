@@ -18,7 +18,6 @@ userRateLimitExceeded past the ceiling. `/_admin/...` (no auth) injects faults a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -32,7 +31,16 @@ from typing import Any, Callable, Optional
 import jwt
 from aiohttp import web
 
-from . import print_env, run_until_stopped
+from .common import (
+    Fault,
+    admin_json,
+    drop_connection,
+    expire_tokens,
+    fault_routes,
+    run_simulator,
+    simulator_parser,
+    take_fault,
+)
 from .google_workspace_data import (
     ALERT_PAGE_MAX,
     ALL_SCOPES,
@@ -46,7 +54,6 @@ from .google_workspace_data import (
     SCOPE_USER_READONLY,
     SCOPE_USER_SECURITY,
     Clause,
-    Fault,
     QueryError,
     RequestRecord,
     WorkspaceState,
@@ -356,55 +363,10 @@ async def list_alerts(request: web.Request) -> web.Response:
 # --- admin ----------------------------------------------------------------------------------------
 
 
-async def _admin_body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be a JSON object"}', content_type="application/json"
-        )
-    return body
-
-
-async def admin_faults(request: web.Request) -> web.Response:
-    """POST /_admin/faults {kind, count, retry_after, delay, path}: the next API requests misbehave."""
-    state = request.app[STATE]
-    body = await _admin_body(request)
-    if body.get("kind") not in FAULT_KINDS:
-        return web.json_response({"error": f"kind must be one of {', '.join(FAULT_KINDS)}"}, status=400)
-    if body["kind"] == "expire_token":
-        state.expire_tokens()
-        return web.json_response({"expired": len(state.tokens)})
-    try:
-        retry_after = body.get("retry_after")
-        fault = Fault(
-            kind=body["kind"],
-            remaining=int(body.get("count", 1)),
-            retry_after=None if retry_after is None else int(retry_after),
-            delay=float(body.get("delay", 2.0)),
-            path=str(body.get("path", "")),
-        )
-    except (TypeError, ValueError):
-        return web.json_response(
-            {"error": "count and retry_after must be integers, delay seconds"}, status=400
-        )
-    if fault.remaining < 1 or fault.delay < 0:
-        return web.json_response({"error": "count must be 1 or more and delay 0 or more"}, status=400)
-    state.faults.append(fault)
-    return web.json_response({"queued": len(state.faults)})
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
-    return web.json_response({"queued": 0})
-
-
 async def admin_alert(request: web.Request) -> web.Response:
     """POST /_admin/alerts {"user": id or email, "type": "Leaked password", "status": "NOT_STARTED"}."""
     state = request.app[STATE]
-    body = await _admin_body(request)
+    body = await admin_json(request)
     index = state.index_of(body.get("user"))
     if index is None:
         return web.json_response({"error": "no such user"}, status=404)
@@ -423,7 +385,7 @@ async def admin_risk(request: web.Request) -> web.Response:
     index = state.index_of(request.match_info["id"])
     if index is None:
         return web.json_response({"error": "no such user"}, status=404)
-    score = (await _admin_body(request)).get("risk_score")
+    score = (await admin_json(request)).get("risk_score")
     if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100:
         return web.json_response({"error": "risk_score must be an integer from 0 to 100"}, status=400)
     raised = state.set_risk(index, score)
@@ -457,16 +419,6 @@ _NEEDS = (
 )
 
 
-def _take_fault(state: WorkspaceState, path: str) -> Optional[Fault]:
-    for fault in state.faults:
-        if path.startswith(fault.path):
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                state.faults.remove(fault)
-            return fault
-    return None
-
-
 async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
     quota = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
@@ -482,10 +434,8 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
         return None
     elif fault.kind == "malformed":
         return web.Response(body=b'{"users": [{"id": "1', content_type="application/json")
-    else:  # "drop": close the connection before any byte of a response
-        assert request.transport is not None
-        request.transport.close()
-        raise asyncio.CancelledError
+    else:
+        drop_connection(request)  # "drop"
     response.headers.update(headers)
     return response
 
@@ -505,7 +455,7 @@ async def api_middleware(request: web.Request, handler: Callable) -> web.StreamR
 async def _respond(
     request: web.Request, state: WorkspaceState, record: RequestRecord, handler: Callable
 ) -> web.StreamResponse:
-    fault = _take_fault(state, request.path)
+    fault = take_fault(state.faults, request.method, request.path)
     if fault is not None:
         answer = await _apply_fault(request, fault)
         if answer is not None:
@@ -577,8 +527,7 @@ def create_app(
     app.router.add_put(f"{DIRECTORY}/users/{{userKey}}", patch_user)
     app.router.add_post(f"{DIRECTORY}/users/{{userKey}}/signOut", sign_out)
     app.router.add_get("/v1beta1/alerts", list_alerts)
-    app.router.add_post("/_admin/faults", admin_faults)
-    app.router.add_delete("/_admin/faults", admin_clear_faults)
+    fault_routes(app, STATE, FAULT_KINDS, expire=expire_tokens, retry_after=None)
     app.router.add_post("/_admin/alerts", admin_alert)
     app.router.add_post("/_admin/identity/{id}/risk", admin_risk)
     app.router.add_get("/_admin/stats", admin_stats)
@@ -587,11 +536,7 @@ def create_app(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim google_workspace`: serve the simulator until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="idops sim google_workspace", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8443, help="0 picks a free port (printed at start)")
-    parser.add_argument("--identities", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = simulator_parser("google_workspace", __doc__, port=8443)
     parser.add_argument("--domain", default="acme.example")
     parser.add_argument("--admin", help="accept only this delegated admin (sub); default: any")
     parser.add_argument("--no-alert-center", action="store_true", help="the admin may not read Alert Center")
@@ -621,16 +566,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         return 2
 
-    def announce(url: str) -> None:
-        variables = {"GOOGLE_WORKSPACE_BASE_URL": url}
+    def variables(url: str) -> dict[str, str]:
+        found = {"GOOGLE_WORKSPACE_BASE_URL": url}
         if not text:
-            # printed on purpose: made up for this run so a person can configure the connector; its
-            # token_uri points at this simulator (aud stays Google's URL, as google-auth signs it)
-            variables["GOOGLE_SERVICE_ACCOUNT_JSON"] = json.dumps({**key, "token_uri": f"{url}/token"})
-        what = f"Google Workspace simulator: {args.identities} users, domain {args.domain}"
-        print_env(f"{what}\nbase_url and alert_center_url = GOOGLE_WORKSPACE_BASE_URL", variables)
+            # made up for this run (printed so a person can configure the connector); its token_uri
+            # points at this simulator (aud stays Google's URL, as google-auth signs it)
+            found["GOOGLE_SERVICE_ACCOUNT_JSON"] = json.dumps({**key, "token_uri": f"{url}/token"})
+        return found
 
-    return run_until_stopped(app, args.host, args.port, prog="idops sim google_workspace", announce=announce)
+    what = f"Google Workspace simulator: {args.identities} users, domain {args.domain}"
+    banner = f"{what}\nbase_url and alert_center_url = GOOGLE_WORKSPACE_BASE_URL"
+    return run_simulator(app, args, vendor="google_workspace", banner=banner, variables=variables, made_up={})
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .common import Fault
 from .seed import person
 
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
@@ -219,15 +220,6 @@ def project(value: Any, mask: dict) -> Any:
 
 
 # --- state -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    retry_after: Optional[int] = None
-    delay: float = 2.0
-    path: str = ""
 
 
 @dataclass

@@ -12,7 +12,6 @@ injects faults.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import math
@@ -27,7 +26,15 @@ from typing import Optional
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import print_env, run_until_stopped
+from .common import (
+    admin_json,
+    credentials,
+    drop_connection,
+    fault_routes,
+    run_simulator,
+    simulator_parser,
+    take_fault,
+)
 from .okta_auth import OAuthApp, authenticate, token_endpoint
 from .okta_data import (
     LOG_FILTERS,
@@ -252,46 +259,9 @@ async def list_logs(request: web.Request) -> web.Response:
 # --- admin -----------------------------------------------------------------------------------------
 
 
-async def _admin_json(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be a JSON object"}', content_type="application/json"
-        )
-    return body
-
-
-async def admin_faults(request: web.Request) -> web.Response:
-    """POST /_admin/faults {"kind", "count", "delay", "path"}: the next matching API requests misbehave."""
-    state = request.app[STATE]
-    body = await _admin_json(request)
-    kind = body.get("kind")
-    if kind == "expire_token":
-        state.oauth_tokens.clear()
-        return web.json_response({"expired": True})
-    if kind not in FAULT_KINDS:
-        return web.json_response(
-            {"error": f"kind must be one of {', '.join(FAULT_KINDS)}, expire_token"}, status=400
-        )
-    try:
-        count, delay = int(body.get("count", 1)), float(body.get("delay", 2.0))
-    except (TypeError, ValueError):
-        return web.json_response({"error": "count must be an integer, delay a number"}, status=400)
-    path = body.get("path")
-    if count < 1 or delay < 0 or (path is not None and not isinstance(path, str)):
-        return web.json_response(
-            {"error": "count must be 1 or more, delay 0 or more, path a string"}, status=400
-        )
-    state.faults.append(Fault(kind, count, delay, path))
-    return web.json_response({"queued": len(state.faults)})
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
-    return web.json_response({"queued": 0})
+def _expire_tokens(state: OktaState) -> dict[str, bool]:
+    state.oauth_tokens.clear()
+    return {"expired": True}
 
 
 async def admin_risk(request: web.Request) -> web.Response:
@@ -301,7 +271,7 @@ async def admin_risk(request: web.Request) -> web.Response:
     index = state.lookup(request.match_info["id"])
     if index is None:
         return web.json_response({"error": "no such user"}, status=404)
-    body = await _admin_json(request)
+    body = await admin_json(request)
     level, reason = body.get("riskLevel"), body.get("reason", "Anomalous sign-in")
     if level not in ("HIGH", "MEDIUM", "LOW", "NONE") or not isinstance(reason, str):
         return web.json_response({"error": "riskLevel must be HIGH, MEDIUM, LOW or NONE"}, status=400)
@@ -316,7 +286,7 @@ async def admin_identity_risk(request: web.Request) -> web.Response:
     index = state.lookup(request.match_info["id"])
     if index is None:
         return web.json_response({"error": "no such user"}, status=404)
-    score = (await _admin_json(request)).get("risk_score")
+    score = (await admin_json(request)).get("risk_score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100):
         return web.json_response(
             {"error": "risk_score must be an integer from 0 to 100, or null"}, status=400
@@ -345,11 +315,6 @@ async def admin_stats(request: web.Request) -> web.Response:
 # --- middleware: faults, auth, rate limits -----------------------------------------------------------
 
 
-class Fault:
-    def __init__(self, kind: str, remaining: int, delay: float, path: Optional[str]) -> None:
-        self.kind, self.remaining, self.delay, self.path = kind, remaining, delay, path
-
-
 class Windows:
     """Fixed rate-limit windows per bucket, reset at a whole epoch second like Okta's."""
 
@@ -375,16 +340,6 @@ class Windows:
         return allowed, headers
 
 
-def _take_fault(state: OktaState, path: str) -> Optional[Fault]:
-    for fault in state.faults:
-        if fault.path is None or path.startswith(fault.path):
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                state.faults.remove(fault)
-            return fault
-    return None
-
-
 @web.middleware
 async def api_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
     if request.path.startswith("/_admin/"):
@@ -402,13 +357,11 @@ async def api_middleware(request: web.Request, handler: Callable) -> web.StreamR
 async def _respond(
     request: web.Request, state: OktaState, bucket: str, handler: Callable
 ) -> web.StreamResponse:
-    fault = _take_fault(state, request.path)
+    fault = take_fault(state.faults, request.method, request.path)
     if fault is not None and fault.kind == "slow":
         await asyncio.sleep(fault.delay)
     elif fault is not None and fault.kind == "drop":
-        assert request.transport is not None
-        request.transport.close()
-        raise asyncio.CancelledError
+        drop_connection(request)
     elif fault is not None and fault.kind == "malformed":
         return web.Response(body=b'[{"id": "00u', content_type="application/json")
     elif fault is not None and fault.kind == "500":
@@ -482,8 +435,7 @@ def create_app(
     app.router.add_put("/api/v1/users/{userId}/risk", put_risk)
     app.router.add_get("/api/v1/users/{userId}/roles", get_roles)
     app.router.add_get("/api/v1/logs", list_logs)
-    app.router.add_post("/_admin/faults", admin_faults)
-    app.router.add_delete("/_admin/faults", admin_clear_faults)
+    fault_routes(app, STATE, (*FAULT_KINDS, "expire_token"), expire=_expire_tokens)
     app.router.add_post("/_admin/users/{id}/risk", admin_risk)
     app.router.add_post("/_admin/identity/{id}/risk", admin_identity_risk)
     app.router.add_get("/_admin/stats", admin_stats)
@@ -492,11 +444,7 @@ def create_app(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim okta`: serve the simulator until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="idops sim okta", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8403, help="0 picks a free port (printed at start)")
-    parser.add_argument("--identities", type=int, default=300, help="users a default list returns")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = simulator_parser("okta", __doc__, port=8403, identities_help="users a default list returns")
     parser.add_argument("--no-itp", action="store_true", help="an org without Identity Threat Protection")
     parser.add_argument("--no-rate-limit", action="store_true", help="serve without rate limits")
     parser.add_argument("--rate-window", type=float, default=60.0, help="seconds per rate-limit window")
@@ -505,14 +453,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.identities < 0 or args.latency < 0 or args.rate_window <= 0 or args.rate_limit < 0:
         parser.error("--identities, --latency and --rate-limit must be 0 or more, --rate-window above 0")
-    token = os.environ.get("OKTA_API_TOKEN") or ""
-    generated = not token
-    if generated:
-        token = "00" + secrets.token_urlsafe(30)
+    env, made_up = credentials(os.environ, {"OKTA_API_TOKEN": lambda: "00" + secrets.token_urlsafe(30)})
     app = create_app(
         identities=args.identities,
         seed=args.seed,
-        api_token=token,
+        api_token=env["OKTA_API_TOKEN"],
         itp=not args.no_itp,
         rate_limits=False
         if args.no_rate_limit
@@ -520,15 +465,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rate_window=args.rate_window,
         latency=args.latency,
     )
-
-    def announce(url: str) -> None:
-        variables = {"OKTA_BASE_URL": url}
-        if generated:
-            # printed on purpose: made up for this run so a person can configure the connector
-            variables["OKTA_API_TOKEN"] = token
-        print_env(f"Okta simulator: {args.identities} users", variables)
-
-    return run_until_stopped(app, args.host, args.port, prog="idops sim okta", announce=announce)
+    return run_simulator(
+        app,
+        args,
+        vendor="okta",
+        banner=f"Okta simulator: {args.identities} users",
+        variables=lambda url: {"OKTA_BASE_URL": url},
+        made_up=made_up,
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ kept. `/_admin/...` injects faults and changes risk scores for tests and demos.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import functools
@@ -30,7 +29,18 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from . import print_env, run_until_stopped
+from .common import (
+    Fault,
+    admin_error,
+    admin_json,
+    credentials,
+    drop_connection,
+    expire_tokens,
+    fault_routes,
+    run_simulator,
+    simulator_parser,
+    take_fault,
+)
 from .idempotency import IdempotencyKeys
 from .seed import EPOCH, person
 
@@ -294,14 +304,6 @@ ACCOUNT_SORTERS = ("id", "name", "identityId", "nativeIdentity", "sourceId")
 
 
 # --- state -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Fault:
-    kind: str
-    remaining: int
-    retry_after: int = 1
-    delay: float = 2.0
 
 
 @dataclass
@@ -745,64 +747,16 @@ async def disable_identity_account(request: web.Request) -> web.Response:
 # --- admin -----------------------------------------------------------------------------------------
 
 
-async def _admin_json(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be JSON"}', content_type="application/json"
-        ) from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be a JSON object"}', content_type="application/json"
-        )
-    return body
-
-
-def _admin_error(text: str) -> web.Response:
-    return web.json_response({"error": text}, status=400)
-
-
-async def admin_faults(request: web.Request) -> web.Response:
-    """POST /_admin/faults {"kind", "count", "retry_after", "delay"}: the next API requests misbehave."""
-    state = request.app[STATE]
-    body = await _admin_json(request)
-    kind = body.get("kind")
-    if kind not in FAULT_KINDS:
-        return _admin_error(f"kind must be one of {', '.join(FAULT_KINDS)}")
-    if kind == "expire_token":
-        state.expire_tokens()
-        return web.json_response({"expired": len(state.tokens)})
-    try:
-        fault = Fault(
-            kind=kind,
-            remaining=int(body.get("count", 1)),
-            retry_after=int(body.get("retry_after", 1)),
-            delay=float(body.get("delay", 2.0)),
-        )
-    except (TypeError, ValueError):
-        return _admin_error("count and retry_after must be integers, delay a number of seconds")
-    if fault.remaining < 1 or fault.retry_after < 0 or fault.delay < 0:
-        return _admin_error("count must be 1 or more; retry_after and delay 0 or more")
-    state.faults.append(fault)
-    return web.json_response({"queued": len(state.faults)})
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
-    return web.json_response({"queued": 0})
-
-
 async def admin_risk(request: web.Request) -> web.Response:
     """POST /_admin/identity/{id}/risk {"risk_score": 0-100 or null}."""
     state = request.app[STATE]
     index = state.index_of(request.match_info["id"])
     if index is None:
         return web.json_response({"error": "no such identity"}, status=404)
-    body = await _admin_json(request)
+    body = await admin_json(request)
     score = body.get("risk_score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 100):
-        return _admin_error("risk_score must be an integer from 0 to 100, or null")
+        return admin_error("risk_score must be an integer from 0 to 100, or null")
     state.set_risk(index, score)
     return web.json_response(state.identity(index))
 
@@ -828,21 +782,10 @@ def _unauthorized(text: str) -> web.Response:
     return web.json_response({"error": text}, status=401)
 
 
-def _take_fault(state: SailPointState) -> Optional[Fault]:
-    if not state.faults:
-        return None
-    fault = state.faults[0]
-    fault.remaining -= 1
-    if fault.remaining <= 0:
-        state.faults.popleft()
-    return fault
-
-
 async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
     if fault.kind == "429":
-        return web.json_response(
-            {"message": " Rate Limit Exceeded "}, status=429, headers={"Retry-After": str(fault.retry_after)}
-        )
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        return web.json_response({"message": " Rate Limit Exceeded "}, status=429, headers=headers)
     if fault.kind == "500":
         return _error(500, "An internal fault occurred.", "500.0 Internal Fault")
     if fault.kind == "slow":
@@ -851,10 +794,7 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
         return None
     if fault.kind == "malformed":
         return web.Response(body=b'[{"id": "2c9180', content_type="application/json")
-    # "drop": close the connection before any byte of a response is written
-    assert request.transport is not None
-    request.transport.close()
-    raise asyncio.CancelledError
+    drop_connection(request)  # "drop"
 
 
 @web.middleware
@@ -877,7 +817,7 @@ async def api_middleware(request: web.Request, handler: Callable) -> web.StreamR
 async def _respond(
     request: web.Request, state: SailPointState, record: RequestRecord, handler: Callable
 ) -> web.StreamResponse:
-    fault = _take_fault(state)
+    fault = take_fault(state.faults, request.method, request.path)
     if fault is not None:
         response = await _apply_fault(request, fault)
         if response is not None:
@@ -947,8 +887,7 @@ def create_app(
         app.router.add_post(root + "/{id}/disable", disable_account)
     for root in ("/{version:v3|v2024|v2025}/identities-accounts", "/identities-accounts/v1"):
         app.router.add_post(root + "/{id}/disable", disable_identity_account)
-    app.router.add_post("/_admin/faults", admin_faults)
-    app.router.add_delete("/_admin/faults", admin_clear_faults)
+    fault_routes(app, STATE, FAULT_KINDS, expire=expire_tokens)
     app.router.add_post("/_admin/identity/{id}/risk", admin_risk)
     app.router.add_get("/_admin/stats", admin_stats)
     return app
@@ -956,40 +895,37 @@ def create_app(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`idops sim sailpoint`: serve the simulator until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="idops sim sailpoint", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082, help="0 picks a free port (printed at start)")
-    parser.add_argument("--identities", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = simulator_parser("sailpoint", __doc__, port=8082)
     parser.add_argument("--tenant", default="acme")
     parser.add_argument("--no-rate-limit", action="store_true", help="serve without the 100 per 10 s limit")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
     args = parser.parse_args(argv)
     if args.identities < 0 or args.latency < 0:
         parser.error("--identities and --latency must be 0 or more")
-    client_id = os.environ.get("SAILPOINT_CLIENT_ID") or ""
-    client_secret = os.environ.get("SAILPOINT_CLIENT_SECRET") or ""
-    generated = not (client_id and client_secret)
-    if generated:
-        client_id, client_secret = f"sim-{secrets.token_hex(8)}", secrets.token_urlsafe(24)
+    env, made_up = credentials(
+        os.environ,
+        {
+            "SAILPOINT_CLIENT_ID": lambda: f"sim-{secrets.token_hex(8)}",
+            "SAILPOINT_CLIENT_SECRET": lambda: secrets.token_urlsafe(24),
+        },
+    )
     app = create_app(
         identities=args.identities,
         seed=args.seed,
-        client_id=client_id,
-        client_secret=client_secret,
+        client_id=env["SAILPOINT_CLIENT_ID"],
+        client_secret=env["SAILPOINT_CLIENT_SECRET"],
         tenant=args.tenant,
         rate_limit=not args.no_rate_limit,
         latency=args.latency,
     )
-
-    def announce(url: str) -> None:
-        variables = {"SAILPOINT_BASE_URL": url}
-        if generated:
-            # printed on purpose: made up for this run so a person can configure the connector
-            variables.update(SAILPOINT_CLIENT_ID=client_id, SAILPOINT_CLIENT_SECRET=client_secret)
-        print_env(f"SailPoint simulator: {args.identities} identities, tenant {args.tenant}", variables)
-
-    return run_until_stopped(app, args.host, args.port, prog="idops sim sailpoint", announce=announce)
+    return run_simulator(
+        app,
+        args,
+        vendor="sailpoint",
+        banner=f"SailPoint simulator: {args.identities} identities, tenant {args.tenant}",
+        variables=lambda url: {"SAILPOINT_BASE_URL": url},
+        made_up=made_up,
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from connectors.entra import EntraConnector
 from connectors.entra_api import odata_string, risk_band
 from connectors.http import Response
 from standins import serving
+from standins.common import Fault
 from standins.entra import create_app
-from standins.entra_state import ROLES, STATE, EntraState, Fault
+from standins.entra_state import ROLES, STATE, EntraState
 from standins.seed import HOSTILE_NAMES
 
 SECRET = "sim-secret"
