@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Collection, Mapping, MutableSequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableSequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Optional, Union
 
@@ -138,6 +138,17 @@ def take_fault(faults: MutableSequence[Fault], method: str, path: str) -> Option
                 faults.remove(fault)
             return fault
     return None
+
+
+async def fault_answer(
+    request: web.Request,
+    faults: MutableSequence[Fault],
+    apply: Callable[[web.Request, Fault], Awaitable[Optional[web.StreamResponse]]],
+) -> Optional[web.StreamResponse]:
+    """The vendor's answer (`apply`) to the next fault queued for this request; None when there is
+    none, or when it only delays the request (which then goes on as usual)."""
+    fault = take_fault(faults, request.method, request.path)
+    return None if fault is None else await apply(request, fault)
 
 
 def drop_connection(request: web.Request) -> NoReturn:

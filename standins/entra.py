@@ -33,10 +33,10 @@ from .common import (
     credentials,
     drop_connection,
     expire_tokens,
+    fault_answer,
     fault_routes,
     run_simulator,
     simulator_parser,
-    take_fault,
 )
 from .entra_graph import (
     Missing,
@@ -181,11 +181,9 @@ async def graph_middleware(request: web.Request, handler: Callable) -> web.Strea
 
 
 async def _respond(request: web.Request, state: EntraState, handler: Callable) -> web.StreamResponse:
-    fault = take_fault(state.faults, request.method, request.path)
-    if fault is not None:
-        answer = await _apply_fault(request, fault)
-        if answer is not None:
-            return answer
+    answer = await fault_answer(request, state.faults, _apply_fault)
+    if answer is not None:
+        return answer
     header = request.headers.get("Authorization", "")
     expires = state.tokens.get(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
     if expires is None:

@@ -36,10 +36,10 @@ from .common import (
     admin_json,
     drop_connection,
     expire_tokens,
+    fault_answer,
     fault_routes,
     run_simulator,
     simulator_parser,
-    take_fault,
 )
 from .google_workspace_data import (
     ALERT_PAGE_MAX,
@@ -455,11 +455,9 @@ async def api_middleware(request: web.Request, handler: Callable) -> web.StreamR
 async def _respond(
     request: web.Request, state: WorkspaceState, record: RequestRecord, handler: Callable
 ) -> web.StreamResponse:
-    fault = take_fault(state.faults, request.method, request.path)
-    if fault is not None:
-        answer = await _apply_fault(request, fault)
-        if answer is not None:
-            return answer
+    answer = await fault_answer(request, state.faults, _apply_fault)
+    if answer is not None:
+        return answer
     header = request.headers.get("Authorization", "")
     known = state.tokens.get(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
     if known is None or time.monotonic() >= known[3]:

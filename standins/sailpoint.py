@@ -36,10 +36,10 @@ from .common import (
     credentials,
     drop_connection,
     expire_tokens,
+    fault_answer,
     fault_routes,
     run_simulator,
     simulator_parser,
-    take_fault,
 )
 from .idempotency import IdempotencyKeys
 from .seed import EPOCH, person
@@ -817,11 +817,9 @@ async def api_middleware(request: web.Request, handler: Callable) -> web.StreamR
 async def _respond(
     request: web.Request, state: SailPointState, record: RequestRecord, handler: Callable
 ) -> web.StreamResponse:
-    fault = take_fault(state.faults, request.method, request.path)
-    if fault is not None:
-        response = await _apply_fault(request, fault)
-        if response is not None:
-            return response
+    response = await fault_answer(request, state.faults, _apply_fault)
+    if response is not None:
+        return response
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return _unauthorized("Authorization header is missing or is not a Bearer token")
