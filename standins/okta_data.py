@@ -416,10 +416,10 @@ class OktaState:
         """Change the user's risk and write the System Log event that says so; returns the event."""
         previous, _ = self.risk_level(index)
         self.risk[index] = (level, reason)
+        # the server's clock, as Okta stamps events: several may share a millisecond (the log keeps
+        # them in order by position), and none is stamped ahead of the clock a query's `until` reads
         published = datetime.now(timezone.utc)
-        if self.events and iso(published) <= self.events[-1]["published"]:
-            published = parse_time(self.events[-1]["published"], "published") + timedelta(milliseconds=1)
-        event = self._event(index, level, previous, reason, event_type, published, actor)
+        event = self._event(index, level, previous, reason, event_type, published, actor, len(self.events))
         self.events.append(event)
         return event
 
@@ -432,12 +432,12 @@ class OktaState:
         event_type: str,
         published: datetime,
         actor: str,
+        serial: int = -1,
     ) -> dict:
         p = person(index, seed=self.seed)
+        name = f"okta:{self.seed}:{index}:{iso(published)}:{event_type}:{serial}"
         return {
-            "uuid": str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"okta:{self.seed}:{index}:{iso(published)}:{event_type}")
-            ),
+            "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
             "published": iso(published),
             "eventType": event_type,
             "version": "0",
