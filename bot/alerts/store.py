@@ -114,3 +114,10 @@ def m003_digests_and_cursors(db: Database) -> None:
     # and how many changes-only sweeps ran since the last full one.
     db.execute("ALTER TABLE alert_sweeps ADD COLUMN cursor TEXT")
     db.execute("ALTER TABLE alert_sweeps ADD COLUMN since_full INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m004_auto_action(db: Database) -> None:
+    # The action an auto-containment rule ran on entering critical, as the card shows it (JSON: request
+    # id, action, rule, status, message, undo id and status); NULL when no rule ran.
+    db.execute("ALTER TABLE alerts ADD COLUMN auto TEXT")

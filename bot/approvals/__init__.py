@@ -27,6 +27,7 @@ containment rows) and `containment` (`ApprovalService`: reverting them, exactly 
 
 from __future__ import annotations
 
+from .automatic import actor as auto_actor
 from .containment import ApprovalService
 from .records import (
     DENY_NEEDS_REASON,
@@ -65,6 +66,7 @@ __all__ = [
     "RequestNotFound",
     "State",
     "Status",
+    "auto_actor",
     "checked_reason",
     "duration_text",
     "parse_action",

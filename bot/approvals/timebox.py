@@ -68,6 +68,14 @@ def m011_containments(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX containments_due ON containments (status, due_at)")
 
 
+@MIGRATIONS()
+def m012_reminder_state(db: sqlite_utils.Database) -> None:
+    # whether the reminder reached the card's thread: NULL (not due yet), 'sending' (claimed, being
+    # posted), 'failed' (Slack refused or could not be reached: the next sweep posts it again), 'posted'
+    db.execute("ALTER TABLE containments ADD COLUMN reminder_state TEXT")
+    db.execute("UPDATE containments SET reminder_state = 'posted' WHERE reminded_at IS NOT NULL")
+
+
 class State(str, enum.Enum):
     ACTIVE = "active"  # contained, reverts at due_at
     HELD = "held"  # due, but the identity's risk was high or critical: waits for a person
