@@ -78,6 +78,16 @@ def m003_outcome_check(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE approvals ADD COLUMN outcome_check TEXT")
 
 
+@MIGRATIONS()
+def m004_approval_rules(db: sqlite_utils.Database) -> None:
+    # the approval rule chosen for the request (JSON: name, approvals, groups, break-glass group,
+    # escalation), the last escalation step mentioned (compare-and-set, so it is said once), and who
+    # approved alone under a break-glass rule
+    db.execute("ALTER TABLE approvals ADD COLUMN rule TEXT")
+    db.execute("ALTER TABLE approvals ADD COLUMN escalation_step INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE approvals ADD COLUMN break_glass_by TEXT")
+
+
 class Directory(Protocol):
     """Who is in a Slack user group and which Slack user has an email (bot/directory.py over Slack)."""
 
@@ -134,6 +144,12 @@ class ApprovalRequest:
     outcome_check: Optional[str] = None
     #: time-boxed: how long the action lasts once done, then idops undoes it (None: until undone)
     duration_seconds: Optional[int] = None
+    #: the approval rule chosen for it (name, approvals, groups, break_glass, escalation; see rules.py)
+    rule: Optional[Mapping[str, Any]] = None
+    #: the last escalation step mentioned in the card's thread (0: none yet)
+    escalation_step: int = 0
+    #: who approved it alone under the rule's break-glass group (critical risk only)
+    break_glass_by: Optional[str] = None
 
     @property
     def retryable(self) -> bool:
@@ -157,6 +173,7 @@ class ApprovalRequest:
             target=dict(self.target),
             approvers=list(self.approvers),
             result=dict(self.result) if self.result is not None else None,
+            rule=dict(self.rule) if self.rule is not None else None,
         )
         return data
 
@@ -271,4 +288,7 @@ def from_row(row: Mapping[str, Any]) -> ApprovalRequest:
         attempts=row["attempts"],
         outcome_check=row.get("outcome_check"),
         duration_seconds=row.get("duration_seconds"),
+        rule=json.loads(row["rule"]) if row.get("rule") else None,
+        escalation_step=row.get("escalation_step") or 0,
+        break_glass_by=row.get("break_glass_by"),
     )
