@@ -31,10 +31,10 @@ lint: venv
 	# connectors/ is embedded in SOAR runtimes that run Python 3.9
 	$(VENV)/bin/vermin --no-tips --violations -t=3.9- --eval-annotations --backport dataclasses connectors/
 
-# Debian packages the tests need (Chromium): installed when root, else the exact apt-get line. First
-# in `test` and `unit`, so a machine without them stops at once, before minutes of building.
+# Debian packages the tests need (Chromium, the PostgreSQL server): installed when root, else the exact
+# apt-get line. First in `test` and `unit`, so a machine without them stops at once, before minutes of building.
 system-deps:
-	@sh scripts/system-deps
+	@sh scripts/system-deps postgresql
 
 unit: system-deps venv soar
 	$(PY) -m pytest -q

@@ -3,9 +3,10 @@ harnesses behind them in tests/support/."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from support.postgres import PgDatabase, PostgresCluster, running_cluster
 from support.sims import HomeBaseSim
 
 from standins import homebase, serving
@@ -20,3 +21,20 @@ async def homebase_sim(request: pytest.FixtureRequest) -> AsyncIterator[HomeBase
     app = homebase.create_app(**{"identities": 60, "rate_limits": False, **(marker.kwargs if marker else {})})
     async with serving(app) as url:
         yield HomeBaseSim(url, app[homebase.STATE])
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster (tests/support/postgres.py), started on first use, once per session."""
+    try:
+        with running_cluster() as cluster:
+            yield cluster
+    except RuntimeError as exc:  # no binaries or initdb failed: say what to do, never skip
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def pg_database(postgres_cluster: PostgresCluster) -> Iterator[PgDatabase]:
+    """A fresh PostgreSQL database for one test, owned by a role that is not a superuser."""
+    with postgres_cluster.database() as database:
+        yield database
