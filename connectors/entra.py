@@ -11,9 +11,9 @@ Rules this module keeps:
   with `$filter`, `endswith`) are sent with `ConsistencyLevel: eventual` and `$count=true`.
 * Paging follows the whole `@odata.nextLink`, and only while it points at `graph_url` (the bearer token
   never goes to another host). The next page is fetched while the caller handles the current one.
-* Privilege: any directory role makes a user privileged. A listing reads the members of every activated
-  role once; `get_identity` reads the user's transitive role membership (so a role held through a
-  role-assignable group counts there, and at an approval's re-read, but not in a listing).
+* Privilege: any directory role makes a user privileged, held directly or through a role-assignable
+  group. A listing reads the members of every activated role once and the transitive members of each
+  group among them once; `get_identity` reads the user's transitive role membership.
 * Risk comes from Identity Protection (Entra ID P2), mapped to idops bands by the rule in
   `connectors.entra_api` (confirmed compromised is critical, atRisk high is high, ...). A tenant without
   P2 (403) has unknown risk for everyone: logged once per connector, and `check` says so.

@@ -1,12 +1,13 @@
 """Entra listings and the change feed, mixed into `connectors.entra.EntraConnector` (which supplies the
 Graph requests, paging and identity mapping declared below).
 
-Rules: a listing reads the members of every activated directory role once and the riskyUsers not at the
-default, both at once (if one read fails the other is cancelled), then pages `/users`; a tenant without
-Entra ID P2 (403 on riskyUsers) has unknown risk for everyone, logged once per connector. The change
-feed takes a riskLastUpdatedDateTime cursor, refuses one unreadable or older than 90 days (list in full
-instead), reads the changed users 15 a request and 20 requests a JSON `$batch` (a read the batch did not
-answer with 200 is sent on its own), with roles as the last listing read them (at most ROLES_MAX_AGE old).
+Rules: a listing reads the members of every activated directory role once (and the transitive members of
+each role-assignable group among them once) and the riskyUsers not at the default, both at once (if one
+read fails the other is cancelled), then pages `/users`; a tenant without Entra ID P2 (403 on
+riskyUsers) has unknown risk for everyone, logged once per connector. The change feed takes a
+riskLastUpdatedDateTime cursor, refuses one unreadable or older than 90 days (list in full instead),
+reads the changed users 15 a request and 20 requests a JSON `$batch` (a read the batch did not answer
+with 200 is sent on its own), with roles as the last listing read them (at most ROLES_MAX_AGE old).
 """
 
 from __future__ import annotations
@@ -84,20 +85,47 @@ class EntraListing:
         raise NotImplementedError
 
     async def role_members(self) -> dict[str, tuple[str, ...]]:
-        """user id -> names of the activated directory roles it is a direct member of."""
+        """user id -> names of the activated directory roles it holds, directly or through a
+        role-assignable group. Each role's members are read once (users, groups and apps, 1,000 a page:
+        Graph takes no `$top` there), then each such group's transitive user members once, whatever
+        number of roles it holds."""
         members: dict[str, tuple[str, ...]] = {}
         shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per combination of roles
+        groups: dict[str, list[str]] = {}  # group id -> the roles it holds
+
+        def grant(user: Any, names: Sequence[str]) -> None:
+            if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+                return
+            held = members.get(user["id"], ())
+            held = (*held, *(name for name in names if name not in held))
+            members[user["id"]] = shared.setdefault(held, held)
+
         async for roles, _ in self._collection("/v1.0/directoryRoles", {"$select": "id,displayName"}):
             for role in roles:
                 if not isinstance(role, dict) or not isinstance(role.get("id"), str):
                     continue
                 name = text_or_none(role.get("displayName")) or role["id"]
-                path = f"/v1.0/directoryRoles/{quote(role['id'], safe='')}/members/microsoft.graph.user"
+                path = f"/v1.0/directoryRoles/{quote(role['id'], safe='')}/members"
+                async for rows, _ in self._collection(path, {"$select": "id"}):
+                    for row in rows:
+                        kind = row.get("@odata.type") if isinstance(row, dict) else None
+                        if kind == "#microsoft.graph.user":
+                            grant(row, (name,))
+                        elif kind == "#microsoft.graph.group" and isinstance(row.get("id"), str):
+                            groups.setdefault(row["id"], []).append(name)
+                        # service principals (apps) and devices hold roles too, but are no identity
+        for group_id, names in groups.items():
+            path = f"/v1.0/groups/{quote(group_id, safe='')}/transitiveMembers/microsoft.graph.user"
+            try:
                 async for users, _ in self._collection(path, {"$select": "id", "$top": MAX_PAGE}):
                     for user in users:
-                        if isinstance(user, dict) and isinstance(user.get("id"), str):
-                            held = (*members.get(user["id"], ()), name)
-                            members[user["id"]] = shared.setdefault(held, held)
+                        grant(user, names)
+            except PermissionDeniedError as exc:
+                exc.message += (
+                    " (a group holds a directory role: reading its members needs GroupMember.Read.All;"
+                    " without it its members' privilege would be missed, so the listing stops)"
+                )
+                raise
         return members
 
     async def risk_by_user(self, since: Optional[str] = None) -> Optional[dict[str, tuple]]:

@@ -45,6 +45,7 @@ from .entra_graph import (
     get_risky,
     get_user,
     graph_error,
+    group_members,
     list_risky,
     list_roles,
     list_users,
@@ -109,7 +110,8 @@ async def admin_risk_score(request: web.Request) -> web.Response:
 
 
 async def admin_settings(request: web.Request) -> web.Response:
-    """POST /_admin/settings {"p2": bool, "throttle": [requests, seconds] | null, "token_ttl": s}."""
+    """POST /_admin/settings {"p2": bool, "throttle": [requests, seconds] | null, "token_ttl": s,
+    "group_read": bool (false: group members are refused, as to an app without GroupMember.Read.All)}."""
     state = request.app[STATE]
     body = await admin_json(request)
     if "p2" in body:
@@ -120,7 +122,16 @@ async def admin_settings(request: web.Request) -> web.Response:
         state.window.clear()
     if "token_ttl" in body:
         state.token_ttl = int(body["token_ttl"])
-    return web.json_response({"p2": state.p2, "throttle": state.throttle, "token_ttl": state.token_ttl})
+    if "group_read" in body:
+        state.group_read = bool(body["group_read"])
+    return web.json_response(
+        {
+            "p2": state.p2,
+            "throttle": state.throttle,
+            "token_ttl": state.token_ttl,
+            "group_read": state.group_read,
+        }
+    )
 
 
 async def admin_stats(request: web.Request) -> web.Response:
@@ -244,7 +255,10 @@ def create_app(
     app.router.add_post("/v1.0/users/{id}/revokeSignInSessions", revoke_sessions)
     app.router.add_get("/v1.0/users/{id}/transitiveMemberOf/microsoft.graph.directoryRole", member_of_roles)
     app.router.add_get("/v1.0/directoryRoles", list_roles)
+    app.router.add_get("/v1.0/directoryRoles/{role}/members", role_members)
     app.router.add_get("/v1.0/directoryRoles/{role}/members/microsoft.graph.user", role_members)
+    app.router.add_get("/v1.0/groups/{group}/transitiveMembers", group_members)
+    app.router.add_get("/v1.0/groups/{group}/transitiveMembers/microsoft.graph.user", group_members)
     app.router.add_get("/v1.0/identityProtection/riskyUsers", list_risky)
     app.router.add_get("/v1.0/identityProtection/riskyUsers/{id}", get_risky)
     app.router.add_post(

@@ -21,11 +21,13 @@ from .entra_state import (
     ADVANCED_OPS,
     DEFAULT_SELECT,
     DOMAIN,
+    GROUPS,
     MAX_TOP,
     RISKY_FILTERS,
     RISKY_MAX_TOP,
     ROLES,
     SCOPE,
+    SERVICE_PRINCIPAL,
     STATE,
     USER_FIELDS,
     USER_FILTERS,
@@ -33,6 +35,8 @@ from .entra_state import (
     iso,
 )
 from .seed import EPOCH
+
+ROLE_MEMBERS_PAGE = 1000  # a directory role's members come 1,000 a page; $top is not supported
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -388,17 +392,58 @@ async def list_roles(request: web.Request) -> web.Response:
 
 
 async def role_members(request: web.Request) -> web.Response:
+    """GET /directoryRoles/{id}/members: the role's groups, apps (service principals) and users, as
+    directoryObjects with their `@odata.type`; `/members/microsoft.graph.user` keeps only the users."""
     state = request.app[STATE]
     role = next((r for r in ROLES if r[0] == request.match_info["role"]), None)
     if role is None:
         return not_found(request, request.match_info["role"])
-    top, start = _top(request, MAX_TOP, 100), _skip(request)
-    every, offset = role[3], role[4]
-    members = range(offset, state.users, every)
-    page = members[start : start + top]
-    rows = [{"@odata.type": "#microsoft.graph.user", "id": state.user_id(i)} for i in page]
-    more = start + top if start + top < len(members) else None
-    return _collection(request, "users", rows, more, None)
+    if "$top" in request.query:  # Graph documents 1,000 a page here and no $top
+        raise FilterError(
+            "The query parameter '$top' is not supported on this relationship.", "Request_UnsupportedQuery"
+        )
+    top, start = ROLE_MEMBERS_PAGE, _skip(request)
+    others: list[dict] = []
+    if not request.path.endswith("/microsoft.graph.user"):
+        others = [
+            {"@odata.type": "#microsoft.graph.group", "id": gid, "displayName": name}
+            for gid, name, roles, _, _ in GROUPS
+            if role[0] in roles
+        ]
+        if SERVICE_PRINCIPAL[2] == role[0]:
+            sp_id, sp_name, _ = SERVICE_PRINCIPAL
+            others.append(
+                {"@odata.type": "#microsoft.graph.servicePrincipal", "id": sp_id, "displayName": sp_name}
+            )
+    users = range(role[4], state.users, role[3])
+    return _members_page(request, state, others, users, start, top)
+
+
+async def group_members(request: web.Request) -> web.Response:
+    """GET /groups/{id}/transitiveMembers[/microsoft.graph.user]: a role-assignable group's users (such a
+    group cannot hold other groups, so its transitive members are its members)."""
+    state = request.app[STATE]
+    if not state.group_read:
+        return graph_error(
+            request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+        )
+    users = state.group_members(request.match_info["group"])
+    if users is None:
+        return not_found(request, request.match_info["group"])
+    return _members_page(request, state, [], users, _skip(request), _top(request, MAX_TOP, 100))
+
+
+def _members_page(
+    request: web.Request, state: EntraState, others: list[dict], users: range, start: int, top: int
+) -> web.Response:
+    """One page of a directoryObject collection: `others` first, then the users at `users` indices."""
+    total = len(others) + len(users)
+    end = min(start + top, total)
+    rows = others[start:end] + [
+        {"@odata.type": "#microsoft.graph.user", "id": state.user_id(i)}
+        for i in users[max(0, start - len(others)) : max(0, end - len(others))]
+    ]
+    return _collection(request, "directoryObjects", rows, end if end < total else None, None)
 
 
 async def list_risky(request: web.Request) -> web.Response:

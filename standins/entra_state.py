@@ -48,6 +48,30 @@ ROLES = (
         11,
     ),
 )
+# role-assignable groups: (group id, displayName, ids of the roles it holds, every Nth user from an
+# offset is a member); their members hold those roles without being the roles' direct members
+GROUPS = (
+    (
+        "7c2d9e40-0000-4000-8000-0000000000a1",
+        "Identity Operators",
+        ("5e6a4b1c-0000-4000-8000-000000000002", "5e6a4b1c-0000-4000-8000-000000000003"),
+        131,
+        19,
+    ),
+    (
+        "7c2d9e40-0000-4000-8000-0000000000a2",
+        "Tier 0 Admins",
+        ("5e6a4b1c-0000-4000-8000-000000000001",),
+        179,
+        23,
+    ),
+)
+# a service principal (an app) that holds a role: a role's members are not only users and groups
+SERVICE_PRINCIPAL = (
+    "3b8f1e22-0000-4000-8000-0000000000b1",
+    "Backup Automation",
+    "5e6a4b1c-0000-4000-8000-000000000003",
+)
 RISK_EVERY, RISK_OFFSET = 20, 7  # every 20th user from 7 has a riskyUser record
 USER_FIELDS = (
     "id displayName givenName surname mail userPrincipalName accountEnabled createdDateTime userType"
@@ -112,6 +136,7 @@ class EntraState:
     client_secret: str
     certificates: dict[str, Any] = field(default_factory=dict)  # x5t (base64url) -> public key
     p2: bool = True
+    group_read: bool = True  # False: the app lacks GroupMember.Read.All (group members are 403)
     token_ttl: int = 3599
     throttle: Optional[tuple[int, float]] = (2000, 10.0)  # requests per period per app, else None
     enabled: dict[int, bool] = field(default_factory=dict)
@@ -185,7 +210,18 @@ class EntraState:
         return doc
 
     def roles_of(self, index: int) -> list[tuple[str, str, str]]:
-        return [(rid, name, tpl) for rid, name, tpl, every, offset in ROLES if index % every == offset]
+        """The roles a user holds directly or through a role-assignable group (transitively)."""
+        held = {rid for _, _, roles, every, offset in GROUPS if index % every == offset for rid in roles}
+        return [
+            (rid, name, tpl)
+            for rid, name, tpl, every, offset in ROLES
+            if index % every == offset or rid in held
+        ]
+
+    def group_members(self, group_id: str) -> Optional[range]:
+        """The indices of a role-assignable group's members; None for no such group."""
+        group = next((g for g in GROUPS if g[0] == group_id), None)
+        return None if group is None else range(group[4], self.users, group[3])
 
     # --- risk -------------------------------------------------------------------------------------
     def base_risk(self, index: int) -> Optional[tuple[str, str, str, str]]:
