@@ -191,6 +191,7 @@ def containment_status(request: ApprovalRequest, item: Optional[Containment]) ->
         State.FAILED: ":x: The revert failed; still contained",
         State.UNKNOWN: ":warning: Revert sent, outcome unknown; idops reads it back",
         State.PERMANENT: f":lock: Made permanent{by}",
+        State.GONE: f":information_source: Closed: {esc(item.note, 300)}",
     }[item.status]
 
 
@@ -208,6 +209,11 @@ def containment_reply(
         return message(text, [SectionBlock(text=_md(text)), containment_buttons(request, item)])
     if item.status is State.PERMANENT:
         return text_message(f":lock: {user_ref(item.decided_by)} made the containment of *{name}* permanent.")
+    if item.status is State.GONE:
+        return text_message(
+            f":information_source: {user_ref(request.requested_by)} the time box of *{name}* ended, and"
+            f" nothing was reverted: {esc(item.note, 500)} The containment is closed."
+        )
     if revert is None:
         return text_message(f"Containment of *{name}*: {item.status.value}.")
     reply = result_reply(revert)

@@ -40,14 +40,16 @@ class ContainmentFlow:
         reminded = self.service.remind_due()
         for request_id in reminded:
             request, item = self.service.get(request_id), self.service.containment(request_id)
-            if item is not None:
-                await self._thread(request, approval_cards.reminder(request, item))
+            posted = item is not None and await self._thread(request, approval_cards.reminder(request, item))
+            # a reminder Slack did not take is posted again by the next sweep (once)
+            self.service.reminder_sent(request_id, posted)
         return changed + reminded
 
-    async def _thread(self, request: ApprovalRequest, reply: Message) -> None:
-        """Post `reply` in the thread of the request's card (logged, not raised, when Slack fails)."""
+    async def _thread(self, request: ApprovalRequest, reply: Message) -> bool:
+        """Post `reply` in the thread of the request's card; False (logged, not raised) when Slack fails.
+        A card that never reached Slack has no thread: nothing to post, True."""
         if not (request.message_channel and request.message_ts):
-            return
+            return True
         try:
             await self.client.chat_postMessage(
                 channel=request.message_channel, thread_ts=request.message_ts, **reply
@@ -55,6 +57,8 @@ class ContainmentFlow:
         except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # the card shows the state; a lost thread reply must not stop the sweep
             log.warning("a containment reply for %s was not posted in its thread: %s", request.id, exc)
+            return False
+        return True
 
     async def revert_now(self, request_id: str, user: str) -> Optional[Message]:
         """*Revert now*: the requester or a responder; the outcome goes to the card and its thread."""

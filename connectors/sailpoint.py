@@ -1,4 +1,4 @@
-"""SailPoint Identity Security Cloud: identities over the REST API, and disable as the one response action.
+"""SailPoint Identity Security Cloud: identities over the REST API; disable and enable (its undo) accounts.
 
 Auth is OAuth2 client credentials (`POST /oauth/token`; a personal access token uses the same form).
 The token is cached, renewed before `expires_in`, and fetched again once when the API answers 401.
@@ -68,7 +68,7 @@ class SailPointConnector(Connector):
 
     kind = "sailpoint"
     label = PROVIDER
-    capabilities = frozenset({Action.DISABLE})
+    capabilities = frozenset({Action.DISABLE, Action.ENABLE})  # enable undoes disable
     settings = frozenset(
         {
             "base_url",
@@ -426,10 +426,13 @@ class SailPointConnector(Connector):
                 return accounts, response.client_request_id
 
     async def action_in_effect(self, action: Action, identity_id: str) -> Optional[bool]:
-        """Disable is readable: in effect when every account of the identity is disabled."""
-        if action is not Action.DISABLE:
+        """Disable and enable are readable: in effect when every account of the identity is disabled
+        (DISABLE), or none is (ENABLE)."""
+        if action not in (Action.DISABLE, Action.ENABLE):
             return None
         accounts, _ = await self._accounts(checked_id(identity_id))
+        if action is Action.ENABLE:
+            return bool(accounts) and not any(account.get("disabled") for account in accounts)
         return bool(accounts) and all(account.get("disabled") for account in accounts)
 
     async def disable(self, identity_id: str, reason: str) -> ActionResult:
@@ -437,54 +440,66 @@ class SailPointConnector(Connector):
 
         SailPoint's disable request has no reason field: `reason` stays in idops' own audit trail.
         """
+        return await self._toggle(Action.DISABLE, identity_id)
+
+    async def enable(self, identity_id: str, reason: str = "") -> ActionResult:
+        """The undo of `disable`: enable every disabled account of the identity (`POST
+        /v3/accounts/{id}/enable`, one queued task per account). An account disabled before idops
+        disabled the others is enabled too: SailPoint keeps no record of who disabled what."""
+        return await self._toggle(Action.ENABLE, identity_id)
+
+    async def _toggle(self, action: Action, identity_id: str) -> ActionResult:
+        """Send `disable` or `enable` to each account not already so; `completed` when none needed it."""
+        verb = "disable" if action is Action.DISABLE else "enable"
         identity_id = checked_id(identity_id)
         accounts, request_id = await self._accounts(identity_id)
         if not accounts:
             await self.get_identity(identity_id)  # NotFoundError when there is no such identity
             raise ConflictError(
-                f"identity {identity_id} has no accounts to disable", provider=PROVIDER, request_id=request_id
+                f"identity {identity_id} has no accounts to {verb}", provider=PROVIDER, request_id=request_id
             )
-        enabled = [account for account in accounts if not account.get("disabled")]
-        if not enabled:
+        wanted = action is Action.DISABLE
+        todo = [account for account in accounts if bool(account.get("disabled")) is not wanted]
+        if not todo:
             return ActionResult(
-                action=Action.DISABLE,
+                action=action,
                 identity_id=identity_id,
                 connector=self.name,
                 status=ActionResult.COMPLETED,
-                message=f"all {len(accounts)} accounts were already disabled",
+                message=f"all {len(accounts)} accounts were already {verb}d",
             )
         tasks: list[str] = []
-        for account in enabled:
+        for account in todo:
             try:
                 response = await self._api(
                     "POST",
-                    f"{self.accounts_path}/{quote(account['id'], safe='')}/disable",
+                    f"{self.accounts_path}/{quote(account['id'], safe='')}/{verb}",
                     json_body={},
-                    idempotent=True,  # disabling twice leaves the account as disabling once does
+                    idempotent=True,  # sending it twice leaves the account as sending it once does
                     idempotency_key=self.idempotency_key(account["id"]),
                 )
             except ConnectorError as exc:
                 if tasks:
                     exc.message = (
-                        f"{exc.message} (after queuing {len(tasks)} of {len(enabled)}: {', '.join(tasks)})"
+                        f"{exc.message} (after queuing {len(tasks)} of {len(todo)}: {', '.join(tasks)})"
                     )
                 raise
             data = response.json(PROVIDER)
             task = data.get("id") if isinstance(data, dict) else None
             if not isinstance(task, str):
                 raise ProviderUnavailableError(
-                    "accepted a disable without a task id",
+                    f"accepted the {verb} request without a task id",
                     provider=PROVIDER,
                     request_id=response.client_request_id,
                 )
             tasks.append(task)
-        sources = ", ".join(str(account.get("sourceName") or account["id"]) for account in enabled)
+        sources = ", ".join(str(account.get("sourceName") or account["id"]) for account in todo)
         return ActionResult(
-            action=Action.DISABLE,
+            action=action,
             identity_id=identity_id,
             connector=self.name,
             status=ActionResult.QUEUED,
             reference=",".join(tasks),
-            message=f"disable queued for {len(enabled)} account(s): {sources}",
-            raw={"tasks": tasks, "accounts": [account["id"] for account in enabled]},
+            message=f"{verb} queued for {len(todo)} account(s): {sources}",
+            raw={"tasks": tasks, "accounts": [account["id"] for account in todo]},
         )

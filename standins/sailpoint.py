@@ -1,4 +1,5 @@
-"""SailPoint Identity Security Cloud stand-in: OAuth2 client credentials, identities, accounts, disable.
+"""SailPoint Identity Security Cloud stand-in: OAuth2 client credentials, identities, accounts, disable
+and enable.
 
 Serves the paths idops and the official SDK use (`/v2024/identities`, `/v2025/identities`,
 `/identities/v1`, `/v3/accounts`, `/accounts/v1`, ...) with the spec's shapes
@@ -13,6 +14,7 @@ import asyncio
 import collections
 import functools
 import hashlib
+import itertools
 import json
 import math
 import operator
@@ -22,7 +24,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
@@ -334,6 +336,8 @@ class SailPointState:
     require_experimental: bool = False
     risk: dict[int, Optional[int]] = field(default_factory=dict)
     disabled_accounts: set[str] = field(default_factory=set)
+    #: identities deleted through the admin API: 404 everywhere, gone from lists
+    deleted: set[int] = field(default_factory=set)
     touched: set[int] = field(default_factory=set)
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     tokens_issued: int = 0
@@ -363,7 +367,7 @@ class SailPointState:
             index = int(identity_id[-8:], 16)
         except ValueError:
             return None
-        ok = index < self.identities and self.identity_id(index) == identity_id
+        ok = index < self.identities and index not in self.deleted and self.identity_id(index) == identity_id
         return index if ok else None
 
     def account_of(self, account_id: Any) -> Optional[tuple[int, int]]:
@@ -373,8 +377,27 @@ class SailPointState:
             index, n = int(account_id[-10:-2], 16), int(account_id[-2:], 16)
         except ValueError:
             return None
-        ok = index < self.identities and n < len(SOURCES) and self.account_id(index, n) == account_id
+        ok = (
+            index < self.identities
+            and index not in self.deleted
+            and n < len(SOURCES)
+            and self.account_id(index, n) == account_id
+        )
         return (index, n) if ok else None
+
+    def alive(self, start: int = 0) -> Iterator[int]:
+        """Identity indices not deleted, in order, from the `start`-th of them."""
+        if not self.deleted:
+            return iter(range(start, self.identities))
+        return itertools.islice((i for i in range(self.identities) if i not in self.deleted), start, None)
+
+    @property
+    def count(self) -> int:
+        return self.identities - len(self.deleted)
+
+    def delete(self, index: int) -> None:
+        """The identity and its accounts are gone (404 for their ids, missing from lists)."""
+        self.deleted.add(index)
 
     def identity(self, index: int) -> dict:
         """Identity `index` as the API returns it (spec schema `Identity`)."""
@@ -471,6 +494,13 @@ class SailPointState:
         self.touched.add(index)
         task = uuid.uuid4().hex
         self.tasks[task] = {"action": "disable", "account": self.account_id(index, n)}
+        return task
+
+    def enable_account(self, index: int, n: int) -> str:
+        self.disabled_accounts.discard(self.account_id(index, n))
+        self.touched.add(index)
+        task = uuid.uuid4().hex
+        self.tasks[task] = {"action": "enable", "account": self.account_id(index, n)}
         return task
 
     def issue_token(self, client_id: str) -> str:
@@ -635,15 +665,14 @@ async def list_identities(request: web.Request) -> web.Response:
         raise FilterError("'defaultFilter' must be CORRELATED_ONLY or NONE")
     # every simulated identity is correlated, so defaultFilter never hides one
     if listing.node is None and not listing.sorters:
-        end = min(listing.offset + listing.limit, state.identities)
-        body = _join(state.identity_json(i) for i in range(listing.offset, end))
-        return _page(listing, state.identities, body)
+        shown = itertools.islice(state.alive(listing.offset), listing.limit)
+        return _page(listing, state.count, _join(state.identity_json(i) for i in shown))
     pinned = _equalities(listing.node, ("id",))
     if pinned is not None:
         candidates: Iterable[int] = sorted({i for i in map(state.index_of, pinned) if i is not None})
     else:
         emails = _equalities(listing.node, ("email", "emailAddress"))
-        candidates = range(state.identities) if emails is None else sorted(_email_indices(emails, state))
+        candidates = state.alive() if emails is None else sorted(_email_indices(emails, state))
     docs = [state.identity(i) for i in candidates]
     if listing.node is not None:
         docs = [doc for doc in docs if evaluate(listing.node, doc, IDENTITY_GETTERS)]
@@ -656,7 +685,7 @@ def _email_indices(emails: list[Any], state: SailPointState) -> set[int]:
     found = set()
     for email in emails:
         match = re.search(r"\.(\d+)@", email) if isinstance(email, str) else None
-        if match and int(match.group(1)) < state.identities:
+        if match and int(match.group(1)) < state.identities and int(match.group(1)) not in state.deleted:
             found.add(int(match.group(1)))
     return found
 
@@ -675,10 +704,13 @@ async def list_accounts(request: web.Request) -> web.Response:
     if request.query.get("detailLevel", "FULL") not in ("SLIM", "FULL"):
         raise FilterError("'detailLevel' must be SLIM or FULL")
     per = len(SOURCES)
-    total = state.identities * per
+    total = state.count * per
+    every = ((i, n) for i in state.alive() for n in range(per))
     if listing.node is None and not listing.sorters:
-        end = min(listing.offset + listing.limit, total)
-        docs = [state.account(k // per, k % per) for k in range(listing.offset, end)]
+        docs = [
+            state.account(i, n)
+            for i, n in itertools.islice(every, listing.offset, listing.offset + listing.limit)
+        ]
         return _page(listing, total, _dumps(docs))
     keys: Iterable[tuple[int, int]]
     owners = _equalities(listing.node, ("identityId",))
@@ -689,7 +721,7 @@ async def list_accounts(request: web.Request) -> web.Response:
     elif ids is not None:
         keys = sorted({key for key in map(state.account_of, ids) if key is not None})
     else:
-        keys = ((k // per, k % per) for k in range(total))
+        keys = every
     docs = [state.account(i, n) for i, n in keys]
     if listing.node is not None:
         docs = [doc for doc in docs if evaluate(listing.node, doc, ACCOUNT_GETTERS)]
@@ -722,8 +754,9 @@ def _once(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Callable
     return once
 
 
-@_once
-async def disable_account(request: web.Request) -> web.Response:
+async def _toggle(request: web.Request, enable: bool) -> web.Response:
+    """POST /v3/accounts/{id}/disable | enable (spec `disableAccount`, `enableAccount`): 202 with the
+    task, 404 for an unknown account, 400 for a body that is no AccountToggleRequest."""
     state = request.app[STATE]
     key = state.account_of(request.match_info["id"])
     if key is None:
@@ -731,17 +764,26 @@ async def disable_account(request: web.Request) -> web.Response:
     problem = await _toggle_body(request)
     if problem is not None:
         return problem
-    return web.json_response({"id": state.disable_account(*key)}, status=202)
+    task = state.enable_account(*key) if enable else state.disable_account(*key)
+    return web.json_response({"id": task}, status=202)
 
 
-@_once
-async def disable_identity_account(request: web.Request) -> web.Response:
-    """Disable the identity's IdentityNow account (the `/identities-accounts/{id}/disable` endpoint)."""
+disable_account = _once(functools.partial(_toggle, enable=False))
+enable_account = _once(functools.partial(_toggle, enable=True))
+
+
+async def _toggle_identity(request: web.Request, enable: bool) -> web.Response:
+    """The identity's IdentityNow account (`/identities-accounts/{id}/disable` or `/enable`)."""
     state = request.app[STATE]
     index = state.index_of(request.match_info["id"])
     if index is None:
         return _not_found()
-    return web.json_response({"id": state.disable_account(index, 0)}, status=202)
+    task = state.enable_account(index, 0) if enable else state.disable_account(index, 0)
+    return web.json_response({"id": task}, status=202)
+
+
+disable_identity_account = _once(functools.partial(_toggle_identity, enable=False))
+enable_identity_account = _once(functools.partial(_toggle_identity, enable=True))
 
 
 # --- admin -----------------------------------------------------------------------------------------
@@ -759,6 +801,16 @@ async def admin_risk(request: web.Request) -> web.Response:
         return admin_error("risk_score must be an integer from 0 to 100, or null")
     state.set_risk(index, score)
     return web.json_response(state.identity(index))
+
+
+async def admin_delete(request: web.Request) -> web.Response:
+    """DELETE /_admin/identity/{id}: the identity is deleted at the provider (404 from then on)."""
+    state = request.app[STATE]
+    index = state.index_of(request.match_info["id"])
+    if index is None:
+        return web.json_response({"error": "no such identity"}, status=404)
+    state.delete(index)
+    return web.json_response({"deleted": request.match_info["id"]})
 
 
 async def admin_stats(request: web.Request) -> web.Response:
@@ -883,10 +935,13 @@ def create_app(
     for root in ("/{version:v3|v2024|v2025}/accounts", "/accounts/v1"):
         app.router.add_get(root, list_accounts)
         app.router.add_post(root + "/{id}/disable", disable_account)
+        app.router.add_post(root + "/{id}/enable", enable_account)
     for root in ("/{version:v3|v2024|v2025}/identities-accounts", "/identities-accounts/v1"):
         app.router.add_post(root + "/{id}/disable", disable_identity_account)
+        app.router.add_post(root + "/{id}/enable", enable_identity_account)
     fault_routes(app, STATE, FAULT_KINDS, expire=expire_tokens)
     app.router.add_post("/_admin/identity/{id}/risk", admin_risk)
+    app.router.add_delete("/_admin/identity/{id}", admin_delete)
     app.router.add_get("/_admin/stats", admin_stats)
     return app
 

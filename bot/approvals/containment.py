@@ -12,6 +12,9 @@ person decides (Revert now, Make permanent, Extend). Policy of those clicks:
 
 - Revert now: the requester or any responder; never the target.
 - Extend, Make permanent: an approver who is neither the requester nor the target (four eyes).
+
+An identity the provider no longer has (NotFoundError on that read) closes the containment as GONE,
+audited (`revert_closed`) and told in the thread once, instead of being read again at every sweep.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-from connectors import ConnectorError, RiskLevel
+from connectors import ConnectorError, NotFoundError, RiskLevel
 
 from .. import audit
 from . import timebox
@@ -87,6 +90,9 @@ class ApprovalService(Execution):
             return False  # the revert itself then fails, naming the missing connector
         try:
             identity = await provider.get_identity(item.identity_id)
+        except NotFoundError:
+            self._close_gone(item, original, provider.label)
+            return True
         except ConnectorError as exc:
             log.warning("revert of %s waits: the identity could not be read (%s)", item.request_id, exc)
             return None
@@ -114,6 +120,26 @@ class ApprovalService(Execution):
                     **original.audit_fields(),
                 )
         return True
+
+    def _close_gone(self, item: Containment, original: ApprovalRequest, label: str) -> None:
+        """The provider says the identity no longer exists: close the containment (GONE), audited, instead
+        of trying again at every sweep; nothing is sent."""
+        note = f"The identity no longer exists at {label}, so there is no access to restore."
+        with audit.transaction(self.db):
+            current = timebox.load(self.db, item.request_id)
+            if (
+                current
+                and current.status is State.ACTIVE
+                and timebox.cas(self.db, current, status=State.GONE.value, note=note)
+            ):
+                audit.append(
+                    self.db,
+                    at=self.clock(),
+                    actor=SYSTEM,
+                    event="revert_closed",
+                    detail={"outcome": "identity no longer exists", "due_at": audit.iso(item.due_at)},
+                    **original.audit_fields(),
+                )
 
     async def _revert(self, item: Containment, *, actor: str, requested_by: str, reason: str) -> bool:
         """Claim the containment (CAS on its version) and create its revert request APPROVED, in one
@@ -176,25 +202,45 @@ class ApprovalService(Execution):
     def remind_due(self) -> list[str]:
         """ACTIVE containments whose reminder time came (`remind_minutes_before` before the end, or at half
         the duration when that is shorter), each marked reminded by compare-and-set (so one reminder per
-        end time, whoever sweeps) and audited. Returns their original request ids."""
+        end time, whoever sweeps) and audited; and those whose reminder Slack did not take last time
+        (`reminder_failed`), claimed again the same way. Returns their original request ids: the caller
+        posts each and reports back with `reminder_sent`."""
         now = self.clock()
         lead = timedelta(minutes=self.settings.remind_minutes_before)
-        rows = self.db.query("SELECT * FROM containments WHERE status = 'active' AND reminded_at IS NULL")
+        rows = self.db.query(
+            "SELECT * FROM containments WHERE status = 'active'"
+            " AND (reminded_at IS NULL OR reminder_state = 'failed')"
+        )
         due = []
         for item in map(timebox.from_row, list(rows)):
-            if now >= item.due_at - min(lead, (item.due_at - item.started_at) / 2):
+            again = item.reminded_at is not None
+            if again or now >= item.due_at - min(lead, (item.due_at - item.started_at) / 2):
                 with audit.transaction(self.db):
-                    if timebox.cas(self.db, item, reminded_at=audit.iso(now)):
+                    claim = {"reminder_state": "sending"}
+                    if not again:
+                        claim["reminded_at"] = audit.iso(now)
+                    if timebox.cas(self.db, item, **claim):
                         audit.append(
                             self.db,
                             at=now,
                             actor=SYSTEM,
-                            event="reminded",
+                            event="reminder_resent" if again else "reminded",
                             detail={"due_at": audit.iso(item.due_at)},
                             **self.get(item.request_id).audit_fields(),
                         )
                         due.append(item.request_id)
         return due
+
+    def reminder_sent(self, request_id: str, posted: bool) -> None:
+        """Record whether the reminder reached the thread; a failed one is claimed again by the next
+        `remind_due` (once: the claim is a compare-and-set). A stop between the claim and this call leaves
+        it 'sending': it may have been posted, so it is not posted again."""
+        with audit.transaction(self.db):
+            self.db.execute(
+                "UPDATE containments SET reminder_state = ?, version = version + 1"
+                " WHERE request_id = ? AND reminder_state = 'sending'",
+                ("posted" if posted else "failed", request_id),
+            )
 
     async def settle_reverts(self) -> list[str]:
         """Carry each finished revert request's outcome to its containment (REVERTED, FAILED or UNKNOWN);

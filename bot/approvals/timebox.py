@@ -13,6 +13,7 @@ Life of a containment::
     ACTIVE --due, risk high or critical--> HELD (waits for Revert now or Make permanent)
     ACTIVE | HELD --Revert now--> REVERTING        ACTIVE | HELD --Make permanent--> PERMANENT
     ACTIVE --Extend--> ACTIVE (later due time)     UNKNOWN --read back, in effect--> REVERTED
+    ACTIVE --due, the provider no longer has the identity--> GONE (closed, nothing sent)
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class State(str, enum.Enum):
     FAILED = "failed"  # the provider refused the revert: still contained
     UNKNOWN = "unknown"  # the revert was sent, no answer: read back by the sweep
     PERMANENT = "permanent"  # an approver made it permanent: never reverted by idops
+    GONE = "gone"  # due, but the identity no longer exists at the provider: nothing left to restore
 
 
 #: still holding access back, shown in `/idops pending` and on the App Home
@@ -105,6 +107,8 @@ class Containment:
     reminded_at: Optional[datetime]
     reported: Optional[str]  # the last state told in the card's thread
     version: int
+    #: None (not reminded yet), 'sending', 'failed' (posted again by the next sweep) or 'posted'
+    reminder_state: Optional[str] = None
 
 
 def parse_duration(text: str) -> timedelta:
@@ -148,6 +152,7 @@ def from_row(row: Mapping[str, Any]) -> Containment:
         reminded_at=datetime.fromisoformat(row["reminded_at"]) if row["reminded_at"] else None,
         reported=row["reported"],
         version=row["version"],
+        reminder_state=row.get("reminder_state"),
     )
 
 

@@ -156,7 +156,7 @@ async def test_sailpoint_trigger_with_bearer_auth(s) -> None:
     (card,) = s.cards()
     text = all_text(card)
     assert "SailPoint (sp)" in text and "→ 95" in text
-    assert action_ids(card) == ["request:disable", "alert:ack", "alert:snooze"]  # what SailPoint offers
+    assert action_ids(card) == ["request:disable", "request:enable", "alert:ack", "alert:snooze"]  # SailPoint
 
 
 def _sp_score(s: Served, index: int) -> int:

@@ -25,12 +25,13 @@ async def all_identities(h):
     return out
 
 
-async def test_whois_finds_a_sailpoint_identity_and_offers_only_disable(h):
+async def test_whois_finds_a_sailpoint_identity_and_offers_disable_and_enable(h):
     record = sp_person(h, 3)
     await h.command(REQUESTER, f"whois {record['id']}")
     card = h.last_seen(REQUESTER)
     assert "SailPoint (sailpoint)" in text_of(card) and record["name"] in text_of(card)
-    assert buttons(card) == [("request:disable", f"sailpoint:{record['id']}")]
+    ref = f"sailpoint:{record['id']}"
+    assert buttons(card) == [("request:disable", ref), ("request:enable", ref)]
 
 
 async def test_whois_without_a_match_names_both_connectors(h):

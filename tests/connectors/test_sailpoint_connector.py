@@ -77,7 +77,8 @@ def test_registry_builds_and_rejects_bad_settings() -> None:
     good = {"base_url": "https://acme.api.identitynow.com", "client_id": "c", "client_secret": "s"}
     built = connectors.build("sailpoint", "sp", good)
     assert isinstance(built, SailPointConnector) and built.tenant_id == "acme"
-    assert built.capabilities == frozenset({Action.DISABLE})
+    assert built.capabilities == frozenset({Action.DISABLE, Action.ENABLE})
+    assert built.can_undo(Action.DISABLE)
     cases = [
         ({**good, "colour": "blue"}, "unknown setting 'colour'"),
         ({k: v for k, v in good.items() if k != "client_secret"}, "setting 'client_secret' is required"),
@@ -287,6 +288,29 @@ async def test_disable_queues_a_task_per_account_and_changes_state(env: Env) -> 
         await connector.disable("0" * 32, "nobody")
     run = await connector.run_action(Action.DISABLE, env.state.identity_id(22), "via dispatch")
     assert run.status == "queued"
+
+
+async def test_enable_undoes_disable_per_account_and_reads_back(env: Env) -> None:
+    connector = env.connector()
+    target = env.state.identity_id(23)
+    accounts = {env.state.account_id(23, n) for n in range(2)}
+    assert await connector.action_in_effect(Action.ENABLE, target) is True
+    already = await connector.enable(target)
+    assert already.status == "completed" and "already enabled" in already.message
+    assert not any(task["action"] == "enable" for task in env.state.tasks.values())
+    await connector.disable(target, "token theft")
+    assert await connector.action_in_effect(Action.ENABLE, target) is False
+    result = await connector.run_action(Action.ENABLE, target, "revert", idempotency_key="idops-apr_1")
+    assert result.status == "queued" and result.action is Action.ENABLE
+    tasks = result.reference.split(",") if result.reference else []
+    assert len(tasks) == 2 and all(env.state.tasks[t]["action"] == "enable" for t in tasks)
+    assert not accounts & env.state.disabled_accounts
+    assert (await connector.get_identity(target)).status == "active"
+    assert await connector.action_in_effect(Action.ENABLE, target) is True
+    posted = [r.path for r in env.state.log if r.method == "POST" and r.path.endswith("/enable")]
+    assert sorted(posted) == sorted(f"/v3/accounts/{a}/enable" for a in accounts)
+    with pytest.raises(NotFoundError):
+        await connector.enable("0" * 32)
 
 
 async def test_reset_and_revoke_are_unsupported_never_silent(env: Env) -> None:

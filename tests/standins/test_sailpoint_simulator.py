@@ -129,6 +129,48 @@ async def test_accounts_and_disable_match_the_spec(sim: Sim) -> None:
     assert status == 200 and again[0]["disabled"] is True
 
 
+async def test_enable_matches_the_spec_and_undoes_disable(sim: Sim) -> None:
+    owner = sim.state.identity_id(5)
+    status, accounts, _ = await sim.get("/v3/accounts", filters=f'identityId eq "{owner}"')
+    assert status == 200 and len(accounts) == 2
+    for account in accounts:
+        assert (await sim.post(f"/v3/accounts/{account['id']}/disable", {}))[0] == 202
+    status, task = await sim.post(f"/v3/accounts/{accounts[0]['id']}/enable", {})
+    assert status == 202
+    assert spec_errors(response_schema("/accounts/{id}/enable", "post", "202"), task) == []
+    assert sim.state.tasks[task["id"]] == {"action": "enable", "account": accounts[0]["id"]}
+    status, again, _ = await sim.get("/v3/accounts", filters=f'identityId eq "{owner}"')
+    assert [a["disabled"] for a in again] == [False, True]
+    _, identity, _ = await sim.get(f"/v2024/identities/{owner}")
+    assert identity["identityStatus"] != "DISABLED"
+    # the spec's error answers: 404 for an unknown account, 400 for a body that is no AccountToggleRequest
+    status, body = await sim.post(f"/v3/accounts/{'0' * 32}/enable", {})
+    assert status == 404
+    assert spec_errors(response_schema("/accounts/{id}/enable", "post", "404"), body) == []
+    status, body = await sim.post(f"/v3/accounts/{accounts[1]['id']}/enable", [1])
+    assert status == 400
+    assert spec_errors(response_schema("/accounts/{id}/enable", "post", "400"), body) == []
+    status, task = await sim.post(f"/v3/identities-accounts/{owner}/enable", {})
+    assert status == 202
+    assert spec_errors(response_schema("/identities-accounts/{id}/enable", "post", "202"), task) == []
+
+
+async def test_an_identity_deleted_by_the_admin_api_is_gone(sim: Sim) -> None:
+    victim = sim.state.identity_id(3)
+    async with sim.session.delete(f"{sim.url}/_admin/identity/{victim}") as answer:
+        assert answer.status == 200
+    assert (await sim.get(f"/v2024/identities/{victim}"))[0] == 404
+    status, rows, response = await sim.get("/v2024/identities", limit=250, count="true")
+    assert status == 200 and victim not in [row["id"] for row in rows]
+    assert len(rows) == 250 and response.headers["X-Total-Count"] == "299"
+    status, rest, _ = await sim.get("/v2024/identities", limit=250, offset=250)
+    assert len(rest) == 49 and rest[0]["id"] == sim.state.identity_id(251)
+    _, accounts, _ = await sim.get("/v3/accounts", filters=f'identityId eq "{victim}"')
+    assert accounts == []
+    async with sim.session.delete(f"{sim.url}/_admin/identity/{victim}") as answer:
+        assert answer.status == 404
+
+
 async def test_error_answers_match_the_spec(sim: Sim) -> None:
     status, body, _ = await sim.get("/v2024/identities", filters='name eq "unterminated')
     assert status == 400

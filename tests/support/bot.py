@@ -271,9 +271,10 @@ async def harness(
     """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
 
     With `with_sailpoint`, a SailPoint simulator (other people: seed 7) is a second connector, and
-    `extra["sailpoint"]` is its state. With `socket_mode`, the bot connects to FakeSlack over Socket
-    Mode and the driver talks to it there. With `pacing=False` the HomeBase connector skips its
-    client-side rate limits (the simulator has its own off), for tests that send thousands of requests.
+    `extra["sailpoint"]` is its state (`extra["sailpoint_url"]` its address). With `socket_mode`, the
+    bot connects to FakeSlack over Socket Mode and the driver talks to it there. With `pacing=False` the
+    HomeBase connector skips its client-side rate limits (the simulator has its own off), for tests that
+    send thousands of requests.
     """
     sim_app = homebase.create_app(identities=identities, rate_limits=False)
     state = sim_app[homebase.STATE]
@@ -294,7 +295,7 @@ async def harness(
             sp_url = await stack.enter_async_context(serving(sp_app))
             hb_entry = make_config(tmp_path, sim_url).connectors[0].model_dump()
             sections.setdefault("connectors", [hb_entry, sailpoint_entry(sp_url)])
-            extra["sailpoint"] = sp_app[sailpoint.STATE]
+            extra["sailpoint"], extra["sailpoint_url"] = sp_app[sailpoint.STATE], sp_url
         config = make_config(tmp_path, sim_url, **sections)
         connectors: Optional[dict[str, Connector]] = None
         if not pacing:
