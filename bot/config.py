@@ -232,6 +232,17 @@ class AlertSettings(_Section):
     fold_after: int = Field(10, ge=0, le=10_000)
 
 
+class AutoContainmentRule(_Section):
+    """`[[auto_containment]]`: when an identity of `connector` enters critical risk, idops runs `action`
+    once by itself (checked against the connector when the server starts: bot/alerts/auto.py)."""
+
+    connector: Name
+    action: Name
+    name: Optional[Annotated[str, _shaped(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "letters, digits, . _ -")]] = (
+        None
+    )
+
+
 class WebhookSettings(_Section):
     homebase_secret_env: Optional[EnvName] = None
     sailpoint_auth: Literal["bearer", "basic", "none"] = "bearer"
@@ -251,6 +262,7 @@ class Config(_Section):
     connectors: list[ConnectorEntry] = Field(default_factory=list, max_length=1000)
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    auto_containment: list[AutoContainmentRule] = Field(default_factory=list, max_length=100)
 
     @field_validator("connectors")
     @classmethod

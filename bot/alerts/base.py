@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import sqlite_utils
 
-from connectors import Connector
+from connectors import Connector, Identity
 
 from ..config import AlertSettings
 from .scope import Scope, pick_channel
-from .transitions import Rules
+from .transitions import Rules, State
 
 
 def queue(
@@ -31,6 +31,17 @@ def queue(
         "INSERT INTO alert_outbox (kind, channel, alert_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         [kind, channel, alert_id, json.dumps(dict(payload)), now],
     )
+
+
+class CriticalHook(Protocol):
+    """What runs when an identity enters critical risk (bot/alerts/auto.py): `entered` inside the
+    transaction that records it (True when it wrote something to run), `kick` after it commits."""
+
+    def entered(
+        self, connector: Connector, identity: Identity, previous: Optional[State], alert_id: str, now: float
+    ) -> bool: ...
+
+    def kick(self) -> None: ...
 
 
 class AlertsBase:
@@ -55,6 +66,8 @@ class AlertsBase:
         self.rules = Rules(frozenset(settings.levels), settings.cooldown_minutes * 60.0)
         # scopes this process has listed in full: the first sweep after a start is always a full one
         self.listed: set[str] = set()
+        #: auto-containment, when `[[auto_containment]]` rules are configured
+        self.on_critical: Optional[CriticalHook] = None
 
     def scopes(self) -> list[Scope]:
         """One sweep per connector, or per tenant for connectors listed in `[alerts] tenants`."""

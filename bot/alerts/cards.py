@@ -110,8 +110,14 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
     if alert["snoozed_until"] and not resolved:
         status.append(f"snoozed by {user_ref(alert['snoozed_by'])} until {_when(alert['snoozed_until'])}")
     blocks.append(ContextBlock(elements=[_md(" · ".join(status))]).to_dict())
-    if not resolved:
-        blocks.append(ActionsBlock(elements=alert_buttons(alert, identity)).to_dict())
+    auto = json.loads(alert.get("auto") or "null")
+    if auto:
+        blocks.append(SectionBlock(text=_md(auto_text(auto))).to_dict())
+    elements = [] if resolved else alert_buttons(alert, identity)
+    if auto and can_undo(auto):
+        elements.append(undo_button(auto, identity))
+    if elements:
+        blocks.append(ActionsBlock(elements=elements).to_dict())
     prefix = "Resolved" if resolved else f"{level.value.title()} risk"
     why = gone_text(source) if resolved and alert["gone"] else change
     fallback = f"{prefix}: {esc(identity.name, 200)} ({esc(why, 300)})"
@@ -142,6 +148,50 @@ def alert_buttons(alert: Mapping[str, Any], identity: Identity) -> list[ButtonEl
             )
         )
     return buttons
+
+
+def auto_text(auto: Mapping[str, Any]) -> str:
+    """The card's line about what an auto-containment rule ran (bot/alerts/auto.py), and its undo."""
+    label = Action(auto["action"]).label
+    rule = esc(auto["rule"], 64)
+    said = esc(auto.get("message") or "", 500)
+    status = auto.get("status")
+    text = {
+        "executed": f":shield: Auto-containment (rule `{rule}`) ran *{label}*: {said}",
+        "failed": f":x: Auto-containment (rule `{rule}`): *{label}* failed: {said}",
+        "unknown": f":warning: Auto-containment (rule `{rule}`): *{label}* sent, outcome unknown; idops"
+        " reads it back",
+    }.get(str(status), f":gear: Auto-containment (rule `{rule}`) is running *{label}*")
+    undo_status = auto.get("undo_status")
+    if undo_status:
+        who = user_ref(auto["undo_by"])
+        undone = esc(auto.get("undo_message") or "", 300)
+        text += {
+            "executed": f"\n:leftwards_arrow_with_hook: Undone by {who}: {undone}",
+            "failed": f"\n:x: The undo by {who} failed: {undone}",
+            "unknown": f"\n:warning: The undo by {who} was sent, outcome unknown",
+        }.get(str(undo_status), f"\n:gear: Being undone by {who}")
+    return text
+
+
+def can_undo(auto: Mapping[str, Any]) -> bool:
+    """The automatic action ran, the provider has its undo, and nobody undid it yet."""
+    return bool(auto.get("undo")) and auto.get("status") == "executed" and not auto.get("undo_id")
+
+
+def undo_button(auto: Mapping[str, Any], identity: Identity) -> ButtonElement:
+    undo = Action(auto["undo"]).label
+    return button(
+        "Undo",
+        "auto:undo",
+        str(auto["request_id"]),
+        confirm=ConfirmObject(
+            title="Undo the automatic action?",
+            text=_md(f"Runs *{undo}* for *{esc(identity.name, 200)}* now (audited, in your name)."),
+            confirm="Undo",
+            deny="Cancel",
+        ),
+    )
 
 
 def escalation_reply(change: str, mention: Optional[str]) -> Message:

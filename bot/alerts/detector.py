@@ -48,6 +48,17 @@ _SEEN = "INSERT INTO alert_seen (scope, identity_id) VALUES (?, ?)"
 CHANGES_CHUNK = 500  # changed identities compared and written per transaction
 
 
+def _entered_critical(step: Transition, state: State) -> bool:
+    """The observation moved an identity with an alert card (new or open) into critical from below."""
+    was = step.previous.level if step.previous is not None else None
+    return (
+        step.change in (Change.OPEN, Change.ESCALATE, Change.UPDATE)
+        and state.level is RiskLevel.CRITICAL
+        and was is not RiskLevel.CRITICAL
+        and state.alert_id is not None
+    )
+
+
 class Detector(Triage, StoredViews):
     """Turns observations of identities into stored state and outbox rows."""
 
@@ -196,7 +207,7 @@ class Detector(Triage, StoredViews):
             return []
         now = self.clock()
         ids = [identity.id for identity in page]
-        queued = False
+        queued = contained = False
         out: list[Change] = []
         marks = ",".join("?" * len(ids))
         with self.db.atomic():
@@ -228,6 +239,10 @@ class Detector(Triage, StoredViews):
                     continue
                 state = self._queue(connector, identity, step, now)
                 queued = queued or step.change is not Change.NONE
+                if self.on_critical is not None and _entered_critical(step, state):
+                    assert state.alert_id is not None
+                    hook = self.on_critical.entered(connector, identity, step.previous, state.alert_id, now)
+                    contained = hook or contained
                 out.append(step.change)
                 writes.append(
                     (
@@ -248,6 +263,8 @@ class Detector(Triage, StoredViews):
                 self.db.conn.executemany(_UPSERT_STATE, writes)
         if queued:
             self.on_outbox()
+        if contained and self.on_critical is not None:
+            self.on_critical.kick()
         return out
 
     def _queue(self, connector: Connector, identity: Identity, step: Transition, now: float) -> State:

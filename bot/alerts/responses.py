@@ -74,6 +74,10 @@ class AlertResponses:
             f" *{esc(cards.alert_name(alert), 200)}* until then, escalations update the card quietly."
         )
 
+    async def no_auto(self) -> Optional[Message]:
+        """Undo clicked while no auto-containment rule is configured (the config changed since)."""
+        return text_message(":warning: Auto-containment is not configured any more; nothing was done.")
+
     async def list_them(self, user: str, scope_key: str) -> Optional[Message]:
         if not await self.lookups.may_look(user):
             return NOT_ALLOWED

@@ -26,6 +26,7 @@ from ..config import ConfigError
 from ..extension import BOLT, HEALTH
 from ..services import Bot
 from . import digests, listeners, webhooks
+from .auto import AutoContainment, rules_from_config
 from .detector import Detector, Scope, SweepResult
 from .responses import AlertResponses
 from .sender import Sender
@@ -71,6 +72,8 @@ class AlertService:
         self.scheduler: Optional[AsyncIOScheduler] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.results: dict[str, SweepResult] = {}
+        #: auto-containment (None without `[[auto_containment]]` rules)
+        self.auto: Optional[AutoContainment] = None
 
     async def start(self, _: Optional[web.Application] = None) -> None:
         self.sender.start()
@@ -97,6 +100,17 @@ class AlertService:
             max_instances=1,
             coalesce=True,
         )
+        if self.auto is not None:
+            # runs what a stop cut off, reads back unknown outcomes, tells what was not told yet
+            scheduler.add_job(
+                self.settle_auto,
+                IntervalTrigger(seconds=self.snooze_seconds),
+                id="alerts:auto",
+                name="auto-containment",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(timezone.utc),
+            )
         scheduler.start()
         self.scheduler = scheduler
 
@@ -110,6 +124,8 @@ class AlertService:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.auto is not None:
+            await self.auto.stop()
         await self.sender.stop()
 
     async def sweep(self, scope: Scope) -> Optional[SweepResult]:
@@ -148,6 +164,15 @@ class AlertService:
             return
         if ended:
             log.info("%d alert snoozes ended; their cards are redrawn", ended)
+
+    async def settle_auto(self) -> None:
+        """The periodic job of auto-containment (a coroutine, on the loop that owns the database)."""
+        if self.auto is None:
+            return
+        try:
+            await self.auto.run()
+        except Exception:
+            log.exception("auto-containment failed; trying again in %s s", self.snooze_seconds)
 
     def recheck_soon(self, connector: str, identity_id: str) -> None:
         """Re-check one identity in the background (a webhook said it changed)."""
@@ -190,6 +215,7 @@ def install(
     """Add alerts to the server app (None when `[alerts] enabled = false`); ConfigError names the fault."""
     config = bot.config
     settings = config.alerts
+    rules = rules_from_config(config, bot.connectors)  # also refuses rules while alerts are off
     if not settings.enabled:
         return None
     for name in settings.tenants:
@@ -229,11 +255,16 @@ def install(
         snooze_seconds=timings.snoozes,
         stuck_after=timings.stuck_after,
     )
+    if rules:
+        service.auto = detector.on_critical = AutoContainment(
+            db, bot.service, rules, clock=clock, on_outbox=sender.notify
+        )
     web_app[ALERTS] = service
     web_app[HEALTH]["alerts"] = service.health
     # the App Home counts from what the sweeps stored instead of scanning providers (capped at 1000)
     bot.identities.stored_risk = detector.stored_risk
-    listeners.register(web_app[BOLT], bot, AlertResponses(detector, bot.lookups, bot.service.directory))
+    responses = AlertResponses(detector, bot.lookups, bot.service.directory)
+    listeners.register(web_app[BOLT], bot, responses, service.auto)
     digests.register(web_app[BOLT], bot, detector)  # a storm digest's *List them* pages
     webhooks.add_routes(web_app, service, hooks)
     web_app.on_startup.append(service.start)

@@ -4,16 +4,15 @@ format in Slack: checked on what the real server sent to FakeSlack."""
 from __future__ import annotations
 
 import json
-import urllib.parse
 
 import pytest
 from support.bot import (
     APPROVAL_CHANNEL,
     APPROVER,
-    COMMAND_CHANNEL,
     OUTSIDER,
     REQUESTER,
     assert_inert,
+    forged_click,
     harness,
     hostile_people,
     text_of,
@@ -58,42 +57,19 @@ async def test_a_signed_request_a_few_seconds_old_is_accepted(h):
 # --- forged payloads (validly signed, content made up) ------------------------------------------------
 
 
-async def _forged_click(h, user: str, action_id: str, value: str) -> int:
-    """A block_actions payload not made from any message idops posted, signed with the real secret."""
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": "x", "team_id": h.slack.team_id},
-        "api_app_id": h.slack.app_id,
-        "token": h.slack.verification_token,
-        "team": {"id": h.slack.team_id, "domain": h.slack.team_domain},
-        "container": {"type": "message", "message_ts": "1.000001", "channel_id": COMMAND_CHANNEL},
-        "channel": {"id": COMMAND_CHANNEL, "name": "secops"},
-        "trigger_id": "1.2.forged",
-        "actions": [
-            {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
-        ],
-    }
-    body = "payload=" + urllib.parse.quote(json.dumps(payload))
-    headers = h.slack.signed_headers(body, "application/x-www-form-urlencoded")
-    async with h.http.post(h.events_url, data=body.encode(), headers=headers) as response:
-        status = response.status
-    await h.settle()
-    return status
-
-
 async def test_forged_buttons_are_checked_against_the_store_and_the_policy(h):
     person = h.people["plain"]
     # a request button from someone who may not request
-    assert await _forged_click(h, OUTSIDER, "request:revoke_sessions", f"homebase:{person['id']}") == 200
+    assert await forged_click(h, OUTSIDER, "request:revoke_sessions", f"homebase:{person['id']}") == 200
     assert "Only responders can request" in h.slack.ephemerals(OUTSIDER)[-1]["text"]
     # an approve button for a request that does not exist
-    await _forged_click(h, APPROVER, "approval:approve", "apr_doesnotexist")
+    await forged_click(h, APPROVER, "approval:approve", "apr_doesnotexist")
     assert h.slack.ephemerals(APPROVER)[-1]["text"] == ":no_entry: No approval request 'apr_doesnotexist'."
     # values idops can't read
-    await _forged_click(h, REQUESTER, "request:revoke_sessions", "no-colon-here")
-    await _forged_click(h, REQUESTER, "request:shutdown_everything", f"homebase:{person['id']}")
-    await _forged_click(h, REQUESTER, "risky:page", '{"offset": -5}')
-    await _forged_click(h, REQUESTER, "risky:page", "not json")
+    await forged_click(h, REQUESTER, "request:revoke_sessions", "no-colon-here")
+    await forged_click(h, REQUESTER, "request:shutdown_everything", f"homebase:{person['id']}")
+    await forged_click(h, REQUESTER, "risky:page", '{"offset": -5}')
+    await forged_click(h, REQUESTER, "risky:page", "not json")
     shown = [m["text"] for m in h.slack.ephemerals(REQUESTER)]
     assert shown == [":warning: That button carries something idops can't read; nothing was done."] * 4
     assert h.cards() == [] and h.actions() == []
@@ -104,11 +80,11 @@ async def test_an_approve_click_acts_on_the_stored_request_whatever_the_message_
     card = await h.request_card("plain", "revoke", "phished")
     request_id = card["metadata"]["event_payload"]["request_id"]
     # the forged click carries only the id; whatever else a payload claims plays no part
-    await _forged_click(h, APPROVER, "approval:approve", request_id)
+    await forged_click(h, APPROVER, "approval:approve", request_id)
     assert [(a["action"], a["identity_id"]) for a in h.actions()] == [("revoke_sessions", plain["id"])]
     assert h.sim.sessions_revoked[other["id"]] == 0
     # the same click delivered again changes nothing
-    await _forged_click(h, APPROVER, "approval:approve", request_id)
+    await forged_click(h, APPROVER, "approval:approve", request_id)
     assert len(h.actions()) == 1 and len(h.card()["replies"]) == 1
     assert h.slack.ephemerals(APPROVER)[-1]["text"] == ":no_entry: This request is already executed."
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,12 +15,12 @@ import pytest
 from support.bot import (
     APPROVER,
     APPROVER2,
-    COMMAND_CHANNEL,
     GROUP_RESPONDER,
     OUTSIDER,
     REQUESTER,
     BotHarness,
     buttons,
+    forged_click,
     harness,
     text_of,
 )
@@ -78,28 +76,6 @@ def field(card: dict[str, Any], name: str) -> str:
             if item["text"].startswith(f"*{name}*"):
                 return str(item["text"].split("\n", 1)[1])
     raise AssertionError(f"no {name} field on the card")
-
-
-async def forged_click(h: BotHarness, user: str, action_id: str, value: str) -> None:
-    """A validly signed click whose button idops never posted (a made-up value)."""
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "username": "x", "team_id": h.slack.team_id},
-        "api_app_id": h.slack.app_id,
-        "token": h.slack.verification_token,
-        "team": {"id": h.slack.team_id, "domain": h.slack.team_domain},
-        "container": {"type": "message", "message_ts": "1.000001", "channel_id": COMMAND_CHANNEL},
-        "channel": {"id": COMMAND_CHANNEL, "name": "secops"},
-        "trigger_id": "1.2.forged",
-        "actions": [
-            {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
-        ],
-    }
-    body = "payload=" + urllib.parse.quote(json.dumps(payload))
-    headers = h.slack.signed_headers(body, "application/x-www-form-urlencoded")
-    async with h.http.post(h.events_url, data=body.encode(), headers=headers) as response:
-        assert response.status == 200
-    await h.settle()
 
 
 async def high_risk(h: BotHarness, user_id: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -331,3 +332,28 @@ async def harness(
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
     assert_all_sent_inert(slack)
     assert_scoped(slack)
+
+
+async def forged_click(h: Any, user: str, action_id: str, value: str) -> int:
+    """A validly signed click whose button is not (or no longer) on any message: a made-up value or a
+    stale card; the HTTP status of its ack. `h` is a BotHarness or an alerts `Served` (slack, http,
+    events_url, settle)."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "x", "team_id": h.slack.team_id},
+        "api_app_id": h.slack.app_id,
+        "token": h.slack.verification_token,
+        "team": {"id": h.slack.team_id, "domain": h.slack.team_domain},
+        "container": {"type": "message", "message_ts": "1.000001", "channel_id": COMMAND_CHANNEL},
+        "channel": {"id": COMMAND_CHANNEL, "name": "secops"},
+        "trigger_id": "1.2.forged",
+        "actions": [
+            {"action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1"}
+        ],
+    }
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    headers = h.slack.signed_headers(body, "application/x-www-form-urlencoded")
+    async with h.http.post(h.events_url, data=body.encode(), headers=headers) as response:
+        status = response.status
+    await h.settle()
+    return status
