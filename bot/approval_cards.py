@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import (
 )
 
 from .approvals import ApprovalRequest, Containment, State, Status, duration_text
+from .approvals.rules import Rule, who_text
 from .blocks import (
     HEADER_CHARS,
     Message,
@@ -86,6 +87,7 @@ def approval_card(request: ApprovalRequest, containment: Optional[Containment] =
         f"*Reason*\n{esc(request.reason or '-', 1500)}",
         f"*Expires*\n{slack_date(request.expires_at)}",
         f"*Approvals*\n{approvals}",
+        f"*Rule*\n{rule_line(request)}",
         f"*Status*\n{status}",
     ]
     timebox = containment_status(request, containment)
@@ -120,6 +122,21 @@ def approval_card(request: ApprovalRequest, containment: Optional[Containment] =
     blocks.append(ContextBlock(elements=[_md(f"Request {esc(request.id, 100)} · {esc(request.source, 50)}")]))
     fallback = f"{request.action.label} for {name}: {STATUS_LINE[request.status].split(' ', 1)[1]}"
     return message(fallback, blocks)
+
+
+def rule_line(request: ApprovalRequest) -> str:
+    """Which approval rule applies and who may still approve (how many more, from which groups), or
+    that one person approved alone under break-glass. Groups are named, never mentioned."""
+    rule = Rule.from_stored(request.rule, request.approvals_needed)
+    line = esc(rule.name, 60)
+    if request.break_glass_by:
+        return f"{line} · :rotating_light: break-glass: approved alone by {user_ref(request.break_glass_by)}"
+    missing = request.approvals_needed - len(request.approvers)
+    if request.status is Status.PENDING and missing > 0:
+        line += f" · {missing} more from {esc(who_text(rule), 300)}"
+        if rule.break_glass:
+            line += f"; or one of {esc(rule.break_glass, 40)} alone at critical risk (break-glass)"
+    return line
 
 
 def result_reply(request: ApprovalRequest) -> Message:

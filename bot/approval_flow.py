@@ -22,6 +22,7 @@ from connectors import Action
 
 from . import approval_cards, blocks
 from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status, duration_text
+from .approvals.rules import escalation_reason
 from .blocks import Message, esc, text_message
 from .replies import Replies, Respond
 from .slack_api import describe
@@ -174,9 +175,8 @@ class ApprovalFlow:
             f" {request.approvals_needed}); {missing} more approver{'s' if missing != 1 else ''} needed."
         )
         if request.approvals_needed > before.approvals_needed:
-            text = (
-                f":warning: The target is now privileged: needs {request.approvals_needed} approvals. " + text
-            )
+            why = escalation_reason(self.service.rule_of(request))
+            text = f":warning: {why.capitalize()}: needs {request.approvals_needed} approvals. " + text
         return text_message(text)
 
     async def deny_form(

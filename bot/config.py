@@ -39,6 +39,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors import Connector, RiskLevel, build
 
+from .action_names import TABLE as ACTION_TABLE
+from .action_names import named_action
+
 
 class ConfigError(Exception):
     """A config file or environment problem, phrased as one line that names the key."""
@@ -72,6 +75,7 @@ _ENV_WHAT = (
 #: what an `*_env` key holds: the name of an environment variable, never the value itself
 EnvName = Annotated[str, _shaped(_ENV_NAME, _ENV_WHAT)]
 HttpUrl = Annotated[str, _shaped(r"https?://[^\s/]+(/\S*)?", "an http(s) URL like https://slack.com/api/")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
 #: enums are given as text in TOML: validated by value although the sections are strict
 Level = Annotated[RiskLevel, Strict(False)]
 
@@ -101,11 +105,86 @@ class AccessSettings(_Section):
     approvers: list[PersonOrGroup] = Field(default_factory=list)
 
 
-class ApprovalSettings(_Section):
-    expire_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
+def _action_word(value: str) -> str:
+    action = named_action(value)
+    if action is None:
+        words = ", ".join(row.word for row in ACTION_TABLE)
+        raise ValueError(f"unknown action (expected one of: {words}, or the action's own name)")
+    return action.value
+
+
+ActionWord = Annotated[str, AfterValidator(_action_word)]
+WEEK_MINUTES = 7 * 24 * 60
+
+
+class _Escalation(_Section):
+    """Who a request still waiting after `escalate_after_minutes` is shown to (bot/approvals/rules.py):
+    `escalate_to` (a user group, mentioned) or `escalate_oncall` (a user group an on-call rotation keeps
+    its current person in: that person is mentioned)."""
+
+    escalate_after_minutes: Optional[int] = Field(None, ge=1, le=WEEK_MINUTES)
+    escalate_to: Optional[GroupId] = None
+    escalate_oncall: Optional[GroupId] = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _Escalation:
+        if self.escalate_to and self.escalate_oncall:
+            raise ValueError("escalate_to and escalate_oncall: give one of them, not both")
+        return self
+
+
+class ApprovalRule(_Escalation):
+    """One `[[approvals.rules]]` table: when it applies (every condition given must hold; an absent one
+    always does) and what it asks for. The first rule that applies, in file order, decides."""
+
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9 _.:-]+$")
+    action: list[ActionWord] = Field(default_factory=list, max_length=10)
+    privileged: Optional[bool] = None
+    risk: list[Level] = Field(default_factory=list, max_length=5)
+    tenant: list[Name] = Field(default_factory=list, max_length=1000)
+    connector: list[Name] = Field(default_factory=list, max_length=1000)
+    approvals: int = Field(1, ge=1, le=5)
+    #: who may decide: members of these user groups (empty: [access] approvers)
+    groups: list[GroupId] = Field(default_factory=list, max_length=20)
+    #: one member of this group may approve alone when the target's risk is critical
+    break_glass: Optional[GroupId] = None
+
+
+class ApprovalSettings(_Escalation):
+    expire_minutes: int = Field(30, ge=1, le=WEEK_MINUTES)
+    #: kept from before rules: read as a last rule `{name = "privileged_approvals", privileged = true,
+    #: approvals = N}` (bot/approvals/rules.py)
     privileged_approvals: int = Field(2, ge=1, le=5)
     #: a time-boxed containment's reminder comes this long before its end (at half time when shorter)
     remind_minutes_before: int = Field(30, ge=1, le=24 * 60)
+    rules: list[ApprovalRule] = Field(default_factory=list, max_length=200)
+
+    @model_validator(mode="after")
+    def _rules_fit(self) -> ApprovalSettings:
+        names: set[str] = set()
+        for index, rule in enumerate(self.rules):
+            where = f"rules[{index}]"
+            if rule.name in names:
+                raise ValueError(f"{where}.name: two rules are named '{rule.name}'")
+            names.add(rule.name)
+            after = rule.escalate_after_minutes or self.escalate_after_minutes
+            if rule.escalate_after_minutes and not (
+                rule.escalate_to or rule.escalate_oncall or self.escalate_to or self.escalate_oncall
+            ):
+                raise ValueError(f"{where}.escalate_after_minutes: needs escalate_to or escalate_oncall")
+            if after and after >= self.expire_minutes:
+                raise ValueError(
+                    f"{where}.escalate_after_minutes: must be shorter than expire_minutes"
+                    f" ({self.expire_minutes}), or the request expires before anyone is told"
+                )
+        if self.escalate_after_minutes and not (self.escalate_to or self.escalate_oncall):
+            raise ValueError("escalate_after_minutes: needs escalate_to or escalate_oncall")
+        if self.escalate_after_minutes and self.escalate_after_minutes >= self.expire_minutes:
+            raise ValueError(
+                f"escalate_after_minutes: must be shorter than expire_minutes ({self.expire_minutes}),"
+                " or the request expires before anyone is told"
+            )
+        return self
 
 
 class StoreSettings(_Section):
@@ -198,7 +277,6 @@ class ConnectorEntry(BaseModel):
         return build(self.kind, self.name, self.settings(environ), session=session)
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 DAY_SECONDS = 24 * 3600
 MONTH_MINUTES = 31 * 24 * 60
 
@@ -379,6 +457,15 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         line = f"{source}: {where}: {_message(first)}"
         raise ConfigError(line + more) from None
     config._source = source
+    known = {entry.name for entry in config.connectors}
+    for index, rule in enumerate(config.approvals.rules):
+        for name in rule.connector:
+            if name not in known:
+                listed = ", ".join(sorted(known)) or "none configured"
+                raise config.error(
+                    f"approvals.rules[{index}].connector",
+                    f"no connector named '{_printable(name)}' (known: {listed})",
+                )
     return config
 
 

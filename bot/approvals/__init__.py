@@ -16,12 +16,13 @@ Life of a request::
 FAILED means the provider refused it (nothing was done); UNKNOWN means it was sent and no answer came
 back (timeout, lost connection, 5xx, idops stopped mid-action), so it may have run: `retry` refuses
 it. Every attempt carries the same Idempotency-Key (`idops-<request id>`). At start-up `recover`
-settles what a stopped process left EXECUTING. The approval that would complete a request re-reads the
-target first: one that became privileged raises approvals_needed to `privileged_approvals` (still
-PENDING).
+settles what a stopped process left EXECUTING. Each request carries its approval rule (`rules`: how many
+distinct approvers, from which groups, escalation, break-glass), chosen when it is made. The approval
+that would complete a request re-reads the target first: one that now matches a rule asking more
+approvals switches to it (still PENDING).
 
-Modules: `records` (table, states, the request record, errors), `policy` (roles, requests and
-decisions), `execution` (running the action, retry, unknown outcomes, sweeps), `timebox` (time-boxed
+Modules: `records` (table, states, the request record, errors), `rules` (approval rules),
+`deciders` (roles, four eyes, refusals), `policy` (requests and decisions), `execution` (running the action, retry, unknown outcomes, sweeps), `timebox` (time-boxed
 containment rows) and `containment` (`ApprovalService`: reverting them, exactly once).
 """
 

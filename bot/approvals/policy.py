@@ -1,9 +1,10 @@
 """Who may request and decide, and how decisions are written: the policy half of the approval service.
 
 Every state change is one compare-and-set UPDATE inside a `BEGIN IMMEDIATE` transaction together with
-its audit row; no `await` happens inside a transaction. The approval that would complete a request
-re-reads the target first: one that became privileged raises approvals_needed to
-`privileged_approvals` (still PENDING); one that is gone closes the request (FAILED, attempts 0).
+its audit row; no `await` happens inside a transaction. Each request carries the approval rule chosen
+for it (bot/approvals/rules.py: how many approvers, from which groups, break-glass). The approval that
+would complete a request re-reads the target first: one that now matches a rule asking more approvals
+switches to it (still PENDING); one that is gone closes the request (FAILED, attempts 0).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from connectors import Action, Connector, ConnectorError, Identity, NotFoundErro
 from .. import audit
 from ..action_names import needs_reason
 from ..config import AccessSettings, ApprovalSettings
+from .deciders import Deciders
 from .records import (
     DENY_NEEDS_REASON,
     SYSTEM,
@@ -38,10 +40,11 @@ from .records import (
     snapshot,
     utcnow,
 )
+from .rules import Click, Rules, deciders, escalation_reason
 from .timebox import MAX_DURATION, MIN_DURATION
 
 
-class Policy:
+class Policy(Deciders):
     """Who may ask and decide, and the decisions themselves, over one SQLite store (the state machine
     is in bot/approvals/__init__.py; execution in execution.py)."""
 
@@ -60,66 +63,10 @@ class Policy:
         self.connectors = connectors
         self.access = access
         self.settings = approvals
+        self.rules = Rules.from_settings(approvals)
         self.directory = directory
         self.clock = clock
         self.action_timeout = action_timeout
-
-    async def _member(self, user_id: str, entries: list[str]) -> bool:
-        if user_id in entries:
-            return True
-        for entry in entries:
-            # Slack user group ids start with S; anything else listed is a user id
-            if entry.startswith("S") and user_id in await self.directory.group_members(entry):
-                return True
-        return False
-
-    async def is_responder(self, user_id: str) -> bool:
-        """Listed in [access] responders, directly or through a user group (S…)."""
-        return await self._member(user_id, self.access.responders)
-
-    async def is_approver(self, user_id: str) -> bool:
-        """Listed in [access] approvers, directly or through a user group (S…)."""
-        return await self._member(user_id, self.access.approvers)
-
-    async def _require_role(
-        self,
-        role: str,
-        user_id: str,
-        *,
-        request: Optional[ApprovalRequest] = None,
-        where: Optional[dict[str, Any]] = None,
-    ) -> None:
-        """Refuse unless `user_id` is in [access] `role` (responders or approvers); empty denies all."""
-        entries: list[str] = getattr(self.access, role)
-        doing = "request actions" if role == "responders" else "decide requests"
-        if not entries:
-            message = f"Nobody may {doing} yet: no {role} are configured ([access] {role})."
-            raise self._refuse(message, actor=user_id, rule=f"no_{role}", request=request, where=where)
-        if not await self._member(user_id, entries):
-            message = f"Only {role} can {doing}, and you are not one ([access] {role})."
-            raise self._refuse(message, actor=user_id, rule=f"not_{role}", request=request, where=where)
-
-    async def _is_target(self, request: ApprovalRequest, user_id: str) -> bool:
-        """The Slack user is the person the action is aimed at (matched by the identity's email)."""
-        email = request.target.get("email")
-        return bool(email) and await self.directory.user_id_for_email(str(email)) == user_id
-
-    def _refuse(
-        self,
-        message: str,
-        *,
-        actor: str,
-        rule: str,
-        request: Optional[ApprovalRequest] = None,
-        where: Optional[dict[str, Any]] = None,
-    ) -> PolicyError:
-        """Audit a refused attempt (who tried what) and return the error to raise."""
-        fields = request.audit_fields() if request else (where or {})
-        with audit.transaction(self.db):
-            audit.append(
-                self.db, at=self.clock(), actor=actor, event="refused", detail={"rule": rule}, **fields
-            )
-        return PolicyError(message, request=request)
 
     def _connector(self, name: str) -> Connector:
         connector = self.connectors.get(name)
@@ -177,6 +124,8 @@ class Policy:
             )
         reason = checked_reason(reason, needs_reason(action))
         identity = await self._identity(provider, identity_id)
+        target = snapshot(identity, provider.label)
+        rule = self.rules.select(action, connector, target)
         now = self.clock()
         request_id = "apr_" + secrets.token_hex(8)
         row = {
@@ -190,8 +139,9 @@ class Policy:
             "status": Status.PENDING.value,
             "created_at": audit.iso(now),
             "expires_at": audit.iso(now + timedelta(minutes=self.settings.expire_minutes)),
-            "target": json.dumps(snapshot(identity, provider.label)),
-            "approvals_needed": self.settings.privileged_approvals if identity.privileged else 1,
+            "target": json.dumps(target),
+            "approvals_needed": rule.approvals,
+            "rule": rule.to_json(),
             "duration_seconds": int(duration.total_seconds()) if duration is not None else None,
         }
         with audit.transaction(self.db):
@@ -212,6 +162,7 @@ class Policy:
                         "reason": reason,
                         "source": source,
                         "approvals_needed": created.approvals_needed,
+                        "rule": rule.name,
                         "duration_seconds": created.duration_seconds,
                     },
                     **created.audit_fields(),
@@ -237,24 +188,34 @@ class Policy:
         `execute`). Raises PolicyError naming the rule that refused it."""
         request = self.get(request_id)
         reason = checked_reason(reason, DENY_NEEDS_REASON if decision is Decision.DENY else None)
-        await self._check_decider(request, user_id, decision)
+        click = await self._check_decider(request, user_id, decision)
         # The approval that completes a request is checked against the identity as it is now (it may
         # have become privileged, or gone). The provider is read outside the transaction; the write
         # then applies to whatever state the transaction finds, reading again only if that state
         # would now complete without a fresh read (another approval landed meanwhile).
         fresh: Optional[Identity] = None
         gone: Optional[str] = None
+        settled: list[Click] = []  # the click as written (or refused), with the target re-read
         while not self._check_state(
             request_id,
             user_id,
             decision,
-            functools.partial(self._write_decision, user_id, decision, reason, fresh, gone),
+            functools.partial(self._write_decision, user_id, decision, reason, click, fresh, gone, settled),
         ):
-            fresh, gone = await self._reread(self.get(request_id), user_id)
+            current = self.get(request_id)
+            fresh, gone = await self._reread(current, user_id)
+            if fresh is not None:  # a stricter rule the target matches now, and this user's part in it
+                rule = self.rules.select(current.action, current.connector, snapshot(fresh, ""))
+                if rule.approvals > current.approvals_needed:
+                    click = await self._click(rule, user_id)
         if gone is not None:
             raise PolicyError(
                 f"Not approved: {gone}, so the request is closed without running.",
                 request=self.get(request_id),
+            )
+        if settled and settled[-1].refusal:
+            raise self._refuse(
+                settled[-1].refusal, actor=user_id, rule="rule_groups", request=self.get(request_id)
             )
         return self.get(request_id)
 
@@ -264,13 +225,6 @@ class Policy:
         await self._check_decider(self.get(request_id), user_id, decision)
         self._check_state(request_id, user_id, decision)
         return self.get(request_id)
-
-    async def _check_decider(self, request: ApprovalRequest, user_id: str, decision: Decision) -> None:
-        await self._check_approver(request, user_id)
-        if decision is Decision.APPROVE and user_id == request.requested_by:
-            raise self._refuse(
-                "You can't approve your own request.", actor=user_id, rule="own_request", request=request
-            )
 
     def _check_state(
         self,
@@ -292,17 +246,6 @@ class Policy:
             message, rule = refusal
             raise self._refuse(message, actor=user_id, rule=rule, request=self.get(request_id))
         return done
-
-    async def _check_approver(self, request: ApprovalRequest, user_id: str) -> None:
-        """Refuse non-approvers and the target person (who must not decide about their own account)."""
-        await self._require_role("approvers", user_id, request=request)
-        if await self._is_target(request, user_id):
-            raise self._refuse(
-                "You can't decide on an action against your own account.",
-                actor=user_id,
-                rule="target",
-                request=request,
-            )
 
     def _state_refusal(
         self, request: ApprovalRequest, user_id: str, decision: Decision, now: datetime
@@ -327,20 +270,28 @@ class Policy:
         user_id: str,
         decision: Decision,
         reason: str,
+        click: Click,
         fresh: Optional[Identity],
         gone: Optional[str],
+        settled: list[Click],
         current: ApprovalRequest,
         now: datetime,
     ) -> bool:
         """Write one click on `current` (inside the transaction); False, writing nothing, when it would
-        complete the request before the target was re-read (`fresh`, or `gone` saying why it is not)."""
+        complete the request before the target was re-read (`fresh`, or `gone` saying why it is not).
+        A break-glass click that finds the target below critical writes nothing (`click.refusal`)."""
         if gone is not None:
             self._close(current, user_id, gone, now)
             return True
-        completes = len(current.approvers) + 1 >= current.approvals_needed
+        completes = len(current.approvers) + 1 >= current.approvals_needed or click.glass
         if decision is Decision.APPROVE and fresh is None and completes:
             return False
-        self._apply(current, user_id, decision, reason, now, fresh)
+        if decision is Decision.APPROVE and fresh is not None:
+            click = click.decided(current, snapshot(fresh, ""))
+            settled.append(click)
+            if not click.write:
+                return True
+        self._apply(current, user_id, decision, reason, now, fresh, click)
         return True
 
     async def _reread(
@@ -388,33 +339,43 @@ class Policy:
         reason: str,
         now: datetime,
         fresh: Optional[Identity] = None,
+        click: Optional[Click] = None,
     ) -> None:
         """Write one decision with its audit row (inside the caller's transaction); `fresh` is the target
-        re-read for a completing approval: its snapshot replaces the stored one, and a target that became
-        privileged raises the approvals needed, keeping the request pending."""
+        re-read for a completing approval: its snapshot replaces the stored one, and a target that now
+        matches a rule asking more approvals switches to it, keeping the request pending; `click` says
+        whether this approval counts and whether it is a break-glass one."""
         approvers = request.approvers
         needed = request.approvals_needed
         changes: dict[str, Any] = {}
+        event = "approved" if decision is Decision.APPROVE else "denied"
         if fresh is not None:
             changes["target"] = json.dumps(snapshot(fresh, request.target.get("provider_label") or ""))
-            if fresh.privileged and needed < self.settings.privileged_approvals:
-                needed = self.settings.privileged_approvals
-                changes["approvals_needed"] = needed
-                audit.append(
-                    self.db,
-                    at=now,
-                    actor=SYSTEM,
-                    event="escalated",
-                    detail={
-                        "reason": "the target is now privileged",
-                        "approvals_needed": needed,
-                        "was": request.approvals_needed,
-                    },
-                    **request.audit_fields(),
-                )
-        if decision is Decision.APPROVE:
+        if click is not None and click.switched(request):
+            needed = click.rule.approvals
+            changes.update(approvals_needed=needed, rule=click.rule.to_json())
+            audit.append(
+                self.db,
+                at=now,
+                actor=SYSTEM,
+                event="escalated",
+                detail={
+                    "reason": escalation_reason(click.rule),
+                    "rule": click.rule.name,
+                    "approvals_needed": needed,
+                    "was": request.approvals_needed,
+                },
+                **request.audit_fields(),
+            )
+        if decision is Decision.APPROVE and click is not None and click.break_glass:
+            approvers, status, event = (*approvers, user_id), Status.APPROVED, "approved_break_glass"
+            changes["break_glass_by"] = user_id
+        elif decision is Decision.APPROVE and (click is None or not click.refusal):
             approvers = (*approvers, user_id)
             status = Status.APPROVED if len(approvers) >= needed else Status.PENDING
+        elif decision is Decision.APPROVE:  # not one of the new rule's deciders: the switch only
+            self._cas(request, Status.PENDING, **changes)
+            return
         else:
             status = Status.DENIED
         self._cas(
@@ -431,12 +392,13 @@ class Policy:
             self.db,
             at=now,
             actor=user_id,
-            event="approved" if decision is Decision.APPROVE else "denied",
+            event=event,
             detail={
                 "reason": reason,
                 "approvals": len(approvers),
                 "approvals_needed": needed,
                 "status": status.value,
+                "rule": (click.rule if click else self.rule_of(request)).name,
             },
             **request.audit_fields(),
         )
@@ -479,13 +441,12 @@ class Policy:
         ]
         if for_user is None:
             return requests
-        if not await self.is_approver(for_user):
-            return []
         return [
             r
             for r in requests
             if for_user != r.requested_by
             and for_user not in r.approvers
+            and await self._member(for_user, deciders(self.rule_of(r), self.access))
             and not await self._is_target(r, for_user)
         ]
 

@@ -380,7 +380,14 @@ async def test_a_target_that_became_privileged_needs_more_approvers_before_it_ru
             "SELECT detail FROM audit WHERE event = 'escalated' AND request_id = ?", [request.id]
         )
     ]
-    assert escalated == [{"approvals_needed": 2, "reason": "the target is now privileged", "was": 1}]
+    assert escalated == [
+        {
+            "approvals_needed": 2,
+            "reason": "the target is now privileged",
+            "rule": "privileged_approvals",
+            "was": 1,
+        }
+    ]
     second = await h.service.decide(request.id, user_id=B, decision=Decision.APPROVE)
     assert second.status is Status.APPROVED and second.approvers == (A, B)
     assert h.audit_events(request.id) == ["requested", "escalated", "approved", "approved"]
