@@ -22,8 +22,9 @@ that would complete a request re-reads the target first: one that now matches a 
 approvals switches to it (still PENDING).
 
 Modules: `records` (table, states, the request record, errors), `rules` (approval rules),
-`deciders` (roles, four eyes, refusals), `policy` (requests and decisions), `execution` (running the action, retry, unknown outcomes, sweeps), `timebox` (time-boxed
-containment rows) and `containment` (`ApprovalService`: reverting them, exactly once).
+`deciders` (roles, four eyes, refusals), `policy` (requests and decisions), `execution` (running
+the action, retry, unknown outcomes, sweeps), `timebox` (time-boxed containment rows) and
+`containment` (`ApprovalService`: reverting them, exactly once).
 """
 
 from __future__ import annotations
