@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import quote
@@ -70,7 +70,6 @@ from .google_workspace_api import (
     PROVIDER,
     QUOTA_PER_MINUTE,
     SCOPE_ALERTS,
-    USER_FIELDS,
     USER_KEY,
     AlertIndex,
     QuotaRetry,
@@ -84,6 +83,7 @@ from .google_workspace_api import (
     user_identity,
 )
 from .google_workspace_auth import GoogleWorkspaceAuth
+from .google_workspace_listing import LISTINGS, GoogleWorkspaceListing
 from .http import (
     ConnectionErrorRetry,
     HttpClient,
@@ -92,7 +92,7 @@ from .http import (
     ServerErrorRetry,
     SlidingWindowLimiter,
 )
-from .models import Action, CheckResult, Identity, RiskLevel
+from .models import Action, CheckResult, Identity
 from .registry import register
 from .settings import SettingsReader
 from .tokens import TokenCache
@@ -101,7 +101,9 @@ log = logging.getLogger(__name__)
 
 
 @register
-class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Connector):
+class GoogleWorkspaceConnector(
+    GoogleWorkspaceAuth, GoogleWorkspaceListing, GoogleWorkspaceActions, Connector
+):
     """A Google Workspace customer through a service account with domain-wide delegation."""
 
     kind = "google_workspace"
@@ -120,6 +122,9 @@ class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Conn
             "alert_center_url",
             "alert_days",
             "page_size",
+            "listing",
+            "listing_concurrency",
+            "full_listing_hours",
             "quota_per_minute",
             "timeout",
         }
@@ -139,6 +144,9 @@ class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Conn
         alert_center_url: str = DEFAULT_ALERT_CENTER_URL,
         alert_days: int = 30,
         page_size: int = MAX_PAGE,
+        listing: str = "sequential",
+        listing_concurrency: int = 8,
+        full_listing_hours: float = 24.0,
         quota_per_minute: int = QUOTA_PER_MINUTE,
         timeout: float = 10.0,
         session: Optional[aiohttp.ClientSession] = None,
@@ -158,6 +166,13 @@ class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Conn
         self.alert_center_url = alert_center_url.rstrip("/")
         self.alert_days = alert_days
         self.page_size = page_size
+        if listing not in LISTINGS:
+            raise ValueError(f"listing must be one of {', '.join(LISTINGS)}")
+        self.listing = listing
+        self.listing_concurrency = listing_concurrency
+        self.full_listing_seconds = full_listing_hours * 3600.0
+        self._baseline: Optional[set[str]] = None
+        self._baseline_at = 0.0
         self._http = HttpClient(
             self.base_url,
             provider=PROVIDER,
@@ -211,6 +226,9 @@ class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Conn
             ),
             alert_days=read.integer("alert_days", 30, 1, 180),
             page_size=read.integer("page_size", MAX_PAGE, 1, MAX_PAGE),
+            listing=read.choice("listing", "sequential", LISTINGS),
+            listing_concurrency=read.integer("listing_concurrency", 8, 1, 38),
+            full_listing_hours=read.integer("full_listing_hours", 24, 1, 168),
             quota_per_minute=read.integer("quota_per_minute", QUOTA_PER_MINUTE, 1, 1_000_000),
             timeout=read.seconds("timeout", 10.0, 300),
             session=session,
@@ -286,81 +304,6 @@ class GoogleWorkspaceConnector(GoogleWorkspaceAuth, GoogleWorkspaceActions, Conn
             seen.add(page_token)
 
     # --- identities ----------------------------------------------------------------------------
-
-    async def _user_pages(
-        self, query: Optional[str], page_size: Optional[int] = None, *, prefetch: bool = False
-    ) -> AsyncIterator[tuple[list[Any], Response]]:
-        """users.list page by page (`pageToken` → `nextPageToken`), only the fields `to_identity`
-        reads (a partial response); a token seen twice is refused. With `prefetch` the next page is
-        requested before this one is handed over, so Google works while the caller converts."""
-        seen: set[str] = set()
-        size = page_size or self.page_size
-
-        def fetch(token: Optional[str]) -> Awaitable[Response]:
-            params = {"customer": self.customer, "maxResults": size, "pageToken": token, "query": query}
-            return self._api("GET", f"{DIRECTORY}/users", params={**params, "fields": USER_FIELDS})
-
-        pending: Optional[asyncio.Future[Response]] = None
-        try:
-            response = await fetch(None)
-            while True:
-                body = self._object(response)
-                users = body.get("users", [])  # Google leaves "users" out of an empty page
-                if not isinstance(users, list):
-                    raise bad_answer(response, "a user list whose 'users' is not an array")
-                page_token = body.get("nextPageToken") or None
-                if page_token is not None:
-                    if not isinstance(page_token, str) or page_token in seen:
-                        raise bad_answer(response, "a 'nextPageToken' that repeats or is not a string")
-                    seen.add(page_token)
-                    if prefetch:
-                        pending = asyncio.ensure_future(fetch(page_token))
-                yield users, response
-                if page_token is None:
-                    return
-                response = await (pending if pending is not None else fetch(page_token))
-                pending = None
-        finally:
-            if pending is not None:  # the caller stopped early: drop the request in flight
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
-
-    async def iter_pages(
-        self,
-        *,
-        risk_level: Optional[RiskLevel] = None,
-        tenant_id: Optional[str] = None,
-        privileged: Optional[bool] = None,
-        mfa_enrolled: Optional[bool] = None,
-        provider: Optional[str] = None,
-    ) -> AsyncIterator[list[Identity]]:
-        """Every user, one Directory page at a time. `mfa_enrolled` and `privileged=False` go into the
-        query; `privileged=True` (super or delegated admin: the query has no OR), tenant and risk are
-        applied to each page here. Risk filters match nothing while Alert Center can't be read."""
-        if provider is not None and provider != "google_workspace":
-            return
-        terms = []
-        if mfa_enrolled is not None:
-            terms.append(query_term("isEnrolledIn2Sv", "=", mfa_enrolled))
-        if privileged is False:
-            terms += [query_term("isAdmin", "=", False), query_term("isDelegatedAdmin", "=", False)]
-        alerts = await self._alert_index(fresh=True)
-        if risk_level is not None and alerts is None:
-            return
-
-        def keep(identity: Identity) -> bool:
-            return (
-                (risk_level is None or identity.risk_level == risk_level)
-                and (tenant_id is None or identity.tenant_id == tenant_id)
-                and (privileged is None or identity.privileged == privileged)
-                and (mfa_enrolled is None or identity.mfa_enrolled == mfa_enrolled)
-            )
-
-        async for users, response in self._user_pages(" ".join(terms) or None, prefetch=True):
-            page = [user_identity(self.name, user, response, alerts) for user in users]
-            page = [identity for identity in page if keep(identity)]
-            if page:
-                yield page
 
     def _user_path(self, user_key: str) -> str:
         # a key goes into the URL path: only a numeric id or an email address (no "/", "?", "..")

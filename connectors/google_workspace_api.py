@@ -55,6 +55,7 @@ HIGH_ALERTS = frozenset(
     }
 )
 ALERT_SCORES = {"critical": 100, "high": 75, "medium": 50}
+_LEVELS = {score: RiskLevel.for_score(score) for score in (0, *ALERT_SCORES.values())}
 ALERT_CACHE_SECONDS = 60.0
 #: the partial response users.list is asked for: what `to_identity` reads, a third of a full user
 USER_FIELDS = (
@@ -81,7 +82,6 @@ USER_KEY = re.compile(r"\d{1,40}|[A-Za-z0-9._%+'-]{1,128}@[A-Za-z0-9.-]{1,253}")
 NUMERIC_ID = re.compile(r"\d{6,40}")
 EMAIL = re.compile(r"[^@\s]{1,128}@[^@\s]{1,253}")
 CUSTOMER_ID = re.compile(r"my_customer|C?[A-Za-z0-9]{4,32}")
-ACCESS_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 MAX_QUERY = 256
 
 
@@ -316,25 +316,34 @@ def note_alert(found: dict[str, tuple[int, tuple[str, ...]]], alert: Any) -> Non
 
 
 def user_identity(connector: str, user: Any, response: Response, alerts: Optional[AlertIndex]) -> Identity:
-    """An `Identity` from a Directory user; fields of the wrong type read as unknown."""
-    user_id = user.get("id") if isinstance(user, dict) else None
-    if not isinstance(user_id, str) or not user_id:
+    """An `Identity` from a Directory user; fields of the wrong type read as unknown. Called once per
+    user of every listing, so it reads each field once."""
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
         raise bad_answer(response, "a user without an id")
-    name = user.get("name") if isinstance(user.get("name"), dict) else {}
-    full = _text(name.get("fullName")) or " ".join(
-        part for part in (_text(name.get("givenName")), _text(name.get("familyName"))) if part
-    )
-    email = _text(user.get("primaryEmail"))
-    admin, delegated = user.get("isAdmin") is True, user.get("isDelegatedAdmin") is True
+    get, user_id = user.get, user["id"]
+    name = get("name")
+    if isinstance(name, dict):
+        full = _text(name.get("fullName")) or " ".join(
+            part for part in (_text(name.get("givenName")), _text(name.get("familyName"))) if part
+        )
+    else:
+        full = ""
+    email = _text(get("primaryEmail"))
+    admin, delegated = get("isAdmin") is True, get("isDelegatedAdmin") is True
     score: Optional[int] = None
     if alerts is not None:
-        aliases = user.get("aliases") if isinstance(user.get("aliases"), list) else []
-        addresses = [a.casefold() for a in (email, *aliases) if isinstance(a, str)]
-        score = max((alerts.by_email.get(a, (0, ()))[0] for a in addresses), default=0)
-    enrolled = user.get("isEnrolledIn2Sv")
-    if user.get("suspended") is True:
+        score = 0
+        by_email = alerts.by_email
+        if by_email:  # the user's highest open alert, under the primary address or an alias
+            aliases = get("aliases")
+            for address in (email, *aliases) if isinstance(aliases, list) else (email,):
+                found = by_email.get(address.casefold()) if isinstance(address, str) else None
+                if found is not None and found[0] > score:
+                    score = found[0]
+    enrolled = get("isEnrolledIn2Sv")
+    if get("suspended") is True:
         status = "suspended"
-    elif user.get("archived") is True:
+    elif get("archived") is True:
         status = "archived"
     else:
         status = "active"
@@ -343,16 +352,16 @@ def user_identity(connector: str, user: Any, response: Response, alerts: Optiona
         connector=connector,
         email=email,
         display_name=full or None,
-        tenant_id=_text(user.get("customerId")),
+        tenant_id=_text(get("customerId")),
         status=status,
         risk_score=score,
-        risk_level=None if score is None else RiskLevel.for_score(score),
+        risk_level=None if score is None else _LEVELS.get(score) or RiskLevel.for_score(score),
         mfa_enrolled=enrolled if isinstance(enrolled, bool) else None,
         privileged=admin or delegated,
-        last_login_at=_datetime(user.get("lastLoginTime")),
+        last_login_at=_datetime(get("lastLoginTime")),
         provider="google_workspace",
         provider_id=user_id,
         roles=(("super_admin",) if admin else ()) + (("delegated_admin",) if delegated else ()),
-        created_at=_datetime(user.get("creationTime")),
+        created_at=_datetime(get("creationTime")),
         raw=user,
     )

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from .errors import AuthenticationError, ConnectorError, ProviderUnavailableError
+from .errors import AuthenticationError, ConnectorError
 from .google_workspace_api import (
-    ACCESS_TOKEN,
     DIRECTORY_SCOPES,
     JWT_BEARER,
     PROVIDER,
@@ -27,7 +26,7 @@ from .google_workspace_api import (
     sign_assertion,
 )
 from .http import HttpClient, Response, SlidingWindowLimiter
-from .tokens import TokenCache
+from .tokens import TokenCache, token_answer
 
 
 class GoogleWorkspaceAuth:
@@ -65,21 +64,7 @@ class GoogleWorkspaceAuth:
                 self._alert_center_refused(f"the token request for {SCOPE_ALERTS} was refused ({error})")
         if not response.ok:
             raise self._token_refused(response, scopes)
-        data = response.json(PROVIDER)
-        token = data.get("access_token") if isinstance(data, dict) else None
-        expires_in = data.get("expires_in") if isinstance(data, dict) else None
-        if (
-            not isinstance(token, str)
-            or not ACCESS_TOKEN.fullmatch(token)
-            or isinstance(expires_in, bool)
-            or not isinstance(expires_in, (int, float))
-        ):
-            raise ProviderUnavailableError(
-                "answered the token request without a usable access_token and expires_in",
-                provider=PROVIDER,
-                request_id=response.client_request_id,
-            )
-        return token, float(expires_in)
+        return token_answer(response, PROVIDER)
 
     async def _token_request(self, scopes: Sequence[str]) -> Response:
         assertion = sign_assertion(self.key, self.admin_email, scopes, self._clock())

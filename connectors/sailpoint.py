@@ -41,10 +41,10 @@ from .sailpoint_api import (
     map_error,
     path_value,
     tenant_of,
-    token_answer,
     token_error,
 )
 from .settings import SettingsReader
+from .tokens import token_answer
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class SailPointConnector(Connector):
                 )
             if not response.ok:
                 raise map_error(response)
-            token, expires_in = token_answer(response)
+            token, expires_in = token_answer(response, PROVIDER)
             self._token = token
             self._renew_at = time.monotonic() + expires_in - min(60.0, expires_in * self.RENEW_SHARE)
             return token

@@ -24,7 +24,6 @@ from .http import Response, error_class_for_status
 from .models import Identity, RiskLevel, parse_datetime
 
 PROVIDER = "SailPoint"
-_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # (field, operator) pairs this module may put in a `filters` expression; values are always quoted
 _FILTERS = frozenset({("email", "eq"), ("name", "sw"), ("alias", "sw"), ("identityId", "eq")})
@@ -135,26 +134,6 @@ def map_error(response: Response) -> ConnectorError:
     if response.status == 429:
         kwargs["retry_after"] = response.retry_after()
     return cls(summary, **kwargs)  # type: ignore[no-any-return]
-
-
-def token_answer(response: Response) -> tuple[str, float]:
-    """The access token and its lifetime in seconds from a token answer, else ProviderUnavailableError."""
-    data = response.json(PROVIDER)
-    token = data.get("access_token") if isinstance(data, dict) else None
-    expires_in = data.get("expires_in") if isinstance(data, dict) else None
-    # the token goes into a header: a space or line break in it would fail there, or add a header
-    if (
-        not isinstance(token, str)
-        or not _TOKEN.fullmatch(token)
-        or isinstance(expires_in, bool)
-        or not isinstance(expires_in, (int, float))
-    ):
-        raise ProviderUnavailableError(
-            "answered the token request without a usable access_token and expires_in",
-            provider=PROVIDER,
-            request_id=response.client_request_id,
-        )
-    return token, float(expires_in)
 
 
 def token_error(response: Response) -> str:

@@ -5,15 +5,44 @@ that), and fetched by one caller at a time while the others wait for it (the loc
 event loop: Python 3.9 binds a lock to the loop it was made in). After a 401, `drop(token)` forgets the
 token only if it is still the cached one, so callers that all got the 401 renew it once, not once each;
 each connector sends its call again once, never more. Fetching (the request, its errors, checking the
-answer) stays with each connector, which hands `get` a coroutine function returning (token, lifetime).
+answer) stays with each connector, which hands `get` a coroutine function returning (token, lifetime);
+`token_answer` is the check of an OAuth token answer they share: a token that fits in a header (printable
+ASCII, no space or line break that would break it or add a header) and a positive numeric lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from typing import Callable, Optional
+
+from .errors import ProviderUnavailableError
+from .http import Response
+
+_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
+
+
+def token_answer(response: Response, provider: str) -> tuple[str, float]:
+    """(access_token, expires_in) from an OAuth token answer, else ProviderUnavailableError (the token
+    itself is never quoted)."""
+    data = response.json(provider)
+    token = data.get("access_token") if isinstance(data, dict) else None
+    expires_in = data.get("expires_in") if isinstance(data, dict) else None
+    if (
+        not isinstance(token, str)
+        or not _TOKEN.fullmatch(token)
+        or isinstance(expires_in, bool)
+        or not isinstance(expires_in, (int, float))
+        or expires_in <= 0
+    ):
+        raise ProviderUnavailableError(
+            "answered the token request without a usable access_token and expires_in",
+            provider=provider,
+            request_id=response.client_request_id,
+        )
+    return token, float(expires_in)
 
 
 class TokenCache:

@@ -12,14 +12,21 @@ documents, google-auth service-account credentials) use, with Google's shapes an
 * `/v1beta1/alerts` (Alert Center list: filter on createTime and type, pageSize, pageToken).
 
 Users are made on demand from `standins.seed.person(i)`, so any count is servable; only what actions
-changed is kept. A per-(service account, admin) quota of `quota_per_minute` answers 403
-userRateLimitExceeded past the ceiling. `/_admin/...` (no auth) injects faults and raises alerts.
+changed is kept. Serialized users are cached per `fields` mask (room for two masks of 100,000 users, so
+clients asking for different fields don't evict each other); an `email:{PREFIX}*` search (primary
+addresses and aliases, as Google documents it) reads a sorted index of every address, built at the
+first such search. Google's search lags (up to 36 hours): `unindexed` users are left out of every
+search (a `query`), as new users are until Google indexes them, and still listed without one.
+`latency` (`--latency`) delays every API answer alike, for measuring clients against a remote API.
+A per-(service account, admin) quota of `quota_per_minute` answers 403 userRateLimitExceeded past the
+ceiling. `/_admin/...` (no auth) injects faults and raises alerts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import re
@@ -223,21 +230,28 @@ async def list_users(request: web.Request) -> web.Response:
         return _invalid("orderBy")
     # the users' own sub-mask as canonical text, so projected users are cached per mask
     fields = _mask_text(mask["users"]) if mask.get("users") else ""
-    if not clauses and order is None:
-        end = min(offset + size, state.identities)
-        rows = [state.user_json(i, fields) for i in range(offset, end)]
-        more = end < state.identities
+    candidates, rest = _candidates(state, clauses)
+    if clauses and state.unindexed:
+        candidates = [i for i in candidates if i not in state.unindexed]
+    if order is not None:
+        users = {i: state.user(i) for i in candidates}
+        kept = [i for i, u in users.items() if all(matches(c, u) for c in rest)]
+        descending = request.query.get("sortOrder", "").upper() == "DESCENDING"
+        if order == "email":
+            kept.sort(key=lambda i: users[i]["primaryEmail"], reverse=descending)
+        else:
+            kept.sort(key=lambda i: users[i]["name"][order].casefold(), reverse=descending)
+        candidates, rest = kept, []
+    if rest:  # clauses no index answers: test each user in listing order up to one past the page
+        wanted = itertools.islice(
+            (i for i in candidates if all(matches(c, state.user(i)) for c in rest)), offset, offset + size + 1
+        )
+        page = list(wanted)
+        more, page = len(page) > size, page[:size]
     else:
-        users = [state.user(i) for i in _candidates(state, clauses)]
-        users = [u for u in users if all(matches(c, u) for c in clauses)]
-        if order is not None:
-            key = (
-                (lambda u: u["primaryEmail"]) if order == "email" else (lambda u: u["name"][order].casefold())
-            )
-            users.sort(key=key, reverse=request.query.get("sortOrder", "").upper() == "DESCENDING")
-        page = users[offset : offset + size]
-        rows = [json.dumps(project(u, mask.get("users", {})), separators=(",", ":")).encode() for u in page]
-        more = offset + size < len(users)
+        page = list(candidates[offset : offset + size])
+        more = offset + size < len(candidates)
+    rows = [state.user_json(i, fields) for i in page]
     parts = []
     if not mask or "kind" in mask:
         parts.append(b'"kind":"admin#directory#users"')
@@ -255,12 +269,17 @@ def _mask_text(mask: dict) -> str:
     return ",".join(key + (f"({_mask_text(sub)})" if sub else "") for key, sub in sorted(mask.items()))
 
 
-def _candidates(state: WorkspaceState, clauses: list[Clause]) -> Sequence[int]:
-    for clause in clauses:  # an exact email names at most one user
+def _candidates(state: WorkspaceState, clauses: list[Clause]) -> tuple[Sequence[int], list[Clause]]:
+    """The users a query can match, in listing order, and the clauses still to test on each: an exact
+    email names at most one user, an email prefix reads the sorted address index (aliases included)."""
+    for clause in clauses:
+        rest = [c for c in clauses if c is not clause]
         if clause.field == "email" and clause.op == "=":
             index = state.index_of(clause.value)
-            return [] if index is None else [index]
-    return range(state.identities)
+            return ([] if index is None else [index]), rest
+        if clause.field == "email" and clause.prefix:
+            return state.with_address_prefix(clause.value), rest
+    return range(state.identities), clauses
 
 
 def _user_index(request: web.Request) -> Optional[int]:
@@ -540,9 +559,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-alert-center", action="store_true", help="the admin may not read Alert Center")
     parser.add_argument("--quota-per-minute", type=int, default=2400, help="per service account and admin")
     parser.add_argument("--no-quota", action="store_true", help="serve without a quota")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
     args = parser.parse_args(argv)
     if args.identities < 0 or args.identities >= 10**9:
         parser.error("--identities must be from 0 to 999,999,999")
+    if args.latency < 0:
+        parser.error("--latency must be 0 or more")
     if args.quota_per_minute < 1:
         parser.error("--quota-per-minute must be 1 or more")
     text = os.environ.get("GOOGLE_SERVICE_ACCOUNT_JSON") or ""
@@ -556,6 +578,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             admin=args.admin,
             alert_center=not args.no_alert_center,
             quota_per_minute=None if args.no_quota else args.quota_per_minute,
+            latency=args.latency,
         )
     except (ValueError, KeyError, TypeError):
         print(

@@ -4,6 +4,7 @@ syntax) and `fields` partial responses. `google_workspace.py` serves them."""
 
 from __future__ import annotations
 
+import bisect
 import collections
 import functools
 import hashlib
@@ -49,6 +50,9 @@ RISK_ALERTS = {
 ALERT_SOURCES = {"Government attack warning": ("State sponsored attack", "StateSponsoredAttack")}
 _ID_BASE = 10**20  # ids are 21 digits, like Google's
 SEEDED_ALERT_USERS = 100_000  # seeding reads each person once: bounded so a million users start fast
+#: serialized users kept: two field masks (idops' partial response and a full user) for 100,000 users,
+#: so clients asking for different fields don't evict each other's users (~150 MB at the most)
+CACHE_SIZE = 200_000
 
 
 def _iso(moment: datetime) -> str:
@@ -247,10 +251,13 @@ class WorkspaceState:
     quota_per_minute: Optional[int] = 2400
     token_ttl: int = 3599
     latency: float = 0.0
+    cache_size: int = CACHE_SIZE
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     suspended: dict[int, bool] = field(default_factory=dict)
     change_password: dict[int, bool] = field(default_factory=dict)
     sign_outs: collections.Counter = field(default_factory=collections.Counter)
+    #: users Directory search doesn't find yet (Google's index lags, up to 36 hours); plain listing does
+    unindexed: set[int] = field(default_factory=set)
     alerts: list[dict] = field(default_factory=list)
     tokens: dict[str, tuple[str, Optional[str], frozenset[str], float]] = field(default_factory=dict)
     tokens_issued: int = 0
@@ -260,7 +267,9 @@ class WorkspaceState:
     log: collections.deque[RequestRecord] = field(default_factory=lambda: collections.deque(maxlen=50000))
 
     def __post_init__(self) -> None:
-        self._cached = functools.lru_cache(maxsize=60000)(self._render)
+        self._cached = functools.lru_cache(maxsize=self.cache_size)(self._render)
+        self._mask = functools.lru_cache(maxsize=64)(parse_fields)  # a mask is parsed once, not per user
+        self._addresses: Optional[tuple[list[str], list[int]]] = None
         self._seed_alerts()
 
     def user_id(self, index: int) -> str:
@@ -278,20 +287,14 @@ class WorkspaceState:
         if not match or int(match.group(1)) >= self.identities:
             return None
         index = int(match.group(1))
-        user = self.user(index)
-        return (
-            index
-            if key.casefold() in (e.casefold() for e in (user["primaryEmail"], *user.get("aliases", ())))
-            else None
-        )
+        return index if key.casefold() in self.addresses(index) else None
 
     def user(self, index: int) -> dict:
         """User `index` as users.get returns it (projection basic)."""
         p = person(index, seed=self.seed)
         plain = p.display_name == f"{p.first} {p.last}"
         given = p.first if plain else p.display_name
-        email = f"{p.first}.{p.last}.{index}@{self.domain}".lower()
-        aliases = [f"{p.first[0]}{p.last}.{index}@{self.domain}".lower()] if index % 10 == 3 else []
+        email, *aliases = self._addresses_of(p, index)
         admin = "admin" in p.roles
         suspended = self.suspended.get(index, p.status == "suspended")
         user = {
@@ -326,8 +329,34 @@ class WorkspaceState:
         return user
 
     def _render(self, index: int, fields: str = "") -> bytes:
-        user = project(self.user(index), parse_fields(fields)) if fields else self.user(index)
+        user = project(self.user(index), self._mask(fields)) if fields else self.user(index)
         return json.dumps(user, separators=(",", ":")).encode()
+
+    def _addresses_of(self, p: Any, index: int) -> list[str]:
+        """The primary address of person `p` (user `index`), then its aliases: one user in ten has one,
+        family name first (so it often begins with another letter than the primary address)."""
+        email = f"{p.first}.{p.last}.{index}@{self.domain}".lower()
+        return [email, f"{p.last}.{p.first[0]}.{index}@{self.domain}".lower()] if index % 10 == 3 else [email]
+
+    def addresses(self, index: int) -> list[str]:
+        """User `index`'s primary address and aliases, without building the whole user."""
+        return self._addresses_of(person(index, seed=self.seed), index)
+
+    def with_address_prefix(self, prefix: str) -> list[int]:
+        """Indexes of the users with an address (primary or alias) starting with `prefix` (any case), in
+        listing order: Google's `email:{PREFIX}*` search, from a sorted index of every address."""
+        if self._addresses is None:
+            pairs = sorted((a, i) for i in range(self.identities) for a in self.addresses(i))
+            self._addresses = [a for a, _ in pairs], [i for _, i in pairs]
+        keys, indexes = self._addresses
+        wanted = prefix.casefold()
+        start = bisect.bisect_left(keys, wanted)
+        found = set()
+        for position in range(start, len(keys)):
+            if not keys[position].startswith(wanted):
+                break
+            found.add(indexes[position])
+        return sorted(found)
 
     def user_json(self, index: int, fields: str = "") -> bytes:
         """User `index` serialized, cut to `fields` (a `users(…)` sub-mask as text); cached when untouched."""
