@@ -12,11 +12,13 @@ Mapping to `Identity`:
   MEDIUM → medium (50), HIGH → high (75), and HIGH on a privileged user → critical (100). HIGH is
   never below `high`. An org without ITP answers 401/403/404 on `/risk`: risk is then unknown (None)
   for every user, said once in the log and in `check`, and no risk alert can fire.
-* privileged: any admin role assignment (`GET /api/v1/users/{id}/roles`). Read for a single user
-  (`get_identity`, searches) and, in listings and change feeds, for users at HIGH risk (it decides
-  high or critical); other listed users show privileged false unless the `privileged` filter is
-  given, which reads every listed user's roles.
-* MFA is not read (factors are outside the API subset idops uses): `mfa_enrolled` is unknown.
+* privileged: any admin role assignment. A single user's roles are read (`GET /api/v1/users/{id}/roles`,
+  their labels become `roles`); listings and the change feed read Okta's list of users holding admin
+  roles instead (`GET /api/v1/iam/assignees/users`), so every listed user's `privileged` is known
+  (`roles` stays empty there).
+* MFA: a single read (`get_identity`, searches) reads the user's enrolled factors (`GET
+  /api/v1/users/{id}/factors`): `mfa_enrolled` is any ACTIVE factor, `mfa_methods` their types.
+  Listings leave MFA unknown (a request per user) unless the `mfa_enrolled` filter asks for it.
 
 Listing: with `concurrency` 1, Okta's default list (`GET /api/v1/users`, DEPROVISIONED left out) paged by
 its `after` cursor. With more, disjoint `search` partitions by `created` time, each paged by its own
@@ -31,7 +33,8 @@ idempotent: a timeout or 5xx after sending is an OutcomeUnknownError, never retr
 override). `changes_since` reads the System Log's risk events after a cursor (`published` time).
 
 Modules: this one (auth, pacing, requests, single reads, `check`); listing and the change feed in
-`connectors.okta_listing`, the actions in `connectors.okta_actions`, wire formats in `connectors.okta_api`.
+`connectors.okta_listing`, the actions in `connectors.okta_actions`, wire formats in `connectors.okta_api`,
+the service app's assertion in `connectors.okta_oauth`.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from . import okta_api as api
+from . import okta_oauth as oauth
 from .base import Connector
 from .errors import (
     ConnectorError,
@@ -111,7 +116,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         *,
         base_url: str,
         api_token: Optional[str] = None,
-        service_app: Optional[api.ServiceApp] = None,
+        service_app: Optional[oauth.ServiceApp] = None,
         password_action: str = "expire_password",  # noqa: S107 - an Okta endpoint name
         page_size: int = MAX_PAGE,
         concurrency: int = 4,
@@ -147,6 +152,8 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         #: whether the org has Identity Threat Protection (None: not asked yet)
         self.itp: Optional[bool] = None
         self.itp_problem = ""
+        self._admins: Optional[set[str]] = None  # see connectors.okta_listing
+        self._admins_at: Optional[datetime] = None
 
     @classmethod
     def from_config(
@@ -160,11 +167,11 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         if client_id is not None or config.get("private_key") is not None:
             if token is not None:
                 raise read.error("api_token", "can't be combined with client_id (choose one auth mode)")
-            key = api.pem_text(read, read.required_text("private_key", expected="a PEM private key"))
-            scopes = api.parse_scopes(read, config.get("scopes"))
+            key = oauth.pem_text(read, read.required_text("private_key", expected="a PEM private key"))
+            scopes = oauth.parse_scopes(read, config.get("scopes"))
             if client_id is None:
                 raise read.error("client_id", "is required with private_key")
-            app = api.ServiceApp(client_id, key, scopes, read.text("key_id", pattern=_SAFE_ID))
+            app = oauth.ServiceApp(client_id, key, scopes, read.text("key_id", pattern=_SAFE_ID))
         elif token is None:
             raise read.error("api_token", "is required (or client_id with private_key for OAuth)")
         return cls(
@@ -209,7 +216,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             data={
                 "grant_type": "client_credentials",
                 "scope": " ".join(app.scopes),
-                "client_assertion_type": api.ASSERTION_TYPE,
+                "client_assertion_type": oauth.ASSERTION_TYPE,
                 "client_assertion": app.assertion(url),
             },
             headers={"Accept": "application/json"},
@@ -217,13 +224,13 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         )
         if response.status in (400, 401, 403):
             raise api.refused(
-                f"refused the service app's token request ({api.token_error(response)}); check client_id,"
+                f"refused the service app's token request ({oauth.token_error(response)}); check client_id,"
                 " the key registered for it and the granted scopes",
                 response,
             )
         if not response.ok:
             raise api.map_error(response)
-        return api.checked_token(response)
+        return oauth.checked_token(response)
 
     async def _paced(
         self,
@@ -302,10 +309,13 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         *,
         risk: Optional[str] = None,
         roles: Optional[list[dict]] = None,
+        privileged: Optional[bool] = None,
+        factors: Optional[list[dict]] = None,
         response: Optional[Response] = None,
     ) -> Identity:
         """An `Identity` from an Okta user; `risk` is its Okta level (None: unknown), `roles` its role
-        assignments when they were read (privileged then means any of them)."""
+        assignments when they were read (privileged then means any of them, else `privileged`), `factors`
+        its enrolled factors when read (else MFA is unknown)."""
         user_id = user.get("id") if isinstance(user, dict) else None
         if not isinstance(user_id, str) or not user_id:
             raise ProviderUnavailableError(
@@ -319,7 +329,9 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         active_roles = [
             r for r in roles or [] if isinstance(r, dict) and r.get("status", "ACTIVE") == "ACTIVE"
         ]
-        privileged = bool(active_roles)
+        privileged = bool(active_roles) if roles is not None else bool(privileged)
+        active_factors = [f for f in factors or [] if isinstance(f, dict) and f.get("status") == "ACTIVE"]
+        methods = sorted({f["factorType"] for f in active_factors if isinstance(f.get("factorType"), str)})
         score, level = api.risk_band(risk, privileged) if self.itp is not False else (None, None)
         status = api.text_of(user.get("status"))
         return Identity(
@@ -331,7 +343,9 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             status=status.lower() if status else None,
             risk_score=score,
             risk_level=level,
-            privileged=privileged,
+            privileged=bool(privileged),
+            mfa_enrolled=bool(active_factors) if factors is not None else None,
+            mfa_methods=tuple(methods),
             last_login_at=api.as_datetime(user.get("lastLogin")),
             provider="okta",
             provider_id=user_id,
@@ -376,11 +390,19 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             raise api.bad_answer("answered a role listing with something other than a list", response)
         return [role for role in body if isinstance(role, dict)]
 
+    async def _factors(self, user_id: str) -> list[dict]:
+        body, response = await self._json("GET", f"/api/v1/users/{quote(user_id, safe='')}/factors")
+        if not isinstance(body, list):
+            raise api.bad_answer("answered a factor listing with something other than a list", response)
+        return [factor for factor in body if isinstance(factor, dict)]
+
     async def _full(self, user: dict, response: Optional[Response] = None) -> Identity:
-        """A user with its risk and roles read (two more requests)."""
+        """A user with its risk, roles and factors read (three more requests)."""
         user_id = str(user.get("id") or "")
-        risk, roles = await asyncio.gather(self._user_risk(user_id), self._roles(user_id))
-        return self.to_identity(user, risk=risk, roles=roles, response=response)
+        risk, roles, factors = await asyncio.gather(
+            self._user_risk(user_id), self._roles(user_id), self._factors(user_id)
+        )
+        return self.to_identity(user, risk=risk, roles=roles, factors=factors, response=response)
 
     @staticmethod
     def _checked_id(identity_id: str) -> str:
@@ -438,6 +460,9 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             if body and isinstance(body[0], dict) and isinstance(body[0].get("id"), str):
                 await self._user_risk(body[0]["id"])
                 await self._roles(body[0]["id"])  # privilege decides approvals: roles must be readable
+                await self._factors(body[0]["id"])
+            # listings and the change feed know privilege from the role assignees
+            await self._json("GET", "/api/v1/iam/assignees/users", params={"limit": 1})
         except ConnectorError as exc:
             return CheckResult(ok=False, connector=self.name, message=str(exc), request_id=exc.request_id)
         auth = "API token" if self._service_app is None else "OAuth service app"

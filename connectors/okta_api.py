@@ -1,5 +1,6 @@
 """Okta Management API plumbing for `connectors.okta`: search expressions, `Link` paging, rate-limit
-buckets, error bodies and the OAuth 2.0 service-app token (private_key_jwt).
+buckets, error bodies, the risk rule and System Log event fields (the OAuth 2.0 service app is in
+`connectors.okta_oauth`).
 
 Rules this module keeps:
 
@@ -17,19 +18,15 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import re
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import (
     AuthenticationError,
-    ConfigurationError,
     ConnectorError,
     NotFoundError,
     PermissionDeniedError,
@@ -39,7 +36,6 @@ from .errors import (
 )
 from .http import MAX_PAUSE, Response, error_class_for_status
 from .models import RiskLevel, parse_datetime
-from .settings import SettingsReader
 
 PROVIDER = "Okta"
 
@@ -99,16 +95,29 @@ def next_link(response: Response, base_url: str) -> Optional[str]:
             rels = _REL.findall(match.group(2))
             if "next" not in rels:
                 continue
-            url = match.group(1).strip()
-            target, base = urlsplit(url), urlsplit(base_url)
-            if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-                raise ProviderUnavailableError(
-                    "sent a next-page link to another host; not followed",
-                    provider=PROVIDER,
-                    request_id=request_id(response),
-                )
-            return url
+            return same_origin(match.group(1).strip(), base_url, response)
     return None
+
+
+def body_next(body: Any, base_url: str, response: Response) -> Optional[str]:
+    """The next page named in an answer body's `_links.next.href` (Okta's IAM lists page that way), or
+    None; kept to the org like `next_link`."""
+    links = body.get("_links") if isinstance(body, dict) else None
+    following = links.get("next") if isinstance(links, dict) else None
+    href = following.get("href") if isinstance(following, dict) else None
+    return same_origin(href, base_url, response) if isinstance(href, str) and href else None
+
+
+def same_origin(url: str, base_url: str, response: Response) -> str:
+    """`url` if it points at the configured org, else ProviderUnavailableError (never followed)."""
+    target, base = urlsplit(url), urlsplit(base_url)
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        raise ProviderUnavailableError(
+            "sent a next-page link to another host; not followed",
+            provider=PROVIDER,
+            request_id=request_id(response),
+        )
+    return url
 
 
 def after_cursor(url: str) -> Optional[str]:
@@ -196,6 +205,8 @@ def bucket_of(method: str, path: str) -> str:
         return "logs"
     if parts[:2] == ["oauth2", "v1"]:
         return "token"
+    if parts[:3] == ["api", "v1", "iam"]:
+        return "iam"
     if parts[:3] == ["api", "v1", "users"]:
         if len(parts) == 3:
             return "users"
@@ -223,7 +234,7 @@ def error_body(response: Response) -> Optional[dict]:
     return body if isinstance(body, dict) else None
 
 
-def _short(text: str, limit: int = 300) -> str:
+def short(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -242,9 +253,9 @@ def map_error(response: Response) -> ConnectorError:
     path = urlsplit(response.url).path
     text = f"{response.method} {path} failed with HTTP {response.status}"
     if summary:
-        text += f": {_short(summary)}"
+        text += f": {short(summary)}"
     if causes:
-        text += f" ({_short('; '.join(causes), 200)})"
+        text += f" ({short('; '.join(causes), 200)})"
     if code:
         text += f" [{code}]"
     cls: type[ConnectorError] = error_class_for_status(response.status)
@@ -264,89 +275,6 @@ def map_error(response: Response) -> ConnectorError:
 def is_missing_feature(exc: ConnectorError) -> bool:
     """An answer that means "this org has no such feature" on an endpoint we reached before."""
     return isinstance(exc, (AuthenticationError, PermissionDeniedError, NotFoundError))
-
-
-# --- OAuth 2.0 service app ---------------------------------------------------------------------------
-
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-SCOPES = (
-    "okta.users.read",
-    "okta.users.manage",
-    "okta.roles.read",
-    "okta.logs.read",
-    "okta.userRisk.read",
-    "okta.userRisk.manage",
-)
-
-
-@dataclass(frozen=True)
-class ServiceApp:
-    """An OAuth 2.0 service app: client id, its PEM private key (RS256) and the scopes to ask for."""
-
-    client_id: str
-    private_key: str
-    scopes: tuple[str, ...]
-    key_id: Optional[str] = None
-
-    def assertion(self, token_url: str, now: Optional[float] = None) -> str:
-        """A private_key_jwt client assertion for `token_url`, valid 5 minutes.
-
-        PyJWT (with cryptography) is imported here only: it is needed by this mode alone."""
-        try:
-            import jwt  # only the OAuth mode needs PyJWT
-        except ImportError as exc:  # pragma: no cover - PyJWT ships with idops and the SOAR package
-            raise ConfigurationError(
-                "OAuth mode needs PyJWT with cryptography installed (pip install 'PyJWT[crypto]')",
-                provider=PROVIDER,
-            ) from exc
-        issued = int(time.time() if now is None else now)
-        claims = {
-            "iss": self.client_id,
-            "sub": self.client_id,
-            "aud": token_url,
-            "iat": issued,
-            "exp": issued + 300,
-            "jti": uuid.uuid4().hex,
-        }
-        headers = {"kid": self.key_id} if self.key_id else None
-        try:
-            return str(jwt.encode(claims, self.private_key, algorithm="RS256", headers=headers))
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:
-            # the key's text is never quoted: it is a secret
-            raise ConfigurationError(
-                "setting 'private_key' is not a PEM RSA private key PyJWT can sign RS256 with",
-                provider=PROVIDER,
-            ) from exc
-
-
-def token_error(response: Response) -> str:
-    """`error: error_description` from an OAuth error answer, shortened, else the HTTP status."""
-    body = error_body(response)
-    if body is not None and isinstance(body.get("error"), str):
-        described = body.get("error_description")
-        text = body["error"] + (f": {described}" if isinstance(described, str) else "")
-        return _short(text, 200)
-    return f"HTTP {response.status}"
-
-
-def checked_token(response: Response) -> tuple[str, float]:
-    """(access_token, expires_in) from a token answer, or ProviderUnavailableError."""
-    body = error_body(response)
-    token = body.get("access_token") if body else None
-    expires = body.get("expires_in") if body else None
-    if (
-        not isinstance(token, str)
-        or not re.fullmatch(r"[\x21-\x7e]{1,8192}", token)
-        or isinstance(expires, bool)
-        or not isinstance(expires, (int, float))
-        or expires <= 0
-    ):
-        raise ProviderUnavailableError(
-            "answered the token request without a usable access_token and expires_in",
-            provider=PROVIDER,
-            request_id=response.client_request_id,
-        )
-    return token, float(expires)
 
 
 def refused(message: str, response: Response) -> AuthenticationError:
@@ -391,7 +319,6 @@ RISK_BANDS = {
 CRITICAL_SCORE = 100
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-_SCOPE_NAME = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
 
 
 def risk_band(level: Optional[str], privileged: bool) -> tuple[Optional[int], Optional[RiskLevel]]:
@@ -407,34 +334,6 @@ def iso(moment: datetime) -> str:
     return (
         moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     )
-
-
-def pem_text(read: SettingsReader, text: str) -> str:
-    """The PEM text of `private_key`, also when a form sent it base64-encoded (SOAR fields are one line)."""
-    if text.startswith("-----BEGIN"):
-        return text
-    try:
-        decoded = base64.b64decode("".join(text.split()), validate=True).decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    if not decoded.startswith("-----BEGIN"):
-        raise read.error(
-            "private_key", "must be a PEM private key (-----BEGIN …), or that text base64-encoded"
-        )
-    return decoded
-
-
-def parse_scopes(read: SettingsReader, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return SCOPES
-    words = value.split() if isinstance(value, str) else value
-    if (
-        not isinstance(words, (list, tuple))
-        or not words
-        or not all(isinstance(w, str) and _SCOPE_NAME.fullmatch(w) for w in words)
-    ):
-        raise read.error("scopes", "must be Okta scopes like okta.users.read okta.users.manage")
-    return tuple(words)
 
 
 def name_search(text: str) -> str:
@@ -481,11 +380,16 @@ def event_risks(event: dict) -> list[tuple[str, str]]:
         level = match.group(1) if match else None
     if level not in RISK_BANDS:
         return []
+    return [(user_id, str(level)) for user_id in event_users(event)]
+
+
+def event_users(event: dict) -> list[str]:
+    """Ids of the User targets of a System Log event."""
     targets = event.get("target")
     if not isinstance(targets, list):
         return []
     return [
-        (str(target["id"]), str(level))
+        str(target["id"])
         for target in targets
         if isinstance(target, dict) and target.get("type") == "User" and isinstance(target.get("id"), str)
     ]

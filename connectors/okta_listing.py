@@ -1,13 +1,21 @@
 """Okta listings and the change feed, mixed into `connectors.okta.OktaConnector` (which supplies the
-requests, user reads, roles and ITP state declared below).
+requests, user reads, roles, factors and ITP state declared below).
 
 Rules: a listing reads risk from the System Log's risk events (one query, not one per user) within its
-retention, and roles only for users at HIGH risk unless the `privileged` filter asks for every user's;
-with `concurrency` 1 users are paged by Okta's `after` cursor, with more by disjoint `search` partitions
-on `created`, each paged by its own cursor, `concurrency` at a time (a worker's error is re-raised to the
-consumer and every worker is cancelled when the consumer stops). `changes_since` takes a `published`
-time cursor, refuses one that is not a time or older than the log keeps (list in full instead), and
-never answers a cursor older than five minutes ago.
+retention, and privilege from Okta's list of users holding admin roles (`GET /api/v1/iam/assignees/users`,
+paged, one read per listing), so every listed user's `privileged` is known without a request per user;
+MFA is read (one factors request per user) only when the `mfa_enrolled` filter asks for it, else it is
+unknown. With `concurrency` 1 users are paged by Okta's `after` cursor, with more by disjoint `search`
+partitions on `created`, each paged by its own cursor, `concurrency` at a time (a worker's error is
+re-raised to the consumer and every worker is cancelled when the consumer stops).
+
+`changes_since` takes a `published` time cursor, refuses one that is not a time or older than the log
+keeps (list in full instead), and never answers a cursor older than five minutes ago. It reads the risk
+events and the admin-privilege events after the cursor in one query: the admin set of the last full read
+is kept current from them (a grant adds the user, a revoke reads that user's roles, a group privilege
+change reads the whole set again), so a change sweep costs the log pages and one search per 50 changed
+users. Without a set that covers the cursor (a new connector, or a gap) the set is read in full first.
+An admin role reached only through joining a group that holds it shows at the next full listing.
 """
 
 from __future__ import annotations
@@ -25,8 +33,11 @@ from .okta_api import PROVIDER, search_term
 
 MAX_PAGE = 200
 MAX_LOG_PAGE = 1000
+MAX_ASSIGNEES = 100
 LOG_RETENTION = timedelta(days=90)
 RISK_EVENTS = ("user.risk.change", "user.risk.detect")
+USER_PRIVILEGE_EVENTS = ("user.account.privilege.grant", "user.account.privilege.revoke")
+GROUP_PRIVILEGE_EVENTS = ("group.privilege.grant", "group.privilege.revoke")
 _IDS_PER_SEARCH = 50
 
 
@@ -38,6 +49,9 @@ class OktaListing:
     page_size: int
     concurrency: int
     itp: Optional[bool]
+    #: ids of users holding an admin role, and since when that set is known (None: not read yet)
+    _admins: Optional[set[str]]
+    _admins_at: Optional[datetime]
 
     # supplied by the connector
     async def _json(self, method: str, path: str, **kwargs: Any) -> tuple[Any, Response]:
@@ -49,12 +63,17 @@ class OktaListing:
     async def _roles(self, user_id: str) -> list[dict]:
         raise NotImplementedError
 
+    async def _factors(self, user_id: str) -> list[dict]:
+        raise NotImplementedError
+
     def to_identity(
         self,
         user: Any,
         *,
         risk: Optional[str] = None,
         roles: Optional[list[dict]] = None,
+        privileged: Optional[bool] = None,
+        factors: Optional[list[dict]] = None,
         response: Optional[Response] = None,
     ) -> Identity:
         raise NotImplementedError
@@ -71,40 +90,60 @@ class OktaListing:
         provider: Optional[str] = None,
     ) -> AsyncIterator[list[Identity]]:
         """Pages of users with risk from the System Log (see the module doc); filters apply per page."""
-        if (
-            (tenant_id is not None and tenant_id != self.tenant_id)
-            or (provider is not None and provider != "okta")
-            or mfa_enrolled is not None
+        if (tenant_id is not None and tenant_id != self.tenant_id) or (
+            provider is not None and provider != "okta"
         ):
             return
         risks = await self._risk_map()
         if risk_level is not None and self.itp is False:
             return
+        admins = await self._read_admins()
         async for users in self._user_pages():
-            page = await self._identities(users, risks, read_all_roles=privileged is not None)
+            page = await self._identities(users, risks, admins, read_factors=mfa_enrolled is not None)
             page = [
                 identity
                 for identity in page
                 if (risk_level is None or identity.risk_level == risk_level)
                 and (privileged is None or identity.privileged == privileged)
+                and (mfa_enrolled is None or identity.mfa_enrolled == mfa_enrolled)
             ]
             if page:
                 yield page
 
     async def _identities(
-        self, users: list[dict], risks: dict[str, str], *, read_all_roles: bool
+        self, users: list[dict], risks: dict[str, str], admins: set[str], *, read_factors: bool = False
     ) -> list[Identity]:
         default = "NONE" if self.itp else None
-        levels = [risks.get(str(user.get("id")), default) for user in users]
-        wanted = [read_all_roles or level == "HIGH" for level in levels]
-        roles = await api.gather_limited(
-            [self._roles(str(user.get("id"))) for user, want in zip(users, wanted) if want], self.concurrency
-        )
-        found = iter(roles)
+        ids = [str(user.get("id")) for user in users]
+        factors: list[Optional[list[dict]]] = [None] * len(users)
+        if read_factors:
+            factors = await api.gather_limited([self._factors(i) for i in ids], self.concurrency)
         return [
-            self.to_identity(user, risk=level, roles=next(found) if want else None)
-            for user, level, want in zip(users, levels, wanted)
+            self.to_identity(user, risk=risks.get(i, default), privileged=i in admins, factors=f)
+            for user, i, f in zip(users, ids, factors)
         ]
+
+    async def _read_admins(self) -> set[str]:
+        """Every user holding an admin role (Okta's role assignees, paged by the body's `_links.next`);
+        kept as the set the change feed updates."""
+        started = datetime.now(timezone.utc)
+        admins: set[str] = set()
+        path, params = "/api/v1/iam/assignees/users", {"limit": MAX_ASSIGNEES}
+        current: Optional[dict] = params
+        while True:
+            body, response = await self._json("GET", path, params=current)
+            value = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(value, list):
+                raise api.bad_answer("answered the admin role assignees without a value list", response)
+            admins.update(
+                entry["id"] for entry in value if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+            )
+            following = api.body_next(body, self.base_url, response)
+            if not value or following is None:
+                break
+            path, current = following, None
+        self._admins, self._admins_at = admins, started
+        return admins
 
     async def _risk_map(self) -> dict[str, str]:
         """User id -> latest Okta risk level in the System Log's retention; probes ITP first if unknown."""
@@ -116,13 +155,14 @@ class OktaListing:
             return {}
         since = datetime.now(timezone.utc) - LOG_RETENTION + timedelta(minutes=5)
         risks: dict[str, str] = {}
-        async for event in self._risk_events(api.iso(since)):
+        async for event in self._log_events(api.iso(since), RISK_EVENTS):
             for user_id, level in api.event_risks(event):
                 risks[user_id] = level
         return risks
 
-    async def _risk_events(self, since: str) -> AsyncIterator[dict]:
-        expression = " or ".join(search_term("eventType", "eq", name) for name in RISK_EVENTS)
+    async def _log_events(self, since: str, event_types: tuple[str, ...]) -> AsyncIterator[dict]:
+        """System Log events of these types since `since` until now, oldest first."""
+        expression = " or ".join(search_term("eventType", "eq", name) for name in event_types)
         params: Optional[dict] = {
             "filter": expression,
             "since": since,
@@ -213,7 +253,8 @@ class OktaListing:
     # --- changes -----------------------------------------------------------------------------------
 
     async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
-        """Users whose risk the System Log reports changed since `cursor` (a `published` time)."""
+        """Users whose risk or admin privilege the System Log reports changed since `cursor` (a
+        `published` time)."""
         now = datetime.now(timezone.utc)
         if cursor is None or (tenant_id is not None and tenant_id != self.tenant_id):
             return Changes([], api.iso(now - timedelta(minutes=5)))
@@ -227,18 +268,59 @@ class OktaListing:
             raise ValidationError(
                 "the change cursor is older than the System Log keeps: list in full", provider=PROVIDER
             )
+        known = self._admins is not None and self._admins_at is not None and self._admins_at >= since
         latest: dict[str, str] = {}
+        granted: dict[str, bool] = {}  # user -> the last privilege event was a grant (else a revoke)
+        regroup = False
         newest = cursor
-        async for event in self._risk_events(cursor):
-            for user_id, level in api.event_risks(event):
-                latest.pop(user_id, None)
-                latest[user_id] = level
+        event_types = RISK_EVENTS + USER_PRIVILEGE_EVENTS + GROUP_PRIVILEGE_EVENTS
+        async for event in self._log_events(cursor, event_types):
+            kind = event.get("eventType")
+            if kind in RISK_EVENTS:
+                for user_id, level in api.event_risks(event):
+                    latest.pop(user_id, None)
+                    latest[user_id] = level
+            elif kind in USER_PRIVILEGE_EVENTS:
+                for user_id in api.event_users(event):
+                    granted.pop(user_id, None)
+                    granted[user_id] = kind == USER_PRIVILEGE_EVENTS[0]
+            else:
+                regroup = True
             published = event.get("published")
             if isinstance(published, str) and published > newest:
                 newest = published
         if self.itp is None and latest:
             self.itp = True
-        ids = list(latest)
+        admins = await self._current_admins(granted, reread=regroup or not known, now=now)
+        for user_id in granted:  # a privilege change can move a HIGH user to critical and back
+            if user_id not in latest and self.itp is not False:
+                read = await self._user_risk(user_id)
+                if read is not None:
+                    latest[user_id] = read
+        users = await self._users_by_id(list(dict.fromkeys([*latest, *granted])))
+        identities = await self._identities(users, latest, admins) if users else []
+        return Changes(identities, max(newest, api.iso(now - timedelta(minutes=5))))
+
+    async def _current_admins(self, granted: dict[str, bool], *, reread: bool, now: datetime) -> set[str]:
+        """The admin set after these privilege events (read in full when it can't be updated)."""
+        if reread or self._admins is None:
+            return await self._read_admins()
+        admins = self._admins
+        revoked = [user_id for user_id, grant in granted.items() if not grant]
+        roles = await api.gather_limited([self._roles(user_id) for user_id in revoked], self.concurrency)
+        for user_id, grant in granted.items():
+            if grant:
+                admins.add(user_id)
+        for user_id, held in zip(revoked, roles):
+            if any(role.get("status", "ACTIVE") == "ACTIVE" for role in held):  # another role remains
+                admins.add(user_id)
+            else:
+                admins.discard(user_id)
+        self._admins_at = now
+        return admins
+
+    async def _users_by_id(self, ids: list[str]) -> list[dict]:
+        """The users with these ids, by `search` (50 ids a request)."""
         users: list[dict] = []
         for start in range(0, len(ids), _IDS_PER_SEARCH):
             chunk = ids[start : start + _IDS_PER_SEARCH]
@@ -249,5 +331,4 @@ class OktaListing:
             if not isinstance(body, list):
                 raise api.bad_answer("answered a search with something other than a list", response)
             users.extend(user for user in body if isinstance(user, dict))
-        identities = await self._identities(users, latest, read_all_roles=False) if users else []
-        return Changes(identities, max(newest, api.iso(now - timedelta(minutes=5))))
+        return users

@@ -6,8 +6,8 @@ Answers as the spec subset says (shared/specs/okta-management-users.openapi.yaml
 epoch seconds), SSWS API tokens and OAuth 2.0 service-app tokens (`standins.okta_auth`). Users are made
 on demand from their index (`standins.seed.person(i)`), so a million are servable; only what actions and
 admins changed is kept. `--identities N` counts the users a default list returns (DEPROVISIONED users
-come on top, one every 101 indices). `/_admin/...` changes risk (writing the System Log event) and
-injects faults.
+come on top, one every 101 indices). `/_admin/...` changes risk and admin roles (writing the System Log
+events) and injects faults. Admin role assignees and MFA factors live in `standins.okta_iam`.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ from .okta_data import (
     parse_search,
     validation_error,
 )
+from .okta_iam import add_routes as add_iam_routes
 
 FAULT_KINDS = ("429", "500", "slow", "drop", "malformed")
-BUCKETS = {"users": 600, "user": 600, "user-other": 600, "logs": 120, "token": 600}
+BUCKETS = {"users": 600, "user": 600, "user-other": 600, "logs": 120, "token": 600, "iam": 600}
 
 
 def _bucket(method: str, path: str) -> str:
@@ -59,6 +60,8 @@ def _bucket(method: str, path: str) -> str:
         return "logs"
     if parts[:2] == ["oauth2", "v1"]:
         return "token"
+    if parts[:3] == ["api", "v1", "iam"]:
+        return "iam"
     if len(parts) == 3:
         return "users"
     return "user" if len(parts) == 4 and method == "GET" else "user-other"
@@ -435,6 +438,7 @@ def create_app(
     app.router.add_put("/api/v1/users/{userId}/risk", put_risk)
     app.router.add_get("/api/v1/users/{userId}/roles", get_roles)
     app.router.add_get("/api/v1/logs", list_logs)
+    add_iam_routes(app)  # admin role assignees and MFA factors (outside the spec subset)
     fault_routes(app, STATE, (*FAULT_KINDS, "expire_token"), expire=_expire_tokens)
     app.router.add_post("/_admin/users/{id}/risk", admin_risk)
     app.router.add_post("/_admin/identity/{id}/risk", admin_identity_risk)

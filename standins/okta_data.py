@@ -170,6 +170,7 @@ class OktaState:
     statuses: dict[int, str] = field(default_factory=dict)
     updated: dict[int, str] = field(default_factory=dict)
     risk: dict[int, tuple[str, str]] = field(default_factory=dict)
+    role_overrides: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
     actions: list[tuple[str, str]] = field(default_factory=list)
     faults: list[Any] = field(default_factory=list)
@@ -258,7 +259,10 @@ class OktaState:
         return level, "Anomalous sign-in from a new country" if level != "NONE" else ""
 
     def role_types(self, index: int) -> list[tuple[str, str]]:
-        if (index * 7919 + self.seed) % 100 >= 4:
+        """Admin roles (type, label): 4% of users, none once DEPROVISIONED (Okta revokes them)."""
+        if index in self.role_overrides:
+            return self.role_overrides[index]
+        if (index * 7919 + self.seed) % 100 >= 4 or self.status(index) == "DEPROVISIONED":
             return []
         return [ROLE_TYPES[index % len(ROLE_TYPES)]]
 
@@ -354,8 +358,14 @@ class OktaState:
         return out, more
 
     def _range(self, node: Any) -> tuple[int, int, Optional[set[int]]]:
-        """Index bounds (a superset) a search's top-level `and` pins: created ranges, ids, emails."""
+        """Index bounds (a superset) a search's top-level `and` pins: created ranges, ids, emails (also
+        an `or` of ids, as a change feed asks for its users)."""
         lo, hi, pinned = 0, self.total, None
+        if isinstance(node, BoolOp) and node.op == "or":
+            terms = [part for part in node.parts if isinstance(part, Comparison)]
+            if len(terms) == len(node.parts) and all(t.field == "id" and t.op == "eq" for t in terms):
+                ids = {self.index_of(t.values[0]) for t in terms}
+                return 0, self.total, {i for i in ids if i is not None}
         for term in _conjuncts(node):
             value = term.values[0]
             if term.field == "created" and isinstance(value, str):

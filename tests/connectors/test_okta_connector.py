@@ -29,6 +29,7 @@ from connectors.okta_api import next_link, risk_band, search_term
 from standins import serving
 from standins.okta import STATE, create_app
 from standins.okta_data import OktaState, parse_search
+from standins.okta_iam import factors
 from standins.seed import HOSTILE_NAMES
 
 TOKEN = "sim-okta-api-token"
@@ -179,22 +180,56 @@ async def test_risk_levels_and_privilege(env: Env) -> None:
     connector = env.connector()
     listed = {i.id: i for i in await everyone(connector)}
     assert listed[state.user_id(admin)].risk_level is RiskLevel.CRITICAL
-    assert listed[state.user_id(admin)].privileged and listed[state.user_id(admin)].roles
     assert listed[state.user_id(plain)].risk_level is RiskLevel.HIGH
+    # privilege is known for every listed user, from the role assignees, without a /roles read each
+    expected_admins = {state.user_id(i) for i in range(state.total) if state.role_types(i)}
+    assert len(expected_admins) >= 5
+    assert {i.id for i in listed.values() if i.privileged} == expected_admins
+    assert not [path for *_, path in state.log if path.endswith("/roles")]
     one = await connector.get_identity(state.user_id(admin))
     assert (one.risk_score, one.risk_level, one.privileged) == (100, RiskLevel.CRITICAL, True)
+    assert one.roles == (state.role_types(admin)[0][1],)  # a single read names the roles
     high = await everyone(connector, risk_level=RiskLevel.HIGH)
     assert high and all(i.risk_level is RiskLevel.HIGH for i in high)
     admins = await everyone(connector, privileged=True)
-    assert {i.id for i in admins} == {
+    assert {i.id for i in admins} == expected_admins
+    assert await everyone(connector, tenant_id="other") == []
+
+
+async def test_mfa_read_on_lookups_and_on_request_in_listings(env: Env) -> None:
+    state = env.state
+    connector = env.connector()
+
+    def active_types(index: int) -> tuple[str, ...]:
+        return tuple(sorted(f["factorType"] for f in factors(state, index) if f["status"] == "ACTIVE"))
+
+    enrolled = next(i for i in range(state.total) if len(active_types(i)) >= 2)
+    pending = next(
+        i
+        for i in range(state.total)
+        if factors(state, i) and not active_types(i) and state.status(i) != "DEPROVISIONED"
+    )
+    bare = next(i for i in range(state.total) if not factors(state, i) and state.status(i) == "ACTIVE")
+    one = await connector.get_identity(state.user_id(enrolled))
+    assert (one.mfa_enrolled, one.mfa_methods) == (True, active_types(enrolled))
+    assert (await connector.get_identity(state.user_id(pending))).mfa_enrolled is False  # not activated
+    assert (await connector.get_identity(state.user_id(bare))).mfa_enrolled is False
+    found = await connector.find_identities(one.email or "")
+    assert [(i.id, i.mfa_enrolled) for i in found] == [(one.id, True)]
+    # a listing leaves MFA unknown (no request per user) unless the filter asks for it
+    before = len(state.log)
+    listed = await everyone(connector)
+    assert all(i.mfa_enrolled is None for i in listed)
+    assert not [path for *_, path in list(state.log)[before:] if path.endswith("/factors")]
+    without = await everyone(connector, mfa_enrolled=False)
+    assert {i.id for i in without} == {
         state.user_id(i)
         for i in range(state.total)
-        if state.role_types(i) and state.status(i) != "DEPROVISIONED"
+        if state.status(i) != "DEPROVISIONED" and not active_types(i)
     }
-    assert (
-        await everyone(connector, tenant_id="other") == []
-        and await everyone(connector, mfa_enrolled=True) == []
-    )
+    assert state.user_id(bare) in {i.id for i in without} and state.user_id(enrolled) not in {
+        i.id for i in without
+    }
 
 
 @pytest.mark.parametrize("env", [{"itp": False}], indirect=True)
@@ -276,19 +311,69 @@ async def test_confirm_compromised_and_dismiss_write_risk_and_the_log(env: Env) 
 
 
 async def test_changes_since_reads_only_the_log_and_the_changed_users(env: Env) -> None:
+    state = env.state
     connector = env.connector()
-    await everyone(connector)
     cursor = (await connector.changes_since(None)).cursor
-    changed = [env.state.user_id(i) for i in range(5, 300, 30)]
+    await everyone(connector)
+    changed = [state.user_id(i) for i in range(5, 300, 30)]
+    admins = {user_id for user_id in changed if state.role_types(state.index_of(user_id))}
     for user_id in changed:
-        await env.admin(f"/_admin/users/{user_id}/risk", {"riskLevel": "MEDIUM"})
-    before = len(env.state.log)
+        await env.admin(f"/_admin/users/{user_id}/risk", {"riskLevel": "HIGH"})
+    before = len(state.log)
     changes = await connector.changes_since(cursor)
     assert sorted(i.id for i in changes.identities) == sorted(changed)
-    assert all(i.risk_level is RiskLevel.MEDIUM for i in changes.identities)
-    assert len(env.state.log) - before <= 2  # one log page and one search for 10 users
+    assert {i.id for i in changes.identities if i.privileged} == admins
+    assert all(
+        i.risk_level is (RiskLevel.CRITICAL if i.id in admins else RiskLevel.HIGH) for i in changes.identities
+    )
+    # one log page and one search for 10 users: no /roles read, even for users now at HIGH
+    assert [path for *_, path in list(state.log)[before:]] == ["/api/v1/logs", "/api/v1/users"]
     with pytest.raises(ValidationError, match="list in full"):
         await connector.changes_since("2001-01-01T00:00:00.000Z")
+
+
+async def test_changes_since_follows_admin_role_grants_and_revokes(env: Env) -> None:
+    state = env.state
+    connector = env.connector()
+    cursor = (await connector.changes_since(None)).cursor
+    await everyone(connector)
+    plain = active_index(state, 60)
+    while state.role_types(plain):
+        plain = active_index(state, plain + 1)
+    user_id = state.user_id(plain)
+    await env.admin(f"/_admin/users/{user_id}/risk", {"riskLevel": "HIGH"})
+    changes = await connector.changes_since(cursor)
+    assert [(i.id, i.risk_level, i.privileged) for i in changes.identities] == [
+        (user_id, RiskLevel.HIGH, False)
+    ]
+    # granted an admin role: the same HIGH user is now critical, known from the log's grant event
+    await env.admin(f"/_admin/users/{user_id}/roles", {"type": "ORG_ADMIN"})
+    before = len(state.log)
+    changes = await connector.changes_since(changes.cursor)
+    assert [(i.id, i.risk_level, i.privileged) for i in changes.identities] == [
+        (user_id, RiskLevel.CRITICAL, True)
+    ]
+    sent = [path for *_, path in list(state.log)[before:]]
+    assert "/api/v1/iam/assignees/users" not in sent and not [p for p in sent if p.endswith("/roles")]
+    # revoked: that user's roles are read once, and the band drops back to high
+    async with aiohttp.ClientSession() as session:
+        async with session.delete(f"{env.url}/_admin/users/{user_id}/roles") as answer:
+            assert answer.status == 200
+    before = len(state.log)
+    changes = await connector.changes_since(changes.cursor)
+    assert [(i.id, i.risk_level, i.privileged) for i in changes.identities] == [
+        (user_id, RiskLevel.HIGH, False)
+    ]
+    assert [p for *_, p in list(state.log)[before:] if p.endswith("/roles")] == [
+        f"/api/v1/users/{user_id}/roles"
+    ]
+    # a new connector (no admin set yet) reads the set in full before it answers
+    fresh = env.connector()
+    await env.admin(f"/_admin/users/{user_id}/roles", {"type": "SUPER_ADMIN"})
+    before = len(state.log)
+    changes = await fresh.changes_since(cursor)
+    assert {i.id: i.risk_level for i in changes.identities}[user_id] is RiskLevel.CRITICAL
+    assert "/api/v1/iam/assignees/users" in [p for *_, p in list(state.log)[before:]]
 
 
 # --- auth, paging, rate limits, faults -----------------------------------------------------------------

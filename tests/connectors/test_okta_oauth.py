@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 import connectors
 from connectors import AuthenticationError, ConfigurationError, PermissionDeniedError
 from connectors.okta import OktaConnector
-from connectors.okta_api import SCOPES
+from connectors.okta_oauth import SCOPES
 from standins import serving
 from standins.okta import STATE, create_app
 from standins.okta_auth import OAuthApp

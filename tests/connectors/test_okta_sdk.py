@@ -3,6 +3,8 @@ every user across pages, one user read by id, and a suspend."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from okta.client import Client as OktaClient
 from okta.pagination import PaginationHelper
@@ -55,3 +57,39 @@ async def test_sdk_and_connector_list_the_same_users(monkeypatch: pytest.MonkeyP
     assert (sdk_one.id, sdk_one.profile.email) == (our_one.id, our_one.email)  # type: ignore[attr-defined]
     assert suspended.status == "suspended"
     assert (sdk_users[124].id, "suspend") in app[STATE].actions
+
+
+async def test_sdk_reads_role_assignees_and_factors_like_the_connector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both endpoints lie outside the spec subset: the simulator follows Okta's documented shapes, and the
+    SDK's own models (strict about e.g. phone numbers) must parse them."""
+    monkeypatch.setenv("OKTA_TESTING_TESTINGDISABLEHTTPSCHECK", "true")
+    app = create_app(identities=900)
+    state = app[STATE]
+    async with serving(app) as url:
+        sdk_admins: list[str] = []
+        sdk_factors: dict[str, tuple[str, ...]] = {}
+        async with OktaClient({"orgUrl": url, "token": TOKEN}) as client:
+            after = None
+            while True:
+                page, _, err = await client.list_users_with_role_assignments(limit=7, after=after)
+                assert err is None, err
+                sdk_admins.extend(user.id for user in page.value)
+                if page.links is None or page.links.next is None:
+                    break
+                after = parse_qs(urlsplit(page.links.next.href).query)["after"][0]
+            for index in range(0, 40, 3):
+                factors, _, err = await client.list_factors(state.user_id(index))
+                assert err is None, err
+                sdk_factors[state.user_id(index)] = tuple(
+                    sorted(f.factor_type.value for f in factors if f.status.value == "ACTIVE")
+                )
+        async with connectors.build("okta", "okta", {"base_url": url, "api_token": TOKEN}) as connector:
+            ours = {i.id: i async for i in connector.list_identities()}
+            looked_up = {user_id: await connector.get_identity(user_id) for user_id in sdk_factors}
+    assert len(sdk_admins) == len(set(sdk_admins)) > 7  # several pages, no repeats
+    assert set(sdk_admins) == {user_id for user_id, identity in ours.items() if identity.privileged}
+    assert any(sdk_factors.values()) and not all(sdk_factors.values())
+    assert {k: v.mfa_methods for k, v in looked_up.items()} == sdk_factors
+    assert all(v.mfa_enrolled is bool(sdk_factors[k]) for k, v in looked_up.items())

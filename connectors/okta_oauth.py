@@ -1,0 +1,130 @@
+"""Okta's OAuth 2.0 service-app mode for `connectors.okta`: the private_key_jwt client assertion (RS256),
+the token answer, and the `private_key` / `scopes` settings.
+
+PyJWT (with cryptography) is imported inside `ServiceApp.assertion` only: API-token installs never need it.
+The key's text is never quoted in a message: it is a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .errors import ConfigurationError, ProviderUnavailableError
+from .http import Response
+from .okta_api import PROVIDER, error_body, short
+from .settings import SettingsReader
+
+_SCOPE_NAME = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+SCOPES = (
+    "okta.users.read",
+    "okta.users.manage",
+    "okta.roles.read",
+    "okta.logs.read",
+    "okta.userRisk.read",
+    "okta.userRisk.manage",
+)
+
+
+@dataclass(frozen=True)
+class ServiceApp:
+    """An OAuth 2.0 service app: client id, its PEM private key (RS256) and the scopes to ask for."""
+
+    client_id: str
+    private_key: str
+    scopes: tuple[str, ...]
+    key_id: Optional[str] = None
+
+    def assertion(self, token_url: str, now: Optional[float] = None) -> str:
+        """A private_key_jwt client assertion for `token_url`, valid 5 minutes.
+
+        PyJWT (with cryptography) is imported here only: it is needed by this mode alone."""
+        try:
+            import jwt  # only the OAuth mode needs PyJWT
+        except ImportError as exc:  # pragma: no cover - PyJWT ships with idops and the SOAR package
+            raise ConfigurationError(
+                "OAuth mode needs PyJWT with cryptography installed (pip install 'PyJWT[crypto]')",
+                provider=PROVIDER,
+            ) from exc
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": token_url,
+            "iat": issued,
+            "exp": issued + 300,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self.key_id} if self.key_id else None
+        try:
+            return str(jwt.encode(claims, self.private_key, algorithm="RS256", headers=headers))
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            # the key's text is never quoted: it is a secret
+            raise ConfigurationError(
+                "setting 'private_key' is not a PEM RSA private key PyJWT can sign RS256 with",
+                provider=PROVIDER,
+            ) from exc
+
+
+def token_error(response: Response) -> str:
+    """`error: error_description` from an OAuth error answer, shortened, else the HTTP status."""
+    body = error_body(response)
+    if body is not None and isinstance(body.get("error"), str):
+        described = body.get("error_description")
+        text = body["error"] + (f": {described}" if isinstance(described, str) else "")
+        return short(text, 200)
+    return f"HTTP {response.status}"
+
+
+def checked_token(response: Response) -> tuple[str, float]:
+    """(access_token, expires_in) from a token answer, or ProviderUnavailableError."""
+    body = error_body(response)
+    token = body.get("access_token") if body else None
+    expires = body.get("expires_in") if body else None
+    if (
+        not isinstance(token, str)
+        or not re.fullmatch(r"[\x21-\x7e]{1,8192}", token)
+        or isinstance(expires, bool)
+        or not isinstance(expires, (int, float))
+        or expires <= 0
+    ):
+        raise ProviderUnavailableError(
+            "answered the token request without a usable access_token and expires_in",
+            provider=PROVIDER,
+            request_id=response.client_request_id,
+        )
+    return token, float(expires)
+
+
+def pem_text(read: SettingsReader, text: str) -> str:
+    """The PEM text of `private_key`, also when a form sent it base64-encoded (SOAR fields are one line)."""
+    if text.startswith("-----BEGIN"):
+        return text
+    try:
+        decoded = base64.b64decode("".join(text.split()), validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if not decoded.startswith("-----BEGIN"):
+        raise read.error(
+            "private_key", "must be a PEM private key (-----BEGIN …), or that text base64-encoded"
+        )
+    return decoded
+
+
+def parse_scopes(read: SettingsReader, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return SCOPES
+    words = value.split() if isinstance(value, str) else value
+    if (
+        not isinstance(words, (list, tuple))
+        or not words
+        or not all(isinstance(w, str) and _SCOPE_NAME.fullmatch(w) for w in words)
+    ):
+        raise read.error("scopes", "must be Okta scopes like okta.users.read okta.users.manage")
+    return tuple(words)
