@@ -8,7 +8,7 @@ import contextlib
 import json
 import re
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import manifest
+from bot.alerts.scheduler import ALERTS, Timings, install
 from bot.config import Config, Secrets, parse_config
 from bot.extension import BOT
 from bot.server import build_web_app
@@ -233,6 +234,13 @@ def sailpoint_entry(url: str) -> dict[str, Any]:
     }
 
 
+def _alerts(web_app: web.Application, bot: Bot, environ: Mapping[str, str]) -> None:
+    """The alerts extension with a sender fast enough for tests."""
+    install(
+        web_app, bot, environ=environ, timings=Timings(interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)
+    )
+
+
 def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
     data: dict[str, Any] = {
         "slack": {"alert_channel": ALERT_CHANNEL, "approval_channel": APPROVAL_CHANNEL},
@@ -267,6 +275,8 @@ async def harness(
     socket_mode: bool = False,
     environ: Optional[dict[str, str]] = None,
     pacing: bool = True,
+    with_alerts: bool = False,
+    more_connectors: Sequence[dict[str, Any]] = (),
     **sections: Any,
 ) -> AsyncIterator[BotHarness]:
     """Simulators, FakeSlack and the bot's real web app, all on loopback; `sections` override config.
@@ -276,6 +286,9 @@ async def harness(
     bot connects to FakeSlack over Socket Mode and the driver talks to it there. With `pacing=False` the
     HomeBase connector skips its client-side rate limits (the simulator has its own off), for tests that
     send thousands of requests.
+    `more_connectors` are config entries added after HomeBase's. With `with_alerts`, risk alerts are
+    installed too (`extra["alerts"]` is the AlertService; real time,
+    fast sender timings).
     """
     sim_app = homebase.create_app(identities=identities, rate_limits=False)
     state = sim_app[homebase.STATE]
@@ -297,6 +310,9 @@ async def harness(
             hb_entry = make_config(tmp_path, sim_url).connectors[0].model_dump()
             sections.setdefault("connectors", [hb_entry, sailpoint_entry(sp_url)])
             extra["sailpoint"], extra["sailpoint_url"] = sp_app[sailpoint.STATE], sp_url
+        if more_connectors:
+            hb_entry = make_config(tmp_path, sim_url).connectors[0].model_dump()
+            sections.setdefault("connectors", [hb_entry, *more_connectors])
         config = make_config(tmp_path, sim_url, **sections)
         connectors: Optional[dict[str, Connector]] = None
         if not pacing:
@@ -323,11 +339,13 @@ async def harness(
                 "TEST_SP_SECRET": "sim-secret",
                 **(environ or {}),  # more connectors' variables
             },
-            extensions=[],
+            extensions=[_alerts] if with_alerts else [],
             expiry_seconds=expiry_seconds,
             connectors=connectors,
         )
         url = await stack.enter_async_context(serving(web_app))
+        if with_alerts:
+            extra["alerts"] = web_app[ALERTS]
         yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
     assert_all_sent_inert(slack)
