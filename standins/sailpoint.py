@@ -43,6 +43,7 @@ from .common import (
     run_simulator,
     simulator_parser,
 )
+from .filters import Dialect, FilterError, parse
 from .idempotency import IdempotencyKeys
 from .seed import EPOCH, person
 
@@ -92,24 +93,6 @@ def _bad_request(text: str) -> web.Response:
 # --- filters ---------------------------------------------------------------------------------------
 
 
-class FilterError(ValueError):
-    """A `filters` expression that cannot be parsed or uses a field/operator the endpoint lacks."""
-
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<string>"(?:[^"\\]|\\.)*")
-      | (?P<number>-?\d+(?:\.\d+)?)
-      | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
-      | (?P<punct>[(),])
-      | (?P<bad>\S)
-    )""",
-    re.VERBOSE | re.DOTALL,
-)
-_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
-_LITERALS = {"true": True, "false": False, "null": None}
-
-
 @dataclass(frozen=True)
 class Comparison:
     field: str
@@ -123,109 +106,31 @@ class BoolOp:
     parts: tuple[Any, ...]
 
 
-def _tokens(text: str) -> list[tuple[str, Any, int]]:
-    out: list[tuple[str, Any, int]] = []
-    pos = 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:  # only trailing whitespace is left
-            break
-        kind = match.lastgroup
-        raw = match.group(kind) if kind else ""
-        start = match.start(kind) if kind else pos
-        pos = match.end()
-        if kind == "bad":
-            if raw == '"':
-                raise FilterError(f"unterminated string starting at position {start}")
-            raise FilterError(f"unexpected character {raw!r} at position {start}")
-        if kind == "string":
-            out.append(("value", _UNESCAPE.sub(r"\1", raw[1:-1]), start))
-        elif kind == "number":
-            out.append(("value", float(raw) if "." in raw else int(raw), start))
-        elif kind == "word" and raw in _LITERALS:
-            out.append(("value", _LITERALS[raw], start))
-        elif kind:
-            out.append((kind, raw, start))
-    return out
-
-
-class _Parser:
-    """Recursive descent over `expr := and ("or" and)*`, `and := atom ("and" atom)*`,
-    `atom := "(" expr ")" | field op value | field "in" "(" value ("," value)* ")"`."""
-
-    def __init__(self, text: str, allowed: dict[str, frozenset[str]]) -> None:
-        self.tokens = _tokens(text)
-        self.pos = 0
-        self.allowed = allowed
-
-    def parse(self) -> Any:
-        if not self.tokens:
-            raise FilterError("the filter is empty")
-        node = self._or()
-        if self.pos < len(self.tokens):
-            _, raw, at = self.tokens[self.pos]
-            raise FilterError(f"unexpected {raw!r} at position {at}")
-        return node
-
-    def _peek(self) -> Optional[tuple[str, Any, int]]:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def _take(self, kind: str, raw: Optional[str] = None) -> tuple[str, Any, int]:
-        token = self._peek()
-        if token is None:
-            raise FilterError(f"the filter ends where {raw or kind} was expected")
-        if token[0] != kind or (raw is not None and token[1] != raw):
-            raise FilterError(f"expected {raw or kind} at position {token[2]}, found {token[1]!r}")
-        self.pos += 1
-        return token
-
-    def _keyword(self, word: str) -> bool:
-        token = self._peek()
-        if token is not None and token[0] == "word" and token[1] == word:
-            self.pos += 1
-            return True
-        return False
-
-    def _or(self) -> Any:
-        parts = [self._and()]
-        while self._keyword("or"):
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else BoolOp("or", tuple(parts))
-
-    def _and(self) -> Any:
-        parts = [self._atom()]
-        while self._keyword("and"):
-            parts.append(self._atom())
-        return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
-
-    def _atom(self) -> Any:
-        token = self._peek()
-        if token is not None and token[0] == "punct" and token[1] == "(":
-            self.pos += 1
-            node = self._or()
-            self._take("punct", ")")
-            return node
-        _, name, at = self._take("word")
-        if name not in self.allowed:
-            raise FilterError(f"filtering on '{name}' is not supported (position {at})")
-        _, op, _ = self._take("word")
-        if op not in self.allowed[name]:
-            ops = ", ".join(sorted(self.allowed[name]))
-            raise FilterError(f"operator '{op}' is not supported for '{name}' (supported: {ops})")
-        if op == "in":
-            self._take("punct", "(")
-            values = [self._take("value")[1]]
-            while self._peek() is not None and self._peek()[1] == ",":  # type: ignore[index]
-                self.pos += 1
-                values.append(self._take("value")[1])
-            self._take("punct", ")")
-            return Comparison(name, op, tuple(values))
-        return Comparison(name, op, (self._take("value")[1],))
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+# SailPoint's `filters` (Okta's search speaks the same): "text" with backslash escapes, no functions, no
+# `not`, no limit on `in`, SailPoint's wording (the shared parser is standins.filters)
+SAILPOINT = Dialect(
+    quote='"',
+    string=r'"(?:[^"\\]|\\.)*"',
+    unquote=lambda raw: _UNESCAPE.sub(r"\1", raw[1:-1]),
+    comparison=Comparison,
+    boolean=BoolOp,
+    messages={
+        "unterminated": "unterminated string starting at position {start}",
+        "character": "unexpected character {raw!r} at position {start}",
+        "empty": "the filter is empty",
+        "trailing": "unexpected {raw!r} at position {at}",
+        "ends": "the filter ends where {expected} was expected",
+        "expected": "expected {expected} at position {at}, found {found!r}",
+        "field": "filtering on '{name}' is not supported (position {at})",
+        "op": "operator '{op}' is not supported for '{name}' (supported: {ops})",
+    },
+)
 
 
 def parse_filter(text: str, allowed: dict[str, frozenset[str]]) -> Any:
     """Parse a SailPoint `filters` expression, accepting only the `allowed` field/operator pairs."""
-    return _Parser(text, allowed).parse()
+    return parse(text, allowed, SAILPOINT)
 
 
 def _norm(value: Any) -> Any:
