@@ -197,3 +197,31 @@ async def test_config_errors_name_the_key(tmp_path: Path, rules: list, alerts: d
         async with served(tmp_path, auto_containment=rules, alerts={"poll_seconds": 3600, **alerts}):
             pass
     assert said in str(raised.value)
+
+
+async def test_an_unknown_outcome_is_told_and_never_sent_again(tmp_path: Path) -> None:
+    async with served(tmp_path, auto_containment=REVOKE) as s:
+        await s.started()
+        index = s.hb_low(2)
+        identity_id = s.hb.identity_id(index)
+        path = f"/v1/identity/{identity_id}/revoke-sessions"
+        fault = {"kind": "drop", "count": 1000, "path": path}
+        async with s.http.post(f"{s.hb_url}/_admin/faults", json=fault) as answer:
+            assert answer.status == 201
+        s.hb.set_risk(identity_id, 95)
+        await s.service.sweep(Scope("homebase"))
+        (row,) = s.db.query("SELECT request_id FROM auto_actions WHERE identity_id = ?", [identity_id])
+        service = s.web_app[BOT].service
+        await eventually(
+            lambda: service.get(row["request_id"]).status.value == "unknown", 15, "outcome unknown"
+        )
+        sent = len(s.hb.requests_to(path, "POST"))
+        assert sent >= 1
+        for _ in range(3):  # the periodic job: reads back, never sends again
+            await s.service.auto.run()
+        await s.settle()
+        assert len(s.hb.requests_to(path, "POST")) == sent
+        card = critical_card(s, s.hb.record(index)["display_name"])
+        assert "outcome unknown" in all_text(card)
+        replies = [r["text"] for r in card.get("replies", []) if "Auto-containment" in r["text"]]
+        assert len(replies) == 1 and "never sends it again" in replies[0]
