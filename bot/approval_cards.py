@@ -139,6 +139,21 @@ def rule_line(request: ApprovalRequest) -> str:
     return line
 
 
+def escalation_reply(request: ApprovalRequest, mention: str) -> Message:
+    """The thread reply of an escalation step: `mention` (made by idops: a group or users) is asked
+    to look at a request nobody has decided."""
+    rule = Rule.from_stored(request.rule, request.approvals_needed)
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    waited = (rule.escalate_after_minutes or 0) * request.escalation_step
+    missing = request.approvals_needed - len(request.approvers)
+    text = (
+        f":rotating_light: {mention} *{request.action.label}* for *{name}* has waited {waited} min for"
+        f" approval (rule {esc(rule.name, 60)}: {missing} more from {esc(who_text(rule), 300)})."
+        f" It expires {slack_date(request.expires_at)}."
+    )
+    return text_message(text)
+
+
 def result_reply(request: ApprovalRequest) -> Message:
     """The thread reply under an approval card once its action ran: the provider's answer or error."""
     name = esc(request.target.get("name") or request.identity_id, 200)

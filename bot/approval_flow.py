@@ -245,10 +245,50 @@ class ApprovalFlow:
             )
         return None
 
+    async def escalate_due(self) -> list[ApprovalRequest]:
+        """Mention whoever each due escalation step names in the card's thread, once per step (the
+        service claims the step in the store first)."""
+        claimed = self.service.escalate_due()
+        for request in claimed:
+            if not (request.message_channel and request.message_ts):
+                continue  # the sweep claims only requests whose card is in Slack
+            rule = self.service.rule_of(request)
+            mention = await self._escalation_mention(rule.escalate_to, rule.escalate_oncall)
+            try:
+                await self.client.chat_postMessage(
+                    channel=request.message_channel,
+                    thread_ts=request.message_ts,
+                    **approval_cards.escalation_reply(request, mention),
+                )
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # the step is claimed: it is never said twice, so a lost reply is logged, not repeated
+                log.warning(
+                    "escalation step %s of %s was not posted: %s", request.escalation_step, request.id, exc
+                )
+        return claimed
+
+    async def _escalation_mention(self, group: Optional[str], oncall: Optional[str]) -> str:
+        """`<!subteam^…>` for an escalation group; for an on-call rotation group, its current members
+        as `<@U…>` (the group itself when it is empty or can't be read)."""
+        if oncall:
+            try:
+                members = sorted(await self.service.directory.group_members(oncall))
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("the on-call group %s could not be read: %s", oncall, exc)
+                members = []
+            if members:
+                return " ".join(f"<@{member}>" for member in members[:10])
+            return f"<!subteam^{oncall}>"
+        return f"<!subteam^{group}>"
+
     async def expire_due(self) -> list[ApprovalRequest]:
-        """The periodic sweep: expire overdue requests (buttons off their cards), and give up executions
-        a stopped process cut off: outcome unknown, read back from the provider where it can be (the
-        card and its thread say which)."""
+        """The periodic sweep: mention due escalations, expire overdue requests (buttons off their
+        cards), and give up executions a stopped process cut off: outcome unknown, read back from the
+        provider where it can be (the card and its thread say which)."""
+        try:
+            await self.escalate_due()
+        except Exception:  # a store or Slack fault must not stop expiry; due steps wait for the next sweep
+            log.exception("escalating undecided requests failed")
         changed = self.service.expire_due()
         for request in changed:
             if request.status is Status.UNKNOWN:

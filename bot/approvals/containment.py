@@ -29,7 +29,7 @@ from connectors import ConnectorError, NotFoundError, RiskLevel
 
 from .. import audit
 from . import timebox
-from .execution import ApprovalService as Execution
+from .escalation import ApprovalService as Execution
 from .records import SYSTEM, ApprovalRequest, PolicyError, Status
 from .timebox import Containment, State
 

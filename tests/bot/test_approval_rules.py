@@ -5,8 +5,10 @@ break-glass at critical risk only."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,11 +23,14 @@ from support.bot import (
     BotHarness,
     buttons,
     harness,
+    second_server,
     status_of,
 )
 
 from bot.approvals import Status
 from bot.config import ConfigError, load_config
+from bot.extension import BOT
+from bot.services import Bot
 
 LEADS = "S0SECLEADS"  # carol and mallory (mallory is not in [access] approvers: the rule's group decides)
 ONCALL = "S0ONCALL"  # dave
@@ -315,3 +320,96 @@ def test_two_rules_with_one_name_are_refused(tmp_path) -> None:
     path.write_text(CONFIG + '\n[[approvals.rules]]\nname = "r"\n\n[[approvals.rules]]\nname = "r"\n')
     with pytest.raises(ConfigError, match=r"rules\[1\]\.name: two rules are named 'r'"):
         load_config(path)
+
+
+# --- escalation -----------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def replica(h: BotHarness) -> AsyncIterator[Bot]:
+    """A second server on the same store, Slack and clock: a replica, or the process after a restart."""
+    async with second_server(h) as app:
+        yield app[BOT]
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.02)
+
+
+def replies(h: BotHarness) -> list[str]:
+    return [reply["text"] for reply in h.cards()[-1]["replies"]]
+
+
+ESCALATING = {"escalate_after_minutes": 10, "escalate_to": LEADS}
+
+
+async def test_escalation_mentions_once_per_step_across_replicas_and_restarts_then_expires(tmp_path) -> None:
+    async with ruled(tmp_path, [], approvals=ESCALATING, expiry_seconds=0.05) as h:
+        card = await h.request_card("plain", "revoke", "phished")
+        rid = request_id(card)
+        h.clock.advance(minutes=9, seconds=59)
+        assert await h.bot.flow.escalate_due() == []
+        assert replies(h) == []
+        h.clock.advance(seconds=1)  # 10 minutes: step 1, said by the server's own sweep
+        await until(lambda: len(replies(h)) == 1)
+        assert replies(h)[0].startswith(f":rotating_light: <!subteam^{LEADS}> *Revoke sessions* for *")
+        assert (
+            "has waited 10 min for approval (rule default: 1 more from [access] approvers)" in replies(h)[0]
+        )
+        assert h.bot.service.get(rid).escalation_step == 1
+        async with replica(h) as second:
+            # both sweeps run on one store: the step is claimed once
+            assert await second.flow.escalate_due() == []
+            assert await h.bot.flow.escalate_due() == []
+            h.clock.advance(minutes=10)  # step 2 while both loops sweep
+            await until(lambda: len(replies(h)) == 2)
+            assert await second.flow.escalate_due() == []
+            assert await h.bot.flow.escalate_due() == []
+            assert "has waited 20 min" in replies(h)[1]
+        async with replica(h) as restarted:  # a process started later on the same store
+            assert await restarted.flow.escalate_due() == []
+        events = audit_events(h, rid)
+        assert events.count("escalation") == 2
+        # expiry follows: the card is updated, and no step is said after it
+        h.clock.advance(minutes=10)
+        await until(lambda: "Expired" in status_of(h.cards()[-1]))
+        assert buttons(h.cards()[-1]) == []
+        assert len(replies(h)) == 2
+        assert h.bot.service.get(rid).status is Status.EXPIRED
+        assert audit_events(h, rid)[-1] == "expired"
+
+
+async def test_a_rule_s_own_escalation_and_the_on_call_person(tmp_path) -> None:
+    rules = [
+        {"name": "fast", "action": ["reset"], "escalate_after_minutes": 5, "escalate_oncall": "S0ROTA"},
+        {"name": "nobody", "action": ["disable"], "escalate_after_minutes": 3, "escalate_oncall": "S0NOBODY"},
+    ]
+    async with ruled(tmp_path, rules, approvals=ESCALATING) as h:
+        h.slack.usergroups.update({"S0ROTA": [GROUP_RESPONDER], "S0NOBODY": []})
+        reset = request_id(await h.request_card("plain", "reset", "phished"))
+        revoke = request_id(await h.request_card("plain2", "revoke", "phished"))
+        h.clock.advance(minutes=5)
+        assert [r.id for r in await h.bot.flow.escalate_due()] == [reset]
+        said = h.cards()[0]["replies"][-1]["text"]
+        assert said.startswith(f":rotating_light: <@{GROUP_RESPONDER}> *Force password reset*")
+        assert "rule fast" in said
+        h.clock.advance(minutes=5)  # the global 10 minutes: the other request; the reset's step 2
+        assert {r.id for r in await h.bot.flow.escalate_due()} == {reset, revoke}
+        assert h.cards()[1]["replies"][-1]["text"].startswith(f":rotating_light: <!subteam^{LEADS}>")
+        # a rotation group with nobody on call: the group itself is mentioned
+        disable = request_id(await h.request_card("privileged", "disable", "stolen laptop"))
+        h.clock.advance(minutes=3)
+        assert [r.id for r in await h.bot.flow.escalate_due()] == [disable]
+        assert h.cards()[2]["replies"][-1]["text"].startswith(":rotating_light: <!subteam^S0NOBODY>")
+
+
+async def test_a_decided_request_is_not_escalated(tmp_path) -> None:
+    async with ruled(tmp_path, [], approvals=ESCALATING) as h:
+        card = await h.request_card("plain", "revoke", "phished")
+        await h.click(APPROVER, card, "approval:approve")
+        h.clock.advance(minutes=15)
+        assert await h.bot.flow.escalate_due() == []
+        assert [r for r in replies(h) if r.startswith(":rotating_light:")] == []

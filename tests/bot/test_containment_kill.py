@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.approvals import API_KEY, Clock, MemoryDirectory, make_service, open_store
-from support.bot import APPROVER, REQUESTER, BotHarness, harness
+from support.approvals import Clock, MemoryDirectory, make_service, open_store
+from support.bot import APPROVER, REQUESTER, BotHarness, harness, second_server
 
 import connectors
 from bot.approvals import State, Status
-from bot.config import Secrets
-from bot.server import build_web_app
 from standins import okta, serving
 from standins.okta_data import OktaState
 
@@ -126,20 +124,7 @@ async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHa
     # restart on the same store, its clock past due: start-up settles the cut-off revert by reading
     # Okta, the sweep carries it to the containment and tells the thread, once; nothing is sent again
     ok.clock.advance(hours=2)
-    secrets = Secrets(
-        SLACK_BOT_TOKEN=ok.slack.bot_token,
-        SLACK_SIGNING_SECRET=ok.slack.signing_secret,
-        SLACK_API_URL=ok.slack.api_url,
-    )
-    restarted = build_web_app(
-        ok.config,
-        secrets,
-        environ={"TEST_HLD_KEY": API_KEY, "TEST_OKTA_TOKEN": TOKEN},
-        extensions=[],
-        clock=ok.clock,
-        expiry_seconds=0.05,
-    )
-    async with serving(restarted):
+    async with second_server(ok, {"TEST_OKTA_TOKEN": TOKEN}):
         await until(lambda: service.containment(request_id).status is State.REVERTED)  # type: ignore[union-attr]
         await until(lambda: len(ok.card()["replies"]) == 2)
         await asyncio.sleep(0.3)  # several more sweeps

@@ -375,3 +375,26 @@ async def forged_click(h: Any, user: str, action_id: str, value: str) -> int:
         status = response.status
     await h.settle()
     return status
+
+
+@contextlib.asynccontextmanager
+async def second_server(
+    h: BotHarness, environ: Optional[dict[str, str]] = None
+) -> AsyncIterator[web.Application]:
+    """Another server on the harness's store, Slack and clock (a replica, or the process after a
+    restart), its periodic sweep running every 50 ms; `environ` adds connector variables."""
+    secrets = Secrets(
+        SLACK_BOT_TOKEN=h.slack.bot_token,
+        SLACK_SIGNING_SECRET=h.slack.signing_secret,
+        SLACK_API_URL=h.slack.api_url,
+    )
+    app = build_web_app(
+        h.config,
+        secrets,
+        environ={"TEST_HLD_KEY": API_KEY, **(environ or {})},
+        extensions=[],
+        clock=h.clock,
+        expiry_seconds=0.05,
+    )
+    async with serving(app):
+        yield app
