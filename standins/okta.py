@@ -36,19 +36,9 @@ from .common import (
     take_fault,
 )
 from .okta_auth import OAuthApp, authenticate, token_endpoint
-from .okta_data import (
-    LOG_FILTERS,
-    MAX_LIMIT,
-    MAX_LOG_LIMIT,
-    STATE,
-    USER_FILTERS,
-    OktaState,
-    SearchError,
-    error,
-    parse_search,
-    validation_error,
-)
+from .okta_data import MAX_LIMIT, MAX_LOG_LIMIT, STATE, OktaState, error, validation_error
 from .okta_iam import add_routes as add_iam_routes
+from .okta_search import LOG_FILTERS, USER_FILTERS, SearchError, parse_search
 
 FAULT_KINDS = ("429", "500", "slow", "drop", "malformed")
 BUCKETS = {"users": 600, "user": 600, "user-other": 600, "logs": 120, "token": 600, "iam": 600}

@@ -1,5 +1,5 @@
-"""The Okta simulator's data: seeded users made on demand, what actions changed, ITP risk, admin roles,
-the System Log, and Okta's SCIM-style `search`/`filter` expressions (parsed, never eval'd)."""
+"""The Okta simulator's data: seeded users made on demand, what actions changed, ITP risk, admin roles and
+the System Log (Okta's `search`/`filter` expressions are in `standins.okta_search`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from .sailpoint import BoolOp, Comparison, FilterError, parse_filter
+from .okta_search import SearchError, conjuncts, fields, matches, parse_time
+from .sailpoint import BoolOp, Comparison
 from .seed import person
 
 MAX_LIMIT = 200
@@ -31,110 +32,10 @@ ROLE_TYPES = (
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-class SearchError(ValueError):
-    """A `search`, `filter` or parameter the API would refuse with 400."""
-
-
-def _ops(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_ALL = _ops("eq sw co gt ge lt le")
-USER_SEARCH = {
-    name: _ALL
-    for name in (
-        "id status created activated statusChanged lastUpdated lastLogin type.id profile.login profile.email"
-        " profile.firstName profile.lastName profile.displayName"
-    ).split()
-}
-USER_FILTERS = {
-    "status": _ops("eq"),
-    "id": _ops("eq"),
-    "profile.login": _ops("eq"),
-    "profile.email": _ops("eq"),
-    "profile.firstName": _ops("eq"),
-    "profile.lastName": _ops("eq"),
-    "lastUpdated": _ops("eq gt ge lt le"),
-}
-LOG_FILTERS = {
-    "eventType": _ops("eq sw"),
-    "target.id": _ops("eq"),
-    "actor.id": _ops("eq"),
-    "outcome.result": _ops("eq"),
-    "severity": _ops("eq"),
-}
-
-
-def parse_search(text: str, allowed: Optional[dict[str, frozenset[str]]]) -> Any:
-    """Parse a `search` (allowed None: any user property) or `filter` expression."""
-    try:
-        return parse_filter(text, allowed if allowed is not None else USER_SEARCH)
-    except FilterError as exc:
-        raise SearchError(str(exc)) from None
-
-
-def _get(doc: dict, dotted: str) -> Any:
-    value: Any = doc
-    for part in dotted.split("."):
-        if isinstance(value, list):  # System Log targets: any element
-            value = value[0] if value else None
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def matches(node: Any, doc: dict) -> bool:
-    """Whether `doc` satisfies the parsed expression; strings compare case-insensitively, as Okta's do."""
-    if isinstance(node, BoolOp):
-        parts = (matches(part, doc) for part in node.parts)
-        return all(parts) if node.op == "and" else any(parts)
-    assert isinstance(node, Comparison)
-    actual, wanted = _get(doc, node.field), node.values[0]
-    if isinstance(actual, str) and isinstance(wanted, str):
-        actual, wanted = actual.casefold(), wanted.casefold()
-    if actual is None or wanted is None:
-        return node.op == "eq" and actual == wanted
-    try:
-        return bool(
-            {
-                "eq": lambda: actual == wanted,
-                "sw": lambda: isinstance(actual, str) and actual.startswith(wanted),
-                "co": lambda: isinstance(actual, str) and wanted in actual,
-                "gt": lambda: actual > wanted,
-                "ge": lambda: actual >= wanted,
-                "lt": lambda: actual < wanted,
-                "le": lambda: actual <= wanted,
-            }[node.op]()
-        )
-    except TypeError:
-        return False
-
-
-def _conjuncts(node: Any) -> list[Comparison]:
-    if isinstance(node, Comparison):
-        return [node]
-    if isinstance(node, BoolOp) and node.op == "and":
-        return [c for part in node.parts for c in _conjuncts(part)]
-    return []
-
-
-def _fields(node: Any) -> set[str]:
-    if isinstance(node, BoolOp):
-        return {name for part in node.parts for name in _fields(part)}
-    return {node.field}
-
-
 def iso(moment: datetime) -> str:
     return (
         moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     )
-
-
-def parse_time(text: str, name: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise SearchError(f"{name}: '{text[:40]}' is not an ISO 8601 timestamp") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def error(status: int, code: str, summary: str, causes: Optional[list[str]] = None) -> str:
@@ -366,7 +267,7 @@ class OktaState:
             if len(terms) == len(node.parts) and all(t.field == "id" and t.op == "eq" for t in terms):
                 ids = {self.index_of(t.values[0]) for t in terms}
                 return 0, self.total, {i for i in ids if i is not None}
-        for term in _conjuncts(node):
+        for term in conjuncts(node):
             value = term.values[0]
             if term.field == "created" and isinstance(value, str):
                 offset = (parse_time(value, "created") - BASE).total_seconds() / STEP
@@ -390,7 +291,7 @@ class OktaState:
             candidates = [i for i in candidates if after < 0 or i < after]
         else:
             candidates = (i for i in candidates if i > after)
-        light = _fields(node) <= {"id", "status", "created"}  # the listing partitions: no full user needed
+        light = fields(node) <= {"id", "status", "created"}  # the listing partitions: no full user needed
         out: list[int] = []
         for index in candidates:
             doc = self.light_user(index) if light else self.user(index)

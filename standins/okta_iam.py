@@ -25,7 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from .common import admin_json
-from .okta_data import ROLE_TYPES, STATE, OktaState, SearchError, error, iso
+from .okta_data import ROLE_TYPES, STATE, OktaState, error, iso
+from .okta_search import SearchError
 from .seed import person
 
 MAX_ASSIGNEES = 100

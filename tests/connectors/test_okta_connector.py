@@ -28,8 +28,9 @@ from connectors.okta import OktaConnector
 from connectors.okta_api import next_link, risk_band, search_term
 from standins import serving
 from standins.okta import STATE, create_app
-from standins.okta_data import OktaState, parse_search
+from standins.okta_data import OktaState
 from standins.okta_iam import factors
+from standins.okta_search import parse_search
 from standins.seed import HOSTILE_NAMES
 
 TOKEN = "sim-okta-api-token"

@@ -157,6 +157,36 @@ async def test_no_itp_bad_token_and_rate_limits(sim: Sim) -> None:
     assert spec_errors("/api/v1/users/{id}", "get", "429", body) == []
 
 
+async def test_role_assignees_factors_and_role_grants(sim: Sim) -> None:
+    """Outside the spec subset: shapes per Okta's docs (the SDK test parses them); errors as Okta's."""
+    state = sim.state
+    status, page, headers = await sim.call("GET", "/api/v1/iam/assignees/users", params={"limit": 3})
+    admins = [i for i in range(state.total) if state.role_types(i)]
+    assert status == 200 and [u["id"] for u in page["value"]] == [state.user_id(i) for i in admins[:3]]
+    assert page["value"][0]["_links"]["roles"]["href"].endswith(f"/users/{state.user_id(admins[0])}/roles")
+    assert "Link" not in headers and "after=" in page["_links"]["next"]["href"]
+    assert int(headers["X-Rate-Limit-Limit"]) == 600  # its own bucket
+    status, body, _ = await sim.call("GET", "/api/v1/iam/assignees/users", params={"limit": 101})
+    assert status == 400 and spec_errors("/api/v1/users/{id}/lifecycle/suspend", "post", "400", body) == []
+    status, body, _ = await sim.call("GET", "/api/v1/iam/assignees/users", token="wrong")
+    assert status == 401 and body["errorCode"] == "E0000011"
+    plain = next(i for i in range(state.total) if not state.role_types(i) and state.status(i) == "ACTIVE")
+    user_id = state.user_id(plain)
+    async with sim.session.post(f"{sim.url}/_admin/users/{user_id}/roles", json={"type": "ORG_ADMIN"}) as r:
+        event = await r.json()
+    assert event["eventType"] == "user.account.privilege.grant" and event["target"][0]["id"] == user_id
+    assert spec_errors("/api/v1/logs", "get", "200", [event]) == []
+    status, roles, _ = await sim.call("GET", f"/api/v1/users/{user_id}/roles")
+    assert [r["type"] for r in roles] == ["ORG_ADMIN"]
+    async with sim.session.delete(f"{sim.url}/_admin/users/{user_id}/roles") as r:
+        assert (await r.json())["eventType"] == "user.account.privilege.revoke"
+    assert (await sim.call("GET", f"/api/v1/users/{user_id}/roles"))[1] == []
+    status, factors, _ = await sim.call("GET", f"/api/v1/users/{state.user_id(2)}/factors")
+    assert status == 200 and {f["status"] for f in factors} <= {"ACTIVE", "PENDING_ACTIVATION"} and factors
+    status, body, _ = await sim.call("GET", f"/api/v1/users/{'00u' + '0' * 17}/factors")
+    assert status == 404 and spec_errors("/api/v1/users/{id}", "get", "404", body) == []
+
+
 def test_cli_prints_a_generated_token() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OKTA_API_TOKEN"}
     process = subprocess.Popen(
