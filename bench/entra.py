@@ -128,8 +128,13 @@ async def sdk_sweep(client: GraphServiceClient, adapter: GraphRequestAdapter, li
     first = await client.users.get(request_configuration=RequestConfiguration(query_parameters=query))
     seen = [0]
 
+    start = time.perf_counter()
+
     def each(user: Any) -> bool:
         seen[0] += bool(user.id and (user.mail or user.user_principal_name))
+        if limit > 999 and seen[0] % 999 == 0:  # a long pass shows its progress, page by page
+            elapsed = time.perf_counter() - start
+            print(f"    SDK: {seen[0]:,} users in {elapsed:,.0f} s ({seen[0] / elapsed:.1f}/s)", flush=True)
         return seen[0] < limit
 
     await PageIterator(first, adapter).iterate(each)
@@ -149,8 +154,9 @@ def throughput(identities: int, repeats: int, sdk_identities: int) -> tuple[floa
     with simulator(identities) as url:
         asyncio.run(connector_sweep(url))  # warm-up: fills the simulator's cache
         ours = [timed(lambda: asyncio.run(connector_sweep(url)), identities, "users") for _ in range(repeats)]
+        print_rates("connector", [p.rate for p in ours], f"users/s ({identities:,} each)")
+        sys.stdout.flush()
         count, sdk = asyncio.run(sdk_rate(url, sdk_identities))
-    print_rates("connector", [p.rate for p in ours], f"users/s ({identities:,} each)")
     print_rates("SDK", [sdk], f"users/s ({count:,} users)")
     return median_rate(ours), sdk
 

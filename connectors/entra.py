@@ -51,10 +51,12 @@ from .entra_api import (
     MAX_QUERY,
     NO_RISK,
     PROVIDER,
+    REGISTRATIONS,
     SCOPE,
     TENANT,
     THUMBPRINT,
     TOKEN,
+    UNKNOWN_MFA,
     UNKNOWN_RISK,
     USER_FIELDS,
     GraphServerErrorRetry,
@@ -64,6 +66,7 @@ from .entra_api import (
     header_id,
     json_or_none,
     map_error,
+    registration_mfa,
     risk_band,
     text_or_none,
     user_to_identity,
@@ -154,6 +157,7 @@ class EntraConnector(EntraListing, EntraActions, Connector):
         # the connector's clock read at each call (tests swap `_clock` for a fake one)
         self._tokens = TokenCache(renew_max=300.0, renew_share=self.RENEW_SHARE, clock=lambda: self._clock())
         self.risk_available: Optional[bool] = None  # None until riskyUsers was asked
+        self.mfa_available: Optional[bool] = None  # None until the registration report was asked
         self.tokens_fetched = 0
         self._prefetched: set[asyncio.Future] = set()
         self._roles: Optional[tuple[float, dict[str, tuple[str, ...]]]] = None
@@ -300,9 +304,10 @@ class EntraConnector(EntraListing, EntraActions, Connector):
         roles: Sequence[str] = (),
         risk: tuple[Optional[int], Optional[RiskLevel]] = UNKNOWN_RISK,
         request_id: Optional[str] = None,
+        mfa: tuple[Optional[bool], tuple[str, ...]] = UNKNOWN_MFA,
     ) -> Identity:
         """An `Identity` from a Graph user; ProviderUnavailableError when it has no id."""
-        return user_to_identity(self.name, self.tenant_id, user, roles, risk, request_id)
+        return user_to_identity(self.name, self.tenant_id, user, roles, risk, request_id, mfa)
 
     def _assertion(self) -> str:
         key, thumbprint = self._certificate
@@ -371,7 +376,18 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             roles.extend(
                 text_or_none(row.get("displayName")) or "role" for row in rows if isinstance(row, dict)
             )
-        return self.to_identity(user, roles, await self._risk_of(user_id), header_id(response))
+        risk = await self._risk_of(user_id)
+        return self.to_identity(user, roles, risk, header_id(response), await self._mfa_of(user_id))
+
+    async def _mfa_of(self, user_id: str) -> tuple[Optional[bool], tuple[str, ...]]:
+        """isMfaRegistered from the registration report; unknown without Entra ID P1 or AuditLog.Read.All
+        (403, logged once), and for users the report leaves out (disabled ones: 404)."""
+        response = await self._api("GET", f"{REGISTRATIONS}/{quote(user_id, safe='')}", allow=(403, 404))
+        if response.status == 403:
+            self.mfa_refused(header_id(response))
+            return UNKNOWN_MFA
+        self.mfa_available = True
+        return registration_mfa(response.json(PROVIDER)) if response.status == 200 else UNKNOWN_MFA
 
     async def _risk_of(self, user_id: str) -> tuple[Optional[int], Optional[RiskLevel]]:
         path = f"/v1.0/identityProtection/riskyUsers/{quote(user_id, safe='')}"
@@ -443,6 +459,9 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             risky = await self._api(
                 "GET", "/v1.0/identityProtection/riskyUsers", params={"$top": 1}, allow=(403,)
             )
+            registrations = await self._api(
+                "GET", REGISTRATIONS, params={"$top": 1, "$select": "id"}, allow=(403,)
+            )
         except ConnectorError as exc:
             return CheckResult(ok=False, connector=self.name, message=str(exc), request_id=exc.request_id)
         self.risk_available = risky.status != 403
@@ -453,8 +472,14 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             else "risk UNKNOWN: riskyUsers refused (needs Entra ID P2 and IdentityRiskyUser.Read.All),"
             " so no risk alert can fire"
         )
+        self.mfa_available = registrations.status != 403
+        mfa = (
+            "MFA from the registration report"
+            if self.mfa_available
+            else "MFA unknown: the registration report refused (needs Entra ID P1 and AuditLog.Read.All)"
+        )
         return CheckResult(
             ok=True,
             connector=self.name,
-            message=f"signed in to tenant {self.tenant_id}; {seen} visible; {risk}",
+            message=f"signed in to tenant {self.tenant_id}; {seen} visible; {risk}; {mfa}",
         )

@@ -42,6 +42,9 @@ RISK_BANDS = {
     ("atRisk", "low"): (20, RiskLevel.LOW),
 }
 UNKNOWN_RISK: tuple[Optional[int], Optional[RiskLevel]] = (None, None)
+# MFA (isMfaRegistered, methodsRegistered) from the authentication methods registration report
+REGISTRATIONS = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
+UNKNOWN_MFA: tuple[Optional[bool], tuple[str, ...]] = (None, ())
 CURSOR_MAX_AGE = timedelta(days=90)  # Identity Protection keeps risk history this long
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _UPN = re.compile(r"[A-Za-z0-9._%+'#!$&*=?^`{|}~-]{1,113}@[A-Za-z0-9.-]{1,255}")
@@ -141,6 +144,17 @@ def map_error(response: Response) -> ConnectorError:
     return cls(summary, **kwargs)  # type: ignore[no-any-return]
 
 
+def registration_mfa(row: Any) -> tuple[Optional[bool], tuple[str, ...]]:
+    """(mfa_enrolled, mfa_methods) from a userRegistrationDetails row: isMfaRegistered and the
+    methodsRegistered (unknown when the row lacks a boolean isMfaRegistered)."""
+    enrolled = row.get("isMfaRegistered") if isinstance(row, dict) else None
+    if not isinstance(enrolled, bool):
+        return UNKNOWN_MFA
+    methods = row.get("methodsRegistered")
+    names = tuple(m for m in methods if isinstance(m, str) and m) if isinstance(methods, list) else ()
+    return enrolled, names
+
+
 def user_to_identity(
     connector: str,
     tenant_id: str,
@@ -148,6 +162,7 @@ def user_to_identity(
     roles: Sequence[str] = (),
     risk: tuple[Optional[int], Optional[RiskLevel]] = UNKNOWN_RISK,
     request_id: Optional[str] = None,
+    mfa: tuple[Optional[bool], tuple[str, ...]] = UNKNOWN_MFA,
 ) -> Identity:
     """An `Identity` from a Graph user; ProviderUnavailableError when it has no id."""
     user_id = user.get("id") if isinstance(user, dict) else None
@@ -164,6 +179,8 @@ def user_to_identity(
         risk_score=risk[0],
         risk_level=risk[1],
         privileged=bool(roles),
+        mfa_enrolled=mfa[0],
+        mfa_methods=mfa[1],
         provider="entra",
         provider_id=user_id,
         roles=tuple(roles),

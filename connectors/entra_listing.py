@@ -26,13 +26,16 @@ from .entra_api import (
     MAX_PAGE,
     NO_RISK,
     PROVIDER,
+    REGISTRATIONS,
     RISKY_PAGE,
     ROLES_MAX_AGE,
+    UNKNOWN_MFA,
     UNKNOWN_RISK,
     USER_FIELDS,
     header_id,
     odata_string,
     odata_time,
+    registration_mfa,
     risk_band,
     text_or_none,
 )
@@ -53,6 +56,7 @@ class EntraListing:
     tenant_id: str
     page_size: int
     risk_available: Optional[bool]
+    mfa_available: Optional[bool]
     _clock: Callable[[], float]
     _roles: Optional[tuple[float, dict[str, tuple[str, ...]]]]
 
@@ -81,6 +85,7 @@ class EntraListing:
         roles: Sequence[str] = (),
         risk: tuple[Optional[int], Optional[RiskLevel]] = UNKNOWN_RISK,
         request_id: Optional[str] = None,
+        mfa: tuple[Optional[bool], tuple[str, ...]] = UNKNOWN_MFA,
     ) -> Identity:
         raise NotImplementedError
 
@@ -172,30 +177,86 @@ class EntraListing:
         mfa_enrolled: Optional[bool] = None,
         provider: Optional[str] = None,
     ) -> AsyncIterator[list[Identity]]:
-        """Every user, a Graph page (up to 999) at a time, with roles and risk. Graph reports no MFA
-        state here, so an `mfa_enrolled` filter matches nothing; the others apply to each page."""
-        if (
-            (tenant_id is not None and tenant_id != self.tenant_id)
-            or (provider is not None and provider != "entra")
-            or mfa_enrolled is not None
+        """Every user, a Graph page (up to 999) at a time, with roles and risk; MFA stays unknown (the
+        registration report would double a listing's requests). With `mfa_enrolled`, the users the
+        registration report says are (or are not) registered for MFA instead, with their methods
+        (disabled users are not in that report; without it, nothing matches). The other filters apply
+        to each page."""
+        if (tenant_id is not None and tenant_id != self.tenant_id) or (
+            provider is not None and provider != "entra"
         ):
             return
         roles, risk = await _both(self.role_members(), self.risk_by_user())
         self._roles = (self._clock(), roles)
         default = NO_RISK if risk is not None else UNKNOWN_RISK
-        params = {"$select": USER_FIELDS, "$top": self.page_size}
-        async for users, request_id in self._collection("/v1.0/users", params):
+        pages: AsyncIterator[tuple[list, str, Mapping[str, tuple]]]
+        if mfa_enrolled is None:
+            pages = self._with_mfa(
+                self._collection("/v1.0/users", {"$select": USER_FIELDS, "$top": self.page_size})
+            )
+        else:
+            pages = self._users_by_mfa(mfa_enrolled)
+        async for users, request_id, mfa in pages:
             page = []
             for user in users:
                 user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
                 band = risk.get(user_id, default) if risk is not None else default
-                identity = self.to_identity(user, roles.get(user_id, ()), band[:2], request_id)
+                identity = self.to_identity(
+                    user, roles.get(user_id, ()), band[:2], request_id, mfa.get(user_id, UNKNOWN_MFA)
+                )
                 if (risk_level is None or identity.risk_level == risk_level) and (
                     privileged is None or identity.privileged == privileged
                 ):
                     page.append(identity)
             if page:
                 yield page
+
+    @staticmethod
+    async def _with_mfa(pages: AsyncIterator[tuple[list, str]]) -> AsyncIterator[tuple[list, str, Mapping]]:
+        async for users, request_id in pages:
+            yield users, request_id, {}
+
+    async def _users_by_mfa(self, enrolled: bool) -> AsyncIterator[tuple[list, str, Mapping[str, tuple]]]:
+        """Pages of users whose registration details say isMfaRegistered is `enrolled` (999 details a
+        page, their users read by id), with each one's (enrolled, methods); nothing when the report is
+        refused (no Entra ID P1 or no AuditLog.Read.All: logged once)."""
+        params = {
+            "$select": "id,isMfaRegistered,methodsRegistered",
+            "$filter": f"isMfaRegistered eq {str(enrolled).lower()}",
+            "$top": MAX_PAGE,
+        }
+        details = self._collection(REGISTRATIONS, params).__aiter__()
+        try:
+            while True:
+                try:
+                    rows, _ = await details.__anext__()
+                except StopAsyncIteration:
+                    return
+                except PermissionDeniedError as exc:
+                    self.mfa_refused(exc.request_id)
+                    return
+                mfa = {
+                    row["id"]: registration_mfa(row)
+                    for row in rows
+                    if isinstance(row, dict) and isinstance(row.get("id"), str)
+                }
+                async for users, request_id in self._users_by_id(list(mfa)):
+                    yield users, request_id, mfa
+        finally:
+            await details.aclose()  # type: ignore[attr-defined]
+
+    def mfa_refused(self, request_id: Optional[str]) -> None:
+        """The registration report was refused: MFA is unknown for everyone (said once)."""
+        if self.mfa_available is not False:
+            log.warning(
+                "%s: MFA is unknown: %s refused reports/authenticationMethods/userRegistrationDetails"
+                " (request id %s). The registration report needs Entra ID P1 and the AuditLog.Read.All"
+                " permission",
+                self.name,
+                PROVIDER,
+                request_id,
+            )
+        self.mfa_available = False
 
     async def changes_since(self, cursor: Optional[str], *, tenant_id: Optional[str] = None) -> Changes:
         """Users whose risk changed after `cursor` (riskLastUpdatedDateTime): one riskyUsers query, their

@@ -39,13 +39,16 @@ from .common import (
     simulator_parser,
 )
 from .entra_graph import (
+    REGISTRATIONS,
     Missing,
     bad_request,
     batch,
+    get_registration,
     get_risky,
     get_user,
     graph_error,
     group_members,
+    list_registrations,
     list_risky,
     list_roles,
     list_users,
@@ -111,7 +114,9 @@ async def admin_risk_score(request: web.Request) -> web.Response:
 
 async def admin_settings(request: web.Request) -> web.Response:
     """POST /_admin/settings {"p2": bool, "throttle": [requests, seconds] | null, "token_ttl": s,
-    "group_read": bool (false: group members are refused, as to an app without GroupMember.Read.All)}."""
+    "group_read": bool (false: group members are refused, as to an app without GroupMember.Read.All),
+    "mfa_reports": bool (false: registration details are refused, as without Entra ID P1 or
+    AuditLog.Read.All)}."""
     state = request.app[STATE]
     body = await admin_json(request)
     if "p2" in body:
@@ -124,12 +129,15 @@ async def admin_settings(request: web.Request) -> web.Response:
         state.token_ttl = int(body["token_ttl"])
     if "group_read" in body:
         state.group_read = bool(body["group_read"])
+    if "mfa_reports" in body:
+        state.mfa_reports = bool(body["mfa_reports"])
     return web.json_response(
         {
             "p2": state.p2,
             "throttle": state.throttle,
             "token_ttl": state.token_ttl,
             "group_read": state.group_read,
+            "mfa_reports": state.mfa_reports,
         }
     )
 
@@ -210,6 +218,13 @@ async def _respond(request: web.Request, state: EntraState, handler: Callable) -
         )
     if request.path.startswith("/v1.0/identityProtection/") and not state.p2:
         return graph_error(request, 403, "Forbidden", "Your tenant is not licensed for this feature.")
+    if request.path.startswith("/v1.0/reports/") and not state.mfa_reports:
+        return graph_error(
+            request,
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license",
+        )
     try:
         return await handler(request)
     except FilterError as exc:
@@ -259,6 +274,8 @@ def create_app(
     app.router.add_get("/v1.0/directoryRoles/{role}/members/microsoft.graph.user", role_members)
     app.router.add_get("/v1.0/groups/{group}/transitiveMembers", group_members)
     app.router.add_get("/v1.0/groups/{group}/transitiveMembers/microsoft.graph.user", group_members)
+    app.router.add_get(f"{REGISTRATIONS}", list_registrations)
+    app.router.add_get(f"{REGISTRATIONS}/{{id}}", get_registration)
     app.router.add_get("/v1.0/identityProtection/riskyUsers", list_risky)
     app.router.add_get("/v1.0/identityProtection/riskyUsers/{id}", get_risky)
     app.router.add_post(

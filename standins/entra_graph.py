@@ -23,6 +23,8 @@ from .entra_state import (
     DOMAIN,
     GROUPS,
     MAX_TOP,
+    REGISTRATION_FIELDS,
+    REGISTRATION_FILTERS,
     RISKY_FILTERS,
     RISKY_MAX_TOP,
     ROLES,
@@ -36,6 +38,7 @@ from .entra_state import (
 )
 from .seed import EPOCH
 
+REGISTRATIONS = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
 ROLE_MEMBERS_PAGE = 1000  # a directory role's members come 1,000 a page; $top is not supported
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -468,6 +471,34 @@ async def list_risky(request: web.Request) -> web.Response:
             break
         rows.append(doc)
     return _collection(request, "identityProtection/riskyUsers", rows, position, None)
+
+
+async def list_registrations(request: web.Request) -> web.Response:
+    """GET /reports/authenticationMethods/userRegistrationDetails: enabled users' MFA registration,
+    `$filter` (isMfaRegistered eq, id in, ...), `$select`, `$top` (up to 999), `$skiptoken`."""
+    state = request.app[STATE]
+    top, start = _top(request, MAX_TOP, 100), _skip(request)
+    text = request.query.get("$filter")
+    node = parse_filter(text, REGISTRATION_FILTERS) if text else None
+    fields = _select(request, REGISTRATION_FIELDS, REGISTRATION_FIELDS)
+    rows: list[dict] = []
+    position: Optional[int] = None
+    for index in range(start, state.users):
+        doc = state.registration(index)
+        if doc is None or (node is not None and not evaluate(node, doc)):
+            continue
+        if len(rows) == top:
+            position = index
+            break
+        rows.append(_project(doc, fields))
+    return _collection(request, "reports/authenticationMethods/userRegistrationDetails", rows, position, None)
+
+
+async def get_registration(request: web.Request) -> web.Response:
+    doc = request.app[STATE].registration(_user_index(request))
+    if doc is None:  # the report has no disabled users
+        return not_found(request, request.match_info["id"])
+    return web.json_response(doc)
 
 
 async def get_risky(request: web.Request) -> web.Response:

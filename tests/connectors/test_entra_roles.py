@@ -6,31 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from support.sims import entra_connector
 
-import connectors
 from connectors import PermissionDeniedError
 from connectors.entra import EntraConnector
-from standins import serving
-from standins.entra import create_app
-from standins.entra_state import GROUPS, ROLES, STATE, EntraState
+from standins.entra_state import GROUPS, ROLES, EntraState
 
 
 @pytest.fixture
 async def sim(request) -> AsyncIterator[tuple[EntraState, EntraConnector]]:
-    app = create_app(users=getattr(request, "param", 1200))
-    state = app[STATE]
-    async with serving(app) as url:
-        config = {
-            "tenant_id": state.tenant_id,
-            "client_id": state.client_id,
-            "client_secret": "sim-secret",
-            "authority_url": url,
-            "graph_url": url,
-        }
-        built = connectors.build("entra", "entra", config)
-        assert isinstance(built, EntraConnector)
-        async with built as connector:
-            yield state, connector
+    async with entra_connector(getattr(request, "param", 1200)) as pair:
+        yield pair
 
 
 def expected_roles(state: EntraState, index: int) -> tuple[str, ...]:

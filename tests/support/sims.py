@@ -15,11 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from standins import homebase
+import connectors
+from connectors.entra import EntraConnector
+from standins import homebase, serving
+from standins.entra import create_app as create_entra
+from standins.entra_state import STATE as ENTRA_STATE
+from standins.entra_state import EntraState
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
@@ -136,3 +141,22 @@ def sim_process(
         sim._reader.join(timeout=5)
         assert process.stdout is not None
         process.stdout.close()
+
+
+@contextlib.asynccontextmanager
+async def entra_connector(users: int) -> AsyncIterator[tuple[EntraState, EntraConnector]]:
+    """The Entra simulator with `users` users on loopback, and a connector signed in to it with a secret."""
+    app = create_entra(users=users)
+    state = app[ENTRA_STATE]
+    async with serving(app) as url:
+        config = {
+            "tenant_id": state.tenant_id,
+            "client_id": state.client_id,
+            "client_secret": state.client_secret,
+            "authority_url": url,
+            "graph_url": url,
+        }
+        built = connectors.build("entra", "entra", config)
+        assert isinstance(built, EntraConnector)
+        async with built as connector:
+            yield state, connector
