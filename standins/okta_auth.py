@@ -36,11 +36,12 @@ class OAuthApp:
 
 
 def required_scope(method: str, path: str) -> str:
-    """The scope an endpoint needs, as the spec's `security` lists it."""
+    """The scope an endpoint needs, as the spec's `security` lists it (Okta's docs for the role assignees,
+    outside the subset: okta.roles.read; factors: okta.users.read)."""
     parts = [p for p in path.split("/") if p]
     if parts[:3] == ["api", "v1", "logs"]:
         return "okta.logs.read"
-    if len(parts) >= 5 and parts[4] == "roles":
+    if parts[:3] == ["api", "v1", "iam"] or (len(parts) >= 5 and parts[4] == "roles"):
         return "okta.roles.read"
     if len(parts) >= 5 and parts[4] == "risk":
         return "okta.userRisk.read" if method == "GET" else "okta.userRisk.manage"

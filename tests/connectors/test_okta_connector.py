@@ -287,6 +287,10 @@ async def test_revoke_sessions_and_password_actions(env: Env) -> None:
     expired = await connector.force_password_reset(user_id)
     assert "must change it at next sign-in" in expired.message
     assert (await connector.get_identity(user_id)).status == "password_expired"
+    again = await connector.force_password_reset(user_id)  # already expired: still success
+    assert again.status == "completed" and await connector.action_in_effect(
+        Action.FORCE_PASSWORD_RESET, user_id
+    )
     other = env.state.user_id(active_index(env.state, 20))
     reset = await env.connector(password_action="reset_password").force_password_reset(other)
     assert "emailed" in reset.message and env.state.status(env.state.index_of(other)) == "RECOVERY"
@@ -303,6 +307,10 @@ async def test_confirm_compromised_and_dismiss_write_risk_and_the_log(env: Env) 
     cursor = (await connector.changes_since(None)).cursor
     await connector.confirm_compromised(user_id)
     assert env.state.risk_level(index)[0] == "HIGH"
+    again = await connector.confirm_compromised(user_id)  # already HIGH: success again
+    assert again.status == "completed" and await connector.action_in_effect(
+        Action.CONFIRM_COMPROMISED, user_id
+    )
     changes = await connector.changes_since(cursor)
     assert [i.id for i in changes.identities] == [user_id] and changes.identities[0].risk_level.rank >= 2
     await connector.dismiss_risk(user_id)

@@ -110,6 +110,9 @@ async def test_scopes_not_granted(env: Env) -> None:
         result = await connector.check()
         with pytest.raises(PermissionDeniedError, match="E0000006"):
             await connector.disable(env.state.user_id(3), "x")
+        # nor is a listing that can't read the admin role assignees (okta.roles.read)
+        with pytest.raises(PermissionDeniedError, match=r"/iam/assignees/users failed with HTTP 403"):
+            [identity async for identity in connector.list_identities()]
     assert not result.ok and "/roles" in result.message
 
 
