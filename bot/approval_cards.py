@@ -136,6 +136,10 @@ def rule_line(request: ApprovalRequest) -> str:
         line += f" · {missing} more from {esc(who_text(rule), 300)}"
         if rule.break_glass:
             line += f"; or one of {esc(rule.break_glass, 40)} alone at critical risk (break-glass)"
+        if request.escalation_step:
+            line += (
+                f" · :rotating_light: escalated ({esc(rule.escalate_to or rule.escalate_oncall or '', 40)})"
+            )
     return line
 
 

@@ -265,6 +265,7 @@ class ApprovalFlow:
                 log.warning(
                     "escalation step %s of %s was not posted: %s", request.escalation_step, request.id, exc
                 )
+            await self.refresh_card(request.id)  # the card says it was escalated
         return claimed
 
     async def _escalation_mention(self, group: Optional[str], oncall: Optional[str]) -> str:

@@ -168,6 +168,11 @@ class ApprovalSettings(_Escalation):
                 raise ValueError(f"{where}.name: two rules are named '{rule.name}'")
             names.add(rule.name)
             after = rule.escalate_after_minutes or self.escalate_after_minutes
+            if (rule.escalate_to or rule.escalate_oncall) and not after:
+                raise ValueError(
+                    f"{where}: escalate_to and escalate_oncall need escalate_after_minutes (here or in"
+                    " [approvals])"
+                )
             if rule.escalate_after_minutes and not (
                 rule.escalate_to or rule.escalate_oncall or self.escalate_to or self.escalate_oncall
             ):

@@ -304,6 +304,10 @@ expire_minutes = 30
             "rules[0].escalate_after_minutes: must be shorter than expire_minutes (30)",
         ),
         ('escalate_to = "S0A"\nescalate_oncall = "S0B"', "give one of them, not both"),
+        (
+            'escalate_oncall = "S0ROTA"',
+            "rules[0]: escalate_to and escalate_oncall need escalate_after_minutes",
+        ),
     ],
 )
 def test_config_errors_name_the_file_and_the_key(tmp_path, rule: str, message: str) -> None:
@@ -360,6 +364,10 @@ async def test_escalation_mentions_once_per_step_across_replicas_and_restarts_th
             "has waited 10 min for approval (rule default: 1 more from [access] approvers)" in replies(h)[0]
         )
         assert h.bot.service.get(rid).escalation_step == 1
+        await until(lambda: "escalated" in field_of(h.cards()[-1], "Rule"))  # redrawn after the reply
+        assert field_of(h.cards()[-1], "Rule") == (
+            f"default · 1 more from [access] approvers · :rotating_light: escalated ({LEADS})"
+        )
         async with replica(h) as second:
             # both sweeps run on one store: the step is claimed once
             assert await second.flow.escalate_due() == []
