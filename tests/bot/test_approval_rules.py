@@ -237,6 +237,14 @@ async def test_break_glass_lets_one_member_approve_alone_at_critical_risk(tmp_pa
             field_of(card, "Rule") == f"glass · :rotating_light: break-glass: approved alone by <@{OUTSIDER}>"
         )
         assert "approved_break_glass" in audit_events(h, rid)
+        headers = {"Authorization": "Bearer test-api-token"}
+        async with h.http.get(f"{h.url}/api/v1/approvals/{rid}", headers=headers) as response:
+            body = await response.json()
+        assert (body["rule"]["name"], body["rule"]["break_glass"], body["break_glass_by"]) == (
+            "glass",
+            GLASS,
+            OUTSIDER,
+        )
         assert "approved" not in audit_events(h, rid)
         assert buttons(card) == []
 
