@@ -128,9 +128,17 @@ def test_postgresql_is_looked_for_only_when_asked(tmp_path):
 
 @pytest.mark.parametrize("target", ["test", "unit"])
 def test_make_checks_the_packages_before_building_anything(target):
-    # `make -n` prints the commands it would run, in order, running none of them
+    # `make -n` prints the commands it would run, in order, running none of them; run under `make
+    # test` itself, the outer make's variables would make this one print "Entering directory"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        ["make", "-n", "--no-print-directory", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
     )
     commands = [line for line in done.stdout.splitlines() if line and not line.startswith("#")]
     assert commands[0].startswith("sh scripts/system-deps"), commands[:3]
