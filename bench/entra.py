@@ -125,10 +125,9 @@ async def sdk_sweep(client: GraphServiceClient, adapter: GraphRequestAdapter, li
     query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
         select=["id", "displayName", "mail", "userPrincipalName", "accountEnabled"], top=999
     )
+    start = time.perf_counter()
     first = await client.users.get(request_configuration=RequestConfiguration(query_parameters=query))
     seen = [0]
-
-    start = time.perf_counter()
 
     def each(user: Any) -> bool:
         seen[0] += bool(user.id and (user.mail or user.user_principal_name))
