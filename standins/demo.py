@@ -235,6 +235,8 @@ class Demo:
     workspace: Optional[aiohttp.web.Application] = None
     okta: Optional[aiohttp.web.Application] = None
     workspace_url: str = ""
+    entra: Optional[aiohttp.web.Application] = None
+    entra_url: str = ""
 
 
 async def _drive(drift: Drift, slack: FakeSlack, first_wait: float, every: float, log: Callable[[str], None]):
@@ -344,6 +346,8 @@ async def running(
                     gw_app,
                     okta_app,
                     workspace_url=gw_url,
+                    entra=en_app,
+                    entra_url=en_url,
                 )
             finally:
                 task.cancel()
