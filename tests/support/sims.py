@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import connectors
 from connectors.entra import EntraConnector
@@ -144,8 +145,9 @@ def sim_process(
 
 
 @contextlib.asynccontextmanager
-async def entra_connector(users: int) -> AsyncIterator[tuple[EntraState, EntraConnector]]:
-    """The Entra simulator with `users` users on loopback, and a connector signed in to it with a secret."""
+async def entra_connector(users: int, **settings: Any) -> AsyncIterator[tuple[EntraState, EntraConnector]]:
+    """The Entra simulator with `users` users on loopback, and a connector signed in to it with a secret
+    (`settings` added to its configuration)."""
     app = create_entra(users=users)
     state = app[ENTRA_STATE]
     async with serving(app) as url:
@@ -155,6 +157,7 @@ async def entra_connector(users: int) -> AsyncIterator[tuple[EntraState, EntraCo
             "client_secret": state.client_secret,
             "authority_url": url,
             "graph_url": url,
+            **settings,
         }
         built = connectors.build("entra", "entra", config)
         assert isinstance(built, EntraConnector)
