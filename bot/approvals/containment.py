@@ -11,7 +11,8 @@ Before an automatic revert idops reads the identity: high or critical risk holds
 person decides (Revert now, Make permanent, Extend). Policy of those clicks:
 
 - Revert now: the requester or any responder; never the target.
-- Extend, Make permanent: an approver who is neither the requester nor the target (four eyes).
+- Extend, Make permanent: a decider of the original request's approval rule (its groups, else an
+  approver) who is neither the requester nor the target (four eyes).
 
 An identity the provider no longer has (NotFoundError on that read) closes the containment as GONE,
 audited (`revert_closed`) and told in the thread once, instead of being read again at every sweep.
@@ -313,7 +314,7 @@ class ApprovalService(Execution):
         return timebox.load(self.db, request_id)
 
     async def _four_eyes(self, original: ApprovalRequest, user_id: str, doing: str) -> None:
-        await self._require_role("approvers", user_id, request=original)
+        await self._require_rule_decider(original, user_id)  # as for the original request
         if user_id == original.requested_by or await self._is_target(original, user_id):
             raise self._refuse(
                 f"{doing} needs an approver who is neither the requester nor the target.",

@@ -119,15 +119,8 @@ class Deciders:
         its break-glass group may approve) and the target person (never about their own account)."""
         rule = self.rule_of(request)
         click = await self._click(rule, user_id)
-        if not rule.groups and not click.glass:
-            await self._require_role("approvers", user_id, request=request)
-        elif not click.regular and not click.glass:
-            raise self._refuse(
-                f"Only {who_text(rule)} can decide this request (rule {rule.name}), and you are not one.",
-                actor=user_id,
-                rule="not_in_rule_groups",
-                request=request,
-            )
+        if not click.glass:
+            await self._require_rule_decider(request, user_id)
         if await self._is_target(request, user_id):
             raise self._refuse(
                 "You can't decide on an action against your own account.",
@@ -136,3 +129,17 @@ class Deciders:
                 request=request,
             )
         return click
+
+    async def _require_rule_decider(self, request: ApprovalRequest, user_id: str) -> None:
+        """Refuse unless the user is one of the deciders of the request's rule: its groups, else
+        [access] approvers (also for Extend and Make permanent on the containment it started)."""
+        rule = self.rule_of(request)
+        if not rule.groups:
+            await self._require_role("approvers", user_id, request=request)
+        elif not await self._member(user_id, list(rule.groups)):
+            raise self._refuse(
+                f"Only {who_text(rule)} can decide this request (rule {rule.name}), and you are not one.",
+                actor=user_id,
+                rule="not_in_rule_groups",
+                request=request,
+            )

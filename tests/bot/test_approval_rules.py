@@ -10,6 +10,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -429,3 +430,31 @@ async def test_a_decided_request_is_not_escalated(tmp_path) -> None:
         h.clock.advance(minutes=15)
         assert await h.bot.flow.escalate_due() == []
         assert [r for r in replies(h) if r.startswith(":rotating_light:")] == []
+
+
+async def test_extend_and_make_permanent_take_a_decider_of_the_original_rule(tmp_path) -> None:
+    rules = [{"name": "sp-disable", "connector": ["sailpoint"], "action": ["disable"], "groups": [LEADS]}]
+    async with ruled(tmp_path, rules, with_sailpoint=True) as h:
+        sp = h.extra["sailpoint"]
+        index = next(i for i in range(sp.identities) if (sp.identity(i)["attributes"]["riskScore"] or 0) < 40)
+        await h.command(REQUESTER, f"disable {sp.identity(index)['attributes']['email']} for 4h token theft")
+        card = h.cards()[-1]
+        rid = request_id(card)
+        assert field_of(card, "Rule") == f"sp-disable · 1 more from members of {LEADS}"
+        await h.click(APPROVER2, card, "approval:approve")
+        item = h.bot.service.containment(rid)
+        assert h.bot.service.get(rid).status is Status.EXECUTED and item is not None
+        card = h.cards()[-1]
+        # bob may approve under [access], but not under this request's rule
+        await h.click(APPROVER, card, "containment:extend", f"{rid}:4h")
+        assert (
+            f"Only members of {LEADS} can decide this request (rule sp-disable)"
+            in h.last_seen(APPROVER)["text"]
+        )
+        await h.click(APPROVER, card, "containment:permanent")
+        assert "Only members of" in h.last_seen(APPROVER)["text"]
+        assert h.bot.service.containment(rid) == item
+        await h.click(OUTSIDER, card, "containment:extend", f"{rid}:4h")  # mallory is in the group
+        extended = h.bot.service.containment(rid)
+        assert extended is not None and extended.due_at == item.due_at + timedelta(hours=4)
+        assert extended.decided_by == OUTSIDER
