@@ -1,16 +1,25 @@
 """Google Workspace benchmark: list every user with our connector and with Google's own client.
 
-Prints users/s medians for the connector (idops Identities, risk from Alert Center included) and for
-google-api-python-client (static admin directory_v1 discovery, google-auth service-account
-credentials with domain-wide delegation, `list` + `list_next` at maxResults 500, as Google's samples
-page) and their ratio, both with the simulator's quota off; then the share of the per-user quota
-ceiling the connector reaches with the quota on, and how many requests the simulator refused.
+Prints users/s medians for the connector in both listing modes (idops Identities, risk from Alert
+Center included) and for google-api-python-client (static admin directory_v1 discovery, google-auth
+service-account credentials with domain-wide delegation, `list` + `list_next` at maxResults 500, as
+Google's samples page) and the ratios, with the simulator's quota off, twice: with the simulator
+answering at once (the clients' and the simulator's CPU is all there is to measure) and answering each
+request after `--latency` (a remote API's round trip; Google publishes no figure, so it is a setting).
+Then the share of the per-user quota ceiling the connector reaches with the quota on (partitioned
+sweeps, pacing at the same quota), and how many requests the simulator refused.
+
+The sequential listing is one `nextPageToken` chain with the next page asked for while this one is
+converted; the partitioned one pages `--concurrency` email-prefix searches at once (its plain listing,
+which it is checked against, is made in the untimed warm-up, as a running `idops serve` has one; the
+bench stops if a timed pass fell back to the plain listing).
 
 The simulator runs as a subprocess (it stands in for Google, so it must not share the client's event
-loop or core) and trusts a key made for the run. One warm-up pass fills its page cache first, so both
-clients are timed against the same warm server and the figures measure the clients.
+loop or core) and trusts a key made for the run. Warm-up passes fill its caches for both clients' field
+masks and its address index first, so all are timed against the same warm server.
 
-    .venv/bin/python bench/google_workspace.py [--identities 50000] [--repeats 3] [--quota-seconds 59.9]
+    .venv/bin/python bench/google_workspace.py [--identities 50000] [--repeats 5] [--latency 0.1]
+        [--concurrency 8] [--quota 600] [--quota-seconds 59.9]
 """
 
 from __future__ import annotations
@@ -21,13 +30,12 @@ import contextlib
 import json
 import statistics
 import sys
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import aiohttp
 from _support import (
     Pass,
-    alternate,
     drain,
     median_rate,
     print_rates,
@@ -48,9 +56,11 @@ KEY = generate_key()
 ADMIN = "secops-bot@acme.example"
 
 
-def simulator(identities: int, quota: int | None) -> contextlib.AbstractContextManager[str]:
+def simulator(
+    identities: int, quota: int | None, latency: float = 0.0
+) -> contextlib.AbstractContextManager[str]:
     """`idops sim google_workspace` in its own process, trusting KEY; gives its base URL."""
-    args = ["--identities", str(identities)]
+    args = ["--identities", str(identities), "--latency", str(latency)]
     args += ["--no-quota"] if quota is None else ["--quota-per-minute", str(quota)]
     return simulator_process("google_workspace", *args, env={"GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(KEY)})
 
@@ -67,12 +77,11 @@ def connector(url: str, **extra: Any) -> GoogleWorkspaceConnector:
     )
 
 
-async def connector_sweep(url: str) -> int:
-    """Every user as an Identity, client-side quota pacing off like the simulator's quota."""
+async def connector_sweep(workspace: GoogleWorkspaceConnector) -> int:
+    """Every user as an Identity (risk from Alert Center included)."""
     count = 0
-    async with connector(url, pacing=False) as workspace:
-        async for identity in workspace.list_identities():
-            count += bool(identity.id and identity.email and identity.risk_level is not None)
+    async for identity in workspace.list_identities():
+        count += bool(identity.id and identity.email and identity.risk_level is not None)
     return count
 
 
@@ -97,38 +106,76 @@ def sdk_sweep(url: str) -> int:
     return count
 
 
-def throughput(identities: int, repeats: int) -> tuple[float, float, float, float]:
-    """Medians of (connector users/s, Google's users/s, connector CPU s, Google's CPU s): the CPU figure
-    is the client's own work, which holds steady on a busy machine where wall time does not (the
-    simulator is another process)."""
-    with simulator(identities, quota=None) as url:
-        asyncio.run(connector_sweep(url))  # warm-up: fills the simulator's cache
+class Figures(NamedTuple):
+    """Medians of one setting: users/s (sequential connector, partitioned connector, Google's client)
+    and client CPU seconds a listing (the same three)."""
 
-        def ours() -> Pass:
-            return timed(lambda: asyncio.run(connector_sweep(url)), identities, "users")
-
-        def google() -> Pass:
-            return timed(lambda: sdk_sweep(url), identities, "users")
-
-        mine, theirs = alternate(repeats, ours, google)
-    print_rates("connector", [p.rate for p in mine], "users/s")
-    print_rates("Google", [p.rate for p in theirs], "users/s")
-    print(f"  CPU s     : connector {' '.join(f'{p.cpu:9.2f}' for p in mine)}")
-    print(f"  CPU s     : Google    {' '.join(f'{p.cpu:9.2f}' for p in theirs)}")
-    return (
-        median_rate(mine),
-        median_rate(theirs),
-        statistics.median(p.cpu for p in mine),
-        statistics.median(p.cpu for p in theirs),
-    )
+    rates: tuple[float, float, float]
+    cpu: tuple[float, float, float]
 
 
-async def paced_requests(url: str, quota: int, seconds: float) -> tuple[int, int]:
-    """Directory requests the connector completes in `seconds` of back-to-back sweeps (small pages)
-    against the simulator's quota, its own pacing on at the same quota: (served, refused)."""
+def throughput(identities: int, repeats: int, latency: float, concurrency: int) -> Figures:
+    """Both listing modes of the connector and Google's client, round after round, against one warm
+    simulator. Each mode keeps one connector, as `idops serve` does: the partitioned one has made its
+    plain listing (its check) before the timed rounds, so they are partitioned."""
+    loop = asyncio.new_event_loop()
+    with simulator(identities, quota=None, latency=latency) as url:
+        sequential = connector(url, pacing=False)
+        partitioned = connector(url, pacing=False, listing="partitioned", listing_concurrency=concurrency)
+        # warm-up, untimed: fills the simulator's caches (both field masks, the address index) and
+        # gives the partitioned connector its plain listing
+        for warm in (sequential, partitioned, partitioned):
+            loop.run_until_complete(connector_sweep(warm))
+        sdk_sweep(url)
+        checked_at = partitioned._baseline_at  # when its last plain listing ended (bench-only peek)
+
+        def run(workspace: GoogleWorkspaceConnector) -> Callable[[], Pass]:
+            return lambda: timed(
+                lambda: loop.run_until_complete(connector_sweep(workspace)), identities, "users"
+            )
+
+        passes: list[list[Pass]] = [[], [], []]
+        for _ in range(repeats):
+            for found, measure in zip(
+                passes,
+                (
+                    run(sequential),
+                    run(partitioned),
+                    lambda: timed(lambda: sdk_sweep(url), identities, "users"),
+                ),
+            ):
+                found.append(measure())
+        if partitioned._baseline_at != checked_at:
+            raise SystemExit(
+                "the partitioned listing fell back to the plain one: its figures are not partitioned"
+            )
+        for workspace in (sequential, partitioned):
+            loop.run_until_complete(workspace.close())
+    loop.close()
+    for label, found in zip(("sequential", "partitioned", "Google"), passes):
+        print_rates(label, [p.rate for p in found], "users/s")
+    for label, found in zip(("sequential", "partitioned", "Google"), passes):
+        print(f"  CPU s     : {label:<11} {' '.join(f'{p.cpu:9.2f}' for p in found)}")
+    rates = tuple(median_rate(found) for found in passes)
+    cpu = tuple(statistics.median(p.cpu for p in found) for found in passes)
+    return Figures(rates, cpu)  # type: ignore[arg-type]
+
+
+async def paced_requests(url: str, quota: int, seconds: float, concurrency: int) -> tuple[int, int]:
+    """Directory requests the connector completes in `seconds` of back-to-back partitioned sweeps (small
+    pages; the first sweep is the plain one) against the simulator's quota, its own pacing on at the
+    same quota: (served, refused)."""
 
     def sweeps(session: aiohttp.ClientSession) -> Awaitable[None]:
-        return drain(connector(url, page_size=50, quota_per_minute=quota, session=session), again=True)
+        workspace = connector(
+            url,
+            page_size=50,
+            quota_per_minute=quota,
+            session=session,
+            listing="partitioned",
+            listing_concurrency=concurrency,
+        )
+        return drain(workspace, again=True)
 
     window = await statuses_in_window(lambda path: path.startswith("/admin/directory/"), sweeps, seconds)
     return window.count(200), len(window) - window.count(200)
@@ -137,20 +184,39 @@ async def paced_requests(url: str, quota: int, seconds: float) -> tuple[int, int
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--identities", type=int, default=50_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=8, help="partitions paged at once")
+    parser.add_argument(
+        "--latency", type=float, default=0.1, help="seconds the simulator takes per request (second setting)"
+    )
     parser.add_argument("--quota", type=int, default=600, help="per-minute quota for the paced run")
     parser.add_argument("--quota-seconds", type=float, default=59.9, help="paced run length (one window)")
     args = parser.parse_args()
 
-    print(f"Listing {args.identities:,} users, quota off, warm simulator, median of {args.repeats}:")
-    ours, sdk, our_cpu, sdk_cpu = throughput(args.identities, args.repeats)
-    print_ratio(ours, sdk, "Google's client")
-    cpu_ratio = sdk_cpu / our_cpu
-    print(f"  client CPU: connector {our_cpu:.2f} s, Google's client {sdk_cpu:.2f} s, ratio {cpu_ratio:.1f}x")
+    for latency in (0.0, args.latency):
+        print(
+            f"Listing {args.identities:,} users, quota off, warm simulator answering after"
+            f" {latency * 1000:g} ms, median of {args.repeats}:"
+        )
+        figures = throughput(args.identities, args.repeats, latency, args.concurrency)
+        sequential, partitioned, sdk = figures.rates
+        print_ratio(sequential, sdk, "Google's client")
+        print(
+            f"  partitioned: {partitioned:,.0f}/s, ratio {partitioned / sdk:.1f}x to Google's client"
+            " (target 3x)"
+        )
+        print(
+            "  client CPU: sequential {:.2f} s, partitioned {:.2f} s, Google's client {:.2f} s\n".format(
+                *figures.cpu
+            )
+        )
 
-    print(f"\nQuota on ({args.quota} queries per minute per user), {args.quota_seconds:g} s of sweeps:")
+    print(
+        f"Quota on ({args.quota} queries per minute per user),"
+        f" {args.quota_seconds:g} s of partitioned sweeps:"
+    )
     with simulator(20_000, quota=args.quota) as url:
-        served, refused = asyncio.run(paced_requests(url, args.quota, args.quota_seconds))
+        served, refused = asyncio.run(paced_requests(url, args.quota, args.quota_seconds, args.concurrency))
     print_share(served, f"{refused} refused (403 userRateLimitExceeded)", args.quota, target="")
     return 0
 

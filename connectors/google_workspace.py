@@ -30,8 +30,10 @@ exponential backoff and jitter (a quota error means Google did nothing, so write
 
 The wire formats (key file and JWT, `query_term` — the only way a Directory `query` is built, text in
 single quotes with `\\` and `'` escaped —, the risk rule, Google's errors, a user as an `Identity`) are
-in `google_workspace_api.py`; the token and authenticated requests in `google_workspace_auth.py`, the
-actions in `google_workspace_actions.py` (mixins).
+in `google_workspace_api.py`; the token and authenticated requests in `google_workspace_auth.py`,
+listing (`listing = "sequential"`, Google's consistent `nextPageToken` chain, or `"partitioned"`,
+email-prefix searches paged at once and checked against the last plain listing) in
+`google_workspace_listing.py`, the actions in `google_workspace_actions.py` (mixins).
 """
 
 from __future__ import annotations

@@ -40,7 +40,14 @@ def sdk_session(url: str) -> tuple[list[dict], dict, dict]:
         request = service.users().list_next(request, page)
     one = service.users().get(userKey=users[123]["primaryEmail"]).execute()
     suspended = service.users().patch(userKey=users[7]["id"], body={"suspended": True}).execute()
-    return users, one, suspended
+    # the search the partitioned listing pages: an email prefix (primary addresses and aliases)
+    found: list[dict] = []
+    request = service.users().list(customer="my_customer", maxResults=100, query="email:m*")
+    while request is not None:
+        page = request.execute()
+        found += page.get("users", [])
+        request = service.users().list_next(request, page)
+    return users, one, suspended, found
 
 
 async def test_google_client_and_connector_agree() -> None:
@@ -48,7 +55,9 @@ async def test_google_client_and_connector_agree() -> None:
     async with serving(app) as url:
         state = app[STATE]
         assert not state.user(7)["suspended"]
-        sdk_users, sdk_one, sdk_suspended = await asyncio.wait_for(asyncio.to_thread(sdk_session, url), 60)
+        sdk_users, sdk_one, sdk_suspended, sdk_m = await asyncio.wait_for(
+            asyncio.to_thread(sdk_session, url), 60
+        )
         sdk_tokens = state.tokens_issued
         config = {
             "service_account_json": json.dumps(KEY),
@@ -69,6 +78,11 @@ async def test_google_client_and_connector_agree() -> None:
     assert (sdk_one["id"], sdk_one["primaryEmail"]) == (our_one.id, our_one.email)
     assert sdk_suspended["suspended"] is True and our_seven.status == "suspended"
     assert again.message == "was already suspended"
+    addresses = [(u["primaryEmail"], *u.get("aliases", ())) for u in sdk_users]
+    assert [u["id"] for u in sdk_m] == [
+        u["id"] for u, mine in zip(sdk_users, addresses) if any(a.startswith("m") for a in mine)
+    ]
+    assert any(not u["primaryEmail"].startswith("m") for u in sdk_m)  # found through an alias
     assert sdk_tokens == 1 and state.tokens_issued == 2  # one token each, both checked by the simulator
     pages = [r for r in state.log if r.path == "/admin/directory/v1/users"]
-    assert len(pages) == 6  # three pages each
+    assert len([p for p in pages if "query" not in p.query]) == 6  # three pages each

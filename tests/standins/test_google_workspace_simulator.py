@@ -186,6 +186,55 @@ def test_query_parser_reads_googles_syntax() -> None:
             parse_query(bad)
 
 
+async def test_email_prefix_search_matches_primary_addresses_and_aliases(sim: Sim) -> None:
+    """Google: `email:{PREFIX}*` matches "the user's email addresses, including aliases", any case; a
+    search leaves out users not indexed yet, which the plain listing still has."""
+    token = await sim.access()
+    (aliased,) = [
+        i
+        for i in range(3, 120, 10)
+        if sim.state.user(i)["aliases"][0][0] != sim.state.user(i)["primaryEmail"][0]
+    ][:1]
+    user = sim.state.user(aliased)
+
+    async def search(query: str, size: int = 7) -> list[str]:
+        found, page_token = [], None
+        while True:
+            params = {"customer": "my_customer", "query": query, "maxResults": str(size)}
+            status, body = await sim.call(
+                "GET",
+                "/admin/directory/v1/users",
+                token,
+                params={**params, **({"pageToken": page_token} if page_token else {})},
+            )
+            assert status == 200, body
+            found += [u["id"] for u in body.get("users", [])]
+            page_token = body.get("nextPageToken")
+            if not page_token:
+                return found
+
+    for address in (user["primaryEmail"], user["aliases"][0]):
+        letter = address[0]
+        expected = [
+            sim.state.user_id(i)
+            for i in range(120)
+            if any(
+                a.startswith(letter)
+                for a in (sim.state.user(i)["primaryEmail"], *sim.state.user(i).get("aliases", ()))
+            )
+        ]
+        assert user["id"] in expected and await search(f"email:{letter.upper()}*") == expected
+    everyone = await search("email:" + user["primaryEmail"][:3] + "*", size=500)
+    sim.state.unindexed = {aliased}
+    assert await search("email:" + user["primaryEmail"][:3] + "*", size=500) == [
+        i for i in everyone if i != user["id"]
+    ]
+    status, body = await sim.call(
+        "GET", "/admin/directory/v1/users", token, params={"customer": "my_customer", "maxResults": "500"}
+    )
+    assert status == 200 and user["id"] in [u["id"] for u in body["users"]]
+
+
 async def test_alerts_list_pages_and_filters(sim: Sim) -> None:
     token = await sim.access(scope=SCOPE_ALERTS)
     seeded = len(sim.state.alerts)
