@@ -14,7 +14,8 @@ eventually consistent (Google: most changes show within an hour, some take up to
 username may begin with a character no partition covers (accents, `'` and other symbols are allowed),
 so a partitioned listing is checked against the last plain one: if any user that listing saw is not
 found, it goes on with the plain listing (skipping who it already gave) and that becomes the new
-baseline; a plain listing also runs first and whenever the last one is older than `full_listing_hours`.
+baseline; a plain listing also runs first and whenever the last one is older than `full_listing_hours`,
+and after Google refuses a search (a 400).
 What this guarantees and what it can't is in the README (Google Workspace, "Listing modes").
 """
 
@@ -26,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Callable, Optional
 
+from .errors import ValidationError
 from .google_workspace_api import (
     DIRECTORY,
     USER_FIELDS,
@@ -132,19 +134,24 @@ class GoogleWorkspaceListing:
         """Every user's page once: partitioned (then the plain listing for what it missed) or plain."""
         given: set[str] = set()
         if self._partitioned_now(query):
-            async for users, response in merged(self._partitions(), self.listing_concurrency):
-                fresh = [u for u in users if not (isinstance(u, dict) and u.get("id") in given)]
-                given.update(_ids(fresh))
-                yield fresh, response
-            missing = len((self._baseline or set()) - given)
-            if not missing:
-                return
-            log.info(
-                "%s: the partitioned listing missed %d user(s) of the last full listing (search lags, or an"
-                " address begins with a character no partition covers); listing in full",
-                self.name,
-                missing,
-            )
+            try:
+                async for users, response in merged(self._partitions(), self.listing_concurrency):
+                    fresh = [u for u in users if not (isinstance(u, dict) and u.get("id") in given)]
+                    given.update(_ids(fresh))
+                    yield fresh, response
+            except ValidationError as exc:
+                # Google refused a search (a 400): the plain listing still lists everyone
+                log.warning("%s: a partition's search was refused (%s); listing in full", self.name, exc)
+            else:
+                missing = len((self._baseline or set()) - given)
+                if not missing:
+                    return
+                log.info(
+                    "%s: the partitioned listing missed %d user(s) of the last full listing (search lags, or"
+                    " an address begins with a character no partition covers); listing in full",
+                    self.name,
+                    missing,
+                )
         baseline: Optional[set[str]] = set() if self.listing == "partitioned" and query is None else None
         async for users, response in self._user_pages(query, prefetch=True):
             if baseline is not None:

@@ -441,7 +441,9 @@ _NEEDS = (
 async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
     quota = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
-    if fault.kind == "429":
+    if fault.kind == "400":
+        response = _invalid("query")  # what Google answers a search it can't parse
+    elif fault.kind == "429":
         response = google_error(429, quota, "rateLimitExceeded", domain="usageLimits")
     elif fault.kind in ("403_user_rate", "403_rate"):
         reason = "userRateLimitExceeded" if fault.kind == "403_user_rate" else "rateLimitExceeded"

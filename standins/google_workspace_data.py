@@ -34,7 +34,18 @@ DIRECTORY = "/admin/directory/v1"
 MAX_RESULTS = 500
 ALERT_PAGE_MAX = 1000
 NEVER = "1970-01-01T00:00:00.000Z"
-FAULT_KINDS = ("429", "403_user_rate", "403_rate", "500", "503", "slow", "drop", "malformed", "expire_token")
+FAULT_KINDS = (
+    "400",
+    "429",
+    "403_user_rate",
+    "403_rate",
+    "500",
+    "503",
+    "slow",
+    "drop",
+    "malformed",
+    "expire_token",
+)
 # alert types by the score idops gives a user with one open (connectors/google_workspace's rule)
 RISK_ALERTS = {
     100: frozenset({"Leaked password", "Government attack warning"}),

@@ -104,6 +104,21 @@ async def test_a_user_search_does_not_find_sends_the_listing_back_to_the_plain_o
         assert set(user_queries(state)) == {""}
 
 
+async def test_a_refused_search_leaves_the_plain_listing_to_list_everyone(
+    sim: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    state, url = sim
+    async with build(url, listing="partitioned", listing_concurrency=2) as connector:
+        await listed_ids(connector)
+        await _fault(url, "400", 1, path="/admin/directory/v1/users")
+        state.log.clear()
+        with caplog.at_level(logging.WARNING, logger="connectors.google_workspace_listing"):
+            ids = await listed_ids(connector)
+    assert sorted(ids) == sorted(state.user_id(i) for i in range(1300)) and len(ids) == len(set(ids))
+    assert "a partition's search was refused" in caplog.text and "Invalid Input" in caplog.text
+    assert user_queries(state)[-3:] == ["", "", ""]
+
+
 async def test_filtered_and_sequential_listings_stay_plain(sim: Any) -> None:
     state, url = sim
     async with build(url, listing="partitioned") as connector:
