@@ -450,6 +450,9 @@ def _is_secret_error(error: Any) -> bool:
     return error["type"] == "extra_forbidden" and _message(error) != "unknown key"
 
 
+_INNER_KEY = re.compile(r"(([a-z_]+)(?:\[\d+\])?(?:\.[a-z_]+)?): ")
+
+
 def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     try:
         config = Config.model_validate(data)
@@ -459,7 +462,12 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         first = errors[0]
         where = _location(tuple(first["loc"])) or "(top level)"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        line = f"{source}: {where}: {_message(first)}"
+        problem = _message(first)
+        # a section's own check names the key inside it first ("rules[1].name: ..."): one path
+        inner = _INNER_KEY.match(problem)
+        if inner and first["loc"] and inner[2] in _section_fields((*first["loc"], "")):
+            where, problem = f"{where}.{inner[1]}", problem[inner.end() :]
+        line = f"{source}: {where}: {problem}"
         raise ConfigError(line + more) from None
     config._source = source
     known = {entry.name for entry in config.connectors}

@@ -310,12 +310,12 @@ expire_minutes = 30
         ),
         (
             'escalate_after_minutes = 45\nescalate_to = "S0LEADS"',
-            "rules[0].escalate_after_minutes: must be shorter than expire_minutes (30)",
+            "approvals.rules[0].escalate_after_minutes: must be shorter than expire_minutes (30)",
         ),
         ('escalate_to = "S0A"\nescalate_oncall = "S0B"', "give one of them, not both"),
         (
             'escalate_oncall = "S0ROTA"',
-            "rules[0]: escalate_to and escalate_oncall need escalate_after_minutes",
+            "approvals.rules[0]: escalate_to and escalate_oncall need escalate_after_minutes",
         ),
     ],
 )
@@ -328,10 +328,22 @@ def test_config_errors_name_the_file_and_the_key(tmp_path, rule: str, message: s
     assert message in str(caught.value)
 
 
+def test_a_global_escalation_needs_someone_to_tell(tmp_path) -> None:
+    path = tmp_path / "idops.toml"
+    path.write_text(CONFIG + "escalate_after_minutes = 10\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: approvals.escalate_after_minutes: needs escalate_to or escalate_oncall"
+    )
+
+
 def test_two_rules_with_one_name_are_refused(tmp_path) -> None:
     path = tmp_path / "idops.toml"
     path.write_text(CONFIG + '\n[[approvals.rules]]\nname = "r"\n\n[[approvals.rules]]\nname = "r"\n')
-    with pytest.raises(ConfigError, match=r"rules\[1\]\.name: two rules are named 'r'"):
+    with pytest.raises(
+        ConfigError, match=r"idops.toml: approvals.rules\[1\]\.name: two rules are named 'r'$"
+    ):
         load_config(path)
 
 
