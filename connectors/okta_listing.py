@@ -94,10 +94,10 @@ class OktaListing:
             provider is not None and provider != "okta"
         ):
             return
-        risks = await self._risk_map()
+        # two pagings at once (the first error cancels the other)
+        risks, admins = await api.gather_limited([self._risk_map(), self._read_admins()], 2)
         if risk_level is not None and self.itp is False:
             return
-        admins = await self._read_admins()
         async for users in self._user_pages():
             page = await self._identities(users, risks, admins, read_factors=mfa_enrolled is not None)
             page = [
