@@ -13,8 +13,9 @@ Rules (checked at start-up by `rules_from_config`, each refusal one ConfigError 
   `auto_containment`. A second sweep, a second replica or a restart that sees the same entry writes
   nothing, and the approvals' execution runs the request exactly once (`recover` runs one a stop cut
   off). Leaving critical and entering it again is a new entry.
-- `run` executes what is approved, reads back unknown outcomes, and tells each new outcome once on the
-  alert card and in its thread (compare-and-set on the row's version).
+- `run` executes what is approved, reads back an unknown outcome once (the approvals' `recover` reads
+  them again at each start-up), and tells each new outcome once on the alert card and in its thread
+  (compare-and-set on the row's version).
 - **Undo** (only where the provider can undo the action) takes one click from a responder who is not
   the target: the automatic action had no human approval, so reverting it needs no second person. The
   click claims the row (compare-and-set: `undo_id` still empty), creates the undo request APPROVED
@@ -211,14 +212,17 @@ class AutoContainment:
                 )
             )
             for row in rows:
+                told = (row["reported"] or "").removeprefix("done:").split("/")
                 try:
-                    for request_id in (row["request_id"], row["undo_id"]):
+                    for part, request_id in enumerate((row["request_id"], row["undo_id"])):
                         if request_id is None:
                             continue
                         status = self.service.get(request_id).status
                         if status is Status.APPROVED:
                             await self.service.execute(request_id)
-                        elif status is Status.UNKNOWN:
+                        elif status is Status.UNKNOWN and told[part : part + 1] != [status.value]:
+                            # read back once when it turns unknown (and at each start-up, by the
+                            # approvals' recover), not at every run: each read is audited
                             await self.service.reconcile(request_id)
                     self._tell(row["request_id"])
                 except Exception:  # one row's bug must not stop the others; the next run tries again
@@ -408,7 +412,8 @@ def result_reply(info: Mapping[str, Any]) -> Message:
     else:
         text = (
             f":warning: Auto-containment (rule `{rule}`): *{label}* was sent but its outcome is unknown"
-            f" ({said}); idops reads it back and never sends it again by itself."
+            f" ({said}). idops never sends it again by itself (it reads it back at start-up): check at"
+            " the provider whether it was done."
         )
     return text_message(text)
 

@@ -159,8 +159,8 @@ def auto_text(auto: Mapping[str, Any]) -> str:
     text = {
         "executed": f":shield: Auto-containment (rule `{rule}`) ran *{label}*: {said}",
         "failed": f":x: Auto-containment (rule `{rule}`): *{label}* failed: {said}",
-        "unknown": f":warning: Auto-containment (rule `{rule}`): *{label}* sent, outcome unknown; idops"
-        " reads it back",
+        "unknown": f":warning: Auto-containment (rule `{rule}`): *{label}* sent, outcome unknown; never"
+        " sent again by idops",
     }.get(str(status), f":gear: Auto-containment (rule `{rule}`) is running *{label}*")
     undo_status = auto.get("undo_status")
     if undo_status:

@@ -221,6 +221,9 @@ async def test_an_unknown_outcome_is_told_and_never_sent_again(tmp_path: Path) -
             await s.service.auto.run()
         await s.settle()
         assert len(s.hb.requests_to(path, "POST")) == sent
+        # read back once when it turned unknown, not at every run (each read is audited)
+        checks = [r for r in audit_rows(s, "reconciled") if r["request_id"] == row["request_id"]]
+        assert len(checks) == 1
         card = critical_card(s, s.hb.record(index)["display_name"])
         assert "outcome unknown" in all_text(card)
         replies = [r["text"] for r in card.get("replies", []) if "Auto-containment" in r["text"]]
