@@ -1,7 +1,8 @@
 """SailPoint Identity Security Cloud: identities over the REST API; disable and enable (its undo) accounts.
 
 Auth is OAuth2 client credentials (`POST /oauth/token`; a personal access token uses the same form).
-The token is cached, renewed before `expires_in`, and fetched again once when the API answers 401.
+The token is kept in a `connectors.tokens.TokenCache` (renewed before `expires_in`, one fetch at a time)
+and fetched again once when the API answers 401.
 Requests are paced at 100 per 10 s per client (SailPoint's limit) and a 429 waits its Retry-After.
 Wire formats (filters, the identity mapping, error bodies) are in `connectors.sailpoint_api`.
 """
@@ -13,9 +14,8 @@ import collections
 import itertools
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 import aiohttp
@@ -44,7 +44,7 @@ from .sailpoint_api import (
     token_error,
 )
 from .settings import SettingsReader
-from .tokens import token_answer
+from .tokens import TokenCache, token_answer
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,6 @@ class SailPointConnector(Connector):
         }
     )
     required_settings = frozenset({"base_url", "client_id", "client_secret"})
-    #: renew the token when less than this share of its lifetime is left (and at most a minute early)
-    RENEW_SHARE: ClassVar[float] = 0.1
 
     def __init__(
         self,
@@ -119,11 +117,7 @@ class SailPointConnector(Connector):
         )
         # SailPoint allows 100 requests per 10 s per client id
         self._limiter = SlidingWindowLimiter(100, 10.0) if pacing else None
-        self._token: Optional[str] = None
-        self._renew_at = 0.0
-        # made in the first coroutine that needs it: on Python 3.9 a Lock binds to the loop current at
-        # creation, and a connector is often built before `asyncio.run` starts the loop it runs in
-        self._token_lock: Optional[asyncio.Lock] = None
+        self._tokens = TokenCache()  # renewed a minute (or a tenth of its life) before it expires
         self._warned_risk = False
 
     @classmethod
@@ -154,37 +148,32 @@ class SailPointConnector(Connector):
     # --- auth and requests ---------------------------------------------------------------------
 
     async def _access_token(self) -> str:
-        if self._token_lock is None:
-            self._token_lock = asyncio.Lock()
-        async with self._token_lock:
-            if self._token is not None and time.monotonic() < self._renew_at:
-                return self._token
-            response = await self._http.request(
-                "POST",
-                "/oauth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self._client_id,
-                    "client_secret": self._client_secret,
-                },
-                idempotent=True,  # asking for a token twice does no harm
-                changes_state=False,
-                raise_for_status=False,
+        return await self._tokens.get(self._fetch_token)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        response = await self._http.request(
+            "POST",
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+            idempotent=True,  # asking for a token twice does no harm
+            changes_state=False,
+            raise_for_status=False,
+        )
+        if response.status in (400, 401, 403):
+            raise AuthenticationError(
+                f"refused the client credentials ({token_error(response)}); check client_id and"
+                " client_secret",
+                provider=PROVIDER,
+                status=response.status,
+                request_id=response.client_request_id,
             )
-            if response.status in (400, 401, 403):
-                raise AuthenticationError(
-                    f"refused the client credentials ({token_error(response)}); check client_id and"
-                    " client_secret",
-                    provider=PROVIDER,
-                    status=response.status,
-                    request_id=response.client_request_id,
-                )
-            if not response.ok:
-                raise map_error(response)
-            token, expires_in = token_answer(response, PROVIDER)
-            self._token = token
-            self._renew_at = time.monotonic() + expires_in - min(60.0, expires_in * self.RENEW_SHARE)
-            return token
+        if not response.ok:
+            raise map_error(response)
+        return token_answer(response, PROVIDER)
 
     async def _api(
         self,
@@ -202,8 +191,7 @@ class SailPointConnector(Connector):
         send = (params, json_body, headers, idempotent, idempotency_key)
         response = await self._send(method, path, token, *send)
         if response.status == 401:
-            if self._token == token:  # concurrent callers renew it once, not once each
-                self._token = None
+            self._tokens.drop(token)  # concurrent callers renew it once, not once each
             token = await self._access_token()
             response = await self._send(method, path, token, *send)
         if not response.ok:

@@ -1,4 +1,5 @@
-"""The access-token cache the OAuth connectors share (Okta service app, Entra ID, Google Workspace).
+"""The access-token cache the OAuth connectors share (SailPoint, Okta service app, Entra ID,
+Google Workspace).
 
 Rules: a token is kept until `min(renew_max, renew_share * its lifetime)` before it expires (never past
 that), and fetched by one caller at a time while the others wait for it (the lock is made inside the

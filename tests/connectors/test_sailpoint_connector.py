@@ -357,6 +357,20 @@ async def test_expired_token_re_authenticates_once(env: Env) -> None:
         await connector.get_identity(env.state.identity_id(1))
 
 
+async def test_a_401_to_concurrent_calls_drops_the_token_and_one_fetch_follows(env: Env) -> None:
+    connector = env.connector()
+    ids = [env.state.identity_id(i) for i in range(6)]
+    await connector.get_identity(ids[0])
+    env.state.expire_tokens()
+    found = await asyncio.gather(*(connector.get_identity(i) for i in ids))
+    assert [identity.id for identity in found] == ids
+    assert env.state.tokens_issued == 2  # six refusals, one fresh token
+    assert env.statuses().count(401) == 6 and env.statuses()[-6:] == [200] * 6
+    # the fresh token is cached again: the next call fetches none
+    await connector.get_identity(ids[1])
+    assert env.state.tokens_issued == 2 and env.statuses()[-1] == 200
+
+
 async def test_bad_credentials(env: Env) -> None:
     connector = env.connector(client_secret="wrong")
     with pytest.raises(AuthenticationError) as caught:
