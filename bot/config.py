@@ -206,6 +206,12 @@ class StoreSettings(_Section):
         return value
 
 
+class ReplicaSettings(_Section):
+    #: a claim (a sweep scope, a channel's deliveries, the timers) lasts this long unless its replica
+    #: renews it (every third of it): a dead replica's work is taken over after at most this long
+    lease_seconds: int = Field(30, ge=3, le=3600)
+
+
 _SECRET_KEY = re.compile(
     r"(?:^|_)(?:secret|password|token|api_key|private_key|service_account_json|certificate_key)$"
 )
@@ -346,6 +352,7 @@ class Config(_Section):
     alerts: AlertSettings = Field(default_factory=lambda: AlertSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     auto_containment: list[AutoContainmentRule] = Field(default_factory=list, max_length=100)
+    replicas: ReplicaSettings = Field(default_factory=lambda: ReplicaSettings())
 
     @field_validator("connectors")
     @classmethod

@@ -45,6 +45,7 @@ from . import api, approvals, audit, slack_shapes
 from .alerts import scheduler
 from .app import create_app
 from .approvals import ApprovalService, utcnow
+from .claims import Claims
 from .config import Config, ConfigError, Secrets, load_config
 from .directory import SlackDirectory
 from .extension import BOLT, BOT, HEALTH, Extension
@@ -59,6 +60,9 @@ EXTENSIONS: tuple[Extension, ...] = (scheduler.setup,)
 
 _EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
 _SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
+_KEEPER = web.AppKey("idops_claims_keeper", asyncio.Task)
+#: the claim under which one replica at a time runs the timers (expiry, reverts, reminders)
+EXPIRY_CLAIM = "expiry"
 EXPIRY_SECONDS = 30.0
 SOCKET_CONNECT_SECONDS = 30.0
 #: the largest request body read, on every route: a Slack request (a command, a click with the message
@@ -217,7 +221,7 @@ def build_web_app(
     socket_mode: bool = False,
     extensions: Optional[Sequence[Extension]] = None,
     environ: Optional[Mapping[str, str]] = None,
-    expiry_seconds: float = EXPIRY_SECONDS,
+    expiry_seconds: Optional[float] = None,
 ) -> web.Application:
     """The bot's aiohttp application: Slack events (HTTP mode), /healthz, the SOAR API, extensions.
 
@@ -236,6 +240,9 @@ def build_web_app(
     api_url = secrets.SLACK_API_URL or config.slack.api_url
     client = AsyncWebClient(token=values["SLACK_BOT_TOKEN"], base_url=api_url.rstrip("/") + "/")
     db = open_store(config)
+    claims = Claims(db, ttl=config.replicas.lease_seconds)
+    # the timers run on the replica holding their claim; others look again each third of a lease
+    expiry_seconds = min(EXPIRY_SECONDS, claims.ttl / 3) if expiry_seconds is None else expiry_seconds
     service = ApprovalService(
         db,
         connectors=connectors,
@@ -244,6 +251,7 @@ def build_web_app(
         directory=SlackDirectory(client),
         clock=clock,
     )
+    service.claims = claims
     bot = Bot(config, client=client, connectors=connectors, service=service)
     # Socket Mode has no signing secret; Bolt only verifies HTTP requests, which that mode never gets.
     bolt = create_app(bot, signing_secret=values.get("SLACK_SIGNING_SECRET", ""), verify=not socket_mode)
@@ -251,7 +259,7 @@ def build_web_app(
     web_app = web.Application(client_max_size=MAX_BODY, middlewares=[limit_body])
     web_app[BOT] = bot
     web_app[BOLT] = bolt
-    web_app[HEALTH] = {}
+    web_app[HEALTH] = {"replica": claims.health}
 
     signing_secret = values.get("SLACK_SIGNING_SECRET", "")
 
@@ -276,8 +284,12 @@ def build_web_app(
         return await to_aiohttp_response(await bolt.async_dispatch(parsed))
 
     async def healthz(request: web.Request) -> web.Response:
-        db.execute("SELECT 1")
-        body: dict[str, Any] = {"ok": True, "connectors": sorted(connectors)}
+        store: dict[str, Any] = {"ok": True, "backend": claims.backend}
+        try:
+            db.execute("SELECT 1").fetchall()
+        except Exception as exc:  # any store failure is what this part reports
+            store.update(ok=False, error=type(exc).__name__)
+        body: dict[str, Any] = {"ok": store["ok"], "connectors": sorted(connectors), "store": store}
         for name, check in web_app[HEALTH].items():
             body[name] = part = check()
             body["ok"] = body["ok"] and part.get("ok", True)
@@ -294,6 +306,9 @@ def build_web_app(
         except Exception:  # a bug here must not stop expiry; the periodic sweep gives those up later
             log.exception("settling actions interrupted by a stop failed")
         while True:
+            if claims.take(EXPIRY_CLAIM) is None:  # another replica runs the timers (or the store is down)
+                await asyncio.sleep(expiry_seconds)
+                continue
             try:
                 await bot.flow.expire_due()
             except Exception:
@@ -307,7 +322,9 @@ def build_web_app(
             await asyncio.sleep(expiry_seconds)
 
     async def start(_: web.Application) -> None:
-        web_app[_EXPIRY] = asyncio.get_running_loop().create_task(expiry_loop(), name="expiry")
+        loop = asyncio.get_running_loop()
+        web_app[_KEEPER] = loop.create_task(claims.run(), name="claims")
+        web_app[_EXPIRY] = loop.create_task(expiry_loop(), name="expiry")
         if socket_mode:
             socket_log = logging.getLogger("idops.socket_mode")
             if not any(isinstance(f, _OneLine) for f in socket_log.filters):
@@ -322,11 +339,12 @@ def build_web_app(
             web_app[_SOCKET] = handler
 
     async def stop(_: web.Application) -> None:
-        expiry = web_app.get(_EXPIRY)
-        if expiry is not None:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+        for key in (_EXPIRY, _KEEPER):
+            task = web_app.get(key)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if _SOCKET in web_app:
             await web_app[_SOCKET].close_async()
         try:
@@ -336,6 +354,7 @@ def build_web_app(
         if owned:
             for connector in connectors.values():
                 await connector.close()
+        claims.release_all()  # another replica takes this one's work at once, not at lease end
         db.close()
 
     web_app.on_startup.append(start)

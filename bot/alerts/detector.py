@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from connectors import Connector, ConnectorError, Identity, NotFoundError, RiskLevel, ValidationError
 
+from .. import claims
 from . import cards
 from .scope import CHANGES, FULL, Scope, SweepResult, pick_channel
 from .stored import StoredViews
@@ -114,6 +115,7 @@ class Detector(Triage, StoredViews):
         """Read every identity in `scope` page by page and record what changed."""
         cursor = await self._fresh_cursor(scope, connector)
         with self.db.atomic():
+            claims.check(self.db)
             self.db.execute(
                 "UPDATE alert_sweeps SET last_started_at = ? WHERE scope = ?", [self.clock(), scope.key]
             )
@@ -211,6 +213,7 @@ class Detector(Triage, StoredViews):
         out: list[Change] = []
         marks = ",".join("?" * len(ids))
         with self.db.atomic():
+            claims.check(self.db)  # a sweep whose replica lost the scope writes nothing
             stored = {
                 row[0]: State(
                     level=RiskLevel(row[1]),
@@ -355,6 +358,7 @@ class Detector(Triage, StoredViews):
         now = self.clock()
         reply = cards.gone_reply(self.source(connector))
         with self.db.atomic():
+            claims.check(self.db)
             open_ids = self.db.execute(
                 f"SELECT alert_id FROM alert_identities WHERE {where} AND alert_id IS NOT NULL",  # noqa: S608
                 params,
@@ -393,6 +397,7 @@ class Detector(Triage, StoredViews):
     ) -> SweepResult:
         now = self.clock()
         with self.db.atomic():
+            claims.check(self.db)
             if mode == FULL:
                 self.db.execute("DELETE FROM alert_seen WHERE scope = ?", [scope.key])  # tells nothing now
             claimed = self.db.execute(
@@ -420,6 +425,7 @@ class Detector(Triage, StoredViews):
         now = self.clock()
         notify = False
         with self.db.atomic():
+            claims.check(self.db)
             recovered = self.db.execute(
                 "UPDATE alert_sweeps SET failing = 0, last_error = NULL WHERE scope = ? AND failing = 1",
                 [scope.key],

@@ -1,6 +1,13 @@
 """Risk alerts inside `idops serve`: sweep jobs on an APScheduler `AsyncIOScheduler`, the outbox sender,
 webhook re-checks and the card buttons, wired into the server through its extension hook.
 
+Replicas: the scheduler only wakes this replica up (each third of a lease, at most every poll
+interval); the work runs under claims in the store (bot/claims.py). Each scope's sweep runs on the
+replica holding `sweep:<scope>`, when the scope's last sweep (`alert_sweeps.last_started_at`, whoever
+ran it) is a poll interval old, or at once when this replica just took the scope (a first start, or a
+take-over from a replica whose lease ran out). Its page transactions check the fence, so a holder that
+lost the scope writes nothing more. Ended snoozes are redrawn by the holder of `snoozes`.
+
 `setup(web_app, bot, environ)` is the extension `bot.server` loads; `install` is the same with the
 clock and timings passed in too, for tests and the demo.
 """
@@ -22,6 +29,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk.web.async_client import AsyncWebClient
 
+from .. import claims as claiming
+from ..claims import Claims, LostClaim
 from ..config import ConfigError
 from ..extension import BOLT, HEALTH
 from ..services import Bot
@@ -63,7 +72,9 @@ class AlertService:
         poll_seconds: int,
         snooze_seconds: float = 30.0,
         stuck_after: float = 300.0,
+        claims: Claims,
     ) -> None:
+        self.claims = claims
         self.detector = detector
         self.sender = sender
         self.poll_seconds = poll_seconds
@@ -78,17 +89,19 @@ class AlertService:
     async def start(self, _: Optional[web.Application] = None) -> None:
         self.sender.start()
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
-        jitter = min(MAX_JITTER, self.poll_seconds / 10)
+        # wake often enough to take over a dead replica's scopes within one interval
+        wake = min(self.poll_seconds, self.claims.ttl / 3)
+        jitter = min(MAX_JITTER, wake / 10)
         for scope in self.detector.scopes():
             scheduler.add_job(
-                self.sweep,
-                IntervalTrigger(seconds=self.poll_seconds, jitter=jitter or None),
+                self.tick,
+                IntervalTrigger(seconds=wake, jitter=jitter or None),
                 args=[scope],
                 id=f"alerts:{scope.key}",
                 name=f"risk sweep of {scope.key}",
                 max_instances=1,  # a slow sweep is never overlapped by the next one
                 coalesce=True,  # runs missed while busy or asleep collapse into one
-                misfire_grace_time=self.poll_seconds,
+                misfire_grace_time=max(1, int(wake)),
                 next_run_time=datetime.now(timezone.utc),  # the first run at start-up
             )
         # a card must not say "snoozed until" once that time has passed
@@ -128,14 +141,36 @@ class AlertService:
             await self.auto.stop()
         await self.sender.stop()
 
+    async def tick(self, scope: Scope) -> Optional[SweepResult]:
+        """The scheduled wake-up: sweep `scope` if this replica holds (or can take) its claim and the
+        sweep is due; None when it did not sweep."""
+        lease = self.claims.take(sweep_claim(scope))
+        if lease is None or not (lease.fresh or self._due(scope)):
+            return None
+        return await self.sweep(scope)
+
+    def _due(self, scope: Scope) -> bool:
+        """A poll interval since the scope's last sweep started, on any replica (stored)."""
+        row = self.detector.db.execute(
+            "SELECT last_started_at FROM alert_sweeps WHERE scope = ?", [scope.key]
+        ).fetchone()
+        slack = min(self.poll_seconds, self.claims.ttl / 3) / 2  # a wake-up's jitter never skips a round
+        return row is None or row[0] is None or self.detector.clock() - row[0] >= self.poll_seconds - slack
+
     async def sweep(self, scope: Scope) -> Optional[SweepResult]:
-        """One scheduled run; tracked so shutdown cancels it between two page transactions."""
+        """One run; tracked so shutdown cancels it between two page transactions. Under the scope's
+        claim when this replica holds it (its writes fenced; cancelled if the claim is lost)."""
         task = asyncio.current_task()
+        name = sweep_claim(scope)
+        under = self.claims.holds(name)
         if task is not None:
             self._tasks.add(task)
+            if under:
+                self.claims.attach(name, task)
         try:
             started = time.monotonic()
-            result = await self.detector.sweep(scope)
+            with claiming.working_under(self.claims, name) if under else contextlib.nullcontext():
+                result = await self.detector.sweep(scope)
             self.results[scope.key] = result
             log.info(
                 "risk sweep of %s (%s): %d identities in %.1f s, changes %s%s",
@@ -148,15 +183,22 @@ class AlertService:
             )
             return result
         except asyncio.CancelledError:
-            # shutdown: the pages already committed stay, the rest is read again by the next run
-            log.info("risk sweep of %s stopped by shutdown", scope.key)
+            # shutdown or a lost claim: the pages already committed stay, the rest is read again next time
+            log.info("risk sweep of %s stopped (shutdown, or this replica lost its claim)", scope.key)
+            return None
+        except LostClaim:
+            log.info("risk sweep of %s stopped: another replica took the scope over", scope.key)
             return None
         finally:
             if task is not None:
                 self._tasks.discard(task)
+                self.claims.detach(name, task)
 
     async def end_snoozes(self) -> None:
-        """The periodic job (a coroutine, so it runs on the loop that owns the database connection)."""
+        """The periodic job (a coroutine, so it runs on the loop that owns the database connection), on
+        the replica holding the `snoozes` claim."""
+        if self.claims.take(SNOOZES_CLAIM) is None:
+            return
         try:
             ended = self.detector.end_snoozes()
         except Exception:
@@ -191,8 +233,13 @@ class AlertService:
 
     def health(self) -> dict[str, Any]:
         """The alerts' part of /healthz: deliveries that are stuck or failed (ages on the detector's clock,
-        which stamped the rows)."""
-        return self.sender.health(self.detector.clock(), self.stuck_after)
+        which stamped the rows), and the sweep scopes this replica holds."""
+        try:
+            body = self.sender.health(self.detector.clock(), self.stuck_after)
+        except Exception as exc:  # the store does not answer: its own part of /healthz says so
+            body = {"ok": False, "error": f"the outbox can't be read ({type(exc).__name__})"}
+        body["scopes"] = [name.partition(":")[2] for name in self.claims.names(SWEEP_PREFIX)]
+        return body
 
     async def join(self, timeout: float = 10.0) -> None:
         """Wait for running re-checks and sweeps (tests)."""
@@ -202,6 +249,12 @@ class AlertService:
 
 
 ALERTS = web.AppKey("idops_alerts", AlertService)
+SWEEP_PREFIX = "sweep:"
+SNOOZES_CLAIM = "snoozes"
+
+
+def sweep_claim(scope: Scope) -> str:
+    return SWEEP_PREFIX + scope.key
 
 
 def install(
@@ -234,8 +287,15 @@ def install(
     hooks = webhooks.from_config(config.webhooks, environ)
     db = bot.service.db
     migrations.apply(db)
-    # no client-side retries: the sender decides, so an uncertain post is looked up before it is repeated
-    client = AsyncWebClient(token=bot.client.token, base_url=bot.client.base_url, retry_handlers=[])
+    claims = bot.service.claims or Claims(db)
+    # no client-side retries: the sender decides, so an uncertain post is looked up before it is repeated;
+    # a call never outlasts the channel claim it started under (renewed each third of a lease)
+    client = AsyncWebClient(
+        token=bot.client.token,
+        base_url=bot.client.base_url,
+        retry_handlers=[],
+        timeout=int(min(30.0, max(1.0, claims.ttl // 3))),
+    )
     sender = Sender(
         db,
         client,
@@ -244,6 +304,7 @@ def install(
         backoff_cap=timings.backoff_cap,
         poll=timings.poll,
         fold_after=settings.fold_after,
+        claims=claims,
     )
     detector = Detector(
         db, bot.connectors, settings, config.slack.alert_channel, clock=clock, on_outbox=sender.notify
@@ -254,6 +315,7 @@ def install(
         poll_seconds=settings.poll_seconds,
         snooze_seconds=timings.snoozes,
         stuck_after=timings.stuck_after,
+        claims=claims,
     )
     if rules:
         service.auto = detector.on_critical = AutoContainment(

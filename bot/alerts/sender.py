@@ -11,7 +11,13 @@ Storms: when more than `fold_after` cards wait for one channel, they are folded 
 (bot/alerts/digests.py) before the next row is taken; a digest row is delivered like a notice, and a
 quiet change to a folded alert redraws its digest (absorbing the digest's other waiting redraws).
 
-One `idops serve` process sends for a database: at start-up every `sending` row is taken back.
+Replicas: with `claims`, each channel's rows are delivered by the one replica holding the claim
+`outbox:<channel>` (so per-channel order holds across replicas). A worker starts only under that claim;
+before it starts, `sending` rows of its channel are taken back (only a holder's worker sends, and none
+runs: a dead or cut-off holder left them, and their attempts count makes them uncertain). Every row
+claim and every `sent` write checks the fence in its transaction, and no Slack call starts with less of
+the lease left than the client's timeout, so a replica that lost the channel never posts or records
+after another took over. Without claims (one process) every `sending` row is taken back at start-up.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.http import SlidingWindowLimiter
 
+from .. import audit, claims
+from ..claims import Claims, LostClaim
 from ..slack_api import slack_error
 from . import cards, digests
 
@@ -105,8 +113,10 @@ class Sender:
         poll: float = 5.0,
         fold_after: int = 0,
         hook: Optional[Callable[[str, Mapping[str, Any]], None]] = None,
+        claims: Optional[Claims] = None,
     ) -> None:
         self.db = db
+        self.claims = claims
         self.client = client
         self.interval = interval
         self.backoff = backoff
@@ -134,7 +144,7 @@ class Sender:
             " AND created_at < ?)",
             [time.time() - KEEP_SENT] * 2,
         )
-        taken = self.recover()
+        taken = self.recover() if self.claims is None else 0  # replicas: per channel, under its claim
         if taken:
             log.info("alert sender: %d deliveries were interrupted; checking Slack before resending", taken)
         self._task = asyncio.create_task(self._run(), name="idops-alert-sender")
@@ -150,9 +160,16 @@ class Sender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._task = None
+        channels = list(self._workers)
         self._workers.clear()
-        # a row interrupted here is retaken (and checked for) by the next start
-        self.recover()
+        if self.claims is None:
+            # a row interrupted here is retaken (and checked for) by the next start
+            self.recover()
+            return
+        for channel in channels:  # retaken (and checked for) by whichever replica takes the channel next
+            if self.claims.holds(_claim(channel)):
+                self._retake(channel)
+            self.claims.release(_claim(channel))
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until nothing is pending or in flight (tests, shutdown); TimeoutError after `timeout`."""
@@ -170,16 +187,70 @@ class Sender:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            for (channel,) in self.db.execute(
-                "SELECT DISTINCT channel FROM alert_outbox WHERE status = 'pending'"
-            ).fetchall():
+            try:
+                waiting = self.db.execute(
+                    "SELECT DISTINCT channel FROM alert_outbox WHERE status IN ('pending', 'sending')"
+                ).fetchall()
+            except Exception as exc:  # the store does not answer: the claims keeper says so; wait
+                log.debug("alert sender: the outbox can't be read (%s)", type(exc).__name__)
+                waiting = []
+            for (channel,) in waiting:
                 worker = self._workers.get(channel)
                 if worker is None or worker.done():
-                    self._workers[channel] = asyncio.create_task(self._drain(channel))
+                    self._start_worker(channel)
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the wake-up
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll):
                     await self._wake.wait()
+
+    def _start_worker(self, channel: str) -> None:
+        """Start delivering `channel`: alone, or under its claim (skipped while another replica holds it)."""
+        if self.claims is None:
+            if self.db.execute(
+                "SELECT 1 FROM alert_outbox WHERE status = 'pending' AND channel = ? LIMIT 1", [channel]
+            ).fetchone():
+                self._workers[channel] = asyncio.create_task(self._drain(channel))
+            return
+        if self.claims.take(_claim(channel)) is None:
+            return
+        try:
+            retaken = self._retake(channel)
+        except LostClaim:
+            return
+        if retaken:
+            log.info(
+                "alert sender: %d deliveries to %s were cut off; checking Slack before resending",
+                retaken,
+                channel,
+            )
+        task = asyncio.create_task(self._drain_claimed(channel), name=f"idops-alerts {channel}")
+        self._workers[channel] = task
+        self.claims.attach(_claim(channel), task)
+
+    def _retake(self, channel: str) -> int:
+        """Under the channel's claim, with no worker of ours running: its `sending` rows were cut off."""
+        assert self.claims is not None
+        with claims.working_under(self.claims, _claim(channel)), audit.transaction(self.db):
+            claims.check(self.db)
+            return int(
+                self.db.execute(
+                    "UPDATE alert_outbox SET status = 'pending' WHERE status = 'sending' AND channel = ?",
+                    [channel],
+                ).rowcount
+            )
+
+    async def _drain_claimed(self, channel: str) -> None:
+        assert self.claims is not None
+        try:
+            with claims.working_under(self.claims, _claim(channel)):
+                await self._drain(channel)
+        except LostClaim:
+            log.info("alert deliveries to %s stop here: another replica took the channel over", channel)
+
+    def _enough_lease(self, channel: str) -> None:
+        """LostClaim unless the channel's lease outlasts a Slack call started now (its timeout)."""
+        if self.claims is not None and self.claims.remaining(_claim(channel)) <= self.client.timeout:
+            raise LostClaim(_claim(channel))
 
     async def _drain(self, channel: str) -> None:
         """Deliver one channel's rows strictly in order: an update never overtakes its card."""
@@ -204,11 +275,13 @@ class Sender:
                 await asyncio.sleep(min(wait, self.poll))
                 continue
             attempt = uuid.uuid4().hex
-            claimed = self.db.execute(
-                "UPDATE alert_outbox SET status = 'sending', attempts = attempts + 1, attempt_id = ?"
-                " WHERE id = ? AND status = 'pending'",
-                [attempt, row["id"]],
-            ).rowcount
+            with audit.transaction(self.db):
+                claims.check(self.db)  # a replica that lost the channel claims no row
+                claimed = self.db.execute(
+                    "UPDATE alert_outbox SET status = 'sending', attempts = attempts + 1, attempt_id = ?"
+                    " WHERE id = ? AND status = 'pending'",
+                    [attempt, row["id"]],
+                ).rowcount
             if not claimed:
                 continue
             self.hook("claimed", row)
@@ -294,10 +367,13 @@ class Sender:
         return float(min(self.backoff_cap, self.backoff * 2 ** max(0, attempts - 1)))
 
     def _release(self, row: Mapping[str, Any], attempt: str, status: str, error: str, delay: float) -> None:
-        self.db.execute(
-            "UPDATE alert_outbox SET status = ?, error = ?, not_before = ? WHERE id = ? AND attempt_id = ?",
-            [status, error, time.time() + delay, row["id"], attempt],
-        )
+        with audit.transaction(self.db):
+            claims.check(self.db)
+            self.db.execute(
+                "UPDATE alert_outbox SET status = ?, error = ?, not_before = ?"
+                " WHERE id = ? AND attempt_id = ?",
+                [status, error, time.time() + delay, row["id"], attempt],
+            )
 
     # --- delivery -----------------------------------------------------------------------------
 
@@ -415,7 +491,8 @@ class Sender:
         self.db.execute("UPDATE alerts SET ts = ? WHERE id = ?", [ts, alert_id])
 
     def _sent(self, row: Mapping[str, Any], ts: Optional[str], *, alert_id: Optional[str] = None) -> None:
-        with self.db.atomic():
+        with audit.transaction(self.db):
+            claims.check(self.db)  # a replica that lost the channel records nothing
             if alert_id is not None and ts is not None:
                 self._card_ts(alert_id, ts)
             self.db.execute(
@@ -447,6 +524,7 @@ class Sender:
 
     async def _call(self, limiter: SlidingWindowLimiter, method: str, **kwargs: Any) -> Any:
         await limiter.acquire()
+        self._enough_lease(kwargs["channel"])
         try:
             return await getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:
@@ -472,6 +550,7 @@ class Sender:
         """The ts of an earlier post carrying `key` in its metadata, looked up in recent history."""
         cursor: Optional[str] = None
         for _ in range(HISTORY_PAGES):
+            self._enough_lease(channel)
             try:
                 if thread_ts is None:
                     response = await self.client.conversations_history(
@@ -497,3 +576,7 @@ class Sender:
             if not cursor:
                 break
         return None
+
+
+def _claim(channel: str) -> str:
+    return f"outbox:{channel}"

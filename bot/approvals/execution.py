@@ -21,6 +21,7 @@ from typing import Any, Optional
 from connectors import ConnectorError, OutcomeUnknownError
 
 from .. import audit
+from ..claims import Claims
 from . import timebox
 from .policy import Policy
 from .records import (
@@ -35,6 +36,9 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
+# an execution whose replica still holds its claim (bot/claims.py): alive, not to be given up
+_LIVE_EXECUTION = "SELECT 1 FROM claims WHERE claims.name = 'execute:' || approvals.id AND claims.until >= ?"
+
 
 def idempotency_key(request: ApprovalRequest) -> str:
     """The Idempotency-Key of every attempt at this request's action: the same for each retry and
@@ -43,7 +47,13 @@ def idempotency_key(request: ApprovalRequest) -> str:
 
 
 class ApprovalService(Policy):
-    """The approval state machine and its policy over one SQLite store (see bot/approvals/__init__.py)."""
+    """The approval state machine and its policy over one SQLite store (see bot/approvals/__init__.py).
+
+    With `claims` (the server sets it), each execution holds the claim `execute:<request id>` while it
+    runs, taken in the transaction that marks it EXECUTING: another replica gives up (UNKNOWN, read
+    back) only executions whose claim lapsed, i.e. whose replica died or lost the store."""
+
+    claims: Optional[Claims] = None
 
     def _label(self, request: ApprovalRequest) -> str:
         return str(request.target.get("provider_label") or request.connector)
@@ -61,6 +71,8 @@ class ApprovalService(Policy):
                 executing_since=audit.iso(self.clock()),
             )
             if claimed:
+                if self.claims is not None:
+                    self.claims.take(f"execute:{request_id}")
                 self.db.execute("UPDATE approvals SET attempts = attempts + 1 WHERE id = ?", (request_id,))
                 request = self.get(request_id)
                 audit.append(
@@ -73,6 +85,15 @@ class ApprovalService(Policy):
                 )
         if not claimed:
             return request
+        try:
+            return await self._run(request)
+        finally:
+            if self.claims is not None:
+                self.claims.release(f"execute:{request_id}")
+
+    async def _run(self, request: ApprovalRequest) -> ApprovalRequest:
+        """Send the claimed attempt's action and store its outcome (see `execute`)."""
+        request_id = request.id
         result: Optional[dict[str, Any]] = None
         error: Optional[str] = None
         unknown = True  # until the provider's answer (or a refusal that proves nothing ran) is in
@@ -280,7 +301,11 @@ class ApprovalService(Policy):
         )
 
     def _give_up(self, where: str, params: list[Any]) -> list[ApprovalRequest]:
-        """EXECUTING rows matching `where` were cut off by a stopped process: UNKNOWN (in a transaction)."""
+        """EXECUTING rows matching `where` were cut off by a stopped process: UNKNOWN (in a transaction).
+        With claims, only those whose execution claim lapsed (a live replica's stay its own)."""
+        if self.claims is not None:
+            where = f"({where}) AND NOT EXISTS ({_LIVE_EXECUTION})"
+            params = [*params, self.claims.clock()]
         cut_off = [from_row(row) for row in self.db.query(f"SELECT * FROM approvals WHERE {where}", params)]  # noqa: S608
         for request in cut_off:
             self._finish(request, None, INTERRUPTED, unknown=True)
@@ -301,7 +326,12 @@ class ApprovalService(Policy):
             ]
             for request in due:
                 self._expire(request, now)
-            interrupted = self._give_up("status = 'executing' AND executing_since <= ?", [audit.iso(stale)])
+            if self.claims is not None:  # cut off: its replica's claim lapsed (died, or lost the store)
+                interrupted = self._give_up("status = 'executing'", [])
+            else:
+                interrupted = self._give_up(
+                    "status = 'executing' AND executing_since <= ?", [audit.iso(stale)]
+                )
         return [self.get(request.id) for request in (*due, *interrupted)]
 
     async def recover(self) -> list[ApprovalRequest]:

@@ -385,7 +385,15 @@ async def test_nobody_acknowledges_or_snoozes_an_alert_about_their_own_account(s
 async def healthz(s: Served) -> dict[str, Any]:
     async with s.http.get(s.url + "/healthz") as response:
         assert response.status == 200
-        return await response.json()
+        body = await response.json()
+    # the store and this replica's claims (tests/bot/test_claims.py, test_replicas.py) are fine here
+    assert body.pop("store") == {"ok": True, "backend": "sqlite"}
+    replica = body.pop("replica")
+    assert replica["ok"] is True
+    # this one replica holds every sweep scope (alerts.scopes), among its claims
+    scopes = body["alerts"].pop("scopes")
+    assert scopes == ["homebase", "sp"] and {f"sweep:{scope}" for scope in scopes} <= set(replica["claims"])
+    return body
 
 
 async def raise_risk(s: Served, index: int, score: int) -> None:

@@ -41,10 +41,13 @@ SLACK_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLAC
 # --- HTTP endpoints ---------------------------------------------------------------------------------
 
 
-async def test_healthz_answers_with_the_connectors(h):
+async def test_healthz_answers_with_the_connectors_the_store_and_the_claims_held(h):
     async with h.http.get(h.url + "/healthz") as response:
         assert response.status == 200
-        assert await response.json() == {"ok": True, "connectors": ["homebase"]}
+        body = await response.json()
+    replica = body.pop("replica")
+    assert body == {"ok": True, "connectors": ["homebase"], "store": {"ok": True, "backend": "sqlite"}}
+    assert replica == {"ok": True, "id": h.bot.service.claims.holder, "claims": ["expiry"]}
 
 
 async def soar_post(h, identity: str, **fields: str) -> tuple[int, dict]:
