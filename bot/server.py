@@ -375,6 +375,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _listening(text: str) -> None:
+    for url in re.findall(r"https?://[^\s,]+", text):
+        log.info("idops listening on %s", url)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -387,7 +392,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mode = "Socket Mode" if args.socket_mode else f"POST http://{args.host}:{args.port}/slack/events"
     log.info("idops serving (%s, GET /healthz)", mode)
     try:
-        web.run_app(web_app, host=args.host, port=args.port, print=None, access_log=None)
+        # the address as bound (with --port 0, the port the system chose), once the server listens
+        web.run_app(web_app, host=args.host, port=args.port, print=_listening, access_log=None)
     except StartupError as exc:
         print(f"idops serve: {exc}", file=sys.stderr)
         return 2

@@ -209,7 +209,7 @@ class AlertService:
 
     async def settle_auto(self) -> None:
         """The periodic job of auto-containment (a coroutine, on the loop that owns the database)."""
-        if self.auto is None:
+        if self.auto is None or self.claims.take(AUTO_CLAIM) is None:
             return
         try:
             await self.auto.run()
@@ -251,6 +251,7 @@ class AlertService:
 ALERTS = web.AppKey("idops_alerts", AlertService)
 SWEEP_PREFIX = "sweep:"
 SNOOZES_CLAIM = "snoozes"
+AUTO_CLAIM = "auto"
 
 
 def sweep_claim(scope: Scope) -> str:

@@ -1,0 +1,365 @@
+"""Three `idops serve` replicas on one store, the HomeBase simulator and the Slack stand-in: concurrent
+Approve clicks sent to different replicas, risk changes while replicas are killed with SIGKILL at random
+moments and restarted, and requests falling due while it happens. Counted where it shows: actions at the
+simulator, messages at the Slack stand-in, expiries in the audit trail (which must still verify).
+
+Each replica is a real `idops serve --port 0` process (the port it bound is read from its log, so no
+port is picked and released before use); claims last 3 s and sweeps run every second, so a dead
+replica's work moves to another within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+import pytest
+from support.approvals import API_KEY
+
+from bot import audit
+from bot.store import open_db
+from standins import homebase, serving
+from standins.slack import FakeSlack, SlackUser
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS, APPROVALS, COMMANDS = "C0ALERTS", "C0APPROVALS", "C0SECOPS"
+ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"  # requester; two approvers
+LISTENING = re.compile(r"idops listening on (http://\S+)")
+
+CONFIG = """
+[slack]
+alert_channel = "{alerts}"
+approval_channel = "{approvals}"
+
+[access]
+responders = ["{alice}"]
+approvers = ["{bob}", "{carol}"]
+
+[approvals]
+expire_minutes = 30
+
+[store]
+path = "{db}"
+
+[replicas]
+lease_seconds = 3
+
+[alerts]
+poll_seconds = 1
+fold_after = 0
+
+[[connectors]]
+name = "homebase"
+kind = "homebase"
+base_url = "{sim}/v1"
+api_key_env = "TEST_HLD_KEY"
+timeout = 5
+"""
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Replica:
+    """One `idops serve` process; `restart` starts a new one (a new holder) in its place."""
+
+    def __init__(self, number: int, config: Path, env: dict[str, str], logs: Path) -> None:
+        self.number = number
+        self.config = config
+        self.env = env
+        self.logs = logs
+        self.runs = 0
+        self.proc: Optional[asyncio.subprocess.Process] = None
+        self.url = ""
+
+    @property
+    def events(self) -> str:
+        return self.url + "/slack/events"
+
+    @property
+    def log(self) -> Path:
+        return self.logs / f"replica{self.number}-{self.runs}.log"
+
+    async def start(self) -> None:
+        self.runs += 1
+        with self.log.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "bot.cli", "serve", "--config", str(self.config), "--port", "0"),
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=out,
+            )
+        found = await eventually(
+            lambda: LISTENING.search(self.log.read_text(errors="replace")) or self._exited(),
+            60,
+            f"replica {self.number} to listen",
+        )
+        assert isinstance(found, re.Match), self.log.read_text(errors="replace")[-3000:]
+        self.url = found.group(1)
+
+    def _exited(self) -> bool:
+        return self.proc is not None and self.proc.returncode is not None
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+class Cluster:
+    def __init__(
+        self, slack: FakeSlack, sim: homebase.HomeBaseState, db: Path, replicas: list[Replica]
+    ) -> None:
+        self.slack = slack
+        self.sim = sim
+        self.db = db
+        self.replicas = replicas
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read the shared store as an operator would (a separate connection)."""
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
+            conn.execute(sql, params)
+            conn.commit()
+
+    def card_of(self, request_id: str) -> Optional[dict[str, Any]]:
+        for message in self.slack.messages(APPROVALS):
+            if (message.get("metadata") or {}).get("event_payload", {}).get("request_id") == request_id:
+                return message
+        return None
+
+    async def request(self, replica: Replica, email: str, identity_id: str) -> tuple[str, dict[str, Any]]:
+        """`/idops revoke <email>` on `replica`: the request id and its approval card."""
+        await self.slack.command(replica.events, ALICE, f"revoke {email}", channel_id=COMMANDS)
+        rows = await eventually(
+            lambda: self.query(
+                "SELECT id FROM approvals WHERE identity_id = ? AND status = 'pending'", (identity_id,)
+            ),
+            20,
+            f"the request for {identity_id}",
+        )
+        request_id = rows[0][0]
+        card = await eventually(lambda: self.card_of(request_id), 20, f"the card of {request_id}")
+        return request_id, card
+
+
+async def click(slack: FakeSlack, replica: Replica, user: str, card: dict[str, Any]) -> Any:
+    """Approve as `user` through `replica`; a replica killed meanwhile drops the connection (as Slack
+    would see it) and the click is simply lost."""
+    try:
+        return await slack.click(replica.events, user, card, "approval:approve")
+    except (aiohttp.ClientError, asyncio.TimeoutError, AssertionError) as exc:
+        return exc
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    sim_app = homebase.create_app(identities=200, rate_limits=False, api_keys=(API_KEY,))
+    users = [
+        SlackUser(id=ALICE, name="alice", email="alice@secops.example"),
+        SlackUser(id=BOB, name="bob", email="bob@secops.example"),
+        SlackUser(id=CAROL, name="carol", email="carol@secops.example"),
+    ]
+    slack = FakeSlack(
+        users=users,
+        channels={ALERTS: "alerts", APPROVALS: "approvals", COMMANDS: "secops"},
+        ack_timeout=20,
+    )
+    db = tmp_path / "idops.db"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    async with serving(sim_app) as sim_url, slack.serve():
+        config = tmp_path / "idops.toml"
+        config.write_text(
+            CONFIG.format(
+                alerts=ALERTS, approvals=APPROVALS, alice=ALICE, bob=BOB, carol=CAROL, db=db, sim=sim_url
+            )
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url,
+            "TEST_HLD_KEY": API_KEY,
+        }
+        replicas = [Replica(n, config, env, logs) for n in range(3)]
+        try:
+            await replicas[0].start()  # creates the store; the others open it migrated
+            await asyncio.gather(*(r.start() for r in replicas[1:]))
+            yield Cluster(slack, sim_app[homebase.STATE], db, replicas)
+        finally:
+            await asyncio.gather(*(r.stop() for r in replicas))
+
+
+def _payload(message: dict[str, Any]) -> dict[str, Any]:
+    return (message.get("metadata") or {}).get("event_payload") or {}
+
+
+async def run_trials(c: Cluster, trials: int, seed: int) -> None:
+    rng = random.Random(seed)
+    sim = c.sim
+    await eventually(
+        lambda: c.query("SELECT baseline_done FROM alert_sweeps WHERE baseline_done = 1"),
+        30,
+        "the first sweep",
+    )
+    plain = [
+        i
+        for i in range(sim.size)
+        if homebase.risk_level(sim.risk_score(i)) == "low"
+        and sim.record(i)["status"] == "active"
+        and not sim.record(i)["privileged"]
+    ]
+    assert len(plain) >= 2 * trials + 5, "the simulator has too few plain identities for the trials"
+    rng.shuffle(plain)
+    raised: list[str] = []
+    requests: dict[str, str] = {}  # request id -> identity id
+
+    for _ in range(trials):
+        victim = rng.choice(c.replicas)
+        alive = [r for r in c.replicas if r is not victim]
+        # a risk change, then the victim dies at a random moment while sweeps and clicks are under way
+        identity = sim.identity_id(plain.pop())
+        sim.set_risk(identity, rng.choice([80, 95]))
+        raised.append(identity)
+        target = plain.pop()
+        record = sim.record(target)
+
+        async def strike(victim: Replica = victim) -> None:
+            await asyncio.sleep(rng.uniform(0.0, 1.2))
+            await victim.kill()
+
+        killing = asyncio.create_task(strike())
+        request_id, card = await c.request(rng.choice(alive), record["email"], record["id"])
+        requests[request_id] = record["id"]
+        first, second = rng.sample(c.replicas, 2)  # concurrent Approve clicks, on two replicas
+        await asyncio.gather(click(c.slack, first, BOB, card), click(c.slack, second, CAROL, card))
+        await killing
+        await victim.start()
+
+    # requests that fall due while a replica dies: each expires once
+    due = []
+    for _ in range(3):
+        record = c.sim.record(plain.pop())
+        request_id, _ = await c.request(rng.choice(c.replicas), record["email"], record["id"])
+        due.append(request_id)
+    marks = ",".join("?" * len(due))
+    overdue = f"UPDATE approvals SET expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE id IN ({marks})"  # noqa: S608
+    c.write(overdue, tuple(due))
+    victim = rng.choice(c.replicas)
+    await victim.kill()
+    await victim.start()
+
+    # everything settles: the alerts delivered, the approvals run, the due requests expired
+    def settled() -> bool:
+        waiting = c.query("SELECT count(*) FROM alert_outbox WHERE status IN ('pending', 'sending')")[0][0]
+        busy = c.query("SELECT count(*) FROM approvals WHERE status IN ('approved', 'executing')")[0][0]
+        expired_sql = f"SELECT count(*) FROM approvals WHERE status = 'expired' AND id IN ({marks})"  # noqa: S608
+        expired = c.query(expired_sql, tuple(due))
+        cards = {
+            _payload(m).get("alert_id") for m in c.slack.messages(ALERTS) if _payload(m).get("part") == "card"
+        }
+        alerted = c.query("SELECT identity_id, id FROM alerts")
+        return (
+            not waiting
+            and not busy
+            and expired[0][0] == len(due)
+            and all(any(i == identity and a in cards for i, a in alerted) for identity in raised)
+        )
+
+    await eventually(settled, 60, "the replicas to settle")
+    await asyncio.sleep(2)  # more sweeps and deliveries: nothing more may happen
+    assert settled()
+
+    # Slack: every alert message exactly once (cards per alert; notices and replies per delivery)
+    top = c.slack.messages(ALERTS)
+    keys = collections.Counter(
+        (_payload(m).get("alert_id"), _payload(m).get("part"), _payload(m).get("delivery")) for m in top
+    )
+    assert [key for key, count in keys.items() if count > 1] == []
+    replies = collections.Counter(
+        (_payload(r).get("alert_id"), _payload(r).get("delivery")) for m in top for r in m["replies"]
+    )
+    assert [key for key, count in replies.items() if count > 1] == []
+    per_identity = collections.Counter(
+        identity for identity, _ in c.query("SELECT identity_id, id FROM alerts")
+    )
+    assert all(per_identity[identity] == 1 for identity in raised), per_identity
+    sent = c.query("SELECT count(*) FROM alert_outbox WHERE status = 'sent' AND kind IN ('alert', 'notice')")[
+        0
+    ][0]
+    assert sent == len(top)  # nothing lost: every delivered row is one message, and no message is extra
+
+    # HomeBase: each approved request's action ran at most once, and exactly once when idops says done
+    ran = collections.Counter((a["identity_id"], a["action"]) for a in c.sim.actions)
+    statuses = dict(c.query("SELECT id, status FROM approvals"))
+    for request_id, identity in requests.items():
+        count = ran[(identity, "revoke_sessions")]
+        assert count <= 1, f"{request_id} ran {count} times"
+        assert statuses[request_id] in ("executed", "unknown"), (request_id, statuses[request_id])
+        if statuses[request_id] == "executed":
+            assert count == 1
+    assert c.sim.idempotency.replays == 0  # never even sent twice
+    executed = [r for r in requests if statuses[r] == "executed"]
+    assert len(executed) >= trials // 2  # most trials ran their action (a few were cut off: unknown)
+
+    # each due request expired once, and the audit chain is whole
+    events = collections.Counter(
+        (row[0], row[1]) for row in c.query("SELECT request_id, event FROM audit WHERE event = 'expired'")
+    )
+    assert all(events[(request_id, "expired")] == 1 for request_id in due)
+    executing = collections.Counter(
+        row[0] for row in c.query("SELECT request_id FROM audit WHERE event = 'executing'")
+    )
+    assert all(executing[request_id] == 1 for request_id in requests)  # one attempt each, never a second
+    store = open_db(str(c.db))
+    try:
+        ok, _, said = audit.verify(store)
+    finally:
+        store.close()
+    assert ok, said
+
+
+async def test_three_replicas_killed_at_random_run_everything_exactly_once(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        await run_trials(c, trials=20, seed=14)
+
+
+@pytest.mark.slow
+async def test_three_replicas_over_a_hundred_kills(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        await run_trials(c, trials=90, seed=1414)
