@@ -1,7 +1,8 @@
 """Three `idops serve` replicas on one store, the HomeBase simulator and the Slack stand-in: concurrent
 Approve clicks sent to different replicas, risk changes while replicas are killed with SIGKILL at random
-moments and restarted, and requests falling due while it happens. Counted where it shows: actions at the
-simulator, messages at the Slack stand-in, expiries in the audit trail (which must still verify).
+moments and restarted, and requests and time-boxed containments (on the Okta simulator, which can undo)
+falling due while it happens. Counted where it shows: actions at the simulators, messages at the Slack
+stand-in, expiries and reverts in the store and the audit trail (which must still verify).
 
 Each replica is a real `idops serve --port 0` process (the port it bound is read from its log, so no
 port is picked and released before use); claims last 3 s and sweeps run every second, so a dead
@@ -30,12 +31,13 @@ from support.approvals import API_KEY
 
 from bot import audit
 from bot.store import open_db
-from standins import homebase, serving
+from standins import homebase, okta, serving
 from standins.slack import FakeSlack, SlackUser
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS, APPROVALS, COMMANDS = "C0ALERTS", "C0APPROVALS", "C0SECOPS"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"  # requester; two approvers
+OKTA_TOKEN = "00okta-replicas-token"  # the simulator's made-up token
 LISTENING = re.compile(r"idops listening on (http://\S+)")
 
 CONFIG = """
@@ -65,6 +67,13 @@ name = "homebase"
 kind = "homebase"
 base_url = "{sim}/v1"
 api_key_env = "TEST_HLD_KEY"
+timeout = 5
+
+[[connectors]]
+name = "okta"
+kind = "okta"
+base_url = "{okta}"
+api_token_env = "TEST_OKTA_TOKEN"
 timeout = 5
 """
 
@@ -138,10 +147,16 @@ class Replica:
 
 class Cluster:
     def __init__(
-        self, slack: FakeSlack, sim: homebase.HomeBaseState, db: Path, replicas: list[Replica]
+        self,
+        slack: FakeSlack,
+        sim: homebase.HomeBaseState,
+        okta: Any,
+        db: Path,
+        replicas: list[Replica],
     ) -> None:
         self.slack = slack
         self.sim = sim
+        self.okta = okta
         self.db = db
         self.replicas = replicas
 
@@ -161,15 +176,21 @@ class Cluster:
                 return message
         return None
 
-    async def request(self, replica: Replica, email: str, identity_id: str) -> tuple[str, dict[str, Any]]:
-        """`/idops revoke <email>` on `replica`: the request id and its approval card."""
-        await self.slack.command(replica.events, ALICE, f"revoke {email}", channel_id=COMMANDS)
+    async def request(
+        self, replica: Replica, identity_id: str, command: str = "revoke {id}"
+    ) -> tuple[str, dict[str, Any]]:
+        """`/idops revoke <id>` (or `command`) on `replica`: the request id and its approval card (by
+        id: the simulators share their seeded people, so an email names one in each)."""
+        reply = await self.slack.command(
+            replica.events, ALICE, command.format(id=identity_id), channel_id=COMMANDS
+        )
         rows = await eventually(
             lambda: self.query(
                 "SELECT id FROM approvals WHERE identity_id = ? AND status = 'pending'", (identity_id,)
             ),
             20,
-            f"the request for {identity_id}",
+            f"the request for {identity_id} (the command's answer: {reply.status} {reply.body[:300]},"
+            f" then {self.slack.responses(ALICE)[-1:]})",
         )
         request_id = rows[0][0]
         card = await eventually(lambda: self.card_of(request_id), 20, f"the card of {request_id}")
@@ -188,6 +209,7 @@ async def click(slack: FakeSlack, replica: Replica, user: str, card: dict[str, A
 @contextlib.asynccontextmanager
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     sim_app = homebase.create_app(identities=200, rate_limits=False, api_keys=(API_KEY,))
+    okta_app = okta.create_app(identities=40, rate_limits=False, api_token=OKTA_TOKEN)
     users = [
         SlackUser(id=ALICE, name="alice", email="alice@secops.example"),
         SlackUser(id=BOB, name="bob", email="bob@secops.example"),
@@ -201,11 +223,18 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     db = tmp_path / "idops.db"
     logs = tmp_path / "logs"
     logs.mkdir()
-    async with serving(sim_app) as sim_url, slack.serve():
+    async with serving(sim_app) as sim_url, serving(okta_app) as okta_url, slack.serve():
         config = tmp_path / "idops.toml"
         config.write_text(
             CONFIG.format(
-                alerts=ALERTS, approvals=APPROVALS, alice=ALICE, bob=BOB, carol=CAROL, db=db, sim=sim_url
+                alerts=ALERTS,
+                approvals=APPROVALS,
+                alice=ALICE,
+                bob=BOB,
+                carol=CAROL,
+                db=db,
+                sim=sim_url,
+                okta=okta_url,
             )
         )
         env = {
@@ -215,12 +244,13 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             "SLACK_SIGNING_SECRET": slack.signing_secret,
             "SLACK_API_URL": slack.api_url,
             "TEST_HLD_KEY": API_KEY,
+            "TEST_OKTA_TOKEN": OKTA_TOKEN,
         }
         replicas = [Replica(n, config, env, logs) for n in range(3)]
         try:
             await replicas[0].start()  # creates the store; the others open it migrated
             await asyncio.gather(*(r.start() for r in replicas[1:]))
-            yield Cluster(slack, sim_app[homebase.STATE], db, replicas)
+            yield Cluster(slack, sim_app[homebase.STATE], okta_app[okta.STATE], db, replicas)
         finally:
             await asyncio.gather(*(r.stop() for r in replicas))
 
@@ -233,9 +263,9 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     rng = random.Random(seed)
     sim = c.sim
     await eventually(
-        lambda: c.query("SELECT baseline_done FROM alert_sweeps WHERE baseline_done = 1"),
+        lambda: len(c.query("SELECT scope FROM alert_sweeps WHERE baseline_done = 1")) == 2,
         30,
-        "the first sweep",
+        "the first sweeps",
     )
     plain = [
         i
@@ -264,18 +294,38 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
             await victim.kill()
 
         killing = asyncio.create_task(strike())
-        request_id, card = await c.request(rng.choice(alive), record["email"], record["id"])
+        request_id, card = await c.request(rng.choice(alive), record["id"])
         requests[request_id] = record["id"]
         first, second = rng.sample(c.replicas, 2)  # concurrent Approve clicks, on two replicas
         await asyncio.gather(click(c.slack, first, BOB, card), click(c.slack, second, CAROL, card))
         await killing
         await victim.start()
 
-    # requests that fall due while a replica dies: each expires once
+    # time-boxed containments at Okta (which can undo): suspended now, due at once, reverted once
+    users = [
+        i
+        for i in range(4, c.okta.total)
+        if c.okta.status(i) == "ACTIVE" and not c.okta.role_types(i) and c.okta.risk_level(i)[0] == "NONE"
+    ]
+    contained: dict[str, str] = {}  # request id -> Okta user id
+    for index in rng.sample(users, 3):
+        user = c.okta.user(index)
+        command = "disable {id} for 1h replicas test"
+        request_id, card = await c.request(rng.choice(c.replicas), user["id"], command)
+        await click(c.slack, rng.choice(c.replicas), BOB, card)
+        contained[request_id] = user["id"]
+    await eventually(
+        lambda: len(c.query("SELECT request_id FROM containments WHERE status = 'active'")) == len(contained),
+        30,
+        "the containments to start",
+    )
+
+    # requests and containments that fall due while a replica dies: each expires or reverts once
+    c.write("UPDATE containments SET due_at = '2000-01-01T00:00:00.000000+00:00'")
     due = []
     for _ in range(3):
         record = c.sim.record(plain.pop())
-        request_id, _ = await c.request(rng.choice(c.replicas), record["email"], record["id"])
+        request_id, _ = await c.request(rng.choice(c.replicas), record["id"])
         due.append(request_id)
     marks = ",".join("?" * len(due))
     overdue = f"UPDATE approvals SET expires_at = '2000-01-01T00:00:00.000000+00:00' WHERE id IN ({marks})"  # noqa: S608
@@ -294,14 +344,16 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
             _payload(m).get("alert_id") for m in c.slack.messages(ALERTS) if _payload(m).get("part") == "card"
         }
         alerted = c.query("SELECT identity_id, id FROM alerts")
+        reverted = c.query("SELECT count(*) FROM containments WHERE status = 'reverted'")[0][0]
         return (
             not waiting
             and not busy
+            and reverted == len(contained)
             and expired[0][0] == len(due)
             and all(any(i == identity and a in cards for i, a in alerted) for identity in raised)
         )
 
-    await eventually(settled, 60, "the replicas to settle")
+    await eventually(settled, 120, "the replicas to settle")
     await asyncio.sleep(2)  # more sweeps and deliveries: nothing more may happen
     assert settled()
 
@@ -336,6 +388,13 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     assert c.sim.idempotency.replays == 0  # never even sent twice
     executed = [r for r in requests if statuses[r] == "executed"]
     assert len(executed) >= trials // 2  # most trials ran their action (a few were cut off: unknown)
+
+    # Okta: each containment suspended once and, at its due time, unsuspended once
+    for request_id, user_id in contained.items():
+        assert c.okta.actions.count((user_id, "suspend")) == 1, request_id
+        assert c.okta.actions.count((user_id, "unsuspend")) == 1, request_id
+    reverts = c.query("SELECT id, status FROM approvals WHERE source = 'containment'")
+    assert len(reverts) == len(contained) and {status for _, status in reverts} == {"executed"}
 
     # each due request expired once, and the audit chain is whole
     events = collections.Counter(
