@@ -336,6 +336,8 @@ def reminder(request: ApprovalRequest, item: Containment) -> Message:
         f" {slack_date(item.due_at)}: then idops runs *{item.undo.label}*. Extend it, make it permanent"
         " or revert it now; if nobody does, access is restored at the end."
     )
+    if item.reminder_state == "resending":  # the last one was cut off: it may have been posted
+        text += " (This may repeat a reminder idops was stopped from confirming.)"
     blocks: list[Block] = [SectionBlock(text=_md(text)), containment_buttons(request, item)]
     return message(text, blocks)
 

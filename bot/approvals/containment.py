@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 HOLD_LEVELS = (RiskLevel.HIGH, RiskLevel.CRITICAL)
 #: what a finished revert request makes of its containment
 _SETTLED = {Status.EXECUTED: State.REVERTED, Status.FAILED: State.FAILED, Status.UNKNOWN: State.UNKNOWN}
+#: a reminder claimed this long ago and still 'sending' was cut off (a stop between the claim and the
+#: post): a reminder is a message, not an action, so it is posted again ('resending'), said to be a
+#: possible repeat
+REMINDER_LEASE = timedelta(minutes=2)
+_IN_FLIGHT = ("sending", "resending")
 
 
 class ApprovalService(Execution):
@@ -204,29 +209,38 @@ class ApprovalService(Execution):
         """ACTIVE containments whose reminder time came (`remind_minutes_before` before the end, or at half
         the duration when that is shorter), each marked reminded by compare-and-set (so one reminder per
         end time, whoever sweeps) and audited; and those whose reminder Slack did not take last time
-        (`reminder_failed`), claimed again the same way. Returns their original request ids: the caller
-        posts each and reports back with `reminder_sent`."""
+        (`reminder_failed`), or whose claim is older than `REMINDER_LEASE` without an outcome (claimed
+        as 'resending': the reply says it may be a repeat), claimed again the same way; `reminded_at` is
+        the last claim. Returns their original request ids: the caller posts each and reports back with
+        `reminder_sent`."""
         now = self.clock()
         lead = timedelta(minutes=self.settings.remind_minutes_before)
         rows = self.db.query(
             "SELECT * FROM containments WHERE status = 'active'"
-            " AND (reminded_at IS NULL OR reminder_state = 'failed')"
+            " AND (reminded_at IS NULL OR reminder_state IN ('failed', 'sending', 'resending'))"
         )
         due = []
         for item in map(timebox.from_row, list(rows)):
+            cut_off = item.reminder_state in _IN_FLIGHT
+            if cut_off and item.reminded_at is not None and now - item.reminded_at < REMINDER_LEASE:
+                continue  # being posted right now, or too recently to tell
             again = item.reminded_at is not None
             if again or now >= item.due_at - min(lead, (item.due_at - item.started_at) / 2):
                 with audit.transaction(self.db):
-                    claim = {"reminder_state": "sending"}
-                    if not again:
-                        claim["reminded_at"] = audit.iso(now)
+                    claim = {
+                        "reminder_state": "resending" if cut_off else "sending",
+                        "reminded_at": audit.iso(now),
+                    }
                     if timebox.cas(self.db, item, **claim):
+                        detail = {"due_at": audit.iso(item.due_at)}
+                        if cut_off:
+                            detail["repeat_possible"] = "the last claim was cut off before its outcome"
                         audit.append(
                             self.db,
                             at=now,
                             actor=SYSTEM,
                             event="reminder_resent" if again else "reminded",
-                            detail={"due_at": audit.iso(item.due_at)},
+                            detail=detail,
                             **self.get(item.request_id).audit_fields(),
                         )
                         due.append(item.request_id)
@@ -235,11 +249,12 @@ class ApprovalService(Execution):
     def reminder_sent(self, request_id: str, posted: bool) -> None:
         """Record whether the reminder reached the thread; a failed one is claimed again by the next
         `remind_due` (once: the claim is a compare-and-set). A stop between the claim and this call leaves
-        it 'sending': it may have been posted, so it is not posted again."""
+        it 'sending': it may have been posted, so `remind_due` posts it again only after `REMINDER_LEASE`,
+        saying it may be a repeat."""
         with audit.transaction(self.db):
             self.db.execute(
                 "UPDATE containments SET reminder_state = ?, version = version + 1"
-                " WHERE request_id = ? AND reminder_state = 'sending'",
+                " WHERE request_id = ? AND reminder_state IN ('sending', 'resending')",
                 ("posted" if posted else "failed", request_id),
             )
 
