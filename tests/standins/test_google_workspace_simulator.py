@@ -311,6 +311,34 @@ def test_sim_process_prints_a_key_and_idops_check_passes(tmp_path: Path) -> None
     assert "Alert Center readable" in checked.stdout and "PRIVATE KEY" not in checked.stdout + checked.stderr
 
 
+async def test_sim_process_trusts_the_key_it_is_given_and_waits_as_told() -> None:
+    """GOOGLE_SERVICE_ACCOUNT_JSON set: the simulator trusts that key and prints no other; --latency
+    delays every API answer (the token endpoint is not an API call)."""
+    given = {**KEY, "token_uri": GOOGLE_TOKEN_URL}
+    args = ("--identities", "5", "--latency", "0.3")
+    with sim_process(
+        "google_workspace", *args, env={"GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(given)}
+    ) as sim:
+        printed = sim.env()
+        assert set(printed) == {"GOOGLE_WORKSPACE_BASE_URL"}
+        url = printed["GOOGLE_WORKSPACE_BASE_URL"]
+        async with ClientSession() as session:
+            form = {"grant_type": JWT_BEARER, "assertion": assertion()}
+            async with session.post(f"{url}/token", data=form) as response:
+                assert response.status == 200
+                token = (await response.json())["access_token"]
+            other = {"grant_type": JWT_BEARER, "assertion": assertion(generate_key())}
+            async with session.post(f"{url}/token", data=other) as response:
+                assert response.status == 400 and (await response.json())["error"] == "invalid_grant"
+            started = time.monotonic()
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get(
+                f"{url}/admin/directory/v1/users", params={"customer": "my_customer"}, headers=headers
+            ) as response:
+                assert response.status == 200 and len((await response.json())["users"]) == 5
+            assert time.monotonic() - started >= 0.3
+
+
 async def test_partial_responses_follow_the_fields_mask(sim: Sim) -> None:
     token = await sim.access()
     params = {"customer": "my_customer", "maxResults": "2", "fields": "nextPageToken,users(id,name/fullName)"}
