@@ -5,7 +5,8 @@ Center included) and for google-api-python-client (static admin directory_v1 dis
 service-account credentials with domain-wide delegation, `list` + `list_next` at maxResults 500, as
 Google's samples page) and the ratios, with the simulator's quota off, twice: with the simulator
 answering at once (the clients' and the simulator's CPU is all there is to measure) and answering each
-request after `--latency` (a remote API's round trip; Google publishes no figure, so it is a setting).
+request after each `--latency` (a remote API's round trip; Google publishes no figure, so it is a
+setting: 100 and 250 ms by default).
 Then the share of the per-user quota ceiling the connector reaches with the quota on (partitioned
 sweeps, pacing at the same quota), and how many requests the simulator refused.
 
@@ -18,7 +19,7 @@ The simulator runs as a subprocess (it stands in for Google, so it must not shar
 loop or core) and trusts a key made for the run. Warm-up passes fill its caches for both clients' field
 masks and its address index first, so all are timed against the same warm server.
 
-    .venv/bin/python bench/google_workspace.py [--identities 50000] [--repeats 5] [--latency 0.1]
+    .venv/bin/python bench/google_workspace.py [--identities 50000] [--repeats 5] [--latency 0.1 0.25]
         [--concurrency 8] [--quota 600] [--quota-seconds 59.9]
 """
 
@@ -187,13 +188,17 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8, help="partitions paged at once")
     parser.add_argument(
-        "--latency", type=float, default=0.1, help="seconds the simulator takes per request (second setting)"
+        "--latency",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.25],
+        help="seconds the simulator takes per request, one setting each (after the one at 0)",
     )
     parser.add_argument("--quota", type=int, default=600, help="per-minute quota for the paced run")
     parser.add_argument("--quota-seconds", type=float, default=59.9, help="paced run length (one window)")
     args = parser.parse_args()
 
-    for latency in (0.0, args.latency):
+    for latency in (0.0, *args.latency):
         print(
             f"Listing {args.identities:,} users, quota off, warm simulator answering after"
             f" {latency * 1000:g} ms, median of {args.repeats}:"

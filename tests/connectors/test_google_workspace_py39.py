@@ -1,6 +1,7 @@
 """The Google Workspace connector on a real Python 3.9 (SOAR's oldest runtime, built by `make soar` with
 the package's own aiohttp and PyJWT): built outside any event loop, then concurrent first calls share one
-signed-JWT token, a listing with Alert Center risk, an action and its already-done case."""
+signed-JWT token, a listing with Alert Center risk (then a partitioned one: searches paged at once), an
+action and its already-done case."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ async def main():
     async with workspace:
         found = await asyncio.gather(*(workspace.get_identity(i) for i in ids))
         listed = [i async for i in workspace.list_identities()]
+        second = [i.id async for i in workspace.list_identities()]  # partitioned: searches at once
         first = await workspace.disable(ids[0], "py39")
         again = await workspace.disable(ids[0], "py39")
         check = await workspace.check()
     print(json.dumps({
         "found": [i.id for i in found],
         "listed": len(listed),
+        "partitioned": sorted(second) == sorted(i.id for i in listed) and len(second) == len(set(second)),
         "levels": sorted({i.risk_level.value for i in listed}),
         "messages": [first.message, again.message],
         "ok": check.ok,
@@ -49,6 +52,8 @@ async def test_workspace_connector_on_python_3_9() -> None:
             "admin_email": "secops-bot@acme.example",
             "base_url": url,
             "alert_center_url": url,
+            "listing": "partitioned",
+            "listing_concurrency": 4,
         }
         active = [i for i in range(700) if not state.user(i)["suspended"]]
         ids = [state.user_id(i) for i in active[:6]]
@@ -64,6 +69,12 @@ async def test_workspace_connector_on_python_3_9() -> None:
     assert code == 0, err
     result = json.loads(out)
     assert result["found"] == ids and result["listed"] == 700 and result["ok"] is True
+    assert result["partitioned"] is True
+    assert {r.query.get("query") for r in state.log if r.path.endswith("/users")} >= {
+        None,
+        "email:a*",
+        "email:-*",
+    }
     assert "critical" in result["levels"] and "low" in result["levels"]
     assert result["messages"] == ["suspended in Google Workspace", "was already suspended"]
     assert state.tokens_issued == 1  # six concurrent first calls waited for one token
