@@ -112,6 +112,10 @@ async def test_a_rule_s_groups_decide_and_four_eyes_hold(tmp_path) -> None:
     async with ruled(tmp_path, RULES) as h:
         card = await h.request_card("privileged", "disable", "stolen laptop")
         rid = request_id(card)
+        # waiting on the group's members only (the App Home's list), never on the requester
+        assert [r.id for r in await h.bot.service.pending(for_user=APPROVER2)] == [rid]
+        assert await h.bot.service.pending(for_user=APPROVER) == []
+        assert await h.bot.service.pending(for_user=REQUESTER) == []
         # bob is an [access] approver but not in the rule's group
         await h.click(APPROVER, card, "approval:approve")
         assert (
