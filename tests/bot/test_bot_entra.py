@@ -63,6 +63,14 @@ async def test_whois_shows_an_entra_user_with_risk_and_roles(h: BotHarness) -> N
     } <= set(buttons(card))
     await h.command(REQUESTER, f"whois {state.upn(3)}")  # a Global Administrator, by principal name
     assert "Global Administrator" in text_of(h.last_seen(REQUESTER))
+    # MFA from the registration report: enrolled with its methods, or not enrolled (a warning)
+    enrolled = next(i for i in range(state.users) if (r := state.registration(i)) and r["isMfaRegistered"])
+    await h.command(REQUESTER, f"whois {state.upn(enrolled)}")
+    methods = ", ".join(state.registration(enrolled)["methodsRegistered"])  # type: ignore[index]
+    assert f"enrolled: {methods}" in text_of(h.last_seen(REQUESTER))
+    bare = next(i for i in range(state.users) if (r := state.registration(i)) and not r["isMfaRegistered"])
+    await h.command(REQUESTER, f"whois {state.upn(bare)}")
+    assert ":warning: not enrolled" in text_of(h.last_seen(REQUESTER))
     # an address with a quote is found; a crafted one changes no filter and finds nobody
     await h.command(REQUESTER, f'whois "{state.mail(11)}"')
     assert state.user_id(11) in str(h.last_seen(REQUESTER)) or state.mail(11) in text_of(
