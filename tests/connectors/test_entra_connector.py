@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from support.sim_env import SimEnv, params, serve_env
 
 import connectors
 from connectors import (
@@ -24,7 +25,6 @@ from connectors import (
 from connectors.entra import EntraConnector
 from connectors.entra_api import odata_string, risk_band
 from connectors.http import Response
-from standins import serving
 from standins.common import Fault
 from standins.entra import create_app
 from standins.entra_state import ROLES, STATE, EntraState
@@ -34,10 +34,8 @@ SECRET = "sim-secret"
 DEFAULT = "https://graph.microsoft.com"
 
 
-class Env:
-    def __init__(self, state: EntraState, url: str) -> None:
-        self.state, self.url = state, url
-        self.opened: list[EntraConnector] = []
+class Env(SimEnv):
+    state: EntraState
 
     def connector(self, **settings: Any) -> EntraConnector:
         config = {
@@ -48,10 +46,8 @@ class Env:
             "graph_url": self.url,
             **settings,
         }
-        built = connectors.build("entra", "entra", config)
-        assert isinstance(built, EntraConnector)
+        built = self.build(EntraConnector, "entra", "entra", config)
         built._http._sleep = no_sleep  # type: ignore[assignment]  # waits are recorded, not slept
-        self.opened.append(built)
         return built
 
     def paths(self, method: str = "GET") -> list[str]:
@@ -69,12 +65,8 @@ async def no_sleep(seconds: float) -> None:
 @pytest.fixture
 async def env(request) -> AsyncIterator[Env]:
     SLEPT.clear()
-    app = create_app(**{"users": 300, **getattr(request, "param", {})})
-    async with serving(app) as url:
-        harness = Env(app[STATE], url)
-        yield harness
-        for opened in harness.opened:
-            await opened.close()
+    async with serve_env(Env, create_app(**params(request, users=300)), STATE) as built:
+        yield built
 
 
 async def everyone(connector: EntraConnector, **filters: Any) -> list[connectors.Identity]:

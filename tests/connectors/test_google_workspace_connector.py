@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession
+from support.sim_env import SimEnv, params, serve_env
 
 import connectors
 from connectors import (
@@ -33,7 +34,6 @@ from connectors.google_workspace_api import (
     alert_level,
     query_term,
 )
-from standins import serving
 from standins.google_workspace import (
     ALL_SCOPES,
     STATE,
@@ -47,12 +47,13 @@ from standins.seed import HOSTILE_NAMES
 KEY = generate_key()  # one RSA key for the module: generating one takes a while
 
 
-class Env:
+class Env(SimEnv):
     """A simulator on loopback and connectors pointed at it, with a fake sleep that records waits."""
 
+    state: WorkspaceState
+
     def __init__(self, state: WorkspaceState, url: str) -> None:
-        self.state, self.url = state, url
-        self.opened: list[GoogleWorkspaceConnector] = []
+        super().__init__(state, url)
         self.sleeps: list[float] = []
 
     async def sleep(self, seconds: float) -> None:
@@ -85,27 +86,19 @@ class Env:
             sleep=self.sleep,
             clock=clock,
         )
-        self.opened.append(built)
-        return built
+        return self.keep(built)
 
     def queries(self) -> list[str]:
         return [r.query.get("query", "") for r in self.state.log if r.path.endswith("/users")]
 
     async def fault(self, kind: str, count: int = 1, **extra: Any) -> None:
-        async with ClientSession() as session:
-            body = {"kind": kind, "count": count, **extra}
-            async with session.post(f"{self.url}/_admin/faults", json=body) as response:
-                assert response.status == 200, await response.text()
+        await self.admin("/_admin/faults", {"kind": kind, "count": count, **extra})
 
 
 @pytest.fixture
 async def env(request) -> AsyncIterator[Env]:
-    app = create_app(key=KEY, **{"identities": 300, **getattr(request, "param", {})})
-    async with serving(app) as url:
-        harness = Env(app[STATE], url)
-        yield harness
-        for opened in harness.opened:
-            await opened.close()
+    async with serve_env(Env, create_app(key=KEY, **params(request, identities=300)), STATE) as built:
+        yield built
 
 
 async def everyone(connector: GoogleWorkspaceConnector, **filters: Any) -> list[connectors.Identity]:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+from support.sim_env import SimEnv, params, serve_env
 
 import connectors
 from connectors import (
@@ -26,7 +27,6 @@ from connectors import (
 from connectors.http import Response
 from connectors.okta import OktaConnector
 from connectors.okta_api import next_link, risk_band, search_term
-from standins import serving
 from standins.okta import STATE, create_app
 from standins.okta_data import OktaState
 from standins.okta_iam import factors
@@ -36,21 +36,13 @@ from standins.seed import HOSTILE_NAMES
 TOKEN = "sim-okta-api-token"
 
 
-class Env:
-    def __init__(self, state: OktaState, url: str) -> None:
-        self.state, self.url = state, url
-        self.opened: list[OktaConnector] = []
+class Env(SimEnv):
+    state: OktaState
 
     def connector(self, **settings: Any) -> OktaConnector:
-        built = connectors.build("okta", "okta", {"base_url": self.url, "api_token": TOKEN, **settings})
-        assert isinstance(built, OktaConnector)
-        self.opened.append(built)
-        return built
-
-    async def admin(self, path: str, body: dict) -> Any:
-        async with aiohttp.ClientSession() as session, session.post(f"{self.url}{path}", json=body) as answer:
-            assert answer.status == 200, await answer.text()
-            return await answer.json()
+        return self.build(
+            OktaConnector, "okta", "okta", {"base_url": self.url, "api_token": TOKEN, **settings}
+        )
 
     def statuses(self, bucket: str | None = None) -> list[int]:
         return [status for _, b, status, _ in self.state.log if bucket is None or b == bucket]
@@ -58,12 +50,8 @@ class Env:
 
 @pytest.fixture
 async def env(request) -> AsyncIterator[Env]:
-    app = create_app(**{"identities": 300, **getattr(request, "param", {})})
-    async with serving(app) as url:
-        harness = Env(app[STATE], url)
-        yield harness
-        for opened in harness.opened:
-            await opened.close()
+    async with serve_env(Env, create_app(**params(request, identities=300)), STATE) as built:
+        yield built
 
 
 async def everyone(connector: OktaConnector, **filters: Any) -> list[connectors.Identity]:

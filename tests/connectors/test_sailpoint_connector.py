@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from support.sim_env import SimEnv, params, serve_env
 
 import connectors
 from connectors import (
@@ -38,19 +39,14 @@ from standins.seed import HOSTILE_NAMES, person
 SECRET = "sim-secret"
 
 
-class Env:
-    """A simulator on loopback and a way to build connectors pointed at it."""
+class Env(SimEnv):
+    """The SailPoint simulator on loopback and connectors pointed at it."""
 
-    def __init__(self, state: SailPointState, url: str) -> None:
-        self.state, self.url = state, url
-        self.opened: list[SailPointConnector] = []
+    state: SailPointState
 
     def connector(self, **settings: Any) -> SailPointConnector:
         config = {"base_url": self.url, "client_id": "sim-client", "client_secret": SECRET, **settings}
-        built = connectors.build("sailpoint", "sp", config)
-        assert isinstance(built, SailPointConnector)
-        self.opened.append(built)
-        return built
+        return self.build(SailPointConnector, "sailpoint", "sp", config)
 
     def statuses(self) -> list[int]:
         return [record.status for record in self.state.log]
@@ -58,12 +54,8 @@ class Env:
 
 @pytest.fixture
 async def env(request) -> AsyncIterator[Env]:
-    app = create_app(**{"identities": 300, **getattr(request, "param", {})})
-    async with serving(app) as url:
-        harness = Env(app[STATE], url)
-        yield harness
-        for opened in harness.opened:
-            await opened.close()
+    async with serve_env(Env, create_app(**params(request, identities=300)), STATE) as built:
+        yield built
 
 
 async def all_identities(connector: SailPointConnector, **filters: Any) -> list[connectors.Identity]:
