@@ -356,6 +356,7 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     await eventually(settled, 120, "the replicas to settle")
     await asyncio.sleep(2)  # more sweeps and deliveries: nothing more may happen
     assert settled()
+    await take_over(c)
 
     # Slack: every alert message exactly once (cards per alert; notices and replies per delivery)
     top = c.slack.messages(ALERTS)
@@ -411,6 +412,42 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     finally:
         store.close()
     assert ok, said
+
+
+async def healthz(replica: Replica) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(replica.url + "/healthz") as answer:
+        assert answer.status == 200
+        return dict(await answer.json())
+
+
+async def take_over(c: Cluster) -> None:
+    """/healthz names the store and which replica holds each sweep scope (exactly one); when that one
+    dies, another one holds it within a lease and a wake-up or two, and sweeps it."""
+    bodies = [await healthz(r) for r in c.replicas]
+    assert all(b["ok"] and b["store"] == {"ok": True, "backend": "sqlite"} for b in bodies), bodies
+    assert len({b["replica"]["id"] for b in bodies}) == 3  # each replica is its own holder
+    for scope in ("homebase", "okta"):
+        holders = [r for r, b in zip(c.replicas, bodies) if scope in b["alerts"]["scopes"]]
+        assert len(holders) == 1, (scope, bodies)
+        assert f"sweep:{scope}" in bodies[c.replicas.index(holders[0])]["replica"]["claims"]
+    holder = next(r for r, b in zip(c.replicas, bodies) if "homebase" in b["alerts"]["scopes"])
+    swept = c.query("SELECT last_started_at FROM alert_sweeps WHERE scope = 'homebase'")[0][0]
+    await holder.kill()
+    others = [r for r in c.replicas if r is not holder]
+    deadline = time.monotonic() + 30  # a lease (3 s) and a wake-up (1 s), on a loaded machine
+    while True:
+        held = [r for r in others if "homebase" in (await healthz(r))["alerts"]["scopes"]]
+        if held:
+            break
+        assert time.monotonic() < deadline, "no replica took over the dead one's sweep"
+        await asyncio.sleep(0.2)
+    assert len(held) == 1
+    await eventually(
+        lambda: c.query("SELECT last_started_at FROM alert_sweeps WHERE scope = 'homebase'")[0][0] > swept,
+        10,
+        "a sweep by the replica that took over",
+    )
+    await holder.start()
 
 
 async def test_three_replicas_killed_at_random_run_everything_exactly_once(tmp_path: Path) -> None:
