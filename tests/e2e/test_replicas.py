@@ -21,12 +21,13 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
 import pytest
+from support.alerts import eventually
 from support.approvals import API_KEY
 
 from bot import audit
@@ -76,17 +77,6 @@ base_url = "{okta}"
 api_token_env = "TEST_OKTA_TOKEN"
 timeout = 5
 """
-
-
-async def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Replica:
