@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.approvals import API_KEY
-from support.bot import APPROVER, buttons, harness, status_of
+from support.bot import APPROVER, buttons, harness, status_of, until
 
 from bot.approvals import Decision, Status
 from bot.config import Secrets
@@ -48,13 +48,6 @@ async def _executor(db_path: str, sim_url: str, request_id: str) -> asyncio.subp
     assert proc.stdout is not None and proc.stdin is not None
     assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"ready\n"
     return proc
-
-
-async def until(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.02)
 
 
 async def test_killed_mid_action_then_restarted_settles_in_seconds(h, tmp_path):

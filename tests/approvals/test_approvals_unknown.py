@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
-from support.bot import APPROVER, APPROVER2, OUTSIDER, REQUESTER, buttons, harness, status_of
+from support.bot import APPROVER, APPROVER2, OUTSIDER, REQUESTER, buttons, harness, status_of, until
 
 from bot import audit
 
@@ -18,13 +17,6 @@ from bot import audit
 async def h(tmp_path):
     async with harness(tmp_path) as built:
         yield built
-
-
-async def until(check, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.02)
 
 
 def audit_events(h, request_id: str) -> list[str]:

@@ -5,10 +5,8 @@ break-glass at critical risk only."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,6 +24,7 @@ from support.bot import (
     harness,
     second_server,
     status_of,
+    until,
 )
 
 from bot.approvals import Status
@@ -359,13 +358,6 @@ async def replica(h: BotHarness) -> AsyncIterator[Bot]:
     """A second server on the same store, Slack and clock: a replica, or the process after a restart."""
     async with second_server(h) as app:
         yield app[BOT]
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.02)
 
 
 def replies(h: BotHarness) -> list[str]:

@@ -5,8 +5,6 @@ time and the server's own periodic job doing the revert."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,33 +20,18 @@ from support.bot import (
     BotHarness,
     buttons,
     forged_click,
-    harness,
+    okta_bot,
     text_of,
+    until,
 )
 
 from bot.approvals import State, Status
-from standins import okta, serving
 from standins.okta_data import OktaState
-
-TOKEN = "00okta-containment-test-token"
-
-
-@contextlib.asynccontextmanager
-async def okta_bot(tmp_path: Any, **sections: Any) -> AsyncIterator[BotHarness]:
-    """The bot with one Okta connector; its periodic sweep runs every 50 ms (the clock is fake)."""
-    sim = okta.create_app(identities=60, rate_limits=False, api_token=TOKEN)
-    async with serving(sim) as sim_url:
-        entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
-        async with harness(
-            tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": TOKEN}, expiry_seconds=0.05, **sections
-        ) as built:
-            built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
-            yield built
 
 
 @pytest.fixture
 async def ok(tmp_path) -> AsyncIterator[BotHarness]:
-    async with okta_bot(tmp_path) as built:
+    async with okta_bot(tmp_path, expiry_seconds=0.05) as built:  # sweeps every 50 ms
         yield built
 
 
@@ -62,13 +45,6 @@ def pick(state: OktaState, skip: int = 0) -> tuple[int, str, str]:
     index = found[skip]
     user = state.user(index)
     return index, user["id"], user["profile"]["email"]
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.02)
 
 
 def field(card: dict[str, Any], name: str) -> str:
@@ -378,7 +354,7 @@ async def test_a_held_revert_is_decided_by_revert_now(ok: BotHarness) -> None:
 
 
 async def test_the_reminder_lead_is_configurable(tmp_path) -> None:
-    async with okta_bot(tmp_path, approvals={"remind_minutes_before": 90}) as h:
+    async with okta_bot(tmp_path, expiry_seconds=0.05, approvals={"remind_minutes_before": 90}) as h:
         _, _, email = pick(h.extra["okta"], 8)
         await contained(h, email, "4h")
         h.clock.advance(hours=2, minutes=29)

@@ -10,29 +10,27 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.approvals import Clock, MemoryDirectory, make_service, open_store
-from support.bot import APPROVER, REQUESTER, BotHarness, harness, second_server
+from support.bot import APPROVER, OKTA_TOKEN, REQUESTER, BotHarness, okta_bot, second_server, until
 
 import connectors
 from bot.approvals import State, Status
-from standins import okta, serving
 from standins.okta_data import OktaState
 
 TESTS = Path(__file__).resolve().parents[1]
-TOKEN = "00okta-containment-kill-token"
 
 
 async def _sweep_when_told(db_path: str, okta_url: str, now: str) -> str:
     """The process that dies: say "ready", wait for "go", then run the due sweep at clock `now`."""
 
-    connector = connectors.build("okta", "okta", {"base_url": okta_url, "api_token": TOKEN, "timeout": 30})
+    connector = connectors.build(
+        "okta", "okta", {"base_url": okta_url, "api_token": OKTA_TOKEN, "timeout": 30}
+    )
     async with connector:
         db = open_store(db_path)
         service = make_service(
@@ -51,19 +49,8 @@ if __name__ == "__main__":  # the process that dies (PYTHONPATH: tests/ and the 
 
 @pytest.fixture
 async def ok(tmp_path) -> AsyncIterator[BotHarness]:
-    sim = okta.create_app(identities=60, rate_limits=False, api_token=TOKEN)
-    async with serving(sim) as sim_url:
-        entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
-        async with harness(tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": TOKEN}) as built:
-            built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
-            yield built
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.02)
+    async with okta_bot(tmp_path) as built:
+        yield built
 
 
 async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHarness, tmp_path) -> None:
@@ -124,7 +111,7 @@ async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHa
     # restart on the same store, its clock past due: start-up settles the cut-off revert by reading
     # Okta, the sweep carries it to the containment and tells the thread, once; nothing is sent again
     ok.clock.advance(hours=2)
-    async with second_server(ok, {"TEST_OKTA_TOKEN": TOKEN}):
+    async with second_server(ok, {"TEST_OKTA_TOKEN": OKTA_TOKEN}):
         await until(lambda: service.containment(request_id).status is State.REVERTED)  # type: ignore[union-attr]
         await until(lambda: len(ok.card()["replies"]) == 2)
         await asyncio.sleep(0.3)  # several more sweeps

@@ -4,9 +4,11 @@ SQLite file in tmp_path."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from bot.server import EXPIRY_CLAIM, build_web_app
 from bot.services import Bot
 from connectors import Connector
 from connectors.homebase import HomeBaseConnector
-from standins import homebase, sailpoint, serving
+from standins import homebase, okta, sailpoint, serving
 from standins.seed import HOSTILE_NAMES
 from standins.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
 from support.approvals import API_KEY, Clock, pick_people
@@ -38,6 +40,7 @@ APPROVER2 = "U0CAROL"  # approver through the group
 OUTSIDER = "U0MALLORY"  # neither
 TARGET = "U0TED"  # approver whose email is the `plain` identity's
 GROUP_RESPONDER = "U0DAVE"  # responder through the S0RESPONDERS group
+OKTA_TOKEN = "00okta-bot-harness-token"  # the Okta simulator's made-up API token (`okta_bot`)
 
 
 @dataclass
@@ -350,6 +353,29 @@ async def harness(
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
     assert_all_sent_inert(slack)
     assert_scoped(slack)
+
+
+@contextlib.asynccontextmanager
+async def okta_bot(tmp_path: Any, **options: Any) -> AsyncIterator[BotHarness]:
+    """`harness` with an Okta connector named `okta` on its simulator (60 users, rate limits off, API
+    token `OKTA_TOKEN`); `extra["okta"]` is its state, `extra["okta_url"]` its address; `options` go
+    to `harness`."""
+    sim = okta.create_app(identities=60, rate_limits=False, api_token=OKTA_TOKEN)
+    async with serving(sim) as sim_url:
+        entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
+        async with harness(
+            tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": OKTA_TOKEN}, **options
+        ) as built:
+            built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
+            yield built
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    """Poll `check` (every 20 ms) until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.02)
 
 
 async def forged_click(h: Any, user: str, action_id: str, value: str) -> int:
