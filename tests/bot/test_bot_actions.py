@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support.bot import APPROVER, REQUESTER, BotHarness, buttons, harness, text_of
+from support.bot import APPROVER, REQUESTER, BotHarness, buttons, entra_bot, text_of
 
 from bot.action_names import TABLE, WORDS, named_action, needs_reason
 from bot.approvals import InvalidRequest, parse_action
 from bot.listeners.commands import SUBCOMMANDS
 from connectors import Action
-from standins import entra, serving
+from standins import entra
 
 
 def test_one_row_per_action_and_each_word_or_value_names_it() -> None:
@@ -37,23 +37,8 @@ def test_one_row_per_action_and_each_word_or_value_names_it() -> None:
 @pytest.fixture
 async def h(tmp_path) -> AsyncIterator[BotHarness]:
     # seed 5: nobody here shares an email with the Slack users the harness makes from HomeBase people
-    app = entra.create_app(users=120, seed=5, throttle=None)
-    state = app[entra.STATE]
-    async with serving(app) as url:
-        entry = {
-            "name": "entra",
-            "kind": "entra",
-            "tenant_id": state.tenant_id,
-            "client_id": state.client_id,
-            "client_secret_env": "TEST_ENTRA_SECRET",
-            "authority_url": url,
-            "graph_url": url,
-        }
-        async with harness(
-            tmp_path, environ={"TEST_ENTRA_SECRET": "sim-secret"}, connectors=[entry]
-        ) as built:
-            built.extra["entra"] = state
-            yield built
+    async with entra_bot(tmp_path, sim={"seed": 5, "throttle": None}) as built:
+        yield built
 
 
 def sim(h: BotHarness) -> entra.EntraState:

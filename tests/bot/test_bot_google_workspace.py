@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support.bot import APPROVER, APPROVER2, REQUESTER, BotHarness, buttons, harness, text_of
+from support.bot import APPROVER, APPROVER2, REQUESTER, BotHarness, buttons, harness, request_buttons, text_of
 
 from bot.config import ConfigError, parse_config
 from standins import google_workspace, serving
@@ -63,11 +63,7 @@ async def test_whois_shows_a_workspace_user_with_risk_from_alert_center(h: BotHa
     assert user["primaryEmail"] in shown and "Google Workspace (workspace)" in shown
     assert "*100* critical" in shown and "C03az79cb" in shown
     ref = f"workspace:{user['id']}"
-    assert {
-        ("request:revoke_sessions", ref),
-        ("request:force_password_reset", ref),
-        ("request:disable", ref),
-    } <= set(buttons(card))
+    assert request_buttons(ref) <= set(buttons(card))
     # the search text goes into a quoted query clause: no admin list for a crafted name
     await h.command(REQUESTER, 'whois "x\' isAdmin=true"')
     assert "No identity matches" in h.last_seen(REQUESTER)["text"]

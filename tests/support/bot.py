@@ -25,7 +25,7 @@ from bot.server import EXPIRY_CLAIM, build_web_app
 from bot.services import Bot
 from connectors import Connector
 from connectors.homebase import HomeBaseConnector
-from standins import homebase, okta, sailpoint, serving
+from standins import entra, homebase, okta, sailpoint, serving
 from standins.seed import HOSTILE_NAMES
 from standins.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
 from support.approvals import API_KEY, Clock, pick_people
@@ -368,6 +368,45 @@ async def okta_bot(tmp_path: Any, **options: Any) -> AsyncIterator[BotHarness]:
         ) as built:
             built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
             yield built
+
+
+@contextlib.asynccontextmanager
+async def entra_bot(
+    tmp_path: Any,
+    *,
+    sim: Optional[dict[str, Any]] = None,
+    entry: Optional[dict[str, Any]] = None,
+    **options: Any,
+) -> AsyncIterator[BotHarness]:
+    """`harness` with an Entra ID connector named `entra` on its Graph simulator (`sim`: its `create_app`
+    arguments, 120 users by default; `entry`: settings added to the connector's); `extra["entra"]` is its
+    state; `options` go to `harness`."""
+    app = entra.create_app(**{"users": 120, **(sim or {})})
+    state = app[entra.STATE]
+    async with serving(app) as url:
+        settings = {
+            "name": "entra",
+            "kind": "entra",
+            "tenant_id": state.tenant_id,
+            "client_id": state.client_id,
+            "client_secret_env": "TEST_ENTRA_SECRET",
+            "authority_url": url,
+            "graph_url": url,
+            **(entry or {}),
+        }
+        environ = {"TEST_ENTRA_SECRET": state.client_secret}
+        async with harness(tmp_path, environ=environ, connectors=[settings], **options) as built:
+            built.extra["entra"] = state
+            yield built
+
+
+def request_buttons(ref: str) -> set[tuple[str, str]]:
+    """The Revoke, Reset and Disable request buttons of an identity card for `ref` (connector:id)."""
+    return {
+        ("request:revoke_sessions", ref),
+        ("request:force_password_reset", ref),
+        ("request:disable", ref),
+    }
 
 
 async def until(check: Any, timeout: float = 10.0) -> None:
