@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from support.sims import parse_env
+from support.sims import sim_process
 
 import connectors
 from connectors import RiskLevel
@@ -20,8 +16,6 @@ from standins import serving
 from standins.entra import create_app
 from standins.entra_odata import FilterError, parse_filter
 from standins.entra_state import STATE, EntraState
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Sim:
@@ -176,18 +170,9 @@ async def test_a_million_users_without_holding_them(sim: Sim) -> None:
 
 
 def test_main_prints_generated_credentials_and_serves() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENTRA_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "sim", "entra", "--port", "0", "--identities", "5"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
+    with sim_process("entra", "--identities", "5", drop=("ENTRA_",)) as sim:
         # `# Entra ID simulator: …`, five `NAME=value` lines and `export …` (standins.print_env)
-        printed = parse_env([process.stdout.readline() for _ in range(7)])
+        printed = sim.env()
         url = printed.pop("ENTRA_AUTHORITY_URL")
         assert printed.pop("ENTRA_GRAPH_URL") == url
         creds = printed
@@ -207,11 +192,8 @@ def test_main_prints_generated_credentials_and_serves() -> None:
                     return r.status
 
         assert asyncio.run(asyncio.wait_for(use(), 10)) == 200
-        process.terminate()
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+        sim.process.terminate()  # SIGTERM, as a service manager stops it: a clean exit
+        assert sim.process.wait(timeout=10) == 0
 
 
 async def test_a_risk_score_sets_the_record_the_connector_reads_as_that_band(sim: Sim) -> None:

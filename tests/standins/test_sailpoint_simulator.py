@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
-from support.sims import parse_env
+from support.sims import sim_process
 
 from bot import cli
 from standins import serving
@@ -359,18 +356,9 @@ async def test_a_million_identities_served_without_holding_them(sim: Sim) -> Non
 
 
 def test_main_prints_generated_credentials_and_serves() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAILPOINT_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "sim", "sailpoint", "--port", "0", "--identities", "5"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
+    with sim_process("sailpoint", "--identities", "5", drop=("SAILPOINT_",)) as sim:
         # `# SailPoint simulator: …`, three `NAME=value` lines and `export …` (standins.print_env)
-        creds = parse_env([process.stdout.readline() for _ in range(5)])
+        creds = sim.env()
         url = creds["SAILPOINT_BASE_URL"]
 
         async def use() -> int:
@@ -384,11 +372,8 @@ def test_main_prints_generated_credentials_and_serves() -> None:
                     return response.status
 
         assert asyncio.run(asyncio.wait_for(use(), 10)) == 200
-        process.terminate()  # SIGTERM, as a service manager stops it: a clean exit
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+        sim.process.terminate()  # SIGTERM, as a service manager stops it: a clean exit
+        assert sim.process.wait(timeout=10) == 0
 
 
 def test_a_taken_port_is_one_line(capsys) -> None:
