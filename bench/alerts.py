@@ -32,7 +32,6 @@ import aiohttp
 from _support import simulator_process
 
 from bot.alerts.detector import Detector, Scope, SweepResult
-from bot.alerts.store import migrations
 from bot.config import AlertSettings
 from bot.store import open_db
 from connectors.homebase import HomeBaseConnector
@@ -105,7 +104,7 @@ def db_bytes(path: Path) -> int:
 async def run(identities: int, share: float, repeats: int) -> None:
     with simulator(identities) as base_url, tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "idops.db"
-        db = open_db(str(path), [migrations])
+        db = open_db(str(path))
         async with connector(base_url) as hb:
             detector = Detector(db, {"hld": hb}, AlertSettings(), "C0ALERTS")
 

@@ -28,7 +28,6 @@ from alerts import change_levels
 
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.scope import CHANGES, FULL
-from bot.alerts.store import migrations
 from bot.config import AlertSettings
 from bot.store import open_db
 
@@ -55,7 +54,7 @@ async def run(identities: int, share: float, repeats: int) -> None:
                 "hld", api_key=API_KEY, base_url=base_url, pacing=False, session=session, secret=SECRET
             )
             feeds.append(feed)
-            db = open_db(str(Path(tmp) / "idops.db"), [migrations])
+            db = open_db(str(Path(tmp) / "idops.db"))
             settings = AlertSettings(full_sweep_every=1000)
             detector = Detector(db, {"hld": feed}, settings, "C0ALERTS")
             started = time.perf_counter()

@@ -30,7 +30,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts import digests
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.sender import Sender
-from bot.alerts.store import migrations
 from bot.config import AlertSettings
 from bot.store import open_db
 from connectors.homebase import HomeBaseConnector
@@ -82,7 +81,7 @@ async def one_run(identities: int, count: int, fold_after: int, limit: float) ->
     args = ["--no-rate-limit", "--identities", str(identities)]
     slack = FakeSlack(channels={CHANNEL: "alerts"})
     with simulator_process("homebase", *args, env=env) as base_url, tempfile.TemporaryDirectory() as tmp:
-        db = open_db(str(Path(tmp) / "idops.db"), [migrations])
+        db = open_db(str(Path(tmp) / "idops.db"))
         async with (
             slack.serve(),
             HomeBaseConnector("hld", api_key=API_KEY, base_url=base_url, pacing=False, timeout=30) as hb,

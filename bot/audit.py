@@ -15,10 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, Any, Optional
 
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
-
-MIGRATIONS = Migrations("idops.audit")
+from .store import Store
 
 GENESIS = "0" * 64
 COLUMNS = ("id", "at", "actor", "event", "request_id", "connector", "identity_id", "action", "detail")
@@ -26,45 +23,13 @@ EXPORT_COLUMNS = (*COLUMNS, "prev_hash", "hash")
 FORMATS = ("jsonl", "csv")
 
 
-@MIGRATIONS()
-def m001_audit(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        CREATE TABLE audit (
-            id INTEGER PRIMARY KEY,
-            at TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            event TEXT NOT NULL,
-            request_id TEXT,
-            connector TEXT,
-            identity_id TEXT,
-            action TEXT,
-            detail TEXT NOT NULL DEFAULT '{}',
-            prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL
-        )
-        """
-    )
-    db.execute("CREATE INDEX audit_identity ON audit (connector, identity_id)")
-    db.execute("CREATE INDEX audit_at ON audit (at)")
-
-
 @contextlib.contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction taken up front (BEGIN IMMEDIATE), so two writers never interleave a
-    read-then-write, e.g. the chain head or a compare-and-set; the busy timeout queues the second.
-    Inside an open transaction it nests as a savepoint."""
-    if db.conn.in_transaction:
-        with db.atomic():
-            yield db
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+def transaction(db: Store) -> Iterator[Store]:
+    """The store's write transaction (`Store.transaction`: BEGIN IMMEDIATE on SQLite, the write lock on
+    PostgreSQL), so two writers never interleave a read-then-write, e.g. the chain head or a
+    compare-and-set. Inside an open transaction it nests as a savepoint."""
+    with db.transaction():
         yield db
-    except BaseException:
-        db.rollback()
-        raise
-    db.execute("COMMIT")
 
 
 def iso(moment: datetime) -> str:
@@ -85,7 +50,7 @@ def row_hash(row: dict[str, Any], prev_hash: str) -> str:
 
 
 def append(
-    db: sqlite_utils.Database,
+    db: Store,
     *,
     at: datetime,
     actor: str,
@@ -97,7 +62,7 @@ def append(
     detail: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
     """Append one chained row; call inside `transaction(db)` so the head can't move underneath."""
-    if not db.conn.in_transaction:
+    if not db.in_transaction:
         raise RuntimeError("audit.append must run inside audit.transaction(db)")
     head = db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     prev_id, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
@@ -114,17 +79,30 @@ def append(
     }
     row["prev_hash"] = prev_hash
     row["hash"] = row_hash(row, prev_hash)
-    db.table("audit").insert(row)
+    db.insert("audit", row)
     return row
 
 
-def _rows(db: sqlite_utils.Database, where: str = "", params: tuple = ()) -> Iterator[dict[str, Any]]:
+PAGE = 1000  # rows read per query while verifying or exporting: memory stays flat on a long trail
+
+
+def _rows(db: Store, where: str = "", params: tuple = ()) -> Iterator[dict[str, Any]]:
     columns = ", ".join(EXPORT_COLUMNS)
-    # db.query streams from a cursor, so verifying or exporting a long trail keeps memory flat
-    yield from db.query(f"SELECT {columns} FROM audit {where} ORDER BY id", params)  # noqa: S608
+    after = -1
+    while True:
+        page = list(
+            db.query(
+                f"SELECT {columns} FROM audit WHERE id > ? {where} ORDER BY id LIMIT ?",  # noqa: S608
+                (after, *params, PAGE),
+            )
+        )
+        yield from page
+        if len(page) < PAGE:
+            return
+        after = page[-1]["id"]
 
 
-def verify(db: sqlite_utils.Database) -> tuple[bool, Optional[int], str]:
+def verify(db: Store) -> tuple[bool, Optional[int], str]:
     """Check every row's hash and link; returns (ok, id of the first bad row, a sentence saying why)."""
     prev_hash, prev_id, count = GENESIS, 0, 0
     for row in _rows(db):
@@ -143,7 +121,7 @@ def verify(db: sqlite_utils.Database) -> tuple[bool, Optional[int], str]:
 
 
 def for_identity(
-    db: sqlite_utils.Database, connector: Optional[str], identity_id: str, *, limit: int = 20
+    db: Store, connector: Optional[str], identity_id: str, *, limit: int = 20
 ) -> list[dict[str, Any]]:
     """Rows about one identity (any connector when `connector` is None), newest first, detail parsed."""
     where, params = "WHERE identity_id = ?", [identity_id]
@@ -157,13 +135,11 @@ def for_identity(
     return [{**row, "detail": json.loads(row["detail"])} for row in rows]
 
 
-def export(
-    db: sqlite_utils.Database, out: IO[str], *, since: Optional[datetime] = None, fmt: str = "jsonl"
-) -> int:
+def export(db: Store, out: IO[str], *, since: Optional[datetime] = None, fmt: str = "jsonl") -> int:
     """Write rows at or after `since` to `out` as JSON lines or CSV (for a SIEM); returns the count."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (expected one of: {', '.join(FORMATS)})")
-    where, params = ("WHERE at >= ?", (iso(since),)) if since else ("", ())
+    where, params = ("AND at >= ?", (iso(since),)) if since else ("", ())
     count = 0
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS) if fmt == "csv" else None
     if writer is not None:

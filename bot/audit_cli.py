@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import Optional
 
 from . import audit
 from .config import ConfigError, load_config
-from .store import open_db
+from .store import StoreError, open_db
 
 
 def _since(value: str) -> datetime:
@@ -52,8 +51,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"idops audit: no store at {path} ([store] path in {args.config})", file=sys.stderr)
         return 2
     try:
-        db = open_db(path, [audit.MIGRATIONS])
-    except sqlite3.Error as exc:  # e.g. "file is not a database": [store] path names some other file
+        db = open_db(path)
+    except (StoreError, OSError) as exc:  # e.g. "file is not a database": [store] path names some other file
         refusal = config.error("store.path", f"cannot be opened as the store ({exc})")
         print(f"idops audit: {refusal}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """Claims: named leases in the store, so that work which must run once runs on one replica at a time.
 
-A claim is one row of `claims`: `name` (what the work is, e.g. `sweep:homebase`, `outbox:C0ALERTS`,
-`expiry`), `holder` (the replica: host:pid:random, new at every start), `until` (epoch seconds the
-lease lasts) and `fence`, a number that grows by one on every take-over. Every change is one
-compare-and-set statement, so two replicas racing for a claim never both get it:
+A claim is one row of `claims` (made by the store's migration `0002_claims`): `name` (what the work is,
+e.g. `sweep:homebase`, `outbox:C0ALERTS`, `expiry`), `holder` (the replica: host:pid:random, new at
+every start), `until` (epoch seconds the lease lasts) and `fence`, a number that grows by one on every
+take-over. Every change is one compare-and-set statement, so two replicas racing for a claim never both
+get it:
 
 - take: insert the row, or take it over when its lease ran out (or it is this replica's own), fence + 1;
 - renew: push `until` on while the row still names this holder and fence;
@@ -42,13 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 30.0
 
-_TABLE = """CREATE TABLE IF NOT EXISTS claims (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    until DOUBLE PRECISION NOT NULL,
-    fence INTEGER NOT NULL,
-    taken_at DOUBLE PRECISION NOT NULL
-)"""
 _TAKE = (
     "INSERT INTO claims (name, holder, until, fence, taken_at) VALUES (?, ?, ?, 1, ?)"
     " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until,"
@@ -128,7 +122,6 @@ class Claims:
         self.store_ok = True
         self.store_error: Optional[str] = None
         self._work: dict[str, set[asyncio.Task[Any]]] = {}
-        db.execute(_TABLE)
 
     # --- the three statements -----------------------------------------------------------------
 

@@ -22,7 +22,6 @@ import hmac
 import logging
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
-import sqlite_utils
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -41,7 +39,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors import Connector, ConnectorError
 
-from . import api, approvals, audit, slack_shapes
+from . import api, slack_shapes
 from .alerts import scheduler
 from .app import create_app
 from .approvals import ApprovalService, utcnow
@@ -51,7 +49,7 @@ from .directory import SlackDirectory
 from .extension import BOLT, BOT, HEALTH, Extension
 from .services import Bot
 from .slack_api import describe
-from .store import open_db
+from .store import Store, StoreError, open_db
 
 log = logging.getLogger("idops.server")
 
@@ -175,15 +173,15 @@ def _store_problem(path: str) -> Optional[str]:
     return None
 
 
-def open_store(config: Config) -> sqlite_utils.Database:
+def open_store(config: Config) -> Store:
     """The store at `[store] path`, migrated; ConfigError naming the file and key when it can't be used."""
     path = config.store.path
     problem = _store_problem(path)
     if problem:
         raise config.error("store.path", problem)
     try:
-        return open_db(path, [approvals.MIGRATIONS, audit.MIGRATIONS])
-    except (sqlite3.Error, OSError) as exc:
+        return open_db(path)
+    except (StoreError, OSError) as exc:
         # e.g. "file is not a database": an existing file that is not idops's store
         raise config.error("store.path", f"cannot be opened as the store ({exc})") from None
 

@@ -4,6 +4,7 @@ harnesses behind them in tests/support/."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from support.postgres import PgDatabase, PostgresCluster, running_cluster
@@ -38,3 +39,15 @@ def pg_database(postgres_cluster: PostgresCluster) -> Iterator[PgDatabase]:
     """A fresh PostgreSQL database for one test, owned by a role that is not a superuser."""
     with postgres_cluster.database() as database:
         yield database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL for `bot.store.open_store`, once per backend: a SQLite file in `tmp_path`, then a fresh
+    PostgreSQL database (the throwaway cluster)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'idops.db'}"
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    with cluster.database() as database:
+        yield database.url

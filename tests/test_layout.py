@@ -184,6 +184,12 @@ def test_the_wheel_carries_no_stand_ins(tmp_path: Path) -> None:
     tops = {name.split("/")[0] for name in names if not name.startswith("idops-")}
     assert tops == {"bot", "connectors"}
     assert "bot/cli.py" in names and "connectors/base.py" in names
+    # the store's migrations travel with the code that opens the store
+    assert {
+        "bot/migrations/env.py",
+        "bot/migrations/script.py.mako",
+        "bot/migrations/versions/0001_baseline.py",
+    } <= set(names)
     assert not [
         n for n in names if "standins" in n or "simulator" in n or n.endswith((".html", ".js", ".css"))
     ]

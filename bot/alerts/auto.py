@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-import sqlite_utils
-
 from connectors import Action, Connector, Identity, RiskLevel
 
 from .. import audit
@@ -43,6 +41,7 @@ from ..approvals import ApprovalService, Status, auto_actor
 from ..approvals.records import snapshot
 from ..blocks import Message, esc, text_message, user_ref
 from ..config import Config
+from ..store import Store
 from .base import queue
 from .transitions import State
 
@@ -107,7 +106,7 @@ class AutoContainment:
 
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Store,
         service: ApprovalService,
         rules: Mapping[str, Rule],
         *,
@@ -352,7 +351,7 @@ class AutoContainment:
 
 
 def _approved(
-    db: sqlite_utils.Database,
+    db: Store,
     request_id: str,
     *,
     connector: str,
@@ -367,7 +366,8 @@ def _approved(
     """Insert an approval request created APPROVED by `by` (a rule's actor, or the responder who
     clicked Undo): the approvals' execution then runs it exactly once."""
     human = not by.startswith("auto-containment:")
-    db.table("approvals").insert(
+    db.insert(
+        "approvals",
         {
             "id": request_id,
             "connector": connector,
@@ -384,7 +384,7 @@ def _approved(
             "approvers": json.dumps([by] if human else []),
             "decided_by": by,
             "decided_at": at,
-        }
+        },
     )
 
 

@@ -9,17 +9,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Optional, Protocol
 
-import sqlite_utils
-
 from connectors import Connector, Identity
 
 from ..config import AlertSettings
+from ..store import Store
 from .scope import Scope, pick_channel
 from .transitions import Rules, State
 
 
 def queue(
-    db: sqlite_utils.Database,
+    db: Store,
     kind: str,
     channel: str,
     alert_id: Optional[str],
@@ -49,7 +48,7 @@ class AlertsBase:
 
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Store,
         connectors: Mapping[str, Connector],
         settings: AlertSettings,
         alert_channel: str,

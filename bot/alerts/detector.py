@@ -38,7 +38,13 @@ _STATE_COLUMNS = (
     "connector, identity_id, tenant_id, level, score, name, email, observed_at, alert_id, resolved_at,"
     " snoozed_until"
 )
-_UPSERT_STATE = f"INSERT OR REPLACE INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_UPSERT_STATE = (
+    f"INSERT INTO alert_identities ({_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+    " ON CONFLICT (connector, identity_id) DO UPDATE SET tenant_id = excluded.tenant_id,"
+    " level = excluded.level, score = excluded.score, name = excluded.name, email = excluded.email,"
+    " observed_at = excluded.observed_at, alert_id = excluded.alert_id,"
+    " resolved_at = excluded.resolved_at, snoozed_until = excluded.snoozed_until"
+)
 _SELECT_PAGE = (
     "SELECT identity_id, level, score, observed_at, alert_id, resolved_at, snoozed_until"
     " FROM alert_identities WHERE connector = ? AND identity_id IN ({marks})"
@@ -189,7 +195,7 @@ class Detector(Triage, StoredViews):
 
     def _sweep_row(self, scope: Scope) -> dict[str, Any]:
         self.db.execute(
-            "INSERT OR IGNORE INTO alert_sweeps (scope, connector, tenant_id) VALUES (?, ?, ?)",
+            "INSERT INTO alert_sweeps (scope, connector, tenant_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [scope.key, scope.connector, scope.tenant_id],
         )
         return next(self.db.query("SELECT * FROM alert_sweeps WHERE scope = ?", [scope.key]))
@@ -226,7 +232,7 @@ class Detector(Triage, StoredViews):
                 for row in self.db.execute(_SELECT_PAGE.format(marks=marks), [connector.name, *ids])
             }
             if scope is not None:
-                self.db.conn.executemany(_SEEN, [(scope.key, identity_id) for identity_id in ids])
+                self.db.executemany(_SEEN, [(scope.key, identity_id) for identity_id in ids])
             writes = []
             for identity in page:
                 step = transition(
@@ -263,7 +269,7 @@ class Detector(Triage, StoredViews):
                     )
                 )
             if writes:
-                self.db.conn.executemany(_UPSERT_STATE, writes)
+                self.db.executemany(_UPSERT_STATE, writes)
         if queued:
             self.on_outbox()
         if contained and self.on_critical is not None:

@@ -24,7 +24,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-import sqlite_utils
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -41,6 +40,7 @@ from connectors import Identity, RiskLevel
 
 from ..blocks import Message, button, esc, message, risk_badge, text_message, user_ref
 from ..slack_text import escape, truncate
+from ..store import Store
 from . import cards
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ REDRAWN = ("refresh", "resolve")
 _RANK = "CASE level WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END"
 
 
-def fold(db: sqlite_utils.Database, channel: str, threshold: int, size: int = DIGEST_SIZE) -> int:
+def fold(db: Store, channel: str, threshold: int, size: int = DIGEST_SIZE) -> int:
     """Fold `channel`'s waiting, never-tried cards into digests when more than `threshold` wait.
     Returns how many cards were folded (0: not a storm)."""
     with db.atomic():
@@ -89,7 +89,7 @@ def fold(db: sqlite_utils.Database, channel: str, threshold: int, size: int = DI
     return len(rows)
 
 
-def fold_escalations(db: sqlite_utils.Database, channel: str, threshold: int) -> int:
+def fold_escalations(db: Store, channel: str, threshold: int) -> int:
     """Fold `channel`'s waiting, never-tried escalations of folded alerts (no card of their own) into one
     `escalations` row per digest when more than `threshold` wait. Returns how many were folded."""
     with db.atomic():
@@ -122,9 +122,7 @@ def fold_escalations(db: sqlite_utils.Database, channel: str, threshold: int) ->
     return len(rows)
 
 
-def members(
-    db: sqlite_utils.Database, digest: int, *, limit: int = -1, offset: int = 0
-) -> tuple[int, list[dict[str, Any]]]:
+def members(db: Store, digest: int, *, limit: int = -1, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
     """How many alerts a digest names, and `limit` of them from `offset`: open first, riskiest first."""
     total = db.execute("SELECT count(*) FROM alerts WHERE digest = ?", [digest]).fetchone()[0]
     rows = list(
@@ -137,9 +135,7 @@ def members(
     return total, rows
 
 
-def absorb(
-    db: sqlite_utils.Database, digest: int, channel: str, up_to: int, ts: Optional[str], now: float
-) -> int:
+def absorb(db: Store, digest: int, channel: str, up_to: int, ts: Optional[str], now: float) -> int:
     """After a redraw drawn from the state of rows up to `up_to`: the folded alerts' other waiting
     redraws are done too (marked sent with the digest's ts). Call inside the caller's transaction."""
     return db.execute(

@@ -39,7 +39,6 @@ from .auto import AutoContainment, rules_from_config
 from .detector import Detector, Scope, SweepResult
 from .responses import AlertResponses
 from .sender import Sender
-from .store import migrations
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +286,6 @@ def install(
         )
     hooks = webhooks.from_config(config.webhooks, environ)
     db = bot.service.db
-    migrations.apply(db)
     claims = bot.service.claims or Claims(db)
     # no client-side retries: the sender decides, so an uncertain post is looked up before it is repeated;
     # a call never outlasts the channel claim it started under (renewed each third of a lease)

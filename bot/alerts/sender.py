@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 import aiohttp
-import sqlite_utils
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -41,6 +40,7 @@ from connectors.http import SlidingWindowLimiter
 from .. import audit, claims
 from ..claims import Claims, LostClaim
 from ..slack_api import slack_error
+from ..store import Store
 from . import cards, digests
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Sender:
 
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Store,
         client: AsyncWebClient,
         *,
         interval: float = 1.0,

@@ -181,7 +181,8 @@ def add_routes(app: web.Application, service: AlertService, secrets: WebhookSecr
         with db.atomic():
             db.execute("DELETE FROM alert_webhook_events WHERE received_at < ?", [now - KEEP_EVENT_IDS])
             fresh = db.execute(
-                "INSERT OR IGNORE INTO alert_webhook_events (source, event_id, received_at) VALUES (?, ?, ?)",
+                "INSERT INTO alert_webhook_events (source, event_id, received_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 ["homebase", event.id, now],
             ).rowcount
         if not fresh:

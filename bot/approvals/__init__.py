@@ -1,8 +1,8 @@
 """Approval requests for response actions: who may ask and decide, and execution exactly once.
 
-Every state change is one compare-and-set UPDATE inside a `BEGIN IMMEDIATE` transaction together with
-its audit row, so double clicks, concurrent clicks, redelivered events and a second process sharing the
-SQLite file can never run an action twice. No `await` happens inside a transaction.
+Every state change is one compare-and-set UPDATE inside a write transaction (`Store.transaction`)
+together with its audit row, so double clicks, concurrent clicks, redelivered events and other processes
+sharing the store can never run an action twice. No `await` happens inside a transaction.
 
 Life of a request::
 
@@ -36,7 +36,6 @@ from .records import (
     INTERRUPTED,
     INTERRUPTED_AFTER,
     MAX_REASON,
-    MIGRATIONS,
     SYSTEM,
     ApprovalRequest,
     Decision,
@@ -56,7 +55,6 @@ __all__ = [
     "INTERRUPTED",
     "INTERRUPTED_AFTER",
     "MAX_REASON",
-    "MIGRATIONS",
     "SYSTEM",
     "ApprovalRequest",
     "ApprovalService",

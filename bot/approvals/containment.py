@@ -185,7 +185,7 @@ class ApprovalService(Execution):
                 )
             )
             if claimed:
-                self.db.table("approvals").insert(row)
+                self.db.insert("approvals", row)
                 audit.append(
                     self.db,
                     at=now,

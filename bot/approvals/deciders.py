@@ -14,10 +14,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Optional
 
-import sqlite_utils
-
 from .. import audit
 from ..config import AccessSettings
+from ..store import Store
 from .records import ApprovalRequest, Decision, Directory, PolicyError
 from .rules import Click, Rule, deciders, who_text
 
@@ -25,7 +24,7 @@ from .rules import Click, Rule, deciders, who_text
 class Deciders:
     """The role and four-eyes checks of the approval service (a base of `Policy`)."""
 
-    db: sqlite_utils.Database
+    db: Store
     access: AccessSettings
     directory: Directory
     clock: Callable[[], datetime]

@@ -16,13 +16,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-import sqlite_utils
-
 from connectors import Action, Connector, ConnectorError, Identity, NotFoundError
 
 from .. import audit
 from ..action_names import needs_reason
 from ..config import AccessSettings, ApprovalSettings
+from ..store import Store
 from .deciders import Deciders
 from .records import (
     DENY_NEEDS_REASON,
@@ -50,7 +49,7 @@ class Policy(Deciders):
 
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        db: Store,
         *,
         connectors: Mapping[str, Connector],
         access: AccessSettings,
@@ -151,7 +150,7 @@ class Policy(Deciders):
                 (connector, identity.id, action.value, audit.iso(now)),
             ).fetchone()
             if duplicate is None:
-                self.db.table("approvals").insert(row)
+                self.db.insert("approvals", row)
                 created = self.get(request_id)
                 audit.append(
                     self.db,

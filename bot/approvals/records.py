@@ -1,4 +1,4 @@
-"""The approval request as stored: its table (migrations), states, record type, errors and parsing.
+"""The approval request as stored (table `approvals`, bot/migrations/): states, record, errors, parsing.
 
 Nothing here talks to a provider or to Slack; `policy.py` and `execution.py` change the rows.
 """
@@ -12,15 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional, Protocol
 
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
-
 from connectors import Action, Identity
 
 from .. import audit
 from ..action_names import named_action
-
-MIGRATIONS = Migrations("idops.approvals")
 
 SYSTEM = "idops"  # the audit actor for what idops does by itself (execution, expiry)
 MAX_REASON = 1000
@@ -30,62 +25,6 @@ INTERRUPTED = (
     "idops stopped while the action was running, so the outcome is unknown: it may or may not have been done"
 )
 DENY_NEEDS_REASON = "Denying a request needs a reason."
-
-
-@MIGRATIONS()
-def m001_approvals(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        CREATE TABLE approvals (
-            id TEXT PRIMARY KEY,
-            connector TEXT NOT NULL,
-            identity_id TEXT NOT NULL,
-            action TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            requested_by TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT 'slack',
-            status TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            expires_at TEXT NOT NULL,
-            target TEXT NOT NULL,
-            approvals_needed INTEGER NOT NULL,
-            approvers TEXT NOT NULL DEFAULT '[]',
-            decided_by TEXT,
-            decided_at TEXT,
-            decision_reason TEXT NOT NULL DEFAULT '',
-            result TEXT,
-            error TEXT,
-            message_channel TEXT,
-            message_ts TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            version INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
-    db.execute("CREATE INDEX approvals_status ON approvals (status, expires_at)")
-    db.execute("CREATE INDEX approvals_identity ON approvals (connector, identity_id)")
-
-
-@MIGRATIONS()
-def m002_executing_since(db: sqlite_utils.Database) -> None:
-    # when the current execution was claimed, so a sweep can tell a crashed run from a running one
-    db.execute("ALTER TABLE approvals ADD COLUMN executing_since TEXT")
-
-
-@MIGRATIONS()
-def m003_outcome_check(db: sqlite_utils.Database) -> None:
-    # what idops last read at the provider about an action whose outcome is unknown
-    db.execute("ALTER TABLE approvals ADD COLUMN outcome_check TEXT")
-
-
-@MIGRATIONS()
-def m004_approval_rules(db: sqlite_utils.Database) -> None:
-    # the approval rule chosen for the request (JSON: name, approvals, groups, break-glass group,
-    # escalation), the last escalation step mentioned (compare-and-set, so it is said once), and who
-    # approved alone under a break-glass rule
-    db.execute("ALTER TABLE approvals ADD COLUMN rule TEXT")
-    db.execute("ALTER TABLE approvals ADD COLUMN escalation_step INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE approvals ADD COLUMN break_glass_by TEXT")
 
 
 class Directory(Protocol):

@@ -26,55 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
-import sqlite_utils
-
 from connectors import Action
 
 from .. import audit
-from .records import MIGRATIONS, SYSTEM, ApprovalRequest, InvalidRequest
+from ..store import Store
+from .records import SYSTEM, ApprovalRequest, InvalidRequest
 
 MIN_DURATION = timedelta(minutes=1)
 MAX_DURATION = timedelta(days=30)
 _DURATION = re.compile(r"([0-9]{1,6})\s*(m|min|mins|minutes?|h|hr|hrs|hours?|d|days?)", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-
-
-@MIGRATIONS()
-def m010_containment_duration(db: sqlite_utils.Database) -> None:
-    # how long a time-boxed action lasts once done (NULL: until someone undoes it)
-    db.execute("ALTER TABLE approvals ADD COLUMN duration_seconds INTEGER")
-
-
-@MIGRATIONS()
-def m011_containments(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        CREATE TABLE containments (
-            request_id TEXT PRIMARY KEY REFERENCES approvals (id),
-            connector TEXT NOT NULL,
-            identity_id TEXT NOT NULL,
-            undo TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            due_at TEXT NOT NULL,
-            status TEXT NOT NULL,
-            revert_id TEXT,
-            decided_by TEXT,
-            note TEXT NOT NULL DEFAULT '',
-            reminded_at TEXT,
-            reported TEXT,
-            version INTEGER NOT NULL DEFAULT 0
-        )
-        """
-    )
-    db.execute("CREATE INDEX containments_due ON containments (status, due_at)")
-
-
-@MIGRATIONS()
-def m012_reminder_state(db: sqlite_utils.Database) -> None:
-    # whether the reminder reached the card's thread: NULL (not due yet), 'sending' (claimed, being
-    # posted), 'failed' (Slack refused or could not be reached: the next sweep posts it again), 'posted'
-    db.execute("ALTER TABLE containments ADD COLUMN reminder_state TEXT")
-    db.execute("UPDATE containments SET reminder_state = 'posted' WHERE reminded_at IS NOT NULL")
 
 
 class State(str, enum.Enum):
@@ -157,15 +118,15 @@ def from_row(row: Mapping[str, Any]) -> Containment:
     )
 
 
-def start(db: sqlite_utils.Database, request: ApprovalRequest, now: datetime) -> None:
+def start(db: Store, request: ApprovalRequest, now: datetime) -> None:
     """Inside the transaction that records `request` EXECUTED: when it was time-boxed, its containment
     row, due `duration` from now (once: a second call for the same request changes nothing)."""
     if not request.duration_seconds or request.action.undo is None:
         return
     due = now + timedelta(seconds=request.duration_seconds)
     cursor = db.execute(
-        "INSERT OR IGNORE INTO containments (request_id, connector, identity_id, undo, started_at, due_at,"
-        " status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO containments (request_id, connector, identity_id, undo, started_at, due_at,"
+        " status) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (
             request.id,
             request.connector,
@@ -187,13 +148,13 @@ def start(db: sqlite_utils.Database, request: ApprovalRequest, now: datetime) ->
         )
 
 
-def load(db: sqlite_utils.Database, request_id: str) -> Optional[Containment]:
+def load(db: Store, request_id: str) -> Optional[Containment]:
     for row in db.query("SELECT * FROM containments WHERE request_id = ?", [request_id]):
         return from_row(row)
     return None
 
 
-def cas(db: sqlite_utils.Database, item: Containment, **changes: Any) -> bool:
+def cas(db: Store, item: Containment, **changes: Any) -> bool:
     """Change the row only if nobody changed it since `item` was read (its version); True if it was."""
     values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in changes.values()]
     assignments = ", ".join(f"{column} = ?" for column in changes)

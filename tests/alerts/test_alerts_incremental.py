@@ -18,10 +18,8 @@ from support.alerts import ALERTS, API_KEY, running
 from support.feed import WebhookFedHomeBase, counting_session, receiving
 
 import connectors
-from bot import audit
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.scope import CHANGES, FULL
-from bot.alerts.store import migrations
 from bot.config import AlertSettings
 from bot.store import open_db
 from connectors import ProviderUnavailableError
@@ -194,7 +192,7 @@ async def test_the_entra_feed_drives_changes_sweeps_unchanged(tmp_path: Path) ->
             "graph_url": url,
         }
         connector = connectors.build("entra", "entra", config)
-        db = open_db(str(tmp_path / "idops.db"), [audit.MIGRATIONS, migrations])
+        db = open_db(str(tmp_path / "idops.db"))
         try:
             detector = Detector(db, {"entra": connector}, AlertSettings(full_sweep_every=5), ALERTS)
             await connector.check()  # the token, outside the counts

@@ -21,7 +21,6 @@ from support.alerts import ALERTS, API_KEY, all_text, running
 
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.sender import Sender
-from bot.alerts.store import migrations
 from bot.config import AlertSettings
 from bot.store import open_db
 from connectors import RiskLevel
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve()
 async def _work(args: argparse.Namespace) -> None:
     from slack_sdk.web.async_client import AsyncWebClient
 
-    db = open_db(args.db, [migrations])
+    db = open_db(args.db)
     client = AsyncWebClient(token=args.token, base_url=args.slack, retry_handlers=[])
     posts = 0
 

@@ -141,7 +141,7 @@ async def test_missing_or_wrong_token_is_refused(api, headers):
     assert status == 401 and body["error"] == "Missing or wrong bearer token."
     assert response_headers["WWW-Authenticate"].startswith("Bearer")
     assert (await api.get("apr_x", headers=headers))[0] == 401
-    assert api.h.db.table("approvals").count == 0 and api.created == []
+    assert api.h.db.count("approvals") == 0 and api.created == []
 
 
 async def test_without_a_token_the_api_is_not_mounted(h):
@@ -178,7 +178,7 @@ async def test_bad_fields_are_named(api, overrides, field, message):
     status, body, _ = await api.post(api.body(**overrides))
     assert status == 400
     assert body["field"] == field and message in body["error"]
-    assert api.h.db.table("approvals").count == 0 and api.created == []
+    assert api.h.db.count("approvals") == 0 and api.created == []
 
 
 @pytest.mark.parametrize(("data", "message"), [(b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object")])
@@ -190,7 +190,7 @@ async def test_bad_json_body(api, data, message):
 async def test_requester_must_be_a_responder(api):
     status, body, _ = await api.post(api.body(requested_by=OUTSIDER))
     assert status == 403 and "Only responders" in body["error"]
-    assert api.h.db.table("approvals").count == 0
+    assert api.h.db.count("approvals") == 0
 
 
 async def test_a_duplicate_points_at_the_existing_request(api):

@@ -76,7 +76,7 @@ async def test_no_responders_configured_refuses_everyone_naming_the_key(tmp_path
             await _request(h)
         assert "no responders are configured" in caught.value.message
         assert _refusals(h) == [(REQUESTER, "no_responders")]
-        assert h.db.table("approvals").count == 0
+        assert h.db.count("approvals") == 0
 
 
 async def test_only_responders_may_request(h):
@@ -117,7 +117,7 @@ async def test_bad_input_names_the_field(h):
             reason="",
             requested_by=REQUESTER,
         )
-    assert h.db.table("approvals").count == 0
+    assert h.db.count("approvals") == 0
 
 
 def test_parse_action_accepts_names_and_aliases():
@@ -145,7 +145,7 @@ async def test_provider_fault_while_requesting_is_a_connector_error(h):
     with pytest.raises(ProviderUnavailableError) as caught:
         await _request(h)
     assert "HomeBase" in str(caught.value)
-    assert h.db.table("approvals").count == 0
+    assert h.db.count("approvals") == 0
 
 
 # --- deciding ---------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ async def test_an_action_the_provider_lacks_is_refused_naming_it(service, action
             requested_by=REQUESTER,
         )
     assert caught.value.field == "action"
-    assert service.db.table("approvals").count == 0
+    assert service.db.count("approvals") == 0
 
 
 async def test_disable_on_sailpoint_runs_once_and_keeps_the_queued_tasks(service):

@@ -19,7 +19,7 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 
 def _open(path):
-    return open_db(str(path), [audit.MIGRATIONS])
+    return open_db(str(path))
 
 
 def _append(db, n, *, start=T0, identity="hb-1"):
@@ -68,7 +68,7 @@ def test_a_failed_transaction_leaves_no_row(db):
     with pytest.raises(ZeroDivisionError), audit.transaction(db):
         audit.append(db, at=T0, actor="U1", event="requested")
         1 / 0  # noqa: B018
-    assert db.table("audit").count == 0
+    assert db.count("audit") == 0
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_two_connections_appending_at_once_keep_one_chain(tmp_path):
         thread.join(timeout=60)
     assert not errors
     db = _open(path)
-    assert db.table("audit").count == 120
+    assert db.count("audit") == 120
     assert audit.verify(db)[0] is True
 
 

@@ -12,21 +12,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
-import sqlite_utils
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import audit
 from bot.alerts.detector import Detector, Scope
 from bot.alerts.scheduler import ALERTS as SERVICE
 from bot.alerts.scheduler import Timings, install
 from bot.alerts.sender import Sender
-from bot.alerts.store import migrations
 from bot.config import AlertSettings, Config, Secrets
 from bot.extension import BOT
 from bot.server import build_web_app
 from bot.services import Bot
-from bot.store import open_db
+from bot.store import Store, open_db
 from connectors import RiskLevel
 from connectors.homebase import HomeBaseConnector
 from standins import homebase, sailpoint, serving
@@ -107,7 +104,7 @@ class Alerts:
     slack: FakeSlack
     client: AsyncWebClient
     connector: HomeBaseConnector
-    db: sqlite_utils.Database
+    db: Store
     db_path: Path
     clock: Clock
     detector: Detector
@@ -204,7 +201,7 @@ async def running(
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, retry_handlers=[])
         connector = HomeBaseConnector("hld", api_key=API_KEY, base_url=f"{sim_url}/v1", page_size=page_size)
         db_path = tmp_path / db_name
-        db = open_db(str(db_path), [audit.MIGRATIONS, migrations])
+        db = open_db(str(db_path))
         clock = Clock()
         sender = Sender(db, client, interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)
         detector = Detector(
@@ -275,7 +272,7 @@ class Served:
         return self.url + "/slack/events"
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Store:
         return self.service.detector.db
 
     async def settle(self) -> None:

@@ -12,13 +12,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 import aiohttp
-import sqlite_utils
 
 import connectors
-from bot import approvals, audit
 from bot.approvals import ApprovalService
 from bot.config import AccessSettings, ApprovalSettings
-from bot.store import open_db
+from bot.store import Store, open_db
 from standins import homebase, serving
 
 API_KEY = "hld_test_simulator"
@@ -65,7 +63,7 @@ class Harness:
     service: ApprovalService
     sim: homebase.HomeBaseState
     sim_url: str
-    db: sqlite_utils.Database
+    db: Store
     db_path: str
     directory: MemoryDirectory
     clock: Clock
@@ -103,7 +101,7 @@ def pick_people(state: homebase.HomeBaseState) -> dict[str, dict[str, Any]]:
 
 
 def make_service(
-    db: sqlite_utils.Database,
+    db: Store,
     connector_map: dict[str, connectors.Connector],
     directory: MemoryDirectory,
     clock: Clock,
@@ -131,8 +129,8 @@ def connector_for(url: str, **settings: Any) -> connectors.Connector:
     return connectors.build("homebase", "homebase", {"base_url": url + "/v1", "api_key": API_KEY, **settings})
 
 
-def open_store(path: str) -> sqlite_utils.Database:
-    return open_db(path, [audit.MIGRATIONS, approvals.MIGRATIONS])
+def open_store(path: str) -> Store:
+    return open_db(path)
 
 
 @contextlib.asynccontextmanager
