@@ -25,12 +25,9 @@ from msgraph.generated.identity_protection.risky_users.risky_users_request_build
 )
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core.tasks.page_iterator import PageIterator
+from support.sims import entra_connector
 
-import connectors
 from connectors.entra_api import NO_RISK, risk_band
-from standins import serving
-from standins.entra import create_app
-from standins.entra_state import STATE
 
 AUTHORITY = "login.microsoftonline.com"
 
@@ -98,23 +95,15 @@ def sdk_session(url: str, tenant: str, client_id: str, secret: str) -> dict:
 
 
 async def test_sdk_and_connector_agree() -> None:
-    app = create_app(users=230)  # kiota parses ~30 users/s here: small, but three pages
-    state = app[STATE]
-    async with serving(app) as url:
+    # kiota parses ~30 users/s here: small, but three pages
+    async with entra_connector(230) as (state, connector):
+        url = connector.graph_url  # the simulator's: Graph and its token endpoint
         sdk = await asyncio.wait_for(
             asyncio.to_thread(sdk_session, url, state.tenant_id, state.client_id, state.client_secret), 60
         )
-        config = {
-            "tenant_id": state.tenant_id,
-            "client_id": state.client_id,
-            "client_secret": state.client_secret,
-            "authority_url": url,
-            "graph_url": url,
-        }
-        async with connectors.build("entra", "entra", config) as connector:
-            ours = [identity async for identity in connector.list_identities()]
-            our_one = await connector.get_identity(sdk["one"].id)
-            risky_bands = await connector.risk_by_user()
+        ours = [identity async for identity in connector.list_identities()]
+        our_one = await connector.get_identity(sdk["one"].id)
+        risky_bands = await connector.risk_by_user()
     users = sdk["users"]
     assert len(users) == len(ours) == 230
     assert [(u.id, u.mail or u.user_principal_name) for u in users] == [(i.id, i.email) for i in ours]
