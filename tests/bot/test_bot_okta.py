@@ -33,6 +33,7 @@ from bot.server import build_web_app
 from bot.services import Bot
 from standins import okta, serving
 from standins.okta_data import OktaState
+from standins.okta_iam import factors
 from standins.slack import FakeSlack, SlackUser
 
 TOKEN = "00okta-bot-test-token-000"
@@ -126,6 +127,9 @@ async def test_lookup_alert_approval_and_suspend_on_an_okta_user(served: Served)
     card = served.last_seen(REQUESTER)
     shown = text_of(card)
     assert email in shown and "Okta (okta)" in shown
+    # MFA read from the user's factors: the ACTIVE ones' types, or "not enrolled"
+    active = sorted(f["factorType"] for f in factors(state, index) if f["status"] == "ACTIVE")
+    assert (f"enrolled: {', '.join(active)}" if active else "not enrolled") in shown
     ref = f"okta:{user_id}"
     assert request_buttons(ref) <= set(buttons(card))
     # a crafted name stays one quoted search value: nobody matches
