@@ -295,6 +295,10 @@ class ApprovalFlow:
             if request.status is Status.UNKNOWN:
                 request = await self.service.reconcile(request.id)
             await self.report(request)
+        for request_id in self.service.stranded():  # approved on a replica that stopped before running it
+            ran = await self.service.execute(request_id)
+            await self.report(ran)
+            changed.append(ran)
         return changed
 
     async def recover(self) -> list[ApprovalRequest]:

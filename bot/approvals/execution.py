@@ -334,6 +334,19 @@ class ApprovalService(Policy):
                 )
         return [self.get(request.id) for request in (*due, *interrupted)]
 
+    def stranded(self) -> list[str]:
+        """With claims (replicas): APPROVED requests nobody started, approved over a lease ago, i.e. the
+        replica that approved them stopped before it ran the action; the periodic sweep `execute`s them
+        (a compare-and-set: one runs, whoever else tries). One process settles these in `recover`."""
+        if self.claims is None:
+            return []
+        before = audit.iso(self.clock() - timedelta(seconds=self.claims.ttl))
+        rows = self.db.query(
+            "SELECT id FROM approvals WHERE status = 'approved' AND decided_at <= ? ORDER BY decided_at",
+            [before],
+        )
+        return [row["id"] for row in rows]
+
     async def recover(self) -> list[ApprovalRequest]:
         """At start-up, before the periodic sweep would notice: every EXECUTING request was cut off by a
         stopped process (UNKNOWN, then read back), every UNKNOWN one is read back again, and every
