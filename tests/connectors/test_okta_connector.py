@@ -303,6 +303,8 @@ async def test_confirm_compromised_and_dismiss_write_risk_and_the_log(env: Env) 
     assert [i.id for i in changes.identities] == [user_id] and changes.identities[0].risk_level.rank >= 2
     await connector.dismiss_risk(user_id)
     assert env.state.risk_level(index)[0] == "LOW"
+    again = await connector.dismiss_risk(user_id)  # already LOW: success again
+    assert again.status == "completed" and await connector.action_in_effect(Action.DISMISS_RISK, user_id)
     later = await connector.changes_since(changes.cursor)
     assert [(i.id, i.risk_level) for i in later.identities] == [(user_id, RiskLevel.LOW)]
 
