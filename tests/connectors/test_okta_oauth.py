@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from support.keys import rsa_pem_pair
 
 import connectors
 from connectors import AuthenticationError, ConfigurationError, PermissionDeniedError
@@ -25,20 +24,7 @@ from standins.okta_data import OktaState
 CLIENT_ID = "0oasimserviceapp0001"
 
 
-def key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-PRIVATE, PUBLIC = key_pair()
+PRIVATE, PUBLIC = rsa_pem_pair()
 
 
 class Env:
@@ -87,7 +73,7 @@ async def test_expired_token_is_fetched_again_once(env: Env) -> None:
 
 
 async def test_wrong_key_is_refused_and_named(env: Env) -> None:
-    other_private, _ = key_pair()
+    other_private, _ = rsa_pem_pair()
     async with env.connector(private_key=other_private) as connector:
         with pytest.raises(AuthenticationError) as refused:
             await connector.get_identity(env.state.user_id(3))

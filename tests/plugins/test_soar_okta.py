@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from support.keys import rsa_pem_pair
 from support.soar import PACKAGE, RUNTIMES, SoarApp, require, run_process
 
 from standins import okta, serving
@@ -23,15 +22,7 @@ from standins.okta_data import OktaState
 
 TOKEN = "00soar-okta-token-00000"
 CLIENT_ID = "0oasoarserviceapp001"
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PRIVATE = KEY.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-).decode()
-PUBLIC = (
-    KEY.public_key()
-    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    .decode()
-)
+PRIVATE, PUBLIC = rsa_pem_pair()
 PRIVATE_B64 = base64.b64encode(PRIVATE.encode()).decode()
 
 
