@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Callable
 
 import aiohttp
 import pytest
@@ -374,6 +375,23 @@ async def test_bad_credentials(env: Env) -> None:
     assert good.ok and "300 identities visible" in good.message
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+@contextlib.asynccontextmanager
+async def tenant_stand_in(token: Handler, gets: dict[str, Handler]) -> AsyncIterator[connectors.Connector]:
+    """A SailPoint tenant stand-in on loopback (`POST /oauth/token` answered by `token`, the GET routes
+    `gets`), and a connector pointed at it."""
+    app = web.Application()
+    app.router.add_post("/oauth/token", token)
+    for path, handler in gets.items():
+        app.router.add_get(path, handler)
+    async with serving(app) as url:
+        config = {"base_url": url, "client_id": "c", "client_secret": "s"}
+        async with connectors.build("sailpoint", "sp", config) as connector:
+            yield connector
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -396,16 +414,9 @@ async def test_an_unusable_token_answer_is_reported_not_sent(answer: Any) -> Non
         posts.append(request.path)
         return web.json_response([])
 
-    app = web.Application()
-    app.router.add_post("/oauth/token", token)
-    app.router.add_get("/{tail:.*}", anything)
-    async with serving(app) as url:
-        connector = connectors.build(
-            "sailpoint", "sp", {"base_url": url, "client_id": "c", "client_secret": "s"}
-        )
-        async with connector:
-            with pytest.raises(ProviderUnavailableError, match="without a usable access_token") as caught:
-                await connector.get_identity("0" * 32)
+    async with tenant_stand_in(token, {"/{tail:.*}": anything}) as connector:
+        with pytest.raises(ProviderUnavailableError, match="without a usable access_token") as caught:
+            await connector.get_identity("0" * 32)
     assert caught.value.request_id and posts == ["/oauth/token"]
 
 
@@ -423,19 +434,10 @@ async def test_an_identity_without_accounts_is_a_conflict_with_a_request_id() ->
     async def identity(request: web.Request) -> web.Response:
         return web.json_response({"id": request.match_info["id"], "name": "Ada"})
 
-    app = web.Application()
-    app.router.add_post("/oauth/token", token)
-    app.router.add_get("/v3/accounts", accounts)
-    app.router.add_get("/v2024/identities/{id}", identity)
-    async with serving(app) as url:
-        connector = connectors.build(
-            "sailpoint", "sp", {"base_url": url, "client_id": "c", "client_secret": "s"}
-        )
-        async with connector:
-            with pytest.raises(
-                ConflictError, match=f"identity {wanted} has no accounts to disable"
-            ) as caught:
-                await connector.disable(wanted, "phished")
+    gets = {"/v3/accounts": accounts, "/v2024/identities/{id}": identity}
+    async with tenant_stand_in(token, gets) as connector:
+        with pytest.raises(ConflictError, match=f"identity {wanted} has no accounts to disable") as caught:
+            await connector.disable(wanted, "phished")
     assert caught.value.request_id and caught.value.request_id.startswith("idops-")
 
 
