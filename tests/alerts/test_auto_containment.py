@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from support.alerts import ENVIRON, Served, action_ids, all_text, eventually, served, server_config
-from support.bot import GROUP_RESPONDER, OUTSIDER, REQUESTER, forged_click
+from support.bot import GROUP_RESPONDER, OUTSIDER, REQUESTER, forged_click, slack_secrets
 
 from bot.alerts.detector import Scope
 from bot.alerts.scheduler import ALERTS, install
 from bot.alerts.transitions import State
-from bot.config import ConfigError, Secrets
+from bot.config import ConfigError
 from bot.extension import BOT
 from bot.server import build_web_app
 from connectors import RiskLevel
@@ -105,11 +105,7 @@ async def test_a_restart_and_a_second_replica_never_run_it_twice(tmp_path: Path)
         # a second server on the same store (a restart, or a replica): it sweeps, it settles, nothing runs
         config = server_config(tmp_path, s.hb_url, s.hb_url, auto_containment=REVOKE)
         config.connectors[1:] = []
-        secrets = Secrets(
-            SLACK_BOT_TOKEN=s.slack.bot_token,
-            SLACK_SIGNING_SECRET=s.slack.signing_secret,
-            SLACK_API_URL=s.slack.api_url,
-        )
+        secrets = slack_secrets(s.slack)
 
         def extension(web_app: Any, bot: Any, environ: Any) -> None:
             install(web_app, bot, environ=environ, clock=s.clock)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 from support.approvals import API_KEY
-from support.bot import APPROVER, buttons, harness, status_of, until
+from support.bot import APPROVER, buttons, harness, slack_secrets, status_of, until
 
 from bot.approvals import Decision, Status
-from bot.config import Secrets
 from bot.server import build_web_app
 from standins import serving
 
@@ -78,12 +77,9 @@ async def test_killed_mid_action_then_restarted_settles_in_seconds(h, tmp_path):
     assert all(status_of(card).startswith(":white_check_mark: Approved, running now") for card in h.cards())
 
     # restart: a new bot process on the same store and Slack; its start-up settles the two requests
-    secrets = Secrets(
-        SLACK_BOT_TOKEN=h.slack.bot_token,
-        SLACK_SIGNING_SECRET=h.slack.signing_secret,
-        SLACK_API_URL=h.slack.api_url,
+    restarted = build_web_app(
+        h.config, slack_secrets(h.slack), environ={"TEST_HLD_KEY": API_KEY}, extensions=[]
     )
-    restarted = build_web_app(h.config, secrets, environ={"TEST_HLD_KEY": API_KEY}, extensions=[])
     started = time.monotonic()
     async with serving(restarted):
         await until(lambda: all(service.get(i).status in (Status.EXECUTED, Status.UNKNOWN) for i in ids), 10)

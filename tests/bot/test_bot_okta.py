@@ -22,12 +22,12 @@ from support.bot import (
     buttons,
     make_config,
     request_buttons,
+    slack_secrets,
     text_of,
 )
 
 from bot.alerts.scheduler import ALERTS as SERVICE
 from bot.alerts.scheduler import install
-from bot.config import Secrets
 from bot.extension import BOT
 from bot.server import build_web_app
 from bot.services import Bot
@@ -88,11 +88,7 @@ async def served(tmp_path) -> AsyncIterator[Served]:
     async with serving(sim) as sim_url, slack.serve():
         entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
         config = make_config(tmp_path, sim_url, connectors=[entry], alerts={"poll_seconds": 3600})
-        secrets = Secrets(
-            SLACK_BOT_TOKEN=slack.bot_token,
-            SLACK_SIGNING_SECRET=slack.signing_secret,
-            SLACK_API_URL=slack.api_url,
-        )
+        secrets = slack_secrets(slack)
 
         def extension(web_app: web.Application, bot: Bot, env: Mapping[str, str]) -> None:
             install(web_app, bot, environ=env, clock=Clock(), timings=FAST)

@@ -19,7 +19,7 @@ from bot.alerts.detector import Detector, Scope
 from bot.alerts.scheduler import ALERTS as SERVICE
 from bot.alerts.scheduler import Timings, install
 from bot.alerts.sender import Sender
-from bot.config import AlertSettings, Config, Secrets
+from bot.config import AlertSettings, Config
 from bot.extension import BOT
 from bot.server import build_web_app
 from bot.services import Bot
@@ -37,6 +37,7 @@ from support.bot import (
     assert_all_sent_inert,
     assert_scoped,
     make_config,
+    slack_secrets,
     slack_users,
 )
 
@@ -373,11 +374,7 @@ async def served(
         aiohttp.ClientSession() as http,
     ):
         config = server_config(tmp_path, hb_url, sp_url, sp_risk=sp_risk, **sections)
-        secrets = Secrets(
-            SLACK_BOT_TOKEN=slack.bot_token,
-            SLACK_SIGNING_SECRET=slack.signing_secret,
-            SLACK_API_URL=slack.api_url,
-        )
+        secrets = slack_secrets(slack)
 
         def extension(web_app: web.Application, bot: Bot, environ: Mapping[str, str]) -> None:
             assert environ is env  # the server hands its extensions the environment it was given

@@ -244,6 +244,15 @@ def _alerts(web_app: web.Application, bot: Bot, environ: Mapping[str, str]) -> N
     )
 
 
+def slack_secrets(slack: FakeSlack) -> Secrets:
+    """The Slack secrets of a server that FakeSlack signs requests for and answers the Web API of."""
+    return Secrets(
+        SLACK_BOT_TOKEN=slack.bot_token,
+        SLACK_SIGNING_SECRET=slack.signing_secret,
+        SLACK_API_URL=slack.api_url,
+    )
+
+
 def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
     data: dict[str, Any] = {
         "slack": {"alert_channel": ALERT_CHANNEL, "approval_channel": APPROVAL_CHANNEL},
@@ -451,14 +460,9 @@ async def second_server(
     # the harness's server (its timers run hourly) stands aside: this one takes the timers' claim
     assert h.bot.service.claims is not None
     h.bot.service.claims.release(EXPIRY_CLAIM)
-    secrets = Secrets(
-        SLACK_BOT_TOKEN=h.slack.bot_token,
-        SLACK_SIGNING_SECRET=h.slack.signing_secret,
-        SLACK_API_URL=h.slack.api_url,
-    )
     app = build_web_app(
         h.config,
-        secrets,
+        slack_secrets(h.slack),
         environ={"TEST_HLD_KEY": API_KEY, **(environ or {})},
         extensions=[],
         clock=h.clock,
