@@ -1,6 +1,6 @@
 """`idops` command line: the entry point that reads config and environment, then calls library code.
 
-Subcommands owned by other modules (serve, manifest, sim, audit, demo) take their own arguments:
+Subcommands owned by other modules (serve, manifest, sim, audit, store, demo) take their own arguments:
 this module only routes to their `main(argv) -> int`.
 """
 
@@ -25,6 +25,7 @@ DELEGATED = {
     "serve": "bot.server",
     "manifest": "bot.manifest",
     "audit": "bot.audit_cli",
+    "store": "bot.store_cli",
 }
 # `idops sim …` and `idops demo` run the stand-ins, development tools that live in a source checkout
 # (the top-level `standins` package) and are not installed with idops: handed over by module name,
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         ("serve", "run the Slack bot (HTTP or Socket Mode)"),
         ("manifest", "print a Slack app manifest"),
         ("audit", "verify or export the audit trail"),
+        ("store", "copy a SQLite store into PostgreSQL (store migrate)"),
         ("sim", "run a local stand-in (homebase, sailpoint, slack): source checkout only"),
         ("demo", "run the whole loop locally with stand-ins: source checkout only"),
     ):
