@@ -14,8 +14,9 @@ import collections
 import itertools
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 import aiohttp
@@ -99,8 +100,10 @@ class SailPointConnector(Connector):
         timeout: float = 10.0,
         session: Optional[aiohttp.ClientSession] = None,
         pacing: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`pacing=False` turns client-side rate limiting off: only for local simulators with limits off."""
+        """`pacing=False` turns client-side rate limiting off: only for local simulators with limits off;
+        `clock` (seconds) times the token's renewal (tests move a fake one)."""
         super().__init__(name)
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
@@ -117,7 +120,7 @@ class SailPointConnector(Connector):
         )
         # SailPoint allows 100 requests per 10 s per client id
         self._limiter = SlidingWindowLimiter(100, 10.0) if pacing else None
-        self._tokens = TokenCache()  # renewed a minute (or a tenth of its life) before it expires
+        self._tokens = TokenCache(clock=clock)  # renewed a minute (or a tenth of its life) before it expires
         self._warned_risk = False
 
     @classmethod

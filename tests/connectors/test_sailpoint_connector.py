@@ -327,11 +327,17 @@ async def test_token_is_cached_across_requests(env: Env) -> None:
     assert env.state.tokens_issued == 1 and len(env.state.log) == 7
 
 
-@pytest.mark.parametrize("env", [{"token_ttl": 1}], indirect=True)
 async def test_token_is_renewed_before_it_expires(env: Env) -> None:
-    connector = env.connector()
+    now = [1000.0]
+    built = SailPointConnector(
+        "sp", base_url=env.url, client_id="sim-client", client_secret=SECRET, clock=lambda: now[0]
+    )
+    connector = env.keep(built)
     await connector.get_identity(env.state.identity_id(0))
-    await asyncio.sleep(1.0)
+    now[0] += 749 - 61  # the token lives 749 s: kept until a minute before its end
+    await connector.get_identity(env.state.identity_id(0))
+    assert env.state.tokens_issued == 1
+    now[0] += 2
     await connector.get_identity(env.state.identity_id(0))
     assert env.state.tokens_issued == 2
     assert 401 not in env.statuses()  # renewed ahead of expiry, not after a refusal
