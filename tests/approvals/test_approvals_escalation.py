@@ -1,25 +1,27 @@
-"""Escalation steps claimed in the store: several sweeps on one SQLite file (each its own connection,
-running at once in threads, as replicas would) claim each step once, and a missed step is skipped."""
+"""Escalation steps claimed in the store: several sweeps on one store (each its own connection, running
+at once in threads, as replicas would) claim each step once, and a missed step is skipped; on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from support.approvals import REQUESTER, harness, open_store
+from support.approvals import REQUESTER, harness
 
 from bot.approvals import ApprovalService
 from bot.config import ApprovalSettings
+from bot.store import open_store
 from connectors import Action
 
 SETTINGS = ApprovalSettings(expire_minutes=60, escalate_after_minutes=5, escalate_to="S0LEADS")
 
 
-async def test_sweeps_racing_on_one_store_claim_each_step_once(tmp_path) -> None:
+async def test_sweeps_racing_on_one_store_claim_each_step_once(tmp_path, store_url: str) -> None:
     async with harness(tmp_path) as h:
         sweeps = [
             ApprovalService(
-                open_store(h.db_path),
+                open_store(store_url),
                 connectors={"homebase": h.connector},
                 access=h.service.access,
                 approvals=SETTINGS,
@@ -51,7 +53,9 @@ async def test_sweeps_racing_on_one_store_claim_each_step_once(tmp_path) -> None
             assert {request.escalation_step for batch in batches for request in batch} == {step}
         h.clock.advance(minutes=12)  # steps 3 and 4 missed (a bot that was down): only step 4 is said
         assert sorted(request.id for request in sweeps[2].escalate_due()) == sorted(ids)
-        rows = list(h.db.query("SELECT request_id, detail FROM audit WHERE event = 'escalation' ORDER BY id"))
+        rows = list(
+            sweeps[0].db.query("SELECT request_id, detail FROM audit WHERE event = 'escalation' ORDER BY id")
+        )
         steps: dict[str, list[int]] = {}
         for row in rows:
             steps.setdefault(row["request_id"], []).append(json.loads(row["detail"])["step"])
