@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Optional
 
 from . import audit
 from .config import ConfigError, load_config
-from .store import StoreError, open_db
+from .store import open_configured
 
 
 def _since(value: str) -> datetime:
@@ -47,14 +48,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"idops audit: {exc}", file=sys.stderr)
         return 2
     path = config.store.path
-    if not Path(path).is_file():
+    if config.store.url is None and not Path(path).is_file():
         print(f"idops audit: no store at {path} ([store] path in {args.config})", file=sys.stderr)
         return 2
     try:
-        db = open_db(path)
-    except (StoreError, OSError) as exc:  # e.g. "file is not a database": [store] path names some other file
-        refusal = config.error("store.path", f"cannot be opened as the store ({exc})")
-        print(f"idops audit: {refusal}", file=sys.stderr)
+        db = open_configured(config, os.environ)
+    except ConfigError as exc:  # e.g. "file is not a database": [store] path names some other file
+        print(f"idops audit: {exc}", file=sys.stderr)
         return 2
     try:
         if args.command == "verify":

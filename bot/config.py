@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
@@ -192,9 +193,47 @@ class ApprovalSettings(_Escalation):
         return self
 
 
+_PG_URL = "a PostgreSQL URL like postgresql://idops@db.example:5432/idops"
+
+
 class StoreSettings(_Section):
+    """Where the store lives: `path`, a SQLite file (the default, `idops.db`), or `url`, a PostgreSQL
+    database shared by every replica, with its password from the environment variable `password_env`
+    names (a role that owns its database is enough; no superuser)."""
+
     # "" and ":memory:" would be a temporary database: approvals, audit trail and alert state lost on restart
     path: str = Field("idops.db", min_length=1, max_length=4096)
+    url: Optional[str] = Field(None, min_length=1, max_length=4096)
+    password_env: Optional[EnvName] = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, value: str) -> str:
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises on a port that is no number
+        except ValueError:
+            raise ValueError(f"must be {_PG_URL}") from None
+        if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(f"must be {_PG_URL}")
+        query = urllib.parse.parse_qs(parts.query)
+        if parts.password is not None or "password" in query:
+            raise ValueError(
+                "must not hold the password: set it in an environment variable named by store.password_env"
+            )
+        if not parts.username or not parts.hostname or not parts.path.strip("/"):
+            raise ValueError(f"must name the user, the host and the database: {_PG_URL}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_store(self) -> StoreSettings:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError(
+                "path and url are both set: keep path (a SQLite file) or url (PostgreSQL), not both"
+            )
+        if self.password_env is not None and self.url is None:
+            raise ValueError("password_env is the password of url (PostgreSQL); set url or remove it")
+        return self
 
     @field_validator("path")
     @classmethod

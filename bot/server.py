@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
@@ -49,7 +48,7 @@ from .directory import SlackDirectory
 from .extension import BOLT, BOT, HEALTH, Extension
 from .services import Bot
 from .slack_api import describe
-from .store import Store, StoreError, open_db
+from .store import open_configured
 
 log = logging.getLogger("idops.server")
 
@@ -153,39 +152,6 @@ async def limit_body(request: web.Request, handler: Callable[[web.Request], Any]
         return web.json_response({"error": f"body over {MAX_BODY} bytes"}, status=413)
 
 
-def _store_problem(path: str) -> Optional[str]:
-    """Why `path` can't hold the store (None when it is, or can become, a writable regular file)."""
-    file = Path(path)
-    try:
-        if file.exists():
-            if not file.is_file():
-                return "is not a regular file (a directory or a device): name a database file"
-            if not os.access(file, os.R_OK | os.W_OK):
-                return "is not readable and writable by idops"
-            return None
-        folder = file.parent
-        if not folder.is_dir():
-            return "names a directory that does not exist"
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return "is in a directory idops can't write to"
-    except OSError as exc:
-        return f"can't be used ({exc.strerror})"
-    return None
-
-
-def open_store(config: Config) -> Store:
-    """The store at `[store] path`, migrated; ConfigError naming the file and key when it can't be used."""
-    path = config.store.path
-    problem = _store_problem(path)
-    if problem:
-        raise config.error("store.path", problem)
-    try:
-        return open_db(path)
-    except (StoreError, OSError) as exc:
-        # e.g. "file is not a database": an existing file that is not idops's store
-        raise config.error("store.path", f"cannot be opened as the store ({exc})") from None
-
-
 def _secret(value: object) -> Optional[str]:
     getter = getattr(value, "get_secret_value", None)
     return getter() if getter else None
@@ -237,7 +203,7 @@ def build_web_app(
             raise ConfigError(str(exc)) from None
     api_url = secrets.SLACK_API_URL or config.slack.api_url
     client = AsyncWebClient(token=values["SLACK_BOT_TOKEN"], base_url=api_url.rstrip("/") + "/")
-    db = open_store(config)
+    db = open_configured(config, environ)
     claims = Claims(db, ttl=config.replicas.lease_seconds)
     # the timers run on the replica holding their claim; others look again each third of a lease
     expiry_seconds = min(EXPIRY_SECONDS, claims.ttl / 3) if expiry_seconds is None else expiry_seconds

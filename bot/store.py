@@ -8,12 +8,12 @@ Calling it (`Store`, the `db` every service holds):
   `fetchall()`, `scalar()`, iteration over tuple-like rows); `db.query(sql, params)` iterates dict rows;
   `db.insert(table, row)` inserts a dict; `db.executemany(sql, rows)` runs one statement per row.
   Parameters are `?` placeholders with a list or tuple, or `:name` with a dict.
-- `with db.transaction():` is a write transaction, taken up front: on SQLite `BEGIN IMMEDIATE`; on
-  PostgreSQL the first statement takes `pg_advisory_xact_lock(WRITE_LOCK)`, held until commit or
-  rollback. So two write transactions (in one process or in many, any replica) never interleave, and a
-  read-then-write inside one (a compare-and-set, the audit chain's head, a claim) sees every write
-  committed before it and is seen whole by the next. Inside an open transaction it nests as a
-  savepoint. An exception rolls it back. No `await` inside a transaction: it would hold the lock.
+- `with db.transaction():` (also `db.atomic()`) is a write transaction, taken up front: on SQLite `BEGIN
+  IMMEDIATE`; on PostgreSQL the first statement takes `pg_advisory_xact_lock(WRITE_LOCK)`, held until
+  commit or rollback. So two write transactions (in one process or in many, any replica) never
+  interleave, and a read-then-write inside one (a compare-and-set, the audit chain's head, a claim) sees
+  every write committed before it and is seen whole by the next. Inside an open transaction it nests as
+  a savepoint. An exception rolls it back. No `await` inside a transaction: it would hold the lock.
 - Outside a transaction every statement is its own: a read (`SELECT`/`WITH`) runs without the lock, any
   other statement runs as a one-statement write transaction (with the lock on PostgreSQL), as SQLite
   serialises every write.
@@ -24,14 +24,22 @@ Calling it (`Store`, the `db` every service holds):
 Portable SQL (the same text runs on both; the tests run the store's users on both):
 
 - `INSERT ... ON CONFLICT DO NOTHING` / `ON CONFLICT (key) DO UPDATE SET col = excluded.col`, never
-  `INSERT OR IGNORE/REPLACE`; no SQLite-only functions (`ifnull`, `iif`, `julianday`, scalar `max(a, b)`:
-  use `coalesce`, `CASE`, `greatest` is PostgreSQL-only too, so compute it in Python).
+  `INSERT OR IGNORE/REPLACE`; no SQLite-only functions (`ifnull`, `iif`, `instr`, `json_each`,
+  `julianday`, scalar `max(a, b)`): use `coalesce`, `CASE`, or compute it in Python.
+- NULLs sort last ascending on PostgreSQL, first on SQLite: say `NULLS LAST` / `NULLS FIRST` where a
+  nullable column orders rows.
 - Timestamps are ISO text (`audit.iso`) or epoch seconds (`DOUBLE PRECISION`); booleans are stored as
   INTEGER 0/1: pass `int(flag)`, never a Python bool, and compare with `= 1`. `LIMIT` takes a number
   (no `LIMIT -1`). A `GROUP BY` names every column it selects that is not aggregated. `sum()` of
   integers is NUMERIC on PostgreSQL: wrap it in `int()`.
 - Ids: TEXT keys made by idops, or `INTEGER` autoincrement (identity on PostgreSQL) read back with
   `RETURNING id`, never `lastrowid`.
+- Test it on both backends: take the `store_url` fixture (tests/conftest.py: a SQLite file, then a fresh
+  PostgreSQL database of the throwaway cluster in tests/support/postgres.py).
+
+Opening it: entry points call `open_configured(config, environ)` (`[store] path`, or `url` with the
+password from the variable `password_env` names); tests and tools `open_store(url)` / `open_db(path)`.
+A `Store` is one connection for one thread: a thread or process of its own opens its own.
 
 Adding a table or a column (a migration):
 
@@ -52,6 +60,8 @@ import contextlib
 import functools
 import os
 import re
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -63,6 +73,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, Engine
 
 from . import store_legacy
+from .config import Config
 
 # The transaction-scoped advisory lock every write transaction takes first on PostgreSQL (any 64-bit
 # number no other application on the same database uses; idops' own: "idops" in ASCII).
@@ -257,6 +268,21 @@ def postgresql_url(url: str, password: Optional[str] = None) -> URL:
     return parsed
 
 
+def _journal_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch a new SQLite file to WAL. Two processes creating the file at once may find it locked
+    without the busy timeout applying (a journal mode change takes the file's exclusive lock): retry
+    for up to the busy timeout."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _engine(url: Union[str, URL]) -> Engine:
     url = sa.make_url(url)
     if url.get_backend_name() == "sqlite":
@@ -270,7 +296,7 @@ def _engine(url: Union[str, URL]) -> Engine:
             cursor = dbapi_conn.cursor()
             if not memory:
                 # WAL lets the sender, the sweeps and the Slack handlers read while one of them writes
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _journal_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -323,27 +349,29 @@ def upgrade(store: Store) -> None:
         command.upgrade(config, "heads")
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, secret: Optional[str] = None) -> str:
     """The database's own words for what went wrong (first line), without SQLAlchemy's statement and
-    parameters: fit for a log or a person (psycopg never puts the password in a message)."""
+    parameters: fit for a log or a person. `secret` (the password) is blanked should a driver quote it."""
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
+    said = lines[0] if lines else type(cause).__name__
+    return said.replace(secret, "***") if secret else said
 
 
 def open_store(url: Union[str, URL]) -> Store:
     """Open the store at `url` (a SQLAlchemy URL: `sqlite:///idops.db`, `postgresql+psycopg://…`) and
     bring its schema to the newest revision (a store made before Alembic is upgraded in place first).
     StoreError (the database's words, never a password) when it can't be reached or used."""
+    secret = sa.make_url(url).password
     try:
         store = connect(url)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(describe_error(exc)) from None
+        raise StoreError(describe_error(exc, str(secret) if secret else None)) from None
     try:
         upgrade(store)
     except sa.exc.SQLAlchemyError as exc:
         store.close()
-        raise StoreError(describe_error(exc)) from None
+        raise StoreError(describe_error(exc, str(secret) if secret else None)) from None
     except BaseException:
         store.close()
         raise
@@ -353,3 +381,50 @@ def open_store(url: Union[str, URL]) -> Store:
 def open_db(path: Union[str, os.PathLike[str]]) -> Store:
     """`open_store` on a SQLite file."""
     return open_store(sqlite_url(path))
+
+
+def _file_problem(path: str) -> Optional[str]:
+    """Why `path` can't hold a SQLite store (None when it is, or can become, a writable regular file)."""
+    file = Path(path)
+    try:
+        if file.exists():
+            if not file.is_file():
+                return "is not a regular file (a directory or a device): name a database file"
+            if not os.access(file, os.R_OK | os.W_OK):
+                return "is not readable and writable by idops"
+            return None
+        folder = file.parent
+        if not folder.is_dir():
+            return "names a directory that does not exist"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return "is in a directory idops can't write to"
+    except OSError as exc:
+        return f"can't be used ({exc.strerror})"
+    return None
+
+
+def open_configured(config: Config, environ: Mapping[str, str]) -> Store:
+    """The store `[store]` names (`url`, its password from the variable `password_env` names in
+    `environ`; else `path`), migrated; ConfigError naming the file and key when it can't be used. The
+    password is never in a message."""
+    settings = config.store
+    if settings.url is None:
+        problem = _file_problem(settings.path)
+        if problem:
+            raise config.error("store.path", problem)
+        try:
+            return open_db(settings.path)
+        except (StoreError, OSError) as exc:
+            # e.g. "file is not a database": an existing file that is not idops's store
+            raise config.error("store.path", f"cannot be opened as the store ({exc})") from None
+    password = None
+    if settings.password_env is not None:
+        password = environ.get(settings.password_env)
+        if password is None:
+            raise config.error(
+                "store.password_env", f"environment variable {settings.password_env} is not set"
+            )
+    try:
+        return open_store(postgresql_url(settings.url, password))
+    except StoreError as exc:
+        raise config.error("store.url", f"cannot open the store ({exc})") from None

@@ -454,8 +454,8 @@ class Detector(Triage, StoredViews):
                 notify = True
             self.db.execute(
                 "UPDATE alert_sweeps SET baseline_done = 1, last_success_at = ?, cursor = ?,"
-                " since_full = CASE WHEN ? THEN 0 ELSE since_full + 1 END WHERE scope = ?",
-                [now, cursor, full, scope.key],
+                " since_full = CASE WHEN ? = 1 THEN 0 ELSE since_full + 1 END WHERE scope = ?",
+                [now, cursor, int(full), scope.key],
             )
         if notify:
             self.on_outbox()

@@ -53,6 +53,7 @@ SECTION_CHARS = 2900  # a section's text is cut at 3000 characters
 LINE_NAME_CHARS = 80
 # the kinds a folded alert's later rows may be absorbed by a digest redraw (escalations get a card)
 REDRAWN = ("refresh", "resolve")
+ALL = 2**62  # LIMIT of "every row": SQLite has no LIMIT ALL, PostgreSQL no LIMIT -1
 _RANK = "CASE level WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END"
 
 
@@ -122,14 +123,17 @@ def fold_escalations(db: Store, channel: str, threshold: int) -> int:
     return len(rows)
 
 
-def members(db: Store, digest: int, *, limit: int = -1, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """How many alerts a digest names, and `limit` of them from `offset`: open first, riskiest first."""
+def members(
+    db: Store, digest: int, *, limit: Optional[int] = None, offset: int = 0
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many alerts a digest names, and `limit` (None: all) of them from `offset`: open first,
+    riskiest first."""
     total = db.execute("SELECT count(*) FROM alerts WHERE digest = ?", [digest]).fetchone()[0]
     rows = list(
         db.query(
             f"SELECT * FROM alerts WHERE digest = ? ORDER BY status = 'resolved', {_RANK} DESC,"  # noqa: S608 - constant SQL
-            " score DESC, id LIMIT ? OFFSET ?",
-            [digest, limit, offset],
+            " score DESC NULLS LAST, id LIMIT ? OFFSET ?",
+            [digest, ALL if limit is None else limit, offset],
         )
     )
     return total, rows

@@ -330,11 +330,21 @@ class Sender:
         Those rows never reached Slack; and as their attempts count makes them uncertain, each is looked
         for in the channel before it is posted, so nothing is posted twice.
         """
-        requeued = self.db.execute(
-            "UPDATE alert_outbox SET status = 'pending', not_before = 0 WHERE status = 'failed'"
-            " AND channel = ? AND substr(error, instr(error, ': ') + 2) IN (SELECT value FROM json_each(?))",
-            [channel, json.dumps(CHANNEL_ERRORS)],
-        ).rowcount
+        with self.db.transaction():
+            failed = self.db.execute(
+                "SELECT id, error FROM alert_outbox WHERE status = 'failed' AND channel = ?", [channel]
+            ).fetchall()
+            # the error is "<what>: <Slack's error code>"
+            ids = [row_id for row_id, error in failed if (error or "").partition(": ")[2] in CHANNEL_ERRORS]
+            requeued = 0
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                requeued += self.db.execute(
+                    f"UPDATE alert_outbox SET status = 'pending', not_before = 0 WHERE id IN ({marks})"  # noqa: S608
+                    " AND status = 'failed'",
+                    chunk,
+                ).rowcount
         if self._failing.pop(channel, None) is not None or requeued:
             again = f"; sending the {requeued} that failed there before" if requeued else ""
             log.info("alert deliveries to %s work again%s", channel, again)

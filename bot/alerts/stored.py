@@ -25,7 +25,8 @@ class StoredViews(AlertsBase):
         ranked = "CASE level WHEN 'critical' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END"
         rows = list(
             self.db.query(
-                f"SELECT * FROM alert_identities WHERE {where} ORDER BY {ranked} DESC, score DESC LIMIT ?",  # noqa: S608
+                f"SELECT * FROM alert_identities WHERE {where}"  # noqa: S608
+                f" ORDER BY {ranked} DESC, score DESC NULLS LAST LIMIT ?",
                 [*params, limit],
             )
         )
@@ -55,7 +56,7 @@ class StoredViews(AlertsBase):
             counts[RiskLevel(level)] = count
         top = self.db.query(
             f"SELECT * FROM alert_identities WHERE {where} AND level IN ('critical', 'high')"  # noqa: S608
-            " ORDER BY score DESC, identity_id LIMIT ?",
+            " ORDER BY score DESC NULLS LAST, identity_id LIMIT ?",
             [*params, riskiest],
         )
         swept = min(rows[scope.key]["last_success_at"] for scope in scopes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import pytest
 from support.alerts import ALERTS, action_ids, all_text, eventually, fail_listing_from, running
 
 from bot.alerts.detector import Scope
@@ -13,6 +14,9 @@ from bot.config import AlertRoute, AlertSettings
 from connectors import RiskLevel
 from standins import homebase
 from standins.seed import HOSTILE_NAMES
+
+# on SQLite and on PostgreSQL: tests/alerts/conftest.py hands the store_url to running()
+pytestmark = pytest.mark.usefixtures("store_url")
 
 
 async def test_first_sweep_posts_one_summary_then_changes_alert_one_by_one(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ from bot.config import AlertSettings
 from connectors import NotFoundError, RiskLevel
 from standins import homebase
 
+# on SQLite and on PostgreSQL: tests/alerts/conftest.py hands the store_url to running()
+pytestmark = pytest.mark.usefixtures("store_url")
+
 
 async def delete(sim_url: str, identity_id: str) -> None:
     """Delete an identity through the simulator's admin API, as an admin at the provider would."""

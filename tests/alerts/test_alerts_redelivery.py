@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.alerts import Alerts, action_ids, all_text, running
 
 from bot.config import AlertRoute, AlertSettings
@@ -13,6 +14,9 @@ from connectors import RiskLevel
 
 NOWHERE = "C0NOWHERE"  # routed to, but unknown to Slack until the test creates it
 SETTINGS = AlertSettings(routes=[AlertRoute(channel=NOWHERE, level=RiskLevel.CRITICAL)])
+
+# on SQLite and on PostgreSQL: tests/alerts/conftest.py hands the store_url to running()
+pytestmark = pytest.mark.usefixtures("store_url")
 
 
 def alert_id(message: dict[str, Any]) -> str:

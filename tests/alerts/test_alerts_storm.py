@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.alerts import ALERTS, action_ids, all_text, running, served
 from support.bot import OUTSIDER, REQUESTER
 
@@ -19,6 +20,9 @@ from standins import homebase
 
 # at one message a second per channel, 60 posts are the 60 s
 POSTS_BUDGET = 60
+
+# on SQLite and on PostgreSQL: tests/alerts/conftest.py hands the store_url to running()
+pytestmark = pytest.mark.usefixtures("store_url")
 
 
 def _payload(message: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from support.approvals import Harness, harness
 
 
 @pytest.fixture
-async def h(tmp_path) -> AsyncIterator[Harness]:
-    """The approval service over the HomeBase simulator and a SQLite file, with a fake clock; a test
-    that needs other settings opens its own `harness(tmp_path, ...)`."""
-    async with harness(tmp_path) as built:
+async def h(tmp_path, store_url) -> AsyncIterator[Harness]:
+    """The approval service over the HomeBase simulator and the store (once a SQLite file, once a
+    PostgreSQL database), with a fake clock; a test that needs other settings opens its own
+    `harness(tmp_path, ...)`."""
+    async with harness(tmp_path, store_url=store_url) as built:
         yield built

@@ -13,13 +13,13 @@ import pytest
 from bot import audit
 from bot.audit_cli import main as audit_main
 from bot.cli import main as cli_main
-from bot.store import open_db
+from bot.store import Store, open_db, open_store
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 
-def _open(path):
-    return open_db(str(path))
+def _open(target):
+    return open_store(target) if "://" in str(target) else open_db(str(target))
 
 
 def _append(db, n, *, start=T0, identity="hb-1"):
@@ -39,8 +39,9 @@ def _append(db, n, *, start=T0, identity="hb-1"):
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = _open(tmp_path / "idops.db")
+def db(store_url):
+    """The store, once on SQLite and once on PostgreSQL."""
+    database = open_store(store_url)
     yield database
     database.close()
 
@@ -104,8 +105,8 @@ def test_rewriting_a_row_and_its_hash_breaks_the_next_link(db):
     assert "does not link to row 2" in message
 
 
-def test_two_connections_appending_at_once_keep_one_chain(tmp_path):
-    path = tmp_path / "shared.db"
+def test_two_connections_appending_at_once_keep_one_chain(store_url):
+    path = store_url
     _open(path).close()
     errors: list[BaseException] = []
 
@@ -181,18 +182,29 @@ def test_for_identity_newest_first(db):
 # --- the CLI ---------------------------------------------------------------------------------------
 
 
-def _config(tmp_path, store):
+def _config(tmp_path, store, monkeypatch=None):
+    """A config naming `store`: a SQLite path, or the open `Store` `db` (on PostgreSQL: its url, the
+    password in IDOPS_TEST_PG_PASSWORD, as an operator would set it)."""
+    section = f'path = "{store}"'
+    if isinstance(store, Store):
+        url = store.engine.url
+        section = f'path = "{url.database}"'
+        if store.backend == "postgresql":
+            monkeypatch.setenv("IDOPS_TEST_PG_PASSWORD", url.password)
+            section = (
+                f'url = "postgresql://{url.username}@{url.host}:{url.port}/{url.database}"\n'
+                'password_env = "IDOPS_TEST_PG_PASSWORD"'
+            )
     path = tmp_path / "idops.toml"
     path.write_text(
-        f'[slack]\nalert_channel = "C01"\napproval_channel = "C02"\n[store]\npath = "{store}"\n',
-        encoding="utf-8",
+        f'[slack]\nalert_channel = "C01"\napproval_channel = "C02"\n[store]\n{section}\n', encoding="utf-8"
     )
     return str(path)
 
 
-def test_cli_verify_ok_then_tampered(tmp_path, db, capsys):
+def test_cli_verify_ok_then_tampered(tmp_path, db, capsys, monkeypatch):
     _append(db, 3)
-    config = _config(tmp_path, tmp_path / "idops.db")
+    config = _config(tmp_path, db, monkeypatch)
     assert audit_main(["verify", "--config", config]) == 0
     assert "intact: 3 rows" in capsys.readouterr().out
     db.execute("UPDATE audit SET event = 'denied' WHERE id = 2")
@@ -200,9 +212,9 @@ def test_cli_verify_ok_then_tampered(tmp_path, db, capsys):
     assert "audit row 2" in capsys.readouterr().err
 
 
-def test_cli_export_to_file_as_csv(tmp_path, db, capsys):
+def test_cli_export_to_file_as_csv(tmp_path, db, capsys, monkeypatch):
     _append(db, 3)
-    config = _config(tmp_path, tmp_path / "idops.db")
+    config = _config(tmp_path, db, monkeypatch)
     out = tmp_path / "trail.csv"
     code = audit_main(
         [
@@ -223,9 +235,9 @@ def test_cli_export_to_file_as_csv(tmp_path, db, capsys):
     assert "2 audit rows exported" in capsys.readouterr().err
 
 
-def test_cli_export_jsonl_to_stdout(tmp_path, db, capsys):
+def test_cli_export_jsonl_to_stdout(tmp_path, db, capsys, monkeypatch):
     _append(db, 2)
-    assert audit_main(["export", "--config", _config(tmp_path, tmp_path / "idops.db")]) == 0
+    assert audit_main(["export", "--config", _config(tmp_path, db, monkeypatch)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["actor"] for line in lines] == ["U0", "U1"]
 
@@ -245,9 +257,9 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "invalid choice: 'xml'" in capsys.readouterr().err
 
 
-def test_cli_unwritable_output(tmp_path, db, capsys):
+def test_cli_unwritable_output(tmp_path, db, capsys, monkeypatch):
     _append(db, 1)
-    config = _config(tmp_path, tmp_path / "idops.db")
+    config = _config(tmp_path, db, monkeypatch)
     assert (
         audit_main(["export", "--config", config, "--output", str(tmp_path / "no" / "such" / "dir.jsonl")])
         == 2
@@ -266,9 +278,9 @@ def test_transactions_nest_and_an_inner_failure_rolls_back_only_itself(db):
     assert audit.verify(db)[0] is True
 
 
-def test_idops_audit_is_routed_by_the_main_cli(tmp_path, db, capsys):
+def test_idops_audit_is_routed_by_the_main_cli(tmp_path, db, capsys, monkeypatch):
     _append(db, 2)
-    config = _config(tmp_path, tmp_path / "idops.db")
+    config = _config(tmp_path, db, monkeypatch)
     assert cli_main(["audit", "verify", "--config", config]) == 0
     assert "intact: 2 rows" in capsys.readouterr().out
     assert cli_main(["audit", "export", "--config", config, "--format", "jsonl"]) == 0

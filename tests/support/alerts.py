@@ -23,7 +23,7 @@ from bot.config import AlertSettings, Config
 from bot.extension import BOT
 from bot.server import build_web_app
 from bot.services import Bot
-from bot.store import Store, open_db
+from bot.store import Store, open_db, open_store
 from connectors import RiskLevel
 from connectors.homebase import HomeBaseConnector
 from standins import homebase, sailpoint, serving
@@ -106,7 +106,7 @@ class Alerts:
     client: AsyncWebClient
     connector: HomeBaseConnector
     db: Store
-    db_path: Path
+    db_path: Path | str  # the SQLite file, or the store URL
     clock: Clock
     detector: Detector
     sender: Sender
@@ -184,6 +184,11 @@ def all_text(message: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: the store `running` opens instead of a SQLite file in tmp_path: set per test by tests/alerts/conftest.py
+#: from the `store_url` fixture, in the modules marked `usefixtures("store_url")` (both backends)
+STORE_URL: Optional[str] = None
+
+
 @contextlib.asynccontextmanager
 async def running(
     tmp_path: Path,
@@ -201,8 +206,8 @@ async def running(
     async with serving(app) as sim_url, slack.serve():
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url, retry_handlers=[])
         connector = HomeBaseConnector("hld", api_key=API_KEY, base_url=f"{sim_url}/v1", page_size=page_size)
-        db_path = tmp_path / db_name
-        db = open_db(str(db_path))
+        db_path = STORE_URL or tmp_path / db_name
+        db = open_store(STORE_URL) if STORE_URL else open_db(str(db_path))
         clock = Clock()
         sender = Sender(db, client, interval=0.01, backoff=0.05, backoff_cap=0.3, poll=0.2)
         detector = Detector(

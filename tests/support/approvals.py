@@ -14,6 +14,7 @@ from typing import Any, Optional
 import aiohttp
 
 import connectors
+from bot import store
 from bot.approvals import ApprovalService
 from bot.config import AccessSettings, ApprovalSettings
 from bot.store import Store, open_db
@@ -129,13 +130,17 @@ def connector_for(url: str, **settings: Any) -> connectors.Connector:
     return connectors.build("homebase", "homebase", {"base_url": url + "/v1", "api_key": API_KEY, **settings})
 
 
-def open_store(path: str) -> Store:
-    return open_db(path)
+def open_store(target: str) -> Store:
+    """A SQLite file, or a store URL (`sqlite:///…`, `postgresql+psycopg://…`: the `store_url` fixture)."""
+    return store.open_store(target) if "://" in target else open_db(target)
 
 
 @contextlib.asynccontextmanager
-async def harness(tmp_path: Any, **service_options: Any) -> AsyncIterator[Harness]:
-    """Simulator + connector + store + service; `service_options` go to `make_service`."""
+async def harness(
+    tmp_path: Any, *, store_url: Optional[str] = None, **service_options: Any
+) -> AsyncIterator[Harness]:
+    """Simulator + connector + store (`store_url`, else a SQLite file in `tmp_path`) + service;
+    `service_options` go to `make_service`."""
     app = homebase.create_app(identities=80, rate_limits=False)
     state = app[homebase.STATE]
     people = pick_people(state)
@@ -144,7 +149,7 @@ async def harness(tmp_path: Any, **service_options: Any) -> AsyncIterator[Harnes
         {people["plain"]["email"]: TARGET_USER, people["privileged"]["email"]: TARGET_USER},
     )
     clock = Clock()
-    db_path = str(tmp_path / "idops.db")
+    db_path = store_url or str(tmp_path / "idops.db")
     async with serving(app) as url, aiohttp.ClientSession() as http:
         connector = connector_for(url, timeout=2)
         async with connector:
