@@ -54,13 +54,12 @@ from .entra_graph import (
     list_users,
     member_of_roles,
     not_found,
-    openid_configuration,
     patch_user,
     revoke_sessions,
     risky_verdict,
     role_members,
-    token,
 )
+from .entra_login import openid_configuration, token
 from .entra_odata import FilterError
 from .entra_state import (
     FAULT_KINDS,
