@@ -3,8 +3,9 @@
     idops store migrate --from sqlite:/var/lib/idops/idops.db \\
         --to postgresql://idops@db.example.com:5432/idops --password-env IDOPS_DB_PASSWORD
 
-The password comes from the environment variable `--password-env` names (or, with `--config`, the
-config's `[store] password_env`); a URL carrying one is refused, since a command line shows in the
+With `--config idops.toml` (the replicas' config), its `[store] url` is the target and its
+`[store] password_env` the password's variable, unless `--to` / `--password-env` say otherwise. The
+password comes only from the environment; a URL carrying one is refused, since a command line shows in the
 process list and the shell's history. Nothing printed ever holds the password. Every failure is one
 line on stderr naming what is wrong (exit status 2: the arguments or the source; 1: the target or the
 copy), never a traceback; the copy itself (bot/store_copy.py) is all or nothing.
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
 
+from .config import ConfigError, load_config
 from .store import StoreError, postgresql_url
 from .store_copy import CopyError, SourceError, TargetNotEmpty, migrate
 
@@ -45,10 +47,18 @@ def _parser() -> argparse.ArgumentParser:
         "written after it are not in it.",
     )
     move.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH", help="the SQLite store")
-    move.add_argument("--to", dest="target", required=True, metavar=TO_SHAPE, help="the PostgreSQL database")
     move.add_argument(
-        "--password-env", metavar="VAR", help="environment variable holding the database role's password"
+        "--to",
+        dest="target",
+        metavar=TO_SHAPE,
+        help="the PostgreSQL database (default: --config's [store] url)",
     )
+    move.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="environment variable holding the role's password (default: --config's [store] password_env)",
+    )
+    move.add_argument("--config", help="the idops.toml of the replicas: its [store] url and password_env")
     move.add_argument(
         "--replace",
         action="store_true",
@@ -74,17 +84,18 @@ def source_path(value: str) -> str:
     return path
 
 
-def target_url(value: str, password_env: Optional[str], environ: Mapping[str, str]) -> URL:
+def target_url(
+    value: str, password_env: Optional[str], environ: Mapping[str, str], named_by: str = "--password-env"
+) -> URL:
     """The PostgreSQL URL with the password from `password_env`; UsageError naming what is wrong (the
     value itself is shown only once parsed, without a password)."""
     try:
         parsed = sa.make_url(value)
     except sa.exc.ArgumentError:
         raise UsageError(f"--to is not a database URL: expected {TO_SHAPE}") from None
-    if parsed.get_backend_name() != "postgresql" or parsed.drivername not in (
-        "postgresql",
-        "postgresql+psycopg",
-    ):
+    if parsed.drivername == "postgres":  # the short scheme libpq also takes
+        parsed = parsed.set(drivername="postgresql")
+    if parsed.drivername not in ("postgresql", "postgresql+psycopg"):
         raise UsageError(f"--to must be a PostgreSQL URL ({TO_SHAPE}), not {parsed.drivername}://…")
     if parsed.password is not None:
         raise UsageError(
@@ -99,7 +110,7 @@ def target_url(value: str, password_env: Optional[str], environ: Mapping[str, st
     if password_env:
         password = environ.get(password_env)
         if password is None:
-            raise UsageError(f"environment variable {password_env} (from --password-env) is not set")
+            raise UsageError(f"environment variable {password_env} (from {named_by}) is not set")
     return postgresql_url(parsed.render_as_string(hide_password=False), password)
 
 
@@ -140,9 +151,29 @@ def _progress(table: str, rows: int) -> None:
     print(f"  {table:<24} {rows:>9,} rows", flush=True)
 
 
+def _target(args: argparse.Namespace) -> tuple[str, Optional[str], str]:
+    """(the target URL, the password variable, what the variable's name came from): the options,
+    else the config's [store] url and password_env."""
+    target, password_env, named_by = args.target, args.password_env, "--password-env"
+    if args.config:
+        store = load_config(args.config).store
+        if target is None:
+            if store.url is None:
+                raise UsageError(f"{args.config} has no [store] url: name the database with --to")
+            target = store.url
+        if password_env is None and store.password_env is not None:
+            password_env, named_by = store.password_env, f"store.password_env in {args.config}"
+    if target is None:
+        raise UsageError(
+            f"--to names the PostgreSQL database ({TO_SHAPE}), or --config a config with [store] url"
+        )
+    return target, password_env, named_by
+
+
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     path = source_path(args.source)
-    url = target_url(args.target, args.password_env, environ)
+    target, password_env, named_by = _target(args)
+    url = target_url(target, password_env, environ, named_by)
     where = shown(url)
     try:
         report = migrate(path, url, replace=args.replace, progress=_progress)
@@ -180,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     args = _parser().parse_args(argv)
     try:
         return run(args, os.environ if environ is None else environ)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -501,3 +501,64 @@ def test_the_command_line_says_one_line_and_exits_2_without_a_traceback(tmp_path
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"{PREFIX}no SQLite store at {tmp_path / 'none.db'}\n"
+
+
+def test_the_url_forms_libpq_takes():
+    for written in ("postgres://idops@db.example:5432/idops", "postgresql://idops@db.example:5432/idops"):
+        url = store_cli.target_url(written, "PW", {"PW": "s3cret"})
+        assert (url.drivername, url.host, url.port, url.database, url.password) == (
+            "postgresql+psycopg",
+            "db.example",
+            5432,
+            "idops",
+            "s3cret",
+        )
+        assert store_cli.shown(url) == "postgresql://idops@db.example:5432/idops"
+
+
+def replicas_config(path: Path, db: PgDatabase) -> Path:
+    """The replicas' idops.toml: the database in [store] url, the password's variable in password_env."""
+    path.write_text(
+        '[slack]\nalert_channel = "C0ALERTS"\napproval_channel = "C0APPROVALS"\n\n'
+        f'[store]\nurl = "{db.config_url}"\npassword_env = "{PASSWORD_ENV}"\n'
+    )
+    return path
+
+
+def test_the_target_and_password_variable_from_the_replicas_config(tmp_path, pg_database):
+    source = tmp_path / "idops.db"
+    audited_store(source, rows=4)
+    config = replicas_config(tmp_path / "idops.toml", pg_database)
+    out, err = _Capture(), _Capture()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[type-var]
+        code = store_cli.main(
+            ["migrate", "--from", f"sqlite:{source}", "--config", str(config)],
+            {PASSWORD_ENV: pg_database.password},
+        )
+    assert (code, err.text) == (0, "")
+    assert f"into {pg_database.config_url}" in out.text
+    assert pg_counts(pg_database)["audit"] == 4
+    # the variable the config names is not set: said so, naming where the name came from
+    code, _, text = store_cli_run("--from", f"sqlite:{source}", "--config", str(config), "--replace")
+    assert code == 2
+    assert_one_line(
+        text, f"environment variable {PASSWORD_ENV} (from store.password_env in {config}) is not set"
+    )
+
+
+def test_a_config_without_a_url_or_a_bad_config(tmp_path):
+    source = tmp_path / "idops.db"
+    audited_store(source)
+    sqlite_config = tmp_path / "old.toml"
+    sqlite_config.write_text('[slack]\nalert_channel = "C0ALERTS"\napproval_channel = "C0APPROVALS"\n')
+    code, _, err = store_cli_run("--from", f"sqlite:{source}", "--config", str(sqlite_config))
+    assert code == 2
+    assert_one_line(err, "has no [store] url", "--to")
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[store]\nurl = "postgresql://idops:pw@db/idops"\n')
+    code, _, err = store_cli_run("--from", f"sqlite:{source}", "--config", str(broken))
+    assert code == 2
+    assert_one_line(err, str(broken), password="pw@")
+    code, _, err = store_cli_run("--from", f"sqlite:{source}")
+    assert code == 2
+    assert_one_line(err, "--to names the PostgreSQL database")
