@@ -12,7 +12,9 @@ Storms: when more than `fold_after` cards wait for one channel, they are folded 
 quiet change to a folded alert redraws its digest (absorbing the digest's other waiting redraws).
 
 Replicas: with `claims`, each channel's rows are delivered by the one replica holding the claim
-`outbox:<channel>` (so per-channel order holds across replicas). A worker starts only under that claim;
+`outbox:<channel>` (so per-channel order holds across replicas), taken when rows wait there and
+released once none do (the replica that queues the next row, woken in-process, takes it at once;
+the others look every `poll` seconds). A worker starts only under that claim;
 before it starts, `sending` rows of its channel are taken back (only a holder's worker sends, and none
 runs: a dead or cut-off holder left them, and their attempts count makes them uncertain). Every row
 claim and every `sent` write checks the fence in its transaction, and no Slack call starts with less of
@@ -246,6 +248,9 @@ class Sender:
                 await self._drain(channel)
         except LostClaim:
             log.info("alert deliveries to %s stop here: another replica took the channel over", channel)
+            return
+        # drained: let the channel go, so whichever replica queues its next row delivers it at once
+        self.claims.release(_claim(channel))
 
     def _enough_lease(self, channel: str) -> None:
         """LostClaim unless the channel's lease outlasts a Slack call started now (its timeout)."""
