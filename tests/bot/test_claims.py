@@ -1,5 +1,6 @@
 """Claims (bot/claims.py): leases in the store, each change a compare-and-set. Two replicas are two
-`Claims` over two connections to one real store, on one fake clock."""
+`Claims` over two connections to one real store, on one fake clock; each test runs on SQLite and on
+PostgreSQL (the throwaway cluster)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot import audit, claims
 from bot.claims import Claims, LostClaim
-from bot.store import open_db
+from bot.store import open_store
 
 
 class Clock:
@@ -26,12 +26,12 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Any]:
-    """Opens connections to one store (each replica its own)."""
+def store(store_url: str) -> Iterator[Any]:
+    """Opens connections to one store (each replica its own), on each backend."""
     opened: list[Any] = []
 
     def connect() -> Any:
-        db = open_db(str(tmp_path / "idops.db"))
+        db = open_store(store_url)
         opened.append(db)
         return db
 
