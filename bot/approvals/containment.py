@@ -221,7 +221,7 @@ class ApprovalService(Execution):
         )
         due = []
         for item in map(timebox.from_row, list(rows)):
-            cut_off = item.reminder_state in _IN_FLIGHT
+            cut_off = item.reminded_at is not None and item.reminder_state in _IN_FLIGHT
             if cut_off and item.reminded_at is not None and now - item.reminded_at < REMINDER_LEASE:
                 continue  # being posted right now, or too recently to tell
             again = item.reminded_at is not None
