@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv test lint unit demo bench soar soar-venv system-deps clean
+.PHONY: venv test lint unit demo bench soar soar-venv system-deps slow clean
 
 # The Splunk SOAR app's own environment (splunk-soar-sdk pins pydantic<2) and its built package.
 SOAR := plugins/splunk_soar
@@ -37,7 +37,10 @@ system-deps:
 	@sh scripts/system-deps postgresql
 
 unit: system-deps venv soar
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+slow: system-deps venv soar
+	$(PY) -m pytest -q -m slow
 
 test: system-deps lint unit
 

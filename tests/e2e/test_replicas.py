@@ -19,7 +19,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -30,9 +29,10 @@ import aiohttp
 import pytest
 from support.alerts import eventually
 from support.approvals import API_KEY
+from support.postgres import PgDatabase
 
 from bot import audit
-from bot.store import open_db
+from bot.store import Store, connect
 from standins import homebase, okta, serving
 from standins.slack import FakeSlack, SlackUser
 
@@ -54,8 +54,7 @@ approvers = ["{bob}", "{carol}"]
 [approvals]
 expire_minutes = 30
 
-[store]
-path = "{db}"
+{store}
 
 [replicas]
 lease_seconds = 3
@@ -142,24 +141,21 @@ class Cluster:
         slack: FakeSlack,
         sim: homebase.HomeBaseState,
         okta: Any,
-        db: Path,
+        store: Store,
         replicas: list[Replica],
     ) -> None:
         self.slack = slack
         self.sim = sim
         self.okta = okta
-        self.db = db
+        self.store = store
         self.replicas = replicas
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read the shared store as an operator would (a separate connection)."""
-        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
-            return conn.execute(sql, params).fetchall()
+        """Read the shared store as an operator would (a connection of its own)."""
+        return [tuple(row) for row in self.store.execute(sql, params)]
 
     def write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        with contextlib.closing(sqlite3.connect(self.db, timeout=30)) as conn:
-            conn.execute(sql, params)
-            conn.commit()
+        self.store.execute(sql, params)
 
     def card_of(self, request_id: str) -> Optional[dict[str, Any]]:
         for message in self.slack.messages(APPROVALS):
@@ -198,8 +194,9 @@ async def click(slack: FakeSlack, replica: Replica, user: str, card: dict[str, A
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: Path, trials: int) -> AsyncIterator[Cluster]:
-    """The simulators (people enough for `trials`), the Slack stand-in and three replicas."""
+async def cluster(tmp_path: Path, trials: int, pg: Optional[PgDatabase] = None) -> AsyncIterator[Cluster]:
+    """The simulators (people enough for `trials`), the Slack stand-in and three replicas, on one
+    PostgreSQL database (`pg`) or one SQLite file."""
     sim_app = homebase.create_app(identities=100 + 4 * trials, rate_limits=False, api_keys=(API_KEY,))
     okta_app = okta.create_app(identities=100 + 4 * trials, rate_limits=False, api_token=OKTA_TOKEN)
     users = [
@@ -212,7 +209,10 @@ async def cluster(tmp_path: Path, trials: int) -> AsyncIterator[Cluster]:
         channels={ALERTS: "alerts", APPROVALS: "approvals", COMMANDS: "secops"},
         ack_timeout=20,
     )
-    db = tmp_path / "idops.db"
+    if pg is None:
+        store_toml, url = f'[store]\npath = "{tmp_path / "idops.db"}"', f"sqlite:///{tmp_path / 'idops.db'}"
+    else:
+        store_toml, url = f'[store]\nurl = "{pg.config_url}"\npassword_env = "TEST_PG_PASSWORD"', pg.url
     logs = tmp_path / "logs"
     logs.mkdir()
     async with serving(sim_app) as sim_url, serving(okta_app) as okta_url, slack.serve():
@@ -224,7 +224,7 @@ async def cluster(tmp_path: Path, trials: int) -> AsyncIterator[Cluster]:
                 alice=ALICE,
                 bob=BOB,
                 carol=CAROL,
-                db=db,
+                store=store_toml,
                 sim=sim_url,
                 okta=okta_url,
             )
@@ -237,14 +237,19 @@ async def cluster(tmp_path: Path, trials: int) -> AsyncIterator[Cluster]:
             "SLACK_API_URL": slack.api_url,
             "TEST_HLD_KEY": API_KEY,
             "TEST_OKTA_TOKEN": OKTA_TOKEN,
+            "TEST_PG_PASSWORD": pg.password if pg is not None else "",
         }
         replicas = [Replica(n, config, env, logs) for n in range(3)]
+        store: Optional[Store] = None
         try:
             await replicas[0].start()  # creates the store; the others open it migrated
             await asyncio.gather(*(r.start() for r in replicas[1:]))
-            yield Cluster(slack, sim_app[homebase.STATE], okta_app[okta.STATE], db, replicas)
+            store = connect(url)
+            yield Cluster(slack, sim_app[homebase.STATE], okta_app[okta.STATE], store, replicas)
         finally:
             await asyncio.gather(*(r.stop() for r in replicas))
+            if store is not None:
+                store.close()
 
 
 def _payload(message: dict[str, Any]) -> dict[str, Any]:
@@ -402,11 +407,7 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
         row[0] for row in c.query("SELECT request_id FROM audit WHERE event = 'executing'")
     )
     assert all(executing[request_id] == 1 for request_id in requests)  # one attempt each, never a second
-    store = open_db(str(c.db))
-    try:
-        ok, _, said = audit.verify(store)
-    finally:
-        store.close()
+    ok, _, said = audit.verify(c.store)
     assert ok, said
 
 
@@ -420,7 +421,8 @@ async def take_over(c: Cluster) -> None:
     """/healthz names the store and which replica holds each sweep scope (exactly one); when that one
     dies, another one holds it within a lease and a wake-up or two, and sweeps it."""
     bodies = [await healthz(r) for r in c.replicas]
-    assert all(b["ok"] and b["store"] == {"ok": True, "backend": "sqlite"} for b in bodies), bodies
+    backend = c.store.backend
+    assert all(b["ok"] and b["store"] == {"ok": True, "backend": backend} for b in bodies), bodies
     assert len({b["replica"]["id"] for b in bodies}) == 3  # each replica is its own holder
     for scope in ("homebase", "okta"):
         holders = [r for r, b in zip(c.replicas, bodies) if scope in b["alerts"]["scopes"]]
@@ -446,12 +448,21 @@ async def take_over(c: Cluster) -> None:
     await holder.start()
 
 
-async def test_three_replicas_killed_at_random_run_everything_exactly_once(tmp_path: Path) -> None:
-    async with cluster(tmp_path, trials=20) as c:
+async def test_three_replicas_on_postgresql_killed_at_random_run_everything_exactly_once(
+    tmp_path: Path, pg_database: PgDatabase
+) -> None:
+    async with cluster(tmp_path, trials=20, pg=pg_database) as c:
         await run_trials(c, trials=20, seed=14)
 
 
+async def test_three_replicas_on_one_sqlite_file_run_everything_exactly_once(tmp_path: Path) -> None:
+    async with cluster(tmp_path, trials=8) as c:
+        await run_trials(c, trials=8, seed=41)
+
+
 @pytest.mark.slow
-async def test_three_replicas_over_a_hundred_kills(tmp_path: Path) -> None:
-    async with cluster(tmp_path, trials=90) as c:
+async def test_three_replicas_on_postgresql_over_ninety_kills(
+    tmp_path: Path, pg_database: PgDatabase
+) -> None:
+    async with cluster(tmp_path, trials=90, pg=pg_database) as c:
         await run_trials(c, trials=90, seed=1414)
