@@ -88,6 +88,7 @@ POOLS: list[tuple[str, list[Any], list[Any]]] = [
         ["idops.db", "data/idops.db", "x" * 200],
         ["", " ", ":memory:", "/", "a/", "x" * 5000, 1, True],
     ),
+    ("replicas.lease_seconds", [3, 30, 3600], [0, 2, 3601, *NUMBER_BAD]),
     ("alerts.enabled", [True, False], [1, 0, "yes", "true"]),
     ("alerts.poll_seconds", [1, 300, 86400], [0, 86401, *NUMBER_BAD]),
     ("alerts.levels", [["high"], ["low", "critical"]], [[], ["severe"], "high", [1], [True], ["HIGH "]]),
