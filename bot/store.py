@@ -40,6 +40,8 @@ Portable SQL (the same text runs on both; the tests run the store's users on bot
 Opening it: entry points call `open_configured(config, environ)` (`[store] path`, or `url` with the
 password from the variable `password_env` names); tests and tools `open_store(url)` / `open_db(path)`.
 A `Store` is one connection for one thread: a thread or process of its own opens its own.
+A lost connection (the database restarted, the network dropped) fails the call that finds it with
+`sqlalchemy.exc.OperationalError`, rolled back; the next call connects again.
 
 Adding a table or a column (a migration):
 

@@ -160,3 +160,25 @@ def test_two_processes_opening_a_new_store_at_once(store_url: str) -> None:
     finally:
         for s in opened:
             s.close()
+
+
+def test_a_lost_postgresql_connection_fails_one_call_then_reconnects(pg_database) -> None:
+    db = open_store(pg_database.url)
+    try:
+        db.insert("alert_sweeps", {"scope": "s", "connector": "x"})
+        with pg_database.connect() as admin:
+            # what a database restart or a dropped network path does to the store's connection
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert killed == (1,)
+        with pytest.raises(sa.exc.OperationalError):
+            db.execute("SELECT count(*) FROM alert_sweeps")
+        assert not db.in_transaction
+        assert db.count("alert_sweeps") == 1
+        with db.transaction():
+            db.execute("UPDATE alert_sweeps SET failing = 1 WHERE scope = 's'")
+        assert next(db.query("SELECT failing FROM alert_sweeps"))["failing"] == 1
+    finally:
+        db.close()
