@@ -20,16 +20,16 @@ An admin role reached only through joining a group that holds it shows at the ne
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import okta_api as api
 from .errors import ValidationError
 from .http import Response
 from .models import Changes, Identity, RiskLevel, parse_datetime
 from .okta_api import PROVIDER, search_term
+from .partitions import merged
 
 MAX_PAGE = 200
 MAX_LOG_PAGE = 1000
@@ -218,37 +218,13 @@ class OktaListing:
                 return
             path, current = following, None
 
-    async def _partitioned(self, expressions: list[str]) -> AsyncIterator[list[dict]]:
+    def _partitioned(self, expressions: list[str]) -> AsyncIterator[list[dict]]:
         """Each expression's pages by its own cursor, `concurrency` partitions at a time."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=self.concurrency)
-        todo = iter(expressions)
-        done = object()
 
-        async def worker() -> None:
-            try:
-                for expression in todo:
-                    async for users in self._cursor_pages({"search": expression, "limit": self.page_size}):
-                        await queue.put(users)
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                await queue.put(exc)
-                return
-            await queue.put(done)
+        def start(expression: str) -> Callable[[], AsyncIterator[list[dict]]]:
+            return lambda: self._cursor_pages({"search": expression, "limit": self.page_size})
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(expressions)))]
-        running = len(workers)
-        try:
-            while running:
-                item = await queue.get()
-                if item is done:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        return merged([start(expression) for expression in expressions], self.concurrency)
 
     # --- changes -----------------------------------------------------------------------------------
 
