@@ -160,7 +160,7 @@ class EntraConnector(EntraListing, EntraActions, Connector):
         self.mfa_available: Optional[bool] = None  # None until the registration report was asked
         self.tokens_fetched = 0
         self._prefetched: set[asyncio.Future] = set()
-        self._roles: Optional[tuple[float, dict[str, tuple[str, ...]]]] = None
+        self._roles: Optional[tuple[float, Mapping[str, tuple[str, ...]]]] = None
 
     @classmethod
     def from_config(

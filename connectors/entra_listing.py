@@ -41,11 +41,11 @@ from .entra_api import (
 )
 from .errors import PermissionDeniedError, ValidationError
 from .http import Response
+from .idmap import IdMap, IdMapBuilder
 from .models import Changes, Identity, RiskLevel, parse_datetime
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
-BANDS: dict[tuple, tuple] = {}
 B = TypeVar("B")
 
 
@@ -58,7 +58,7 @@ class EntraListing:
     risk_available: Optional[bool]
     mfa_available: Optional[bool]
     _clock: Callable[[], float]
-    _roles: Optional[tuple[float, dict[str, tuple[str, ...]]]]
+    _roles: Optional[tuple[float, Mapping[str, tuple[str, ...]]]]
 
     # supplied by the connector
     async def _api(
@@ -89,21 +89,17 @@ class EntraListing:
     ) -> Identity:
         raise NotImplementedError
 
-    async def role_members(self) -> dict[str, tuple[str, ...]]:
+    async def role_members(self) -> IdMap[tuple[str, ...]]:
         """user id -> names of the activated directory roles it holds, directly or through a
-        role-assignable group. Each role's members are read once (users, groups and apps, 1,000 a page:
-        Graph takes no `$top` there), then each such group's transitive user members once, whatever
-        number of roles it holds."""
-        members: dict[str, tuple[str, ...]] = {}
-        shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per combination of roles
-        groups: dict[str, list[str]] = {}  # group id -> the roles it holds
+        role-assignable group (a compact map: `connectors.idmap`). Each role's members are read once
+        (users, groups and apps, 1,000 a page: Graph takes no `$top` there), then each such group's
+        transitive user members once, whatever number of roles it holds."""
+        members: IdMapBuilder[tuple[str, ...]] = IdMapBuilder(_more_roles)
+        groups: dict[str, tuple[str, ...]] = {}  # group id -> the roles it holds
 
-        def grant(user: Any, names: Sequence[str]) -> None:
-            if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-                return
-            held = members.get(user["id"], ())
-            held = (*held, *(name for name in names if name not in held))
-            members[user["id"]] = shared.setdefault(held, held)
+        def grant(user: Any, names: tuple[str, ...]) -> None:
+            if isinstance(user, dict) and isinstance(user.get("id"), str):
+                members.add(user["id"], names)
 
         async for roles, _ in self._collection("/v1.0/directoryRoles", {"$select": "id,displayName"}):
             for role in roles:
@@ -117,7 +113,7 @@ class EntraListing:
                         if kind == "#microsoft.graph.user":
                             grant(row, (name,))
                         elif kind == "#microsoft.graph.group" and isinstance(row.get("id"), str):
-                            groups.setdefault(row["id"], []).append(name)
+                            groups[row["id"]] = _more_roles(groups.get(row["id"], ()), (name,))
                         # service principals (apps) and devices hold roles too, but are no identity
         for group_id, names in groups.items():
             path = f"/v1.0/groups/{quote(group_id, safe='')}/transitiveMembers/microsoft.graph.user"
@@ -131,11 +127,12 @@ class EntraListing:
                     " without it its members' privilege would be missed, so the listing stops)"
                 )
                 raise
-        return members
+        return members.build()
 
-    async def risk_by_user(self, since: Optional[str] = None) -> Optional[dict[str, tuple]]:
-        """user id -> (score, band) for riskyUsers not at the default (no risk); None without P2.
-        With `since` (an OData DateTimeOffset), only those whose risk changed after it, all kept."""
+    async def risk_by_user(self, since: Optional[str] = None) -> Optional[Mapping[str, tuple]]:
+        """user id -> (score, band) for riskyUsers not at the default (no risk), as a compact map
+        (`connectors.idmap`); None without P2. With `since` (an OData DateTimeOffset), a dict of those
+        whose risk changed after it, all kept, to (score, band, riskLastUpdatedDateTime)."""
         params: dict[str, Any] = {
             "$select": "id,riskLevel,riskState,riskLastUpdatedDateTime",
             "$top": RISKY_PAGE,
@@ -143,6 +140,7 @@ class EntraListing:
         if since is not None:
             params["$filter"] = f"riskLastUpdatedDateTime gt {since}"
         found: dict[str, tuple] = {}
+        bands: IdMapBuilder[tuple] = IdMapBuilder()
         try:
             async for rows, _ in self._collection("/v1.0/identityProtection/riskyUsers", params):
                 for row in rows:
@@ -151,8 +149,8 @@ class EntraListing:
                     band = risk_band(row.get("riskState"), row.get("riskLevel"))
                     if since is not None:
                         found[row["id"]] = (*band, text_or_none(row.get("riskLastUpdatedDateTime")))
-                    elif band != NO_RISK:  # a listing keeps the band alone, one tuple per band
-                        found[row["id"]] = BANDS.setdefault(band, band)
+                    elif band != NO_RISK:  # a listing keeps the band alone
+                        bands.add(row["id"], band)
         except PermissionDeniedError as exc:
             if self.risk_available is not False:
                 log.warning(
@@ -166,7 +164,7 @@ class EntraListing:
             self.risk_available = False
             return None
         self.risk_available = True
-        return found
+        return found if since is not None else bands.build()
 
     async def iter_pages(
         self,
@@ -327,11 +325,16 @@ class EntraListing:
                     async for rows, request_id in self._collection("/v1.0/users", query):
                         yield rows, request_id
 
-    async def _recent_roles(self) -> dict[str, tuple[str, ...]]:
+    async def _recent_roles(self) -> Mapping[str, tuple[str, ...]]:
         """Role members as a listing read them less than ROLES_MAX_AGE ago, else read now."""
         if self._roles is None or self._clock() - self._roles[0] > ROLES_MAX_AGE:
             self._roles = (self._clock(), await self.role_members())
         return self._roles[1]
+
+
+def _more_roles(held: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
+    """The roles held plus those of `names` not among them yet, in the order granted."""
+    return (*held, *(name for name in names if name not in held))
 
 
 async def _both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:

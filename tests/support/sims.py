@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +145,17 @@ def sim_process(
 
 
 @contextlib.asynccontextmanager
-async def entra_connector(users: int, **settings: Any) -> AsyncIterator[tuple[EntraState, EntraConnector]]:
-    """The Entra simulator with `users` users on loopback, and a connector signed in to it with a secret
-    (`settings` added to its configuration)."""
+async def entra_connector(
+    users: int, state_type: type[EntraState] = EntraState, **settings: Any
+) -> AsyncIterator[tuple[EntraState, EntraConnector]]:
+    """The Entra simulator with `users` users on loopback (its state a `state_type`, a test's subclass
+    of EntraState), and a connector signed in to it with a secret (`settings` added to its configuration)."""
     app = create_entra(users=users)
     state = app[ENTRA_STATE]
+    if state_type is not EntraState:
+        state = app[ENTRA_STATE] = state_type(
+            **{f.name: getattr(state, f.name) for f in fields(state) if f.init}
+        )
     async with serving(app) as url:
         config = {
             "tenant_id": state.tenant_id,

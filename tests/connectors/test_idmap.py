@@ -1,0 +1,200 @@
+"""The compact id maps (`connectors.idmap`): the same answers as a dict built from the same entries, in
+about 17 bytes an entry; and Entra listings built on them, over loopback HTTP against the simulator, with
+users whose ids are not canonical GUIDs among the role holders and the users at risk."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+import pytest
+from support.sims import entra_connector
+
+from connectors.entra import EntraConnector
+from connectors.entra_api import NO_RISK, risk_band
+from connectors.idmap import RUN, IdMap, IdMapBuilder, pack, unpack
+from standins.entra_state import EntraState
+
+NOT_GUIDS = (
+    "",
+    "legacy-user-1",
+    "{6f9619ff-8b86-d011-b42d-00c04fc964ff}",  # braces
+    "6F9619FF-8B86-D011-B42D-00C04FC964FF",  # upper case
+    "6f9619ff8b86d011b42d00c04fc964ff",  # no hyphens
+    "6f9619ff-8b86-d011-b42d-00c04fc964f\n",
+    "6f9619ff-8b86-d011-b42d-00c04fc964fg",
+    "6f9619ff-8b86-d011-b42d-00c04fc964f٣",  # a non-ASCII digit int() would take
+    "6f9619ff-8b86-d011-b42d_00c04fc964ff",
+    " 6f9619ff-8b86-d011-b42d-00c04fc964f",
+)
+
+
+def both(entries: list[tuple[str, Any]], merge: Any = None) -> tuple[IdMap, dict]:
+    builder: IdMapBuilder = IdMapBuilder(merge)
+    expected: dict = {}
+    for key, value in entries:
+        builder.add(key, value)
+        expected[key] = value if key not in expected or merge is None else merge(expected[key], value)
+    return builder.build(), expected
+
+
+def test_pack_takes_canonical_guids_only() -> None:
+    guid = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+    assert pack(guid) == uuid.UUID(guid).int and unpack(uuid.UUID(guid).int) == guid
+    assert [pack(key) for key in NOT_GUIDS] == [None] * len(NOT_GUIDS)
+
+
+def test_answers_as_a_dict_does_across_runs_duplicates_and_other_keys() -> None:
+    rng = random.Random(7)
+    guids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(3 * RUN + 17)]
+    bands = [("high", 75), ("medium", 50), ("critical", 100)]
+    entries = [(g, rng.choice(bands)) for g in guids] + [(k, ("low", 20)) for k in NOT_GUIDS]
+    entries += [(g, ("critical", 100)) for g in guids[::5]]  # added again: the last value wins
+    entries += [(NOT_GUIDS[1], ("high", 75)), (guids[0].upper(), ("medium", 50))]
+    rng.shuffle(entries)
+    packed, expected = both(entries)
+    assert len(packed) == len(expected) == len(set(guids)) + len(NOT_GUIDS) + 1
+    assert dict(packed) == expected and set(packed) == set(expected)
+    for key, value in expected.items():
+        assert packed[key] == value and packed.get(key) == value and key in packed
+    # upper case is another key, as in a dict; absent keys of every shape are absent
+    assert packed[guids[0].upper()] == ("medium", 50) and packed[guids[0]] == expected[guids[0]]
+    for key in [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(500)] + ["x", guids[1].upper()]:
+        assert key not in packed and packed.get(key) is None and packed.get(key, "d") == "d"
+        with pytest.raises(KeyError):
+            packed[key]
+    assert packed.get(7) is None and 7 not in packed  # type: ignore[call-overload,operator]
+    # three distinct values: one byte of code an entry besides the 16 of the key
+    assert packed.nbytes() == 17 * (len(expected) - len(NOT_GUIDS) - 1)
+
+
+def test_a_merge_sees_the_values_in_the_order_added() -> None:
+    def more(held: tuple, names: tuple) -> tuple:
+        return (*held, *(n for n in names if n not in held))
+
+    rng = random.Random(11)
+    users = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(2 * RUN)] + ["legacy-1", "LEGACY-1"]
+    entries: list[tuple[str, tuple[str, ...]]] = [(u, ("Global Administrator",)) for u in users[::3]]
+    entries += [(u, ("User Administrator", "Security Reader")) for u in users[::2]]
+    entries += [(u, ("Security Reader",)) for u in users[::7]]
+    packed, expected = both(entries, more)
+    assert dict(packed) == expected
+    assert packed[users[0]] == ("Global Administrator", "User Administrator", "Security Reader")
+
+
+def test_keys_sharing_their_high_half_are_told_apart() -> None:
+    high = 0x6F9619FF8B86D011 << 64
+    keys = [unpack(high | low) for low in (5, 1, 9, 3, 1 << 63)]
+    packed, expected = both([(k, n) for n, k in enumerate(keys)])
+    assert dict(packed) == expected
+    assert unpack(high | 4) not in packed and unpack(high | 10) not in packed
+    assert unpack(((high >> 64) ^ 1) << 64 | 5) not in packed  # same low half, another high
+
+
+def test_codes_widen_with_the_number_of_distinct_values() -> None:
+    rng = random.Random(3)
+    for distinct, per_entry in ((256, 17), (257, 18), (70_000, 20)):
+        keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(distinct)]
+        packed, expected = both([(k, n) for n, k in enumerate(keys)])
+        assert packed.nbytes() == per_entry * distinct
+        assert packed[keys[-1]] == distinct - 1 and dict(packed) == expected
+
+
+def test_an_entry_costs_about_twenty_bytes_and_building_twice_that() -> None:
+    rng = random.Random(5)
+    keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(20_000)]
+    bands = [("high", 75), ("medium", 50), ("critical", 100), ("low", 20)]
+    tracemalloc.start()
+    try:
+        builder: IdMapBuilder = IdMapBuilder()
+        for n, key in enumerate(keys):
+            builder.add(key, bands[n % 4])
+        before_build = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        packed = builder.build()
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 20 * len(keys) + 64_000  # the map (17 bytes an entry) and the emptied builder
+    assert peak - before_build < 30 * len(keys)  # the runs and the result at once, nothing per entry
+    assert len(packed) == len(keys) and packed[keys[123]] == bands[123 % 4]
+
+
+# --- Entra listings over loopback, with some users' ids not canonical GUIDs -------------------------
+def odd_id(index: int) -> Optional[str]:
+    """Every third user's id is not a canonical GUID (four shapes); the others keep the simulator's."""
+    if index % 3:
+        return None
+    guid = f"6f9619ff-8b86-4011-b42d-{index:012x}"
+    return (guid.upper(), "{" + guid + "}", f"legacy-user-{index}", guid.replace("-", ""))[index // 3 % 4]
+
+
+class OddIdsState(EntraState):
+    """The simulator's state with `odd_id` ids: what /users, role and group members, riskyUsers and
+    `id in (…)` filters show and accept."""
+
+    def user_id(self, index: int) -> str:
+        return odd_id(index) or super().user_id(index)
+
+    def index_of(self, key: Any) -> Optional[int]:
+        if self.__dict__.get("odd") is None:
+            self.__dict__["odd"] = {odd_id(i): i for i in range(0, self.users, 3)}
+        found = self.__dict__["odd"].get(key)
+        return found if found is not None else super().index_of(key)
+
+
+@pytest.fixture
+async def odd() -> AsyncIterator[tuple[EntraState, EntraConnector]]:
+    async with entra_connector(1500, OddIdsState) as pair:
+        yield pair
+
+
+def expected(state: EntraState, index: int) -> tuple[set[str], tuple]:
+    level, risk_state, *_ = state.risk_of(index) or ("none", "none")
+    return {name for _, name, _ in state.roles_of(index)}, risk_band(risk_state, level)[:2]
+
+
+async def test_a_listing_with_non_guid_ids_has_every_role_and_band(
+    odd: tuple[EntraState, EntraConnector],
+) -> None:
+    state, connector = odd
+    listed = {i.id: i for page in [p async for p in connector.iter_pages()] for i in page}
+    assert len(listed) == state.users
+    odd_holders = odd_risky = 0
+    for index in range(state.users):
+        identity = listed[state.user_id(index)]
+        roles, band = expected(state, index)
+        assert set(identity.roles) == roles and identity.privileged == bool(roles), index
+        assert (identity.risk_score, identity.risk_level) == band, index
+        odd_holders += bool(roles) and odd_id(index) is not None
+        odd_risky += band != NO_RISK[:2] and odd_id(index) is not None
+    assert odd_holders > 20 and odd_risky > 20  # role holders (direct and through groups), risk bands
+    # the maps themselves: odd ids kept as strings, the rest packed at 17 bytes an entry
+    members = await connector.role_members()
+    holders = [i for i in range(state.users) if state.roles_of(i)]
+    assert len(members) == len(holders) and members.nbytes() == 17 * sum(1 for i in holders if not odd_id(i))
+    assert members[state.user_id(19)] == ("User Administrator", "Security Reader")  # through a group
+    upper = next(i for i in holders if i % 12 == 0)  # an upper-case GUID (odd_id's first shape)
+    assert members[state.user_id(upper)] and members.get(state.user_id(upper).lower()) is None
+
+
+async def test_changes_since_finds_non_guid_and_guid_users_with_their_roles(
+    odd: tuple[EntraState, EntraConnector],
+) -> None:
+    state, connector = odd
+    assert [i async for page in connector.iter_pages() for i in page]
+    start = await connector.changes_since(None)
+    moved = {3: "high", 5: "medium", 18: "low", 19: "high", 24: "medium", 1001: "high"}
+    for index, level in moved.items():
+        state.set_risk(index, level, "atRisk")
+    changes = await connector.changes_since(start.cursor)
+    found = {i.id: i for i in changes.identities}
+    assert set(found) == {state.user_id(i) for i in moved}
+    assert {odd_id(i) is None for i in moved} == {True, False}
+    for index in moved:
+        roles, band = expected(state, index)
+        identity = found[state.user_id(index)]
+        assert (set(identity.roles), (identity.risk_score, identity.risk_level)) == (roles, band), index
