@@ -23,9 +23,12 @@ from .. import serving
 from .blocks import block_problems
 from .records import (
     Fault,
+    InFlight,
     ResponseUrl,
     SlackError,
     SlackUser,
+    SocketConnection,
+    SocketDelivery,
     State,
     Trigger,
     flag,
@@ -98,8 +101,13 @@ class SlackCore:
         # bumped on every change, so a page can wait for the next one
         self.version = 0
         self._tickets: set[str] = set()
-        self._socket_ws: Optional[web.WebSocketResponse] = None
-        self._socket_acks: dict[str, asyncio.Future[Any]] = {}
+        # Socket Mode (see socket_mode): the app's open connections, oldest first; sending
+        # envelope_id -> the envelope in flight; every sending, in order
+        self._sockets: list[SocketConnection] = []
+        self._socket_numbers = itertools.count(1)
+        self._socket_turn = 0
+        self._in_flight: dict[str, InFlight] = {}
+        self.socket_deliveries: list[SocketDelivery] = []
         #: when set, the websocket URLs apps.connections.open hands out refuse the connection
         self.refuse_sockets = False
         self.app = web.Application()
@@ -107,6 +115,9 @@ class SlackCore:
 
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         """Each part adds its HTTP endpoints here (and calls super())."""
+
+    async def _close_sockets(self) -> None:
+        """Close the app's Socket Mode connections (the Socket Mode part does)."""
 
     # --- serving and switches -------------------------------------------------------------------
 
@@ -119,8 +130,7 @@ class SlackCore:
                 yield url
             finally:
                 self.base_url = None
-                if self._socket_ws is not None:
-                    await self._socket_ws.close()  # a connected app must not hold shutdown up
+                await self._close_sockets()  # a connected app must not hold shutdown up
                 self._touch()  # wake long-polling pages, so shutdown need not wait for them
 
     @property

@@ -6,7 +6,9 @@ modals and App Home per user, validates Block Kit the way Slack does, records ev
 told to fail. The driver methods (`command`, `click`, `submit_view`, `open_home`) sign their requests
 with the signing secret exactly as Slack does, so the bot under test runs its real verification.
 Given `SOCKET_MODE` instead of the bot's URL, they send the same payloads as Socket Mode envelopes
-over the websocket `apps.connections.open` (app-level token) hands out, and read the bot's ack there.
+over the websocket `apps.connections.open` (app-level token) hands out, and read the bot's ack there;
+with several connections open (replicas) each envelope goes to one of them, and one not acked is sent
+again to another (see `socket_mode`).
 
 The parts, each in its own module: the workspace state (`core`), the Web API and response URLs
 (`web_api`), Block Kit checks (`blocks`), Socket Mode (`socket_mode`), the signed-request driver

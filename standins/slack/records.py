@@ -5,12 +5,15 @@ Plain data and pure helpers only; every module of the stand-in shares them.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from aiohttp import web
 
 #: the driver's "bot URL" for a bot connected over Socket Mode
 SOCKET_MODE = "socket-mode:"
@@ -155,3 +158,38 @@ def summary(message: Mapping[str, Any]) -> str:
 def public_view(view: Mapping[str, Any]) -> dict[str, Any]:
     """A stored view as Slack's payloads and answers show it."""
     return {k: copy.deepcopy(v) for k, v in view.items() if k not in ("user", "errors")}
+
+
+@dataclass
+class SocketDelivery:
+    """One sending of a Socket Mode envelope: `envelope` names the command, click or event (the same
+    across its re-sends), `envelope_id` this sending, `connection` the socket it went to, and
+    `acked` whether the app acked this sending (a late ack of an earlier sending counts too)."""
+
+    envelope: str
+    envelope_id: str
+    kind: str
+    connection: int
+    retry_attempt: int
+    retry_reason: str
+    acked: bool = False
+
+
+@dataclass(eq=False)
+class SocketConnection:
+    """One open Socket Mode websocket of the app."""
+
+    number: int
+    ws: web.WebSocketResponse
+    #: resolved when the connection closes
+    gone: asyncio.Future[None]
+    #: told to disconnect: takes no new envelopes while another connection is open
+    leaving: bool = False
+
+
+@dataclass(eq=False)
+class InFlight:
+    """A Socket Mode envelope the driver waits on: its ack (the first one wins) and its sendings."""
+
+    answer: asyncio.Future[Any]
+    sendings: list[SocketDelivery] = field(default_factory=list)
