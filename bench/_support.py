@@ -1,7 +1,8 @@
 """What the benchmarks share: a simulator in a process of its own, standing in for a remote provider, so
 it never shares the measured client's event loop or core; timed passes (rate and client CPU), their
 medians and the table rows and ratio printed for them; the client's resident memory; and the requests
-a connector gets served in a window against a rate-limited simulator.
+a connector gets served in a window against a rate-limited simulator. `compare` is the throughput
+comparison the benches print: both clients' passes, each side's row of rates, the medians and the ratio.
 
 Each bench keeps what it measures (its sweeps, its peer, its targets); only the harness lives here."""
 
@@ -102,6 +103,35 @@ def alternate(
 
 def median_rate(passes: Iterable[Pass]) -> float:
     return statistics.median(p.rate for p in passes)
+
+
+def compare(
+    ours: Callable[[], Pass],
+    peer: Callable[[], Pass],
+    repeats: int,
+    unit: str,
+    *,
+    peer_name: str = "SDK",
+    peer_unit: str = "",
+    peer_repeats: int = 0,
+    target: str = "",
+) -> tuple[float, float]:
+    """Ours against the peer: `repeats` rounds of one pass of ours then one of the peer's (`alternate`);
+    or, given `peer_repeats` (a slow peer), ours `repeats` times, its row shown at once, then the peer's
+    `peer_repeats`. Prints each side's rates as a row (`peer_unit` for the peer's, if it differs), then
+    the medians and their ratio (`print_ratio`); returns the medians (ours, the peer's)."""
+    if peer_repeats:
+        mine = [ours() for _ in range(repeats)]
+        print_rates("connector", [p.rate for p in mine], unit)
+        sys.stdout.flush()
+        theirs = [peer() for _ in range(peer_repeats)]
+    else:
+        mine, theirs = alternate(repeats, ours, peer)
+        print_rates("connector", [p.rate for p in mine], unit)
+    print_rates(peer_name, [p.rate for p in theirs], peer_unit or unit)
+    medians = median_rate(mine), median_rate(theirs)
+    print_ratio(*medians, peer_name, target)
+    return medians
 
 
 def print_rates(label: str, rates: Iterable[float], unit: str) -> None:

@@ -32,12 +32,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from _support import (
+    Pass,
+    compare,
     drain,
-    median_rate,
     peak_memory,
     print_memory,
-    print_rates,
-    print_ratio,
     print_share,
     rss_mib,
     simulator_process,
@@ -140,24 +139,33 @@ async def sdk_sweep(client: GraphServiceClient, adapter: GraphRequestAdapter, li
     return seen[0]
 
 
-async def sdk_rate(url: str, limit: int) -> tuple[int, float]:
-    """(users listed, users/s) with the SDK; one loop, as its httpx client is bound to it."""
+async def sdk_pass(url: str, limit: int) -> Pass:
+    """One timed SDK pass over `limit` users (its first page untimed: token, imports, the first parse);
+    one loop, as its httpx client is bound to it."""
     client, adapter = sdk_client(url)
-    await sdk_sweep(client, adapter, 1)  # untimed: token, imports, the first parse
-    start = time.perf_counter()
+    await sdk_sweep(client, adapter, 1)
+    start, cpu = time.perf_counter(), time.process_time()
     count = await sdk_sweep(client, adapter, limit)
-    return count, count / (time.perf_counter() - start)
+    elapsed, used = time.perf_counter() - start, time.process_time() - cpu
+    if count != limit:
+        raise SystemExit(f"the SDK listed {count} users, expected {limit}")
+    return Pass(count / elapsed, used)
 
 
-def throughput(identities: int, repeats: int, sdk_identities: int) -> tuple[float, float]:
+def throughput(identities: int, repeats: int, sdk_identities: int) -> None:
+    """The connector `repeats` times, then the SDK once over `sdk_identities` users (its pass is long)."""
+    listed = min(identities, sdk_identities)
     with simulator(identities) as url:
         asyncio.run(connector_sweep(url))  # warm-up: fills the simulator's cache
-        ours = [timed(lambda: asyncio.run(connector_sweep(url)), identities, "users") for _ in range(repeats)]
-        print_rates("connector", [p.rate for p in ours], f"users/s ({identities:,} each)")
-        sys.stdout.flush()
-        count, sdk = asyncio.run(sdk_rate(url, sdk_identities))
-    print_rates("SDK", [sdk], f"users/s ({count:,} users)")
-    return median_rate(ours), sdk
+        compare(
+            lambda: timed(lambda: asyncio.run(connector_sweep(url)), identities, "users"),
+            lambda: asyncio.run(sdk_pass(url, listed)),
+            repeats,
+            f"users/s ({identities:,} each)",
+            peer_unit=f"users/s ({listed:,} users)",
+            peer_repeats=1,
+            target=">= 3x",
+        )
 
 
 async def throttled_requests(url: str, seconds: float) -> tuple[int, int]:
@@ -233,8 +241,7 @@ def main() -> int:
         print(
             f"\nListing {args.identities:,} users, throttling off, warm simulator, median of {args.repeats}:"
         )
-        ours, sdk = throughput(args.identities, args.repeats, args.sdk_identities)
-        print_ratio(ours, sdk, target=">= 3x")
+        throughput(args.identities, args.repeats, args.sdk_identities)
 
     if "incremental" in parts:
         print(f"\nIncremental sweep of {args.identities:,} users after 1% changed risk:")

@@ -32,13 +32,10 @@ from collections.abc import Awaitable
 import aiohttp
 from _support import (
     Pass,
-    alternate,
+    compare,
     drain,
-    median_rate,
     peak_memory,
     print_memory,
-    print_rates,
-    print_ratio,
     print_share,
     rss_mib,
     simulator_process,
@@ -91,7 +88,7 @@ async def sdk_sweep(url: str) -> int:
             users, resp, err = await client.list_users(limit=200, after=cursor)
 
 
-def throughput(identities: int, repeats: int, concurrency: int) -> tuple[float, float]:
+def throughput(identities: int, repeats: int, concurrency: int) -> None:
     with simulator(identities, rate_limit=False) as url:
         asyncio.run(connector_sweep(url, concurrency))  # warm-up: fills the page cache
 
@@ -101,10 +98,7 @@ def throughput(identities: int, repeats: int, concurrency: int) -> tuple[float, 
         def sdk() -> Pass:
             return timed(lambda: asyncio.run(sdk_sweep(url)), identities, "users")
 
-        mine, theirs = alternate(repeats, ours, sdk)
-    print_rates("connector", [p.rate for p in mine], "users/s")
-    print_rates("SDK", [p.rate for p in theirs], "users/s")
-    return median_rate(mine), median_rate(theirs)
+        compare(ours, sdk, repeats, "users/s", target=">= 2x")
 
 
 async def paced_requests(url: str, seconds: float, concurrency: int) -> tuple[int, int]:
@@ -184,8 +178,7 @@ def main() -> int:
         print_memory((args.identities, args.million), "users", lambda n: memory(n, args.concurrency))
 
     print(f"\nListing {args.identities:,} users, no rate limit, warm simulator, median of {args.repeats}:")
-    ours, sdk = throughput(args.identities, args.repeats, args.concurrency)
-    print_ratio(ours, sdk, target=">= 2x")
+    throughput(args.identities, args.repeats, args.concurrency)
 
     seconds = args.rate_seconds
     print(

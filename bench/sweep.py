@@ -22,13 +22,10 @@ from collections.abc import Awaitable
 import aiohttp
 from _support import (
     Pass,
-    alternate,
+    compare,
     drain,
-    median_rate,
     peak_memory,
     print_memory,
-    print_rates,
-    print_ratio,
     print_share,
     rss_mib,
     simulator_process,
@@ -83,7 +80,7 @@ def sdk_sweep(url: str, total: int) -> int:
         )
 
 
-def throughput(identities: int, repeats: int, concurrency: int) -> tuple[float, float]:
+def throughput(identities: int, repeats: int, concurrency: int) -> None:
     with simulator(identities, rate_limit=False) as url:
         asyncio.run(connector_sweep(url, concurrency))  # warm-up: fills the simulator's cache
 
@@ -93,10 +90,7 @@ def throughput(identities: int, repeats: int, concurrency: int) -> tuple[float, 
         def sdk() -> Pass:
             return timed(lambda: sdk_sweep(url, identities), identities, "identities")
 
-        mine, theirs = alternate(repeats, ours, sdk)
-    print_rates("connector", [p.rate for p in mine], "identities/s")
-    print_rates("SDK", [p.rate for p in theirs], "identities/s")
-    return median_rate(mine), median_rate(theirs)
+        compare(ours, sdk, repeats, "identities/s", target=">= 5x")
 
 
 async def paced_requests(url: str, seconds: float) -> tuple[int, int]:
@@ -139,8 +133,7 @@ def main() -> int:
     print(
         f"\nListing {args.identities:,} identities, no rate limit, warm simulator, median of {args.repeats}:"
     )
-    ours, sdk = throughput(args.identities, args.repeats, args.concurrency)
-    print_ratio(ours, sdk, target=">= 5x")
+    throughput(args.identities, args.repeats, args.concurrency)
 
     seconds = args.rate_seconds
     print(f"\nRate limit on ({CEILING} requests per {PERIOD:g} s per client), {seconds:g} s of requests:")
