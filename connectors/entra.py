@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, Callable, ClassVar, Optional
 from urllib.parse import quote, urlsplit
 
@@ -43,7 +43,6 @@ import aiohttp
 from .base import Connector
 from .entra_actions import EntraActions
 from .entra_api import (
-    ASSERTION_TYPE,
     DEFAULT_AUTHORITY,
     DEFAULT_GRAPH,
     GUID,
@@ -83,7 +82,7 @@ from .http import ConnectionErrorRetry, HttpClient, RateLimitedRetry, Response
 from .models import Action, CheckResult, Identity, RiskLevel
 from .registry import register
 from .settings import SettingsReader
-from .tokens import TokenCache
+from .tokens import CLIENT_ASSERTION_TYPE, TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +213,7 @@ class EntraConnector(EntraListing, EntraActions, Connector):
         form = {"client_id": self._client_id, "grant_type": "client_credentials", "scope": SCOPE}
         if self._client_secret is not None:
             return {**form, "client_secret": self._client_secret}
-        return {**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": self._assertion()}
+        return {**form, "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": self._assertion()}
 
     async def _access_token(self) -> str:
         return await self._tokens.get(self._fetch_token)
@@ -271,15 +270,16 @@ class EntraConnector(EntraListing, EntraActions, Connector):
         allow: Sequence[int] = (),
         changes_state: Optional[bool] = None,
     ) -> Response:
-        """One authenticated Graph call; a 401 fetches a new token and tries once more. Statuses in
-        `allow` come back as responses instead of errors. A POST or PATCH sent without an answer (or
-        answered 5xx after the retries) is an OutcomeUnknownError (connectors.http)."""
+        """One authenticated Graph call; a 401 fetches a new token and tries once more
+        (`TokenCache.authorized`: a second 401 is an error). Statuses in `allow` come back as responses
+        instead of errors. A POST or PATCH sent without an answer (or answered 5xx after the retries) is
+        an OutcomeUnknownError (connectors.http)."""
         headers = {"client-request-id": str(uuid.uuid4()), "Accept": "application/json"}
         if advanced:
             headers["ConsistencyLevel"] = "eventual"
-        for attempt in (1, 2):
-            token = await self._access_token()
-            response = await self._http.request(
+
+        def send(token: str) -> Awaitable[Response]:
+            return self._http.request(
                 method,
                 path,
                 params=params,
@@ -289,9 +289,8 @@ class EntraConnector(EntraListing, EntraActions, Connector):
                 changes_state=changes_state,
                 raise_for_status=False,
             )
-            if response.status != 401 or attempt == 2:
-                break
-            self._tokens.drop(token)  # concurrent callers renew it once, not once each
+
+        response = await self._tokens.authorized(self._fetch_token, send)
         if not response.ok and response.status not in allow:
             raise map_error(response)
         return response

@@ -33,7 +33,6 @@ ID_FILTER_MAX = 15  # values Graph takes in one `in (...)`
 BATCH_MAX = 20  # requests Graph takes in one JSON batch
 ROLES_MAX_AGE = 900.0  # seconds a listing's role members stand for changes_since
 USER_FIELDS = "id,displayName,mail,userPrincipalName,accountEnabled,createdDateTime,userType"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # risk (riskState, riskLevel) -> (score, band); anything else is unknown (None, None)
 NO_RISK = (0, RiskLevel.LOW)
 RISK_BANDS = {

@@ -4,14 +4,15 @@
 Rules: the token comes from a JWT signed with the key file's `private_key` (`sign_assertion`, which
 alone imports PyJWT) exchanged at `token_url`; it is cached until a minute (or a tenth of its life)
 before it expires, one caller renews it while the others wait, and an API answer 401 drops it and
-retries the call once with a new one. A refused `apps.alerts` scope is asked again without it (Alert
-Center then reported unreadable, the Directory keeps working); any other refusal is an
-AuthenticationError naming what to fix (delegation, admin_email, the key or the clock), never the key.
+sends the call once more with a new one (`TokenCache.authorized`: a second 401 is an error, never a
+third try). A refused `apps.alerts` scope is asked again without it (Alert Center then reported
+unreadable, the Directory keeps working); any other refusal is an AuthenticationError naming what to
+fix (delegation, admin_email, the key or the clock), never the key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from .errors import AuthenticationError, ConnectorError
@@ -48,9 +49,6 @@ class GoogleWorkspaceAuth:
     @property
     def scopes(self) -> tuple[str, ...]:
         return DIRECTORY_SCOPES + (() if self.alert_center_problem else (SCOPE_ALERTS,))
-
-    async def _access_token(self) -> str:
-        return await self._tokens.get(self._fetch_token)
 
     async def _fetch_token(self) -> tuple[str, float]:
         scopes = self.scopes
@@ -105,33 +103,22 @@ class GoogleWorkspaceAuth:
         json_body: Any = None,
         idempotent: Optional[bool] = None,
     ) -> Response:
-        """One authenticated call; a 401 fetches a new token and tries once more."""
-        token = await self._access_token()
-        response = await self._send(method, path, token, params, json_body, idempotent)
-        if response.status == 401:
-            self._tokens.drop(token)  # concurrent callers renew it once
-            token = await self._access_token()
-            response = await self._send(method, path, token, params, json_body, idempotent)
+        """One authenticated call; a 401 fetches a new token and tries once more (`TokenCache.authorized`: a
+        second 401 is an error)."""
+
+        def send(token: str) -> Awaitable[Response]:
+            return self._http.request(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                limiter=self._limiter,
+                idempotent=idempotent,
+                raise_for_status=False,
+            )
+
+        response = await self._tokens.authorized(self._fetch_token, send)
         if not response.ok:
             raise map_error(response)
         return response
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        token: str,
-        params: Optional[Mapping[str, Any]],
-        json_body: Any,
-        idempotent: Optional[bool],
-    ) -> Response:
-        return await self._http.request(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            limiter=self._limiter,
-            idempotent=idempotent,
-            raise_for_status=False,
-        )

@@ -43,7 +43,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import quote, urlsplit
@@ -66,7 +66,7 @@ from .okta_api import PROVIDER
 from .okta_listing import MAX_PAGE, OktaListing
 from .registry import register
 from .settings import SettingsReader
-from .tokens import TokenCache
+from .tokens import CLIENT_ASSERTION_TYPE, TokenCache, token_answer
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +198,6 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             self._buckets[name] = api.Bucket(time.monotonic)
         return self._buckets[name]
 
-    async def _authorization(self) -> str:
-        if self._service_app is None:
-            return f"SSWS {self._api_token}"
-        return f"Bearer {await self._oauth_token()}"
-
-    async def _oauth_token(self) -> str:
-        return await self._tokens.get(self._fetch_token)
-
     async def _fetch_token(self) -> tuple[str, float]:
         app = self._service_app
         assert app is not None
@@ -216,7 +208,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             data={
                 "grant_type": "client_credentials",
                 "scope": " ".join(app.scopes),
-                "client_assertion_type": oauth.ASSERTION_TYPE,
+                "client_assertion_type": CLIENT_ASSERTION_TYPE,
                 "client_assertion": app.assertion(url),
             },
             headers={"Accept": "application/json"},
@@ -230,7 +222,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
             )
         if not response.ok:
             raise api.map_error(response)
-        return oauth.checked_token(response)
+        return token_answer(response, PROVIDER)
 
     async def _paced(
         self,
@@ -278,10 +270,11 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         json_body: Any = None,
         idempotent: Optional[bool] = None,
     ) -> Response:
-        """One authenticated call; OAuth mode fetches a new token once on a 401."""
-        for attempt in (0, 1):
-            authorization = await self._authorization()
-            response = await self._paced(
+        """One authenticated call; OAuth mode fetches a new token once on a 401 (`TokenCache.authorized`:
+        a second 401 is an error). An API token has nothing to renew: its 401 is the error."""
+
+        def send(authorization: str) -> Awaitable[Response]:
+            return self._paced(
                 method,
                 path,
                 params=params,
@@ -289,10 +282,11 @@ class OktaConnector(OktaListing, OktaActions, Connector):
                 headers={"Authorization": authorization, "Accept": "application/json"},
                 idempotent=idempotent,
             )
-            if response.status == 401 and self._service_app is not None and attempt == 0:
-                self._tokens.drop(authorization[len("Bearer ") :])  # concurrent callers renew it once
-                continue
-            break
+
+        if self._service_app is None:
+            response = await send(f"SSWS {self._api_token}")
+        else:
+            response = await self._tokens.authorized(self._fetch_token, lambda token: send(f"Bearer {token}"))
         if not response.ok:
             raise api.map_error(response)
         return response

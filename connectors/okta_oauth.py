@@ -1,5 +1,6 @@
 """Okta's OAuth 2.0 service-app mode for `connectors.okta`: the private_key_jwt client assertion (RS256),
-the token answer, and the `private_key` / `scopes` settings.
+the token request's error text, and the `private_key` / `scopes` settings (the token answer is checked by
+`connectors.tokens.token_answer`, as for every OAuth connector).
 
 PyJWT (with cryptography) is imported inside `ServiceApp.assertion` only: API-token installs never need it.
 The key's text is never quoted in a message: it is a secret.
@@ -14,14 +15,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .errors import ConfigurationError, ProviderUnavailableError
+from .errors import ConfigurationError
 from .http import Response
 from .okta_api import PROVIDER, error_body, short
 from .settings import SettingsReader
 
 _SCOPE_NAME = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SCOPES = (
     "okta.users.read",
     "okta.users.manage",
@@ -80,26 +80,6 @@ def token_error(response: Response) -> str:
         text = body["error"] + (f": {described}" if isinstance(described, str) else "")
         return short(text, 200)
     return f"HTTP {response.status}"
-
-
-def checked_token(response: Response) -> tuple[str, float]:
-    """(access_token, expires_in) from a token answer, or ProviderUnavailableError."""
-    body = error_body(response)
-    token = body.get("access_token") if body else None
-    expires = body.get("expires_in") if body else None
-    if (
-        not isinstance(token, str)
-        or not re.fullmatch(r"[\x21-\x7e]{1,8192}", token)
-        or isinstance(expires, bool)
-        or not isinstance(expires, (int, float))
-        or expires <= 0
-    ):
-        raise ProviderUnavailableError(
-            "answered the token request without a usable access_token and expires_in",
-            provider=PROVIDER,
-            request_id=response.client_request_id,
-        )
-    return token, float(expires)
 
 
 def pem_text(read: SettingsReader, text: str) -> str:

@@ -15,7 +15,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
@@ -150,9 +150,6 @@ class SailPointConnector(Connector):
 
     # --- auth and requests ---------------------------------------------------------------------
 
-    async def _access_token(self) -> str:
-        return await self._tokens.get(self._fetch_token)
-
     async def _fetch_token(self) -> tuple[str, float]:
         response = await self._http.request(
             "POST",
@@ -189,40 +186,26 @@ class SailPointConnector(Connector):
         idempotent: Optional[bool] = None,
         idempotency_key: Optional[str] = None,
     ) -> Response:
-        """One authenticated API call; a 401 fetches a new token and tries once more."""
-        token = await self._access_token()
-        send = (params, json_body, headers, idempotent, idempotency_key)
-        response = await self._send(method, path, token, *send)
-        if response.status == 401:
-            self._tokens.drop(token)  # concurrent callers renew it once, not once each
-            token = await self._access_token()
-            response = await self._send(method, path, token, *send)
+        """One authenticated API call; a 401 fetches a new token and tries once more (`TokenCache.authorized`:
+        a second 401 is an error)."""
+
+        def send(token: str) -> Awaitable[Response]:
+            return self._http.request(
+                method,
+                path,
+                params=params,
+                json_body=json_body,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})},
+                limiter=self._limiter,
+                idempotent=idempotent,
+                idempotency_key=idempotency_key,
+                raise_for_status=False,
+            )
+
+        response = await self._tokens.authorized(self._fetch_token, send)
         if not response.ok:
             raise map_error(response)
         return response
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        token: str,
-        params: Optional[Mapping[str, Any]],
-        json_body: Any,
-        headers: Optional[Mapping[str, str]],
-        idempotent: Optional[bool],
-        idempotency_key: Optional[str],
-    ) -> Response:
-        return await self._http.request(
-            method,
-            path,
-            params=params,
-            json_body=json_body,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})},
-            limiter=self._limiter,
-            idempotent=idempotent,
-            idempotency_key=idempotency_key,
-            raise_for_status=False,
-        )
 
     # --- identities ----------------------------------------------------------------------------
 

@@ -3,12 +3,18 @@ Google Workspace).
 
 Rules: a token is kept until `min(renew_max, renew_share * its lifetime)` before it expires (never past
 that), and fetched by one caller at a time while the others wait for it (the lock is made inside the
-event loop: Python 3.9 binds a lock to the loop it was made in). After a 401, `drop(token)` forgets the
-token only if it is still the cached one, so callers that all got the 401 renew it once, not once each;
-each connector sends its call again once, never more. Fetching (the request, its errors, checking the
-answer) stays with each connector, which hands `get` a coroutine function returning (token, lifetime);
-`token_answer` is the check of an OAuth token answer they share: a token that fits in a header (printable
-ASCII, no space or line break that would break it or add a header) and a positive numeric lifetime.
+event loop: Python 3.9 binds a lock to the loop it was made in).
+
+`authorized(fetch, send)` is the one path of an authenticated call: `send(token)` with the cached token,
+and when the answer is refused (a 401; a connector may pass its own test as `refused`) the token is
+dropped and the call sent once more with a fresh one. A second refusal is returned to the caller (an
+error there), never sent a third time. `drop(token)` forgets the token only if it is still the cached
+one, so calls that all got the 401 renew it once, not once each.
+
+Fetching (the request, its errors, checking the answer) stays with each connector, which hands `get` and
+`authorized` a coroutine function returning (token, lifetime); `token_answer` is the check of an OAuth
+token answer they share: a token that fits in a header (printable ASCII, no space or line break that
+would break it or add a header) and a positive numeric lifetime.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ from .errors import ProviderUnavailableError
 from .http import Response
 
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
+#: the `client_assertion_type` of a JWT client assertion (RFC 7523), for Entra's certificates and Okta
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+Fetch = Callable[[], Awaitable[tuple[str, float]]]
+
+
+def unauthorized(response: Response) -> bool:
+    """Whether the API refused the token: HTTP 401."""
+    return response.status == 401
 
 
 def token_answer(response: Response, provider: str) -> tuple[str, float]:
@@ -63,7 +78,7 @@ class TokenCache:
         self._renew_at = 0.0
         self._lock: Optional[asyncio.Lock] = None
 
-    async def get(self, fetch: Callable[[], Awaitable[tuple[str, float]]]) -> str:
+    async def get(self, fetch: Fetch) -> str:
         """The cached token, or a new one from `fetch()` when there is none or it is due for renewal."""
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -80,3 +95,19 @@ class TokenCache:
         """Forget `token` after the API refused it (401), unless another caller already renewed it."""
         if self.token == token:
             self.token = None
+
+    async def authorized(
+        self,
+        fetch: Fetch,
+        send: Callable[[str], Awaitable[Response]],
+        *,
+        refused: Callable[[Response], bool] = unauthorized,
+    ) -> Response:
+        """`send(token)`; when `refused` says the answer refused the token, drop it and send once more
+        with a fresh one. The second answer is returned whatever it is: never a third try."""
+        token = await self.get(fetch)
+        response = await send(token)
+        if refused(response):
+            self.drop(token)  # calls refused together renew it once, not once each
+            response = await send(await self.get(fetch))
+        return response

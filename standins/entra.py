@@ -160,6 +160,8 @@ async def admin_stats(request: web.Request) -> web.Response:
 
 async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    if fault.kind == "401":  # the token refused, though not expired here: what a revoked one gets
+        return graph_error(request, 401, "InvalidAuthenticationToken", "Access token is empty or not valid.")
     if fault.kind == "429":
         return graph_error(request, 429, "TooManyRequests", "Too many requests.", **headers)
     if fault.kind == "503":

@@ -23,7 +23,7 @@ MAX_TOP = 999
 RISKY_MAX_TOP = 500
 SCOPE = "https://graph.microsoft.com/.default"
 DOMAIN = "idopsdemo.onmicrosoft.com"
-FAULT_KINDS = ("429", "503", "500", "slow", "drop", "malformed", "expire_token")
+FAULT_KINDS = ("401", "429", "503", "500", "slow", "drop", "malformed", "expire_token")
 # (role id, displayName, roleTemplateId, every Nth user from an offset is a member)
 ROLES = (
     (

@@ -287,6 +287,8 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
     quota = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
     if fault.kind == "400":
         response = invalid("query")  # what Google answers a search it can't parse
+    elif fault.kind == "401":  # the token refused, though not expired here: what a revoked one gets
+        response = _auth_error()
     elif fault.kind == "429":
         response = google_error(429, quota, "rateLimitExceeded", domain="usageLimits")
     elif fault.kind in ("403_user_rate", "403_rate"):
@@ -303,6 +305,16 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
         drop_connection(request)  # "drop"
     response.headers.update(headers)
     return response
+
+
+def _auth_error() -> web.Response:
+    """Google's 401 for a missing, unknown or expired access token."""
+    return google_error(
+        401,
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or"
+        " other valid authentication credential.",
+        "authError",
+    )
 
 
 @web.middleware
@@ -326,12 +338,7 @@ async def _respond(
     header = request.headers.get("Authorization", "")
     known = state.tokens.get(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
     if known is None or time.monotonic() >= known[3]:
-        return google_error(
-            401,
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or"
-            " other valid authentication credential.",
-            "authError",
-        )
+        return _auth_error()
     issuer, subject, scopes, _ = known
     record.subject = subject
     for method, pattern, allowed in _NEEDS:

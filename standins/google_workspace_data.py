@@ -36,6 +36,7 @@ ALERT_PAGE_MAX = 1000
 NEVER = "1970-01-01T00:00:00.000Z"
 FAULT_KINDS = (
     "400",
+    "401",
     "429",
     "403_user_rate",
     "403_rate",

@@ -35,12 +35,12 @@ from .common import (
     simulator_parser,
     take_fault,
 )
-from .okta_auth import OAuthApp, authenticate, token_endpoint
+from .okta_auth import OAuthApp, authenticate, invalid_token, token_endpoint
 from .okta_data import MAX_LIMIT, MAX_LOG_LIMIT, STATE, OktaState, error, validation_error
 from .okta_iam import add_routes as add_iam_routes
 from .okta_search import LOG_FILTERS, USER_FILTERS, SearchError, parse_search
 
-FAULT_KINDS = ("429", "500", "slow", "drop", "malformed")
+FAULT_KINDS = ("401", "429", "500", "slow", "drop", "malformed")
 BUCKETS = {"users": 600, "user": 600, "user-other": 600, "logs": 120, "token": 600, "iam": 600}
 
 
@@ -357,6 +357,8 @@ async def _respond(
         drop_connection(request)
     elif fault is not None and fault.kind == "malformed":
         return web.Response(body=b'[{"id": "00u', content_type="application/json")
+    elif fault is not None and fault.kind == "401":  # the token refused, though not expired: a revoked one
+        return invalid_token()
     elif fault is not None and fault.kind == "500":
         return web.Response(
             text=error(500, "E0000009", "Internal Server Error"), status=500, content_type="application/json"

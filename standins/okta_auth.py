@@ -12,17 +12,13 @@ from typing import Any, Optional
 import jwt
 from aiohttp import web
 
+from connectors.okta_oauth import SCOPES
+from connectors.tokens import CLIENT_ASSERTION_TYPE
+
 from .okta_data import STATE, error
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-GRANTABLE = (
-    "okta.users.read",
-    "okta.users.manage",
-    "okta.roles.read",
-    "okta.logs.read",
-    "okta.userRisk.read",
-    "okta.userRisk.manage",
-)
+# a service app is granted the scopes the connector asks for by default (one list, kept in connectors)
+GRANTABLE = SCOPES
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,8 @@ def _oauth_error(status: int, code: str, description: str) -> web.Response:
     return web.json_response({"error": code, "error_description": description}, status=status)
 
 
-def _invalid_token() -> web.Response:
+def invalid_token() -> web.Response:
+    """Okta's 401 for an unknown, expired or malformed token (E0000011)."""
     text = error(401, "E0000011", "Invalid token provided")
     return web.Response(text=text, status=401, content_type="application/json")
 
@@ -66,12 +63,12 @@ def authenticate(request: web.Request, state: Any) -> Optional[web.Response]:
         # real orgs, so Okta takes that form too
         scheme, credential = "SSWS", header[4:]
     if scheme == "SSWS":
-        return None if credential in state.api_tokens else _invalid_token()
+        return None if credential in state.api_tokens else invalid_token()
     if scheme != "Bearer" or state.oauth is None:
-        return _invalid_token()
+        return invalid_token()
     known = state.oauth_tokens.get(credential)
     if known is None or time.monotonic() >= known[0]:
-        return _invalid_token()
+        return invalid_token()
     scope = required_scope(request.method, request.path)
     if scope not in known[1]:
         text = error(403, "E0000006", "You do not have permission to perform the requested action")
@@ -91,7 +88,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
     app: Optional[OAuthApp] = state.oauth
     if form.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "The authorization grant type is not supported.")
-    if app is None or form.get("client_assertion_type") != ASSERTION_TYPE:
+    if app is None or form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
         return _oauth_error(401, "invalid_client", "Client authentication failed.")
     audience = f"{state.base_url}/oauth2/v1/token"
     try:

@@ -54,7 +54,7 @@ SOURCES = (
     ("2c9180835d2e5168015d32f890ca1581", "IdentityNow", False),
     ("2c9180835d2e5168015d32f890ca1582", "Active Directory", True),
 )
-FAULT_KINDS = ("429", "500", "slow", "drop", "malformed", "expire_token")
+FAULT_KINDS = ("401", "429", "500", "slow", "drop", "malformed", "expire_token")
 
 
 def _iso(moment: datetime) -> str:
@@ -740,6 +740,8 @@ def _unauthorized(text: str) -> web.Response:
 
 
 async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.StreamResponse]:
+    if fault.kind == "401":  # the token refused, though not expired here: what a revoked one gets
+        return _unauthorized("JWT validation failed: JWT is not valid")
     if fault.kind == "429":
         headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         return web.json_response({"message": " Rate Limit Exceeded "}, status=429, headers=headers)

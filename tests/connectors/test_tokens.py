@@ -1,5 +1,6 @@
 """connectors.tokens.TokenCache on a fake clock: cached until renewal is due, renewed ahead of expiry,
-fetched once for concurrent callers, and dropped after a 401 only if it is still the cached token."""
+fetched once for concurrent callers, dropped after a 401 only if it is still the cached token, and
+`authorized`: a refused call sent once more with a new token, never a third time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 import pytest
 
+from connectors.http import Response
 from connectors.tokens import TokenCache
 
 
@@ -87,3 +89,78 @@ async def test_a_failed_fetch_leaves_nothing_cached() -> None:
         with pytest.raises(RuntimeError, match="down"):
             await cache.get(failing)
     assert calls == 2 and cache.token is None
+
+
+class Api:
+    """Answers with the statuses given, in order, recording the token each call carried."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.sent: list[str] = []
+
+    async def __call__(self, token: str) -> Response:
+        self.sent.append(token)
+        await asyncio.sleep(0)  # let concurrent calls all send before any answer
+        status = self.statuses.pop(0) if self.statuses else 200
+        return Response(status, {}, b"", "GET", "http://127.0.0.1/x", "req-1")
+
+
+async def test_authorized_sends_once_with_the_cached_token() -> None:
+    issuer, api = Issuer(), Api(200)
+    cache = TokenCache(clock=Clock())
+    assert (await cache.authorized(issuer, api)).status == 200
+    assert api.sent == ["token-1"] and issuer.fetched == 1
+
+
+async def test_authorized_renews_once_after_a_401_and_sends_again() -> None:
+    issuer, api = Issuer(), Api(401, 200)
+    cache = TokenCache(clock=Clock())
+    assert (await cache.authorized(issuer, api)).status == 200
+    assert api.sent == ["token-1", "token-2"] and cache.token == "token-2"
+
+
+async def test_authorized_returns_a_second_401_instead_of_trying_again() -> None:
+    issuer, api = Issuer(), Api(401, 401, 200)
+    cache = TokenCache(clock=Clock())
+    assert (await cache.authorized(issuer, api)).status == 401
+    assert api.sent == ["token-1", "token-2"] and issuer.fetched == 2
+
+
+async def test_authorized_takes_the_connector_s_own_test_of_a_refusal() -> None:
+    issuer, api = Issuer(), Api(403, 200)
+    cache = TokenCache(clock=Clock())
+    answer = await cache.authorized(issuer, api, refused=lambda response: response.status in (401, 403))
+    assert answer.status == 200 and api.sent == ["token-1", "token-2"]
+    api = Api(403)
+    assert (await cache.authorized(issuer, api)).status == 403  # by default only a 401 renews
+    assert api.sent == ["token-2"]
+
+
+async def test_calls_refused_together_renew_the_token_once() -> None:
+    issuer = Issuer()
+    cache = TokenCache(clock=Clock())
+    await cache.get(issuer)
+    api = Api(*[401] * 5)
+    answers = await asyncio.gather(*(cache.authorized(issuer, api) for _ in range(5)))
+    assert [answer.status for answer in answers] == [200] * 5
+    assert issuer.fetched == 2 and sorted(api.sent) == ["token-1"] * 5 + ["token-2"] * 5
+
+
+async def test_a_late_401_for_the_old_token_keeps_the_renewed_one() -> None:
+    issuer = Issuer()
+    cache = TokenCache(clock=Clock())
+    await cache.get(issuer)
+    late = asyncio.Event()
+
+    async def slow_refusal(token: str) -> Response:
+        if token == "token-1":
+            await late.wait()  # answered only once the other call has renewed the token
+            return Response(401, {}, b"", "GET", "http://127.0.0.1/x", "req-2")
+        return Response(200, {}, b"", "GET", "http://127.0.0.1/x", "req-3")
+
+    pending = asyncio.ensure_future(cache.authorized(issuer, slow_refusal))
+    await asyncio.sleep(0)
+    assert (await cache.authorized(issuer, Api(401))).status == 200  # renews to token-2
+    late.set()
+    assert (await pending).status == 200
+    assert issuer.fetched == 2 and cache.token == "token-2"
