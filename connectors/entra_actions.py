@@ -10,35 +10,21 @@ IdentityRiskyUser.ReadWrite.All, which a refusal's message says.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Optional
 from urllib.parse import quote
 
 from .base import ResponseActions
-from .entra_api import PROVIDER, checked_id, header_id
+from .entra_api import PROVIDER, GraphRequests, checked_id, header_id
 from .errors import NotFoundError, PermissionDeniedError, ProviderUnavailableError
 from .http import Response
 from .models import Action, ActionResult
 
 
-class EntraActions(ResponseActions):
+class EntraActions(ResponseActions, GraphRequests):  # GraphRequests: `_api`, from the connector
     """Revoke sessions, force a password change, disable / enable, and the Identity Protection verdicts."""
 
     name: str
-
-    # supplied by the connector
-    async def _api(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Optional[Mapping[str, Any]] = None,
-        json_body: Any = None,
-        advanced: bool = False,
-        allow: Sequence[int] = (),
-        changes_state: Optional[bool] = None,
-    ) -> Response:
-        raise NotImplementedError
 
     def _result(
         self, action: Action, user_id: str, message: str, response: Optional[Response]

@@ -1,6 +1,6 @@
 """Microsoft Graph's wire formats for `connectors.entra`: OData literals and filters, the risk rule,
 users to `Identity`, error bodies to `ConnectorError`s, the certificate's client assertion. Pure
-functions: no requests, no state.
+functions: no requests, no state (`GraphRequests` only names the connector's request method).
 
 Risk (Entra ID P2, `identityProtection/riskyUsers`) maps to idops bands by this rule (`risk_band`):
 `confirmedCompromised` is critical (100) whatever its level; `atRisk` with level high is high (75),
@@ -14,9 +14,9 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 from urllib.parse import quote, urlsplit
 
 from .errors import AuthenticationError, ConnectorError, NotFoundError, ProviderUnavailableError
@@ -51,6 +51,24 @@ TENANT = re.compile(r"[0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,253}[A-Za-z0-9
 TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
 THUMBPRINT = re.compile(r"[0-9a-fA-F]{40}")
 MAX_QUERY = 256
+
+
+class GraphRequests(Protocol):
+    """What the listing and actions mixins take from `EntraConnector`: `_api`, its one authenticated
+    Graph call (a base of both, so its signature is written once). It stays after `Connector` in the
+    connector's MRO (EntraActions names it last): a Protocol's `__init__` would end the `__init__` chain."""
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json_body: Any = None,
+        advanced: bool = False,
+        allow: Sequence[int] = (),
+        changes_state: Optional[bool] = None,
+    ) -> Response: ...
 
 
 def odata_string(value: str) -> str:

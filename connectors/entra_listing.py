@@ -32,6 +32,7 @@ from .entra_api import (
     UNKNOWN_MFA,
     UNKNOWN_RISK,
     USER_FIELDS,
+    GraphRequests,
     header_id,
     odata_string,
     odata_time,
@@ -40,7 +41,6 @@ from .entra_api import (
     text_or_none,
 )
 from .errors import PermissionDeniedError, ValidationError
-from .http import Response
 from .idmap import IdMap, IdMapBuilder
 from .models import Changes, Identity, RiskLevel, parse_datetime
 
@@ -49,7 +49,7 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
-class EntraListing:
+class EntraListing(GraphRequests):
     """Role members, risky users, the user listing and the change feed."""
 
     name: str
@@ -61,19 +61,6 @@ class EntraListing:
     _roles: Optional[tuple[float, Mapping[str, tuple[str, ...]]]]
 
     # supplied by the connector
-    async def _api(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Optional[Mapping[str, Any]] = None,
-        json_body: Any = None,
-        advanced: bool = False,
-        allow: Sequence[int] = (),
-        changes_state: Optional[bool] = None,
-    ) -> Response:
-        raise NotImplementedError
-
     def _collection(
         self, path: str, params: Mapping[str, Any], *, advanced: bool = False
     ) -> AsyncIterator[tuple[list, str]]:
