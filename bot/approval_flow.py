@@ -3,7 +3,9 @@ denials, run the action, redraw the card and report the outcome in its thread.
 
 The rules live in `bot.approvals.ApprovalService`; this module only calls it and keeps the cards in
 step with the stored state: one lock per request, so card updates go out in order and the last one
-shows the newest state, and the outcome of each attempt is posted once.
+shows the newest state. Thread replies (each attempt's outcome, each escalation step) go through
+`bot.thread_replies`: claimed in the store before they are posted, so each is posted once across
+replicas, and one Slack refused is sent again by the next sweep, once.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from slack_sdk.errors import SlackApiError
 
 from connectors import Action
 
-from . import approval_cards, blocks
+from . import approval_cards, blocks, thread_replies
 from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status, duration_text
 from .approvals.rules import escalation_reason
 from .blocks import Message, esc, text_message
+from .claims import DEFAULT_TTL
 from .replies import Replies, Respond
 from .slack_api import describe
+from .thread_replies import ThreadReplies
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,8 @@ class ApprovalFlow:
         self.client = replies.client
         self.channel = channel
         self._card_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._reported: set[tuple[str, int, Status]] = set()
+        lease = service.claims.ttl if service.claims is not None else DEFAULT_TTL
+        self.threads = ThreadReplies(service.db, thread_replies.client_for(self.client, lease), lease=lease)
 
     async def start_request(
         self,
@@ -133,23 +138,19 @@ class ApprovalFlow:
 
     async def report(self, request: ApprovalRequest) -> None:
         """After execution: redraw the card and post the outcome in its thread, once per attempt and
-        outcome (an unknown outcome, then the same attempt found done, are two replies)."""
+        outcome across replicas (an unknown outcome, then the same attempt found done, are two replies)."""
         current = await self.refresh_card(request.id)
-        key = (current.id, current.attempts, current.status)
-        if current.status not in (Status.EXECUTED, Status.FAILED, Status.UNKNOWN) or key in self._reported:
+        if current.status not in (Status.EXECUTED, Status.FAILED, Status.UNKNOWN):
             return
-        self._reported.add(key)
         if current.message_channel and current.message_ts:
-            try:
-                await self.client.chat_postMessage(
-                    channel=current.message_channel,
-                    thread_ts=current.message_ts,
-                    **approval_cards.result_reply(current),
-                )
-            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                # the action ran and the card shows its outcome: a lost thread reply must not read as
-                # "nothing happened" to whoever clicked
-                log.warning("the result of %s was not posted in its thread: %s", current.id, exc)
+            # a lost reply must not read as "nothing happened": the card shows the outcome, and the
+            # next sweep sends a refused reply again
+            await self.threads.post(
+                thread_replies.result_key(current.id, current.attempts, current.status.value),
+                current.message_channel,
+                current.message_ts,
+                approval_cards.result_reply(current),
+            )
 
     async def refused(self, exc: PolicyError) -> Message:
         """The answer to a refused click: why, after redrawing the card when the refusal changed it
@@ -247,24 +248,20 @@ class ApprovalFlow:
 
     async def escalate_due(self) -> list[ApprovalRequest]:
         """Mention whoever each due escalation step names in the card's thread, once per step (the
-        service claims the step in the store first)."""
+        service claims the step in the store first, then the reply is claimed as every thread reply)."""
         claimed = self.service.escalate_due()
         for request in claimed:
             if not (request.message_channel and request.message_ts):
                 continue  # the sweep claims only requests whose card is in Slack
             rule = self.service.rule_of(request)
             mention = await self._escalation_mention(rule.escalate_to, rule.escalate_oncall)
-            try:
-                await self.client.chat_postMessage(
-                    channel=request.message_channel,
-                    thread_ts=request.message_ts,
-                    **approval_cards.escalation_reply(request, mention),
-                )
-            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                # the step is claimed: it is never said twice, so a lost reply is logged, not repeated
-                log.warning(
-                    "escalation step %s of %s was not posted: %s", request.escalation_step, request.id, exc
-                )
+            # the step is claimed once; its reply too (a refused one is sent again by the next sweep, once)
+            await self.threads.post(
+                thread_replies.escalation_key(request.id, request.escalation_step),
+                request.message_channel,
+                request.message_ts,
+                approval_cards.escalation_reply(request, mention),
+            )
             await self.refresh_card(request.id)  # the card says it was escalated
         return claimed
 
@@ -283,9 +280,14 @@ class ApprovalFlow:
         return f"<!subteam^{group}>"
 
     async def expire_due(self) -> list[ApprovalRequest]:
-        """The periodic sweep: mention due escalations, expire overdue requests (buttons off their
+        """The periodic sweep: mention due escalations, send again thread replies Slack refused or a
+        stopped replica left half-sent, expire overdue requests (buttons off their
         cards), and give up executions a stopped process cut off: outcome unknown, read back from the
         provider where it can be (the card and its thread say which)."""
+        try:  # first, so that a reply refused during this sweep is sent again by the next one
+            await self.threads.sweep()
+        except Exception:  # a store or Slack fault must not stop expiry; the replies wait for the next sweep
+            log.exception("sending thread replies again failed")
         try:
             await self.escalate_due()
         except Exception:  # a store or Slack fault must not stop expiry; due steps wait for the next sweep

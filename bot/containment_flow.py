@@ -3,7 +3,9 @@ the Extend / Make permanent / Revert now buttons (the rules are enforced by the 
 
 The rules and the store are in `bot.approvals` (timebox.py, containment.py); this module calls them
 and keeps the original approval card and its thread in step: each state change is told in the thread
-at most once (`ApprovalService.take_report`), and the card is always redrawn from the stored state.
+once (`ApprovalService.take_report`, then the reply claimed as every approval thread reply is:
+bot/thread_replies.py), and the card is always redrawn from the stored state. Reminders keep their own
+state in the containment row (`reminder_state`): one cut off is posted again with a "may repeat" note.
 """
 
 from __future__ import annotations
@@ -76,7 +78,11 @@ class ContainmentFlow:
         except PolicyError as exc:
             return await self.flow.refused(exc)
         request = await self.flow.refresh_card(request_id)
-        await self._thread(request, approval_cards.decision_reply(request, item, user, length))
+        await self._once(
+            f"extended:{request_id}:{item.version}",
+            request,
+            approval_cards.decision_reply(request, item, user, length),
+        )
         return None
 
     async def make_permanent(self, request_id: str, user: str) -> Optional[Message]:
@@ -94,4 +100,13 @@ class ContainmentFlow:
         item = self.service.take_report(request_id)
         if item is not None:
             revert = self.service.get(item.revert_id) if item.revert_id else None
-            await self._thread(request, approval_cards.containment_reply(request, item, revert))
+            await self._once(
+                f"containment:{request_id}:{item.status.value}:{item.version}",
+                request,
+                approval_cards.containment_reply(request, item, revert),
+            )
+
+    async def _once(self, key: str, request: ApprovalRequest, reply: Message) -> None:
+        """Post `reply` in the card's thread once across replicas (a refused one: again at the next sweep)."""
+        if request.message_channel and request.message_ts:
+            await self.flow.threads.post(key, request.message_channel, request.message_ts, reply)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from support.postgres import PgDatabase, PostgresCluster, running_cluster
@@ -51,3 +52,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     cluster = request.getfixturevalue("postgres_cluster")
     with cluster.database() as database:
         yield database.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_pg(request: pytest.FixtureRequest) -> Optional[PgDatabase]:
+    """For tests of the real server, once per backend: None (the harness's SQLite file), then a fresh
+    PostgreSQL database (`support.bot.pg_store` makes it the server's `[store]`)."""
+    if request.param == "sqlite":
+        return None
+    database: PgDatabase = request.getfixturevalue("pg_database")
+    return database

@@ -6,8 +6,8 @@ rules.py). `escalate_due` claims each due step with a compare-and-set on `approv
 (from the step stored to the step due) in the transaction that audits it (`escalation`), so a restart,
 two sweeps or two processes on one store claim a step once; a sweep that missed steps claims only the
 latest. The caller (bot/approval_flow.py) then mentions the rule's `escalate_to` group, or the current
-members of its `escalate_oncall` group, in the card's thread: at most once per step (a reply Slack
-refuses is logged, not repeated).
+members of its `escalate_oncall` group, in the card's thread, once per step across replicas
+(bot/thread_replies.py: a reply Slack refuses is sent again by the next sweep, once).
 """
 
 from __future__ import annotations

@@ -346,8 +346,10 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
         }
         alerted = c.query("SELECT identity_id, id FROM alerts")
         reverted = c.query("SELECT count(*) FROM containments WHERE status = 'reverted'")[0][0]
+        half_sent = c.query("SELECT count(*) FROM thread_replies WHERE status != 'sent'")[0][0]
         return (
             not waiting
+            and not half_sent
             and not busy
             and reverted == len(contained)
             and expired[0][0] == len(due)
@@ -377,6 +379,18 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
         0
     ][0]
     assert sent == len(top)  # nothing lost: every delivered row is one message, and no message is extra
+
+    # Slack: every approval thread reply (outcomes, reverts) exactly once: each claimed reply is in its
+    # thread once (a kill between claim and record is taken over and looked up), and none is extra
+    thread = collections.Counter(
+        _payload(r).get("key")
+        for m in c.slack.messages(APPROVALS)
+        for r in m["replies"]
+        if _payload(r).get("key")
+    )
+    assert [key for key, count in thread.items() if count > 1] == []
+    claimed = {key for (key,) in c.query("SELECT key FROM thread_replies")}
+    assert set(thread) == claimed and any(key.startswith("result:") for key in claimed)
 
     # Okta: each approved request's action ran at most once, and exactly once when idops says done
     ran = collections.Counter(user for user, verb in c.okta.actions if verb.startswith("sessions"))

@@ -29,6 +29,7 @@ from standins import entra, homebase, okta, sailpoint, serving
 from standins.seed import HOSTILE_NAMES
 from standins.slack import SOCKET_MODE, BotReply, FakeSlack, SlackUser
 from support.approvals import API_KEY, Clock, pick_people
+from support.postgres import PgDatabase
 
 APPROVAL_CHANNEL = "C0APPROVALS"
 ALERT_CHANNEL = "C0ALERTS"
@@ -274,6 +275,8 @@ def make_config(tmp_path: Any, sim_url: str, **sections: Any) -> Config:
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    if "url" in data["store"]:  # a PostgreSQL store (`pg_store`) instead of the SQLite file
+        data["store"].pop("path", None)
     return parse_config(data, "test config")
 
 
@@ -362,6 +365,17 @@ async def harness(
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
     assert_all_sent_inert(slack)
     assert_scoped(slack)
+
+
+def pg_store(database: Optional[PgDatabase]) -> dict[str, Any]:
+    """`harness` options for a store on `database` (None: the SQLite file): its `[store]` and the
+    password's variable in `environ`."""
+    if database is None:
+        return {}
+    return {
+        "store": {"url": database.config_url, "password_env": "TEST_PG_PASSWORD"},
+        "environ": {"TEST_PG_PASSWORD": database.password},
+    }
 
 
 @contextlib.asynccontextmanager

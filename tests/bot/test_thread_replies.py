@@ -1,0 +1,166 @@
+"""Approval thread replies exactly once across replicas (bot/thread_replies.py), through the real server,
+the Slack stand-in and the HomeBase simulator, on a SQLite file and on PostgreSQL: two servers on one
+store reporting one outcome post it once; a replica killed with SIGKILL between claiming a reply and
+recording it leaves it to the next sweep, which looks in the thread before posting (never twice, never
+lost); an escalation reply Slack refuses is sent again by the next sweep, once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from support.bot import APPROVER, BotHarness, harness, pg_store, second_server, until
+from support.postgres import PgDatabase
+
+from bot.approvals import Decision, Status
+from bot.extension import BOT
+from bot.thread_replies import EVENT_TYPE, escalation_key, result_key
+
+TESTS = Path(__file__).resolve().parents[1]
+LEADS = "S0SECLEADS"
+
+
+def store_url(tmp_path: Path, pg: Optional[PgDatabase]) -> str:
+    return pg.url if pg is not None else f"sqlite:///{tmp_path / 'idops.db'}"
+
+
+def env_of(pg: Optional[PgDatabase]) -> dict[str, str]:
+    return {"TEST_PG_PASSWORD": pg.password} if pg is not None else {}
+
+
+def thread_keys(h: BotHarness) -> collections.Counter[str]:
+    """How many replies carry each thread-reply key, over every approval card's thread."""
+    return collections.Counter(
+        (reply.get("metadata") or {}).get("event_payload", {}).get("key")
+        for card in h.cards()
+        for reply in card["replies"]
+        if (reply.get("metadata") or {}).get("event_type") == EVENT_TYPE
+    )
+
+
+def row(h: BotHarness, key: str) -> dict[str, Any]:
+    return next(h.bot.service.db.query("SELECT * FROM thread_replies WHERE key = ?", [key]))
+
+
+async def executed_without_reply(h: BotHarness) -> Any:
+    """A request approved and run through the service (no thread reply yet); its card is in Slack."""
+    card = await h.request_card()
+    rid = card["metadata"]["event_payload"]["request_id"]
+    service = h.bot.service
+    assert (await service.decide(rid, user_id=APPROVER, decision=Decision.APPROVE)).status is Status.APPROVED
+    done = await service.execute(rid)
+    assert done.status is Status.EXECUTED and h.card()["replies"] == []
+    return done
+
+
+async def test_two_servers_on_one_store_report_one_outcome_once(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        done = await executed_without_reply(h)
+        key = result_key(done.id, done.attempts, "executed")
+        async with second_server(h, environ=env_of(server_pg)) as app:
+            second = app[BOT]
+            # the replica that ran it and one that read the outcome back both report it, at once
+            await asyncio.gather(*(bot.flow.report(done) for bot in (h.bot, second, h.bot, second)))
+            await second.flow.threads.sweep()
+        assert thread_keys(h) == {key: 1}
+        (reply,) = h.card()["replies"]
+        assert reply["text"].startswith(":white_check_mark: Revoke sessions for *")
+        stored = row(h, key)
+        assert (stored["status"], stored["attempts"], stored["ts"]) == ("sent", 1, reply["ts"])
+        # a later report of the same attempt and outcome (a third replica, a restart) posts nothing
+        await h.bot.flow.report(h.bot.service.get(done.id))
+        assert thread_keys(h) == {key: 1}
+
+
+@pytest.mark.parametrize("point", ["claimed", "posted"])
+async def test_a_replica_killed_between_claim_and_record_leaves_the_reply_to_the_sweep_once(
+    tmp_path: Path, server_pg: Optional[PgDatabase], point: str
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        done = await executed_without_reply(h)
+        key = result_key(done.id, done.attempts, "executed")
+        card = h.card()
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "support.replies", store_url(tmp_path, server_pg), h.slack.api_url),
+            *(h.slack.bot_token, key, card["channel"], card["ts"], "Revoke sessions: done", point),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])},
+        )
+        assert proc.stdout is not None
+        try:
+            assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == f"{point}\n".encode()
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        assert row(h, key)["status"] == "sending"
+        assert sum(thread_keys(h).values()) == (1 if point == "posted" else 0)
+
+        # the dead replica's claim is not a lease old: nobody posts it yet (it may still be posting)
+        await h.bot.flow.report(done)
+        assert await h.bot.flow.threads.sweep() == 0
+        assert row(h, key)["status"] == "sending"
+        posts, lookups = (
+            len(h.slack.calls_to("chat.postMessage")),
+            len(h.slack.calls_to("conversations.replies")),
+        )
+
+        async with second_server(h, environ=env_of(server_pg)) as app:
+            # a replica whose clock sees that claim a lease old: its periodic sweep takes the reply over
+            threads = app[BOT].flow.threads
+            threads.clock = lambda: time.time() + threads.lease + 1
+            await until(lambda: row(h, key)["status"] == "sent")
+        assert thread_keys(h) == {key: 1}
+        assert len(h.slack.calls_to("conversations.replies")) > lookups  # looked for before posting
+        assert len(h.slack.calls_to("chat.postMessage")) == posts + (0 if point == "posted" else 1)
+        (reply,) = h.card()["replies"]
+        assert row(h, key)["ts"] == reply["ts"] and row(h, key)["attempts"] == 2
+        assert await h.bot.flow.threads.sweep() == 0  # settled: nothing more
+        assert thread_keys(h) == {key: 1}
+
+
+async def test_a_refused_escalation_reply_is_sent_again_by_the_next_sweep_once(
+    tmp_path: Path, server_pg: Optional[PgDatabase], caplog: pytest.LogCaptureFixture
+) -> None:
+    approvals = {"expire_minutes": 60, "escalate_after_minutes": 10, "escalate_to": LEADS}
+    async with harness(tmp_path, approvals=approvals, **pg_store(server_pg)) as h:
+        card = await h.request_card()
+        rid = card["metadata"]["event_payload"]["request_id"]
+        caplog.set_level(logging.WARNING, logger="bot.thread_replies")
+        h.slack.fail_next("chat.postMessage", error="fatal_error")
+        h.clock.advance(minutes=10)
+        await h.bot.flow.expire_due()  # step 1 is claimed; Slack refuses its reply
+        step1 = escalation_key(rid, 1)
+        assert h.bot.service.get(rid).escalation_step == 1
+        assert thread_keys(h) == {} and row(h, step1)["status"] == "failed"
+        assert any(
+            "fatal_error" in r.getMessage() and "again, once" in r.getMessage() for r in caplog.records
+        )
+        await h.bot.flow.expire_due()  # the next sweep sends it again
+        assert thread_keys(h) == {step1: 1}
+        assert h.card()["replies"][0]["text"].startswith(
+            f":rotating_light: <!subteam^{LEADS}> *Revoke sessions*"
+        )
+        await h.bot.flow.expire_due()
+        assert thread_keys(h) == {step1: 1}
+
+        # refused twice: sent again once, then left (logged; the card shows the escalation)
+        h.slack.fail_next("chat.postMessage", error="fatal_error", count=2)
+        h.clock.advance(minutes=10)
+        step2 = escalation_key(rid, 2)
+        for _ in range(3):
+            await h.bot.flow.expire_due()
+        assert thread_keys(h) == {step1: 1}
+        assert (row(h, step2)["status"], row(h, step2)["attempts"]) == ("failed", 2)
+        assert h.bot.service.get(rid).escalation_step == 2
