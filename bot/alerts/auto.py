@@ -267,6 +267,8 @@ class AutoContainment:
                 payload["reply"] = undo_reply(info)
             elif request.status in TOLD and before[:1] != [request.status.value]:
                 payload["reply"] = result_reply(info)
+            if "reply" in payload:  # an action ran: said in the digest's thread if the alert was folded
+                payload["folded_reply"] = True
             queue(self.db, "refresh", alert["channel"], alert["id"], payload, now)
         self.on_outbox()
 

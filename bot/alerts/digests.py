@@ -141,13 +141,26 @@ def members(
 
 def absorb(db: Store, digest: int, channel: str, up_to: int, ts: Optional[str], now: float) -> int:
     """After a redraw drawn from the state of rows up to `up_to`: the folded alerts' other waiting
-    redraws are done too (marked sent with the digest's ts). Call inside the caller's transaction."""
+    redraws are done too (marked sent with the digest's ts), except those whose reply must still be
+    said in the digest's thread (`folded_reply`: auto-containment's outcome). Call inside the caller's
+    transaction."""
+    # payloads are json.dumps of a dict (base.queue), so the flag reads `"folded_reply": true`
     return db.execute(
         "UPDATE alert_outbox SET status = 'sent', ts = ?, sent_at = ?, error = NULL"
         " WHERE status = 'pending' AND attempts = 0 AND channel = ? AND id <= ? AND kind IN (?, ?)"
+        " AND payload NOT LIKE '%\"folded_reply\": true%'"
         " AND alert_id IN (SELECT id FROM alerts WHERE digest = ? AND ts IS NULL)",
         [ts, now, channel, up_to, *REDRAWN, digest],
     ).rowcount
+
+
+def member_reply(alert: Mapping[str, Any], reply: Mapping[str, Any]) -> Message:
+    """A folded alert's thread reply as said in its digest's thread: the identity's line first (the
+    digest's thread is shared by every alert it names)."""
+    identity = _identity(alert)
+    who = f"*{esc(identity.name, LINE_NAME_CHARS)}*"
+    text = f"{who}: {reply.get('text', '')}"
+    return text_message(truncate(text, 3000))
 
 
 def key(digest: int) -> dict[str, str]:

@@ -416,9 +416,10 @@ class Sender:
         alert = self._alert(row["alert_id"])
         if alert["ts"] is None and alert["digest"] is not None and row["kind"] in digests.REDRAWN:
             ts, up_to = await self._redraw(row, alert["digest"], limiter)
+            reply_ts = await self._digest_reply(row, alert, payload, ts, limiter, uncertain)
             with self.db.atomic():
                 digests.absorb(self.db, alert["digest"], channel, up_to, ts, time.time())
-                self._sent(row, ts)
+                self._sent(row, reply_ts or ts)
             return
         card = cards.alert_card(alert)
         card_key = {"alert_id": alert["id"], "part": "card"}
@@ -453,6 +454,31 @@ class Sender:
                 limiter, row, reply, key, thread_ts=ts, reply_broadcast=bool(payload.get("broadcast"))
             )
         self._sent(row, reply_ts)
+
+    async def _digest_reply(
+        self,
+        row: Mapping[str, Any],
+        alert: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        ts: Optional[str],
+        limiter: SlidingWindowLimiter,
+        uncertain: bool,
+    ) -> Optional[str]:
+        """A folded alert's reply flagged `folded_reply` (auto-containment's outcome) goes to its digest's
+        thread, naming the identity (the channel itself if the digest is not in Slack); its ts, None
+        without one."""
+        reply = payload.get("reply")
+        if reply is None or not payload.get("folded_reply"):
+            return None  # a quiet change's reply (e.g. resolved): the redrawn digest says it
+        key = {"alert_id": alert["id"], "part": "reply", "delivery": str(row["id"])}
+        thread = {"thread_ts": ts} if ts else {}
+        found = await self._find(row["channel"], key, **thread) if uncertain else None
+        if found is not None:
+            return found
+        message = digests.member_reply(alert, reply)
+        return await self._post(
+            limiter, row, message, key, reply_broadcast=bool(payload.get("broadcast")) and bool(ts), **thread
+        )
 
     async def _escalations(
         self,
