@@ -10,31 +10,20 @@ on the user; a sign-out leaves nothing to read).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Optional
 
 from .base import ResponseActions
+from .google_workspace_auth import DirectoryRequests
 from .http import Response
 from .models import Action, ActionResult
 
 
-class GoogleWorkspaceActions(ResponseActions):
+class GoogleWorkspaceActions(ResponseActions, DirectoryRequests):
     """Revoke sessions (sign out), force a password change, disable (suspend) and enable (unsuspend)."""
 
     name: str
 
-    # supplied by the connector
-    async def _api(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Optional[Mapping[str, Any]] = None,
-        json_body: Any = None,
-        idempotent: Optional[bool] = None,
-    ) -> Response:
-        raise NotImplementedError
-
+    # supplied by the connector (and `_api`, see DirectoryRequests)
     def _user_path(self, user_key: str) -> str:
         raise NotImplementedError
 

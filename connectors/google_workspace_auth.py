@@ -13,7 +13,7 @@ fix (delegation, admin_email, the key or the clock), never the key.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from .errors import AuthenticationError, ConnectorError
 from .google_workspace_api import (
@@ -28,6 +28,23 @@ from .google_workspace_api import (
 )
 from .http import HttpClient, Response, SlidingWindowLimiter
 from .tokens import TokenCache, token_answer
+
+
+class DirectoryRequests(Protocol):
+    """What the listing and actions mixins take from the connector: `_api`, its one authenticated call
+    (defined by GoogleWorkspaceAuth below; a base of both mixins, so its signature is written once). It
+    stays after `Connector` in the connector's MRO (GoogleWorkspaceActions names it last): a Protocol's
+    `__init__` would end the `__init__` chain."""
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json_body: Any = None,
+        idempotent: Optional[bool] = None,
+    ) -> Response: ...
 
 
 class GoogleWorkspaceAuth:

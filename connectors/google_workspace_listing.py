@@ -36,6 +36,7 @@ from .google_workspace_api import (
     query_term,
     user_identity,
 )
+from .google_workspace_auth import DirectoryRequests
 from .http import Response
 from .models import Identity, RiskLevel
 from .partitions import merged
@@ -51,7 +52,7 @@ def _ids(users: list[Any]) -> list[str]:
     return [u["id"] for u in users if isinstance(u, dict) and isinstance(u.get("id"), str)]
 
 
-class GoogleWorkspaceListing:
+class GoogleWorkspaceListing(DirectoryRequests):
     """`iter_pages`: the plain listing, or disjoint email-prefix searches checked against it."""
 
     name: str
@@ -64,12 +65,7 @@ class GoogleWorkspaceListing:
     _baseline: Optional[set[str]]
     _baseline_at: float
 
-    # supplied by the connector
-    async def _api(
-        self, method: str, path: str, *, params: Optional[dict] = None, idempotent: Optional[bool] = None
-    ) -> Response:
-        raise NotImplementedError
-
+    # supplied by the connector (and `_api`, see DirectoryRequests)
     def _object(self, response: Response) -> dict:
         raise NotImplementedError
 
