@@ -54,7 +54,7 @@ from .entra_api import (
     SCOPE,
     TENANT,
     THUMBPRINT,
-    TOKEN,
+    TOKEN_MAX,
     UNKNOWN_MFA,
     UNKNOWN_RISK,
     USER_FIELDS,
@@ -82,7 +82,7 @@ from .http import ConnectionErrorRetry, HttpClient, RateLimitedRetry, Response
 from .models import Action, CheckResult, Identity, RiskLevel
 from .registry import register
 from .settings import SettingsReader
-from .tokens import CLIENT_ASSERTION_TYPE, TokenCache
+from .tokens import CLIENT_ASSERTION_TYPE, TokenCache, token_answer
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             idempotent=True,  # asking for a token twice does no harm
             raise_for_status=False,
         )
-        data = json_or_none(response)
         if response.status in (400, 401, 403):
+            data = json_or_none(response)
             described = data.get("error_description") if isinstance(data, dict) else None
             first = str(described or f"HTTP {response.status}").splitlines()[0][:200]
             raise AuthenticationError(
@@ -240,24 +240,11 @@ class EntraConnector(EntraListing, EntraActions, Connector):
             )
         if not response.ok:
             raise map_error(response)
-        token = data.get("access_token") if isinstance(data, dict) else None
-        expires_in = data.get("expires_in") if isinstance(data, dict) else None
-        if isinstance(expires_in, str) and expires_in.isdigit():
-            expires_in = int(expires_in)
-        # the token goes into a header: a space or line break in it would break or add a header
-        if (
-            not isinstance(token, str)
-            or not TOKEN.fullmatch(token)
-            or isinstance(expires_in, bool)
-            or not isinstance(expires_in, (int, float))
-        ):
-            raise ProviderUnavailableError(
-                "answered the token request without a usable access_token and expires_in",
-                provider=PROVIDER,
-                request_id=header_id(response),
-            )
+        answer = token_answer(
+            response, PROVIDER, max_length=TOKEN_MAX, lifetime_text=True, request_id=header_id(response)
+        )
         self.tokens_fetched += 1
-        return token, float(expires_in)
+        return answer
 
     async def _api(
         self,

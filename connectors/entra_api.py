@@ -48,7 +48,7 @@ CURSOR_MAX_AGE = timedelta(days=90)  # Identity Protection keeps risk history th
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _UPN = re.compile(r"[A-Za-z0-9._%+'#!$&*=?^`{|}~-]{1,113}@[A-Za-z0-9.-]{1,255}")
 TENANT = re.compile(r"[0-9a-fA-F-]{36}|[A-Za-z0-9][A-Za-z0-9.-]{0,253}[A-Za-z0-9]")
-TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
+TOKEN_MAX = 16384  # characters an access token may have (Entra's can carry many claims)
 THUMBPRINT = re.compile(r"[0-9a-fA-F]{40}")
 MAX_QUERY = 256
 

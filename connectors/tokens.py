@@ -28,7 +28,7 @@ from typing import Callable, Optional
 from .errors import ProviderUnavailableError
 from .http import Response
 
-_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 #: the `client_assertion_type` of a JWT client assertion (RFC 7523), for Entra's certificates and Okta
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -40,14 +40,25 @@ def unauthorized(response: Response) -> bool:
     return response.status == 401
 
 
-def token_answer(response: Response, provider: str) -> tuple[str, float]:
+def token_answer(
+    response: Response,
+    provider: str,
+    *,
+    max_length: int = 8192,
+    lifetime_text: bool = False,
+    request_id: Optional[str] = None,
+) -> tuple[str, float]:
     """(access_token, expires_in) from an OAuth token answer, else ProviderUnavailableError (the token
-    itself is never quoted)."""
+    itself is never quoted). `lifetime_text` also takes expires_in as a string of digits (Entra ID's
+    older endpoints send it so); `request_id` names the answer in the error (default: ours)."""
     data = response.json(provider)
     token = data.get("access_token") if isinstance(data, dict) else None
     expires_in = data.get("expires_in") if isinstance(data, dict) else None
+    if lifetime_text and isinstance(expires_in, str) and expires_in.isdigit():
+        expires_in = int(expires_in)
     if (
         not isinstance(token, str)
+        or len(token) > max_length
         or not _TOKEN.fullmatch(token)
         or isinstance(expires_in, bool)
         or not isinstance(expires_in, (int, float))
@@ -56,7 +67,7 @@ def token_answer(response: Response, provider: str) -> tuple[str, float]:
         raise ProviderUnavailableError(
             "answered the token request without a usable access_token and expires_in",
             provider=provider,
-            request_id=response.client_request_id,
+            request_id=request_id or response.client_request_id,
         )
     return token, float(expires_in)
 

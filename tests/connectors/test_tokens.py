@@ -1,15 +1,19 @@
 """connectors.tokens.TokenCache on a fake clock: cached until renewal is due, renewed ahead of expiry,
 fetched once for concurrent callers, dropped after a 401 only if it is still the cached token, and
-`authorized`: a refused call sent once more with a new token, never a third time."""
+`authorized`: a refused call sent once more with a new token, never a third time; `token_answer`'s check of
+a token answer."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 
+from connectors.errors import ProviderUnavailableError
 from connectors.http import Response
-from connectors.tokens import TokenCache
+from connectors.tokens import TokenCache, token_answer
 
 
 class Clock:
@@ -164,3 +168,36 @@ async def test_a_late_401_for_the_old_token_keeps_the_renewed_one() -> None:
     late.set()
     assert (await pending).status == 200
     assert issuer.fetched == 2 and cache.token == "token-2"
+
+
+def answer(body: Any) -> Response:
+    return Response(200, {}, json.dumps(body).encode(), "POST", "http://127.0.0.1/token", "ours-1")
+
+
+def test_token_answer_takes_a_header_safe_token_and_a_positive_lifetime() -> None:
+    assert token_answer(answer({"access_token": "abc.def", "expires_in": 3599}), "P") == ("abc.def", 3599.0)
+    for bad in (
+        {"access_token": "abc def", "expires_in": 3599},  # a space would break the header
+        {"access_token": "abc\r\nX-Evil: 1", "expires_in": 3599},
+        {"access_token": "", "expires_in": 3599},
+        {"access_token": "a" * 8193, "expires_in": 3599},
+        {"access_token": "abc", "expires_in": 0},
+        {"access_token": "abc", "expires_in": True},
+        {"access_token": "abc", "expires_in": "3599"},  # text only where the provider sends it so
+        ["abc", 3599],
+    ):
+        with pytest.raises(ProviderUnavailableError, match="without a usable access_token") as refused:
+            token_answer(answer(bad), "P")
+        assert refused.value.request_id == "ours-1" and "abc" not in str(refused.value)
+
+
+def test_token_answer_options_a_provider_may_need() -> None:
+    long = "a" * 16384
+    assert token_answer(answer({"access_token": long, "expires_in": 1}), "P", max_length=16384)[0] == long
+    text = answer({"access_token": "abc", "expires_in": "3599"})
+    assert token_answer(text, "P", lifetime_text=True) == ("abc", 3599.0)
+    with pytest.raises(ProviderUnavailableError) as refused:
+        token_answer(
+            answer({"access_token": "abc", "expires_in": "soon"}), "P", lifetime_text=True, request_id="g-7"
+        )
+    assert refused.value.request_id == "g-7"
