@@ -56,10 +56,18 @@ HIGH_ALERTS = frozenset(
 )
 ALERT_SCORES = {"critical": 100, "high": 75, "medium": 50}
 _LEVELS = {score: RiskLevel.for_score(score) for score in (0, *ALERT_SCORES.values())}
+#: (isAdmin, isDelegatedAdmin) -> roles
+_ROLES = {
+    (admin, delegated): (("super_admin",) if admin else ()) + (("delegated_admin",) if delegated else ())
+    for admin in (False, True)
+    for delegated in (False, True)
+}
+_fromisoformat = datetime.fromisoformat
 ALERT_CACHE_SECONDS = 60.0
-#: the partial response users.list is asked for: what `to_identity` reads, a third of a full user
+#: the partial response users.list is asked for: what `user_identity` reads (the name as Google's
+#: `fullName`, which it always sends), 43% of a full user's bytes
 USER_FIELDS = (
-    "nextPageToken,users(id,primaryEmail,aliases,name/fullName,name/givenName,name/familyName,isAdmin,"
+    "nextPageToken,users(id,primaryEmail,aliases,name/fullName,isAdmin,"
     "isDelegatedAdmin,isEnrolledIn2Sv,suspended,archived,customerId,lastLoginTime,creationTime)"
 )
 
@@ -233,6 +241,13 @@ def _text(value: Any) -> Optional[str]:
 
 
 def _datetime(value: Any) -> Optional[datetime]:
+    """A Directory timestamp (`2024-05-01T09:30:00.000Z`, always UTC); None for 1970 (never) and for
+    anything unreadable. Google's own form takes the short way (one C call, a third of the general one)."""
+    if type(value) is str and len(value) == 24 and value[-1] == "Z" and value != NEVER:
+        try:
+            return _fromisoformat(value[:-1] + "+00:00")
+        except ValueError:
+            return None
     if value == NEVER:
         return None
     try:
@@ -317,18 +332,24 @@ def note_alert(found: dict[str, tuple[int, tuple[str, ...]]], alert: Any) -> Non
 
 def user_identity(connector: str, user: Any, response: Response, alerts: Optional[AlertIndex]) -> Identity:
     """An `Identity` from a Directory user; fields of the wrong type read as unknown. Called once per
-    user of every listing, so it reads each field once."""
-    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"]:
+    user of every listing, so it reads each field once and builds the Identity with `from_fields`."""
+    if type(user) is not dict:
         raise bad_answer(response, "a user without an id")
-    get, user_id = user.get, user["id"]
+    get = user.get
+    user_id = get("id")
+    if type(user_id) is not str or not user_id:
+        raise bad_answer(response, "a user without an id")
     name = get("name")
-    if isinstance(name, dict):
-        full = _text(name.get("fullName")) or " ".join(
-            part for part in (_text(name.get("givenName")), _text(name.get("familyName"))) if part
-        )
-    else:
-        full = ""
-    email = _text(get("primaryEmail"))
+    full = None
+    if type(name) is dict:
+        full = name.get("fullName")
+        if type(full) is not str or not full:  # users.list asks for fullName only; users.get has all parts
+            full = " ".join(
+                part for part in (_text(name.get("givenName")), _text(name.get("familyName"))) if part
+            )
+    email = get("primaryEmail")
+    if type(email) is not str or not email:
+        email = None
     admin, delegated = get("isAdmin") is True, get("isDelegatedAdmin") is True
     score: Optional[int] = None
     if alerts is not None:
@@ -336,32 +357,38 @@ def user_identity(connector: str, user: Any, response: Response, alerts: Optiona
         by_email = alerts.by_email
         if by_email:  # the user's highest open alert, under the primary address or an alias
             aliases = get("aliases")
-            for address in (email, *aliases) if isinstance(aliases, list) else (email,):
-                found = by_email.get(address.casefold()) if isinstance(address, str) else None
+            for address in (email, *aliases) if type(aliases) is list else (email,):
+                found = by_email.get(address.casefold()) if type(address) is str else None
                 if found is not None and found[0] > score:
                     score = found[0]
     enrolled = get("isEnrolledIn2Sv")
+    tenant = get("customerId")
     if get("suspended") is True:
         status = "suspended"
     elif get("archived") is True:
         status = "archived"
     else:
         status = "active"
-    return Identity(
-        id=user_id,
-        connector=connector,
-        email=email,
-        display_name=full or None,
-        tenant_id=_text(get("customerId")),
-        status=status,
-        risk_score=score,
-        risk_level=None if score is None else _LEVELS.get(score) or RiskLevel.for_score(score),
-        mfa_enrolled=enrolled if isinstance(enrolled, bool) else None,
-        privileged=admin or delegated,
-        last_login_at=_datetime(get("lastLoginTime")),
-        provider="google_workspace",
-        provider_id=user_id,
-        roles=(("super_admin",) if admin else ()) + (("delegated_admin",) if delegated else ()),
-        created_at=_datetime(get("creationTime")),
-        raw=user,
+    return Identity.from_fields(
+        {
+            "id": user_id,
+            "connector": connector,
+            "email": email,
+            "display_name": full or None,
+            "tenant_id": tenant if type(tenant) is str and tenant else None,
+            "status": status,
+            "risk_score": score,
+            "risk_level": None if score is None else _LEVELS.get(score) or RiskLevel.for_score(score),
+            "mfa_enrolled": enrolled if type(enrolled) is bool else None,
+            "mfa_methods": (),
+            "privileged": admin or delegated,
+            "last_login_at": _datetime(get("lastLoginTime")),
+            "last_login_ip": None,
+            "last_login_country": None,
+            "provider": "google_workspace",
+            "provider_id": user_id,
+            "roles": _ROLES[admin, delegated],
+            "created_at": _datetime(get("creationTime")),
+            "raw": user,
+        }
     )

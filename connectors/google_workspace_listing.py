@@ -100,6 +100,9 @@ class GoogleWorkspaceListing(DirectoryRequests):
                     seen.add(page_token)
                     if prefetch:
                         pending = asyncio.ensure_future(fetch(page_token))
+                        # one turn of the loop puts that request on the wire (a kept-alive connection
+                        # needs no more), so Google serves it while the caller converts this page
+                        await asyncio.sleep(0)
                 yield users, response
                 if page_token is None:
                     return
@@ -152,7 +155,9 @@ class GoogleWorkspaceListing(DirectoryRequests):
         async for users, response in self._user_pages(query, prefetch=True):
             if baseline is not None:
                 baseline.update(_ids(users))
-            yield [u for u in users if not (isinstance(u, dict) and u.get("id") in given)], response
+            if given:  # after a partitioned listing: only who it did not give
+                users = [u for u in users if not (isinstance(u, dict) and u.get("id") in given)]
+            yield users, response
         if baseline is not None:
             self._baseline, self._baseline_at = baseline, time.monotonic()
 

@@ -8,15 +8,18 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Optional
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, TraceConfig
 
 import connectors
-from connectors import ConfigurationError, ProviderUnavailableError
+from connectors import ConfigurationError, Identity, ProviderUnavailableError, RiskLevel
 from connectors.google_workspace import GoogleWorkspaceConnector
+from connectors.google_workspace_api import AlertIndex, user_identity
 from connectors.google_workspace_listing import PREFIXES
+from connectors.http import Response
+from connectors.models import parse_datetime
 from connectors.partitions import merged
 from standins import serving
 from standins.google_workspace import STATE, WorkspaceState, create_app, generate_key
@@ -31,7 +34,7 @@ async def sim() -> AsyncIterator[tuple[WorkspaceState, str]]:
         yield app[STATE], url
 
 
-def build(url: str, **settings: Any) -> GoogleWorkspaceConnector:
+def build(url: str, session: Optional[ClientSession] = None, **settings: Any) -> GoogleWorkspaceConnector:
     config = {
         "service_account_json": json.dumps(KEY),
         "admin_email": "secops-bot@acme.example",
@@ -40,7 +43,7 @@ def build(url: str, **settings: Any) -> GoogleWorkspaceConnector:
         "alert_center_url": url,
         **settings,
     }
-    built = connectors.build("google_workspace", "gw", config)
+    built = connectors.build("google_workspace", "gw", config, session=session)
     assert isinstance(built, GoogleWorkspaceConnector)
     return built
 
@@ -133,6 +136,23 @@ async def test_filtered_and_sequential_listings_stay_plain(sim: Any) -> None:
     assert set(user_queries(state)) == {""} and plain._baseline is None  # keeps no ids
 
 
+async def test_the_sequential_listing_sends_the_next_request_before_handing_over_a_page(sim: Any) -> None:
+    sent: list[str] = []
+
+    async def on_sent(session: Any, context: Any, params: Any) -> None:
+        if params.url.path.endswith("/users"):
+            sent.append(params.url.query.get("pageToken", ""))
+
+    trace = TraceConfig()
+    trace.on_request_headers_sent.append(on_sent)
+    async with ClientSession(trace_configs=[trace]) as session:
+        connector = build(sim[1], session=session)
+        seen_when_handed = [len(sent) async for _ in connector.iter_pages()]
+    # 1,300 users: pages of 500, 500, 300; the request for page n+1 is on the wire before page n is
+    # converted and handed over, so Google (the simulator) serves it meanwhile
+    assert seen_when_handed == [2, 3, 3] and sent[0] == "" and all(sent[1:])
+
+
 async def test_a_failing_partition_fails_the_listing_and_stops_the_others(sim: Any) -> None:
     state, url = sim
     async with build(url, listing="partitioned", listing_concurrency=4, timeout=5) as connector:
@@ -177,3 +197,62 @@ async def _fault(url: str, kind: str, count: int, **extra: Any) -> None:
         body = {"kind": kind, "count": count, **extra}
         async with session.post(f"{url}/_admin/faults", json=body) as response:
             assert response.status == 200, await response.text()
+
+
+def test_a_listed_user_converts_as_the_general_parsers_read_it() -> None:
+    response = Response(200, {}, b"", "GET", "http://127.0.0.1/admin/directory/v1/users", "idops-test")
+    user = {
+        "id": "1001",
+        "primaryEmail": "ada@acme.example",
+        "aliases": ["lovelace@acme.example"],
+        "name": {"fullName": "Ada Lovelace"},
+        "isAdmin": False,
+        "isDelegatedAdmin": True,
+        "isEnrolledIn2Sv": True,
+        "suspended": False,
+        "archived": True,
+        "customerId": "C01",
+        "lastLoginTime": "2026-11-30T08:15:02.123Z",
+        "creationTime": "2024-02-29T23:59:59.000+01:00",  # not Google's own form: the general parser
+    }
+    alerts = AlertIndex({"lovelace@acme.example": (75, ("Suspicious login",))}, 0.0)
+    identity = user_identity("gw", user, response, alerts)
+    assert identity == Identity(
+        id="1001",
+        connector="gw",
+        email="ada@acme.example",
+        display_name="Ada Lovelace",
+        tenant_id="C01",
+        status="archived",
+        risk_score=75,
+        risk_level=RiskLevel.HIGH,
+        mfa_enrolled=True,
+        privileged=True,
+        last_login_at=parse_datetime("2026-11-30T08:15:02.123Z"),
+        provider="google_workspace",
+        provider_id="1001",
+        roles=("delegated_admin",),
+        created_at=parse_datetime("2024-02-29T23:59:59.000+01:00"),
+        raw=user,
+    )
+    assert identity.last_login_at is not None and identity.last_login_at.tzinfo is not None
+    assert identity.raw is user
+    # a users.get answer names every part; Google's "never" and unreadable timestamps are unknown
+    odd = {
+        **user,
+        "name": {"givenName": "Ada", "familyName": "Lovelace"},
+        "lastLoginTime": "1970-01-01T00:00:00.000Z",
+        "creationTime": "2024-13-45T99:00:00.000Z",
+        "isEnrolledIn2Sv": "yes",
+        "customerId": 7,
+    }
+    converted = user_identity("gw", odd, response, None)
+    assert converted.display_name == "Ada Lovelace" and converted.last_login_at is None
+    assert (converted.created_at, converted.mfa_enrolled, converted.tenant_id, converted.risk_level) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    with pytest.raises(ProviderUnavailableError, match="a user without an id"):
+        user_identity("gw", {**user, "id": 1001}, response, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 
@@ -93,3 +94,45 @@ def test_identity_from_dict_reads_back_what_to_dict_wrote() -> None:
 def test_parse_datetime_accepts_zulu() -> None:
     assert parse_datetime("2026-11-01T10:00:00Z") == datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
     assert parse_datetime(None) is None
+
+
+def test_identity_from_fields_is_the_identity_the_constructor_builds() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    values = {
+        "id": "u1",
+        "connector": "gw",
+        "email": "ada@acme.example",
+        "display_name": "Ada Lovelace",
+        "tenant_id": "C01",
+        "status": "active",
+        "risk_score": 75,
+        "risk_level": RiskLevel.HIGH,
+        "mfa_enrolled": True,
+        "mfa_methods": (),
+        "privileged": True,
+        "last_login_at": at,
+        "last_login_ip": None,
+        "last_login_country": None,
+        "provider": "google_workspace",
+        "provider_id": "u1",
+        "roles": ("super_admin",),
+        "created_at": at,
+        "raw": {"id": "u1"},
+    }
+    built, expected = Identity.from_fields(values), Identity(**values)
+    assert built == expected and hash(built) == hash(expected) and repr(built) == repr(expected)
+    assert built.to_dict(include_raw=True) == expected.to_dict(include_raw=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.email = "eve@acme.example"  # type: ignore[misc]
+    values["email"] = "changed@acme.example"  # copied, not shared
+    assert built.email == "ada@acme.example"
+
+
+def test_identity_from_fields_names_missing_and_unknown_fields() -> None:
+    values = {field.name: None for field in dataclasses.fields(Identity)}
+    del values["raw"]
+    with pytest.raises(TypeError, match=r"missing \['raw'\], unknown \[\]"):
+        Identity.from_fields(values)
+    values.update(raw={}, rwa={})
+    with pytest.raises(TypeError, match=r"missing \[\], unknown \['rwa'\]"):
+        Identity.from_fields(values)
