@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional, Protocol
@@ -22,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from .errors import AuthenticationError, ConnectorError, NotFoundError, ProviderUnavailableError
 from .http import Response, ServerErrorRetry, error_class_for_status
 from .models import Identity, RiskLevel, parse_datetime
+from .tokens import assertion_claims, sign_rs256
 
 PROVIDER = "Microsoft Entra ID"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -207,23 +207,15 @@ def user_to_identity(
 
 
 def client_assertion(token_url: str, client_id: str, key: str, thumbprint: str) -> str:
-    """A client assertion: a JWT for the token endpoint, signed RS256 with the certificate's key."""
-    import jwt  # PyJWT is needed (and allowed in connectors/) only in certificate mode
-
-    now = int(time.time())
-    claims = {
-        "aud": token_url,
-        "iss": client_id,
-        "sub": client_id,
-        "jti": str(uuid.uuid4()),
-        "nbf": now,
-        "iat": now,
-        "exp": now + 600,
-    }
+    """A client assertion: a JWT for the token endpoint, signed RS256 with the certificate's key (named
+    by its thumbprint, `x5t`), valid 10 minutes."""
+    claims = assertion_claims(client_id, token_url, time.time(), 600)
     x5t = base64.urlsafe_b64encode(bytes.fromhex(thumbprint)).decode().rstrip("=")
     try:
-        return str(jwt.encode(claims, key, algorithm="RS256", headers={"x5t": x5t, "typ": "JWT"}))
-    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        return sign_rs256(
+            {**claims, "nbf": claims["iat"]}, key, {"x5t": x5t, "typ": "JWT"}, provider=PROVIDER
+        )
+    except ValueError as exc:
         raise AuthenticationError(
             "could not sign the client assertion with certificate_key (is it an RSA private key?)",
             provider=PROVIDER,

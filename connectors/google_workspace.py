@@ -5,7 +5,8 @@ Auth is a service account with domain-wide delegation: a JWT signed RS256 with t
 below, `aud` = Google's documented token URL whatever URL it is posted to, as google-auth signs it)
 is exchanged for an access token (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`), which is
 cached until a minute before it expires and fetched again once when the API answers 401. PyJWT (with
-`cryptography`) is imported only inside `sign_assertion`, so `connectors/` imports without it.
+`cryptography`) is imported only when `sign_assertion` signs (`tokens.sign_rs256`), so `connectors/` imports
+without it.
 
 Scopes: `admin.directory.user` (list, read, suspend, force a password change) and
 `admin.directory.user.security` (sign out), plus `apps.alerts` while Alert Center is on.

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from .errors import (
     AuthenticationError,
-    ConfigurationError,
     ConflictError,
     ConnectorError,
     NotFoundError,
@@ -26,6 +25,7 @@ from .errors import (
 )
 from .http import MAX_PAUSE, Response, RetryPolicy, error_class_for_status
 from .models import Identity, RiskLevel, parse_datetime
+from .tokens import sign_rs256
 
 PROVIDER = "Google Workspace"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL, not a secret
@@ -172,14 +172,8 @@ class ServiceAccountKey:
 
 
 def sign_assertion(key: ServiceAccountKey, subject: str, scopes: Sequence[str], now: float) -> str:
-    """The signed JWT for Google's jwt-bearer grant (RS256, one hour, `aud` = Google's token URL)."""
-    try:
-        import jwt  # PyJWT[crypto]: needed only by this auth mode, so imported only here
-    except ImportError as exc:
-        raise ConfigurationError(
-            "Google Workspace service accounts need PyJWT with cryptography: pip install 'PyJWT[crypto]'",
-            provider=PROVIDER,
-        ) from exc
+    """The signed JWT for Google's jwt-bearer grant (RS256, one hour, `aud` = Google's token URL), by
+    `tokens.sign_rs256`, which alone imports PyJWT."""
     claims = {
         "iss": key.client_email,
         "sub": subject,
@@ -190,8 +184,8 @@ def sign_assertion(key: ServiceAccountKey, subject: str, scopes: Sequence[str], 
     }
     headers = {"kid": key.private_key_id} if key.private_key_id else None
     try:
-        return str(jwt.encode(claims, key.private_key, algorithm="RS256", headers=headers))
-    except (ValueError, TypeError, jwt.PyJWTError):
+        return sign_rs256(claims, key.private_key, headers, provider=PROVIDER)
+    except ValueError:
         # the key's text is never shown: it is the secret
         raise AuthenticationError(
             "the service account key's private_key could not sign a token (not an RSA private key)",

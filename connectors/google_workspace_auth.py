@@ -1,8 +1,8 @@
 """The service account's access token and authenticated requests for Google Workspace, mixed into
 `connectors.google_workspace.GoogleWorkspaceConnector` (which supplies the settings declared below).
 
-Rules: the token comes from a JWT signed with the key file's `private_key` (`sign_assertion`, which
-alone imports PyJWT) exchanged at `token_url`; it is cached until a minute (or a tenth of its life)
+Rules: the token comes from a JWT signed with the key file's `private_key` (`sign_assertion`: PyJWT is
+imported only when it signs) exchanged at `token_url`; it is cached until a minute (or a tenth of its life)
 before it expires, one caller renews it while the others wait, and an API answer 401 drops it and
 sends the call once more with a new one (`TokenCache.authorized`: a second 401 is an error, never a
 third try). A refused `apps.alerts` scope is asked again without it (Alert Center then reported

@@ -2,7 +2,8 @@
 the token request's error text, and the `private_key` / `scopes` settings (the token answer is checked by
 `connectors.tokens.token_answer`, as for every OAuth connector).
 
-PyJWT (with cryptography) is imported inside `ServiceApp.assertion` only: API-token installs never need it.
+PyJWT (with cryptography) is imported only when `ServiceApp.assertion` signs (`tokens.sign_rs256`):
+API-token installs never need it.
 The key's text is never quoted in a message: it is a secret.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 from .http import Response
 from .okta_api import PROVIDER, error_body, short
 from .settings import SettingsReader
+from .tokens import assertion_claims, sign_rs256
 
 _SCOPE_NAME = re.compile(r"okta\.[A-Za-z]+\.[A-Za-z]+")
 
@@ -42,29 +43,13 @@ class ServiceApp:
     key_id: Optional[str] = None
 
     def assertion(self, token_url: str, now: Optional[float] = None) -> str:
-        """A private_key_jwt client assertion for `token_url`, valid 5 minutes.
-
-        PyJWT (with cryptography) is imported here only: it is needed by this mode alone."""
-        try:
-            import jwt  # only the OAuth mode needs PyJWT
-        except ImportError as exc:  # pragma: no cover - PyJWT ships with idops and the SOAR package
-            raise ConfigurationError(
-                "OAuth mode needs PyJWT with cryptography installed (pip install 'PyJWT[crypto]')",
-                provider=PROVIDER,
-            ) from exc
-        issued = int(time.time() if now is None else now)
-        claims = {
-            "iss": self.client_id,
-            "sub": self.client_id,
-            "aud": token_url,
-            "iat": issued,
-            "exp": issued + 300,
-            "jti": uuid.uuid4().hex,
-        }
+        """A private_key_jwt client assertion for `token_url`, valid 5 minutes (`tokens.sign_rs256`, which
+        alone imports PyJWT)."""
+        claims = assertion_claims(self.client_id, token_url, time.time() if now is None else now, 300)
         headers = {"kid": self.key_id} if self.key_id else None
         try:
-            return str(jwt.encode(claims, self.private_key, algorithm="RS256", headers=headers))
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            return sign_rs256(claims, self.private_key, headers, provider=PROVIDER)
+        except ValueError as exc:
             # the key's text is never quoted: it is a secret
             raise ConfigurationError(
                 "setting 'private_key' is not a PEM RSA private key PyJWT can sign RS256 with",

@@ -14,7 +14,9 @@ one, so calls that all got the 401 renew it once, not once each.
 Fetching (the request, its errors, checking the answer) stays with each connector, which hands `get` and
 `authorized` a coroutine function returning (token, lifetime); `token_answer` is the check of an OAuth
 token answer they share: a token that fits in a header (printable ASCII, no space or line break that
-would break it or add a header) and a positive numeric lifetime.
+would break it or add a header) and a positive numeric lifetime. The JWT auth modes (Entra certificates,
+Okta service apps, Google service accounts) sign with `sign_rs256`, the one place PyJWT is imported (inside
+it, so only a configured JWT mode needs it), and build an RFC 7523 client assertion with `assertion_claims`.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable
-from typing import Callable, Optional
+import uuid
+from collections.abc import Awaitable, Mapping
+from typing import Any, Callable, Optional
 
-from .errors import ProviderUnavailableError
+from .errors import ConfigurationError, ProviderUnavailableError
 from .http import Response
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")
@@ -70,6 +73,38 @@ def token_answer(
             request_id=request_id or response.client_request_id,
         )
     return token, float(expires_in)
+
+
+def assertion_claims(client_id: str, audience: str, now: float, lifetime: int) -> dict[str, Any]:
+    """The claims of a client assertion (RFC 7523: the client is issuer and subject, the token endpoint
+    the audience, a unique `jti`), valid `lifetime` seconds from `now`."""
+    issued = int(now)
+    return {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + lifetime,
+        "jti": uuid.uuid4().hex,
+    }
+
+
+def sign_rs256(
+    claims: Mapping[str, Any], key: str, headers: Optional[Mapping[str, str]], *, provider: str
+) -> str:
+    """`claims` as a JWT signed RS256 with the PEM private `key`. ConfigurationError when PyJWT (with
+    cryptography) is missing; ValueError when the key can't sign, never quoting it (it is the secret)."""
+    try:
+        import jwt  # PyJWT[crypto]: needed only by the JWT auth modes, so imported only when one signs
+    except ImportError as exc:  # pragma: no cover - PyJWT ships with idops and the SOAR package
+        raise ConfigurationError(
+            "this auth mode needs PyJWT with cryptography installed (pip install 'PyJWT[crypto]')",
+            provider=provider,
+        ) from exc
+    try:
+        return str(jwt.encode(dict(claims), key, algorithm="RS256", headers=dict(headers or {}) or None))
+    except (ValueError, TypeError, jwt.PyJWTError):
+        raise ValueError("the key could not sign RS256 (not an RSA private key)") from None
 
 
 class TokenCache:

@@ -1,7 +1,7 @@
 """connectors.tokens.TokenCache on a fake clock: cached until renewal is due, renewed ahead of expiry,
 fetched once for concurrent callers, dropped after a 401 only if it is still the cached token, and
 `authorized`: a refused call sent once more with a new token, never a third time; `token_answer`'s check of
-a token answer."""
+a token answer; the client assertion the JWT auth modes sign (`assertion_claims`, `sign_rs256`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import asyncio
 import json
 from typing import Any
 
+import jwt
 import pytest
+from support.keys import rsa_pem_pair
 
 from connectors.errors import ProviderUnavailableError
 from connectors.http import Response
-from connectors.tokens import TokenCache, token_answer
+from connectors.tokens import TokenCache, assertion_claims, sign_rs256, token_answer
 
 
 class Clock:
@@ -201,3 +203,20 @@ def test_token_answer_options_a_provider_may_need() -> None:
             answer({"access_token": "abc", "expires_in": "soon"}), "P", lifetime_text=True, request_id="g-7"
         )
     assert refused.value.request_id == "g-7"
+
+
+def test_a_client_assertion_is_signed_rs256_and_a_bad_key_is_never_quoted() -> None:
+    private, public = rsa_pem_pair()
+    claims = assertion_claims("client-1", "http://127.0.0.1/token", 1000.0, 300)
+    again = assertion_claims("client-1", "http://127.0.0.1/token", 1000.0, 300)
+    assert claims["jti"] != again["jti"]  # unique, so a token endpoint can refuse a replay
+    signed = sign_rs256(claims, private, {"kid": "k1"}, provider="P")
+    assert jwt.get_unverified_header(signed) == {"alg": "RS256", "kid": "k1", "typ": "JWT"}
+    read = jwt.decode(
+        signed, public, algorithms=["RS256"], audience="http://127.0.0.1/token", options={"verify_exp": False}
+    )
+    assert read == {**claims, "iat": 1000, "exp": 1300} and read["iss"] == read["sub"] == "client-1"
+    secret = "-----BEGIN PRIVATE KEY-----\nnot-a-key-but-secret\n-----END PRIVATE KEY-----"
+    with pytest.raises(ValueError, match="could not sign RS256") as bad:
+        sign_rs256(claims, secret, None, provider="P")
+    assert "secret" not in str(bad.value) and bad.value.__cause__ is None and bad.value.__suppress_context__
