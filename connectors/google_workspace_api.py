@@ -23,7 +23,7 @@ from .errors import (
     ProviderUnavailableError,
     RateLimitedError,
 )
-from .http import MAX_PAUSE, Response, RetryPolicy, error_class_for_status
+from .http import MAX_PAUSE, Response, RetryPolicy, error_class_for_status, short
 from .models import Identity, RiskLevel, parse_datetime
 from .tokens import sign_rs256
 
@@ -250,31 +250,12 @@ def _datetime(value: Any) -> Optional[datetime]:
         return None
 
 
-def short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 @dataclass
 class AlertIndex:
     """Open alerts per lower-cased email: (score, alert types), and when it was read."""
 
     by_email: dict[str, tuple[int, tuple[str, ...]]]
     read_at: float
-
-
-def oauth_error(response: Response) -> str:
-    """`error: error_description` from an OAuth error answer (short, no secrets in it)."""
-    try:
-        data = json.loads(response.body.decode("utf-8")) if response.body else None
-    except (UnicodeDecodeError, ValueError):
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("error"), str):
-        return f"HTTP {response.status}"
-    text = data["error"]
-    if isinstance(data.get("error_description"), str):
-        text = f"{text}: {data['error_description']}"
-    return short(text, 200)
 
 
 def map_error(response: Response) -> ConnectorError:

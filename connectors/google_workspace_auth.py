@@ -23,11 +23,10 @@ from .google_workspace_api import (
     SCOPE_ALERTS,
     ServiceAccountKey,
     map_error,
-    oauth_error,
     sign_assertion,
 )
 from .http import HttpClient, Response, SlidingWindowLimiter
-from .tokens import TokenCache, token_answer
+from .tokens import TokenCache, oauth_error, token_answer
 
 
 class DirectoryRequests(Protocol):

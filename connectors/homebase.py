@@ -28,7 +28,7 @@ from .errors import (
     RateLimitedError,
     ValidationError,
 )
-from .http import HttpClient, Response, RetryPolicy, SlidingWindowLimiter, error_class_for_status
+from .http import HttpClient, Response, RetryPolicy, SlidingWindowLimiter, error_class_for_status, short
 from .models import Action, ActionResult, CheckResult, Identity, RiskLevel, derive_risk, parse_datetime
 from .registry import register
 from .settings import SettingsReader
@@ -71,11 +71,6 @@ def webhook_signature(secret: str, body: bytes) -> str:
 def verify_webhook(secret: str, body: bytes, header: Optional[str]) -> bool:
     """Whether `header` is HomeBase's signature of the raw `body` (constant-time compare)."""
     return bool(header) and hmac.compare_digest(webhook_signature(secret, body), str(header).strip())
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @register
@@ -205,10 +200,10 @@ class HomeBaseConnector(Connector):
         error = error if isinstance(error, dict) else {}
         code = error.get("code") if isinstance(error.get("code"), str) else None
         message = error.get("message") if isinstance(error.get("message"), str) else ""
-        text = _short(message) if message else f"answered HTTP {response.status}"
+        text = short(message) if message else f"answered HTTP {response.status}"
         fields = error.get("fields")
         if isinstance(fields, dict) and fields:
-            text += " (" + "; ".join(_short(f"{key}: {value}", 100) for key, value in fields.items()) + ")"
+            text += " (" + "; ".join(short(f"{key}: {value}", 100) for key, value in fields.items()) + ")"
         if code == "unauthorized" or (code is None and response.status == 401):
             text = f"the API key was refused: {text}"
         cls = ERRORS_BY_CODE.get(code or "") or error_class_for_status(response.status)
@@ -244,7 +239,7 @@ class HomeBaseConnector(Connector):
                 return check(record.get(name))
             except (TypeError, ValueError):
                 raise self._bad_answer(
-                    response, f"identity {_short(identity_id, 60)} with a bad '{name}' (expected {expected})"
+                    response, f"identity {short(identity_id, 60)} with a bad '{name}' (expected {expected})"
                 ) from None
 
         score = field("risk_score", _optional_score, "an integer from 0 to 100")
@@ -341,7 +336,7 @@ class HomeBaseConnector(Connector):
     def _identity_path(self, identity_id: str) -> str:
         # an id goes into the URL path: anything else than HomeBase's id alphabet (like "../") is refused here
         if not isinstance(identity_id, str) or not _SAFE_ID.fullmatch(identity_id):
-            raise NotFoundError(f"no identity with id {_short(str(identity_id), 80)!r}", provider=self.label)
+            raise NotFoundError(f"no identity with id {short(str(identity_id), 80)!r}", provider=self.label)
         return f"identity/{identity_id}"
 
     async def find_identities(self, query: str, *, limit: int = 10) -> list[Identity]:

@@ -116,6 +116,12 @@ class Response:
         return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
+def short(text: str, limit: int = 300) -> str:
+    """A provider's text for an error message: whitespace runs made one space, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_class_for_status(status: int) -> type:
     """The error class a bare HTTP status means when the body says nothing better."""
     if status == 401:

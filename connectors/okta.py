@@ -66,7 +66,7 @@ from .okta_api import PROVIDER
 from .okta_listing import MAX_PAGE, OktaListing
 from .registry import register
 from .settings import SettingsReader
-from .tokens import CLIENT_ASSERTION_TYPE, TokenCache, token_answer
+from .tokens import CLIENT_ASSERTION_TYPE, TokenCache, oauth_error, token_answer
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         )
         if response.status in (400, 401, 403):
             raise api.refused(
-                f"refused the service app's token request ({oauth.token_error(response)}); check client_id,"
+                f"refused the service app's token request ({oauth_error(response)}); check client_id,"
                 " the key registered for it and the granted scopes",
                 response,
             )

@@ -34,7 +34,7 @@ from .errors import (
     RateLimitedError,
     ValidationError,
 )
-from .http import MAX_PAUSE, Response, error_class_for_status
+from .http import MAX_PAUSE, Response, error_class_for_status, short
 from .models import RiskLevel, parse_datetime
 
 PROVIDER = "Okta"
@@ -232,11 +232,6 @@ def error_body(response: Response) -> Optional[dict]:
     except ProviderUnavailableError:
         return None
     return body if isinstance(body, dict) else None
-
-
-def short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def map_error(response: Response) -> ConnectorError:

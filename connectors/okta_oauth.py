@@ -1,6 +1,6 @@
 """Okta's OAuth 2.0 service-app mode for `connectors.okta`: the private_key_jwt client assertion (RS256),
-the token request's error text, and the `private_key` / `scopes` settings (the token answer is checked by
-`connectors.tokens.token_answer`, as for every OAuth connector).
+and the `private_key` / `scopes` settings (the token answer and a refusal's text are read by
+`connectors.tokens`, as for every OAuth connector).
 
 PyJWT (with cryptography) is imported only when `ServiceApp.assertion` signs (`tokens.sign_rs256`):
 API-token installs never need it.
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .errors import ConfigurationError
-from .http import Response
-from .okta_api import PROVIDER, error_body, short
+from .okta_api import PROVIDER
 from .settings import SettingsReader
 from .tokens import assertion_claims, sign_rs256
 
@@ -55,16 +54,6 @@ class ServiceApp:
                 "setting 'private_key' is not a PEM RSA private key PyJWT can sign RS256 with",
                 provider=PROVIDER,
             ) from exc
-
-
-def token_error(response: Response) -> str:
-    """`error: error_description` from an OAuth error answer, shortened, else the HTTP status."""
-    body = error_body(response)
-    if body is not None and isinstance(body.get("error"), str):
-        described = body.get("error_description")
-        text = body["error"] + (f": {described}" if isinstance(described, str) else "")
-        return short(text, 200)
-    return f"HTTP {response.status}"
 
 
 def pem_text(read: SettingsReader, text: str) -> str:

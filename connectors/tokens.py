@@ -14,9 +14,10 @@ one, so calls that all got the 401 renew it once, not once each.
 Fetching (the request, its errors, checking the answer) stays with each connector, which hands `get` and
 `authorized` a coroutine function returning (token, lifetime); `token_answer` is the check of an OAuth
 token answer they share: a token that fits in a header (printable ASCII, no space or line break that
-would break it or add a header) and a positive numeric lifetime. The JWT auth modes (Entra certificates,
-Okta service apps, Google service accounts) sign with `sign_rs256`, the one place PyJWT is imported (inside
-it, so only a configured JWT mode needs it), and build an RFC 7523 client assertion with `assertion_claims`.
+would break it or add a header) and a positive numeric lifetime; `oauth_error` the text of a refused
+one. The JWT auth modes (Entra certificates, Okta service apps, Google service accounts) sign with
+`sign_rs256`, the one place PyJWT is imported (inside it, so only a configured JWT mode needs it), and
+build an RFC 7523 client assertion with `assertion_claims`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,26 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, Callable, Optional
 
 from .errors import ConfigurationError, ProviderUnavailableError
-from .http import Response
+from .http import Response, short
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 #: the `client_assertion_type` of a JWT client assertion (RFC 7523), for Entra's certificates and Okta
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 Fetch = Callable[[], Awaitable[tuple[str, float]]]
+
+
+def oauth_error(response: Response) -> str:
+    """`error: error_description` from an OAuth error answer (RFC 6749 5.2), shortened (it names no
+    secret), else the HTTP status."""
+    try:
+        data = response.json()
+    except ProviderUnavailableError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("error"), str):
+        return f"HTTP {response.status}"
+    described = data.get("error_description")
+    return short(data["error"] + (f": {described}" if isinstance(described, str) else ""), 200)
 
 
 def unauthorized(response: Response) -> bool:

@@ -15,7 +15,7 @@ from support.keys import rsa_pem_pair
 
 from connectors.errors import ProviderUnavailableError
 from connectors.http import Response
-from connectors.tokens import TokenCache, assertion_claims, sign_rs256, token_answer
+from connectors.tokens import TokenCache, assertion_claims, oauth_error, sign_rs256, token_answer
 
 
 class Clock:
@@ -220,3 +220,16 @@ def test_a_client_assertion_is_signed_rs256_and_a_bad_key_is_never_quoted() -> N
     with pytest.raises(ValueError, match="could not sign RS256") as bad:
         sign_rs256(claims, secret, None, provider="P")
     assert "secret" not in str(bad.value) and bad.value.__cause__ is None and bad.value.__suppress_context__
+
+
+def test_oauth_error_names_the_refusal_shortly_else_the_status() -> None:
+    def refusal(body: bytes) -> Response:
+        return Response(401, {}, body, "POST", "http://127.0.0.1/token", "ours-1")
+
+    described = b'{"error": "invalid_client", "error_description": "The client_assertion\\n is expired."}'
+    assert oauth_error(refusal(described)) == "invalid_client: The client_assertion is expired."
+    assert oauth_error(refusal(b'{"error": "invalid_grant"}')) == "invalid_grant"
+    long = oauth_error(refusal(b'{"error": "x", "error_description": "' + b"y" * 500 + b'"}'))
+    assert len(long) == 200 and long.endswith("\u2026")
+    for unreadable in (b"", b"<html>Bad Gateway</html>", b'{"error": 7}', b"[]", b"\xff"):
+        assert oauth_error(refusal(unreadable)) == "HTTP 401"
