@@ -1,51 +1,77 @@
 """Compact read-only maps from user ids to one of a few values: the maps a listing must hold across its
-pages (Entra's role holders and users at risk), at about 17 bytes an entry instead of a dict's ~120.
+pages (Entra's role holders and users at risk, Okta's admins and risk levels), at about 17 bytes an entry
+instead of a dict's ~120.
 
 Rules:
-- A key that is a GUID in canonical form (36 characters: lowercase hex, hyphens after the 8th, 12th, 16th
-  and 20th digit, as Graph writes object ids) is packed into 16 bytes: its high and low 64 bits, kept in
-  two parallel `array("Q")`s sorted by (high, low) and found by binary search. Any other key (not a GUID,
-  upper case, braces, empty) goes to an ordinary dict, so the map answers exactly as a dict keyed by the
-  same strings would: "ABC…" and "abc…" stay two keys.
+- A key of the shape its map's `Codec` packs is kept as a 128-bit number, in 16 bytes: its high and low 64
+  bits, in two parallel `array("Q")`s sorted by (high, low) and found by binary search. `GUIDS` packs
+  GUIDs in canonical form (36 characters: lowercase hex, hyphens after the 8th, 12th, 16th and 20th digit,
+  as Graph writes object ids); `OKTA_IDS` packs 20 characters of [0-9A-Za-z] (Okta's object ids), 6 bits
+  each. Each codec is a bijection between its shape and the numbers, and any other key (upper case,
+  braces, another length, empty) goes to an ordinary dict, so the map answers exactly as a dict keyed by
+  the same strings would: "ABC…" and "abc…" stay two keys.
 - Values must be hashable and few (a risk band, a combination of role names): each distinct value is kept
   once in a table, and each entry holds its index there in an `array` of 1, 2 or 4 bytes (the smallest
   that fits the table).
 - Built once through `IdMapBuilder`: `add` buffers entries, sorting each 1,024 into a run; `build` merges
   the runs (the only moment both the runs and the result exist: about 40 bytes an entry) and returns the
   `IdMap`. A key added again keeps `merge(old, new)` (default: the new value), in the order added.
-- An `IdMap` is a read-only `Mapping`; iteration gives the packed keys (in GUID order) then the others.
+- An `IdMap` is a read-only `Mapping`; iteration gives the packed keys (in number order) then the others.
 """
 
 from __future__ import annotations
 
 import heapq
 import re
+import string
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
 from typing import Callable, Generic, Optional, TypeVar, Union, overload
 
 V = TypeVar("V", bound=Hashable)
 T = TypeVar("T")
-GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 LOW = (1 << 64) - 1
 RUN = 1024  # entries sorted together before they join the arrays
 _MISSING = object()
 
 
-def pack(key: str) -> Optional[int]:
-    """The 128-bit number of a GUID in canonical form; None for any other string."""
-    if GUID.match(key) is None:
-        return None
-    return int(key.replace("-", ""), 16)
+@dataclass(frozen=True)
+class Codec:
+    """The keys packed into 128 bits: those `shape` matches (to its end), as `number(key)`, and back."""
+
+    shape: re.Pattern
+    number: Callable[[str], int]
+    text: Callable[[int], str]
+
+    def pack(self, key: str) -> Optional[int]:
+        """The key's number; None for a key of another shape."""
+        return None if self.shape.match(key) is None else self.number(key)
 
 
-def unpack(number: int) -> str:
-    """The canonical GUID of a packed key."""
+def _guid_text(number: int) -> str:
     digits = f"{number:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+_ALNUM = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_TO_OCTAL = str.maketrans({char: f"{n:02o}" for n, char in enumerate(_ALNUM)})  # 6 bits a character
+
+
+def _okta_text(number: int) -> str:
+    digits = f"{number:040o}"
+    return "".join(_ALNUM[int(digits[at : at + 2], 8)] for at in range(0, 40, 2))
+
+
+GUIDS = Codec(
+    re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"),
+    lambda key: int(key.replace("-", ""), 16),
+    _guid_text,
+)
+OKTA_IDS = Codec(re.compile(r"[0-9A-Za-z]{20}\Z"), lambda key: int(key.translate(_TO_OCTAL), 8), _okta_text)
 
 
 def _typecode(distinct: int) -> str:
@@ -56,20 +82,21 @@ def _typecode(distinct: int) -> str:
 class IdMap(Mapping[str, V]):
     """user id -> value, packed as the module docstring says; build it with `IdMapBuilder`."""
 
-    __slots__ = ("_codes", "_high", "_low", "_other", "_values")
+    __slots__ = ("_codec", "_codes", "_high", "_low", "_other", "_values")
 
     def __init__(
-        self, high: array, low: array, codes: array, values: Sequence[V], other: dict[str, V]
+        self, codec: Codec, high: array, low: array, codes: array, values: Sequence[V], other: dict[str, V]
     ) -> None:
+        self._codec = codec
         self._high, self._low, self._codes = high, low, codes
         self._values = tuple(values)
         self._other = other
 
     def _find(self, key: str) -> object:
         """The value of `key`, or _MISSING."""
-        if GUID.match(key) is None:
+        if self._codec.shape.match(key) is None:
             return self._other.get(key, _MISSING)
-        number = int(key.replace("-", ""), 16)
+        number = self._codec.number(key)
         high, low = number >> 64, number & LOW
         start = bisect_left(self._high, high)
         if start == len(self._high) or self._high[start] != high:
@@ -106,7 +133,7 @@ class IdMap(Mapping[str, V]):
 
     def __iter__(self) -> Iterator[str]:
         for high, low in zip(self._high, self._low):
-            yield unpack(high << 64 | low)
+            yield self._codec.text(high << 64 | low)
         yield from self._other
 
     def __repr__(self) -> str:
@@ -118,10 +145,12 @@ class IdMap(Mapping[str, V]):
 
 
 class IdMapBuilder(Generic[V]):
-    """Collects entries for one `IdMap`; `merge(old, new)` decides a key added twice (default: new)."""
+    """Collects entries for one `IdMap` of keys that `codec` packs; `merge(old, new)` decides a key added
+    twice (default: new)."""
 
-    def __init__(self, merge: Optional[Callable[[V, V], V]] = None) -> None:
+    def __init__(self, merge: Optional[Callable[[V, V], V]] = None, codec: Codec = GUIDS) -> None:
         self._merge = merge
+        self._codec = codec
         self._reset()
 
     def _reset(self) -> None:
@@ -143,7 +172,7 @@ class IdMapBuilder(Generic[V]):
         return new if self._merge is None else self._merge(old, new)
 
     def add(self, key: str, value: V) -> None:
-        number = pack(key)
+        number = self._codec.pack(key)
         if number is None:
             old = self._other.get(key, _MISSING)
             self._other[key] = value if old is _MISSING else self._both(old, value)  # type: ignore[arg-type]
@@ -183,6 +212,8 @@ class IdMapBuilder(Generic[V]):
             low.append(key_low)
             codes.append(code)
         del runs
-        packed = IdMap(high, low, array(_typecode(len(self._values)), codes), self._values, self._other)
+        packed = IdMap(
+            self._codec, high, low, array(_typecode(len(self._values)), codes), self._values, self._other
+        )
         self._reset()
         return packed

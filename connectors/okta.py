@@ -63,7 +63,7 @@ from .http import ConnectionErrorRetry, HttpClient, Response, ServerErrorRetry
 from .models import Action, CheckResult, Identity
 from .okta_actions import OktaActions
 from .okta_api import PROVIDER
-from .okta_listing import MAX_PAGE, OktaListing
+from .okta_listing import MAX_PAGE, AdminSet, OktaListing
 from .registry import register
 from .settings import SettingsReader
 from .tokens import CLIENT_ASSERTION_TYPE, TokenCache, oauth_error, token_answer
@@ -152,7 +152,7 @@ class OktaConnector(OktaListing, OktaActions, Connector):
         #: whether the org has Identity Threat Protection (None: not asked yet)
         self.itp: Optional[bool] = None
         self.itp_problem = ""
-        self._admins: Optional[set[str]] = None  # see connectors.okta_listing
+        self._admins: Optional[AdminSet] = None  # see connectors.okta_listing
         self._admins_at: Optional[datetime] = None
 
     @classmethod

@@ -16,17 +16,21 @@ is kept current from them (a grant adds the user, a revoke reads that user's rol
 change reads the whole set again), so a change sweep costs the log pages and one search per 50 changed
 users. Without a set that covers the cursor (a new connector, or a gap) the set is read in full first.
 An admin role reached only through joining a group that holds it shows at the next full listing.
+
+A listing's admin set and risk map are compact id maps (`connectors.idmap`, Okta's 20-character ids
+packed into 16 bytes); the events a change sweep applies to the admin set are kept beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional
 
 from . import okta_api as api
 from .errors import ValidationError
 from .http import Response
+from .idmap import OKTA_IDS, IdMapBuilder
 from .models import Changes, Identity, RiskLevel, parse_datetime
 from .okta_api import PROVIDER, search_term
 from .partitions import merged
@@ -41,6 +45,27 @@ GROUP_PRIVILEGE_EVENTS = ("group.privilege.grant", "group.privilege.revoke")
 _IDS_PER_SEARCH = 50
 
 
+class AdminSet(Container[str]):
+    """Ids of the users holding an admin role: as read in full (a compact map), then as privilege
+    events changed them (`add`, `discard`, kept in a dict beside it)."""
+
+    def __init__(self, read: Mapping[str, bool]) -> None:
+        self._read = read
+        self._changed: dict[str, bool] = {}
+
+    def __contains__(self, user_id: object) -> bool:
+        if not isinstance(user_id, str):
+            return False
+        changed = self._changed.get(user_id)
+        return user_id in self._read if changed is None else changed
+
+    def add(self, user_id: str) -> None:
+        self._changed[user_id] = True
+
+    def discard(self, user_id: str) -> None:
+        self._changed[user_id] = False
+
+
 class OktaListing:
     """Listing users (cursor or partitioned), their risk from the System Log, and the change feed."""
 
@@ -50,7 +75,7 @@ class OktaListing:
     concurrency: int
     itp: Optional[bool]
     #: ids of users holding an admin role, and since when that set is known (None: not read yet)
-    _admins: Optional[set[str]]
+    _admins: Optional[AdminSet]
     _admins_at: Optional[datetime]
 
     # supplied by the connector
@@ -111,7 +136,12 @@ class OktaListing:
                 yield page
 
     async def _identities(
-        self, users: list[dict], risks: dict[str, str], admins: set[str], *, read_factors: bool = False
+        self,
+        users: list[dict],
+        risks: Mapping[str, str],
+        admins: Container[str],
+        *,
+        read_factors: bool = False,
     ) -> list[Identity]:
         default = "NONE" if self.itp else None
         ids = [str(user.get("id")) for user in users]
@@ -123,11 +153,11 @@ class OktaListing:
             for user, i, f in zip(users, ids, factors)
         ]
 
-    async def _read_admins(self) -> set[str]:
+    async def _read_admins(self) -> AdminSet:
         """Every user holding an admin role (Okta's role assignees, paged by the body's `_links.next`);
         kept as the set the change feed updates."""
         started = datetime.now(timezone.utc)
-        admins: set[str] = set()
+        admins: IdMapBuilder[bool] = IdMapBuilder(codec=OKTA_IDS)
         path, params = "/api/v1/iam/assignees/users", {"limit": MAX_ASSIGNEES}
         current: Optional[dict] = params
         while True:
@@ -135,17 +165,17 @@ class OktaListing:
             value = body.get("value") if isinstance(body, dict) else None
             if not isinstance(value, list):
                 raise api.bad_answer("answered the admin role assignees without a value list", response)
-            admins.update(
-                entry["id"] for entry in value if isinstance(entry, dict) and isinstance(entry.get("id"), str)
-            )
+            for entry in value:
+                if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                    admins.add(entry["id"], True)
             following = api.body_next(body, self.base_url, response)
             if not value or following is None:
                 break
             path, current = following, None
-        self._admins, self._admins_at = admins, started
-        return admins
+        self._admins, self._admins_at = AdminSet(admins.build()), started
+        return self._admins
 
-    async def _risk_map(self) -> dict[str, str]:
+    async def _risk_map(self) -> Mapping[str, str]:
         """User id -> latest Okta risk level in the System Log's retention; probes ITP first if unknown."""
         if self.itp is None:
             body, _ = await self._json("GET", "/api/v1/users", params={"limit": 1})
@@ -154,11 +184,11 @@ class OktaListing:
         if self.itp is False:
             return {}
         since = datetime.now(timezone.utc) - LOG_RETENTION + timedelta(minutes=5)
-        risks: dict[str, str] = {}
+        risks: IdMapBuilder[str] = IdMapBuilder(codec=OKTA_IDS)  # the latest event wins
         async for event in self._log_events(api.iso(since), RISK_EVENTS):
             for user_id, level in api.event_risks(event):
-                risks[user_id] = level
-        return risks
+                risks.add(user_id, level)
+        return risks.build()
 
     async def _log_events(self, since: str, event_types: tuple[str, ...]) -> AsyncIterator[dict]:
         """System Log events of these types since `since` until now, oldest first."""
@@ -277,7 +307,7 @@ class OktaListing:
         identities = await self._identities(users, latest, admins) if users else []
         return Changes(identities, max(newest, api.iso(now - timedelta(minutes=5))))
 
-    async def _current_admins(self, granted: dict[str, bool], *, reread: bool, now: datetime) -> set[str]:
+    async def _current_admins(self, granted: dict[str, bool], *, reread: bool, now: datetime) -> AdminSet:
         """The admin set after these privilege events (read in full when it can't be updated)."""
         if reread or self._admins is None:
             return await self._read_admins()

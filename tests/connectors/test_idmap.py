@@ -1,6 +1,7 @@
 """The compact id maps (`connectors.idmap`): the same answers as a dict built from the same entries, in
-about 17 bytes an entry; and Entra listings built on them, over loopback HTTP against the simulator, with
-users whose ids are not canonical GUIDs among the role holders and the users at risk."""
+about 17 bytes an entry; Entra listings built on them, over loopback HTTP against the simulator, with
+users whose ids are not canonical GUIDs among the role holders and the users at risk; Okta listings'
+admin set and risk map."""
 
 from __future__ import annotations
 
@@ -11,12 +12,18 @@ from collections.abc import AsyncIterator
 from typing import Any, Optional
 
 import pytest
+from support.sim_env import SimEnv, serve_env
 from support.sims import entra_connector
 
 from connectors.entra import EntraConnector
 from connectors.entra_api import NO_RISK, risk_band
-from connectors.idmap import RUN, IdMap, IdMapBuilder, pack, unpack
+from connectors.idmap import GUIDS, OKTA_IDS, RUN, IdMap, IdMapBuilder
+from connectors.okta import OktaConnector
+from connectors.okta_api import risk_band as okta_band
+from connectors.okta_listing import AdminSet
 from standins.entra_state import EntraState
+from standins.okta import STATE as OKTA_STATE
+from standins.okta import create_app as create_okta
 
 NOT_GUIDS = (
     "",
@@ -32,8 +39,8 @@ NOT_GUIDS = (
 )
 
 
-def both(entries: list[tuple[str, Any]], merge: Any = None) -> tuple[IdMap, dict]:
-    builder: IdMapBuilder = IdMapBuilder(merge)
+def both(entries: list[tuple[str, Any]], merge: Any = None, codec: Any = GUIDS) -> tuple[IdMap, dict]:
+    builder: IdMapBuilder = IdMapBuilder(merge, codec)
     expected: dict = {}
     for key, value in entries:
         builder.add(key, value)
@@ -41,10 +48,34 @@ def both(entries: list[tuple[str, Any]], merge: Any = None) -> tuple[IdMap, dict
     return builder.build(), expected
 
 
-def test_pack_takes_canonical_guids_only() -> None:
+def test_guids_pack_canonical_guids_only() -> None:
     guid = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
-    assert pack(guid) == uuid.UUID(guid).int and unpack(uuid.UUID(guid).int) == guid
-    assert [pack(key) for key in NOT_GUIDS] == [None] * len(NOT_GUIDS)
+    assert GUIDS.pack(guid) == uuid.UUID(guid).int and GUIDS.text(uuid.UUID(guid).int) == guid
+    assert [GUIDS.pack(key) for key in NOT_GUIDS] == [None] * len(NOT_GUIDS)
+
+
+def test_okta_ids_pack_twenty_ascii_letters_and_digits_both_ways() -> None:
+    rng = random.Random(13)
+    alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    keys = ["00ub0oNGTSWTBKOLGLNR", "0" * 20, "z" * 20] + [
+        "".join(rng.choices(alnum, k=20)) for _ in range(2000)
+    ]
+    numbers = [OKTA_IDS.pack(key) for key in keys]
+    assert all(n is not None and 0 <= n < 1 << 120 for n in numbers)
+    assert [OKTA_IDS.text(n) for n in numbers if n is not None] == keys and len(set(numbers)) == len(
+        set(keys)
+    )
+    others = [
+        "00u1admin0000000000",
+        "00ub0oNGTSWTBKOLGLNRx",
+        "00ub0oNGTSWTBKOLGLN-",
+        "00ub0oNGTSWTBKOLGLN٣",
+        "",
+    ]
+    assert [OKTA_IDS.pack(key) for key in others] == [None] * len(others)
+    packed, expected = both([(k, n % 3) for n, k in enumerate(keys + others)], codec=OKTA_IDS)
+    assert dict(packed) == expected and packed.nbytes() == 17 * len(keys)
+    assert keys[5].lower() not in packed and keys[5].swapcase() not in packed
 
 
 def test_answers_as_a_dict_does_across_runs_duplicates_and_other_keys() -> None:
@@ -87,11 +118,11 @@ def test_a_merge_sees_the_values_in_the_order_added() -> None:
 
 def test_keys_sharing_their_high_half_are_told_apart() -> None:
     high = 0x6F9619FF8B86D011 << 64
-    keys = [unpack(high | low) for low in (5, 1, 9, 3, 1 << 63)]
+    keys = [GUIDS.text(high | low) for low in (5, 1, 9, 3, 1 << 63)]
     packed, expected = both([(k, n) for n, k in enumerate(keys)])
     assert dict(packed) == expected
-    assert unpack(high | 4) not in packed and unpack(high | 10) not in packed
-    assert unpack(((high >> 64) ^ 1) << 64 | 5) not in packed  # same low half, another high
+    assert GUIDS.text(high | 4) not in packed and GUIDS.text(high | 10) not in packed
+    assert GUIDS.text(((high >> 64) ^ 1) << 64 | 5) not in packed  # same low half, another high
 
 
 def test_codes_widen_with_the_number_of_distinct_values() -> None:
@@ -198,3 +229,41 @@ async def test_changes_since_finds_non_guid_and_guid_users_with_their_roles(
         roles, band = expected(state, index)
         identity = found[state.user_id(index)]
         assert (set(identity.roles), (identity.risk_score, identity.risk_level)) == (roles, band), index
+
+
+# --- Okta: the admin set and the risk map ----------------------------------------------------------------
+def test_an_admin_set_applies_changes_over_what_was_read() -> None:
+    read, _ = both([("00ub0oNGTSWTBKOLGLNR", True), ("00u1admin0000000000", True)], codec=OKTA_IDS)
+    admins = AdminSet(read)
+    assert "00ub0oNGTSWTBKOLGLNR" in admins and "00u1admin0000000000" in admins
+    assert "00ub0oNGTSWTBKOLGLNS" not in admins and 7 not in admins
+    admins.discard("00ub0oNGTSWTBKOLGLNR")
+    admins.add("00ub0oNGTSWTBKOLGLNS")
+    admins.add("odd")
+    assert "00ub0oNGTSWTBKOLGLNR" not in admins and "00ub0oNGTSWTBKOLGLNS" in admins and "odd" in admins
+    admins.add("00ub0oNGTSWTBKOLGLNR")
+    assert "00ub0oNGTSWTBKOLGLNR" in admins
+
+
+async def test_an_okta_listing_keeps_its_admins_and_risk_packed() -> None:
+    async with serve_env(SimEnv, create_okta(identities=2000), OKTA_STATE) as env:
+        state = env.state
+        for index in range(0, 2000, 97):  # risk events, some on admins
+            await env.admin(
+                f"/_admin/users/{state.user_id(index)}/risk", {"riskLevel": ("HIGH", "MEDIUM")[index % 2]}
+            )
+        connector = env.build(
+            OktaConnector, "okta", "okta", {"base_url": env.url, "api_token": "sim-okta-api-token"}
+        )
+        listed = {i.id: i for page in [p async for p in connector.iter_pages()] for i in page}
+        expected_admins = {state.user_id(i) for i in range(state.total) if state.role_types(i)}
+        assert {i for i, identity in listed.items() if identity.privileged} == expected_admins
+        admins = connector._admins
+        assert isinstance(admins, AdminSet) and isinstance(admins._read, IdMap)
+        assert admins._read.nbytes() == 17 * len(expected_admins) > 17 * 20
+        risks = await connector._risk_map()
+        assert isinstance(risks, IdMap) and risks.nbytes() == 17 * len(risks) and len(risks) >= 21
+        for user_id, identity in listed.items():
+            assert (identity.risk_score, identity.risk_level) == okta_band(
+                risks.get(user_id, "NONE"), user_id in expected_admins
+            )
