@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from support.approvals import MemoryDirectory, make_service, open_store
@@ -21,17 +21,22 @@ from support.bot import (
     buttons,
     forged_click,
     okta_bot,
+    pg_store,
+    store_of,
+    sweeps,
     text_of,
     until,
 )
+from support.postgres import PgDatabase
 
 from bot.approvals import State, Status
 from standins.okta_data import OktaState
 
 
 @pytest.fixture
-async def ok(tmp_path) -> AsyncIterator[BotHarness]:
-    async with okta_bot(tmp_path, expiry_seconds=0.05) as built:  # sweeps every 50 ms
+async def ok(tmp_path, server_pg: Optional[PgDatabase]) -> AsyncIterator[BotHarness]:
+    """The bot on Okta, sweeping every 50 ms; on SQLite, then on PostgreSQL (`server_pg`)."""
+    async with okta_bot(tmp_path, expiry_seconds=0.05, **pg_store(server_pg)) as built:
         yield built
 
 
@@ -107,7 +112,7 @@ async def test_disable_for_4h_reverts_once_at_the_due_time(ok: BotHarness) -> No
 
     # a minute before: the server's sweep leaves it alone
     ok.clock.advance(hours=3, minutes=59)
-    await asyncio.sleep(0.3)
+    await sweeps(ok.bot)
     assert state.status(index) == "SUSPENDED" and (user_id, "unsuspend") not in state.actions
 
     # past due: the server's periodic job reverts it, once, and says so in the thread and on the card
@@ -117,7 +122,7 @@ async def test_disable_for_4h_reverts_once_at_the_due_time(ok: BotHarness) -> No
     # the action's result, the reminder 30 minutes before, the revert
     await until(lambda: len(ok.card()["replies"]) == 3)
     await asyncio.gather(*(ok.bot.containment.sweep() for _ in range(3)))  # more sweeps change nothing
-    await asyncio.sleep(0.2)
+    await sweeps(ok.bot)
     assert state.actions.count((user_id, "unsuspend")) == 1
     card = ok.card()
     assert field(card, "Time box").startswith(":leftwards_arrow_with_hook: Reverted")
@@ -147,7 +152,7 @@ async def test_revert_waits_while_the_risk_is_still_high(ok: BotHarness) -> None
     ok.clock.advance(minutes=16)
     await until(lambda: ok.bot.service.containment(request_id).status is State.HELD)
     await until(lambda: len(ok.card()["replies"]) == 2)
-    await asyncio.sleep(0.3)  # more sweeps: still held, told once
+    await sweeps(ok.bot)  # more sweeps: still held, told once
     card = ok.card()
     assert len(card["replies"]) == 2 and state.status(index) == "SUSPENDED"
     assert (user_id, "unsuspend") not in state.actions
@@ -198,11 +203,11 @@ async def test_reminder_30_minutes_before_the_end_then_once(ok: BotHarness) -> N
     _, _, email = pick(ok.extra["okta"], 2)
     _, request_id = await contained(ok, email, "4h")
     ok.clock.advance(hours=3, minutes=29)
-    await asyncio.sleep(0.3)
+    await sweeps(ok.bot)
     assert reminders(ok) == []
     ok.clock.advance(minutes=2)
     await until(lambda: len(reminders(ok)) == 1)
-    await asyncio.sleep(0.3)  # more sweeps: one reminder
+    await sweeps(ok.bot)  # more sweeps: one reminder
     (reminder,) = reminders(ok)
     assert reminder["text"].startswith(f":alarm_clock: <@{REQUESTER}>") and "ends <!date^" in reminder["text"]
     assert [b[0] for b in buttons(reminder)] == [
@@ -223,32 +228,32 @@ async def test_a_short_containment_is_reminded_at_half_time(ok: BotHarness) -> N
     _, _, email = pick(ok.extra["okta"], 3)
     await contained(ok, email, "20m")
     ok.clock.advance(minutes=9)
-    await asyncio.sleep(0.3)
+    await sweeps(ok.bot)
     assert reminders(ok) == []
     ok.clock.advance(minutes=1, seconds=1)
     await until(lambda: len(reminders(ok)) == 1)
 
 
 async def test_a_reminder_cut_off_after_its_claim_is_posted_after_the_lease_as_a_possible_repeat(
-    ok: BotHarness, tmp_path
+    ok: BotHarness, tmp_path, server_pg: Optional[PgDatabase]
 ) -> None:
     _, user_id, email = pick(ok.extra["okta"], 4)
     _, request_id = await contained(ok, email, "4h")
     ok.clock.advance(hours=3, minutes=31)
     # another process on the store claims the reminder and stops before posting it (nothing is awaited
     # between moving the clock and the claim, so the bot's own sweep cannot claim it first)
-    stopped = make_service(open_store(str(tmp_path / "idops.db")), {}, MemoryDirectory({}), ok.clock)
+    stopped = make_service(open_store(store_of(tmp_path, server_pg)), {}, MemoryDirectory({}), ok.clock)
     assert stopped.remind_due() == [request_id]
     stopped.db.close()
-    await asyncio.sleep(0.3)  # sweeps within the lease: it may be being posted, so nothing is posted
+    await sweeps(ok.bot)  # sweeps within the lease: it may be being posted, so nothing is posted
     assert reminders(ok) == []
     assert ok.bot.service.containment(request_id).reminder_state == "sending"  # type: ignore[union-attr]
     ok.clock.advance(minutes=1, seconds=50)
-    await asyncio.sleep(0.3)  # still within the 2-minute lease
+    await sweeps(ok.bot)  # still within the 2-minute lease
     assert reminders(ok) == []
     ok.clock.advance(seconds=11)
     await until(lambda: len(reminders(ok)) == 1)
-    await asyncio.sleep(0.3)  # more sweeps: posted once
+    await sweeps(ok.bot)  # more sweeps: posted once
     (reminder,) = reminders(ok)
     assert reminder["text"].startswith(f":alarm_clock: <@{REQUESTER}>")
     assert "may repeat a reminder" in reminder["text"]
@@ -289,7 +294,7 @@ async def test_extend_takes_four_eyes_and_moves_the_end(ok: BotHarness) -> None:
     assert any(f"<@{APPROVER2}> extended" in t and new_due in t for t in thread(ok))
     # past the old end: still contained; past the new one: reverted
     ok.clock.advance(hours=1, minutes=5)
-    await asyncio.sleep(0.3)
+    await sweeps(ok.bot)
     assert state.status(index) == "SUSPENDED"
     ok.clock.advance(hours=4)
     await until(lambda: state.status(index) == "ACTIVE")
@@ -310,7 +315,7 @@ async def test_make_permanent_takes_four_eyes_and_is_never_reverted(ok: BotHarne
     assert buttons(ok.card()) == []
     await until(lambda: any("made the containment" in t for t in thread(ok)))
     ok.clock.advance(days=31)
-    await asyncio.sleep(0.3)
+    await sweeps(ok.bot)
     assert state.status(index) == "SUSPENDED" and (user_id, "unsuspend") not in state.actions
     # a late click on an old button (e.g. a reminder's) changes nothing
     await forged_click(ok, APPROVER, "containment:extend", f"{request_id}:1h")
@@ -353,12 +358,13 @@ async def test_a_held_revert_is_decided_by_revert_now(ok: BotHarness) -> None:
     assert ok.bot.service.containment(request_id).status is State.REVERTED  # type: ignore[union-attr]
 
 
-async def test_the_reminder_lead_is_configurable(tmp_path) -> None:
-    async with okta_bot(tmp_path, expiry_seconds=0.05, approvals={"remind_minutes_before": 90}) as h:
+async def test_the_reminder_lead_is_configurable(tmp_path, server_pg: Optional[PgDatabase]) -> None:
+    lead = {"remind_minutes_before": 90}
+    async with okta_bot(tmp_path, expiry_seconds=0.05, approvals=lead, **pg_store(server_pg)) as h:
         _, _, email = pick(h.extra["okta"], 8)
         await contained(h, email, "4h")
         h.clock.advance(hours=2, minutes=29)
-        await asyncio.sleep(0.3)
+        await sweeps(h.bot)
         assert reminders(h) == []
         h.clock.advance(minutes=2)
         await until(lambda: len(reminders(h)) == 1)
@@ -475,7 +481,8 @@ async def test_a_revert_waits_while_the_identity_cannot_be_read(ok: BotHarness) 
     async with ok.http.post(f"{ok.extra['okta_url']}/_admin/faults", json=fault) as answer:
         assert answer.status < 300
     ok.clock.advance(minutes=16)
-    await asyncio.sleep(1.0)  # sweeps run; Okta answers 500 to the read before the revert
+    await sweeps(ok.bot)  # Okta answers 500 to the read before the revert
+    assert any(entry[2] == 500 and entry[3] == f"/api/v1/users/{user_id}" for entry in state.log)
     assert ok.bot.service.containment(request_id).status is State.ACTIVE  # type: ignore[union-attr]
     assert state.status(index) == "SUSPENDED" and (user_id, "unsuspend") not in state.actions
     async with ok.http.delete(f"{ok.extra['okta_url']}/_admin/faults") as answer:

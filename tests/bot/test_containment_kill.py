@@ -1,8 +1,8 @@
-"""Kill -9 while a due revert is in flight, then restart: a separate process on the bot's SQLite file
-sweeps a due containment and is killed with SIGKILL while Okta is still working on the unsuspend (Okta
-carries it out anyway); a restarted bot on the same store settles it (read back: done, not sent again),
-reports it once in the card's thread, and a second sweep sends nothing. Run as a script, this file is
-that separate process."""
+"""Kill -9 while a due revert is in flight, then restart: a separate process on the bot's store (SQLite,
+then PostgreSQL) sweeps a due containment and is killed with SIGKILL while Okta is still working on the
+unsuspend (Okta carries it out anyway); a restarted bot on the same store settles it (read back: done,
+not sent again), reports it once in the card's thread, and a second sweep sends nothing. Run as a
+script, this file is that separate process."""
 
 from __future__ import annotations
 
@@ -13,26 +13,40 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from support.approvals import Clock, MemoryDirectory, make_service, open_store
-from support.bot import APPROVER, OKTA_TOKEN, REQUESTER, BotHarness, okta_bot, second_server, until
+from support.bot import (
+    APPROVER,
+    OKTA_TOKEN,
+    REQUESTER,
+    BotHarness,
+    okta_bot,
+    pg_store,
+    second_server,
+    store_of,
+    sweeps,
+    until,
+)
+from support.postgres import PgDatabase
 
 import connectors
 from bot.approvals import State, Status
+from bot.extension import BOT
 from standins.okta_data import OktaState
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
-async def _sweep_when_told(db_path: str, okta_url: str, now: str) -> str:
+async def _sweep_when_told(store_url: str, okta_url: str, now: str) -> str:
     """The process that dies: say "ready", wait for "go", then run the due sweep at clock `now`."""
 
     connector = connectors.build(
         "okta", "okta", {"base_url": okta_url, "api_token": OKTA_TOKEN, "timeout": 30}
     )
     async with connector:
-        db = open_store(db_path)
+        db = open_store(store_url)
         service = make_service(
             db, {"okta": connector}, MemoryDirectory({}), Clock(datetime.fromisoformat(now))
         )
@@ -48,12 +62,15 @@ if __name__ == "__main__":  # the process that dies (PYTHONPATH: tests/ and the 
 
 
 @pytest.fixture
-async def ok(tmp_path) -> AsyncIterator[BotHarness]:
-    async with okta_bot(tmp_path) as built:
+async def ok(tmp_path, server_pg: Optional[PgDatabase]) -> AsyncIterator[BotHarness]:
+    """On SQLite, then on PostgreSQL (`server_pg`)."""
+    async with okta_bot(tmp_path, **pg_store(server_pg)) as built:
         yield built
 
 
-async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHarness, tmp_path) -> None:
+async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(
+    ok: BotHarness, tmp_path, server_pg: Optional[PgDatabase]
+) -> None:
     state: OktaState = ok.extra["okta"]
     index = next(
         i
@@ -84,7 +101,7 @@ async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHa
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
-        str(tmp_path / "idops.db"),
+        store_of(tmp_path, server_pg),
         ok.extra["okta_url"],
         (item.due_at + timedelta(minutes=1)).isoformat(),
         stdin=asyncio.subprocess.PIPE,
@@ -92,18 +109,25 @@ async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHa
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])},
     )
     assert proc.stdout is not None and proc.stdin is not None
-    assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"ready\n"
-    proc.stdin.write(b"go\n")
     try:
-        await until(
-            lambda: (c := service.containment(request_id)) is not None and c.status is State.REVERTING
-        )
-        revert_id = service.containment(request_id).revert_id  # type: ignore[union-attr]
-        assert revert_id
-        await until(lambda: service.get(revert_id).status is Status.EXECUTING)
-    finally:
+        async with asyncio.timeout(120):  # a Python start-up and its imports, slow on a loaded machine
+            ready = await proc.stdout.readline()
+        assert ready == b"ready\n", f"the sweeping process said {ready!r}, not ready"
+        proc.stdin.write(b"go\n")
+        # kill it once its unsuspend is in Okta's hands: the simulator has taken the slow fault (the
+        # request arrived). Not when the store says EXECUTING: that is written before the request is
+        # sent, and a process killed in between never reaches Okta. The simulator runs in this event
+        # loop, so this 20-ms poll always comes before its 3-s answer.
+        await until(lambda: not state.faults, what="Okta received the sweeping process's unsuspend")
         proc.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(proc.wait(), timeout=10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await asyncio.wait_for(proc.wait(), timeout=30)
+    item = service.containment(request_id)
+    assert item is not None and item.status is State.REVERTING and item.revert_id
+    revert_id = item.revert_id
+    assert service.get(revert_id).status is Status.EXECUTING  # cut off with the request in flight
     assert proc.returncode == -signal.SIGKILL
     await until(lambda: state.status(index) == "ACTIVE")  # Okta did it after the process died
     assert state.actions.count((user_id, "unsuspend")) == 1
@@ -111,10 +135,10 @@ async def test_killed_while_a_revert_is_in_flight_reverts_exactly_once(ok: BotHa
     # restart on the same store, its clock past due: start-up settles the cut-off revert by reading
     # Okta, the sweep carries it to the containment and tells the thread, once; nothing is sent again
     ok.clock.advance(hours=2)
-    async with second_server(ok, {"TEST_OKTA_TOKEN": OKTA_TOKEN}):
+    async with second_server(ok, {"TEST_OKTA_TOKEN": OKTA_TOKEN}) as app:
         await until(lambda: service.containment(request_id).status is State.REVERTED)  # type: ignore[union-attr]
         await until(lambda: len(ok.card()["replies"]) == 2)
-        await asyncio.sleep(0.3)  # several more sweeps
+        await sweeps(app[BOT])  # several more sweeps
     revert = service.get(revert_id)
     assert revert.status is Status.EXECUTED and "not sent again" in (revert.result or {})["message"]
     assert state.actions.count((user_id, "unsuspend")) == 1

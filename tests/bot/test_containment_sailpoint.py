@@ -8,25 +8,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Optional
 
 import pytest
-from support.alerts import eventually
-from support.bot import APPROVER, REQUESTER, BotHarness, harness
+from support.bot import APPROVER, REQUESTER, BotHarness, harness, pg_store, sweeps, until
+from support.postgres import PgDatabase
 
 from bot.approvals import State, Status
 from standins.sailpoint import SailPointState
 
 
 @pytest.fixture
-async def sp(tmp_path) -> AsyncIterator[BotHarness]:
-    """The bot with HomeBase and SailPoint; its periodic sweep runs every 50 ms (the clock is fake)."""
-    async with harness(tmp_path, with_sailpoint=True, expiry_seconds=0.05) as built:
+async def sp(tmp_path, server_pg: Optional[PgDatabase]) -> AsyncIterator[BotHarness]:
+    """The bot with HomeBase and SailPoint; its periodic sweep runs every 50 ms (the clock is fake); on
+    SQLite, then on PostgreSQL (`server_pg`)."""
+    async with harness(tmp_path, with_sailpoint=True, expiry_seconds=0.05, **pg_store(server_pg)) as built:
         yield built
-
-
-async def until(check: Any) -> None:
-    await eventually(check, timeout=10.0, what="the containment to change")
 
 
 def low_risk(state: SailPointState, skip: int = 0) -> int:
@@ -79,7 +76,7 @@ async def test_a_time_boxed_disable_on_sailpoint_reverts_by_account_enable(sp: B
     item = sp.bot.service.containment(request_id)
     assert item is not None and item.status is State.ACTIVE and item.undo.value == "enable"
     sp.clock.advance(minutes=59)
-    await asyncio.sleep(0.3)
+    await sweeps(sp.bot)
     assert accounts_disabled(state, index) == [True, True]
     sp.clock.advance(minutes=2)
     await until(lambda: accounts_disabled(state, index) == [False, False])
@@ -105,7 +102,7 @@ async def test_a_revert_of_a_deleted_identity_closes_with_a_clear_outcome(sp: Bo
     sp.clock.advance(hours=1, minutes=1)
     await until(lambda: sp.bot.service.containment(request_id).status is State.GONE)
     await until(lambda: any("no longer exists" in t for t in thread(sp)))
-    await asyncio.sleep(0.3)  # more sweeps: nothing more is read, sent or said
+    await sweeps(sp.bot)  # more sweeps: nothing more is read, sent or said
     item = sp.bot.service.containment(request_id)
     assert item is not None and item.status is State.GONE and item.revert_id is None
     assert tasks(state, "enable") == 0
@@ -130,7 +127,7 @@ async def test_a_reminder_slack_did_not_take_is_posted_by_the_next_sweep_once(sp
     sp.slack.fail_next("chat.postMessage", error="fatal_error")
     sp.clock.advance(hours=3, minutes=31)
     await until(lambda: any(t.startswith(":alarm_clock:") for t in thread(sp)))
-    await asyncio.sleep(0.3)  # more sweeps: no second reminder
+    await sweeps(sp.bot)  # more sweeps: no second reminder
     assert [t for t in thread(sp) if t.startswith(":alarm_clock:")] and (
         len([t for t in thread(sp) if t.startswith(":alarm_clock:")]) == 1
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import re
 import time
@@ -57,6 +58,7 @@ class BotHarness:
     config: Config
     extra: dict[str, Any] = field(default_factory=dict)
     socket_mode: bool = False
+    store_env: dict[str, str] = field(default_factory=dict)  # the store's password variable (PostgreSQL)
 
     @property
     def bot(self) -> Bot:
@@ -329,6 +331,9 @@ async def harness(
             hb_entry = make_config(tmp_path, sim_url).connectors[0].model_dump()
             sections.setdefault("connectors", [hb_entry, *more_connectors])
         config = make_config(tmp_path, sim_url, **sections)
+        # a PostgreSQL store's password variable, which `second_server` passes on too
+        password_env = config.store.password_env
+        store_env = {password_env: (environ or {})[password_env]} if password_env else {}
         connectors: Optional[dict[str, Connector]] = None
         if not pacing:
             unpaced = HomeBaseConnector(
@@ -361,7 +366,9 @@ async def harness(
         url = await stack.enter_async_context(serving(web_app))
         if with_alerts:
             extra["alerts"] = web_app[ALERTS]
-        yield BotHarness(slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode)
+        yield BotHarness(
+            slack, state, sim_url, url, web_app, clock, people, http, config, extra, socket_mode, store_env
+        )
     assert slack.warnings == [], slack.warnings  # every message idops sent had a text fallback
     assert_all_sent_inert(slack)
     assert_scoped(slack)
@@ -378,6 +385,12 @@ def pg_store(database: Optional[PgDatabase]) -> dict[str, Any]:
     }
 
 
+def store_of(tmp_path: Any, database: Optional[PgDatabase]) -> str:
+    """The store a harness with `pg_store(database)` opens, for `open_store` in another connection or
+    process: the database's URL, or the SQLite file in `tmp_path`."""
+    return database.url if database is not None else f"sqlite:///{tmp_path / 'idops.db'}"
+
+
 @contextlib.asynccontextmanager
 async def okta_bot(tmp_path: Any, **options: Any) -> AsyncIterator[BotHarness]:
     """`harness` with an Okta connector named `okta` on its simulator (60 users, rate limits off, API
@@ -386,9 +399,8 @@ async def okta_bot(tmp_path: Any, **options: Any) -> AsyncIterator[BotHarness]:
     sim = okta.create_app(identities=60, rate_limits=False, api_token=OKTA_TOKEN)
     async with serving(sim) as sim_url:
         entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
-        async with harness(
-            tmp_path, connectors=[entry], environ={"TEST_OKTA_TOKEN": OKTA_TOKEN}, **options
-        ) as built:
+        environ = {"TEST_OKTA_TOKEN": OKTA_TOKEN, **options.pop("environ", {})}  # and a store's (pg_store)
+        async with harness(tmp_path, connectors=[entry], environ=environ, **options) as built:
             built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
             yield built
 
@@ -432,12 +444,44 @@ def request_buttons(ref: str) -> set[tuple[str, str]]:
     }
 
 
-async def until(check: Any, timeout: float = 10.0) -> None:
-    """Poll `check` (every 20 ms) until it is true; fail after `timeout` seconds."""
+async def until(check: Any, timeout: float = 30.0, what: str = "") -> None:
+    """Poll `check` (every 20 ms) until it is true; fail after `timeout` seconds, naming the check (`what`,
+    else its source). The ceiling is generous for a loaded machine (a true check returns at once)."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "never happened"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still not true after {timeout:g} s: {what or _described(check)}")
         await asyncio.sleep(0.02)
+
+
+def _described(check: Any) -> str:
+    """The source line of a check (a lambda: what was awaited), else its repr."""
+    try:
+        return inspect.getsource(check).strip()
+    except (OSError, TypeError):  # no source to show (built in, or made at run time): say what it is
+        return repr(check)
+
+
+async def sweeps(bot: Bot, count: int = 3, timeout: float = 30.0) -> None:
+    """Wait until the server's periodic job has run `count` whole containment sweeps that started after
+    this call: "more sweeps change nothing" checked after sweeps that happened, not after a sleep."""
+    done = 0
+    real = bot.containment.sweep
+
+    async def counted() -> list[str]:
+        nonlocal done
+        try:
+            return await real()
+        finally:
+            done += 1
+
+    bot.containment.sweep = counted  # type: ignore[method-assign]
+    try:
+        await until(
+            lambda: done >= count, timeout, f"{count} sweeps by the server (it holds the timers' claim?)"
+        )
+    finally:
+        del bot.containment.sweep  # the class's method again
 
 
 async def forged_click(h: Any, user: str, action_id: str, value: str) -> int:
@@ -477,7 +521,7 @@ async def second_server(
     app = build_web_app(
         h.config,
         slack_secrets(h.slack),
-        environ={"TEST_HLD_KEY": API_KEY, **(environ or {})},
+        environ={"TEST_HLD_KEY": API_KEY, **h.store_env, **(environ or {})},
         extensions=[],
         clock=h.clock,
         expiry_seconds=0.05,
