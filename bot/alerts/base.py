@@ -11,10 +11,14 @@ from typing import Any, Optional, Protocol
 
 from connectors import Connector, Identity
 
+from .. import store_notify
 from ..config import AlertSettings
 from ..store import Store
 from .scope import Scope, pick_channel
 from .transitions import Rules, State
+
+#: the PostgreSQL notification channel an outbox row queued on any replica is announced on
+OUTBOX_NOTIFY = "idops_outbox"
 
 
 def queue(
@@ -25,11 +29,13 @@ def queue(
     payload: Mapping[str, Any],
     now: float,
 ) -> None:
-    """Write one outbox row; the caller holds the transaction that makes it true."""
+    """Write one outbox row; the caller holds the transaction that makes it true. On PostgreSQL every
+    replica's sender is woken when it commits (`OUTBOX_NOTIFY`), whichever holds the channel."""
     db.execute(
         "INSERT INTO alert_outbox (kind, channel, alert_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         [kind, channel, alert_id, json.dumps(dict(payload)), now],
     )
+    store_notify.notify(db, OUTBOX_NOTIFY, channel)
 
 
 class CriticalHook(Protocol):

@@ -14,7 +14,12 @@ quiet change to a folded alert redraws its digest (absorbing the digest's other 
 Replicas: with `claims`, each channel's rows are delivered by the one replica holding the claim
 `outbox:<channel>` (so per-channel order holds across replicas), taken when rows wait there and
 released once none do (the replica that queues the next row, woken in-process, takes it at once;
-the others look every `poll` seconds). A worker starts only under that claim;
+the others look every `poll` seconds). On PostgreSQL every sender also listens (`bot.store_notify`)
+on the channel `queue` notifies when its transaction commits, so a row queued on a replica that does
+not hold its channel wakes the holder at once instead of at its next poll (the poll stays as the
+fallback: a listener whose connection is lost listens again after `relisten` seconds; SQLite polls).
+A worker that drained its channel wakes its own sender after releasing the claim, for a row queued
+on another replica between its last look and the release. A worker starts only under that claim;
 before it starts, `sending` rows of its channel are taken back (only a holder's worker sends, and none
 runs: a dead or cut-off holder left them, and their attempts count makes them uncertain). Every row
 claim and every `sent` write checks the fence in its transaction, and no Slack call starts with less of
@@ -39,11 +44,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.http import SlidingWindowLimiter
 
-from .. import audit, claims
+from .. import audit, claims, store_notify
 from ..claims import Claims, LostClaim
 from ..slack_api import slack_error
 from ..store import Store
 from . import cards, digests
+from .base import OUTBOX_NOTIFY
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +134,10 @@ class Sender:
         # called at "claimed" and "posted" (before the ts is recorded): where the kill tests strike
         self.hook = hook or (lambda point, row: None)
         self._wake = asyncio.Event()
+        #: set while this sender listens for rows queued on other replicas (PostgreSQL only)
+        self.listening = asyncio.Event()
+        self.relisten = min(poll, 5.0)
+        self._listener: Optional[asyncio.Task[None]] = None
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._limiters: dict[str, SlidingWindowLimiter] = {}
         self._task: Optional[asyncio.Task[None]] = None
@@ -150,18 +160,20 @@ class Sender:
         if taken:
             log.info("alert sender: %d deliveries were interrupted; checking Slack before resending", taken)
         self._task = asyncio.create_task(self._run(), name="idops-alert-sender")
+        if self.db.backend == "postgresql":
+            self._listener = asyncio.create_task(self._listen(), name="idops-alert-listener")
 
     def notify(self) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._workers.values()) if t is not None]
+        tasks = [t for t in (self._task, self._listener, *self._workers.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._task = None
+        self._task = self._listener = None
         channels = list(self._workers)
         self._workers.clear()
         if self.claims is None:
@@ -185,6 +197,31 @@ class Sender:
             await asyncio.sleep(0.02)
 
     # --- scheduling ---------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Wake on every row queued on any replica (PostgreSQL's notifications), until stopped."""
+        said = False
+        while True:
+            try:
+                await store_notify.listen(
+                    self.db, OUTBOX_NOTIFY, lambda _channel: self.notify(), self.listening
+                )
+                problem = "the connection closed"
+            except Exception as exc:  # connection refused or lost: the poll still delivers; listen again
+                problem = type(exc).__name__
+            if self.listening.is_set():  # it listened, then lost the connection: say so once more
+                said = False
+                self.listening.clear()
+                self.notify()  # a row queued while the connection was going is looked for now
+            if not said:
+                log.warning(
+                    "alert sender: not listening for rows queued on other replicas (%s); polling every %s s"
+                    " and listening again",
+                    problem,
+                    self.poll,
+                )
+                said = True
+            await asyncio.sleep(self.relisten)
 
     async def _run(self) -> None:
         while True:
@@ -249,8 +286,10 @@ class Sender:
         except LostClaim:
             log.info("alert deliveries to %s stop here: another replica took the channel over", channel)
             return
-        # drained: let the channel go, so whichever replica queues its next row delivers it at once
+        # drained: let the channel go, so whichever replica queues its next row delivers it at once; a
+        # row another replica queued after our last look, while we still held the channel, is seen now
         self.claims.release(_claim(channel))
+        self.notify()
 
     def _enough_lease(self, channel: str) -> None:
         """LostClaim unless the channel's lease outlasts a Slack call started now (its timeout)."""
