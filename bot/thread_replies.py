@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = "idops_reply"
 RETRIES = 1  # a reply Slack refused is sent again by the next sweep, once
 HISTORY_PAGES = 5  # how far (x200 replies) a thread is looked through for an uncertain reply
-KEEP = 30 * 24 * 3600.0  # settled rows are kept this long (for inspection), then pruned
+KEEP = 30 * 24 * 3600.0  # sent rows are kept this long (for inspection and de-duplication), then pruned
+PRUNE_EVERY = 3600.0  # by a sweep, at most this often
 
 
 def client_for(client: AsyncWebClient, lease: float) -> AsyncWebClient:
@@ -75,6 +76,7 @@ class ThreadReplies:
         self.clock = clock
         # called with ("claimed" | "posted", key) before the next step: where the kill tests strike
         self.hook = hook or (lambda point, key: None)
+        self._pruned_at = 0.0
 
     async def post(self, key: str, channel: str, thread_ts: str, message: Mapping[str, Any]) -> bool:
         """Post `message` in the thread unless a reply with `key` was claimed before (by any replica);
@@ -96,7 +98,11 @@ class ThreadReplies:
         """Send again the replies Slack refused (once) and those a stopped replica left claimed for over
         a lease (looked up in the thread first). Returns how many were posted or found posted."""
         now = self.clock()
-        self.db.execute("DELETE FROM thread_replies WHERE status = 'sent' AND created_at < ?", [now - KEEP])
+        if now - self._pruned_at > PRUNE_EVERY:
+            self.db.execute(
+                "DELETE FROM thread_replies WHERE status = 'sent' AND created_at < ?", [now - KEEP]
+            )
+            self._pruned_at = now
         rows = list(
             self.db.query(
                 "SELECT * FROM thread_replies WHERE (status = 'failed' AND attempts <= ?)"

@@ -22,7 +22,7 @@ from support.postgres import PgDatabase
 
 from bot.approvals import Decision, Status
 from bot.extension import BOT
-from bot.thread_replies import EVENT_TYPE, escalation_key, result_key
+from bot.thread_replies import EVENT_TYPE, KEEP, PRUNE_EVERY, escalation_key, result_key
 
 TESTS = Path(__file__).resolve().parents[1]
 LEADS = "S0SECLEADS"
@@ -80,6 +80,14 @@ async def test_two_servers_on_one_store_report_one_outcome_once(
         # a later report of the same attempt and outcome (a third replica, a restart) posts nothing
         await h.bot.flow.report(h.bot.service.get(done.id))
         assert thread_keys(h) == {key: 1}
+        # a sent row is kept for KEEP (its key keeps the reply from being said again), then pruned
+        threads = h.bot.flow.threads
+        threads.clock = lambda: time.time() + KEEP - 60
+        await threads.sweep()
+        assert row(h, key)["status"] == "sent"
+        threads.clock = lambda: time.time() + KEEP + PRUNE_EVERY + 60
+        await threads.sweep()
+        assert h.bot.service.db.count("thread_replies") == 0
 
 
 @pytest.mark.parametrize("point", ["claimed", "posted"])
