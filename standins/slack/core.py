@@ -195,6 +195,11 @@ class SlackCore:
                 return {**copy.deepcopy(message), "channel": channel}
         raise KeyError(f"no message {ts} in {channel}")
 
+    def response_url_uses(self, url: str) -> int:
+        """How often the bot posted to a response_url handed out with a command or click."""
+        target = self._response_urls.get(url.rsplit("/", 1)[-1])
+        return target.uses if target is not None else 0
+
     def ephemerals(self, user: str) -> list[dict[str, Any]]:
         """Messages sent to `user` with chat.postEphemeral."""
         return [copy.deepcopy(m) for m in self._state.ephemeral[user] if m["source"] == "chat.postEphemeral"]

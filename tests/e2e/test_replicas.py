@@ -34,7 +34,7 @@ from support.postgres import PgDatabase
 from bot import audit
 from bot.store import Store, connect
 from standins import homebase, okta, serving
-from standins.slack import FakeSlack, SlackUser
+from standins.slack import SOCKET_MODE, FakeSlack, SlackUser
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS, APPROVALS, COMMANDS = "C0ALERTS", "C0APPROVALS", "C0SECOPS"
@@ -80,20 +80,25 @@ timeout = 5
 
 
 class Replica:
-    """One `idops serve` process; `restart` starts a new one (a new holder) in its place."""
+    """One `idops serve` process; `restart` starts a new one (a new holder) in its place. Given the
+    Slack stand-in, it runs `--socket-mode` and `connection` is the number of the connection it opened."""
 
-    def __init__(self, number: int, config: Path, env: dict[str, str], logs: Path) -> None:
+    def __init__(
+        self, number: int, config: Path, env: dict[str, str], logs: Path, socket: Optional[FakeSlack] = None
+    ) -> None:
         self.number = number
         self.config = config
         self.env = env
         self.logs = logs
+        self.socket = socket
         self.runs = 0
         self.proc: Optional[asyncio.subprocess.Process] = None
         self.url = ""
+        self.connection = 0
 
     @property
     def events(self) -> str:
-        return self.url + "/slack/events"
+        return SOCKET_MODE if self.socket is not None else self.url + "/slack/events"
 
     @property
     def log(self) -> Path:
@@ -101,9 +106,12 @@ class Replica:
 
     async def start(self) -> None:
         self.runs += 1
+        mode = ("--socket-mode",) if self.socket is not None else ()
+        before = set(self.socket.socket_connections) if self.socket is not None else set()
         with self.log.open("wb") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *(sys.executable, "-m", "bot.cli", "serve", "--config", str(self.config), "--port", "0"),
+                *mode,
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,
@@ -116,6 +124,8 @@ class Replica:
         )
         assert isinstance(found, re.Match), self.log.read_text(errors="replace")[-3000:]
         self.url = found.group(1)
+        if self.socket is not None:  # connected before it listens: its connection is the new one
+            (self.connection,) = set(self.socket.socket_connections) - before
 
     def _exited(self) -> bool:
         return self.proc is not None and self.proc.returncode is not None
@@ -194,9 +204,12 @@ async def click(slack: FakeSlack, replica: Replica, user: str, card: dict[str, A
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path: Path, trials: int, pg: Optional[PgDatabase] = None) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp_path: Path, trials: int, pg: Optional[PgDatabase] = None, *, socket_mode: bool = False
+) -> AsyncIterator[Cluster]:
     """The simulators (people enough for `trials`), the Slack stand-in and three replicas, on one
-    PostgreSQL database (`pg`) or one SQLite file."""
+    PostgreSQL database (`pg`) or one SQLite file; over HTTP, or each with its own Socket Mode
+    connection (started one after the other, so each one's connection is known)."""
     sim_app = homebase.create_app(identities=100 + 4 * trials, rate_limits=False, api_keys=(API_KEY,))
     okta_app = okta.create_app(identities=100 + 4 * trials, rate_limits=False, api_token=OKTA_TOKEN)
     users = [
@@ -234,16 +247,22 @@ async def cluster(tmp_path: Path, trials: int, pg: Optional[PgDatabase] = None) 
             "PYTHONPATH": str(ROOT),
             "SLACK_BOT_TOKEN": slack.bot_token,
             "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_APP_TOKEN": slack.app_token,
             "SLACK_API_URL": slack.api_url,
             "TEST_HLD_KEY": API_KEY,
             "TEST_OKTA_TOKEN": OKTA_TOKEN,
             "TEST_PG_PASSWORD": pg.password if pg is not None else "",
         }
-        replicas = [Replica(n, config, env, logs) for n in range(3)]
+        socket = slack if socket_mode else None
+        replicas = [Replica(n, config, env, logs, socket) for n in range(3)]
         store: Optional[Store] = None
         try:
             await replicas[0].start()  # creates the store; the others open it migrated
-            await asyncio.gather(*(r.start() for r in replicas[1:]))
+            if socket_mode:
+                for replica in replicas[1:]:
+                    await replica.start()
+            else:
+                await asyncio.gather(*(r.start() for r in replicas[1:]))
             store = connect(url)
             yield Cluster(slack, sim_app[homebase.STATE], okta_app[okta.STATE], store, replicas)
         finally:
