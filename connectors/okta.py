@@ -11,7 +11,8 @@ Mapping to `Identity`:
   Okta's levels map onto idops's bands by this rule: NONE → low (score 0), LOW → low (20),
   MEDIUM → medium (50), HIGH → high (75), and HIGH on a privileged user → critical (100). HIGH is
   never below `high`. An org without ITP answers 401/403/404 on `/risk`: risk is then unknown (None)
-  for every user, said once in the log and in `check`, and no risk alert can fire.
+  for every user, said once in the log and in `check`, and no risk alert can fire. A 403 for a token
+  without the scope (`WWW-Authenticate: ... error="insufficient_scope"`) is an error, never that.
 * privileged: any admin role assignment. A single user's roles are read (`GET /api/v1/users/{id}/roles`,
   their labels become `roles`); listings and the change feed read Okta's list of users holding admin
   roles instead (`GET /api/v1/iam/assignees/users`), so every listed user's `privileged` is known

@@ -256,6 +256,13 @@ def map_error(response: Response) -> ConnectorError:
     cls: type[ConnectorError] = error_class_for_status(response.status)
     if response.status == 401:
         text += "; check the API token or the OAuth client"
+    scope = missing_scope(response)
+    if scope is not None:
+        code = INSUFFICIENT_SCOPE
+        text += (
+            f"; the service app's token lacks the scope {short(scope, 100) or 'this call needs'}:"
+            " grant it on the app's Okta API Scopes tab (and list it in `scopes` if you set them)"
+        )
     kwargs: dict[str, Any] = {
         "provider": PROVIDER,
         "request_id": request_id(response, body),
@@ -267,8 +274,27 @@ def map_error(response: Response) -> ConnectorError:
     return cls(text, **kwargs)
 
 
+#: the `code` of an error for a token without the scope the call needs (never "no such feature")
+INSUFFICIENT_SCOPE = "insufficient_scope"
+_AUTH_PARAM = re.compile(r'([A-Za-z_]+)="([^"]*)"')
+
+
+def missing_scope(response: Response) -> Optional[str]:
+    """The scope a 403 says the access token lacks ("" when it names none), or None for any other
+    answer. Okta refuses a token without the scope an endpoint needs with 403 and
+    `WWW-Authenticate: Bearer ..., scope="okta.x.read", error="insufficient_scope", ...`."""
+    header = response.header("WWW-Authenticate") or ""
+    if response.status != 403 or not header.startswith("Bearer"):
+        return None
+    params = dict(_AUTH_PARAM.findall(header))
+    return params.get("scope", "") if params.get("error") == INSUFFICIENT_SCOPE else None
+
+
 def is_missing_feature(exc: ConnectorError) -> bool:
-    """An answer that means "this org has no such feature" on an endpoint we reached before."""
+    """An answer that means "this org has no such feature" on an endpoint we reached before; a token
+    missing a scope is a setup error to fix, never that."""
+    if exc.code == INSUFFICIENT_SCOPE:
+        return False
     return isinstance(exc, (AuthenticationError, PermissionDeniedError, NotFoundError))
 
 

@@ -48,6 +48,17 @@ def _oauth_error(status: int, code: str, description: str) -> web.Response:
     return web.json_response({"error": code, "error_description": description}, status=status)
 
 
+def _insufficient_scope(request: web.Request, scope: str) -> str:
+    """Okta's challenge for a token without the scope an endpoint needs (Okta support: "insufficient_scope
+    Error when Making a Request to an OAuth or Management Endpoint")."""
+    org = f"{request.scheme}://{request.host}"
+    return (
+        f'Bearer authorization_uri="{org}/oauth2/v1/authorize", realm="{org}", scope="{scope}",'
+        ' error="insufficient_scope", error_description="The access token provided does not contain'
+        f' the required scopes.", resource="{request.path}"'
+    )
+
+
 def invalid_token() -> web.Response:
     """Okta's 401 for an unknown, expired or malformed token (E0000011)."""
     text = error(401, "E0000011", "Invalid token provided")
@@ -76,7 +87,7 @@ def authenticate(request: web.Request, state: Any) -> Optional[web.Response]:
             text=text,
             status=403,
             content_type="application/json",
-            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            headers={"WWW-Authenticate": _insufficient_scope(request, scope)},
         )
     return None
 

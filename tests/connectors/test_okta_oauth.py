@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from connectors.okta import OktaConnector
 from connectors.okta_oauth import SCOPES
 from standins import serving
 from standins.okta import STATE, create_app
-from standins.okta_auth import OAuthApp
+from standins.okta_auth import GRANTABLE, OAuthApp
 from standins.okta_data import OktaState
 
 CLIENT_ID = "0oasimserviceapp0001"
@@ -90,8 +91,12 @@ async def test_scopes_not_granted(env: Env) -> None:
         with pytest.raises(AuthenticationError, match="invalid_scope"):
             await connector.get_identity(env.state.user_id(3))
     async with env.connector(scopes="okta.users.read") as connector:
-        # privilege decides approvals: a user whose roles can't be read is an error, never "not privileged"
-        with pytest.raises(PermissionDeniedError, match=r"/roles failed with HTTP 403.*E0000006"):
+        # privilege decides approvals: a user whose roles (or risk) can't be read is an error, never
+        # "not privileged" (nor "no risk"); the answer names the scope the token lacks
+        lacks = (
+            r"HTTP 403.*\[E0000006\]; the service app's token lacks the scope okta\.(roles|userRisk)\.read"
+        )
+        with pytest.raises(PermissionDeniedError, match=lacks):
             await connector.get_identity(env.state.user_id(3))
         result = await connector.check()
         with pytest.raises(PermissionDeniedError, match="E0000006"):
@@ -99,7 +104,41 @@ async def test_scopes_not_granted(env: Env) -> None:
         # nor is a listing that can't read the admin role assignees (okta.roles.read)
         with pytest.raises(PermissionDeniedError, match=r"/iam/assignees/users failed with HTTP 403"):
             [identity async for identity in connector.list_identities()]
-    assert not result.ok and "/roles" in result.message
+    assert not result.ok and "/risk" in result.message and "okta.userRisk.read" in result.message
+
+
+NO_RISK_READ = tuple(scope for scope in GRANTABLE if scope != "okta.userRisk.read")
+
+
+@pytest.mark.parametrize("env", [NO_RISK_READ], indirect=True)
+async def test_a_token_without_the_risk_scope_is_named_never_taken_for_no_itp(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="connectors.okta"):
+        async with env.connector(scopes=" ".join(NO_RISK_READ)) as connector:
+            with pytest.raises(
+                PermissionDeniedError, match=r"lacks the scope okta\.userRisk\.read"
+            ) as refused:
+                await connector.get_identity(env.state.user_id(3))
+            result = await connector.check()
+            assert connector.itp is not False  # risk is not "unknown for every user": it can't be read
+    assert refused.value.code == "insufficient_scope" and refused.value.status == 403
+    assert "Okta API Scopes" in str(refused.value)
+    assert not result.ok and "okta.userRisk.read" in result.message
+    assert "Identity Threat Protection" not in result.message
+    assert not [r for r in caplog.records if "Identity Threat Protection" in r.getMessage()]
+
+
+async def test_an_org_without_itp_still_reads_as_one_over_oauth(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(identities=20, itp=False, oauth=OAuthApp(CLIENT_ID, PUBLIC, token_ttl=3600))
+    async with serving(app) as url:
+        with caplog.at_level(logging.WARNING, logger="connectors.okta"):
+            async with Env(app[STATE], url).connector() as connector:
+                one = await connector.get_identity(app[STATE].user_id(3))
+                result = await connector.check()
+    assert one.risk_level is None and connector.itp is False
+    assert result.ok and "no Identity Threat Protection (HTTP 401 E0000015" in result.message
+    assert len([r for r in caplog.records if "Identity Threat Protection" in r.getMessage()]) == 1
 
 
 def test_bad_oauth_settings_and_pyjwt_only_in_that_mode() -> None:

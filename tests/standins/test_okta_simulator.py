@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 
 from standins import serving
 from standins.okta import STATE, create_app
+from standins.okta_auth import OAuthApp
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO.parent / "shared" / "specs" / "okta-management-users.openapi.yaml"
@@ -206,3 +208,22 @@ def test_cli_prints_a_generated_token() -> None:
     assert lines[1].startswith("OKTA_BASE_URL=http://127.0.0.1:")
     assert lines[2].startswith("OKTA_API_TOKEN=00") and len(lines[2].strip()) > 30
     assert lines[3] == "export OKTA_BASE_URL OKTA_API_TOKEN\n"
+
+
+async def test_a_token_without_a_scope_is_refused_as_okta_words_it() -> None:
+    """403 E0000006 with `WWW-Authenticate: Bearer ..., error="insufficient_scope"` naming the scope (as
+    Okta's support article shows it), where an org without ITP answers /risk with 401 E0000015."""
+    app = create_app(identities=5, oauth=OAuthApp("0oasim", "unused", token_ttl=60))
+    app[STATE].oauth_tokens["scoped"] = (time.monotonic() + 60, frozenset({"okta.users.read"}))
+    user_id = app[STATE].user_id(1)
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        headers = {"Authorization": "Bearer scoped", "Accept": "application/json"}
+        async with session.get(f"{url}/api/v1/users/{user_id}", headers=headers) as answer:
+            assert answer.status == 200
+        async with session.get(f"{url}/api/v1/users/{user_id}/risk", headers=headers) as answer:
+            status, body, challenge = answer.status, await answer.json(), answer.headers["WWW-Authenticate"]
+    assert status == 403 and body["errorCode"] == "E0000006"
+    assert spec_errors("/api/v1/users/{userId}/risk", "get", "403", body) == []
+    assert challenge.startswith(f'Bearer authorization_uri="{url}/oauth2/v1/authorize", realm="{url}"')
+    assert 'scope="okta.userRisk.read", error="insufficient_scope"' in challenge
+    assert challenge.endswith(f'resource="/api/v1/users/{user_id}/risk"')
