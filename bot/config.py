@@ -60,6 +60,7 @@ def _shaped(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+#: ids, not names: the alert sender reads a channel's history by id to find what it already posted
 ChannelId = Annotated[
     str, _shaped(r"[CG][A-Z0-9]{2,30}", "a channel id like C0123ABCD (channel name > Copy link: the C… part)")
 ]

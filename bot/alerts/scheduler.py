@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,8 +42,6 @@ from .sender import Sender
 log = logging.getLogger(__name__)
 
 MAX_JITTER = 30.0
-CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
-GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
 
 
 @dataclass(frozen=True)
@@ -274,16 +271,6 @@ def install(
     for name in settings.tenants:
         if name not in bot.connectors:
             raise ConfigError(f"[alerts] tenants: no connector named '{name}'")
-    # ids, not names: the sender reads channel history by id to find what it already posted
-    channels = [("[slack] alert_channel", config.slack.alert_channel)]
-    channels += [(f"[alerts] routes[{n}].channel", route.channel) for n, route in enumerate(settings.routes)]
-    for key, channel in channels:
-        if not CHANNEL_ID.fullmatch(channel):
-            raise ConfigError(f"{key} must be a channel id like C0123ABCD (got {channel!r})")
-    if settings.mention is not None and not GROUP_ID.fullmatch(settings.mention):
-        raise ConfigError(
-            f"[alerts] mention must be a Slack user group id like S0ONCALL (got {settings.mention!r})"
-        )
     hooks = webhooks.from_config(config.webhooks, environ)
     db = bot.service.db
     claims = bot.service.claims or Claims(db)
