@@ -10,43 +10,32 @@ from typing import Any
 
 import pytest
 from support.alerts import action_ids, all_text, eventually
-from support.bot import ALERT_CHANNEL, APPROVER, REQUESTER, BotHarness, harness
+from support.bot import (
+    ALERT_CHANNEL,
+    APPROVER,
+    REQUESTER,
+    BotHarness,
+    entra_provider,
+    harness_with,
+    okta_provider,
+)
 
 from bot.alerts.detector import Scope
 from bot.approvals import Status
 from connectors import Action
-from standins import entra, homebase, okta, serving
-
-TOKEN = "00okta-verdicts-test-token"
+from standins import homebase
 
 
 @pytest.fixture
 async def h(tmp_path) -> AsyncIterator[BotHarness]:
-    sim = okta.create_app(identities=60, rate_limits=False, api_token=TOKEN)
-    graph = entra.create_app(users=60)
-    graph_state = graph[entra.STATE]
-    async with serving(sim) as sim_url, serving(graph) as graph_url:
-        entries = [
-            {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"},
-            {
-                "name": "entra",
-                "kind": "entra",
-                "tenant_id": graph_state.tenant_id,
-                "client_id": graph_state.client_id,
-                "client_secret_env": "TEST_ENTRA_SECRET",
-                "authority_url": graph_url,
-                "graph_url": graph_url,
-            },
-        ]
-        async with harness(
-            tmp_path,
-            with_alerts=True,
-            more_connectors=entries,
-            environ={"TEST_OKTA_TOKEN": TOKEN, "TEST_ENTRA_SECRET": graph_state.client_secret},
-            alerts={"poll_seconds": 3600},
-        ) as built:
-            built.extra.update(okta=sim[okta.STATE], okta_url=sim_url, entra=graph_state, entra_url=graph_url)
-            yield built
+    async with (
+        okta_provider() as in_okta,
+        entra_provider(sim={"users": 60}) as in_entra,
+        harness_with(
+            tmp_path, in_okta, in_entra, with_homebase=True, with_alerts=True, alerts={"poll_seconds": 3600}
+        ) as built,
+    ):
+        yield built
 
 
 def alert_cards(h: BotHarness) -> list[dict[str, Any]]:

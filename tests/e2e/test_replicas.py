@@ -20,24 +20,23 @@ import random
 import re
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
 import pytest
-from support.alerts import eventually
+from support.alerts import ALERTS, eventually, payload, posted
 from support.approvals import API_KEY
 from support.postgres import PgDatabase
 
-from bot import audit
+from bot import audit, thread_replies
 from bot.store import Store, connect
 from standins import homebase, okta, serving
 from standins.slack import SOCKET_MODE, FakeSlack, SlackUser
 
 ROOT = Path(__file__).resolve().parents[2]
-ALERTS, APPROVALS, COMMANDS = "C0ALERTS", "C0APPROVALS", "C0SECOPS"
+APPROVALS, COMMANDS = "C0APPROVALS", "C0SECOPS"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"  # requester; two approvers
 OKTA_TOKEN = "00okta-replicas-token"  # the simulator's made-up token
 LISTENING = re.compile(r"idops listening on (http://\S+)")
@@ -169,7 +168,7 @@ class Cluster:
 
     def card_of(self, request_id: str) -> Optional[dict[str, Any]]:
         for message in self.slack.messages(APPROVALS):
-            if (message.get("metadata") or {}).get("event_payload", {}).get("request_id") == request_id:
+            if payload(message, "idops_approval").get("request_id") == request_id:
                 return message
         return None
 
@@ -271,10 +270,6 @@ async def cluster(
                 store.close()
 
 
-def _payload(message: dict[str, Any]) -> dict[str, Any]:
-    return (message.get("metadata") or {}).get("event_payload") or {}
-
-
 async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     rng = random.Random(seed)
     sim = c.sim
@@ -360,9 +355,7 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
         busy = c.query("SELECT count(*) FROM approvals WHERE status IN ('approved', 'executing')")[0][0]
         expired_sql = f"SELECT count(*) FROM approvals WHERE status = 'expired' AND id IN ({marks})"  # noqa: S608
         expired = c.query(expired_sql, tuple(due))
-        cards = {
-            _payload(m).get("alert_id") for m in c.slack.messages(ALERTS) if _payload(m).get("part") == "card"
-        }
+        cards = {payload(m).get("alert_id") for m in posted(c.slack, "card")}
         alerted = c.query("SELECT identity_id, id FROM alerts")
         reverted = c.query("SELECT count(*) FROM containments WHERE status = 'reverted'")[0][0]
         half_sent = c.query("SELECT count(*) FROM thread_replies WHERE status != 'sent'")[0][0]
@@ -383,11 +376,11 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     # Slack: every alert message exactly once (cards per alert; notices and replies per delivery)
     top = c.slack.messages(ALERTS)
     keys = collections.Counter(
-        (_payload(m).get("alert_id"), _payload(m).get("part"), _payload(m).get("delivery")) for m in top
+        (payload(m).get("alert_id"), payload(m).get("part"), payload(m).get("delivery")) for m in top
     )
     assert [key for key, count in keys.items() if count > 1] == []
     replies = collections.Counter(
-        (_payload(r).get("alert_id"), _payload(r).get("delivery")) for m in top for r in m["replies"]
+        (payload(r).get("alert_id"), payload(r).get("delivery")) for m in top for r in m["replies"]
     )
     assert [key for key, count in replies.items() if count > 1] == []
     per_identity = collections.Counter(
@@ -402,10 +395,10 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     # Slack: every approval thread reply (outcomes, reverts) exactly once: each claimed reply is in its
     # thread once (a kill between claim and record is taken over and looked up), and none is extra
     thread = collections.Counter(
-        _payload(r).get("key")
+        payload(r, thread_replies.EVENT_TYPE).get("key")
         for m in c.slack.messages(APPROVALS)
         for r in m["replies"]
-        if _payload(r).get("key")
+        if payload(r, thread_replies.EVENT_TYPE).get("key")
     )
     assert [key for key, count in thread.items() if count > 1] == []
     claimed = {key for (key,) in c.query("SELECT key FROM thread_replies")}
@@ -465,13 +458,12 @@ async def take_over(c: Cluster) -> None:
     swept = c.query("SELECT last_started_at FROM alert_sweeps WHERE scope = 'homebase'")[0][0]
     await holder.kill()
     others = [r for r in c.replicas if r is not holder]
-    deadline = time.monotonic() + 30  # a lease (3 s) and a wake-up (1 s), on a loaded machine
-    while True:
-        held = [r for r in others if "homebase" in (await healthz(r))["alerts"]["scopes"]]
-        if held:
-            break
-        assert time.monotonic() < deadline, "no replica took over the dead one's sweep"
-        await asyncio.sleep(0.2)
+
+    async def holding() -> list[Replica]:
+        return [r for r in others if "homebase" in (await healthz(r))["alerts"]["scopes"]]
+
+    # a lease (3 s) and a wake-up (1 s), on a loaded machine
+    held = await eventually(holding, 30, "a replica to take over the dead one's sweep", every=0.2)
     assert len(held) == 1
     await eventually(
         lambda: c.query("SELECT last_started_at FROM alert_sweeps WHERE scope = 'homebase'")[0][0] > swept,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -139,21 +140,27 @@ class Alerts:
         return result
 
     def cards(self, channel: str = ALERTS) -> list[dict[str, Any]]:
-        """Alert cards in a channel (top-level messages carrying the card metadata), oldest first."""
-        return [m for m in self.slack.messages(channel) if _part(m) == "card"]
+        return posted(self.slack, "card", channel)
 
     def notices(self, channel: str = ALERTS) -> list[dict[str, Any]]:
-        return [m for m in self.slack.messages(channel) if _part(m) == "notice"]
+        return posted(self.slack, "notice", channel)
 
     def outbox(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM alert_outbox ORDER BY id"))
 
 
-def _part(message: dict[str, Any]) -> Optional[str]:
+def payload(message: dict[str, Any], event_type: str = "idops_alert") -> dict[str, Any]:
+    """The metadata idops put on a message of `event_type` (an alert's: alert id, part, delivery); {} for
+    any other message."""
     metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != "idops_alert":
-        return None
-    return (metadata.get("event_payload") or {}).get("part")
+    if metadata.get("event_type") != event_type:
+        return {}
+    return metadata.get("event_payload") or {}
+
+
+def posted(slack: FakeSlack, part: str, channel: str = ALERTS) -> list[dict[str, Any]]:
+    """The top-level alert messages of one `part` (card, notice, digest) in a channel, oldest first."""
+    return [m for m in slack.messages(channel) if payload(m).get("part") == part]
 
 
 def action_ids(message: dict[str, Any]) -> list[str]:
@@ -238,16 +245,21 @@ async def running(
         assert_scoped(slack)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+async def eventually(
+    check: Callable[[], Any], timeout: float = 5.0, what: str = "condition", every: float = 0.02
+) -> Any:
+    """Poll `check` (a function, or a coroutine function) `every` so many seconds until it returns
+    something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(every)
 
 
 # --- the whole server ---------------------------------------------------------------------------
@@ -301,10 +313,10 @@ class Served:
         return reply
 
     def cards(self, channel: str = ALERTS) -> list[dict[str, Any]]:
-        return [m for m in self.slack.messages(channel) if _part(m) == "card"]
+        return posted(self.slack, "card", channel)
 
     def notices(self, channel: str = ALERTS) -> list[dict[str, Any]]:
-        return [m for m in self.slack.messages(channel) if _part(m) == "notice"]
+        return posted(self.slack, "notice", channel)
 
     def hb_low(self, skip: int = 0, privileged: Optional[bool] = None) -> int:
         found = [

@@ -391,31 +391,33 @@ def store_of(tmp_path: Any, database: Optional[PgDatabase]) -> str:
     return database.url if database is not None else f"sqlite:///{tmp_path / 'idops.db'}"
 
 
+@dataclass
+class Provider:
+    """A provider's simulator on loopback as the bot sees it: its `[[connectors]]` entry, the environment
+    that entry reads, and what a test finds in `BotHarness.extra`."""
+
+    entry: dict[str, Any]
+    environ: dict[str, str]
+    extra: dict[str, Any]
+
+
 @contextlib.asynccontextmanager
-async def okta_bot(tmp_path: Any, **options: Any) -> AsyncIterator[BotHarness]:
-    """`harness` with an Okta connector named `okta` on its simulator (60 users, rate limits off, API
-    token `OKTA_TOKEN`); `extra["okta"]` is its state, `extra["okta_url"]` its address; `options` go
-    to `harness`."""
+async def okta_provider() -> AsyncIterator[Provider]:
+    """The Okta simulator (60 users, rate limits off, API token `OKTA_TOKEN`) as connector `okta`;
+    `extra["okta"]` is its state, `extra["okta_url"]` its address."""
     sim = okta.create_app(identities=60, rate_limits=False, api_token=OKTA_TOKEN)
-    async with serving(sim) as sim_url:
-        entry = {"name": "okta", "kind": "okta", "base_url": sim_url, "api_token_env": "TEST_OKTA_TOKEN"}
-        environ = {"TEST_OKTA_TOKEN": OKTA_TOKEN, **options.pop("environ", {})}  # and a store's (pg_store)
-        async with harness(tmp_path, connectors=[entry], environ=environ, **options) as built:
-            built.extra.update(okta=sim[okta.STATE], okta_url=sim_url)
-            yield built
+    async with serving(sim) as url:
+        entry = {"name": "okta", "kind": "okta", "base_url": url, "api_token_env": "TEST_OKTA_TOKEN"}
+        yield Provider(entry, {"TEST_OKTA_TOKEN": OKTA_TOKEN}, {"okta": sim[okta.STATE], "okta_url": url})
 
 
 @contextlib.asynccontextmanager
-async def entra_bot(
-    tmp_path: Any,
-    *,
-    sim: Optional[dict[str, Any]] = None,
-    entry: Optional[dict[str, Any]] = None,
-    **options: Any,
-) -> AsyncIterator[BotHarness]:
-    """`harness` with an Entra ID connector named `entra` on its Graph simulator (`sim`: its `create_app`
-    arguments, 120 users by default; `entry`: settings added to the connector's); `extra["entra"]` is its
-    state; `options` go to `harness`."""
+async def entra_provider(
+    sim: Optional[dict[str, Any]] = None, entry: Optional[dict[str, Any]] = None
+) -> AsyncIterator[Provider]:
+    """The Graph simulator as connector `entra` (`sim`: its `create_app` arguments, 120 users by default;
+    `entry`: settings added to the connector's); `extra["entra"]` is its state, `extra["entra_url"]` its
+    address."""
     app = entra.create_app(**{"users": 120, **(sim or {})})
     state = app[entra.STATE]
     async with serving(app) as url:
@@ -429,10 +431,46 @@ async def entra_bot(
             "graph_url": url,
             **(entry or {}),
         }
-        environ = {"TEST_ENTRA_SECRET": state.client_secret}
-        async with harness(tmp_path, environ=environ, connectors=[settings], **options) as built:
-            built.extra["entra"] = state
-            yield built
+        yield Provider(
+            settings, {"TEST_ENTRA_SECRET": state.client_secret}, {"entra": state, "entra_url": url}
+        )
+
+
+@contextlib.asynccontextmanager
+async def harness_with(
+    tmp_path: Any, *providers: Provider, with_homebase: bool = False, **options: Any
+) -> AsyncIterator[BotHarness]:
+    """`harness` whose connectors are the `providers` (after HomeBase's with `with_homebase`), their
+    environment given and their `extra` merged; `options` go to `harness`."""
+    entries = [provider.entry for provider in providers]
+    environ = dict(options.pop("environ", None) or {})  # e.g. a PostgreSQL store's (`pg_store`)
+    environ.update(pair for provider in providers for pair in provider.environ.items())
+    sections = {"more_connectors": entries} if with_homebase else {"connectors": entries}
+    async with harness(tmp_path, environ=environ, **sections, **options) as built:
+        for provider in providers:
+            built.extra.update(provider.extra)
+        yield built
+
+
+@contextlib.asynccontextmanager
+async def okta_bot(tmp_path: Any, **options: Any) -> AsyncIterator[BotHarness]:
+    """`harness` with the Okta connector of `okta_provider` alone; `options` go to `harness`."""
+    async with okta_provider() as provider, harness_with(tmp_path, provider, **options) as built:
+        yield built
+
+
+@contextlib.asynccontextmanager
+async def entra_bot(
+    tmp_path: Any,
+    *,
+    sim: Optional[dict[str, Any]] = None,
+    entry: Optional[dict[str, Any]] = None,
+    **options: Any,
+) -> AsyncIterator[BotHarness]:
+    """`harness` with the Entra ID connector of `entra_provider(sim, entry)` alone; `options` go to
+    `harness`."""
+    async with entra_provider(sim, entry) as provider, harness_with(tmp_path, provider, **options) as built:
+        yield built
 
 
 def request_buttons(ref: str) -> set[tuple[str, str]]:
