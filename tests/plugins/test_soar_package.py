@@ -15,6 +15,7 @@ import pytest
 from support.sims import HomeBaseSim
 from support.soar import PACKAGE, ROOT, RUNTIMES, SOAR_DIR, SOAR_PY, require, run_process
 
+import connectors
 from standins import homebase, sailpoint, serving
 
 ACTIONS = {
@@ -48,7 +49,21 @@ def check_manifest(manifest: dict[str, Any]) -> None:
     config = manifest["configuration"]
     for secret in ("api_key", "client_secret", "idops_api_token", "service_account_json"):
         assert config[secret]["data_type"] == "password", secret
-    assert {"homebase", "sailpoint", "google_workspace"} <= set(config["connector_kind"]["value_list"])
+    # the asset's connector fields are settings of some kind (build_from_form drops any other unseen),
+    # and every kind's required settings can be filled in
+    fields = set(config) - {
+        "connector_kind",
+        "connector_name",
+        "idops_url",
+        "idops_api_token",
+        "idops_requested_by",
+    }
+    kinds = connectors.kinds()
+    taken = set().union(*(kind.settings for kind in kinds.values()))
+    assert fields <= taken, f"no kind takes {fields - taken}"
+    required = set().union(*(kind.required_settings for kind in kinds.values()))
+    assert required <= fields, f"no asset field for {required - fields}"
+    assert set(config["connector_kind"]["value_list"]) == set(kinds)
     disable = actions["disable account"]
     assert disable["parameters"]["reason"]["required"] is True
     assert disable["read_only"] is False and actions["get identity"]["read_only"] is True
