@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
 from aiohttp import BasicAuth, web
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,23 +104,29 @@ class _AttributesChanged(BaseModel):
     changes: list[dict[str, Any]] = Field(default_factory=list)
 
 
+Event = TypeVar("Event", bound=BaseModel)
+
+
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
-def _invalid(exc: PydanticValidationError, what: str) -> web.Response:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = "is required" if first["type"] == "missing" else first["msg"]
-    return _error(400, f"{what}: field '{where}' {message}")
-
-
-def _json(body: bytes) -> Any:
+def _parse(body: bytes, model: type[Event], what: str) -> Union[Event, web.Response]:
+    """The body as a `model`, or the 400 naming what is wrong with it (the first wrong field)."""
     try:
-        return json.loads(body.decode("utf-8"))
+        parsed = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         # ValueError: bad JSON or an integer too long to convert; RecursionError: nested too deep
-        return None
+        parsed = None
+    if not isinstance(parsed, dict):
+        return _error(400, "body is not a JSON object")
+    try:
+        return model.model_validate(parsed)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = "is required" if first["type"] == "missing" else first["msg"]
+        return _error(400, f"{what}: field '{where}' {message}")
 
 
 def _header_bytes(value: str) -> bytes:
@@ -167,13 +173,9 @@ def add_routes(app: web.Application, service: AlertService, secrets: WebhookSecr
         if not signature.isascii() or not verify_webhook(secrets.homebase_secret, body, signature):
             log.warning("HomeBase webhook refused: bad signature")
             return _error(401, f"{SIGNATURE_HEADER} does not match the body")
-        parsed = _json(body)
-        if not isinstance(parsed, dict):
-            return _error(400, "body is not a JSON object")
-        try:
-            event = _Envelope.model_validate(parsed)
-        except PydanticValidationError as exc:
-            return _invalid(exc, "HomeBase event")
+        event = _parse(body, _Envelope, "HomeBase event")
+        if isinstance(event, web.Response):
+            return event
         ids = _identity_ids(event)
         if len(ids) > MAX_IDENTITIES:
             return _error(400, f"HomeBase event: more than {MAX_IDENTITIES} identities in one event")
@@ -222,13 +224,9 @@ def add_routes(app: web.Application, service: AlertService, secrets: WebhookSecr
         if refused is not None:
             log.warning("SailPoint trigger refused: %s", json.loads(refused.text or "{}").get("error"))
             return refused
-        parsed = _json(await request.read())
-        if not isinstance(parsed, dict):
-            return _error(400, "body is not a JSON object")
-        try:
-            trigger = _AttributesChanged.model_validate(parsed)
-        except PydanticValidationError as exc:
-            return _invalid(exc, "idn:identity-attributes-changed")
+        trigger = _parse(await request.read(), _AttributesChanged, "idn:identity-attributes-changed")
+        if isinstance(trigger, web.Response):
+            return trigger
         names = connectors_of("sailpoint")
         for name in names:
             service.recheck_soon(name, trigger.identity.id)
