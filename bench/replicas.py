@@ -19,6 +19,9 @@ machine's cores, so more replicas add no CPU here: the figures show what the sha
 what running several processes does on one box, not a cluster's capacity.
 
     .venv/bin/python bench/replicas.py [--requests 200] [--concurrency 16] [--rounds 3]
+
+Stopped early (Ctrl-C, or SIGTERM, which unwinds the same way), it removes what it started: the
+replicas, the Okta simulator, and the cluster with its directory.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -376,6 +380,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kills", type=int, default=5, help="take-overs measured (0: none)")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C (KeyboardInterrupt), so every `with` below stops what it started;
+    # its default, dying on the spot, would leave the PostgreSQL server and the simulator running
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     identities = max(200, args.requests * 2)
     users = targets(identities, args.requests)
     results: dict[Setup, list[Figures]] = {setup: [] for setup in SETUPS}
@@ -425,4 +432,8 @@ def report(results: dict[Setup, list[Figures]]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("bench/replicas.py: stopped; the cluster, the simulator and the replicas are gone", flush=True)
+        sys.exit(130)
