@@ -5,6 +5,7 @@ admin set and risk map."""
 
 from __future__ import annotations
 
+import json
 import random
 import tracemalloc
 import uuid
@@ -14,6 +15,7 @@ from typing import Any, Optional
 import pytest
 from support.sim_env import SimEnv, serve_env
 from support.sims import entra_connector
+from support.soar import ROOT, RUNTIMES, require, run_process
 
 from connectors.entra import EntraConnector
 from connectors.entra_api import NO_RISK, risk_band
@@ -267,3 +269,56 @@ async def test_an_okta_listing_keeps_its_admins_and_risk_packed() -> None:
             assert (identity.risk_score, identity.risk_level) == okta_band(
                 risks.get(user_id, "NONE"), user_id in expected_admins
             )
+
+
+LIST_ON_39 = """
+import asyncio, json, sys
+import connectors
+
+
+async def main():
+    out = {}
+    for kind, config in json.loads(sys.argv[1]).items():
+        async with connectors.build(kind, kind, config) as connector:
+            rows = [[i.id, i.privileged, i.risk_score] async for i in connector.list_identities()]
+            out[kind] = sorted(rows)
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+"""
+
+
+async def test_entra_and_okta_listings_agree_on_python_3_9(odd: tuple[EntraState, EntraConnector]) -> None:
+    python = require(RUNTIMES / "3.9" / "bin" / "python", "soar")
+    state, entra = odd
+    async with serve_env(SimEnv, create_okta(identities=800), OKTA_STATE) as env:
+        okta = env.build(
+            OktaConnector, "okta", "okta", {"base_url": env.url, "api_token": "sim-okta-api-token"}
+        )
+        here: dict[str, list[list]] = {}
+        for kind, connector in (("entra", entra), ("okta", okta)):
+            here[kind] = sorted(
+                [[i.id, i.privileged, i.risk_score] async for i in connector.list_identities()]
+            )
+        configs = {
+            "entra": {
+                "tenant_id": state.tenant_id,
+                "client_id": state.client_id,
+                "client_secret": state.client_secret,
+                "authority_url": entra.graph_url,
+                "graph_url": entra.graph_url,
+            },
+            "okta": {"base_url": env.url, "api_token": "sim-okta-api-token"},
+        }
+        code, out, err = await run_process(
+            str(python),
+            "-c",
+            LIST_ON_39,
+            json.dumps(configs),
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        )
+    assert code == 0, err
+    assert json.loads(out) == here
+    assert sum(bool(p) for _, p, _ in here["entra"]) > 50 and sum(bool(p) for _, p, _ in here["okta"]) > 20
