@@ -14,7 +14,7 @@ Rules:
   once in a table, and each entry holds its index there in an `array` of 1, 2 or 4 bytes (the smallest
   that fits the table).
 - Built once through `IdMapBuilder`: `add` buffers entries, sorting each 1,024 into a run; `build` merges
-  the runs (the only moment both the runs and the result exist: about 40 bytes an entry) and returns the
+  the runs (the only moment both the runs and the result exist: about 34 bytes an entry) and returns the
   `IdMap`. A key added again keeps `merge(old, new)` (default: the new value), in the order added.
 - An `IdMap` is a read-only `Mapping`; iteration gives the packed keys (in number order) then the others.
 """
@@ -74,9 +74,11 @@ GUIDS = Codec(
 OKTA_IDS = Codec(re.compile(r"[0-9A-Za-z]{20}\Z"), lambda key: int(key.translate(_TO_OCTAL), 8), _okta_text)
 
 
-def _typecode(distinct: int) -> str:
-    """The smallest unsigned array type that holds indices into a table of `distinct` values."""
-    return "B" if distinct <= 1 << 8 else "H" if distinct <= 1 << 16 else "I"
+def _fitting(codes: array, distinct: int) -> array:
+    """`codes`, or a copy in a wider type if indices into a table of `distinct` values would not fit."""
+    if distinct <= 1 << (8 * codes.itemsize):
+        return codes
+    return array("B" if distinct <= 1 << 8 else "H" if distinct <= 1 << 16 else "I", codes)
 
 
 class IdMap(Mapping[str, V]):
@@ -157,7 +159,7 @@ class IdMapBuilder(Generic[V]):
         self._code_of: dict[V, int] = {}
         self._values: list[V] = []
         self._buffer: list[tuple[int, int]] = []  # (packed key, code), in the order added
-        self._high, self._low, self._codes = array("Q"), array("Q"), array("I")
+        self._high, self._low, self._codes = array("Q"), array("Q"), array("B")
         self._runs = [0]  # where each sorted run starts in the arrays, then their end
         self._other: dict[str, V] = {}
 
@@ -183,6 +185,7 @@ class IdMapBuilder(Generic[V]):
 
     def _flush(self) -> None:
         self._buffer.sort(key=itemgetter(0))  # stable: a key added twice keeps its order
+        self._codes = _fitting(self._codes, len(self._values))
         for number, code in self._buffer:
             self._high.append(number >> 64)
             self._low.append(number & LOW)
@@ -193,7 +196,7 @@ class IdMapBuilder(Generic[V]):
     def build(self) -> IdMap[V]:
         """The map of everything added; the builder is empty afterwards."""
         self._flush()
-        high, low, codes = array("Q"), array("Q"), array("I")
+        high, low, codes = array("Q"), array("Q"), _fitting(array("B"), len(self._values))
         # each run as (high, low, position, code): equal keys meet in the order they were added
         runs = [
             zip(
@@ -206,14 +209,14 @@ class IdMapBuilder(Generic[V]):
         ]
         for key_high, key_low, _, code in heapq.merge(*runs):
             if high and high[-1] == key_high and low[-1] == key_low:
-                codes[-1] = self._code(self._both(self._values[codes[-1]], self._values[code]))
+                code = self._code(self._both(self._values[codes[-1]], self._values[code]))
+                codes = _fitting(codes, len(self._values))
+                codes[-1] = code
                 continue
             high.append(key_high)
             low.append(key_low)
             codes.append(code)
         del runs
-        packed = IdMap(
-            self._codec, high, low, array(_typecode(len(self._values)), codes), self._values, self._other
-        )
+        packed = IdMap(self._codec, high, low, codes, self._values, self._other)
         self._reset()
         return packed
