@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 from connectors import Action
 
-from . import approval_cards, blocks, thread_replies
+from . import approval_cards, audit, blocks, thread_replies
 from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status, duration_text
 from .approvals.rules import escalation_reason
 from .blocks import Message, esc, text_message
@@ -34,6 +34,8 @@ from .thread_replies import ThreadReplies
 log = logging.getLogger(__name__)
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+#: how far back the sweep looks for outcomes whose thread reply was never claimed
+CATCH_UP = timedelta(days=1)
 
 
 def channel_ref(channel: str) -> str:
@@ -151,6 +153,27 @@ class ApprovalFlow:
                 current.message_ts,
                 approval_cards.result_reply(current),
             )
+
+    async def report_missed(self) -> int:
+        """Report the outcomes whose thread reply nobody claimed: a replica that stopped between
+        recording an outcome and claiming its reply (executions started in the last `CATCH_UP`; what was
+        told before thread replies were claimed counts as told, revision 0004). Claimed as every reply,
+        so a live replica reporting it at the same time makes it one reply, not two."""
+        since = audit.iso(self.service.clock() - CATCH_UP)
+        rows = self.service.db.query(
+            "SELECT a.id FROM approvals AS a WHERE a.status IN ('executed', 'failed', 'unknown')"
+            " AND a.message_ts IS NOT NULL AND a.executing_since >= ? AND NOT EXISTS (SELECT 1 FROM"
+            " thread_replies AS t WHERE t.key = 'result:' || a.id || ':' || CAST(a.attempts AS TEXT)"
+            " || ':' || a.status)",
+            [since],
+        )
+        missed = [row["id"] for row in rows]
+        for request_id in missed:
+            log.info(
+                "the outcome of %s was never told in its thread (its replica stopped): telling it", request_id
+            )
+            await self.report(self.service.get(request_id))
+        return len(missed)
 
     async def refused(self, exc: PolicyError) -> Message:
         """The answer to a refused click: why, after redrawing the card when the refusal changed it
@@ -286,6 +309,7 @@ class ApprovalFlow:
         provider where it can be (the card and its thread say which)."""
         try:  # first, so that a reply refused during this sweep is sent again by the next one
             await self.threads.sweep()
+            await self.report_missed()
         except Exception:  # a store or Slack fault must not stop expiry; the replies wait for the next sweep
             log.exception("sending thread replies again failed")
         try:

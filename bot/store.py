@@ -337,10 +337,10 @@ def revisions(store: Store) -> tuple[str, ...]:
         return tuple(row[0] for row in store.execute("SELECT version_num FROM alembic_version"))
 
 
-def upgrade(store: Store) -> None:
-    """Bring the schema to the head, in one write transaction (two processes starting at once take
-    turns). A SQLite store made before Alembic first gets the legacy migrations it lacks and is stamped
-    at the baseline."""
+def upgrade(store: Store, revision: str = "heads") -> None:
+    """Bring the schema to the head (or `revision`: tests of a data migration), in one write transaction
+    (two processes starting at once take turns). A SQLite store made before Alembic first gets the
+    legacy migrations it lacks and is stamped at the baseline."""
     with store.transaction():
         config = _alembic(store)
         if store.backend == "sqlite" and not sa.inspect(store.conn).has_table("alembic_version"):
@@ -348,7 +348,7 @@ def upgrade(store: Store) -> None:
             if store_legacy.is_legacy(raw):  # type: ignore[arg-type]
                 store_legacy.complete(raw)  # type: ignore[arg-type]
                 command.stamp(config, BASELINE)
-        command.upgrade(config, "heads")
+        command.upgrade(config, revision)
 
 
 def describe_error(exc: BaseException, secret: Optional[str] = None) -> str:

@@ -12,7 +12,10 @@ sent again without being drawn again:
 - Slack refused it, or could not be reached: the row is `failed`; the next sweep (the `expiry` holder's
   loop, `sweep`) sends it again, once (`RETRIES`): as a reminder Slack refused is;
 - the replica stopped between the claim and the `sent` write: the row stays `sending`; once its claim is
-  a lease old (`[replicas] lease_seconds`) the sweep takes it over.
+  a lease old (`[replicas] lease_seconds`) the sweep takes it over;
+- the replica stopped after recording an outcome but before claiming its reply: there is no row; the
+  same sweep finds the outcome without its `result:` key and reports it
+  (bot/approval_flow.py `report_missed`).
 
 A row claimed before (attempts > 1) may already be in the thread: cut off after Slack posted it, or a
 timeout after Slack acted. Before posting it again the thread is looked up (conversations.replies) for

@@ -22,6 +22,7 @@ from support.postgres import PgDatabase
 
 from bot.approvals import Decision, Status
 from bot.extension import BOT
+from bot.store import connect, upgrade
 from bot.thread_replies import EVENT_TYPE, KEEP, PRUNE_EVERY, escalation_key, result_key
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -172,3 +173,65 @@ async def test_a_refused_escalation_reply_is_sent_again_by_the_next_sweep_once(
         assert thread_keys(h) == {step1: 1}
         assert (row(h, step2)["status"], row(h, step2)["attempts"]) == ("failed", 2)
         assert h.bot.service.get(rid).escalation_step == 2
+
+
+async def test_an_outcome_whose_reply_nobody_claimed_is_told_once_by_the_sweep(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        # recorded by a replica that stopped before claiming its reply: no row, nothing in the thread
+        done = await executed_without_reply(h)
+        key = result_key(done.id, done.attempts, "executed")
+        assert h.bot.service.db.count("thread_replies") == 0
+        await asyncio.gather(h.bot.flow.expire_due(), h.bot.flow.report(done))  # a live report races it
+        assert thread_keys(h) == {key: 1}
+        await h.bot.flow.expire_due()
+        assert await h.bot.flow.report_missed() == 0
+        assert thread_keys(h) == {key: 1}
+        # older than the catch-up window: left alone (a reply a day late would only confuse)
+        h.bot.service.db.execute("DELETE FROM thread_replies")
+        h.clock.advance(days=1, seconds=1)
+        assert await h.bot.flow.report_missed() == 0
+
+
+def test_outcomes_told_before_thread_replies_existed_count_as_told(store_url: str) -> None:
+    db = connect(store_url)
+    try:
+        upgrade(db, "0003_thread_replies")
+        request = {
+            "connector": "homebase",
+            "identity_id": "hb-1",
+            "action": "revoke_sessions",
+            "reason": "phished",
+            "requested_by": "U0ALICE",
+            "source": "slack",
+            "created_at": "2026-11-01T09:00:00.000000+00:00",
+            "expires_at": "2026-11-01T09:30:00.000000+00:00",
+            "target": "{}",
+            "approvals_needed": 1,
+            "approvers": "[]",
+            "decision_reason": "",
+            "version": 0,
+            "escalation_step": 0,
+        }
+        for request_id, status, ts in [
+            ("apr_a", "executed", "1.1"),
+            ("apr_b", "pending", "1.2"),
+            ("apr_c", "failed", None),
+        ]:
+            db.insert(
+                "approvals",
+                {
+                    **request,
+                    "id": request_id,
+                    "status": status,
+                    "attempts": 1,
+                    "message_channel": "C0APPROVALS",
+                    "message_ts": ts,
+                },
+            )
+        upgrade(db)
+        rows = db.execute("SELECT key, status, thread_ts FROM thread_replies").fetchall()
+        assert [tuple(row) for row in rows] == [("result:apr_a:1:executed", "sent", "1.1")]
+    finally:
+        db.close()
