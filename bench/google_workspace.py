@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
 import json
+import os
 import statistics
 import sys
 from collections.abc import Awaitable, Callable
@@ -107,6 +109,21 @@ def sdk_sweep(url: str) -> int:
     return count
 
 
+def simulator_cpu() -> float:
+    """CPU seconds (user and system) used so far by this process's children: the simulator, which
+    runs alone (Linux /proc)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        if int(fields[1]) == os.getpid():
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 class Figures(NamedTuple):
     """Medians of one setting: users/s (sequential connector, partitioned connector, Google's client)
     and client CPU seconds a listing (the same three)."""
@@ -136,16 +153,20 @@ def throughput(identities: int, repeats: int, latency: float, concurrency: int) 
             )
 
         passes: list[list[Pass]] = [[], [], []]
+        served: list[list[float]] = [[], [], []]  # the simulator's CPU seconds in each pass
         for _ in range(repeats):
-            for found, measure in zip(
+            for found, spent, measure in zip(
                 passes,
+                served,
                 (
                     run(sequential),
                     run(partitioned),
                     lambda: timed(lambda: sdk_sweep(url), identities, "users"),
                 ),
             ):
+                before = simulator_cpu()
                 found.append(measure())
+                spent.append(simulator_cpu() - before)
         if partitioned._baseline_at != checked_at:
             raise SystemExit(
                 "the partitioned listing fell back to the plain one: its figures are not partitioned"
@@ -157,6 +178,8 @@ def throughput(identities: int, repeats: int, latency: float, concurrency: int) 
         print_rates(label, [p.rate for p in found], "users/s")
     for label, found in zip(("sequential", "partitioned", "Google"), passes):
         print(f"  CPU s     : {label:<11} {' '.join(f'{p.cpu:9.2f}' for p in found)}")
+    for label, spent in zip(("sequential", "partitioned", "Google"), served):
+        print(f"  simulator : {label:<11} {' '.join(f'{s:9.2f}' for s in spent)}  CPU s serving it")
     rates = tuple(median_rate(found) for found in passes)
     cpu = tuple(statistics.median(p.cpu for p in found) for found in passes)
     return Figures(rates, cpu)  # type: ignore[arg-type]
@@ -201,7 +224,7 @@ def main() -> int:
     for latency in (0.0, *args.latency):
         print(
             f"Listing {args.identities:,} users, quota off, warm simulator answering after"
-            f" {latency * 1000:g} ms, median of {args.repeats}:"
+            f" {latency * 1000:g} ms, median of {args.repeats} (load average {os.getloadavg()[0]:.1f}):"
         )
         figures = throughput(args.identities, args.repeats, latency, args.concurrency)
         sequential, partitioned, sdk = figures.rates
@@ -211,8 +234,11 @@ def main() -> int:
             " (target 3x)"
         )
         print(
-            "  client CPU: sequential {:.2f} s, partitioned {:.2f} s, Google's client {:.2f} s\n".format(
+            "  client CPU: sequential {:.2f} s, partitioned {:.2f} s, Google's client {:.2f} s".format(
                 *figures.cpu
+            )
+            + " ({:.1f}, {:.1f}, {:.1f} µs a user; load average now {:.1f})\n".format(
+                *(seconds / args.identities * 1e6 for seconds in figures.cpu), os.getloadavg()[0]
             )
         )
 
