@@ -1,12 +1,51 @@
-"""The throwaway PostgreSQL cluster the store's tests run on (tests/support/postgres.py)."""
+"""The throwaway PostgreSQL cluster the store's tests run on (tests/support/postgres.py): a database per
+test, owned by a plain role; the cluster run as the current user when that is not root (as root, this is
+checked in a process of the unprivileged user `nobody`); a port taken before the server binds it.
+Run as a script, this file starts a cluster as whoever runs it and prints what it saw, as JSON."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import pwd
+import shutil
+import site
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from support.postgres import PgDatabase, PostgresCluster
+from support.postgres import OWNER_ROLE, PgDatabase, PostgresCluster, running_cluster
+
+TESTS = Path(__file__).resolve().parents[1]
+UNPRIVILEGED = "nobody"
+
+
+def _start_and_report() -> dict[str, Any]:
+    """Start a cluster as this process's user, use it, stop it: who ran what, and what was left."""
+    with running_cluster() as cluster:
+        server_pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        status = Path(f"/proc/{server_pid}/status").read_text()
+        server_uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+        with cluster.database() as database, database.connect() as conn:
+            user = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
+        report = {
+            "uid": os.getuid(),
+            "through": cluster._runas,
+            "data_uid": cluster.data.stat().st_uid,
+            "server_uid": server_uid,
+            "user": user,
+            "root": str(cluster.root),
+        }
+    return {**report, "left": os.path.exists(report["root"])}
+
+
+if __name__ == "__main__":  # as the unprivileged user (PYTHONPATH: tests/, the repo root, site-packages)
+    print(json.dumps(_start_and_report()), flush=True)
 
 
 def test_each_test_gets_its_own_database_owned_by_a_plain_role(pg_database: PgDatabase) -> None:
@@ -41,3 +80,59 @@ def test_databases_are_fresh_and_dropped(postgres_cluster: PostgresCluster) -> N
             "SELECT count(*) FROM pg_database WHERE datname IN (%s, %s)", (first.name, second.name)
         ).fetchone()
     assert left == (0,)
+
+
+def _interpreter_for(user: str) -> str:
+    """A Python of this version that `user` may run: this one, unless it lives where that user can't
+    reach (a pyenv build under /root), then the system's."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, shutil.which(version), f"/usr/bin/{version}"):
+        if not candidate:
+            continue
+        probe = [*("runuser", "-u", user, "--"), candidate, "-c", "import sys; print(sys.version_info[:2])"]
+        done = subprocess.run(probe, capture_output=True, text=True, check=False)
+        if done.returncode == 0 and done.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return candidate
+    raise AssertionError(f"no {version} that the user {user} may run (tried {sys.executable}, /usr/bin)")
+
+
+def test_an_ordinary_user_runs_the_cluster_itself() -> None:
+    """The path for a run that is not root: initdb and the server as the current user, no runuser, the
+    directory theirs and removed at the end."""
+    if os.geteuid() != 0:
+        report, uid = _start_and_report(), os.getuid()
+    else:
+        uid = pwd.getpwnam(UNPRIVILEGED).pw_uid
+        path = os.pathsep.join([str(TESTS), str(TESTS.parent), *site.getsitepackages()])
+        done = subprocess.run(
+            [*("runuser", "-u", UNPRIVILEGED, "--"), _interpreter_for(UNPRIVILEGED), __file__],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+            env={**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/"},
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+    assert report["uid"] == uid and report["through"] == []  # started directly, not through runuser
+    assert report["data_uid"] == report["server_uid"] == uid
+    assert report["user"] == OWNER_ROLE and report["left"] is False
+
+
+def test_a_port_taken_before_the_server_binds_it_is_replaced() -> None:
+    cluster = PostgresCluster()
+    taken = cluster.port
+    with socket.socket() as squatter:  # another process got there between free_port() and pg_ctl start
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            cluster.start()
+            assert cluster.port != taken
+            with cluster.database() as database, database.connect() as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert "could not bind" in cluster.log.read_text()
+        finally:
+            cluster.stop()
+    assert not cluster.root.exists()

@@ -5,10 +5,13 @@ free loopback port, and a fresh database per test, owned by a role that is not a
   `IDOPS_PG_BINDIR` names another directory). `make test` installs the `postgresql` package where it is
   missing (`scripts/system-deps postgresql`); without it the fixture fails naming that command.
 - initdb refuses to run as root: when the tests run as root, the cluster runs as the `postgres` system
-  user (created by the Debian package) through `runuser`, and its directory is owned by that user.
+  user (created by the Debian package) through `runuser`, and its directory is owned by that user;
+  otherwise it runs as the current user (tests/store/test_pg_cluster.py checks both, the second as
+  `nobody` when the tests run as root).
 - Everything lives in one temporary directory (data, the Unix socket, the server log); the server
-  listens on 127.0.0.1 only. Connections over TCP need a password (scram-sha-256); the superuser
-  reaches the server over the socket (trust) to create roles and databases.
+  listens on 127.0.0.1 only, on a free port (another one when that port is taken before it binds).
+  Connections over TCP need a password (scram-sha-256); the superuser reaches the server over the
+  socket (trust) to create roles and databases.
 - Durability is off (fsync, synchronous_commit, full_page_writes): a test cluster never outlives a crash.
 """
 
@@ -34,6 +37,7 @@ from psycopg import sql
 SUPERUSER = "postgres"
 OWNER_ROLE = "idops_owner"  # owns every test database; not a superuser
 OWNER_PASSWORD = "idops-test-password"
+PORT_TRIES = 5  # a port found free can be taken by another process before the server binds it
 INSTALL = "sh scripts/system-deps postgresql   (or: sudo apt-get install -y postgresql)"
 
 
@@ -137,6 +141,26 @@ class PostgresCluster:
             "--locale=C",
             "--no-sync",
         )
+        for attempt in range(1, PORT_TRIES + 1):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            try:
+                self._serve()
+                break
+            except RuntimeError:
+                # the free port was taken by someone else before the server bound it: pick another
+                said = self.log.read_bytes()[logged:] if self.log.exists() else b""
+                if attempt == PORT_TRIES or b"could not bind" not in said:
+                    raise
+                self.port = free_port()
+        with self.admin() as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                    sql.Identifier(OWNER_ROLE), sql.Literal(OWNER_PASSWORD)
+                )
+            )
+
+    def _serve(self) -> None:
+        """pg_ctl start on `self.port`, waiting (60 s at most) until the server takes connections."""
         options = " ".join(
             [
                 f"-p {self.port}",
@@ -162,12 +186,6 @@ class PostgresCluster:
             options,
             "start",
         )
-        with self.admin() as conn:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                    sql.Identifier(OWNER_ROLE), sql.Literal(OWNER_PASSWORD)
-                )
-            )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
