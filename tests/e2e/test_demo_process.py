@@ -1,10 +1,16 @@
 """`idops demo` as `make demo` runs it: a process that serves the page, shows events as they happen, and
-stops cleanly on Ctrl-C (SIGINT): exit 0, no traceback or leaked-resource warning, its ports released."""
+stops cleanly on Ctrl-C (SIGINT): exit 0, no traceback or leaked-resource warning, its ports released.
+
+The demo picks its own free port (`--port 0`, read back from the line it prints), so no other process can
+take the port between a probe and the demo's bind. Its start-up (five simulators, the bot, a first sweep)
+takes seconds alone and much longer on a loaded machine: each wait is for a line, with a generous ceiling
+and the output so far in the failure."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,27 +21,28 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+OPEN = re.compile(r"Open http://127\.0\.0\.1:(\d+)/ in a browser")
 
 
-async def _read_until(stream: asyncio.StreamReader, wanted: str, seen: list[str], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            line = (await stream.readline()).decode()
-            if not line:
-                raise AssertionError(f"the demo ended before printing {wanted!r}:\n{''.join(seen)}")
-            seen.append(line)
-            if wanted in line:
-                return
+async def _read_until(stream: asyncio.StreamReader, wanted: str, seen: list[str], timeout: float) -> str:
+    """The first line matching the regex `wanted`; fails naming it, with the output so far, when the demo
+    ends or `timeout` seconds pass first."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await stream.readline()).decode()
+                if not line:
+                    raise AssertionError(f"the demo ended before printing {wanted!r}:\n{''.join(seen)}")
+                seen.append(line)
+                if re.search(wanted, line):
+                    return line
+    except TimeoutError:
+        raise AssertionError(f"no {wanted!r} from the demo in {timeout:g} s:\n{''.join(seen)}") from None
 
 
 async def test_the_demo_process_runs_and_stops_cleanly_on_ctrl_c() -> None:
-    port = _free_port()
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bot.cli", "demo", "--port", str(port), "--identities", "40"),
+        *(sys.executable, "-m", "bot.cli", "demo", "--port", "0", "--identities", "40"),
         *("--drift-seconds", "1"),
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -45,14 +52,19 @@ async def test_the_demo_process_runs_and_stops_cleanly_on_ctrl_c() -> None:
     seen: list[str] = []
     assert process.stdout is not None
     try:
-        await _read_until(process.stdout, f"Open http://127.0.0.1:{port}/ in a browser", seen, 30)
-        await _read_until(process.stdout, "First sweep of", seen, 30)  # the bot swept and posted
+        opened = OPEN.search(await _read_until(process.stdout, OPEN.pattern, seen, 180))
+        assert opened is not None
+        port = int(opened[1])
+        await _read_until(process.stdout, "First sweep of", seen, 120)  # the bot swept and posted
         async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as page:
             assert page.status == 200 and "text/html" in page.content_type
         process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            rest = (await process.stdout.read()).decode()
-            await process.wait()
+        try:
+            async with asyncio.timeout(60):
+                rest = (await process.stdout.read()).decode()
+                await process.wait()
+        except TimeoutError:
+            raise AssertionError(f"the demo did not stop in 60 s after Ctrl-C:\n{''.join(seen)}") from None
     finally:
         if process.returncode is None:
             process.kill()
