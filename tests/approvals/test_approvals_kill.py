@@ -45,7 +45,8 @@ async def _executor(db_path: str, sim_url: str, request_id: str) -> asyncio.subp
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])},
     )
     assert proc.stdout is not None and proc.stdin is not None
-    assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == b"ready\n"
+    # a Python start-up and its imports: slow on a loaded machine
+    assert await asyncio.wait_for(proc.stdout.readline(), timeout=120) == b"ready\n"
     return proc
 
 
@@ -67,7 +68,7 @@ async def test_killed_mid_action_then_restarted_settles_in_seconds(h, tmp_path):
     try:
         await until(lambda: all(service.get(i).status is Status.EXECUTING for i in ids))
         # both requests reached HomeBase (claimed is not yet sent): the kill comes while it works on them
-        await until(lambda: len(h.sim.requests_to("/v1/identity", "POST")) == 2, 20)
+        await until(lambda: len(h.sim.requests_to("/v1/identity", "POST")) == 2, 60)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGKILL)  # a crash: nothing gets to write an outcome
@@ -82,9 +83,9 @@ async def test_killed_mid_action_then_restarted_settles_in_seconds(h, tmp_path):
     )
     started = time.monotonic()
     async with serving(restarted):
-        await until(lambda: all(service.get(i).status in (Status.EXECUTED, Status.UNKNOWN) for i in ids), 10)
-        await until(lambda: len([c for c in h.cards() if len(c["replies"]) >= 1]) == 2, 10)
-    assert time.monotonic() - started < 10  # seconds, not the ~180 s the sweep's time limit would take
+        await until(lambda: all(service.get(i).status in (Status.EXECUTED, Status.UNKNOWN) for i in ids))
+        await until(lambda: len([c for c in h.cards() if len(c["replies"]) >= 1]) == 2)
+    assert time.monotonic() - started < 60  # seconds (loaded machine), not the ~180 s of the time limit
     done, unknown = (service.get(i) for i in ids)
     assert done.status is Status.EXECUTED and "not sent again" in (done.result or {})["message"]
     assert unknown.status is Status.UNKNOWN and "idops stopped while the action was running" in (

@@ -156,7 +156,7 @@ async def fault(url: str, **spec: Any) -> None:
         assert answer.status == 201, await answer.text()
 
 
-async def until(check: Any, timeout: float = 5.0) -> None:
+async def until(check: Any, timeout: float = 30.0) -> None:  # generous: a loaded machine
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "the simulator never got there"

@@ -246,10 +246,11 @@ async def running(
 
 
 async def eventually(
-    check: Callable[[], Any], timeout: float = 5.0, what: str = "condition", every: float = 0.02
+    check: Callable[[], Any], timeout: float = 30.0, what: str = "condition", every: float = 0.02
 ) -> Any:
     """Poll `check` (a function, or a coroutine function) `every` so many seconds until it returns
-    something truthy; fail after `timeout` seconds."""
+    something truthy; fail after `timeout` seconds, naming `what`. The default ceiling is generous for a
+    loaded machine: a check that comes true returns at once."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
