@@ -18,7 +18,8 @@ payloads it would otherwise POST, and reads the bot's ack from it. What Slack do
   message Slack sends before it recycles a connection (`refresh_requested`, `warning`); the app then
   opens a new connection, and the stand-in sends nothing new to the old one while another is open.
 
-`socket_deliveries` records every sending (`SocketDelivery`), so tests count them and their re-sends.
+`socket_deliveries` records every sending (`SocketDelivery`), so tests count them and their re-sends;
+`lost_acks` names connections whose acks never arrive (the app did the work; Slack sends it again).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SocketMode(SlackCore):
 
     #: re-sends of an envelope nobody acked (Slack retries an event 3 times)
     socket_retries = 3
+    #: connections whose acks are lost on the way: the app sent them, Slack never sees them
+    lost_acks: frozenset[int] = frozenset()
 
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         super()._add_routes(router)
@@ -81,7 +84,7 @@ class SocketMode(SlackCore):
         self._event(f"the bot connected over Socket Mode (connection {connection.number})")
         try:
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.TEXT:
+                if message.type == aiohttp.WSMsgType.TEXT and connection.number not in self.lost_acks:
                     self._take_ack(message.data)
         finally:
             self._sockets.remove(connection)

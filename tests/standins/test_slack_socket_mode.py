@@ -173,3 +173,17 @@ async def test_disconnect_makes_the_sdk_reconnect_and_new_envelopes_avoid_the_ol
     assert (len(leaving.requests), len(staying.requests)) == (2, 2)  # the SDK's new one took its turns
     with pytest.raises(ValueError, match="refresh_requested"):
         await slack.disconnect("bye")
+
+
+async def test_a_lost_ack_means_the_envelope_comes_again_on_another_connection(slack: FakeSlack) -> None:
+    slack.ack_timeout = 0.3
+    async with apps(slack, False, False) as (first, second):
+        slack.lost_acks = frozenset({slack.socket_connections[0]})
+        reply = await slack.command(SOCKET_MODE, ALICE, "help")
+    # the first app got it and acked in vain; the second got it again and its ack answered
+    assert [r.payload["text"] for r in first.requests] == ["help"]
+    assert [(r.retry_attempt, r.retry_reason, r.payload["text"]) for r in second.requests] == [
+        (1, "timeout", "help")
+    ]
+    assert reply.status == 200 and json.loads(reply.body)["text"] == second.seen
+    assert [d.acked for d in slack.socket_deliveries] == [False, True]
