@@ -52,6 +52,7 @@ class Vendor:
     user_id: Callable[[Any, int], str]
     tokens_issued: Callable[[Any], int]
     requests: Callable[[Any], list[tuple[str, int]]]  # (path, status) of each API request
+    refusal: str  # what the vendor's own 401 body says, as the connector's error quotes it
 
 
 VENDORS = {
@@ -67,6 +68,7 @@ VENDORS = {
         user_id=lambda state, i: state.identity_id(i),
         tokens_issued=lambda state: state.tokens_issued,
         requests=lambda state: [(r.path, r.status) for r in state.log],
+        refusal="JWT validation failed: JWT is not valid",
     ),
     "okta": Vendor(
         kind="okta",
@@ -76,6 +78,7 @@ VENDORS = {
         user_id=lambda state, i: state.user_id(i),
         tokens_issued=lambda state: sum(1 for _, b, status, _ in state.log if b == "token" and status == 200),
         requests=lambda state: [(path, status) for _, bucket, status, path in state.log if bucket != "token"],
+        refusal="Invalid token provided [E0000011]",
     ),
     "entra": Vendor(
         kind="entra",
@@ -91,6 +94,7 @@ VENDORS = {
         user_id=lambda state, i: state.user_id(i),
         tokens_issued=lambda state: state.tokens_issued,
         requests=lambda state: [(r.path, r.status) for r in state.log],
+        refusal="InvalidAuthenticationToken: Access token is empty or not valid.",
     ),
     "google_workspace": Vendor(
         kind="google_workspace",
@@ -106,6 +110,7 @@ VENDORS = {
         user_id=lambda state, i: state.user_id(i),
         tokens_issued=lambda state: state.tokens_issued,
         requests=lambda state: [(r.path, r.status) for r in state.log],
+        refusal="Request had invalid authentication credentials.",
     ),
 }
 
@@ -161,7 +166,7 @@ async def test_a_second_401_is_an_error_not_a_third_try(env: Env) -> None:
     await env.fault("401", count=3, path=path, method="GET")
     with pytest.raises(AuthenticationError) as refused:
         await connector.get_identity(env.user(1))
-    assert refused.value.status == 401
+    assert refused.value.status == 401 and env.vendor.refusal in str(refused.value)
     assert env.statuses(path) == [200, 401, 401]  # sent twice, then given up
     assert env.tokens() == 2  # renewed once, not once per refusal
     assert [fault.remaining for fault in env.state.faults] == [1]  # the third refusal never asked for
