@@ -18,8 +18,9 @@ Users are made on demand from `standins.seed.person(i)`, so any count is servabl
 changed is kept. Serialized users are cached per `fields` mask (room for two masks of 100,000 users, so
 clients asking for different fields don't evict each other); an `email:{PREFIX}*` search (primary
 addresses and aliases, as Google documents it) reads a sorted index of every address, built at the
-first such search. Google's search lags (up to 36 hours): `unindexed` users are left out of every
-search (a `query`), as new users are until Google indexes them, and still listed without one.
+first such search, and each prefix's answer is kept for the next pages. Google's search lags (up to
+36 hours): `unindexed` users are left out of every search (a `query`), as new users are until Google
+indexes them, and still listed without one.
 `latency` (`--latency`) delays every API answer alike, for measuring clients against a remote API.
 A per-(service account, admin) quota of `quota_per_minute` answers 403 userRateLimitExceeded past the
 ceiling. `/_admin/...` (no auth) injects faults and raises alerts.

@@ -65,6 +65,8 @@ SEEDED_ALERT_USERS = 100_000  # seeding reads each person once: bounded so a mil
 #: serialized users kept: two field masks (idops' partial response and a full user) for 100,000 users,
 #: so clients asking for different fields don't evict each other's users (~150 MB at the most)
 CACHE_SIZE = 200_000
+#: `email:{PREFIX}*` answers kept (the 38 partitions of a partitioned listing, and room for searches)
+PREFIX_CACHE = 256
 
 
 def _iso(moment: datetime) -> str:
@@ -282,6 +284,7 @@ class WorkspaceState:
         self._cached = functools.lru_cache(maxsize=self.cache_size)(self._render)
         self._mask = functools.lru_cache(maxsize=64)(parse_fields)  # a mask is parsed once, not per user
         self._addresses: Optional[tuple[list[str], list[int]]] = None
+        self._prefixed: dict[str, list[int]] = {}  # prefix -> with_address_prefix's answer
         self._seed_alerts()
 
     def user_id(self, index: int) -> str:
@@ -360,15 +363,21 @@ class WorkspaceState:
         if self._addresses is None:
             pairs = sorted((a, i) for i in range(self.identities) for a in self.addresses(i))
             self._addresses = [a for a, _ in pairs], [i for _, i in pairs]
-        keys, indexes = self._addresses
         wanted = prefix.casefold()
+        cached = self._prefixed.get(wanted)
+        if cached is not None:  # each page of a search asks again; addresses never change
+            return cached
+        keys, indexes = self._addresses
         start = bisect.bisect_left(keys, wanted)
         found = set()
         for position in range(start, len(keys)):
             if not keys[position].startswith(wanted):
                 break
             found.add(indexes[position])
-        return sorted(found)
+        if len(self._prefixed) >= PREFIX_CACHE:
+            self._prefixed.clear()
+        self._prefixed[wanted] = sorted(found)
+        return self._prefixed[wanted]
 
     def user_json(self, index: int, fields: str = "") -> bytes:
         """User `index` serialized, cut to `fields` (a `users(…)` sub-mask as text); cached when untouched."""

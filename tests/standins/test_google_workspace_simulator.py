@@ -31,6 +31,7 @@ from standins.google_workspace import (
     generate_key,
     parse_query,
 )
+from standins.google_workspace_data import PREFIX_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = generate_key()
@@ -233,6 +234,12 @@ async def test_email_prefix_search_matches_primary_addresses_and_aliases(sim: Si
         "GET", "/admin/directory/v1/users", token, params={"customer": "my_customer", "maxResults": "500"}
     )
     assert status == 200 and user["id"] in [u["id"] for u in body["users"]]
+    # each prefix's answer is kept for the next pages (any case), and the cache stays bounded
+    kept = sim.state.with_address_prefix(user["primaryEmail"][:3].upper())
+    assert kept is sim.state.with_address_prefix(user["primaryEmail"][:3]) and len(kept) == len(everyone)
+    for n in range(PREFIX_CACHE + 5):
+        sim.state.with_address_prefix(f"zz{n}")
+    assert len(sim.state._prefixed) <= PREFIX_CACHE
 
 
 async def test_alerts_list_pages_and_filters(sim: Sim) -> None:
