@@ -64,8 +64,10 @@ class ApprovalFlow:
         action: Action,
         reason: str,
         duration: Optional[timedelta] = None,
+        redelivered: bool = False,
     ) -> Message:
-        """Create a request (time-boxed with `duration`), post its approval card, and say where it waits."""
+        """Create a request (time-boxed with `duration`), post its approval card, and say where it waits
+        (`redelivered`: the command came again from Slack, see `ApprovalService.request`)."""
         try:
             request = await self.service.request(
                 connector=connector,
@@ -74,6 +76,7 @@ class ApprovalFlow:
                 reason=reason,
                 requested_by=user,
                 duration=duration,
+                redelivered=redelivered,
             )
         except PolicyError as exc:
             waiting = exc.request

@@ -98,10 +98,16 @@ class Lookups:
         return with_faults(blocks.identity_list(title, self.identities.labelled(found.identities)), note)
 
     async def request_for(
-        self, user: str, action: Action, who: str, reason: str, duration: Optional[timedelta] = None
+        self,
+        user: str,
+        action: Action,
+        who: str,
+        reason: str,
+        duration: Optional[timedelta] = None,
+        redelivered: bool = False,
     ) -> Message:
-        """Resolve `who` across connectors: one match becomes a request (time-boxed with `duration`),
-        several are listed to choose."""
+        """Resolve `who` across connectors: one match becomes a request (time-boxed with `duration`;
+        `redelivered`: Slack sent the command again), several are listed to choose."""
         if not await self.may_look(user):
             return LOOKUP_REFUSED
         found = await self.identities.search(who)
@@ -119,6 +125,7 @@ class Lookups:
                 action=action,
                 reason=reason,
                 duration=duration,
+                redelivered=redelivered,
             )
         matches = [
             (i, s)

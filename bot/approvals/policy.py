@@ -42,6 +42,9 @@ from .records import (
 from .rules import Click, Rules, deciders, escalation_reason
 from .timebox import MAX_DURATION, MIN_DURATION
 
+#: how far back a command Slack sent again may have made its request (Slack retries within minutes)
+REDELIVERY_WINDOW = timedelta(minutes=15)
+
 
 class Policy(Deciders):
     """Who may ask and decide, and the decisions themselves, over one SQLite store (the state machine
@@ -98,8 +101,14 @@ class Policy(Deciders):
         requested_by: str,
         source: str = "slack",
         duration: Optional[timedelta] = None,
+        redelivered: bool = False,
     ) -> ApprovalRequest:
         """Create a PENDING request after the requester and input checks; snapshots the target.
+
+        `redelivered`: Slack sent this command again (its first delivery was not acked, e.g. to a replica
+        that died or stalled), so that delivery may have made the request already, which may be past
+        pending by now: a request of the same requester for the same action on the same identity made
+        within `REDELIVERY_WINDOW` counts as already made (PolicyError naming it), never a second one.
 
         With `duration` the action is time-boxed: undone that long after it ran (bot/approvals/timebox.py);
         refused (InvalidRequest, field `duration`) when the provider can't undo it.
@@ -146,8 +155,17 @@ class Policy(Deciders):
         with audit.transaction(self.db):
             duplicate = self.db.execute(
                 "SELECT id FROM approvals WHERE connector = ? AND identity_id = ? AND action = ?"
-                " AND status = 'pending' AND expires_at > ?",
-                (connector, identity.id, action.value, audit.iso(now)),
+                " AND ((status = 'pending' AND expires_at > ?) OR (requested_by = ? AND created_at > ?))"
+                " ORDER BY created_at DESC",
+                (
+                    connector,
+                    identity.id,
+                    action.value,
+                    audit.iso(now),
+                    requested_by,
+                    # outside a redelivery no created_at is that late: only pending ones count
+                    audit.iso(now - REDELIVERY_WINDOW if redelivered else now + timedelta(days=1)),
+                ),
             ).fetchone()
             if duplicate is None:
                 self.db.insert("approvals", row)
@@ -168,6 +186,12 @@ class Policy(Deciders):
                 )
         if duplicate is not None:
             existing = self.get(duplicate[0])
+            if existing.status is not Status.PENDING:
+                raise PolicyError(
+                    f"Slack sent this command again (it missed the first answer); the request it made,"
+                    f" {existing.id}, is already {existing.status.value}, so nothing new was requested.",
+                    request=existing,
+                )
             raise PolicyError(
                 f"A '{action.label}' request for {identity.name} is already waiting for approval.",
                 request=existing,

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -145,13 +146,28 @@ def register(app: AsyncApp, bot: Bot) -> None:
 
     @app.command(command_name)
     async def on_command(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+        ack: AsyncAck,
+        command: dict[str, Any],
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        request: AsyncBoltRequest,
     ) -> None:
         user = command["user_id"]
         parsed: Optional[Parsed] = None
+        # Slack sends a command again when it got no ack (Socket Mode: retry_attempt, which Bolt passes
+        # as this header): the first delivery may have run on another replica already
+        redelivered = bool(request.headers.get("x-slack-retry-num"))
         try:
             parsed = parse(command.get("text") or "")
-            await dispatch(parsed, ack=ack, command=command, respond=respond, client=client, user=user)
+            await dispatch(
+                parsed,
+                ack=ack,
+                command=command,
+                respond=respond,
+                client=client,
+                user=user,
+                redelivered=redelivered,
+            )
         except UsageError as exc:
             await ack(
                 **text_message(f"{exc}\nUsage:\n{usage(command_name, parsed.name if parsed else None)}")
@@ -165,6 +181,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
         respond: AsyncRespond,
         client: AsyncWebClient,
         user: str,
+        redelivered: bool = False,
     ) -> None:
         name, args = parsed.name, parsed.args
         if name == "help":
@@ -217,7 +234,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 return
             await ack()
             replies.run(
-                lookups.request_for(user, action, who, reason, duration),
+                lookups.request_for(user, action, who, reason, duration, redelivered),
                 user=user,
                 respond=respond,
                 name=name,

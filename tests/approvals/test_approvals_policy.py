@@ -140,6 +140,29 @@ async def test_a_second_request_for_the_same_action_points_at_the_first(h):
     assert other.id != first.id
 
 
+async def test_a_command_slack_sent_again_never_makes_a_second_request(h):
+    """Slack sends a command again when it missed the ack; the first delivery (another replica) may
+    have made the request, which may be approved and done by then: that one is named, none is added."""
+    first = await _request(h)
+    h.db.execute("UPDATE approvals SET status = 'executed' WHERE id = ?", (first.id,))
+    with pytest.raises(
+        PolicyError, match=f"Slack sent this command again.*{first.id}.*already executed"
+    ) as caught:
+        await h.service.request(
+            connector="homebase",
+            identity_id=h.people["plain"]["id"],
+            action=Action.REVOKE_SESSIONS,
+            reason="phished",
+            requested_by=REQUESTER,
+            redelivered=True,
+        )
+    assert caught.value.request is not None and caught.value.request.id == first.id
+    assert h.db.count("approvals") == 1
+    # asked again by hand (not a redelivery), the same action is a new request once the first is done
+    again = await _request(h)
+    assert again.id != first.id and h.db.count("approvals") == 2
+
+
 async def test_provider_fault_while_requesting_is_a_connector_error(h):
     await h.fault(kind="error", code="internal_error", count=5, method="GET")
     with pytest.raises(ProviderUnavailableError) as caught:
