@@ -102,15 +102,15 @@ class ApprovalService(Policy):
             if provider is None:
                 unknown = False
                 raise ConnectorError(f"connector '{request.connector}' is no longer configured")
-            outcome = await asyncio.wait_for(
-                provider.run_action(
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # arrives as the action finishes, and a stopping server would then wait on this task forever
+            async with asyncio.timeout(self.action_timeout):
+                outcome = await provider.run_action(
                     request.action,
                     request.identity_id,
                     request.reason,
                     idempotency_key=idempotency_key(request),
-                ),
-                self.action_timeout,
-            )
+                )
             result, unknown = outcome.to_dict(), False
         except OutcomeUnknownError as exc:
             error = str(exc)
@@ -119,7 +119,7 @@ class ApprovalService(Policy):
         except asyncio.CancelledError:  # shutting down mid-action: it may have been sent
             self._finish(request, None, INTERRUPTED, unknown=True)
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = (
                 f"{self._label(request)} did not finish the action within {self.action_timeout:g} s,"
                 " so the outcome is unknown: it may or may not have been done"

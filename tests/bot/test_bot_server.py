@@ -535,3 +535,24 @@ async def test_sim_slack_page_drives_a_bot_served_over_socket_mode(tmp_path):
                 except TimeoutError:
                     process.kill()
                     await process.wait()
+
+
+async def test_stopping_ends_a_background_loop_that_swallowed_a_cancellation():
+    """What Python 3.11's wait_for can do to the expiry loop: the first cancel is lost, the loop goes on.
+    The server's stop cancels again until the task ends instead of waiting on it forever."""
+    lost = 0
+
+    async def loop_that_loses_one_cancel() -> None:
+        nonlocal lost
+        while True:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost += 1  # swallowed, as the race does
+
+    task = asyncio.get_running_loop().create_task(loop_that_loses_one_cancel())
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(server._cancelled(task), 30)  # the test's own ceiling: a hang fails it
+    assert task.cancelled() and lost == 1
