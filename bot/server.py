@@ -37,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors import Connector, ConnectorError
 
-from . import api, slack_shapes
+from . import api, slack_shapes, tasks
 from .alerts import scheduler
 from .app import create_app
 from .approvals import ApprovalService, utcnow
@@ -302,10 +302,7 @@ def build_web_app(
             web_app[_SOCKET] = handler
 
     async def stop(_: web.Application) -> None:
-        for key in (_EXPIRY, _KEEPER):
-            task = web_app.get(key)
-            if task is not None:
-                await _cancelled(task)
+        await tasks.stop(web_app.get(_EXPIRY), web_app.get(_KEEPER))
         if _SOCKET in web_app:
             await web_app[_SOCKET].close_async()
         try:
@@ -323,17 +320,6 @@ def build_web_app(
     for extension in EXTENSIONS if extensions is None else extensions:
         extension(web_app, bot, environ)
     return web_app
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait for it to end. A cancellation can be lost inside the task (a library that
-    catches it, or Python 3.11's `wait_for` when the awaited call finishes at the same moment), so it is
-    repeated every second until the task ends: a stopping server never waits on a loop that ignored one."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s failed while stopping: %r", task.get_name(), task.exception())
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import claims as claiming
+from .. import tasks
 from ..claims import Claims, LostClaim
 from ..config import ConfigError
 from ..extension import BOLT, HEALTH
@@ -127,12 +128,7 @@ class AlertService:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop(*self._tasks)
         if self.auto is not None:
             await self.auto.stop()
         await self.sender.stop()

@@ -44,7 +44,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from connectors.http import SlidingWindowLimiter
 
-from .. import audit, claims, store_notify
+from .. import audit, claims, store_notify, tasks
 from ..claims import Claims, LostClaim
 from ..slack_api import slack_error
 from ..store import Store
@@ -167,12 +167,7 @@ class Sender:
         self._wake.set()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, self._listener, *self._workers.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop(self._task, self._listener, *self._workers.values())
         self._task = self._listener = None
         channels = list(self._workers)
         self._workers.clear()

@@ -26,7 +26,7 @@ from support.bot import (
     text_of,
 )
 
-from bot import manifest, server
+from bot import manifest, server, tasks
 from bot.config import Secrets, StoreSettings, load_config
 from bot.lookups import NOT_A_MEMBER
 from bot.slack_text import escape
@@ -539,7 +539,7 @@ async def test_sim_slack_page_drives_a_bot_served_over_socket_mode(tmp_path):
 
 async def test_stopping_ends_a_background_loop_that_swallowed_a_cancellation():
     """What Python 3.11's wait_for can do to the expiry loop: the first cancel is lost, the loop goes on.
-    The server's stop cancels again until the task ends instead of waiting on it forever."""
+    bot.tasks.stop (the server's, the scheduler's and the sender's) cancels again until it ends."""
     lost = 0
 
     async def loop_that_loses_one_cancel() -> None:
@@ -554,5 +554,5 @@ async def test_stopping_ends_a_background_loop_that_swallowed_a_cancellation():
 
     task = asyncio.get_running_loop().create_task(loop_that_loses_one_cancel())
     await asyncio.sleep(0.1)
-    await asyncio.wait_for(server._cancelled(task), 30)  # the test's own ceiling: a hang fails it
+    await asyncio.wait_for(tasks.stop(task), 30)  # the test's own ceiling: a hang fails it
     assert task.cancelled() and lost == 1
