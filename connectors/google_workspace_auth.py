@@ -5,8 +5,10 @@ Rules: the token comes from a JWT signed with the key file's `private_key` (`sig
 imported only when it signs) exchanged at `token_url`; it is cached until a minute (or a tenth of its life)
 before it expires, one caller renews it while the others wait, and an API answer 401 drops it and
 sends the call once more with a new one (`TokenCache.authorized`: a second 401 is an error, never a
-third try). A refused `apps.alerts` scope is asked again without it (Alert Center then reported
-unreadable, the Directory keeps working); any other refusal is an AuthenticationError naming what to
+third try). Every API call asks for compact JSON (`prettyPrint=false`: Google indents its answers
+unless told not to, 36% more bytes for a page of users, to send and to decode). A refused
+`apps.alerts` scope is asked again without it (Alert Center then reported unreadable, the Directory
+keeps working); any other refusal is an AuthenticationError naming what to
 fix (delegation, admin_email, the key or the clock), never the key.
 """
 
@@ -27,6 +29,9 @@ from .google_workspace_api import (
 )
 from .http import HttpClient, Response, SlidingWindowLimiter
 from .tokens import TokenCache, oauth_error, token_answer
+
+#: Google's standard parameter `prettyPrint` defaults to true (indented answers): every call turns it off
+COMPACT = {"prettyPrint": "false"}
 
 
 class DirectoryRequests(Protocol):
@@ -119,14 +124,15 @@ class GoogleWorkspaceAuth:
         json_body: Any = None,
         idempotent: Optional[bool] = None,
     ) -> Response:
-        """One authenticated call; a 401 fetches a new token and tries once more (`TokenCache.authorized`: a
-        second 401 is an error)."""
+        """One authenticated call, answered compact (`prettyPrint=false`); a 401 fetches a new token and
+        tries once more (`TokenCache.authorized`: a second 401 is an error)."""
+        query = {**params, **COMPACT} if params else COMPACT
 
         def send(token: str) -> Awaitable[Response]:
             return self._http.request(
                 method,
                 path,
-                params=params,
+                params=query,
                 json_body=json_body,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 limiter=self._limiter,

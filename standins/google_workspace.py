@@ -80,6 +80,7 @@ from .google_workspace_directory import (
     page_token,
     patch_user,
     read_page_token,
+    reply,
     sign_out,
 )
 
@@ -206,14 +207,14 @@ def _alert_filter(text: str) -> Callable[[dict], bool]:
 async def list_alerts(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.alert_center:
-        return google_error(403, "The caller does not have permission", "forbidden")
+        return google_error(request, 403, "The caller does not have permission", "forbidden")
     try:
         keep = _alert_filter(request.query.get("filter", ""))
         size = max_results(request, "pageSize", 100, 10**6)
         text = request.query.get("filter", "")
         offset = read_page_token(request.query["pageToken"], text) if request.query.get("pageToken") else 0
     except QueryError as exc:
-        return google_error(400, f"Request contains an invalid argument: {exc}", "badRequest")
+        return google_error(request, 400, f"Request contains an invalid argument: {exc}", "badRequest")
     size = min(size, ALERT_PAGE_MAX)  # "the server may return fewer items than requested"
     alerts = sorted((a for a in state.alerts if keep(a)), key=lambda a: a["createTime"], reverse=True)
     body: dict[str, Any] = {}
@@ -221,7 +222,7 @@ async def list_alerts(request: web.Request) -> web.Response:
         body["alerts"] = alerts[offset : offset + size]
     if offset + size < len(alerts):
         body["nextPageToken"] = page_token(offset + size, text)
-    return web.json_response(body)
+    return reply(request, body)
 
 
 # --- admin ----------------------------------------------------------------------------------------
@@ -287,16 +288,16 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
     quota = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
     if fault.kind == "400":
-        response = invalid("query")  # what Google answers a search it can't parse
+        response = invalid(request, "query")  # what Google answers a search it can't parse
     elif fault.kind == "401":  # the token refused, though not expired here: what a revoked one gets
-        response = _auth_error()
+        response = _auth_error(request)
     elif fault.kind == "429":
-        response = google_error(429, quota, "rateLimitExceeded", domain="usageLimits")
+        response = google_error(request, 429, quota, "rateLimitExceeded", domain="usageLimits")
     elif fault.kind in ("403_user_rate", "403_rate"):
         reason = "userRateLimitExceeded" if fault.kind == "403_user_rate" else "rateLimitExceeded"
-        response = google_error(403, quota, reason, domain="usageLimits")
+        response = google_error(request, 403, quota, reason, domain="usageLimits")
     elif fault.kind in ("500", "503"):
-        response = google_error(int(fault.kind), "Backend Error", "backendError")
+        response = google_error(request, int(fault.kind), "Backend Error", "backendError")
     elif fault.kind == "slow":
         await asyncio.sleep(fault.delay)
         return None
@@ -308,9 +309,10 @@ async def _apply_fault(request: web.Request, fault: Fault) -> Optional[web.Strea
     return response
 
 
-def _auth_error() -> web.Response:
+def _auth_error(request: web.Request) -> web.Response:
     """Google's 401 for a missing, unknown or expired access token."""
     return google_error(
+        request,
         401,
         "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or"
         " other valid authentication credential.",
@@ -339,21 +341,21 @@ async def _respond(
     header = request.headers.get("Authorization", "")
     known = state.tokens.get(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
     if known is None or time.monotonic() >= known[3]:
-        return _auth_error()
+        return _auth_error(request)
     issuer, subject, scopes, _ = known
     record.subject = subject
     for method, pattern, allowed in _NEEDS:
         if request.method == method and pattern.fullmatch(request.path):
             if not scopes & allowed:
                 return google_error(
-                    403, "Request had insufficient authentication scopes.", "insufficientPermissions"
+                    request, 403, "Request had insufficient authentication scopes.", "insufficientPermissions"
                 )
             break
     if subject is None and request.path.startswith(DIRECTORY):
-        return google_error(403, "Not Authorized to access this resource/api", "forbidden")
+        return google_error(request, 403, "Not Authorized to access this resource/api", "forbidden")
     if not state.admit((issuer, subject)):
         message = "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'"
-        return google_error(403, message, "userRateLimitExceeded", domain="usageLimits")
+        return google_error(request, 403, message, "userRateLimitExceeded", domain="usageLimits")
     if state.latency:
         await asyncio.sleep(state.latency)
     return await handler(request)

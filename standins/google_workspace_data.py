@@ -62,9 +62,11 @@ RISK_ALERTS = {
 ALERT_SOURCES = {"Government attack warning": ("State sponsored attack", "StateSponsoredAttack")}
 _ID_BASE = 10**20  # ids are 21 digits, like Google's
 SEEDED_ALERT_USERS = 100_000  # seeding reads each person once: bounded so a million users start fast
-#: serialized users kept: two field masks (idops' partial response and a full user) for 100,000 users,
-#: so clients asking for different fields don't evict each other's users (~150 MB at the most)
+#: serialized users kept: two forms (idops' partial compact response and Google's client's full indented
+#: one) for 100,000 users, so clients asking differently don't evict each other's users (~250 MB at most)
 CACHE_SIZE = 200_000
+#: the indentation of a user in a users.list page (`{"users": [{…`: two levels of two spaces)
+LISTED = 4
 #: `email:{PREFIX}*` answers kept (the 38 partitions of a partitioned listing, and room for searches)
 PREFIX_CACHE = 256
 
@@ -343,9 +345,14 @@ class WorkspaceState:
             del user["aliases"]
         return user
 
-    def _render(self, index: int, fields: str = "") -> bytes:
+    def _render(self, index: int, fields: str, indent: Optional[int]) -> bytes:
         user = project(self.user(index), self._mask(fields)) if fields else self.user(index)
-        return json.dumps(user, separators=(",", ":")).encode()
+        if indent is None:
+            return json.dumps(user, separators=(",", ":")).encode()
+        text = json.dumps(user, indent=2)  # Google's prettyPrint form
+        if indent:  # every line moved right to its place in the page (strings hold no raw newline)
+            text = " " * indent + text.replace("\n", "\n" + " " * indent)
+        return text.encode()
 
     def _addresses_of(self, p: Any, index: int) -> list[str]:
         """The primary address of person `p` (user `index`), then its aliases: one user in ten has one,
@@ -379,10 +386,12 @@ class WorkspaceState:
         self._prefixed[wanted] = sorted(found)
         return self._prefixed[wanted]
 
-    def user_json(self, index: int, fields: str = "") -> bytes:
-        """User `index` serialized, cut to `fields` (a `users(…)` sub-mask as text); cached when untouched."""
+    def user_json(self, index: int, fields: str = "", indent: Optional[int] = None) -> bytes:
+        """User `index` serialized, cut to `fields` (a `users(…)` sub-mask as text): compact, or (`indent`
+        a number) in Google's prettyPrint form with every line indented that many spaces, no final
+        newline; cached when untouched, per form."""
         changed = index in self.suspended or index in self.change_password
-        return self._render(index, fields) if changed else self._cached(index, fields)
+        return self._render(index, fields, indent) if changed else self._cached(index, fields, indent)
 
     def set_user(
         self, index: int, *, suspended: Optional[bool] = None, change: Optional[bool] = None

@@ -1,6 +1,13 @@
 """The Google Workspace stand-in's Directory endpoints (users.list with paging, `query`, `orderBy` and
 `fields`; users.get, patch and signOut), Google's JSON error body, and the app key of its state;
-`standins/google_workspace.py` serves them with the token endpoint, Alert Center and the admin API."""
+`standins/google_workspace.py` serves them with the token endpoint, Alert Center and the admin API.
+
+Every API answer is written as Google writes it for the standard parameter `prettyPrint` (default
+true, as the discovery documents say: "Returns response with indentations and line breaks"): indented
+by two spaces, `"key": value`, one member or element a line, ending with a newline (the form of
+Google's own answers), unless the request says `prettyPrint=false`, then compact (no whitespace).
+Users are cached already serialized in both forms (`WorkspaceState.user_json`), so a page is joined,
+never re-encoded."""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ import base64
 import itertools
 import json
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 from aiohttp import web
 
 from .google_workspace_data import (
+    LISTED,
     MAX_RESULTS,
     Clause,
     QueryError,
@@ -24,7 +32,26 @@ from .google_workspace_data import (
 )
 
 
-def google_error(status: int, message: str, reason: str, *, domain: str = "global") -> web.Response:
+def pretty(request: web.Request) -> bool:
+    """Whether the answer is indented: Google's `prettyPrint`, true unless the request says false."""
+    return request.query.get("prettyPrint", "true").lower() != "false"
+
+
+def encode(body: Any, indented: bool) -> bytes:
+    """`body` as Google writes JSON: indented (two spaces, a final newline) or compact."""
+    if indented:
+        return json.dumps(body, indent=2).encode() + b"\n"
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def reply(request: web.Request, body: Any, status: int = 200) -> web.Response:
+    """A JSON answer in the form the request's `prettyPrint` asks for."""
+    return web.Response(body=encode(body, pretty(request)), status=status, content_type="application/json")
+
+
+def google_error(
+    request: web.Request, status: int, message: str, reason: str, *, domain: str = "global"
+) -> web.Response:
     """Google's JSON error: `{"error": {code, message, errors: [{message, domain, reason}], status}}`."""
     statuses = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
     statuses.update({429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"})
@@ -36,11 +63,11 @@ def google_error(status: int, message: str, reason: str, *, domain: str = "globa
             "status": statuses.get(status, "UNKNOWN"),
         }
     }
-    return web.json_response(body, status=status)
+    return reply(request, body, status)
 
 
-def invalid(message: str) -> web.Response:
-    return google_error(400, f"Invalid Input: {message}", "invalid")
+def invalid(request: web.Request, message: str) -> web.Response:
+    return google_error(request, 400, f"Invalid Input: {message}", "invalid")
 
 
 STATE = web.AppKey("google_workspace_state", WorkspaceState)
@@ -78,11 +105,11 @@ async def list_users(request: web.Request) -> web.Response:
     state = request.app[STATE]
     customer = request.query.get("customer")
     if not customer and not request.query.get("domain"):
-        return google_error(400, "Bad Request", "badRequest")
+        return google_error(request, 400, "Bad Request", "badRequest")
     if customer and customer not in ("my_customer", state.customer_id, state.customer_id.lstrip("C")):
-        return google_error(404, "Domain not found.", "notFound")
+        return google_error(request, 404, "Domain not found.", "notFound")
     if request.query.get("domain") and request.query["domain"] != state.domain:
-        return google_error(404, "Domain not found.", "notFound")
+        return google_error(request, 404, "Domain not found.", "notFound")
     try:
         size = max_results(request, "maxResults", 100, MAX_RESULTS)
         query = request.query.get("query", "")
@@ -90,10 +117,10 @@ async def list_users(request: web.Request) -> web.Response:
         offset = read_page_token(request.query["pageToken"], query) if request.query.get("pageToken") else 0
         mask = parse_fields(request.query["fields"]) if request.query.get("fields") else {}
     except QueryError as exc:
-        return invalid(str(exc))
+        return invalid(request, str(exc))
     order = request.query.get("orderBy")
     if order not in (None, "email", "familyName", "givenName"):
-        return invalid("orderBy")
+        return invalid(request, "orderBy")
     # the users' own sub-mask as canonical text, so projected users are cached per mask
     fields = _mask_text(mask["users"]) if mask.get("users") else ""
     candidates, rest = _candidates(state, clauses)
@@ -117,17 +144,35 @@ async def list_users(request: web.Request) -> web.Response:
     else:
         page = list(candidates[offset : offset + size])
         more = offset + size < len(candidates)
-    rows = [state.user_json(i, fields) for i in page]
-    parts = []
+    indented = pretty(request)
+    rows = [state.user_json(i, fields, LISTED if indented else None) for i in page]
+    members: list[tuple[bytes, bytes]] = []  # (name, value), both serialized
     if not mask or "kind" in mask:
-        parts.append(b'"kind":"admin#directory#users"')
+        members.append((b'"kind"', b'"admin#directory#users"'))
     if not mask or "etag" in mask:
-        parts.append(b'"etag":"\\"' + digest(offset, query)[:20].encode() + b'\\""')
+        members.append((b'"etag"', b'"\\"' + digest(offset, query)[:20].encode() + b'\\""'))
     if rows and (not mask or "users" in mask):
-        parts.append(b'"users":[' + b",".join(rows) + b"]")
+        listed = b"[\n" + b",\n".join(rows) + b"\n  ]" if indented else b"[" + b",".join(rows) + b"]"
+        members.append((b'"users"', listed))
     if more and (not mask or "nextPageToken" in mask):
-        parts.append(f'"nextPageToken":"{page_token(offset + size, query)}"'.encode())
-    return web.Response(body=b"{" + b",".join(parts) + b"}", content_type="application/json")
+        members.append((b'"nextPageToken"', f'"{page_token(offset + size, query)}"'.encode()))
+    return web.Response(body=_object(members, indented), content_type="application/json")
+
+
+def _object(members: list[tuple[bytes, bytes]], indented: bool) -> bytes:
+    """A JSON object from serialized members, as `encode` would write it."""
+    if not members:
+        return b"{}\n" if indented else b"{}"
+    if indented:
+        return b"{\n" + b",\n".join(b"  " + name + b": " + value for name, value in members) + b"\n}\n"
+    return b"{" + b",".join(name + b":" + value for name, value in members) + b"}"
+
+
+def user_reply(request: web.Request, index: int) -> web.Response:
+    """One user, the whole of it, as users.get, patch and update answer."""
+    state = request.app[STATE]
+    body = state.user_json(index, "", 0) + b"\n" if pretty(request) else state.user_json(index)
+    return web.Response(body=body, content_type="application/json")
 
 
 def _mask_text(mask: dict) -> str:
@@ -152,38 +197,38 @@ def _user_index(request: web.Request) -> Optional[int]:
     return request.app[STATE].index_of(request.match_info["userKey"])
 
 
-def _not_found() -> web.Response:
-    return google_error(404, "Resource Not Found: userKey", "notFound")
+def _not_found(request: web.Request) -> web.Response:
+    return google_error(request, 404, "Resource Not Found: userKey", "notFound")
 
 
 async def get_user(request: web.Request) -> web.Response:
     index = _user_index(request)
     if index is None:
-        return _not_found()
-    return web.Response(body=request.app[STATE].user_json(index), content_type="application/json")
+        return _not_found(request)
+    return user_reply(request, index)
 
 
 async def patch_user(request: web.Request) -> web.Response:
     state = request.app[STATE]
     index = _user_index(request)
     if index is None:
-        return _not_found()
+        return _not_found(request)
     try:
         body = await request.json()
     except ValueError:
-        return invalid("the request body is not JSON")
+        return invalid(request, "the request body is not JSON")
     if not isinstance(body, dict):
-        return invalid("the request body must be a User object")
+        return invalid(request, "the request body must be a User object")
     for key in ("suspended", "changePasswordAtNextLogin"):
         if key in body and not isinstance(body[key], bool):
-            return invalid(f"{key} must be true or false")
+            return invalid(request, f"{key} must be true or false")
     state.set_user(index, suspended=body.get("suspended"), change=body.get("changePasswordAtNextLogin"))
-    return web.Response(body=state.user_json(index), content_type="application/json")
+    return user_reply(request, index)
 
 
 async def sign_out(request: web.Request) -> web.Response:
     index = _user_index(request)
     if index is None:
-        return _not_found()
+        return _not_found(request)
     request.app[STATE].sign_outs[index] += 1
     return web.Response(status=204)

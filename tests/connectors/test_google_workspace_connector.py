@@ -276,6 +276,27 @@ async def test_typed_text_never_changes_what_the_query_means(env: Env) -> None:
         assert (clause.field, clause.value) == ("name", attempt)
 
 
+async def test_every_api_request_asks_for_compact_answers(env: Env) -> None:
+    """Google indents its answers unless told `prettyPrint=false`; the connector always says it: listing
+    (both modes), search, reads, each action, Alert Center, and a call sent again after a 401."""
+    connector = env.connector()
+    partitioned = env.keep(GoogleWorkspaceConnector.from_config("gw2", env.settings(listing="partitioned")))
+    await everyone(connector)
+    await everyone(partitioned)
+    await everyone(partitioned)  # partitioned now: the email-prefix searches
+    await connector.find_identities(env.state.user(7)["name"]["fullName"])
+    user_id = env.state.user_id(next(i for i in range(300) if not env.state.user(i)["suspended"]))
+    for action in (Action.REVOKE_SESSIONS, Action.FORCE_PASSWORD_RESET, Action.DISABLE, Action.ENABLE):
+        await connector.run_action(action, user_id)
+    await env.fault("expire_token")
+    await connector.get_identity(user_id)  # 401, a new token, the same request again
+    seen = {(r.method, r.path.rsplit("/", 1)[-1] if "signOut" in r.path else r.path) for r in env.state.log}
+    assert ("GET", "/v1beta1/alerts") in seen and ("POST", "signOut") in seen and len(seen) >= 5
+    assert any("email:" in r.query.get("query", "") for r in env.state.log)
+    assert [r.status for r in env.state.log].count(401) == 1
+    assert {r.query.get("prettyPrint") for r in env.state.log} == {"false"}
+
+
 # --- actions -------------------------------------------------------------------------------------
 
 

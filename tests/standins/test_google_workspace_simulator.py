@@ -363,3 +363,46 @@ async def test_partial_responses_follow_the_fields_mask(sim: Sim) -> None:
             "GET", "/admin/directory/v1/users", token, params={**params, "fields": bad}
         )
         assert status == 400 and body["error"]["message"] == "Invalid Input: fields", bad
+
+
+async def test_answers_are_indented_unless_pretty_print_is_false(sim: Sim) -> None:
+    """Google's standard `prettyPrint` defaults to true: two-space indentation, `"key": value`, a final
+    newline; `prettyPrint=false` answers compact. Pages, users, alerts and errors alike, and a page's users
+    come from the per-user cache in both forms."""
+    token = await sim.access(scope=f"{SCOPE_USER} {SCOPE_ALERTS}")
+    headers = {"Authorization": f"Bearer {token}"}
+    user_id = sim.state.user_id(40)  # patched below, so rendered afresh: not on the page checked for caching
+    page = {"customer": "my_customer", "maxResults": "7"}
+    partial = {**page, "fields": "nextPageToken,users(id,name/fullName)"}
+    requests = [
+        ("GET", "/admin/directory/v1/users", page, 200),
+        ("GET", "/admin/directory/v1/users", partial, 200),
+        ("GET", "/admin/directory/v1/users", {**page, "query": "email:zzz*"}, 200),  # no users: {}
+        ("GET", f"/admin/directory/v1/users/{user_id}", {}, 200),
+        ("PATCH", f"/admin/directory/v1/users/{user_id}", {}, 200),
+        ("GET", "/v1beta1/alerts", {"pageSize": "2"}, 200),
+        ("GET", "/admin/directory/v1/users", {"customer": "my_customer", "maxResults": "0"}, 400),
+        ("GET", "/admin/directory/v1/users/nobody@acme.example", {}, 404),
+    ]
+    for method, path, query, status in requests:
+        bodies = {}
+        for form in ("default", "true", "false", "FALSE"):
+            params = query if form == "default" else {**query, "prettyPrint": form}
+            async with sim.session.request(
+                method, sim.url + path, params=params, headers=headers, json={"suspended": False}
+            ) as response:
+                assert response.status == status and response.content_type == "application/json", path
+                bodies[form] = await response.read()
+        value = json.loads(bodies["default"])
+        assert bodies["default"] == bodies["true"] == (json.dumps(value, indent=2) + "\n").encode(), path
+        assert bodies["false"] == bodies["FALSE"] == json.dumps(value, separators=(",", ":")).encode(), path
+        assert (value and b'\n  "' in bodies["default"]) or value == {}
+    # a page's users are rendered once per form and mask, then served from the cache
+    cache = sim.state._cached
+    before = cache.cache_info()
+    for form in ("true", "false"):
+        status, body = await sim.call(
+            "GET", "/admin/directory/v1/users", token, params={**page, "prettyPrint": form}
+        )
+        assert len(body["users"]) == 7
+    assert cache.cache_info().hits - before.hits == 14 and cache.cache_info().misses == before.misses
