@@ -1,22 +1,29 @@
-"""The compact id maps (`connectors.idmap`): the same answers as a dict built from the same entries, in
-about 17 bytes an entry; Entra listings built on them, over loopback HTTP against the simulator, with
-users whose ids are not canonical GUIDs among the role holders and the users at risk; Okta listings'
-admin set and risk map."""
+"""The compact id maps (`connectors.idmap`): the same answers as a dict built from the same entries
+(also through many levels of runs merged, with the sizes shrunk), in about 17 bytes an entry, built in
+memory that holds no more than a fixed bound beside the map whatever the number of entries (traced by
+tracemalloc), on this Python and on 3.9; Entra listings built on them, over loopback HTTP against the
+simulator, with users whose ids are not canonical GUIDs among the role holders and the users at risk;
+Okta listings' admin set and risk map."""
 
 from __future__ import annotations
 
 import json
+import operator
 import random
+import subprocess
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.sim_env import SimEnv, serve_env
 from support.sims import entra_connector
 from support.soar import ROOT, RUNTIMES, require, run_process
 
+from connectors import idmap
 from connectors.entra import EntraConnector
 from connectors.entra_api import NO_RISK, risk_band
 from connectors.idmap import GUIDS, OKTA_IDS, RUN, IdMap, IdMapBuilder
@@ -48,6 +55,11 @@ def both(entries: list[tuple[str, Any]], merge: Any = None, codec: Any = GUIDS) 
         builder.add(key, value)
         expected[key] = value if key not in expected or merge is None else merge(expected[key], value)
     return builder.build(), expected
+
+
+def more(held: tuple, names: tuple) -> tuple:
+    """Entra's merge of role names: those held, then the new ones not among them (associative)."""
+    return (*held, *(n for n in names if n not in held))
 
 
 def test_guids_pack_canonical_guids_only() -> None:
@@ -105,9 +117,6 @@ def test_answers_as_a_dict_does_across_runs_duplicates_and_other_keys() -> None:
 
 
 def test_a_merge_sees_the_values_in_the_order_added() -> None:
-    def more(held: tuple, names: tuple) -> tuple:
-        return (*held, *(n for n in names if n not in held))
-
     rng = random.Random(11)
     users = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(2 * RUN)] + ["legacy-1", "LEGACY-1"]
     entries: list[tuple[str, tuple[str, ...]]] = [(u, ("Global Administrator",)) for u in users[::3]]
@@ -136,24 +145,72 @@ def test_codes_widen_with_the_number_of_distinct_values() -> None:
         assert packed[keys[-1]] == distinct - 1 and dict(packed) == expected
 
 
-def test_an_entry_costs_about_twenty_bytes_and_building_twice_that() -> None:
-    rng = random.Random(5)
-    keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(20_000)]
-    bands = [("high", 75), ("medium", 50), ("critical", 100), ("low", 20)]
+# keys for the property test: random GUIDs, GUIDs sharing a high half, neighbours, and other shapes
+_RNG = random.Random(17)
+_SHARED = 0x6F9619FF8B86D011 << 64
+POOL = [str(uuid.UUID(int=_RNG.getrandbits(128))) for _ in range(12)]
+POOL += [GUIDS.text(_SHARED | low) for low in (0, 1, 2, 7, 1 << 63, idmap.LOW)]
+POOL += [GUIDS.text(0), GUIDS.text((1 << 128) - 1), *NOT_GUIDS[:4]]
+ABSENT = [GUIDS.text(_SHARED | 3), GUIDS.text(_SHARED + (1 << 64)), GUIDS.text(1), GUIDS.text(idmap.LOW), "x"]
+MERGES: dict[str, tuple[Optional[Callable], Callable[[int], Any]]] = {
+    "new": (None, lambda n: ("band", n % 5)),
+    "sum": (operator.add, lambda n: n),  # many distinct values: the codes widen as they are folded
+    "roles": (more, lambda n: (f"role {n % 4}", f"role {n % 3}")),
+}
+
+
+@settings(max_examples=250, deadline=None, derandomize=True, database=None)
+@given(
+    entries=st.lists(st.tuples(st.sampled_from(POOL), st.integers(0, 300)), max_size=120),
+    merge=st.sampled_from(sorted(MERGES)),
+    sizes=st.sampled_from([(1, 1, 2), (3, 2, 2), (4, 3, 3), (5, 2, 4)]),
+)
+def test_any_run_block_and_fan_in_sizes_answer_as_a_dict(
+    entries: list[tuple[str, int]], merge: str, sizes: tuple[int, int, int]
+) -> None:
+    # the sizes shrunk to a few entries, so that a hundred entries go through several levels of merges
+    function, value = MERGES[merge]
+    with pytest.MonkeyPatch.context() as patch:
+        for name, size in zip(("RUN", "BLOCK", "FAN_IN"), sizes):
+            patch.setattr(idmap, name, size)
+        packed, expected = both([(key, value(n)) for key, n in entries], function)
+    assert dict(packed) == expected and len(packed) == len(expected)
+    for key in POOL + ABSENT:
+        assert packed.get(key, "absent") == expected.get(key, "absent") and (key in packed) == (
+            key in expected
+        )
+    numbers = [GUIDS.pack(key) for key in packed]
+    guids = [n for n in numbers if n is not None]
+    assert guids == sorted(guids) and numbers[len(guids) :] == [None] * (len(numbers) - len(guids))
+
+
+def traced_build(keys: list[str], values: list[Any]) -> tuple[IdMap, int, int]:
+    """(the map, bytes it holds, peak bytes while adding and building), as tracemalloc counts them."""
     tracemalloc.start()
     try:
         builder: IdMapBuilder = IdMapBuilder()
         for n, key in enumerate(keys):
-            builder.add(key, bands[n % 4])
-        before_build = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
+            builder.add(key, values[n % len(values)])
         packed = builder.build()
         held, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert held < 20 * len(keys) + 64_000  # the map (17 bytes an entry) and the emptied builder
-    assert peak - before_build < 20 * len(keys)  # the result beside the runs (17 bytes an entry), no more
-    assert len(packed) == len(keys) and packed[keys[123]] == bands[123 % 4]
+    return packed, held, peak
+
+
+# the buffer (RUN entries as tuples, ~110 KB) and one merge's FAN_IN + 1 blocks (~160 KB): not the entries
+BUILD_BOUND = 300_000
+
+
+def test_building_holds_a_bound_beside_the_map_whatever_the_entries() -> None:
+    rng = random.Random(5)
+    bands = [("high", 75), ("medium", 50), ("critical", 100), ("low", 20)]
+    for count in (5_000, 60_000):  # the second: 1 MB more if the entries were held twice
+        keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(count)]
+        packed, held, peak = traced_build(keys, bands)
+        assert held < 18 * count + 64_000, (count, held)  # 17 bytes an entry, the blocks' few bytes
+        assert peak - held < BUILD_BOUND, (count, peak - held)
+        assert len(packed) == count and packed[keys[123]] == bands[123 % 4] and keys[-1] in packed
 
 
 # --- Entra listings over loopback, with some users' ids not canonical GUIDs -------------------------
@@ -269,6 +326,55 @@ async def test_an_okta_listing_keeps_its_admins_and_risk_packed() -> None:
             assert (identity.risk_score, identity.risk_level) == okta_band(
                 risks.get(user_id, "NONE"), user_id in expected_admins
             )
+
+
+BUILD_ON_39 = """
+import json, random, sys, tracemalloc, uuid
+from connectors import idmap
+from connectors.idmap import IdMapBuilder
+
+
+def more(held, names):
+    return (*held, *(n for n in names if n not in held))
+
+
+rng = random.Random(3)
+keys = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(6000)] + ["legacy-1", "LEGACY-1"]
+entries = [(rng.choice(keys), ("role %d" % rng.randrange(5),)) for _ in range(10000)]
+expected = {}
+for key, value in entries:
+    expected[key] = more(expected[key], value) if key in expected else value
+out = {}
+defaults = (idmap.RUN, idmap.BLOCK, idmap.FAN_IN)
+for sizes in ((3, 2, 2), defaults):
+    idmap.RUN, idmap.BLOCK, idmap.FAN_IN = sizes
+    builder = IdMapBuilder(more)
+    for key, value in entries:
+        builder.add(key, value)
+    out["same %d" % sizes[0]] = dict(builder.build()) == expected
+distinct = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(60000)]
+tracemalloc.start()
+builder = IdMapBuilder()
+for key in distinct:
+    builder.add(key, "high")
+packed = builder.build()
+held, peak = tracemalloc.get_traced_memory()
+tracemalloc.stop()
+out["overhead"], out["held"], out["count"] = peak - held, held, len(packed)
+print(json.dumps(out))
+"""
+
+
+def test_building_on_python_3_9_answers_as_a_dict_within_the_bound() -> None:
+    python = require(RUNTIMES / "3.9" / "bin" / "python", "soar")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    found = subprocess.run(
+        [str(python), "-c", BUILD_ON_39], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert found.returncode == 0, found.stderr
+    out = json.loads(found.stdout)
+    assert out["same 1024"] is True and out["same 3"] is True  # the defaults, and many levels of merges
+    assert out["count"] == 60000 and out["held"] < 18 * 60000 + 64_000 and out["overhead"] < BUILD_BOUND, out
 
 
 LIST_ON_39 = """
