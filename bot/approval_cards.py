@@ -269,17 +269,20 @@ def containment_reply(
     return text_message(text)
 
 
-def containment_list(items: Sequence[tuple[Containment, ApprovalRequest]]) -> list[dict[str, Any]]:
-    """Blocks listing the containments still in force and when each ends (`/idops pending`, App Home)."""
+def containment_list(
+    items: Sequence[tuple[Containment, ApprovalRequest]], limit: int = 30
+) -> list[dict[str, Any]]:
+    """Blocks listing the containments still in force and when each ends (`/idops pending`, App Home):
+    at most `limit` lines and `limit + 2` blocks."""
     out: list[Block] = [SectionBlock(text=_md(f"*Active containments* ({len(items)})"))]
-    for item, request in items[:30]:
+    for item, request in items[:limit]:
         name = esc(request.target.get("name") or request.target.get("email") or request.identity_id, 200)
         line = f"*{request.action.label}* of *{name}* · {containment_status(request, item)}"
         if request.message_channel:
             line += f" · in <#{request.message_channel}>"
         out.append(SectionBlock(text=_md(line)))
-    if len(items) > 30:
-        out.append(ContextBlock(elements=[_md(f"… and {len(items) - 30} more")]))
+    if len(items) > limit:
+        out.append(ContextBlock(elements=[_md(f"… and {len(items) - limit} more")]))
     return [block.to_dict() for block in out]
 
 

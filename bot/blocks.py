@@ -53,6 +53,7 @@ TEXT_CHARS = 3000
 HEADER_CHARS = 150
 BUTTON_TEXT_CHARS = 75
 FALLBACK_CHARS = 3000
+MAX_MESSAGE_BLOCKS = 50  # Slack refuses a whole message with more (a view: 100)
 MAX_LIST = 15  # identities per list message: 15 sections + header/context/actions stays under 50 blocks
 
 # Slack user and group ids as Slack formats them; anything else in a user field is shown as text.
@@ -269,14 +270,15 @@ def approval_line(request: ApprovalRequest) -> str:
     return line
 
 
-def approval_list(title: str, requests: Sequence[ApprovalRequest], *, empty: str) -> Message:
-    """A list of pending requests (each line links to where its card is)."""
+def approval_list(title: str, requests: Sequence[ApprovalRequest], *, empty: str, limit: int = 40) -> Message:
+    """A list of pending requests (each line links to where its card is), at most `limit` lines and
+    `limit + 2` blocks."""
     if not requests:
         return text_message(empty)
     blocks: list[Block] = [SectionBlock(text=_md(title))]
-    blocks += [SectionBlock(text=_md(approval_line(r))) for r in requests[:40]]
-    if len(requests) > 40:
-        blocks.append(ContextBlock(elements=[_md(f"… and {len(requests) - 40} more")]))
+    blocks += [SectionBlock(text=_md(approval_line(r))) for r in requests[:limit]]
+    if len(requests) > limit:
+        blocks.append(ContextBlock(elements=[_md(f"… and {len(requests) - limit} more")]))
     return message(title + f" ({len(requests)})", blocks)
 
 

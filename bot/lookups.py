@@ -28,6 +28,8 @@ NOT_A_MEMBER = (
     "idops shows identity risk to responders and approvers only. Ask an admin to add you to"
     " `[access] responders` or `[access] approvers`."
 )
+#: pending requests listed when containments share the message (the rest of Slack's 50 blocks is theirs)
+PENDING_LINES = 25
 BAD_BUTTON = text_message(":warning: That button carries something idops can't read; nothing was done.")
 
 
@@ -171,12 +173,18 @@ class Lookups:
         if not await self.may_look(user):
             return LOOKUP_REFUSED
         requests = await self.service.pending()
-        reply = blocks.approval_list(
-            "*Requests waiting for approval*", requests, empty="No requests are waiting."
-        )
         contained = self.service.open_containments()
+        # both lists share one message, which Slack refuses whole past 50 blocks: each gets its share
+        reply = blocks.approval_list(
+            "*Requests waiting for approval*",
+            requests,
+            empty="No requests are waiting.",
+            limit=PENDING_LINES if contained else 40,
+        )
         if contained:
-            reply.setdefault("blocks", []).extend(approval_cards.containment_list(contained))
+            shown = reply.setdefault("blocks", [])
+            room = blocks.MAX_MESSAGE_BLOCKS - len(shown) - 2  # the containments' title and "… more"
+            shown.extend(approval_cards.containment_list(contained, limit=room))
         return reply
 
     async def audit(self, user: str, who: str) -> Message:

@@ -157,8 +157,7 @@ class Replies:
         """Show `reply` to `user` only: through response_url, as an ephemeral in `channel`, or by DM
         (also when the bot may not post in that channel)."""
         try:
-            if respond is not None:
-                await respond(**reply, response_type="ephemeral", replace_original=replace)
+            if respond is not None and await self._responded(user, respond, reply, replace):
                 return
             if channel:
                 try:
@@ -174,6 +173,20 @@ class Replies:
             await self.client.chat_postMessage(channel=user, **reply)
         except (SlackApiError, OSError, asyncio.TimeoutError) as exc:
             log.warning("could not answer %s: %s", user, exc)
+
+    async def _responded(self, user: str, respond: Respond, reply: Message, replace: bool) -> bool:
+        """Answer through the response_url; False when there is none or Slack refused the answer (its
+        webhook answers an HTTP error instead of raising: expired, used too often, invalid blocks)."""
+        try:
+            answer = await respond(**reply, response_type="ephemeral", replace_original=replace)
+        except ValueError:  # Bolt's respond on a request that came without a response_url
+            return False
+        status = getattr(answer, "status_code", 200)
+        if status < 400:
+            return True
+        said = str(getattr(answer, "body", "") or "")[:100].replace("\n", " ")
+        log.warning("Slack refused the answer to %s by response_url (HTTP %s: %s)", user, status, said)
+        return False
 
     async def open_view(
         self,

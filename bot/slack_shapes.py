@@ -26,17 +26,43 @@ class _Action(_Loose):
     value: Optional[StrictStr] = None
 
 
+class _Channel(_Loose):
+    id: Optional[StrictStr] = None
+
+
+class _Where(_Loose):
+    type: Optional[StrictStr] = None
+    channel_id: Optional[StrictStr] = None
+
+
 class _Actions(_Loose):
     type: Literal["block_actions"]
     user: _User
     actions: list[_Action] = Field(min_length=1)
+    channel: Optional[_Channel] = None
+    container: Optional[_Where] = None
+    view: Optional[_Where] = None
+    response_url: Optional[StrictStr] = None
+    trigger_id: Optional[StrictStr] = None
+
+
+class _Option(_Loose):
+    value: Optional[StrictStr] = None
+
+
+class _Input(_Loose):
+    """One input's state: typed text (`value`) or a choice (`selected_option`)."""
+
+    value: Optional[StrictStr] = None
+    selected_option: Optional[_Option] = None
 
 
 class _State(_Loose):
-    values: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    values: dict[str, dict[str, _Input]] = Field(default_factory=dict)
 
 
 class _View(_Loose):
+    type: StrictStr  # Bolt's own matchers read it (`modal`, `home`, `workflow_step`)
     callback_id: StrictStr = ""
     private_metadata: StrictStr = ""
     state: Optional[_State] = None

@@ -25,6 +25,9 @@ from ..lookups import BAD_BUTTON
 from ..replies import Respond
 from ..services import Bot
 
+#: the attempt a *Run again* button carries (ASCII digits, and short: int() refuses 4,300 digits)
+_ATTEMPT = re.compile(r"[0-9]{1,9}")
+
 
 @dataclass(frozen=True)
 class Click:
@@ -132,7 +135,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
             offset = int(query["offset"])
             if offset < 0 or (tenant is not None and not isinstance(tenant, str)):
                 raise ValueError(offset)
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):  # OverflowError: 1e400
             await replies.tell(reply=BAD_BUTTON, **click.reply_to)
             return
         work = lookups.risky(click.user, level, tenant, offset)
@@ -150,7 +153,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
     async def on_rerun(click: Click, action: dict[str, Any]) -> None:
         # value "<request id>:<attempt shown>": a redelivered click for an attempt already re-run does nothing
         request_id, _, attempt = (action.get("value") or "").partition(":")
-        if not attempt.isdigit():
+        if not _ATTEMPT.fullmatch(attempt):  # not str.isdigit: "²" is a digit int() refuses
             await replies.tell(reply=BAD_BUTTON, **click.reply_to)
             return
         work = flow.rerun(request_id, click.user, int(attempt))

@@ -56,7 +56,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
             duration = timedelta(seconds=int(seconds)) if seconds else duration_choice(view)
             if ref is None and not who:
                 raise ValueError("nothing to request")
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):  # a duration of 1e400
             await ack(response_action="errors", errors={"reason": DAMAGED})
             return
         await ack()
