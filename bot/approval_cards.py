@@ -158,23 +158,31 @@ def escalation_reply(request: ApprovalRequest, mention: str) -> Message:
     return text_message(text)
 
 
+def result_head(request: ApprovalRequest) -> str:
+    """How the thread reply of the request's outcome starts, in every idops version: how one an earlier
+    idops posted (without metadata) is recognised in the thread (bot/thread_replies.py `Legacy`)."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    if request.status is Status.EXECUTED:
+        return f":white_check_mark: {request.action.label} for *{name}*"
+    if request.status is Status.UNKNOWN:
+        return f":warning: {request.action.label} for *{name}*: outcome unknown"
+    return f":x: {request.action.label} for *{name}* failed"
+
+
 def result_reply(request: ApprovalRequest) -> Message:
     """The thread reply under an approval card once its action ran: the provider's answer or error."""
-    name = esc(request.target.get("name") or request.identity_id, 200)
+    head = result_head(request)
     if request.status is Status.EXECUTED:
         result: Mapping[str, Any] = request.result or {}
         outcome = esc(result.get("status") or "done", 50)
-        text = f":white_check_mark: {request.action.label} for *{name}*: {outcome}"
+        text = f"{head}: {outcome}"
         if result.get("message"):
             text += f"\n> {esc(result['message'], 1500)}"
         if result.get("reference"):
             text += f"\nProvider reference: {esc(result['reference'], 200)}"
     elif request.status is Status.UNKNOWN:
         label = esc(request.target.get("provider_label") or request.connector, 100)
-        text = (
-            f":warning: {request.action.label} for *{name}*: outcome unknown."
-            f" {esc(request.error or 'No answer came back.', 1500)}"
-        )
+        text = f"{head}. {esc(request.error or 'No answer came back.', 1500)}"
         if request.outcome_check:
             text += f"\n{esc(request.outcome_check, 500)}"
         text += (
@@ -182,9 +190,7 @@ def result_reply(request: ApprovalRequest) -> Message:
             " press *Run again* on the card (it asks to confirm, and is audited)."
         )
     else:
-        text = (
-            f":x: {request.action.label} for *{name}* failed: {esc(request.error or 'unknown error', 2000)}"
-        )
+        text = f"{head}: {esc(request.error or 'unknown error', 2000)}"
         text += "\nAn approver can press *Retry* on the card."
     return text_message(text)
 
@@ -331,16 +337,22 @@ def containment_buttons(request: ApprovalRequest, item: Containment) -> ActionsB
     return ActionsBlock(elements=elements)
 
 
+def reminder_head(request: ApprovalRequest, item: Containment) -> str:
+    """How the reminder before `item`'s end starts, in every idops version: how a reminder an earlier
+    idops posted (without metadata) is recognised in the thread (bot/thread_replies.py `Legacy`)."""
+    name = esc(request.target.get("name") or request.identity_id, 200)
+    return (
+        f":alarm_clock: {user_ref(request.requested_by)} the containment of *{name}* ends"
+        f" {slack_date(item.due_at)}"
+    )
+
+
 def reminder(request: ApprovalRequest, item: Containment) -> Message:
     """The thread reply before the end, mentioning the requester, with the decision buttons."""
-    name = esc(request.target.get("name") or request.identity_id, 200)
     text = (
-        f":alarm_clock: {user_ref(request.requested_by)} the containment of *{name}* ends"
-        f" {slack_date(item.due_at)}: then idops runs *{item.undo.label}*. Extend it, make it permanent"
+        f"{reminder_head(request, item)}: then idops runs *{item.undo.label}*. Extend it, make it permanent"
         " or revert it now; if nobody does, access is restored at the end."
     )
-    if item.reminder_state == "resending":  # the last one was cut off: it may have been posted
-        text += " (This may repeat a reminder idops was stopped from confirming.)"
     blocks: list[Block] = [SectionBlock(text=_md(text)), containment_buttons(request, item)]
     return message(text, blocks)
 

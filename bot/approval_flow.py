@@ -11,10 +11,11 @@ replicas, and one Slack refused is sent again by the next sweep, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import weakref
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Optional
 
 import aiohttp
@@ -29,13 +30,20 @@ from .blocks import Message, esc, text_message
 from .claims import DEFAULT_TTL
 from .replies import Replies, Respond
 from .slack_api import describe
-from .thread_replies import ThreadReplies
+from .thread_replies import Legacy, ThreadReplies
 
 log = logging.getLogger(__name__)
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 #: how far back the sweep looks for outcomes whose thread reply was never claimed
 CATCH_UP = timedelta(days=1)
+#: an outcome recorded this recently is left to whoever recorded it (it claims, or an earlier idops
+#: posts, its reply right after): the sweep reports it only once its request was this long quiet
+QUIET = timedelta(minutes=2)
+#: missed outcomes the sweep takes at most (each costs a thread lookup, conversations.replies: Tier 3)
+MISSED_PER_SWEEP = 5
+#: seconds an earlier idops' reply may seem to precede its attempt's start (Slack's clock against ours)
+SKEW = 2.0
 
 
 def channel_ref(channel: str) -> str:
@@ -141,9 +149,11 @@ class ApprovalFlow:
                     log.warning("could not update the card of %s: %s", request_id, describe(exc.response))
             return request
 
-    async def report(self, request: ApprovalRequest) -> None:
+    async def report(self, request: ApprovalRequest, *, earlier_after: Optional[float] = None) -> None:
         """After execution: redraw the card and post the outcome in its thread, once per attempt and
-        outcome across replicas (an unknown outcome, then the same attempt found done, are two replies)."""
+        outcome across replicas (an unknown outcome, then the same attempt found done, are two replies).
+        With `earlier_after` (epoch seconds), the thread is looked up first for the reply an earlier idops
+        may have posted after that time (bot/thread_replies.py `Legacy`)."""
         current = await self.refresh_card(request.id)
         if current.status not in (Status.EXECUTED, Status.FAILED, Status.UNKNOWN):
             return
@@ -155,27 +165,36 @@ class ApprovalFlow:
                 current.message_channel,
                 current.message_ts,
                 approval_cards.result_reply(current),
+                legacy=(
+                    None
+                    if earlier_after is None
+                    else Legacy(approval_cards.result_head(current), earlier_after)
+                ),
             )
 
     async def report_missed(self) -> int:
-        """Report the outcomes whose thread reply nobody claimed: a replica that stopped between
-        recording an outcome and claiming its reply (executions started in the last `CATCH_UP`; what was
-        told before thread replies were claimed counts as told, revision 0004). Claimed as every reply,
-        so a live replica reporting it at the same time makes it one reply, not two."""
-        since = audit.iso(self.service.clock() - CATCH_UP)
+        """Report the outcomes whose thread reply nobody claimed: recorded by a replica that stopped before
+        claiming its reply, or by an earlier idops that posted replies without claiming them (a rolling
+        upgrade). Executions started in the last `CATCH_UP` whose request has been quiet (no audit row)
+        for `QUIET`, `MISSED_PER_SWEEP` at a time, each looked for in the thread first (an earlier
+        idops' reply by how it starts, posted after the attempt started): found, it is recorded; else
+        posted. What was told before thread replies were claimed counts as told (revision 0004).
+        Claimed as every reply, so a live replica reporting it at the same time makes it one reply."""
+        now = self.service.clock()
         rows = self.service.db.query(
-            "SELECT a.id FROM approvals AS a WHERE a.status IN ('executed', 'failed', 'unknown')"
-            " AND a.message_ts IS NOT NULL AND a.executing_since >= ? AND NOT EXISTS (SELECT 1 FROM"
-            " thread_replies AS t WHERE t.key = 'result:' || a.id || ':' || CAST(a.attempts AS TEXT)"
-            " || ':' || a.status)",
-            [since],
+            "SELECT a.id, a.executing_since FROM approvals AS a"
+            " WHERE a.status IN ('executed', 'failed', 'unknown') AND a.message_ts IS NOT NULL"
+            " AND a.executing_since >= ? AND NOT EXISTS (SELECT 1 FROM thread_replies AS t"
+            " WHERE t.key = 'result:' || a.id || ':' || CAST(a.attempts AS TEXT) || ':' || a.status)"
+            " AND NOT EXISTS (SELECT 1 FROM audit AS u WHERE u.connector = a.connector"
+            " AND u.identity_id = a.identity_id AND u.request_id = a.id AND u.at > ?)"
+            " ORDER BY a.executing_since LIMIT ?",
+            [audit.iso(now - CATCH_UP), audit.iso(now - QUIET), MISSED_PER_SWEEP],
         )
-        missed = [row["id"] for row in rows]
-        for request_id in missed:
-            log.info(
-                "the outcome of %s was never told in its thread (its replica stopped): telling it", request_id
-            )
-            await self.report(self.service.get(request_id))
+        missed = [(row["id"], datetime.fromisoformat(row["executing_since"])) for row in rows]
+        for request_id, started in missed:
+            log.info("the outcome of %s has no thread reply recorded: looking for it first", request_id)
+            await self.report(self.service.get(request_id), earlier_after=started.timestamp() - SKEW)
         return len(missed)
 
     async def refused(self, exc: PolicyError) -> Message:
@@ -264,8 +283,12 @@ class ApprovalFlow:
         """*Check again* on an unknown outcome: read the provider (never act) and redraw the card."""
         if not await self.service.is_approver(user) and not await self.service.is_responder(user):
             return text_message(":no_entry: Only responders and approvers can check a request.")
+        before = self.service.get(request_id)
         request = await self.service.reconcile(request_id)
-        await self.report(request)
+        if (request.status, request.attempts) != (before.status, before.attempts):
+            await self.report(request)
+        else:  # nothing new to tell in the thread (an earlier idops may have told this outcome)
+            await self.refresh_card(request_id)
         if request.status is Status.UNKNOWN:
             return text_message(
                 f":warning: Still unknown: {esc(request.outcome_check or 'nothing could be read', 500)}"
@@ -273,23 +296,38 @@ class ApprovalFlow:
         return None
 
     async def escalate_due(self) -> list[ApprovalRequest]:
-        """Mention whoever each due escalation step names in the card's thread, once per step (the
-        service claims the step in the store first, then the reply is claimed as every thread reply)."""
-        claimed = self.service.escalate_due()
-        for request in claimed:
+        """Mention whoever each due escalation step names in the card's thread, once per step: the
+        mention is read first, then the step and its thread reply are claimed in one transaction (no stop
+        comes between them), then the reply is posted (bot/thread_replies.py: exactly once)."""
+        claimed: list[ApprovalRequest] = []
+        for request, step in self.service.escalations_due():
             if not (request.message_channel and request.message_ts):
-                continue  # the sweep claims only requests whose card is in Slack
+                continue  # only requests whose card is in Slack escalate
             rule = self.service.rule_of(request)
             mention = await self._escalation_mention(rule.escalate_to, rule.escalate_oncall)
-            # the step is claimed once; its reply too (a refused one is sent again by the next sweep, once)
-            await self.threads.post(
-                thread_replies.escalation_key(request.id, request.escalation_step),
-                request.message_channel,
-                request.message_ts,
-                approval_cards.escalation_reply(request, mention),
-            )
-            await self.refresh_card(request.id)  # the card says it was escalated
+            replies: list[thread_replies.Claim] = []
+            claim_reply = functools.partial(self._claim_escalation_reply, mention, replies)
+            current = self.service.claim_escalation(request, step, claim_reply)
+            if current is None:
+                continue  # decided meanwhile, or the step was claimed elsewhere
+            claimed.append(current)
+            for reply in replies:
+                await self.threads.deliver(reply)  # one Slack refuses is sent again by the next sweep, once
+            await self.refresh_card(current.id)  # the card says it was escalated
         return claimed
+
+    def _claim_escalation_reply(
+        self, mention: str, into: list[thread_replies.Claim], current: ApprovalRequest
+    ) -> None:
+        """Claim the thread reply of `current`'s escalation step (inside the step's transaction)."""
+        reply = self.threads.claim(
+            thread_replies.escalation_key(current.id, current.escalation_step),
+            str(current.message_channel),
+            str(current.message_ts),
+            approval_cards.escalation_reply(current, mention),
+        )
+        if reply is not None:
+            into.append(reply)
 
     async def _escalation_mention(self, group: Optional[str], oncall: Optional[str]) -> str:
         """`<!subteam^…>` for an escalation group; for an on-call rotation group, its current members

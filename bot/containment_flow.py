@@ -4,23 +4,24 @@ the Extend / Make permanent / Revert now buttons (the rules are enforced by the 
 The rules and the store are in `bot.approvals` (timebox.py, containment.py); this module calls them
 and keeps the original approval card and its thread in step: each state change is told in the thread
 once (`ApprovalService.take_report`, then the reply claimed as every approval thread reply is:
-bot/thread_replies.py), and the card is always redrawn from the stored state. Reminders keep their own
-state in the containment row (`reminder_state`): one cut off is posted again with a "may repeat" note.
+bot/thread_replies.py), and the card is always redrawn from the stored state. A reminder is a thread reply
+too (key `reminder:<request>:<end>`), claimed in the transaction that marks the containment reminded
+(`remind_due`), so it is posted exactly once: one cut off is looked for in the thread before it is posted
+again, one Slack refused is sent again by the next sweep, once. A reminder an earlier idops may have
+posted (its own claim cut off, during a rolling upgrade) is looked for by how it starts
+(`approval_cards.reminder_head`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Optional
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
-
-from . import approval_cards
+from . import approval_cards, thread_replies
 from .approval_flow import ApprovalFlow
-from .approvals import ApprovalRequest, PolicyError
+from .approvals import ApprovalRequest, Containment, PolicyError
 from .blocks import Message
+from .thread_replies import Claim, Legacy
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +40,29 @@ class ContainmentFlow:
         changed = await self.service.revert_due()
         for request_id in changed:
             await self.report(request_id)
-        reminded = self.service.remind_due()
-        for request_id in reminded:
-            request, item = self.service.get(request_id), self.service.containment(request_id)
-            posted = item is not None and await self._thread(request, approval_cards.reminder(request, item))
-            # a reminder Slack did not take is posted again by the next sweep (once)
-            self.service.reminder_sent(request_id, posted)
-        return changed + reminded
+        claimed: list[Claim] = []
 
-    async def _thread(self, request: ApprovalRequest, reply: Message) -> bool:
-        """Post `reply` in the thread of the request's card; False (logged, not raised) when Slack fails.
-        A card that never reached Slack has no thread: nothing to post, True."""
-        if not (request.message_channel and request.message_ts):
-            return True
-        try:
-            await self.client.chat_postMessage(
-                channel=request.message_channel, thread_ts=request.message_ts, **reply
+        def claim_reminder(item: Containment, earlier: bool) -> None:
+            # inside remind_due's transaction: the reply's row is written with the reminded mark
+            request = self.service.get(item.request_id)
+            if not (request.message_channel and request.message_ts):
+                return  # a card that never reached Slack has no thread
+            legacy = Legacy(approval_cards.reminder_head(request, item)) if earlier else None
+            claim = self.flow.threads.claim(
+                thread_replies.reminder_key(request.id, item.due_at.timestamp()),
+                request.message_channel,
+                request.message_ts,
+                approval_cards.reminder(request, item),
+                legacy=legacy,
             )
-        except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            # the card shows the state; a lost thread reply must not stop the sweep
-            log.warning("a containment reply for %s was not posted in its thread: %s", request.id, exc)
-            return False
-        return True
+            if claim is not None:
+                claimed.append(claim)
+
+        reminded = self.service.remind_due(claim_reminder)
+        for claim in claimed:
+            # one Slack did not take is sent again by the next sweep (once); one cut off is looked for
+            await self.flow.threads.deliver(claim)
+        return changed + reminded
 
     async def revert_now(self, request_id: str, user: str) -> Optional[Message]:
         """*Revert now*: the requester or a responder; the outcome goes to the card and its thread."""

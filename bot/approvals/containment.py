@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Optional
 
@@ -39,11 +40,15 @@ log = logging.getLogger(__name__)
 HOLD_LEVELS = (RiskLevel.HIGH, RiskLevel.CRITICAL)
 #: what a finished revert request makes of its containment
 _SETTLED = {Status.EXECUTED: State.REVERTED, Status.FAILED: State.FAILED, Status.UNKNOWN: State.UNKNOWN}
-#: a reminder claimed this long ago and still 'sending' was cut off (a stop between the claim and the
-#: post): a reminder is a message, not an action, so it is posted again ('resending'), said to be a
-#: possible repeat
+#: reminders are claimed as thread replies ('claimed': bot/thread_replies.py posts each once). An
+#: earlier idops (one still running during a rolling upgrade, or before it) posted them itself and left
+#: 'sending' or 'resending' while posting, then 'posted' or 'failed': one of its claims still 'sending'
+#: this long after is taken over (it was cut off), a 'failed' one at once; both are looked for in the
+#: thread before they are posted
 REMINDER_LEASE = timedelta(minutes=2)
-_IN_FLIGHT = ("sending", "resending")
+#: called inside the transaction that claims a reminder, with the containment as it was read and whether
+#: an earlier idops may have posted it already: the caller claims the reminder's thread reply there
+OnReminder = Callable[[Containment, bool], None]
 
 
 class ApprovalService(Execution):
@@ -205,14 +210,14 @@ class ApprovalService(Execution):
             await self.settle_reverts()
         return claimed
 
-    def remind_due(self) -> list[str]:
+    def remind_due(self, on_claim: OnReminder) -> list[str]:
         """ACTIVE containments whose reminder time came (`remind_minutes_before` before the end, or at half
-        the duration when that is shorter), each marked reminded by compare-and-set (so one reminder per
-        end time, whoever sweeps) and audited; and those whose reminder Slack did not take last time
-        (`reminder_failed`), or whose claim is older than `REMINDER_LEASE` without an outcome (claimed
-        as 'resending': the reply says it may be a repeat), claimed again the same way; `reminded_at` is
-        the last claim. Returns their original request ids: the caller posts each and reports back with
-        `reminder_sent`."""
+        the duration when that is shorter), each claimed by compare-and-set (`reminder_state` 'claimed',
+        `reminded_at`; so one reminder per end time, whoever sweeps) and audited `reminded`, with
+        `on_claim(item, False)` in the same transaction, so no stop comes between the claim and the
+        thread reply's (which then posts it exactly once). Reminders an earlier idops left undone (see
+        `REMINDER_LEASE`) are claimed the same way, audited `reminder_resent`, with `on_claim(item, True)`:
+        it may have posted them. Returns the original request ids claimed."""
         now = self.clock()
         lead = timedelta(minutes=self.settings.remind_minutes_before)
         rows = self.db.query(
@@ -221,42 +226,30 @@ class ApprovalService(Execution):
         )
         due = []
         for item in map(timebox.from_row, list(rows)):
-            cut_off = item.reminded_at is not None and item.reminder_state in _IN_FLIGHT
-            if cut_off and item.reminded_at is not None and now - item.reminded_at < REMINDER_LEASE:
-                continue  # being posted right now, or too recently to tell
-            again = item.reminded_at is not None
-            if again or now >= item.due_at - min(lead, (item.due_at - item.started_at) / 2):
+            earlier = item.reminded_at is not None
+            if earlier and item.reminder_state != "failed" and item.reminded_at is not None:
+                if now - item.reminded_at < REMINDER_LEASE:
+                    continue  # an earlier idops may be posting it right now
+            if earlier or now >= item.due_at - min(lead, (item.due_at - item.started_at) / 2):
                 with audit.transaction(self.db):
-                    claim = {
-                        "reminder_state": "resending" if cut_off else "sending",
-                        "reminded_at": audit.iso(now),
-                    }
-                    if timebox.cas(self.db, item, **claim):
+                    if timebox.cas(self.db, item, reminder_state="claimed", reminded_at=audit.iso(now)):
                         detail = {"due_at": audit.iso(item.due_at)}
-                        if cut_off:
-                            detail["repeat_possible"] = "the last claim was cut off before its outcome"
+                        if earlier:
+                            detail["earlier"] = (
+                                f"an earlier idops left it {item.reminder_state}: looked for in the thread"
+                                " before it is posted"
+                            )
                         audit.append(
                             self.db,
                             at=now,
                             actor=SYSTEM,
-                            event="reminder_resent" if again else "reminded",
+                            event="reminder_resent" if earlier else "reminded",
                             detail=detail,
                             **self.get(item.request_id).audit_fields(),
                         )
+                        on_claim(item, earlier)
                         due.append(item.request_id)
         return due
-
-    def reminder_sent(self, request_id: str, posted: bool) -> None:
-        """Record whether the reminder reached the thread; a failed one is claimed again by the next
-        `remind_due` (once: the claim is a compare-and-set). A stop between the claim and this call leaves
-        it 'sending': it may have been posted, so `remind_due` posts it again only after `REMINDER_LEASE`,
-        saying it may be a repeat."""
-        with audit.transaction(self.db):
-            self.db.execute(
-                "UPDATE containments SET reminder_state = ?, version = version + 1"
-                " WHERE request_id = ? AND reminder_state IN ('sending', 'resending')",
-                ("posted" if posted else "failed", request_id),
-            )
 
     async def settle_reverts(self) -> list[str]:
         """Carry each finished revert request's outcome to its containment (REVERTED, FAILED or UNKNOWN);

@@ -68,8 +68,8 @@ class Containment:
     reminded_at: Optional[datetime]
     reported: Optional[str]  # the last state told in the card's thread
     version: int
-    #: None (not reminded yet), 'sending', 'resending' (posted again after a claim was cut off: may be a
-    #: repeat), 'failed' (posted again by the next sweep) or 'posted'
+    #: None (not reminded yet) or 'claimed' (its thread reply claimed: bot/thread_replies.py posts it);
+    #: an earlier idops left 'sending', 'resending', 'failed' or 'posted' (bot/approvals/containment.py)
     reminder_state: Optional[str] = None
 
 

@@ -9,7 +9,7 @@ import json
 
 from support.approvals import REQUESTER, harness
 
-from bot.approvals import ApprovalService
+from bot.approvals import ApprovalRequest, ApprovalService
 from bot.config import ApprovalSettings
 from bot.store import open_store
 from connectors import Action
@@ -44,15 +44,21 @@ async def test_sweeps_racing_on_one_store_claim_each_step_once(tmp_path, store_u
             )
             sweeps[0].set_message(request.id, "C0APPROVALS", f"1700000000.{index:06d}")
             ids.append(request.id)
-        assert sweeps[1].escalate_due() == []  # not due yet
+        told: list[tuple[str, int]] = []  # what each claim's transaction was given to say
+
+        def tell(request: ApprovalRequest) -> None:
+            told.append((request.id, request.escalation_step))
+
+        assert sweeps[1].escalate_due(tell) == [] and told == []  # not due yet
         for step in (1, 2):
             h.clock.advance(minutes=5)
-            batches = await asyncio.gather(*(asyncio.to_thread(sweep.escalate_due) for sweep in sweeps))
+            batches = await asyncio.gather(*(asyncio.to_thread(sweep.escalate_due, tell) for sweep in sweeps))
             claimed = [request.id for batch in batches for request in batch]
             assert sorted(claimed) == sorted(ids)  # every request once, by whichever sweep got it
             assert {request.escalation_step for batch in batches for request in batch} == {step}
         h.clock.advance(minutes=12)  # steps 3 and 4 missed (a bot that was down): only step 4 is said
-        assert sorted(request.id for request in sweeps[2].escalate_due()) == sorted(ids)
+        assert sorted(request.id for request in sweeps[2].escalate_due(tell)) == sorted(ids)
+        assert sorted(told) == sorted((request_id, step) for request_id in ids for step in (1, 2, 4))
         rows = list(
             sweeps[0].db.query("SELECT request_id, detail FROM audit WHERE event = 'escalation' ORDER BY id")
         )

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 import pytest
-from support.approvals import MemoryDirectory, make_service, open_store
 from support.bot import (
     APPROVER,
     APPROVER2,
@@ -22,7 +21,6 @@ from support.bot import (
     forged_click,
     okta_bot,
     pg_store,
-    store_of,
     sweeps,
     text_of,
     until,
@@ -232,38 +230,6 @@ async def test_a_short_containment_is_reminded_at_half_time(ok: BotHarness) -> N
     assert reminders(ok) == []
     ok.clock.advance(minutes=1, seconds=1)
     await until(lambda: len(reminders(ok)) == 1)
-
-
-async def test_a_reminder_cut_off_after_its_claim_is_posted_after_the_lease_as_a_possible_repeat(
-    ok: BotHarness, tmp_path, server_pg: Optional[PgDatabase]
-) -> None:
-    _, user_id, email = pick(ok.extra["okta"], 4)
-    _, request_id = await contained(ok, email, "4h")
-    ok.clock.advance(hours=3, minutes=31)
-    # another process on the store claims the reminder and stops before posting it (nothing is awaited
-    # between moving the clock and the claim, so the bot's own sweep cannot claim it first)
-    stopped = make_service(open_store(store_of(tmp_path, server_pg)), {}, MemoryDirectory({}), ok.clock)
-    assert stopped.remind_due() == [request_id]
-    stopped.db.close()
-    await sweeps(ok.bot)  # sweeps within the lease: it may be being posted, so nothing is posted
-    assert reminders(ok) == []
-    assert ok.bot.service.containment(request_id).reminder_state == "sending"  # type: ignore[union-attr]
-    ok.clock.advance(minutes=1, seconds=50)
-    await sweeps(ok.bot)  # still within the 2-minute lease
-    assert reminders(ok) == []
-    ok.clock.advance(seconds=11)
-    await until(lambda: len(reminders(ok)) == 1)
-    await sweeps(ok.bot)  # more sweeps: posted once
-    (reminder,) = reminders(ok)
-    assert reminder["text"].startswith(f":alarm_clock: <@{REQUESTER}>")
-    assert "may repeat a reminder" in reminder["text"]
-    assert [b[0] for b in buttons(reminder)][-1] == "containment:revert"
-    item = ok.bot.service.containment(request_id)
-    assert item is not None and item.reminder_state == "posted" and item.status is State.ACTIVE
-    rows = ok.bot.service.history("okta", user_id, limit=50)
-    resent = [row for row in rows if row["event"] == "reminder_resent"]
-    assert [row["event"] for row in rows].count("reminded") == 1 and len(resent) == 1
-    assert "cut off" in resent[0]["detail"]["repeat_possible"]
 
 
 async def test_extend_takes_four_eyes_and_moves_the_end(ok: BotHarness) -> None:

@@ -2,30 +2,35 @@
 the Slack stand-in and the HomeBase simulator, on a SQLite file and on PostgreSQL: two servers on one
 store reporting one outcome post it once; a replica killed with SIGKILL between claiming a reply and
 recording it leaves it to the next sweep, which looks in the thread before posting (never twice, never
-lost); an escalation reply Slack refuses is sent again by the next sweep, once."""
+lost); an escalation reply Slack refuses is sent again by the next sweep, once; an outcome with no reply
+claimed is told by the sweep once it is quiet, unless an earlier idops told it already (a rolling
+upgrade: found in the thread by how it starts, posted after its attempt started), a few per sweep.
+Reminders and escalations cut off by a kill: tests/bot/test_reminders_once.py."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import logging
-import os
-import signal
-import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from support.bot import APPROVER, BotHarness, harness, pg_store, second_server, until
 from support.postgres import PgDatabase
+from support.replies import killed_at
 
+from bot import approval_flow
+from bot.approval_cards import result_head, result_reply
+from bot.approval_flow import QUIET
 from bot.approvals import Decision, Status
 from bot.extension import BOT
 from bot.store import connect, upgrade
 from bot.thread_replies import EVENT_TYPE, KEEP, PRUNE_EVERY, escalation_key, result_key
 
-TESTS = Path(__file__).resolve().parents[1]
 LEADS = "S0SECLEADS"
 
 
@@ -51,14 +56,14 @@ def row(h: BotHarness, key: str) -> dict[str, Any]:
     return next(h.bot.service.db.query("SELECT * FROM thread_replies WHERE key = ?", [key]))
 
 
-async def executed_without_reply(h: BotHarness) -> Any:
+async def executed_without_reply(h: BotHarness, who: str = "plain") -> Any:
     """A request approved and run through the service (no thread reply yet); its card is in Slack."""
-    card = await h.request_card()
+    card = await h.request_card(who)
     rid = card["metadata"]["event_payload"]["request_id"]
     service = h.bot.service
     assert (await service.decide(rid, user_id=APPROVER, decision=Decision.APPROVE)).status is Status.APPROVED
     done = await service.execute(rid)
-    assert done.status is Status.EXECUTED and h.card()["replies"] == []
+    assert done.status is Status.EXECUTED and h.cards()[-1]["replies"] == []
     return done
 
 
@@ -99,20 +104,12 @@ async def test_a_replica_killed_between_claim_and_record_leaves_the_reply_to_the
         done = await executed_without_reply(h)
         key = result_key(done.id, done.attempts, "executed")
         card = h.card()
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "support.replies", store_url(tmp_path, server_pg), h.slack.api_url),
-            *(h.slack.bot_token, key, card["channel"], card["ts"], "Revoke sessions: done", point),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])},
+        await killed_at(
+            point,
+            *(store_url(tmp_path, server_pg), h.slack.api_url, h.slack.bot_token, key),
+            *(card["channel"], card["ts"], "Revoke sessions: done", point),
+            environ=env_of(server_pg),
         )
-        assert proc.stdout is not None
-        try:
-            assert await asyncio.wait_for(proc.stdout.readline(), timeout=30) == f"{point}\n".encode()
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        assert proc.returncode == -signal.SIGKILL
         assert row(h, key)["status"] == "sending"
         assert sum(thread_keys(h).values()) == (1 if point == "posted" else 0)
 
@@ -183,8 +180,14 @@ async def test_an_outcome_whose_reply_nobody_claimed_is_told_once_by_the_sweep(
         done = await executed_without_reply(h)
         key = result_key(done.id, done.attempts, "executed")
         assert h.bot.service.db.count("thread_replies") == 0
+        # just recorded: left to whoever recorded it (it claims, or an earlier idops posts, right after)
+        h.clock.advance(seconds=QUIET.total_seconds() - 5)
+        assert await h.bot.flow.report_missed() == 0 and thread_keys(h) == {}
+        h.clock.advance(seconds=6)
+        lookups = len(h.slack.calls_to("conversations.replies"))
         await asyncio.gather(h.bot.flow.expire_due(), h.bot.flow.report(done))  # a live report races it
         assert thread_keys(h) == {key: 1}
+        assert len(h.slack.calls_to("conversations.replies")) <= lookups + 1
         await h.bot.flow.expire_due()
         assert await h.bot.flow.report_missed() == 0
         assert thread_keys(h) == {key: 1}
@@ -192,6 +195,84 @@ async def test_an_outcome_whose_reply_nobody_claimed_is_told_once_by_the_sweep(
         h.bot.service.db.execute("DELETE FROM thread_replies")
         h.clock.advance(days=1, seconds=1)
         assert await h.bot.flow.report_missed() == 0
+
+
+async def post_as_earlier_idops(h: BotHarness, request: Any) -> str:
+    """Post `request`'s outcome in its card's thread as an idops before thread replies did (no row, no
+    metadata); its ts."""
+    client = AsyncWebClient(token=h.slack.bot_token, base_url=h.slack.api_url)
+    said = await client.chat_postMessage(
+        channel=request.message_channel, thread_ts=request.message_ts, **result_reply(request)
+    )
+    return str(said["ts"])
+
+
+async def test_an_outcome_an_earlier_idops_told_is_found_in_the_thread_not_told_again(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        # a rolling upgrade: a replica of an earlier idops ran it and told it in the thread, unclaimed
+        done = await executed_without_reply(h)
+        ts = await post_as_earlier_idops(h, done)
+        key = result_key(done.id, done.attempts, "executed")
+        posts = len(h.slack.calls_to("chat.postMessage"))
+        lookups = len(h.slack.calls_to("conversations.replies"))
+        h.clock.advance(seconds=QUIET.total_seconds() + 1)
+        await h.bot.flow.expire_due()  # the new replica's sweep: the outcome has no row
+        assert len(h.slack.calls_to("conversations.replies")) == lookups + 1  # looked for once
+        assert len(h.slack.calls_to("chat.postMessage")) == posts  # found: not told again
+        (reply,) = h.card()["replies"]
+        assert reply["ts"] == ts and thread_keys(h) == {}
+        stored = row(h, key)
+        assert (stored["status"], stored["ts"], stored["attempts"]) == ("sent", ts, 1)
+        for _ in range(2):  # more sweeps: no more lookups, no more posts
+            await h.bot.flow.expire_due()
+        assert len(h.slack.calls_to("conversations.replies")) == lookups + 1
+        assert len(h.slack.calls_to("chat.postMessage")) == posts and len(h.card()["replies"]) == 1
+
+
+async def test_an_earlier_idops_reply_to_an_earlier_attempt_is_not_taken_for_this_one(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        h.clock.now = datetime.now(timezone.utc)  # the attempts and Slack's ts on one time line
+        person = h.people["plain"]
+        path = f"/v1/identity/{person['id']}/revoke-sessions"
+        await h.fault(kind="error", code="validation_error", path=path, count=2)
+        card = await h.request_card()
+        rid = card["metadata"]["event_payload"]["request_id"]
+        service = h.bot.service
+        await service.decide(rid, user_id=APPROVER, decision=Decision.APPROVE)
+        first = await service.execute(rid)
+        assert (first.status, first.attempts) == (Status.FAILED, 1)
+        await post_as_earlier_idops(h, first)  # told by an earlier idops
+        h.clock.advance(seconds=5)
+        second = await service.retry(rid, user_id=APPROVER)  # fails the same way; its replica stops
+        assert (second.status, second.attempts) == (Status.FAILED, 2)
+        h.clock.advance(seconds=QUIET.total_seconds() + 1)
+        assert await h.bot.flow.report_missed() == 1
+        # the earlier reply reads the same but came before this attempt started: this one is told
+        first_reply, second_reply = h.card()["replies"]
+        head = result_head(second)
+        assert first_reply["text"].startswith(head) and second_reply["text"].startswith(head)
+        assert thread_keys(h) == {result_key(rid, 2, "failed"): 1}
+        assert await h.bot.flow.report_missed() == 0
+
+
+async def test_the_sweep_takes_a_few_missed_outcomes_at_a_time(
+    tmp_path: Path, server_pg: Optional[PgDatabase], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(approval_flow, "MISSED_PER_SWEEP", 1)  # each costs a thread lookup
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        done = [await executed_without_reply(h, who) for who in ("plain", "plain2")]
+        h.clock.advance(seconds=QUIET.total_seconds() + 1)
+        lookups = len(h.slack.calls_to("conversations.replies"))
+        assert await h.bot.flow.report_missed() == 1
+        assert len(h.slack.calls_to("conversations.replies")) == lookups + 1
+        assert await h.bot.flow.report_missed() == 1
+        assert await h.bot.flow.report_missed() == 0
+        assert len(h.slack.calls_to("conversations.replies")) == lookups + 2
+        assert thread_keys(h) == {result_key(d.id, d.attempts, "executed"): 1 for d in done}
 
 
 def test_outcomes_told_before_thread_replies_existed_count_as_told(store_url: str) -> None:
