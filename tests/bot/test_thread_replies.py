@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
-from support.bot import APPROVER, BotHarness, harness, pg_store, second_server, until
+from support.bot import APPROVER, REQUESTER, BotHarness, harness, pg_store, second_server, until
 from support.postgres import PgDatabase
 from support.replies import killed_at
 
@@ -316,3 +316,28 @@ def test_outcomes_told_before_thread_replies_existed_count_as_told(store_url: st
         assert [tuple(row) for row in rows] == [("result:apr_a:1:executed", "sent", "1.1")]
     finally:
         db.close()
+
+
+async def test_check_again_on_an_outcome_an_earlier_idops_told_tells_nothing_more(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        person = h.people["plain"]
+        path = f"/v1/identity/{person['id']}/revoke-sessions"
+        await h.fault(kind="slow", delay=2.0, count=1, path=path)
+        card = await h.request_card()
+        rid = card["metadata"]["event_payload"]["request_id"]
+        service = h.bot.service
+        await service.decide(rid, user_id=APPROVER, decision=Decision.APPROVE)
+        unknown = await service.execute(rid)  # HomeBase can't say whether sessions were revoked
+        assert unknown.status is Status.UNKNOWN
+        await post_as_earlier_idops(h, unknown)  # told by an earlier idops, unclaimed
+        await h.bot.flow.refresh_card(rid)  # and its card redrawn (Check again, Run again)
+        posts = len(h.slack.calls_to("chat.postMessage"))
+        await h.click(REQUESTER, h.card(), "approval:check")  # a new replica reads it back: no change
+        assert "Still unknown" in h.last_seen(REQUESTER)["text"]
+        assert len(h.slack.calls_to("chat.postMessage")) == posts and len(h.card()["replies"]) == 1
+        h.clock.advance(seconds=QUIET.total_seconds() + 1)
+        await h.bot.flow.expire_due()  # the sweep finds it in the thread: recorded, not told again
+        assert len(h.slack.calls_to("chat.postMessage")) == posts and len(h.card()["replies"]) == 1
+        assert row(h, result_key(rid, 1, "unknown"))["status"] == "sent"
