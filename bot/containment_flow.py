@@ -79,12 +79,22 @@ class ContainmentFlow:
             item = await self.service.extend(request_id, user_id=user, by=approval_cards.EXTENSIONS[length])
         except PolicyError as exc:
             return await self.flow.refused(exc)
-        request = await self.flow.refresh_card(request_id)
-        await self._once(
-            f"extended:{request_id}:{item.version}",
-            request,
-            approval_cards.decision_reply(request, item, user, length),
+        # the reply is claimed right after the extension is stored (no await between them), so a stop
+        # while the card is redrawn leaves it to the sweep rather than losing it
+        request = self.service.get(request_id)
+        claim = (
+            self.flow.threads.claim(
+                f"extended:{request_id}:{item.version}",
+                request.message_channel,
+                request.message_ts,
+                approval_cards.decision_reply(request, item, user, length),
+            )
+            if request.message_channel and request.message_ts
+            else None
         )
+        await self.flow.refresh_card(request_id)
+        if claim is not None:
+            await self.flow.threads.deliver(claim)
         return None
 
     async def make_permanent(self, request_id: str, user: str) -> Optional[Message]:
