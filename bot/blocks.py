@@ -104,13 +104,21 @@ def message(text: str, blocks: Sequence[Block] = ()) -> Message:
     return out
 
 
+def mrkdwn(text: str, limit: int = FIELD_CHARS) -> MarkdownTextObject:
+    """Every mrkdwn text object idops sends: cut to `limit`, and `verbatim`, so Slack does no automatic
+    parsing of its own: a bare URL, `#channel` name or `@name` in a provider's or a person's text stays
+    text (escaping stops `<…>` markup; only verbatim stops auto-links). idops' own `<@U…>`, `<#C…>`,
+    `<!date^…>` and `<!subteam^…>` still render."""
+    return MarkdownTextObject(text=truncate(text, limit), verbatim=True)
+
+
 def text_message(text: str) -> Message:
     """A plain mrkdwn reply (`text` already escaped), as one section so it renders like the cards."""
-    return message(text, [SectionBlock(text=MarkdownTextObject(text=truncate(text, TEXT_CHARS)))])
+    return message(text, [SectionBlock(text=mrkdwn(text, TEXT_CHARS))])
 
 
 def _md(text: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=truncate(text, FIELD_CHARS))
+    return mrkdwn(text, FIELD_CHARS)
 
 
 def _plain(text: str, limit: int) -> PlainTextObject:

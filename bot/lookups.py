@@ -37,7 +37,7 @@ def with_faults(reply: Message, note: str) -> Message:
     """Add a context line about connectors that didn't answer."""
     if note:
         reply.setdefault("blocks", []).append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": note[:2000]}]}
+            {"type": "context", "elements": [blocks.mrkdwn(note).to_dict()]}
         )
     return reply
 

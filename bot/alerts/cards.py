@@ -33,6 +33,7 @@ from ..blocks import (
     identity_card,
     identity_list,
     message,
+    mrkdwn,
     request_buttons,
     slack_date,
     user_ref,
@@ -53,7 +54,7 @@ def alert_name(alert: Mapping[str, Any]) -> str:
 
 
 def _md(text: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=truncate(text, 3000))
+    return mrkdwn(text, 3000)
 
 
 def _when(epoch: Optional[float]) -> str:

@@ -38,7 +38,7 @@ from slack_sdk.models.blocks import (
 
 from connectors import Identity, RiskLevel
 
-from ..blocks import Message, button, esc, message, risk_badge, text_message, user_ref
+from ..blocks import Message, button, esc, message, mrkdwn, risk_badge, text_message, user_ref
 from ..slack_text import escape, truncate
 from ..store import Store
 from . import cards
@@ -172,7 +172,7 @@ def key(digest: int) -> dict[str, str]:
 
 
 def _md(text: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=truncate(text, 3000))
+    return mrkdwn(text, 3000)
 
 
 def _identity(alert: Mapping[str, Any]) -> Any:
