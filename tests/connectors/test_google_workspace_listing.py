@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -237,6 +238,18 @@ def test_a_listed_user_converts_as_the_general_parsers_read_it() -> None:
     )
     assert identity.last_login_at is not None and identity.last_login_at.tzinfo is not None
     assert identity.raw is user
+    # built past the constructor: exactly Identity's fields, still frozen, as the constructor's would be
+    assert vars(identity) == vars(Identity(**vars(identity)))
+    assert list(vars(identity)) == [f.name for f in dataclasses.fields(Identity)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        identity.status = "active"  # type: ignore[misc]
+    assert hash(identity) == hash(Identity(**vars(identity))) and dataclasses.replace(identity) == identity
+    # an alias with a higher alert than the primary address wins, and one in another case still matches
+    alerts.by_email["ada@acme.example"] = (50, ("User reported phishing",))
+    assert user_identity("gw", user, response, alerts).risk_score == 75
+    upper = {**user, "aliases": ["LOVELACE@acme.example", 7]}
+    assert user_identity("gw", upper, response, alerts).risk_score == 75
+    assert user_identity("gw", {**user, "aliases": None}, response, alerts).risk_score == 50
     # a users.get answer names every part; Google's "never" and unreadable timestamps are unknown
     odd = {
         **user,
