@@ -96,6 +96,22 @@ class _Command(_Loose):
     user_id: StrictStr
 
 
+_MODELS: tuple[type[_Loose], ...] = (
+    _User,
+    _Action,
+    _Channel,
+    _Where,
+    _Actions,
+    _Option,
+    _Input,
+    _State,
+    _View,
+    _ViewPayload,
+    _Event,
+    _EventCallback,
+    _Command,
+)
+
 _BY_TYPE: dict[str, type[_Loose]] = {
     "block_actions": _Actions,
     "view_submission": _ViewPayload,
@@ -119,6 +135,15 @@ def problem(body: Any) -> Optional[str]:
         model.model_validate(body)
     except PydanticValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        # a key from the body (a block or action id under state.values) is a value too: shown as `*`
+        where = ".".join(_shown(part) for part in first["loc"]) or "(top level)"
         return f"{model.__name__.strip('_').lower()} payload: {where}: {first['type']}"
     return None
+
+
+#: the field names of the models above: the only names a refusal shows
+_FIELDS = frozenset(name for model in _MODELS for name in model.model_fields)
+
+
+def _shown(part: object) -> str:
+    return str(part) if isinstance(part, int) or part in _FIELDS else "*"

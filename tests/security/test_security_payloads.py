@@ -72,12 +72,23 @@ DAMAGED = [  # dispatched: the listener reads them as damaged and says so
 ]
 
 
+# block and action ids are keys chosen by whoever made the view: a refusal's log line never shows them
+HIDDEN = {"SECRET-BODY\nforged log line": {"reason": {"type": "plain_text_input", "value": 5}}}
+REFUSED.append(submission("request:reason", json.dumps(DISABLE), HIDDEN))
+
+
 async def test_payloads_slack_never_sends_get_400_and_a_clean_log(tmp_path, logged):
     async with harness(tmp_path) as h:
         for payload in REFUSED:
             logged.clear()
             assert await signed(h, payload) == 400, payload
             assert problems(logged) == [], payload
+            lines = [r.getMessage() for r in logged.records if r.name == "idops.server"]
+            assert len(lines) == 1 and "\n" not in lines[0] and "SECRET-BODY" not in lines[0], lines
+        assert lines == [
+            "refused POST /slack/events from 127.0.0.1: signed but not shaped as Slack sends it"
+            " (viewpayload payload: view.state.values.*.*.value: string_type)"
+        ]
         assert h.slack.calls == [] and h.cards() == [] and h.actions() == []
 
 
