@@ -176,6 +176,7 @@ class GoogleWorkspaceConnector(
         self.full_listing_seconds = full_listing_hours * 3600.0
         self._baseline: Optional[set[str]] = None
         self._baseline_at = 0.0
+        self._refused_at: Optional[float] = None
         self._http = HttpClient(
             self.base_url,
             provider=PROVIDER,

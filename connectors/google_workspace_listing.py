@@ -7,15 +7,18 @@ response (`fields`: what `user_identity` reads) keeps each page small.
 
 `listing = "sequential"` (the default) is that plain listing: Google's consistent view of every user.
 
-`listing = "partitioned"` pages disjoint searches at once, `email:a*` … `email:9*`, `email:_*` and
-`email:-*` (Google documents `email:{PREFIX}*` as matching the primary address and the aliases, so a
+`listing = "partitioned"` pages disjoint searches at once, `email:_*`, `email:-*`, `email:a*` …
+`email:9*` (Google documents `email:{PREFIX}*` as matching the primary address and the aliases, so a
 user found twice through an alias is kept once), `listing_concurrency` at a time. Directory search is
 eventually consistent (Google: most changes show within an hour, some take up to 36 hours), and a
 username may begin with a character no partition covers (accents, `'` and other symbols are allowed),
 so a partitioned listing is checked against the last plain one: if any user that listing saw is not
 found, it goes on with the plain listing (skipping who it already gave) and that becomes the new
-baseline; a plain listing also runs first and whenever the last one is older than `full_listing_hours`,
-and after Google refuses a search (a 400).
+baseline; a plain listing also runs first and whenever the last one is older than `full_listing_hours`.
+When Google refuses a search (a 400: its documentation does not say whether a prefix may begin with
+`_` or `-`, though usernames may), that listing goes on plain, and so do the next ones until
+`full_listing_hours` have passed: a refusal that lasts costs a few searches a period, not every sweep.
+The symbol prefixes are searched first, so a refusal comes before the other searches are done.
 What this guarantees and what it can't is in the README (Google Workspace, "Listing modes").
 """
 
@@ -43,8 +46,9 @@ from .partitions import merged
 
 log = logging.getLogger(__name__)
 
-#: first characters of the partitions: letters and digits, and the symbols a prefix search can carry
-PREFIXES = tuple("abcdefghijklmnopqrstuvwxyz0123456789_-")
+#: first characters of the partitions: the symbols a prefix search can carry (first: if Google refuses
+#: one, little else was asked for in vain), letters and digits
+PREFIXES = tuple("_-abcdefghijklmnopqrstuvwxyz0123456789")
 LISTINGS = ("sequential", "partitioned")
 
 
@@ -64,6 +68,8 @@ class GoogleWorkspaceListing(DirectoryRequests):
     #: the user ids of the last complete plain listing and when it ended (partitioned mode only)
     _baseline: Optional[set[str]]
     _baseline_at: float
+    #: when Google last refused a partition's search (None: never); plain listings until it is old
+    _refused_at: Optional[float]
 
     # supplied by the connector (and `_api`, see DirectoryRequests)
     def _object(self, response: Response) -> dict:
@@ -120,13 +126,16 @@ class GoogleWorkspaceListing(DirectoryRequests):
         return [start(prefix) for prefix in PREFIXES]
 
     def _partitioned_now(self, query: Optional[str]) -> bool:
-        """Whether this listing may be partitioned: the mode is on, no filter goes into the query, and a
-        plain listing ended less than `full_listing_seconds` ago (its users are the check)."""
+        """Whether this listing may be partitioned: the mode is on, no filter goes into the query, a
+        plain listing ended less than `full_listing_seconds` ago (its users are the check), and Google
+        has not refused a search in that time."""
+        now = time.monotonic()
         return (
             self.listing == "partitioned"
             and query is None
             and self._baseline is not None
-            and time.monotonic() - self._baseline_at < self.full_listing_seconds
+            and now - self._baseline_at < self.full_listing_seconds
+            and (self._refused_at is None or now - self._refused_at >= self.full_listing_seconds)
         )
 
     async def _raw_pages(self, query: Optional[str]) -> AsyncIterator[tuple[list[Any], Response]]:
@@ -139,8 +148,16 @@ class GoogleWorkspaceListing(DirectoryRequests):
                     given.update(_ids(fresh))
                     yield fresh, response
             except ValidationError as exc:
-                # Google refused a search (a 400): the plain listing still lists everyone
-                log.warning("%s: a partition's search was refused (%s); listing in full", self.name, exc)
+                # Google refused a search (a 400): the plain listing still lists everyone, now and until
+                # full_listing_hours have passed
+                self._refused_at = time.monotonic()
+                log.warning(
+                    "%s: a partition's search was refused (%s); listing in full, and without searches for"
+                    " the next %g hours",
+                    self.name,
+                    exc,
+                    self.full_listing_seconds / 3600,
+                )
             else:
                 missing = len((self._baseline or set()) - given)
                 if not missing:

@@ -118,9 +118,20 @@ async def test_a_refused_search_leaves_the_plain_listing_to_list_everyone(
         state.log.clear()
         with caplog.at_level(logging.WARNING, logger="connectors.google_workspace_listing"):
             ids = await listed_ids(connector)
-    assert sorted(ids) == sorted(state.user_id(i) for i in range(1300)) and len(ids) == len(set(ids))
-    assert "a partition's search was refused" in caplog.text and "Invalid Input" in caplog.text
-    assert user_queries(state)[-3:] == ["", "", ""]
+        assert sorted(ids) == sorted(state.user_id(i) for i in range(1300)) and len(ids) == len(set(ids))
+        assert "a partition's search was refused" in caplog.text and "Invalid Input" in caplog.text
+        assert "without searches for the next 24 hours" in caplog.text
+        assert user_queries(state)[-3:] == ["", "", ""]
+        # the symbol prefixes go first (Google does not document them): a refusal comes before the rest
+        assert user_queries(state)[0] == "email:_*"
+        # a refusal that lasts is not met at every sweep: plain listings until full_listing_hours passed
+        state.log.clear()
+        assert sorted(await listed_ids(connector)) == sorted(ids)
+        assert set(user_queries(state)) == {""}
+        connector._refused_at -= 25 * 3600
+        state.log.clear()
+        assert sorted(await listed_ids(connector)) == sorted(ids)
+        assert set(user_queries(state)) == {f"email:{prefix}*" for prefix in PREFIXES}
 
 
 async def test_filtered_and_sequential_listings_stay_plain(sim: Any) -> None:
