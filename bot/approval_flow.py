@@ -72,10 +72,11 @@ class ApprovalFlow:
         action: Action,
         reason: str,
         duration: Optional[timedelta] = None,
-        redelivered: bool = False,
+        trigger_id: Optional[str] = None,
     ) -> Message:
-        """Create a request (time-boxed with `duration`), post its approval card, and say where it waits
-        (`redelivered`: the command came again from Slack, see `ApprovalService.request`)."""
+        """Create a request (time-boxed with `duration`), post its approval card, and say where it waits.
+        `trigger_id`: the slash command asking; a request it made already is answered for, never made
+        again (see `ApprovalService.request`)."""
         try:
             request = await self.service.request(
                 connector=connector,
@@ -84,7 +85,7 @@ class ApprovalFlow:
                 reason=reason,
                 requested_by=user,
                 duration=duration,
-                redelivered=redelivered,
+                trigger_id=trigger_id,
             )
         except PolicyError as exc:
             waiting = exc.request
@@ -96,7 +97,18 @@ class ApprovalFlow:
             # the same request is pending but its card never reached Slack: post it now, or nobody
             # could approve it and nobody could ask again until it expires
             request = waiting
+        return await self.requested(request)
+
+    async def requested(self, request: ApprovalRequest) -> Message:
+        """The answer to the command that made `request`: where it waits (its card posted first when it
+        is not in Slack yet), or what became of it since."""
         name = esc(request.target.get("name") or request.identity_id, 200)
+        if request.status is not Status.PENDING:
+            where = f" in {channel_ref(request.message_channel)}" if request.message_channel else ""
+            return text_message(
+                f":information_source: Requested *{request.action.label}* for *{name}*"
+                f" (request {request.id}{where}); it is {request.status.value} now."
+            )
         try:
             await self.post_approval(request)
         except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:

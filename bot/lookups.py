@@ -106,12 +106,16 @@ class Lookups:
         who: str,
         reason: str,
         duration: Optional[timedelta] = None,
-        redelivered: bool = False,
+        trigger_id: Optional[str] = None,
     ) -> Message:
-        """Resolve `who` across connectors: one match becomes a request (time-boxed with `duration`;
-        `redelivered`: Slack sent the command again), several are listed to choose."""
+        """Resolve `who` across connectors: one match becomes a request (time-boxed with `duration`),
+        several are listed to choose. `trigger_id`: the slash command asking; the request it made
+        already (its first run was cut off, or Slack sent it again) is answered for, never made again."""
         if not await self.may_look(user):
             return LOOKUP_REFUSED
+        made = self.service.by_trigger(trigger_id)
+        if made is not None:
+            return await self.flow.requested(made)
         found = await self.identities.search(who)
         if not found.identities:
             return self.no_match(found, who)
@@ -127,7 +131,7 @@ class Lookups:
                 action=action,
                 reason=reason,
                 duration=duration,
-                redelivered=redelivered,
+                trigger_id=trigger_id,
             )
         matches = [
             (i, s)

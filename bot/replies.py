@@ -87,8 +87,9 @@ class Replies:
         replace: bool = False,
         name: str = "idops",
         again: Optional[Work] = None,
-    ) -> None:
-        """Run `work` after the ack and show the user the message it returns (nothing for None).
+    ) -> asyncio.Task[None]:
+        """Run `work` after the ack and show the user the message it returns (nothing for None); the
+        task running it is returned.
 
         Never silent: provider requests inside wait at most `max_wait` s on rate limits. A provider that
         asks for longer is named with the time it gave; with `again` (the same work, to run once more)
@@ -110,7 +111,7 @@ class Replies:
             if reply is not None:
                 await self.tell(user, reply, respond=respond, channel=channel, replace=replace)
 
-        self.tasks.spawn(runner(), name)
+        return self.tasks.spawn(runner(), name)
 
     async def _attempt(
         self, work: Awaitable[Optional[Message]], name: str

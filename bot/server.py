@@ -57,6 +57,7 @@ EXTENSIONS: tuple[Extension, ...] = (scheduler.setup,)
 _EXPIRY = web.AppKey("idops_expiry", asyncio.Task)
 _SOCKET = web.AppKey("idops_socket", AsyncSocketModeHandler)
 _KEEPER = web.AppKey("idops_claims_keeper", asyncio.Task)
+_COMMANDS = web.AppKey("idops_commands", asyncio.Task)
 #: the claim under which one replica at a time runs the timers (expiry, reverts, reminders)
 EXPIRY_CLAIM = "expiry"
 EXPIRY_SECONDS = 30.0
@@ -288,6 +289,8 @@ def build_web_app(
         loop = asyncio.get_running_loop()
         web_app[_KEEPER] = loop.create_task(claims.run(), name="claims")
         web_app[_EXPIRY] = loop.create_task(expiry_loop(), name="expiry")
+        # every replica answers slash commands a stopped one left unanswered (bot/command_log.py)
+        web_app[_COMMANDS] = loop.create_task(bot.commands.run(), name="commands")
         if socket_mode:
             socket_log = logging.getLogger("idops.socket_mode")
             if not any(isinstance(f, _OneLine) for f in socket_log.filters):
@@ -302,7 +305,7 @@ def build_web_app(
             web_app[_SOCKET] = handler
 
     async def stop(_: web.Application) -> None:
-        await tasks.stop(web_app.get(_EXPIRY), web_app.get(_KEEPER))
+        await tasks.stop(web_app.get(_EXPIRY), web_app.get(_KEEPER), web_app.get(_COMMANDS))
         if _SOCKET in web_app:
             await web_app[_SOCKET].close_async()
         try:

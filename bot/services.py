@@ -7,6 +7,7 @@
 | `flow` | `ApprovalFlow`: requests, approvals, execution and their cards |
 | `containment` | `ContainmentFlow`: reverting time-boxed containments, their cards and threads |
 | `lookups` | `Lookups`: the answers to commands and buttons (whois, risky, audit, show, home, ...) |
+| `commands` | `CommandLog`: slash commands recorded before their ack, answered once across replicas |
 | `service` | the `ApprovalService` (policy and store), `config`, `client`, `connectors` as given |
 
 Services sit below the listeners (bot/listeners/, bot/alerts/listeners.py) and never import them.
@@ -22,6 +23,8 @@ from connectors import Connector
 
 from .approval_flow import ApprovalFlow
 from .approvals import ApprovalService
+from .claims import DEFAULT_TTL, new_holder
+from .command_log import CommandLog
 from .config import Config
 from .containment_flow import ContainmentFlow
 from .identities import Identities
@@ -49,3 +52,9 @@ class Bot:
         self.flow = ApprovalFlow(service, self.replies, channel=config.slack.approval_channel)
         self.lookups = Lookups(self.identities, service, self.flow)
         self.containment = ContainmentFlow(self.flow)
+        claims = service.claims
+        self.commands = CommandLog(
+            service.db,
+            holder=claims.holder if claims is not None else new_holder(),
+            lease=claims.ttl if claims is not None else DEFAULT_TTL,
+        )

@@ -42,9 +42,6 @@ from .records import (
 from .rules import Click, Rules, deciders, escalation_reason
 from .timebox import MAX_DURATION, MIN_DURATION
 
-#: how far back a command Slack sent again may have made its request (Slack retries within minutes)
-REDELIVERY_WINDOW = timedelta(minutes=15)
-
 
 class Policy(Deciders):
     """Who may ask and decide, and the decisions themselves, over one SQLite store (the state machine
@@ -101,14 +98,13 @@ class Policy(Deciders):
         requested_by: str,
         source: str = "slack",
         duration: Optional[timedelta] = None,
-        redelivered: bool = False,
+        trigger_id: Optional[str] = None,
     ) -> ApprovalRequest:
         """Create a PENDING request after the requester and input checks; snapshots the target.
 
-        `redelivered`: Slack sent this command again (its first delivery was not acked, e.g. to a replica
-        that died or stalled), so that delivery may have made the request already, which may be past
-        pending by now: a request of the same requester for the same action on the same identity made
-        within `REDELIVERY_WINDOW` counts as already made (PolicyError naming it), never a second one.
+        `trigger_id`: Slack's id of the slash command asking (stored with the request, unique). A request
+        that command made already (a delivery Slack sent again, a sweep running the command again after
+        its replica stopped) is returned as it is now, whatever its state: never a second one.
 
         With `duration` the action is time-boxed: undone that long after it ran (bot/approvals/timebox.py);
         refused (InvalidRequest, field `duration`) when the provider can't undo it.
@@ -151,23 +147,16 @@ class Policy(Deciders):
             "approvals_needed": rule.approvals,
             "rule": rule.to_json(),
             "duration_seconds": int(duration.total_seconds()) if duration is not None else None,
+            "trigger_id": trigger_id,
         }
         with audit.transaction(self.db):
+            made = self.by_trigger(trigger_id)
             duplicate = self.db.execute(
                 "SELECT id FROM approvals WHERE connector = ? AND identity_id = ? AND action = ?"
-                " AND ((status = 'pending' AND expires_at > ?) OR (requested_by = ? AND created_at > ?))"
-                " ORDER BY created_at DESC",
-                (
-                    connector,
-                    identity.id,
-                    action.value,
-                    audit.iso(now),
-                    requested_by,
-                    # outside a redelivery no created_at is that late: only pending ones count
-                    audit.iso(now - REDELIVERY_WINDOW if redelivered else now + timedelta(days=1)),
-                ),
+                " AND status = 'pending' AND expires_at > ? ORDER BY created_at DESC",
+                (connector, identity.id, action.value, audit.iso(now)),
             ).fetchone()
-            if duplicate is None:
+            if made is None and duplicate is None:
                 self.db.insert("approvals", row)
                 created = self.get(request_id)
                 audit.append(
@@ -184,19 +173,22 @@ class Policy(Deciders):
                     },
                     **created.audit_fields(),
                 )
+        if made is not None:
+            return made
         if duplicate is not None:
             existing = self.get(duplicate[0])
-            if existing.status is not Status.PENDING:
-                raise PolicyError(
-                    f"Slack sent this command again (it missed the first answer); the request it made,"
-                    f" {existing.id}, is already {existing.status.value}, so nothing new was requested.",
-                    request=existing,
-                )
             raise PolicyError(
                 f"A '{action.label}' request for {identity.name} is already waiting for approval.",
                 request=existing,
             )
         return created
+
+    def by_trigger(self, trigger_id: Optional[str]) -> Optional[ApprovalRequest]:
+        """The request the slash command `trigger_id` made, if it made one."""
+        if not trigger_id:
+            return None
+        row = self.db.execute("SELECT id FROM approvals WHERE trigger_id = ?", (trigger_id,)).fetchone()
+        return self.get(row[0]) if row is not None else None
 
     def set_message(self, request_id: str, channel: str, ts: str) -> None:
         """Remember where the approval card was posted, so later updates edit it."""

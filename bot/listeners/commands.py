@@ -3,7 +3,9 @@
 
 Parsing is cheap and happens before the ack, so a typo is answered in the ack itself with a usage
 line; everything that calls a provider is handed to a service (`bot.lookups`, `bot.flow`) that runs
-after the ack through `Replies.run` and answers by response_url.
+after the ack through `Replies.run` and answers by response_url. Such a command is recorded before its
+ack and answered once across replicas (`bot.command_log`): a delivery of it Slack sends again does
+nothing, and one whose replica stopped before answering is run again (`rerun`) by another replica.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import html
 import json
 import re
 import shlex
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -28,6 +30,7 @@ from .. import blocks
 from ..action_names import TABLE, WORDS, needs_reason
 from ..approvals import InvalidRequest, parse_duration
 from ..blocks import Message, esc, text_message
+from ..command_log import Command, Respond, Ticket
 from ..services import Bot
 
 SUBCOMMANDS = {
@@ -140,75 +143,108 @@ def duration_of(words: list[str]) -> tuple[Optional[timedelta], list[str]]:
     return None, words
 
 
+@dataclass(frozen=True)
+class Later:
+    """What a command does after its ack: `work` makes its answer (again with `again`, after a provider's
+    wait); `form`, a reason form to open at once (the trigger_id lasts 3 s), when there is one."""
+
+    name: str
+    work: Callable[[], Awaitable[Message]]
+    again: bool = False
+    form: Optional[dict[str, Any]] = None
+
+
 def register(app: AsyncApp, bot: Bot) -> None:
     command_name = bot.config.slack.command
-    replies, lookups = bot.replies, bot.lookups
+    replies, lookups, commands = bot.replies, bot.lookups, bot.commands
 
     @app.command(command_name)
     async def on_command(
-        ack: AsyncAck,
-        command: dict[str, Any],
-        respond: AsyncRespond,
-        client: AsyncWebClient,
-        request: AsyncBoltRequest,
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
-        user = command["user_id"]
         parsed: Optional[Parsed] = None
-        # Slack sends a command again when it got no ack (Socket Mode: retry_attempt, which Bolt passes
-        # as this header): the first delivery may have run on another replica already
-        redelivered = bool(request.headers.get("x-slack-retry-num"))
         try:
             parsed = parse(command.get("text") or "")
-            await dispatch(
-                parsed,
-                ack=ack,
-                command=command,
-                respond=respond,
-                client=client,
-                user=user,
-                redelivered=redelivered,
-            )
+            later = plan(parsed, command)
         except UsageError as exc:
             await ack(
                 **text_message(f"{exc}\nUsage:\n{usage(command_name, parsed.name if parsed else None)}")
             )
-
-    async def dispatch(
-        parsed: Parsed,
-        *,
-        ack: AsyncAck,
-        command: dict[str, Any],
-        respond: AsyncRespond,
-        client: AsyncWebClient,
-        user: str,
-        redelivered: bool = False,
-    ) -> None:
-        name, args = parsed.name, parsed.args
-        if name == "help":
+            return
+        if later is None:
             await ack(**help_message(command_name))
             return
+        # recorded before the ack (bot/command_log.py): a delivery of it recorded before does nothing
+        accepted = Command.of(command)
+        ticket = commands.accept(accepted) if accepted is not None else None
+        await ack()
+        if accepted is not None and ticket is None:
+            return
+        answer = commands.guard(ticket, respond) if ticket is not None else respond
+        if later.form is None:
+            start(later, command["user_id"], answer, ticket)
+            return
+        try:
+            await client.views_open(trigger_id=command["trigger_id"], view=later.form)
+        except SlackApiError as exc:
+            said = text_message(
+                ":warning: Slack did not open the reason form"
+                f" ({esc(exc.response.get('error'), 100)})."
+                f" Give the reason after the name instead:\n{usage(command_name, later.name)}"
+            )
+            await replies.tell(command["user_id"], said, respond=answer)
+            return
+        if ticket is not None:
+            commands.done(ticket)
+
+    def start(later: Later, user: str, answer: Respond, ticket: Optional[Ticket]) -> None:
+        again = later.work if later.again else None
+        task = replies.run(later.work(), user=user, respond=answer, name=later.name, again=again)
+        if ticket is not None:
+            commands.attach(ticket, task)
+
+    def rerun(ticket: Ticket) -> None:
+        """A command whose replica stopped before answering it, run again here from what was stored."""
+        stored = ticket.command
+        later = plan(
+            parse(stored.text),
+            {"user_id": stored.user_id, "channel_id": stored.channel_id, "trigger_id": stored.trigger_id},
+        )
+        assert later is not None  # recorded commands are answered after their ack, so never help
+        if later.form is not None:  # its trigger_id is long spent: no form can open now
+            said = text_message(
+                ":warning: idops stopped before it could open the reason form."
+                f" Give the reason after the name instead:\n{usage(command_name, later.name)}"
+            )
+            later = Later(later.name, functools.partial(_ready, said))
+        answer = commands.guard(ticket, AsyncRespond(response_url=stored.response_url))
+        start(later, stored.user_id, answer, ticket)
+
+    commands.rerun = rerun
+
+    def plan(parsed: Parsed, command: Mapping[str, Any]) -> Optional[Later]:
+        """What `parsed` does after the ack (None: help, answered in the ack); UsageError when it can't."""
+        name, args, user = parsed.name, parsed.args, command["user_id"]
+        if name == "help":
+            return None
         if name in ("pending",) and args:
             raise UsageError(f"`{esc(name)}` takes no arguments.")
         if name == "whois":
             query = query_of(args, "<email|id|name>")
-            await ack()
-            work = functools.partial(lookups.whois, user, query)
-            replies.run(work(), user=user, respond=respond, name="whois", again=work)
-        elif name == "risky":
+            return Later(name, functools.partial(lookups.whois, user, query), again=True)
+        if name == "risky":
             if len(args) > 2:
                 raise UsageError("Too many arguments.")
             level = parse_level(args[0]) if args else None
             tenant = args[1] if len(args) > 1 else None
-            await ack()
-            replies.run(lookups.risky(user, level, tenant), user=user, respond=respond, name="risky")
-        elif name in WORDS:
+            return Later(name, functools.partial(lookups.risky, user, level, tenant))
+        if name in WORDS:
             action = WORDS[name]
             who = query_of(args[:1])
             duration, rest = duration_of(args[1:])
             reason = " ".join(rest).strip()
             if needs_reason(action) and not reason:
-                # a modal needs the trigger_id, valid for 3 s: open it now and resolve `who` on submit
-                await ack()
+                # a form needs the trigger_id, valid for 3 s: open it now and resolve `who` on submit
                 metadata = json.dumps(
                     {
                         "action": action.value,
@@ -217,32 +253,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
                         "duration": int(duration.total_seconds()) if duration else None,
                     }
                 )
-                try:
-                    await client.views_open(
-                        trigger_id=command["trigger_id"], view=blocks.reason_modal(action, who, metadata)
-                    )
-                except SlackApiError as exc:
-                    await replies.tell(
-                        user,
-                        text_message(
-                            ":warning: Slack did not open the reason form"
-                            f" ({esc(exc.response.get('error'), 100)})."
-                            f" Give the reason after the name instead:\n{usage(command_name, name)}"
-                        ),
-                        respond=respond,
-                    )
-                return
-            await ack()
-            replies.run(
-                lookups.request_for(user, action, who, reason, duration, redelivered),
-                user=user,
-                respond=respond,
-                name=name,
-            )
-        elif name == "pending":
-            await ack()
-            replies.run(lookups.pending(user), user=user, respond=respond, name="pending")
-        elif name == "audit":
-            who = query_of(args)
-            await ack()
-            replies.run(lookups.audit(user, who), user=user, respond=respond, name="audit")
+                form = blocks.reason_modal(action, who, metadata)
+                return Later(name, functools.partial(_ready, text_message("")), form=form)
+            trigger_id = command.get("trigger_id") or None
+            work = functools.partial(lookups.request_for, user, action, who, reason, duration, trigger_id)
+            return Later(name, work)
+        if name == "pending":
+            return Later(name, functools.partial(lookups.pending, user))
+        who = query_of(args)  # audit
+        return Later(name, functools.partial(lookups.audit, user, who))
+
+
+async def _ready(message: Message) -> Message:
+    return message

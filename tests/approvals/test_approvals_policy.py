@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Optional
 
 import pytest
 from support.approvals import (
@@ -140,27 +141,34 @@ async def test_a_second_request_for_the_same_action_points_at_the_first(h):
     assert other.id != first.id
 
 
-async def test_a_command_slack_sent_again_never_makes_a_second_request(h):
-    """Slack sends a command again when it missed the ack; the first delivery (another replica) may
-    have made the request, which may be approved and done by then: that one is named, none is added."""
-    first = await _request(h)
-    h.db.execute("UPDATE approvals SET status = 'executed' WHERE id = ?", (first.id,))
-    with pytest.raises(
-        PolicyError, match=f"Slack sent this command again.*{first.id}.*already executed"
-    ) as caught:
-        await h.service.request(
+async def test_a_command_asking_again_finds_the_request_it_made_by_its_trigger_id(h):
+    """A slash command run again (Slack sent it again, or a sweep ran it after its replica stopped)
+    carries the same trigger_id: it finds the request it made, in whatever state, and adds none."""
+
+    async def ask(trigger_id: Optional[str]) -> Any:
+        return await h.service.request(
             connector="homebase",
             identity_id=h.people["plain"]["id"],
             action=Action.REVOKE_SESSIONS,
             reason="phished",
             requested_by=REQUESTER,
-            redelivered=True,
+            trigger_id=trigger_id,
         )
-    assert caught.value.request is not None and caught.value.request.id == first.id
-    assert h.db.count("approvals") == 1
-    # asked again by hand (not a redelivery), the same action is a new request once the first is done
-    again = await _request(h)
-    assert again.id != first.id and h.db.count("approvals") == 2
+
+    first = await ask("123.T0.abc")
+    assert h.service.by_trigger("123.T0.abc").id == first.id and h.service.by_trigger("9.T0.x") is None
+    assert (await ask("123.T0.abc")).id == first.id  # pending: the same one, no refusal
+    h.db.execute("UPDATE approvals SET status = 'executed' WHERE id = ?", (first.id,))
+    again = await ask("123.T0.abc")
+    assert (again.id, again.status) == (first.id, Status.EXECUTED) and h.db.count("approvals") == 1
+    assert h.audit_events(first.id) == ["requested"]
+    # another command (another trigger_id) asking for the same action once the first is done is new
+    other = await ask("124.T0.def")
+    assert other.id != first.id and h.db.count("approvals") == 2
+    # and while that one waits, a third command is refused, pointing at it
+    with pytest.raises(PolicyError, match="already waiting for approval") as caught:
+        await ask("125.T0.ghi")
+    assert caught.value.request is not None and caught.value.request.id == other.id
 
 
 async def test_provider_fault_while_requesting_is_a_connector_error(h):
