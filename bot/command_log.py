@@ -18,7 +18,8 @@ The rules:
   `sending` on this attempt, and followed by `answered`, or `failed` when Slack refused it or could not
   be reached (never sent again: it may have arrived). A later post of the same run (the answer a
   provider's wait held back, see `Replies.run`) goes out as it is. A row left `sending` (its replica
-  stopped in the middle of the post) is never sent again: it may have arrived.
+  stopped in the middle of the post) is never sent again: it may have arrived. A store that does not
+  answer at that compare-and-set means no post here: the sweep answers once it is back.
 - Answered when its replica stops. Every replica's sweep (`run`, every third of a lease) takes over rows
   left `running` past their lease (a compare-and-set on the attempt: new holder and attempt id,
   attempts + 1) and runs the command again from the row (`rerun`, set by the listener): lookups read
@@ -134,7 +135,7 @@ class CommandLog:
     def attach(self, ticket: Ticket, task: asyncio.Task[Any]) -> None:
         """`task` runs the command: cancelled when the row is taken over; its end releases the row."""
         ticket.task = task
-        task.add_done_callback(lambda _: self._ended(ticket))
+        task.add_done_callback(lambda _: self.end(ticket))
 
     def guard(self, ticket: Ticket, respond: Respond) -> Respond:
         """`respond`, posting the command's answer once across replicas (see the module's rules)."""
@@ -143,7 +144,12 @@ class CommandLog:
             if ticket.state == "answered" or not ticket.recorded:
                 ticket.state = "answered"
                 return await respond(**message)  # a later post of this run, or no row to keep
-            if ticket.state != "running" or not self._cas(ticket, "running", "sending"):
+            try:
+                held = ticket.state == "running" and self._cas(ticket, "running", "sending")
+            except Exception as exc:  # the store does not answer: the sweep answers once it does
+                log.warning("command %s: not answered here, no store (%s)", _tid(ticket), exc)
+                held = False
+            if not held:
                 ticket.state = "lost"
                 log.info("command %s: taken over by another replica, not answered here", _tid(ticket))
                 return None
@@ -197,7 +203,7 @@ class CommandLog:
         if error:
             log.warning("command %s: Slack did not take its answer (%s)", _tid(ticket), error)
 
-    def _ended(self, ticket: Ticket) -> None:
+    def end(self, ticket: Ticket) -> None:
         """The run is over: stop renewing it; still `running` (no answer), it goes to the sweep now."""
         if self._held.get(_tid(ticket)) is ticket:
             del self._held[_tid(ticket)]

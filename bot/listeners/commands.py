@@ -193,9 +193,12 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 f" Give the reason after the name instead:\n{usage(command_name, later.name)}"
             )
             await replies.tell(command["user_id"], said, respond=answer)
-            return
-        if ticket is not None:
-            commands.done(ticket)
+        else:
+            if ticket is not None:
+                commands.done(ticket)
+        finally:
+            if ticket is not None:  # not answered (Slack unreachable): the sweep answers it
+                commands.end(ticket)
 
     def start(later: Later, user: str, answer: Respond, ticket: Optional[Ticket]) -> None:
         again = later.work if later.again else None

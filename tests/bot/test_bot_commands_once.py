@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +27,8 @@ from support.bot import (
     slack_secrets,
     until,
 )
+from support.commands import command_form
+from support.commands import deliver as send_again
 from support.postgres import PgDatabase
 
 from bot.command_log import ANSWER_WITHIN, KEEP, MAX_ATTEMPTS, Command, CommandLog, Ticket
@@ -64,39 +65,14 @@ async def replica(h: BotHarness) -> AsyncIterator[tuple[str, Bot]]:
 
 
 def form_of(h: BotHarness, reply: BotReply, user: str, text: str) -> str:
-    """The form the stand-in's driver sent for the command `reply` answers, field for field: what Slack
-    sends again when it missed the ack (the same payload, so the same trigger_id and response_url)."""
-    return urllib.parse.urlencode(
-        {
-            "token": h.slack.verification_token,
-            "team_id": h.slack.team_id,
-            "team_domain": h.slack.team_domain,
-            "channel_id": COMMAND_CHANNEL,
-            "channel_name": "secops",
-            "user_id": user,
-            "user_name": h.slack.users[user].name,
-            "command": "/idops",
-            "text": text,
-            "api_app_id": h.slack.app_id,
-            "is_enterprise_install": "false",
-            "response_url": reply.response_url,
-            "trigger_id": reply.trigger_id,
-        }
-    )
+    return command_form(h.slack, reply, user, text, COMMAND_CHANNEL)
 
 
 async def deliver(h: BotHarness, url: str, form: str, retry: int = 1) -> int:
-    """POST `form`, signed now, to the server at `url` as Slack re-sends it (`X-Slack-Retry-Num`); the
-    ack's HTTP status."""
-    headers = h.slack.signed_headers(form, "application/x-www-form-urlencoded")
-    if retry:
-        headers.update({"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"})
-    async with h.http.post(url + "/slack/events", data=form.encode(), headers=headers) as response:
-        await response.read()
-        return response.status
+    return await send_again(h.http, h.slack, url + "/slack/events", form, retry)
 
 
-def row(h: BotHarness, trigger_id: str) -> dict[str, Any]:
+def row(h: BotHarness, trigger_id: Optional[str]) -> dict[str, Any]:
     return dict(
         next(h.bot.service.db.query("SELECT * FROM slash_commands WHERE trigger_id = ?", [trigger_id]))
     )
