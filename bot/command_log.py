@@ -1,5 +1,5 @@
 """Slash commands answered exactly once across replicas, even when a replica stops between its ack and
-its answer or Slack sends a command again (table `slash_commands`, revision 0005).
+its answer or Slack sends a command again (table `slash_commands`, revision 0006).
 
 The rules:
 

@@ -2,8 +2,8 @@
 command, keyed by Slack's trigger_id, and the trigger_id of the command that made an approval request
 (unique where present), so a command Slack sent again, or run again by a sweep, finds its request.
 
-Revision ID: 0005_slash_commands
-Revises: 0004_thread_replies_backfill
+Revision ID: 0006_slash_commands
+Revises: 0005_thread_replies_legacy
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_slash_commands"
-down_revision = "0004_thread_replies_backfill"
+revision = "0006_slash_commands"
+down_revision = "0005_thread_replies_legacy"
 branch_labels = None
 depends_on = None
 
