@@ -282,13 +282,24 @@ class CommandLog:
 
     async def run(self) -> None:
         """Every third of a lease, until cancelled: renew what runs here, then sweep."""
+        failing = False
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
                 self.renew()
                 self.sweep()
-            except Exception:  # a store fault: the next round tries again (leases run out meanwhile)
-                log.exception("renewing or sweeping slash commands failed")
+            except Exception as exc:  # a store fault: the next round tries again (leases run out meanwhile)
+                if not failing:
+                    log.warning(
+                        "slash commands: the store does not answer (%s); trying each round",
+                        exc,
+                        exc_info=True,
+                    )
+                failing = True
+                continue
+            if failing:
+                log.info("slash commands: the store answers again")
+            failing = False
 
 
 def _tid(ticket: Ticket) -> str:

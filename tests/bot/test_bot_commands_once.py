@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -279,3 +280,16 @@ async def test_a_run_that_ends_unanswered_is_run_again_at_most_max_attempts_time
         )
     finally:
         db.close()
+
+
+async def test_a_command_is_answered_while_the_store_does_not_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with harness(tmp_path) as h:
+        caplog.set_level(logging.INFO, logger="bot.command_log")
+        h.bot.service.db.conn.close()  # the store goes away under the running server
+        reply = await h.command(REQUESTER, f"whois {h.people['plain']['email']}")
+        assert reply.status == 200 and answers(h, reply) == 1  # answered, unrecorded
+        assert h.people["plain"]["display_name"] in answer_texts(h)[-1]
+        said = [r.getMessage() for r in caplog.records if r.name == "bot.command_log"]
+        assert any("command not recorded" in line for line in said), said
