@@ -13,7 +13,6 @@ from typing import Any, Optional
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ConfirmObject,
     ContextBlock,
     HeaderBlock,
     SectionBlock,
@@ -27,6 +26,7 @@ from .blocks import (
     _md,
     _plain,
     button,
+    confirm_dialog,
     esc,
     message,
     risk_badge,
@@ -99,9 +99,9 @@ def approval_card(request: ApprovalRequest, containment: Optional[Containment] =
         SectionBlock(fields=[_md(field) for field in fields]),
     ]
     if request.status is Status.PENDING:
-        confirm = ConfirmObject(
+        confirm = confirm_dialog(
             title="Approve this action?",
-            text=_md(f"{request.action.label} for *{name}* runs as soon as enough approvers agree."),
+            text=f"{request.action.label} for *{name}* runs as soon as enough approvers agree.",
             confirm="Approve",
             deny="Cancel",
         )
@@ -199,12 +199,10 @@ def _unknown_buttons(request: ApprovalRequest, name: str) -> list[Any]:
     """*Check again* reads the provider; *Run again* (confirmed) sends the action once more, for the
     attempt shown (a redelivered click of an older card runs nothing)."""
     label = esc(request.target.get("provider_label") or request.connector, 100)
-    confirm = ConfirmObject(
+    confirm = confirm_dialog(
         title="Run it again?",
-        text=_md(
-            f"{label} may already have done {request.action.label} for *{name}*: its answer was lost."
-            f" Run it again only if you checked in {label} that it was not done."
-        ),
+        text=f"{label} may already have done {request.action.label} for *{name}*: its answer was lost."
+        f" Run it again only if you checked in {label} that it was not done.",
         confirm="Run again",
         deny="Cancel",
     )
@@ -314,9 +312,9 @@ def containment_buttons(request: ApprovalRequest, item: Containment) -> ActionsB
             "Make permanent",
             "containment:permanent",
             request.id,
-            confirm=ConfirmObject(
+            confirm=confirm_dialog(
                 title="Make it permanent?",
-                text=_md(f"idops will never undo this for *{name}* by itself; someone must do it by hand."),
+                text=f"idops will never undo this for *{name}* by itself; someone must do it by hand.",
                 confirm="Make permanent",
                 deny="Cancel",
             ),
@@ -326,9 +324,9 @@ def containment_buttons(request: ApprovalRequest, item: Containment) -> ActionsB
             "containment:revert",
             request.id,
             style="danger",
-            confirm=ConfirmObject(
+            confirm=confirm_dialog(
                 title="Revert now?",
-                text=_md(f"Runs *{undo}* for *{name}* now, restoring access."),
+                text=f"Runs *{undo}* for *{name}* now, restoring access.",
                 confirm="Revert now",
                 deny="Cancel",
             ),

@@ -139,6 +139,15 @@ def button(
     )
 
 
+def confirm_dialog(title: str, text: str, confirm: str, deny: str = "Cancel") -> ConfirmObject:
+    """A button's confirm dialog, every part cut to Slack's limits (title 100, text 300, buttons 30):
+    a text naming an identity must not make the whole message one Slack refuses (or slack_sdk raises on).
+    `text` is mrkdwn, untrusted parts already escaped."""
+    return ConfirmObject(
+        title=_plain(title, 100), text=mrkdwn(text, 300), confirm=_plain(confirm, 30), deny=_plain(deny, 30)
+    )
+
+
 def identity_ref(identity: Identity) -> str:
     """The `<connector>:<identity id>` value that request buttons carry (see docs/architecture.md)."""
     return f"{identity.connector}:{identity.id}"

@@ -15,7 +15,6 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ConfirmObject,
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -29,6 +28,7 @@ from ..blocks import (
     MAX_LIST,
     Message,
     button,
+    confirm_dialog,
     esc,
     identity_card,
     identity_list,
@@ -140,9 +140,9 @@ def alert_buttons(alert: Mapping[str, Any], identity: Identity) -> list[ButtonEl
                 "Snooze",
                 "alert:snooze",
                 alert["id"],
-                confirm=ConfirmObject(
+                confirm=confirm_dialog(
                     title="Snooze this identity?",
-                    text=_md("No new alerts or notifications for this identity for a while."),
+                    text="No new alerts or notifications for this identity for a while.",
                     confirm="Snooze",
                     deny="Cancel",
                 ),
@@ -186,9 +186,9 @@ def undo_button(auto: Mapping[str, Any], identity: Identity) -> ButtonElement:
         "Undo",
         "auto:undo",
         str(auto["request_id"]),
-        confirm=ConfirmObject(
+        confirm=confirm_dialog(
             title="Undo the automatic action?",
-            text=_md(f"Runs *{undo}* for *{esc(identity.name, 200)}* now (audited, in your name)."),
+            text=f"Runs *{undo}* for *{esc(identity.name, 200)}* now (audited, in your name).",
             confirm="Undo",
             deny="Cancel",
         ),

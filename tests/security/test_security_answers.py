@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from support.bot import APPROVER, APPROVER2, REQUESTER, harness, text_of
+from support.bot import APPROVER, APPROVER2, REQUESTER, buttons, harness, status_of, text_of
 
 from bot.approvals import Decision, Status
 from connectors import Action
@@ -71,3 +71,23 @@ async def test_an_answer_slack_refuses_by_response_url_comes_by_dm_and_is_logged
     assert refusals[0].startswith(f"Slack refused the answer to {REQUESTER} by response_url (HTTP 404: ")
     assert "expired_url" in refusals[0] and "/response/" not in refusals[0]  # the URL itself is a credential
     assert [r for r in logged.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+async def test_an_unknown_outcome_on_someone_with_a_long_name_still_shows_on_the_card(h):
+    # the Run again dialog names the identity: with a 250-character display name its text passed Slack's
+    # 300 characters, the card could not be drawn at all, and neither the card nor its thread said that
+    # the action's outcome was unknown
+    person = h.people["plain"]
+    long_name = "Maximilian " * 25
+    read = {"kind": "corrupt", "field": "display_name", "value": long_name, "method": "GET"}
+    await h.fault(**read, count=20, path=f"/v1/identity/{person['id']}")
+    card = await h.request_card()
+    await h.fault(kind="slow", delay=2.0, count=1, path=f"/v1/identity/{person['id']}/revoke-sessions")
+    await h.click(APPROVER, card, "approval:approve")
+    card = h.card()
+    assert status_of(card).startswith(":warning: Outcome unknown")
+    assert [action for action, _ in buttons(card)] == ["approval:check", "approval:rerun"]
+    assert block_problems(card["blocks"]) == []
+    (reply,) = card["replies"]
+    assert "outcome unknown" in reply["text"] and "Maximilian" in reply["text"]
+    assert not [m for m in h.seen(APPROVER) if "internal error" in m["text"]]
