@@ -48,3 +48,22 @@ async def test_every_mrkdwn_object_idops_sends_is_verbatim(tmp_path):
         assert len(found) > 50, "the flow should have sent many mrkdwn texts"
         assert [obj["text"][:80] for obj in found if obj.get("verbatim") is not True] == []
         assert h.slack.messages(APPROVAL_CHANNEL)[0]["replies"], "the approval ran and was reported"
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+async def test_bidirectional_overrides_in_a_display_name_never_reach_slack(tmp_path):
+    # "\u202e" shows the rest of a name reversed: "\u202enimdA ecilA" reads "Alice Admin" on a card
+    async with harness(tmp_path) as h:
+        person = h.people["plain"]
+        spoof = "\u202enimdA ecilA\u202c \u2067x\u2069"
+        corrupt = {"kind": "corrupt", "field": "display_name", "value": spoof, "method": "GET"}
+        await h.fault(**corrupt, count=20, path=f"/v1/identity/{person['id']}")
+        await h.command(REQUESTER, f"whois {person['id']}")
+        await h.command(REQUESTER, f"revoke {person['id']} phished \u202eesrever")
+        card = h.card()
+        assert "nimdA ecilA x" in json.dumps(card, ensure_ascii=False)  # shown, in the order stored
+        assert h.bot.service.get(card["metadata"]["event_payload"]["request_id"]).target["name"] == spoof
+        sent = json.dumps([params for method, params in h.slack.calls if method in SENDS], ensure_ascii=False)
+        assert "nimdA" in sent and not any(char in sent for char in BIDI)
