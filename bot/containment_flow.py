@@ -18,7 +18,7 @@ import logging
 from typing import Optional
 
 from . import approval_cards, thread_replies
-from .approval_flow import ApprovalFlow
+from .approval_flow import CATCH_UP, ApprovalFlow
 from .approvals import ApprovalRequest, Containment, PolicyError
 from .blocks import Message
 from .thread_replies import Claim, Legacy
@@ -38,7 +38,10 @@ class ContainmentFlow:
         """The periodic job (with the expiry sweep): revert or hold what is due, settle finished
         reverts, and update those cards and threads. Returns the original request ids it touched."""
         changed = await self.service.revert_due()
-        for request_id in changed:
+        # and states a stopped process changed but never told (take_report makes each told once)
+        since = self.service.clock() - CATCH_UP
+        missed = [request_id for request_id in self.service.unreported(since) if request_id not in changed]
+        for request_id in changed + missed:
             await self.report(request_id)
         claimed: list[Claim] = []
 
@@ -62,7 +65,7 @@ class ContainmentFlow:
         for claim in claimed:
             # one Slack did not take is sent again by the next sweep (once); one cut off is looked for
             await self.flow.threads.deliver(claim)
-        return changed + reminded
+        return changed + missed + reminded
 
     async def revert_now(self, request_id: str, user: str) -> Optional[Message]:
         """*Revert now*: the requester or a responder; the outcome goes to the card and its thread."""

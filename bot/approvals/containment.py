@@ -271,6 +271,22 @@ class ApprovalService(Execution):
                     changed.append(item.request_id)
         return changed
 
+    def unreported(self, since: datetime) -> list[str]:
+        """Original request ids of containments in a state worth telling (not ACTIVE or REVERTING) that
+        was never told in the thread (`take_report`): a process stopped between the change and its
+        report. Only those whose request was audited since `since`, so an old store's leftovers stay
+        quiet."""
+        rows = self.db.query(
+            "SELECT c.request_id FROM containments AS c JOIN approvals AS a ON a.id = c.request_id"
+            " WHERE c.status NOT IN ('active', 'reverting')"
+            " AND (c.reported IS NULL OR c.reported <> c.status)"
+            " AND EXISTS (SELECT 1 FROM audit AS u WHERE u.connector = a.connector"
+            " AND u.identity_id = a.identity_id AND u.request_id = a.id AND u.at >= ?)"
+            " ORDER BY c.due_at",
+            [audit.iso(since)],
+        )
+        return [row["request_id"] for row in rows]
+
     def take_report(self, request_id: str) -> Optional[Containment]:
         """The containment when its state was not yet told in the thread, marking it told (so each state
         is posted at most once, whichever process gets here first); None otherwise."""

@@ -231,3 +231,28 @@ async def test_an_escalation_cut_off_by_a_kill_is_looked_up_then_posted_once(
         assert h.card()["replies"][0]["text"].startswith(f":rotating_light: <!subteam^{LEADS}>")
         assert await threads.sweep() == 0 and await h.bot.flow.escalate_due() == []
         assert keys(h) == {key: 1}
+
+
+async def test_a_containment_state_a_stopped_replica_never_told_is_told_once_by_the_sweep(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with okta_bot(tmp_path, **pg_store(server_pg)) as h:
+        request_id = await contained(h, 3)
+        h.clock.advance(hours=4, minutes=1)
+        # a replica reverts it and stops before telling the thread (the service alone, no report)
+        assert await h.bot.service.revert_due() == [request_id]
+        item = h.bot.service.containment(request_id)
+        assert item is not None and item.status is State.REVERTED and item.reported is None
+        assert len(h.card()["replies"]) == 1  # the action's result only
+        assert request_id in await h.bot.containment.sweep()  # the next sweep tells it
+        for _ in range(2):
+            assert await h.bot.containment.sweep() == []
+        told = [r for r in h.card()["replies"] if r["text"].startswith("*Revert of the containment*")]
+        assert len(told) == 1 and "Enable" in told[0]["text"]
+        ((key, count),) = [(k, c) for k, c in keys(h).items() if k and k.startswith("containment:")]
+        assert count == 1 and key.startswith(f"containment:{request_id}:reverted:")
+        # an old store's state never told, its request quiet for over a day, is left alone
+        h.bot.service.db.execute("UPDATE containments SET reported = NULL WHERE request_id = ?", [request_id])
+        h.clock.advance(days=1, minutes=1)
+        assert await h.bot.containment.sweep() == []
+        assert len(h.card()["replies"]) == len(told) + 1
