@@ -94,6 +94,10 @@ class _Command(_Loose):
     command: StrictStr
     text: StrictStr = ""
     user_id: StrictStr
+    # every slash command comes with one: the reason form opens with it, and a command sent again is
+    # known by it (bot/command_log.py)
+    trigger_id: StrictStr = Field(min_length=1)
+    channel_id: Optional[StrictStr] = None
 
 
 _MODELS: tuple[type[_Loose], ...] = (

@@ -92,6 +92,24 @@ async def test_payloads_slack_never_sends_get_400_and_a_clean_log(tmp_path, logg
         assert h.slack.calls == [] and h.cards() == [] and h.actions() == []
 
 
+def command(text: str, **fields: Any) -> str:
+    """A slash command's form as Slack posts it, with `fields` changed (None: left out)."""
+    form = {"command": "/idops", "text": text, "user_id": REQUESTER, "channel_id": COMMAND_CHANNEL}
+    form.update({"trigger_id": "1.2.forged", "response_url": "http://127.0.0.1:9/never", **fields})
+    return urllib.parse.urlencode({key: value for key, value in form.items() if value is not None})
+
+
+async def test_a_slash_command_without_a_trigger_id_gets_400(tmp_path, logged):
+    # a disable without a reason opens the reason form with the command's trigger_id: a 500 without it
+    async with harness(tmp_path) as h:
+        for form in (command("disable someone@example.com", trigger_id=None), command("help", trigger_id="")):
+            headers = h.slack.signed_headers(form, "application/x-www-form-urlencoded")
+            async with h.http.post(h.events_url, data=form.encode(), headers=headers) as answer:
+                assert answer.status == 400
+            await h.settle()
+        assert problems(logged) == [] and h.slack.calls == []
+
+
 async def test_damaged_values_are_answered_as_damaged_without_a_traceback(tmp_path, logged):
     async with harness(tmp_path) as h:
         for payload in DAMAGED:
