@@ -60,9 +60,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -76,6 +78,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from . import store_legacy
 from .config import Config
+
+log = logging.getLogger(__name__)
 
 # The transaction-scoped advisory lock every write transaction takes first on PostgreSQL (any 64-bit
 # number no other application on the same database uses; idops' own: "idops" in ASCII).
@@ -405,6 +409,25 @@ def _file_problem(path: str) -> Optional[str]:
     return None
 
 
+def _private_file(path: str) -> None:
+    """A new SQLite store is made readable by its owner only (SQLite gives its -wal and -shm files the
+    same mode): it holds the audit trail, identities' details and slash commands' response URLs. An
+    existing one that other users may read is said once in the log, with the fix."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        log.warning(
+            "the store %s can be read or written by other users (mode %04o): it holds the audit trail and"
+            " identities' details; chmod 600 it",
+            path,
+            mode,
+        )
+
+
 def open_configured(config: Config, environ: Mapping[str, str]) -> Store:
     """The store `[store]` names (`url`, its password from the variable `password_env` names in
     `environ`; else `path`), migrated; ConfigError naming the file and key when it can't be used. The
@@ -415,6 +438,7 @@ def open_configured(config: Config, environ: Mapping[str, str]) -> Store:
         if problem:
             raise config.error("store.path", problem)
         try:
+            _private_file(settings.path)
             return open_db(settings.path)
         except (StoreError, OSError) as exc:
             # e.g. "file is not a database": an existing file that is not idops's store
