@@ -32,6 +32,8 @@ The rules:
 - Rows are pruned `KEEP` after they were made, by a sweep, at most every `PRUNE_EVERY`.
 - The store not answering when a command comes: the command runs unrecorded (answered, but not run again
   if this replica stops; an action's request still carries its trigger_id).
+- Logs name a command by the first part of its trigger_id (`#1234…`), never the whole trigger_id (it
+  opens a form for 3 s) nor its response_url (it answers the person for 30 minutes).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class CommandLog:
             log.warning("command not recorded (%s): answered, but not again if this replica stops", exc)
             return Ticket(command, attempt, recorded=False)
         if inserted != 1:
-            log.info("command %s came again: answered by the delivery that came first", command.trigger_id)
+            log.info("command %s came again: answered by the delivery that came first", _ref(command))
             return None
         return self._hold(Ticket(command, attempt, recorded=True))
 
@@ -147,11 +149,14 @@ class CommandLog:
             try:
                 held = ticket.state == "running" and self._cas(ticket, "running", "sending")
             except Exception as exc:  # the store does not answer: the sweep answers once it does
-                log.warning("command %s: not answered here, no store (%s)", _tid(ticket), exc)
-                held = False
+                log.warning(
+                    "command %s: not answered here, the store does not answer (%s)", _ref(ticket), exc
+                )
+                ticket.state = "lost"
+                return None
             if not held:
                 ticket.state = "lost"
-                log.info("command %s: taken over by another replica, not answered here", _tid(ticket))
+                log.info("command %s: taken over by another replica, not answered here", _ref(ticket))
                 return None
             ticket.state = "sending"
             try:
@@ -171,15 +176,23 @@ class CommandLog:
         if not ticket.recorded:
             ticket.state = "answered"
             return True
-        if ticket.state == "running" and self._cas(ticket, "running", "answered"):
-            self.db.execute(
-                "UPDATE slash_commands SET answered_at = ? WHERE trigger_id = ? AND attempt_id = ?",
-                [self.clock(), _tid(ticket), ticket.attempt_id],
+        try:
+            answered = (
+                ticket.state == "running"
+                and self.db.execute(
+                    "UPDATE slash_commands SET status = 'answered', answered_at = ? WHERE trigger_id = ?"
+                    " AND attempt_id = ? AND status = 'running'",
+                    [self.clock(), _tid(ticket), ticket.attempt_id],
+                ).rowcount
+                == 1
             )
-            ticket.state = "answered"
-            return True
-        ticket.state = "lost"
-        return False
+        except Exception as exc:  # the store does not answer: the sweep tells the person once it does
+            log.warning(
+                "command %s: not recorded answered, the store does not answer (%s)", _ref(ticket), exc
+            )
+            answered = False
+        ticket.state = "answered" if answered else "lost"
+        return answered
 
     def _cas(self, ticket: Ticket, before: str, after: str) -> bool:
         return bool(
@@ -199,9 +212,9 @@ class CommandLog:
                 [status, self.clock(), error, _tid(ticket), ticket.attempt_id],
             )
         except Exception:  # the row stays `sending`, which is never sent again: nothing is lost or doubled
-            log.exception("command %s: its answer went out but could not be recorded", _tid(ticket))
+            log.exception("command %s: its answer went out but could not be recorded", _ref(ticket))
         if error:
-            log.warning("command %s: Slack did not take its answer (%s)", _tid(ticket), error)
+            log.warning("command %s: Slack did not take its answer (%s)", _ref(ticket), error)
 
     def end(self, ticket: Ticket) -> None:
         """The run is over: stop renewing it; still `running` (no answer), it goes to the sweep now."""
@@ -217,7 +230,7 @@ class CommandLog:
                 [_tid(ticket), ticket.attempt_id],
             )
         except Exception:  # the lease then simply runs out
-            log.exception("command %s: could not release it", _tid(ticket))
+            log.exception("command %s: could not release it", _ref(ticket))
 
     def renew(self) -> None:
         """Push on the lease of every command running here; cancel those taken over."""
@@ -232,7 +245,7 @@ class CommandLog:
                 [until, trigger_id, ticket.attempt_id],
             ).rowcount
             if renewed != 1 and ticket.state == "running":
-                log.warning("command %s was taken over by another replica; its run here stops", trigger_id)
+                log.warning("command %s was taken over by another replica; its run here stops", _ref(ticket))
                 ticket.state = "lost"
                 del self._held[trigger_id]
                 if ticket.task is not None:
@@ -264,7 +277,7 @@ class CommandLog:
                     [why, *old],
                 ).rowcount
                 if gave_up == 1:
-                    log.warning("command %s given up unanswered (%s)", old[0], why)
+                    log.warning("command %s given up unanswered (%s)", _ref(old[0]), why)
                 continue
             attempt = uuid.uuid4().hex
             took = self.db.execute(
@@ -274,7 +287,9 @@ class CommandLog:
             ).rowcount
             if took != 1:
                 continue  # another replica's sweep got there first
-            log.info("command %s was left unanswered (by %s): running it again here", old[0], row["holder"])
+            log.info(
+                "command %s was left unanswered (by %s): running it again here", _ref(old[0]), row["holder"]
+            )
             command = Command(**{name: row[name] for name in _COLUMNS.split(", ")})
             self.rerun(self._hold(Ticket(command, attempt, recorded=True, attempts=row["attempts"] + 1)))
             taken += 1
@@ -304,6 +319,12 @@ class CommandLog:
 
 def _tid(ticket: Ticket) -> str:
     return ticket.command.trigger_id
+
+
+def _ref(of: Any) -> str:
+    """A command in the log: the first part of its trigger_id (a number), not the whole trigger."""
+    trigger_id = of if isinstance(of, str) else of.trigger_id if isinstance(of, Command) else _tid(of)
+    return f"#{trigger_id.split('.', 1)[0][:20]}"
 
 
 def _values(command: Command) -> list[str]:
