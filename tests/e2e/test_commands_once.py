@@ -7,7 +7,8 @@ sending signed requests over HTTP:
 - a replica killed with SIGKILL after its ack, while it reads the provider (a slow Okta read), or after
   it made the request but before its card and answer (the card's post held at the stand-in), is
   answered once, by another replica, with one request and one card;
-- a replica stopped (SIGSTOP) after its ack, then woken after another one answered, posts nothing.
+- a replica stopped (SIGSTOP) after its ack, then woken after another one answered, posts nothing;
+- over Socket Mode, the replica that acked a command killed at those two points: answered once too.
 
 Counted where it shows: each command's response_url posts at the stand-in, approval cards, requests and
 `slash_commands` rows in the store. Nothing is timed; claims last 3 s, so a take-over takes seconds.
@@ -174,8 +175,53 @@ async def run(c: Cluster, seed: int) -> None:
     assert c.query("SELECT count(*) FROM approvals") == [(len(replies),)]
 
 
+def acked_by(c: Cluster) -> Replica:
+    """The Socket Mode replica whose connection acked the last envelope."""
+    last = [d for d in c.slack.socket_deliveries if d.acked][-1]
+    return next(r for r in c.replicas if r.connection == last.connection)
+
+
+async def run_socket_mode(c: Cluster, seed: int) -> None:
+    """Over Socket Mode (each command to one connection in turn): the replica that acked a command is
+    killed while it reads the provider, then another after making the request but before its card."""
+    users = [c.okta.user(i)["id"] for i in plain_okta_users(c, 2, random.Random(seed))]
+    replies: dict[str, BotReply] = {}
+    target = users.pop()
+    slow_okta_read(c, target)
+    reply = replies[target] = await command(c, c.replicas[0], f"revoke {target}")
+    victim = acked_by(c)
+    await victim.kill()
+    await eventually(lambda: uses(c, reply) == 1, 60, "another replica to answer the killed one's command")
+    await victim.start()
+
+    target = users.pop()
+    victims: list[Replica] = []
+
+    async def kill_it() -> None:
+        victims.append(acked_by(c))
+        await victims[0].kill()
+
+    arrived = await card_post_held(c, kill_it)
+    reply = replies[target] = await command(c, c.replicas[0], f"revoke {target}")
+    await asyncio.wait_for(arrived.wait(), 60)
+    await eventually(lambda: uses(c, reply) == 1, 60, "another replica to answer the killed one's command")
+    await victims[0].start()
+    for target, reply in replies.items():
+        answered_once(c, reply, target)
+    assert c.query("SELECT trigger_id, attempts FROM slash_commands ORDER BY created_at") == [
+        (reply.trigger_id, 2) for reply in replies.values()
+    ]
+
+
 async def test_three_replicas_answer_each_slash_command_once_through_resends_and_kills(
     tmp_path: Path, server_pg: Optional[PgDatabase]
 ) -> None:
     async with cluster(tmp_path, trials=2, pg=server_pg) as c:
         await run(c, seed=23)
+
+
+async def test_three_socket_mode_replicas_answer_a_killed_ones_command_once(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with cluster(tmp_path, trials=2, pg=server_pg, socket_mode=True) as c:
+        await run_socket_mode(c, seed=29)
