@@ -18,7 +18,9 @@ users. Without a set that covers the cursor (a new connector, or a gap) the set 
 An admin role reached only through joining a group that holds it shows at the next full listing.
 
 A listing's admin set and risk map are compact id maps (`connectors.idmap`, Okta's 20-character ids
-packed into 16 bytes); the events a change sweep applies to the admin set are kept beside it.
+packed into 16 bytes); the events a change sweep applies to the admin set are kept beside it. The System
+Log is read a page (up to 1,000 events, megabytes) at a time, each event dropped once handed over, so no
+page is held while the next one is read.
 """
 
 from __future__ import annotations
@@ -200,18 +202,20 @@ class OktaListing:
             "sortOrder": "ASCENDING",
             "limit": MAX_LOG_PAGE,
         }
-        path = "/api/v1/logs"
-        while True:
+        path: Optional[str] = "/api/v1/logs"
+        while path is not None:
             body, response = await self._json("GET", path, params=params)
             if not isinstance(body, list):
                 raise api.bad_answer("answered the System Log with something other than a list", response)
-            for event in body:
+            path, params = api.next_link(response, self.base_url) if body else None, None
+            # a page of 1,000 events is megabytes: each is dropped once handed over, and the raw answer
+            # at once, so none of this page is left when the next one is read
+            del response
+            body.reverse()
+            while body:
+                event = body.pop()
                 if isinstance(event, dict):
                     yield event
-            following = api.next_link(response, self.base_url)
-            if not body or following is None:
-                return
-            path, params = following, None
 
     async def _user_pages(self) -> AsyncIterator[list[dict]]:
         if self.concurrency == 1:

@@ -7,6 +7,7 @@ Okta listings' admin set and risk map."""
 
 from __future__ import annotations
 
+import gc
 import json
 import operator
 import random
@@ -23,9 +24,10 @@ from support.sim_env import SimEnv, serve_env
 from support.sims import entra_connector
 from support.soar import ROOT, RUNTIMES, require, run_process
 
-from connectors import idmap
+from connectors import idmap, okta_listing
 from connectors.entra import EntraConnector
 from connectors.entra_api import NO_RISK, risk_band
+from connectors.http import Response
 from connectors.idmap import GUIDS, OKTA_IDS, RUN, IdMap, IdMapBuilder
 from connectors.okta import OktaConnector
 from connectors.okta_api import risk_band as okta_band
@@ -328,9 +330,44 @@ async def test_an_okta_listing_keeps_its_admins_and_risk_packed() -> None:
             )
 
 
+async def test_reading_okta_risk_holds_no_log_page_while_it_reads_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pages of 100 events, so the seeded risk of 20,000 users (~420 events) takes several
+    monkeypatch.setattr(okta_listing, "MAX_LOG_PAGE", 100)
+    held: list[tuple[int, int]] = []
+
+    def alive() -> tuple[int, int]:
+        """(risk events, System Log answers) still alive anywhere in this process."""
+        found = gc.get_objects()
+        return (
+            sum(isinstance(o, dict) and o.get("eventType") in okta_listing.RISK_EVENTS for o in found),
+            sum(isinstance(o, Response) and "/api/v1/logs" in o.url for o in found),
+        )
+
+    class Counting(OktaConnector):
+        async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+            if "/api/v1/logs" in path:  # about to read a page: what is left of the one before
+                held.append(alive())
+            return await super()._json(method, path, **kwargs)
+
+    async with serve_env(SimEnv, create_okta(identities=20_000), OKTA_STATE) as env:
+        state = env.state
+        connector = env.keep(Counting("okta", base_url=env.url, api_token="sim-okta-api-token", pacing=False))
+        gc.collect()  # what other tests left in cycles goes first
+        risks = await connector._risk_map()
+        seeded = {state.user_id(i): state.seeded_risk(i) for i in range(state.total)}
+    assert dict(risks) == {user_id: level for user_id, level in seeded.items() if level != "NONE"}
+    # beyond what was alive before the first page (other tests' leftovers), of the page before at most
+    # the one event the consumer's loop variable still names
+    (events_before, answers_before), *later = held
+    assert len(later) >= 3, held
+    assert all(events - events_before <= 1 and answers == answers_before for events, answers in later), held
+
+
 BUILD_ON_39 = """
 import json, random, sys, tracemalloc, uuid
-from connectors import idmap
+from connectors import idmap, okta_listing
 from connectors.idmap import IdMapBuilder
 
 
