@@ -29,7 +29,7 @@ from bot.approval_flow import QUIET
 from bot.approvals import Decision, Status
 from bot.extension import BOT
 from bot.store import connect, upgrade
-from bot.thread_replies import EVENT_TYPE, KEEP, PRUNE_EVERY, escalation_key, result_key
+from bot.thread_replies import EVENT_TYPE, KEEP, PRUNE_EVERY, Legacy, escalation_key, result_key
 
 LEADS = "S0SECLEADS"
 
@@ -341,3 +341,26 @@ async def test_check_again_on_an_outcome_an_earlier_idops_told_tells_nothing_mor
         await h.bot.flow.expire_due()  # the sweep finds it in the thread: recorded, not told again
         assert len(h.slack.calls_to("chat.postMessage")) == posts and len(h.card()["replies"]) == 1
         assert row(h, result_key(rid, 1, "unknown"))["status"] == "sent"
+
+
+async def test_a_reply_claimed_to_look_for_an_earlier_idops_keeps_that_look_after_a_kill(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        done = await executed_without_reply(h)
+        ts = await post_as_earlier_idops(h, done)
+        key = result_key(done.id, done.attempts, "executed")
+        threads = h.bot.flow.threads
+        # claimed to be looked for (as the sweep does for an outcome with no row), then the replica stops
+        head = result_head(done)
+        claim = threads.claim(
+            key, done.message_channel, done.message_ts, result_reply(done), legacy=Legacy(head)
+        )
+        assert claim is not None
+        stored = row(h, key)
+        assert (stored["status"], stored["legacy_head"], stored["legacy_after"]) == ("sending", head, 0.0)
+        posts = len(h.slack.calls_to("chat.postMessage"))
+        threads.clock = lambda: time.time() + threads.lease + 1
+        assert await threads.sweep() == 1  # taken over: the look for the earlier reply is kept
+        assert len(h.slack.calls_to("chat.postMessage")) == posts and len(h.card()["replies"]) == 1
+        assert (row(h, key)["status"], row(h, key)["ts"]) == ("sent", ts)
