@@ -14,7 +14,6 @@ posted (its own claim cut off, during a rolling upgrade) is looked for by how it
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 from . import approval_cards, thread_replies
@@ -22,8 +21,6 @@ from .approval_flow import CATCH_UP, ApprovalFlow
 from .approvals import ApprovalRequest, Containment, PolicyError
 from .blocks import Message
 from .thread_replies import Claim, Legacy
-
-log = logging.getLogger(__name__)
 
 
 class ContainmentFlow:
