@@ -20,6 +20,7 @@ import random
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
@@ -369,7 +370,8 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
         )
 
     await eventually(settled, 120, "the replicas to settle")
-    await asyncio.sleep(2)  # more sweeps and deliveries: nothing more may happen
+    for _ in range(2):  # two more whole sweeps of every scope, and what they deliver: nothing more happens
+        await swept_since(c, time.time())
     assert settled()
     await take_over(c)
 
@@ -435,6 +437,17 @@ async def run_trials(c: Cluster, trials: int, seed: int) -> None:
     assert all(executing[request_id] == 1 for request_id in requests)  # one attempt each, never a second
     ok, _, said = audit.verify(c.store)
     assert ok, said
+
+
+async def swept_since(c: Cluster, moment: float) -> None:
+    """Wait until every scope's latest sweep started after `moment` (epoch seconds, as the replicas'
+    clocks) and succeeded: a whole sweep by whichever replica holds the scope."""
+
+    def done() -> bool:
+        rows = c.query("SELECT last_started_at, last_success_at FROM alert_sweeps")
+        return len(rows) == 2 and all(s and s > moment and ok and ok >= s for s, ok in rows)
+
+    await eventually(done, 60, "a whole sweep of every scope")
 
 
 async def healthz(replica: Replica) -> dict[str, Any]:
