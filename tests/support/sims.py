@@ -107,6 +107,15 @@ class SimProcess:
         end = next(i for i, line in enumerate(self.lines) if line.startswith("export "))
         return "".join(self.lines[: end + 1])
 
+    def close(self) -> None:
+        """SIGTERM (as a service manager stops it), then its reader and output pipe closed."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(timeout=15)
+        self._reader.join(timeout=5)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
     def stop(self) -> str:
         """Ctrl-C, as a person would; exit code, then the rest of its output."""
         self.process.send_signal(signal.SIGINT)
