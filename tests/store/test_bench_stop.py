@@ -35,11 +35,18 @@ def marked(value: str) -> dict[int, str]:
     return found
 
 
+def replicas(found: dict[int, str]) -> list[int]:
+    """The `idops serve` processes among `found`."""
+    return [pid for pid, command in found.items() if "bot.cli serve" in command]
+
+
 async def test_sigterm_stops_the_cluster_and_removes_its_directory() -> None:
     with tempfile.TemporaryDirectory(prefix="idops-bench-stop-") as scratch:
         os.chmod(scratch, 0o755)  # noqa: S103 - as root, the cluster's own user (postgres) works in here
+        # the smallest run: its take-over part starts (the cluster, the Okta simulator, two replicas), and
+        # is stopped there; the measured rounds never start
         process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "bench/replicas.py", "--requests", "20", "--rounds", "1", "--kills", "1"),
+            *(sys.executable, "bench/replicas.py", "--requests", "1", "--rounds", "1", "--kills", "1"),
             cwd=ROOT,
             env={**os.environ, "TMPDIR": scratch, MARKER: scratch},
             stdout=asyncio.subprocess.PIPE,
@@ -48,17 +55,20 @@ async def test_sigterm_stops_the_cluster_and_removes_its_directory() -> None:
         assert process.stdout is not None
         seen: list[str] = []
         try:
-            async with asyncio.timeout(180):  # a simulator and a cluster started on a loaded machine
+            # every wait below is for an event (a line, a process seen or gone); the ceilings are for a
+            # loaded machine only
+            async with asyncio.timeout(300):  # a simulator and a cluster started on a loaded machine
                 while not any(line.startswith("Take-over:") for line in seen):
                     line = (await process.stdout.readline()).decode()
                     assert line, f"the bench ended before its take-over part:\n{''.join(seen)}"
                     seen.append(line)
-            # the cluster is up (its server among the bench's processes, its directory in TMPDIR)
+            # everything it starts is up: the cluster's server (its directory in TMPDIR) and both replicas
+            await until(lambda: len(replicas(marked(scratch))) == 2, 120, "the take-over's two replicas")
             assert any("postgres" in command and scratch in command for command in marked(scratch).values())
             assert any(name.startswith("idops-pg-") for name in os.listdir(scratch))
             process.send_signal(signal.SIGTERM)
             # its exit (wait() would also wait for the output pipe, which a child left running holds)
-            await until(lambda: process.returncode is not None, 60, "the bench's exit after SIGTERM")
+            await until(lambda: process.returncode is not None, 180, "the bench's exit after SIGTERM")
             try:  # a child left running would hold the output pipe open: read what came, then judge
                 rest = (await asyncio.wait_for(process.stdout.read(), 10)).decode()
             except TimeoutError:
