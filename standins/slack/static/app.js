@@ -172,7 +172,9 @@ function mrkdwn(src) {
 function textObject(obj) {
   if (!obj) return document.createTextNode("");
   if (typeof obj === "string") return mrkdwn(obj);
-  if (obj.type === "mrkdwn" && !obj.verbatim) return mrkdwn(obj.text || "");
+  // `verbatim` only stops Slack auto-linking bare URLs, channel names and mentions, which this renderer
+  // never does; bold, quotes, dates and explicit <…> links render either way
+  if (obj.type === "mrkdwn") return mrkdwn(obj.text || "");
   const text = decode(obj.text || "");
   return obj.type === "plain_text" && obj.emoji === false ? document.createTextNode(text) : emojiNodes(text);
 }
