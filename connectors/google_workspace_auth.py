@@ -5,11 +5,13 @@ Rules: the token comes from a JWT signed with the key file's `private_key` (`sig
 imported only when it signs) exchanged at `token_url`; it is cached until a minute (or a tenth of its life)
 before it expires, one caller renews it while the others wait, and an API answer 401 drops it and
 sends the call once more with a new one (`TokenCache.authorized`: a second 401 is an error, never a
-third try). Every API call asks for compact JSON (`prettyPrint=false`: Google indents its answers
-unless told not to, 36% more bytes for a page of users, to send and to decode). A refused
-`apps.alerts` scope is asked again without it (Alert Center then reported unreadable, the Directory
-keeps working); any other refusal is an AuthenticationError naming what to
-fix (delegation, admin_email, the key or the clock), never the key.
+third try). Only a 401: Google answers an expired or revoked token 401 `authError`, and google-auth
+refreshes on 401 only (its `DEFAULT_REFRESH_STATUS_CODES`); no other status is known to mean one.
+Every API call asks for compact JSON (`prettyPrint=false`: Google indents its answers unless told not
+to, 36% more bytes for a page of users, to send and to decode). A refused `apps.alerts` scope is asked
+again without it (Alert Center then reported unreadable, the Directory keeps working); any other
+refusal is an AuthenticationError naming what to fix (delegation, admin_email, the key or the clock),
+never the key.
 """
 
 from __future__ import annotations
