@@ -27,6 +27,7 @@ from . import approval_cards, audit, blocks, thread_replies
 from .approvals import ApprovalRequest, ApprovalService, Decision, PolicyError, Status, duration_text
 from .approvals.rules import escalation_reason
 from .blocks import Message, esc, text_message
+from .card_posts import CardPosts
 from .claims import DEFAULT_TTL
 from .replies import Replies, Respond
 from .slack_api import describe
@@ -62,6 +63,7 @@ class ApprovalFlow:
         self._card_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         lease = service.claims.ttl if service.claims is not None else DEFAULT_TTL
         self.threads = ThreadReplies(service.db, thread_replies.client_for(self.client, lease), lease=lease)
+        self.cards = CardPosts(service.db, self.threads.client, lease=lease)
 
     async def start_request(
         self,
@@ -135,16 +137,27 @@ class ApprovalFlow:
 
     async def post_approval(self, request: ApprovalRequest) -> None:
         """Post the approval card unless it is in Slack already, and remember where it is (also the SOAR
-        API's `on_created`). Two callers re-posting a missing card at once post it once."""
+        API's `on_created`): once across replicas (bot/card_posts.py: claimed in the store first; a post
+        cut off or refused earlier is looked for in the channel before it is posted again)."""
         async with self._card_lock(request.id):
             if self.service.get(request.id).message_ts:
                 return
-            response = await self.client.chat_postMessage(
-                channel=self.channel,
-                **approval_cards.approval_card(request),
-                metadata={"event_type": "idops_approval", "event_payload": {"request_id": request.id}},
-            )
-            self.service.set_message(request.id, response["channel"], response["ts"])
+            # an old request without a claimed post: an earlier idops may have posted it, then stopped
+            old = self.service.clock() - request.created_at > timedelta(seconds=self.cards.lease)
+            claim = self.cards.claim(request.id, self.channel, uncertain=old)
+            if claim is None:
+                return  # in Slack already, or another replica is posting it now (the sweep if it stops)
+            await self.cards.deliver(claim, approval_cards.approval_card(request), self.service.set_message)
+
+    async def post_cut_off(self) -> int:
+        """Post the cards a stopped replica claimed and never recorded (looked for in the channel first)."""
+        cut_off = self.cards.cut_off()
+        for request_id in cut_off:
+            try:
+                await self.post_approval(self.service.get(request_id))
+            except (SlackApiError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("the card of %s could not be posted: %s", request_id, type(exc).__name__)
+        return len(cut_off)
 
     async def refresh_card(self, request_id: str) -> ApprovalRequest:
         """Redraw the approval card from the stored state (never from a possibly stale copy)."""
@@ -363,6 +376,7 @@ class ApprovalFlow:
         try:  # first, so that a reply refused during this sweep is sent again by the next one
             await self.threads.sweep()
             await self.report_missed()
+            await self.post_cut_off()
         except Exception:  # a store or Slack fault must not stop expiry; the replies wait for the next sweep
             log.exception("sending thread replies again failed")
         try:

@@ -32,12 +32,14 @@ from support.approvals import Clock, MemoryDirectory, make_service
 TESTS = Path(__file__).resolve().parents[1]
 
 
-async def killed_at(point: str, *argv: str, environ: Mapping[str, str]) -> None:
-    """Run `python -m support.replies ARGV...` (this module), wait until it prints `point`, SIGKILL it."""
+async def killed_at(
+    point: str, *argv: str, environ: Mapping[str, str], module: str = "support.replies"
+) -> None:
+    """Run `python -m MODULE ARGV...` (this module by default), wait until it prints `point`, SIGKILL it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "support.replies",
+        module,
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -52,7 +54,7 @@ async def killed_at(point: str, *argv: str, environ: Mapping[str, str]) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def _stop_at(at: str) -> Callable[[str, str], None]:
+def stop_at(at: str) -> Callable[[str, str], None]:
     def hook(point: str, _key: str) -> None:
         if point == at:
             print(point, flush=True)
@@ -66,7 +68,7 @@ async def _post_until_killed(
 ) -> None:
     db = open_store(url)
     client = client_for(AsyncWebClient(token=token, base_url=api_url), 30)
-    replies = ThreadReplies(db, client, lease=30, hook=_stop_at(at))
+    replies = ThreadReplies(db, client, lease=30, hook=stop_at(at))
     await replies.post(key, channel, ts, text_message(text))
     print("finished", flush=True)  # not reached when killed
 
@@ -75,7 +77,7 @@ async def _sweep_until_killed(url: str, api_url: str, token: str, now: str, at: 
     service = make_service(open_store(url), {}, MemoryDirectory({}), Clock(datetime.fromisoformat(now)))
     client = AsyncWebClient(token=token, base_url=api_url)
     flow = ApprovalFlow(service, Replies(client), channel="C0APPROVALS")
-    flow.threads.hook = _stop_at(at)
+    flow.threads.hook = stop_at(at)
     await flow.escalate_due()
     await ContainmentFlow(flow).sweep()
     print("finished", flush=True)  # not reached when killed
