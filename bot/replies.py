@@ -213,11 +213,16 @@ class Replies:
         return (response.get("view") or {}).get("id")
 
     async def fill_view(self, view_id: str, title: str, work: Awaitable[Message]) -> None:
-        """Replace a loading modal with what `work` returns (or the error it raised)."""
-        try:
-            content = await work
-        except (ConnectorError, PolicyError) as exc:
-            content = text_message(f":warning: {esc(exc, 2000)}")
+        """Replace a loading modal with what `work` returns, or what went wrong: the same one-line
+        answers as `run` (a provider's or Slack's error, a policy refusal, a rate limit's wait, an internal
+        error's reference), never a modal left loading."""
+        content, held = await self._attempt(work, "modal")
+        if held is not None:
+            content = text_message(
+                f":hourglass_flowing_sand: {_wait_text(held)}; nothing was done, try again then."
+            )
+        if content is None:
+            return
         try:
             await self.client.views_update(view_id=view_id, view=info_modal(title, content))
         except SlackApiError as exc:

@@ -91,3 +91,18 @@ async def test_an_unknown_outcome_on_someone_with_a_long_name_still_shows_on_the
     (reply,) = card["replies"]
     assert "outcome unknown" in reply["text"] and "Maximilian" in reply["text"]
     assert not [m for m in h.seen(APPROVER) if "internal error" in m["text"]]
+
+
+async def test_a_show_in_a_modal_whose_policy_check_slack_refuses_says_so_in_the_modal(h, logged):
+    # Show on the App Home opens a loading modal and fills it in later: a Slack error in the policy check
+    # (who is a responder) escaped that task, left a traceback and the modal on "Looking it up…" forever
+    await h.slack.open_home(h.events_url, APPROVER)
+    await h.settle()
+    home = h.slack.home(APPROVER)
+    h.bot.service.directory.ttl = 0  # ask Slack every time, as after the directory's minute
+    h.slack.fail_next("usergroups.users.list", error="fatal_error", count=5)
+    await h.click(APPROVER, home, "identity:show", buttons(home)[0][1])
+    (modal,) = h.slack.views(APPROVER)
+    assert "Looking it up" not in text_of(modal)
+    assert "Slack answered usergroups.users.list with fatal_error" in text_of(modal)
+    assert [r for r in logged.records if r.exc_info or r.levelno >= logging.ERROR] == []
