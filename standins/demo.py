@@ -27,6 +27,7 @@ from typing import Callable, Optional
 
 import aiohttp
 
+from bot import tasks
 from bot.config import ConfigError, Secrets, StoreSettings, load_config
 from bot.server import build_web_app
 from connectors.entra_api import risk_band
@@ -350,9 +351,9 @@ async def running(
                     entra_url=en_url,
                 )
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # cancelled until it ends: a cancellation that lands as the drift's request times out
+                # comes back as a TimeoutError, which the drift skips (a stop then waited forever)
+                await tasks.stop(task)
 
 
 def _stamp(line: str) -> None:

@@ -3,34 +3,34 @@ changes users' ITP risk there (each change a System Log event), which reaches Sl
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
 from support.bot import text_of
+from support.demo import PlatformDemo
 
-from standins import demo, okta
+from standins import okta
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # the demo is shared (tests/standins/conftest.py)
 
 
-async def test_the_demo_alerts_on_okta_users(tmp_path: Path) -> None:
-    async with demo.running(
-        tmp_path, slack_port=0, identities=40, drift_seconds=0.3, log=lambda _: None
-    ) as run:
-        assert run.okta is not None
-        state = run.okta[okta.STATE]
+async def test_the_demo_alerts_on_okta_users(platform_demo: PlatformDemo) -> None:
+    run = platform_demo.run
+    assert run.okta is not None
+    state = run.okta[okta.STATE]
 
-        def okta_cards() -> list[dict]:
-            return [
-                m
-                for m in run.slack.messages("C0ALERTS")
-                if "Okta (okta)" in text_of(m) and "risk:" in m.get("text", "")
-            ]
+    def okta_cards() -> list[dict]:
+        return [
+            m
+            for m in run.slack.messages("C0ALERTS")
+            if "Okta (okta)" in text_of(m) and "risk:" in m.get("text", "")
+        ]
 
-        await run.slack.wait_for(okta_cards, timeout=90, what="an Okta risk alert")
-        card = okta_cards()[0]
-        flagged = {
-            event["target"][0]["displayName"]
-            for event in state.events
-            if event["eventType"] == "user.risk.detect"
-        }
-        assert any(name in card["text"] for name in flagged), card["text"]
-        summaries = [m["text"] for m in run.slack.messages("C0ALERTS") if "First sweep of Okta" in m["text"]]
-        assert len(summaries) == 1
+    await run.slack.wait_for(okta_cards, timeout=90, what="an Okta risk alert")
+    card = okta_cards()[0]
+    flagged = {
+        event["target"][0]["displayName"]
+        for event in state.events
+        if event["eventType"] == "user.risk.detect"
+    }
+    assert any(name in card["text"] for name in flagged), card["text"]
+    summaries = [m["text"] for m in run.slack.messages("C0ALERTS") if "First sweep of Okta" in m["text"]]
+    assert len(summaries) == 1
