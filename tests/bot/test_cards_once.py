@@ -3,7 +3,8 @@ Slack stand-in and the HomeBase simulator over loopback, on a SQLite file and on
 
 - the normal path: one claim, one post, no lookup; a card Slack refused is posted when asked again,
   after a look in the channel;
-- two servers re-posting the same missing card at once post it once;
+- two servers re-posting the same missing card at once post it once (also a SOAR retry on one and a
+  slash command on the other); a replica stalled past its claim posts nothing after a take-over;
 - a replica killed with SIGKILL between claiming a card and recording it (before or after Slack took it)
   leaves it to the next ask, or the sweep, once its claim is a lease old: looked for in the channel
   (by the request-id metadata) first, so never twice, never lost;
@@ -17,7 +18,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from support.bot import REQUESTER, BotHarness, harness, pg_store, second_server, store_of, until
+from support.bot import (
+    COMMAND_CHANNEL as COMMAND,
+)
+from support.bot import (
+    REQUESTER,
+    BotHarness,
+    harness,
+    pg_store,
+    second_server,
+    store_of,
+    until,
+)
 from support.postgres import PgDatabase
 from support.replies import killed_at
 
@@ -194,3 +206,68 @@ async def test_a_card_an_earlier_idops_posted_without_recording_it_is_found_not_
         assert card["ts"] == posted["ts"] and calls(h, "conversations.history") == 1
         assert h.bot.service.get(request.id).message_ts == posted["ts"]
         assert (card_row(h, request.id)["status"], card_row(h, request.id)["attempts"]) == ("sent", 1)
+
+
+async def test_a_soar_retry_and_a_command_on_two_replicas_at_once_post_a_refused_card_once(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        auth = {"Authorization": "Bearer test-api-token"}
+        body = {
+            "connector": "homebase",
+            "identity": h.people["plain"]["id"],
+            "action": "revoke_sessions",
+            "reason": "phished",
+            "requested_by": REQUESTER,
+        }
+
+        async def soar() -> tuple[int, dict[str, Any]]:
+            async with h.http.post(f"{h.url}/api/v1/approvals", json=body, headers=auth) as response:
+                return response.status, await response.json()
+
+        h.slack.fail_next("chat.postMessage", error="not_in_channel")
+        status, created = await soar()
+        assert status == 201 and "could not be posted" in created["warning"] and h.cards() == []
+        urls: list[str] = []
+        async with second_server(h, environ=env_of(server_pg), urls=urls) as app:
+            text = f"revoke {h.people['plain']['email']} phished"
+
+            async def command() -> int:
+                reply = await h.slack.command(f"{urls[0]}/slack/events", REQUESTER, text, channel_id=COMMAND)
+                return int(reply.status)
+
+            # the playbook's retries reach one replica while the requester asks again on another: each
+            # finds the request waiting without its card and re-posts it
+            answers = await asyncio.gather(soar(), command(), soar(), command())
+            await app[BOT].replies.join(timeout=15)
+        assert [answer if isinstance(answer, int) else answer[0] for answer in answers] == [409, 200] * 2
+        assert all(answer[1]["existing"]["id"] == created["id"] for answer in answers[::2])
+        assert all("warning" not in answer[1] for answer in answers[::2])
+        (card,) = h.cards()
+        assert card["metadata"]["event_payload"]["request_id"] == created["id"]
+        assert calls(h, "chat.postMessage") == 2  # the refused post, then one
+        assert h.bot.service.get(created["id"]).message_ts == card["ts"]
+        told = [message["text"] for message in h.seen(REQUESTER)]
+        assert len(told) == 2 and all("<#C0APPROVALS>" in said and "could not" not in said for said in told)
+
+
+async def test_a_replica_stalled_past_its_claim_posts_nothing_after_a_take_over(
+    tmp_path: Path, server_pg: Optional[PgDatabase]
+) -> None:
+    async with harness(tmp_path, **pg_store(server_pg)) as h:
+        request = await stored_request(h)
+        stalled = h.bot.flow.cards.claim(request.id, "C0APPROVALS")
+        assert stalled is not None
+        async with second_server(h, environ=env_of(server_pg)) as app:
+            cards = app[BOT].flow.cards
+            cards.clock = lambda: time.time() + cards.lease + 1  # it sees the claim a lease old
+            await until(lambda: h.bot.service.get(request.id).message_ts is not None)
+        (card,) = cards_of(h, request.id)
+        posts = calls(h, "chat.postMessage")
+        # the stalled replica wakes up with its claim: taken over, it posts nothing and records nothing
+        card_message = approval_cards.approval_card(request)
+        assert await h.bot.flow.cards.deliver(stalled, card_message, h.bot.service.set_message) is False
+        assert calls(h, "chat.postMessage") == posts and cards_of(h, request.id) == [card]
+        stored = card_row(h, request.id)
+        assert (stored["status"], stored["attempts"], stored["ts"]) == ("sent", 2, card["ts"])
+        assert h.bot.service.get(request.id).message_ts == card["ts"]

@@ -549,10 +549,11 @@ async def forged_click(h: Any, user: str, action_id: str, value: str) -> int:
 
 @contextlib.asynccontextmanager
 async def second_server(
-    h: BotHarness, environ: Optional[dict[str, str]] = None
+    h: BotHarness, environ: Optional[dict[str, str]] = None, urls: Optional[list[str]] = None
 ) -> AsyncIterator[web.Application]:
     """Another server on the harness's store, Slack and clock (a replica, or the process after a
-    restart), its periodic sweep running every 50 ms; `environ` adds connector variables."""
+    restart), its periodic sweep running every 50 ms; `environ` adds connector variables; its base URL
+    is appended to `urls` when given."""
     # the harness's server (its timers run hourly) stands aside: this one takes the timers' claim
     assert h.bot.service.claims is not None
     h.bot.service.claims.release(EXPIRY_CLAIM)
@@ -564,5 +565,7 @@ async def second_server(
         clock=h.clock,
         expiry_seconds=0.05,
     )
-    async with serving(app):
+    async with serving(app) as url:
+        if urls is not None:
+            urls.append(url)
         yield app
