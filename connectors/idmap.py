@@ -101,12 +101,13 @@ def _read(blocks: deque[Block], rank: int) -> Iterator[tuple[int, int, int, int]
 class IdMap(Mapping[str, V]):
     """user id -> value, packed as the module docstring says; build it with `IdMapBuilder`."""
 
-    __slots__ = ("_blocks", "_codec", "_firsts", "_other", "_values")
+    __slots__ = ("_blocks", "_codec", "_firsts", "_match", "_number", "_other", "_values")
 
     def __init__(
         self, codec: Codec, blocks: Iterable[Block], values: Sequence[V], other: dict[str, V]
     ) -> None:
         self._codec = codec
+        self._match, self._number = codec.shape.match, codec.number  # a lookup's first two steps
         self._blocks = list(blocks)
         self._firsts = [high[0] << 64 | low[0] for high, low, _ in self._blocks]
         self._values = tuple(values)
@@ -114,9 +115,9 @@ class IdMap(Mapping[str, V]):
 
     def _find(self, key: str) -> object:
         """The value of `key`, or _MISSING."""
-        if self._codec.shape.match(key) is None:
+        if self._match(key) is None:
             return self._other.get(key, _MISSING)
-        number = self._codec.number(key)
+        number = self._number(key)
         block = bisect_right(self._firsts, number) - 1
         if block < 0:
             return _MISSING
