@@ -6,8 +6,9 @@ For each setup, in rounds (setups interleaved, a fresh store each time):
 - slash-command ack: `--requests` `/idops revoke <user> …` commands, `--concurrency` at a time, sent
   round-robin to the replicas (what a load balancer does), each timed from the signed POST until the
   ack comes back (through the Slack stand-in's own driver: signing and a connection per request
-  included); the p99 over the round. Each command also makes an approval request after its ack (an
-  Okta read, a store write, the card posted), so the replicas are busy while later acks are timed.
+  included); the p99 over the round. Each command is recorded in the store before its ack
+  (bot/command_log.py) and makes an approval request after it (an Okta read, a store write, the card
+  posted), so the replicas are busy while later acks are timed.
 - approvals per second: every card's Approve clicked (round-robin, `--concurrency` at a time) until
   the store holds every request executed (Okta's session revocation done); requests / elapsed.
 
