@@ -109,6 +109,23 @@ def _parse(payload: Any) -> dict[str, str]:
     return values
 
 
+def bearer_matches(request: web.Request, token: Optional[str]) -> bool:
+    """Whether `request` carries `Authorization: Bearer <token>` (constant time); never with no token."""
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # headers arrive decoded with surrogateescape: bytes that are not UTF-8 compare as what they were
+    given_bytes = given.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, token.encode("utf-8"))
+
+
+def unauthorized() -> web.Response:
+    """401 for a missing or wrong bearer token."""
+    response = _error(401, "Missing or wrong bearer token.")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="idops"'
+    return response
+
+
 def add_routes(
     app: web.Application,
     service: ApprovalService,
@@ -121,18 +138,9 @@ def add_routes(
     """
     if not token:
         return False
-    expected = token.encode("utf-8")
 
     def authorized(request: web.Request) -> bool:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # headers arrive decoded with surrogateescape: bytes that are not UTF-8 compare as what they were
-        given_bytes = given.strip().encode("utf-8", "surrogateescape")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, expected)
-
-    def unauthorized() -> web.Response:
-        response = _error(401, "Missing or wrong bearer token.")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="idops"'
-        return response
+        return bearer_matches(request, token)
 
     async def post_card(created: ApprovalRequest) -> Optional[str]:
         """Run `on_created`; the warning for the answer when the card could not be posted."""

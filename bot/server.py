@@ -1,6 +1,11 @@
 """`idops serve`: the Slack bot over HTTP (`POST /slack/events`) or Socket Mode, plus `/healthz` and the
 SOAR API, on one aiohttp application.
 
+`/healthz` answers 200 while the process serves, with `{"ok": bool}` only: what a load balancer needs,
+and nothing a stranger could use (no replica id with its host and pid, connectors, store backend or
+channel errors). The details (store, replica, claims, alerts) come with `Authorization: Bearer
+<IDOPS_API_TOKEN>`, the SOAR API's token; a wrong token there is 401.
+
 Requests are checked before anything reads them: a body over `MAX_BODY` is refused with 413 from its
 Content-Length (or once that many bytes arrived), a `/slack/events` request whose timestamp or
 signature is wrong gets 401 before its body is parsed, and a signed body Bolt can't parse gets 400.
@@ -226,6 +231,7 @@ def build_web_app(
     web_app[HEALTH] = {"replica": claims.health}
 
     signing_secret = values.get("SLACK_SIGNING_SECRET", "")
+    api_token = _secret(secrets.IDOPS_API_TOKEN)
 
     async def slack_events(request: web.Request) -> web.Response:
         body = await request.read()
@@ -257,12 +263,17 @@ def build_web_app(
         for name, check in web_app[HEALTH].items():
             body[name] = part = check()
             body["ok"] = body["ok"] and part.get("ok", True)
-        return web.json_response(body)
+        if api.bearer_matches(request, api_token):
+            return web.json_response(body)
+        if "Authorization" in request.headers:  # asked for the details with a wrong (or no configured) token
+            return api.unauthorized()
+        # anyone else (a load balancer's probe, a stranger): whether it is well, no host, pid or channel
+        return web.json_response({"ok": body["ok"]})
 
     if not socket_mode:
         web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
-    api.add_routes(web_app, service, _secret(secrets.IDOPS_API_TOKEN), on_created=bot.flow.post_approval)
+    api.add_routes(web_app, service, api_token, on_created=bot.flow.post_approval)
 
     async def expiry_loop() -> None:
         try:  # first, what a stopped process left running: settled in seconds, not at the time limit

@@ -16,6 +16,7 @@ from aiohttp import encode_basic_auth
 from sailpoint.triggers.models.identity_attributes_changed import IdentityAttributesChanged
 from support.alerts import (
     ALERTS,
+    API_TOKEN,
     ENVIRON,
     HOOK_SECRET,
     SP_TOKEN,
@@ -383,7 +384,7 @@ async def test_nobody_acknowledges_or_snoozes_an_alert_about_their_own_account(s
 
 
 async def healthz(s: Served) -> dict[str, Any]:
-    async with s.http.get(s.url + "/healthz") as response:
+    async with s.http.get(s.url + "/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"}) as response:
         assert response.status == 200
         body = await response.json()
     # the store and this replica's claims (tests/bot/test_claims.py, test_replicas.py) are fine here

@@ -43,7 +43,8 @@ SLACK_ENV = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLAC
 
 
 async def test_healthz_answers_with_the_connectors_the_store_and_the_claims_held(h):
-    async with h.http.get(h.url + "/healthz") as response:
+    # to the API token's bearer only; without it just {"ok": ...} (tests/security/test_security_healthz.py)
+    async with h.http.get(h.url + "/healthz", headers=API_AUTH) as response:
         assert response.status == 200
         body = await response.json()
     replica = body.pop("replica")

@@ -12,9 +12,13 @@ from support.bot import BotHarness, harness, until
 
 
 async def healthz(h: BotHarness) -> dict[str, Any]:
-    async with h.http.get(h.url + "/healthz") as response:
+    """The details (the API token's bearer); checks the public answer says the same "ok", nothing more."""
+    async with h.http.get(h.url + "/healthz", headers={"Authorization": "Bearer test-api-token"}) as response:
         assert response.status == 200  # it still serves: ok false says what is wrong
-        return dict(await response.json())
+        body = dict(await response.json())
+    async with h.http.get(h.url + "/healthz") as response:
+        assert response.status == 200 and await response.json() == {"ok": body["ok"]}
+    return body
 
 
 class Watched:

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 from support.sims import ROOT, SimProcess, sim_process
 
@@ -24,6 +25,7 @@ from standins.slack.page import RESPONDER
 
 DROP = ("HOMEBASE_", "SAILPOINT_", "SLACK_", "GOOGLE_", "ENTRA_", "OKTA_")
 PORT_TRIES = 3  # a port found free can be taken by another process before `idops serve` binds it
+TOKEN = "readme-api-token"  # IDOPS_API_TOKEN, made up
 
 
 def _free_port() -> int:
@@ -32,9 +34,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _get(url: str, timeout: float = 5) -> tuple[int, dict]:
+def _get(url: str, timeout: float = 5, headers: Optional[dict[str, str]] = None) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback http only
+        request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback http only
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback http only
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
@@ -100,7 +103,8 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
             bot_url = f"http://127.0.0.1:{port}/slack/events"
             with sim_process("slack", "--bot-url", bot_url, drop=DROP) as slack:
                 pasted = tmp_path / "pasted.sh"
-                pasted.write_text(identities + slack.block() + 'exec "$@"\n')
+                # IDOPS_API_TOKEN: /healthz shows its details (the connectors) to its bearer only
+                pasted.write_text(identities + slack.block() + f'export IDOPS_API_TOKEN={TOKEN}\nexec "$@"\n')
                 page = slack.read_until(r"the page is at (http://\S+)/").group(1)
                 serve = _serve(pasted, port, tmp_path)
                 try:
@@ -108,7 +112,9 @@ def test_pasted_simulator_lines_run_the_demo_config_against_the_stand_ins(tmp_pa
                     if "cannot listen" in started.group(0) and attempt < PORT_TRIES:
                         continue  # the port was taken meanwhile: another one, another Slack stand-in
                     assert started.group(0) == f"idops listening on http://127.0.0.1:{port}", serve.lines
-                    status, health = _get(f"http://127.0.0.1:{port}/healthz")
+                    assert _get(f"http://127.0.0.1:{port}/healthz") == (200, {"ok": True})
+                    auth = {"Authorization": f"Bearer {TOKEN}"}
+                    status, health = _get(f"http://127.0.0.1:{port}/healthz", headers=auth)
                     assert status == 200, health
                     named = sorted(c["name"] if isinstance(c, dict) else c for c in health["connectors"])
                     assert named == ["entra", "homebase", "okta", "sailpoint", "workspace"]

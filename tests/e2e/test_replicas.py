@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APPROVALS, COMMANDS = "C0APPROVALS", "C0SECOPS"
 ALICE, BOB, CAROL = "U0ALICE", "U0BOB", "U0CAROL"  # requester; two approvers
 OKTA_TOKEN = "00okta-replicas-token"  # the simulator's made-up token
+HEALTH_TOKEN = "replicas-api-token"  # IDOPS_API_TOKEN: /healthz shows its details to its bearer only
 LISTENING = re.compile(r"idops listening on (http://\S+)")
 
 CONFIG = """
@@ -249,6 +250,7 @@ async def cluster(
             "SLACK_SIGNING_SECRET": slack.signing_secret,
             "SLACK_APP_TOKEN": slack.app_token,
             "SLACK_API_URL": slack.api_url,
+            "IDOPS_API_TOKEN": HEALTH_TOKEN,
             "TEST_HLD_KEY": API_KEY,
             "TEST_OKTA_TOKEN": OKTA_TOKEN,
             "TEST_PG_PASSWORD": pg.password if pg is not None else "",
@@ -451,7 +453,9 @@ async def swept_since(c: Cluster, moment: float) -> None:
 
 
 async def healthz(replica: Replica) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(replica.url + "/healthz") as answer:
+    """The details, shown to the API token's bearer only."""
+    auth = {"Authorization": f"Bearer {HEALTH_TOKEN}"}
+    async with aiohttp.ClientSession() as http, http.get(replica.url + "/healthz", headers=auth) as answer:
         assert answer.status == 200
         return dict(await answer.json())
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.detector import Detector, Scope
@@ -43,6 +44,7 @@ from support.bot import (
 )
 
 API_KEY = "hld_test_simulator"
+API_TOKEN = "alerts-api-token"
 ALERTS = "C0ALERTS"
 # Slack channels exist before idops posts to them (history of an unknown channel is channel_not_found)
 CHANNELS = {
@@ -392,7 +394,8 @@ async def served(
         aiohttp.ClientSession() as http,
     ):
         config = server_config(tmp_path, hb_url, sp_url, sp_risk=sp_risk, **sections)
-        secrets = slack_secrets(slack)
+        # the API token: /healthz shows its details to its bearer only
+        secrets = slack_secrets(slack).model_copy(update={"IDOPS_API_TOKEN": SecretStr(API_TOKEN)})
 
         def extension(web_app: web.Application, bot: Bot, environ: Mapping[str, str]) -> None:
             assert environ is env  # the server hands its extensions the environment it was given
