@@ -5,7 +5,9 @@ The rules live in `bot.approvals.ApprovalService`; this module only calls it and
 step with the stored state: one lock per request, so card updates go out in order and the last one
 shows the newest state. Thread replies (each attempt's outcome, each escalation step) go through
 `bot.thread_replies`: claimed in the store before they are posted, so each is posted once across
-replicas, and one Slack refused is sent again by the next sweep, once.
+replicas, and one Slack refused is sent again by the next sweep, once. The card itself goes through
+`bot.card_posts`: claimed in the store before it is posted, so posted once across replicas; one a stopped
+replica left unrecorded is looked for in the channel before it is posted again.
 """
 
 from __future__ import annotations
@@ -370,9 +372,9 @@ class ApprovalFlow:
 
     async def expire_due(self) -> list[ApprovalRequest]:
         """The periodic sweep: mention due escalations, send again thread replies Slack refused or a
-        stopped replica left half-sent, expire overdue requests (buttons off their
-        cards), and give up executions a stopped process cut off: outcome unknown, read back from the
-        provider where it can be (the card and its thread say which)."""
+        stopped replica left half-sent (and approval cards, `post_cut_off`), expire overdue requests
+        (buttons off their cards), and give up executions a stopped process cut off: outcome unknown,
+        read back from the provider where it can be (the card and its thread say which)."""
         try:  # first, so that a reply refused during this sweep is sent again by the next one
             await self.threads.sweep()
             await self.report_missed()
