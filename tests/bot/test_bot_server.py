@@ -468,7 +468,7 @@ async def _listening(process: asyncio.subprocess.Process) -> tuple[str, str]:
     raise AssertionError(f"idops serve exited before it listened: {''.join(seen)[-3000:]}")
 
 
-async def _line_with(stream: asyncio.StreamReader, prefix: str, timeout: float = 20) -> str:
+async def _line_with(stream: asyncio.StreamReader, prefix: str, timeout: float = 60) -> str:
     async with asyncio.timeout(timeout):
         while line := (await stream.readline()).decode():
             if line.startswith(prefix):

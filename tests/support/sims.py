@@ -29,6 +29,9 @@ from standins.entra_state import EntraState
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+# a ceiling on a process's start-up line (Python and its imports: seconds alone, many more on a loaded
+# 2-core machine, where 15 s was tight); a line that comes sooner returns at once
+START_SECONDS = 60.0
 
 
 @dataclass
@@ -77,8 +80,8 @@ class SimProcess:
             self._queue.put(line)
         self._queue.put("")
 
-    def read_until(self, pattern: str, timeout: float = 15.0) -> re.Match:
-        """Read stdout lines until one matches `pattern` (bounded by `timeout`)."""
+    def read_until(self, pattern: str, timeout: float = START_SECONDS) -> re.Match:
+        """Read stdout lines until one matches `pattern` (bounded by `timeout`: a ceiling, not a pace)."""
         deadline = time.monotonic() + timeout
         while True:
             for line in self.lines:
@@ -93,7 +96,7 @@ class SimProcess:
                 raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
             self.lines.append(line)
 
-    def env(self, timeout: float = 15.0) -> dict[str, str]:
+    def env(self, timeout: float = START_SECONDS) -> dict[str, str]:
         """The variables the simulator printed at start (waits for its `export` line)."""
         try:
             self.read_until(r"^export ", timeout)
