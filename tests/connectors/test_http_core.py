@@ -192,16 +192,20 @@ async def test_reads_and_unsent_requests_are_plain_failures() -> None:
         with pytest.raises(ProviderUnavailableError) as caught:
             await connector.get_identity(state.identity_id(0))
         assert not isinstance(caught.value, OutcomeUnknownError)
-    with socket.socket() as sock:  # a port nobody listens on: the POST never left
+    # a port held bound without listening while the client tries it (refused, and no other process can
+    # take it meanwhile): the POST never left
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = HttpClient(f"http://127.0.0.1:{port}", provider="X", error_mapper=lambda r: ValidationError("x"))
-    try:
-        with pytest.raises(ProviderUnavailableError, match="could not be reached") as unsent:
-            await client.request("POST", "/act", json_body={})
-        assert not isinstance(unsent.value, OutcomeUnknownError)
-    finally:
-        await client.close()
+        client = HttpClient(
+            f"http://127.0.0.1:{port}", provider="X", error_mapper=lambda r: ValidationError("x")
+        )
+        try:
+            with pytest.raises(ProviderUnavailableError, match="could not be reached") as unsent:
+                await client.request("POST", "/act", json_body={})
+            assert not isinstance(unsent.value, OutcomeUnknownError)
+        finally:
+            await client.close()
 
 
 async def test_run_action_sends_its_idempotency_key_and_a_repeat_does_not_run_twice() -> None:
