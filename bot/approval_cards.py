@@ -28,6 +28,7 @@ from .blocks import (
     button,
     confirm_dialog,
     esc,
+    esc_lines,
     message,
     risk_badge,
     slack_date,
@@ -84,7 +85,7 @@ def approval_card(request: ApprovalRequest, containment: Optional[Containment] =
     fields = [
         f"*Action*\n{request.action.label}",
         f"*Requested by*\n{user_ref(request.requested_by)}",
-        f"*Reason*\n{esc(request.reason or '-', 1500)}",
+        f"*Reason*\n{esc_lines(request.reason, 1500) if request.reason else '-'}",
         f"*Expires*\n{slack_date(request.expires_at)}",
         f"*Approvals*\n{approvals}",
         f"*Rule*\n{rule_line(request)}",

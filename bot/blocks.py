@@ -2,7 +2,9 @@
 
 Each builder returns `{"text": ..., "blocks": [...]}` (splat it into `chat_postMessage`, `respond`, ...)
 or a view dict. Every string that came from a provider or a person goes through `esc()`, which escapes
-`&`, `<`, `>` and cuts it to a length Block Kit accepts; the `text` fallback is escaped the same way.
+`&`, `<`, `>`, keeps it on one line and cuts it to a length Block Kit accepts; the `text` fallback is
+escaped the same way. A multi-line free text (a requester's reason) goes through `esc_lines()` instead:
+its lines kept, each quoted (`bot/slack_text.py` states the line rule).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from connectors import Action, Identity, RiskLevel
 
 from .action_names import TABLE
 from .approvals import ApprovalRequest
-from .slack_text import escape, truncate
+from .slack_text import one_line, quoted, truncate
 
 Message = dict[str, Any]
 
@@ -61,8 +63,15 @@ _SLACK_ID_PREFIXES = ("U", "W")
 
 
 def esc(text: Optional[object], limit: int = TEXT_CHARS) -> str:
-    """Escape untrusted text for mrkdwn and cut it to `limit` (escaping first, so entities count)."""
-    return truncate(escape(text), limit)
+    """Escape untrusted text for mrkdwn, on one line (`slack_text.one_line`: line breaks and other
+    control characters become spaces), and cut it to `limit` (escaping first, so entities count)."""
+    return truncate(one_line(text), limit)
+
+
+def esc_lines(text: Optional[object], limit: int = TEXT_CHARS) -> str:
+    """Untrusted free text meant to be multi-line (a reason): its lines kept, each a block quote
+    (`slack_text.quoted`), cut to `limit`."""
+    return truncate(quoted(text), limit)
 
 
 def user_ref(user: Optional[str]) -> str:
@@ -223,7 +232,7 @@ def identity_card(identity: Identity, *, source: str, actions: Iterable[Action])
         f"*ID*\n{esc(identity.id, 500)}",
     ]
     blocks: list[Block] = [
-        HeaderBlock(text=_plain(escape(identity.name), HEADER_CHARS)),
+        HeaderBlock(text=_plain(one_line(identity.name), HEADER_CHARS)),
         SectionBlock(fields=[_md(field) for field in fields]),
     ]
     buttons = request_buttons(identity, actions)

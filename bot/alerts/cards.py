@@ -38,7 +38,7 @@ from ..blocks import (
     slack_date,
     user_ref,
 )
-from ..slack_text import escape, truncate
+from ..slack_text import one_line, truncate
 
 LEVEL_TITLES = {
     RiskLevel.CRITICAL: ":red_circle: Critical risk",
@@ -101,7 +101,7 @@ def alert_card(alert: Mapping[str, Any]) -> Message:
     lookup = identity_card(identity, source=source, actions=())
     fields = [block for block in lookup["blocks"] if block["type"] == "section" and "fields" in block]
     blocks: list[Any] = [
-        HeaderBlock(text=PlainTextObject(text=truncate(escape(title), 150), emoji=True)).to_dict(),
+        HeaderBlock(text=PlainTextObject(text=truncate(one_line(title), 150), emoji=True)).to_dict(),
         SectionBlock(text=_md(headline)).to_dict(),
         *fields,
     ]

@@ -39,7 +39,7 @@ from slack_sdk.models.blocks import (
 from connectors import Identity, RiskLevel
 
 from ..blocks import Message, button, esc, message, mrkdwn, risk_badge, text_message, user_ref
-from ..slack_text import escape, truncate
+from ..slack_text import one_line, truncate
 from ..store import Store
 from . import cards
 
@@ -237,7 +237,7 @@ def digest_message(digest: int, alerts: Sequence[Mapping[str, Any]]) -> Message:
     title = f":rotating_light: {len(alerts)} risk alerts at once from {source}"
     counts = counts_text(alerts)
     blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=truncate(escape(title), 150), emoji=True)),
+        HeaderBlock(text=PlainTextObject(text=truncate(one_line(title), 150), emoji=True)),
         SectionBlock(text=_md(counts)),
         *_sections([line(alert) for alert in alerts]),
         ContextBlock(

@@ -44,7 +44,7 @@ async def test_a_request_posts_an_approval_card_and_tells_the_requester(h):
     assert f"*{person['risk_score']}* {person['risk_level']}" in shown
     assert field_of(card, "Action") == "Revoke sessions"
     assert field_of(card, "Requested by") == f"<@{REQUESTER}>"
-    assert field_of(card, "Reason") == "phished via fake login page"
+    assert field_of(card, "Reason") == "> phished via fake login page"  # quoted: free text
     assert field_of(card, "Expires").startswith("<!date^")
     assert field_of(card, "Approvals") == "0 of 1"
     assert buttons(card) == [("approval:approve", request_id), ("approval:deny", request_id)]
@@ -96,7 +96,7 @@ async def test_disable_needs_a_reason_and_asks_for_it_in_a_modal(h):
     assert h.slack.views(REQUESTER) == []
     card = h.card()
     assert field_of(card, "Action") == "Disable account"
-    assert field_of(card, "Reason") == "account takeover confirmed"
+    assert field_of(card, "Reason") == "> account takeover confirmed"
     # the modal has no response_url: the requester is told in the channel the command came from
     (told,) = h.slack.ephemerals(REQUESTER)
     assert told["channel"] == COMMAND_CHANNEL and "Requested *Disable account*" in told["text"]
@@ -125,7 +125,7 @@ async def test_blank_reason_in_the_modal_is_refused_there(h):
 
 async def test_disable_with_a_reason_on_the_command_line_needs_no_modal(h):
     card = await h.request_card("plain", "disable", "confirmed takeover")
-    assert field_of(card, "Reason") == "confirmed takeover" and h.slack.views(REQUESTER) == []
+    assert field_of(card, "Reason") == "> confirmed takeover" and h.slack.views(REQUESTER) == []
 
 
 async def test_request_buttons_on_the_identity_card(h):
