@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,42 +15,64 @@ from bot import cli
 
 
 class Blackhole:
-    """A loopback port that accepts connections and never answers; counts how many are open at once."""
+    """A loopback port that accepts connections and never answers; counts how many are open at once.
+
+    One thread watches the listening socket and every connection with a selector, and in each wake
+    counts the connections the client closed before it accepts new ones: a thread per connection could
+    run late on a loaded machine and count a closed connection as still open."""
 
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.server.setblocking(False)
         self.port = self.server.getsockname()[1]
         self.open = 0
         self.peak = 0
         self.total = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.closed = threading.Event()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.server, selectors.EVENT_READ)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.open += 1
-                self.total += 1
-                self.peak = max(self.peak, self.open)
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            ready = [key.fileobj for key, _ in self.selector.select(timeout=0.1)]
+            for conn in ready:
+                if conn is not self.server:
+                    assert isinstance(conn, socket.socket)
+                    try:
+                        data = conn.recv(65536)  # the request: read, answer nothing
+                    except OSError:
+                        data = b""
+                    if not data:  # the client gave up
+                        self.selector.unregister(conn)
+                        conn.close()
+                        self.open -= 1
+            if self.server in ready:
+                while True:
+                    try:
+                        conn, _ = self.server.accept()
+                    except OSError:  # none left to accept now
+                        break
+                    conn.setblocking(False)
+                    self.selector.register(conn, selectors.EVENT_READ)
+                    self.open += 1
+                    self.total += 1
+                    self.peak = max(self.peak, self.open)
 
-    def _hold(self, conn: socket.socket) -> None:
-        with conn:
-            while conn.recv(65536):  # read the request, answer nothing, until the client gives up
-                pass
-        with self.lock:
-            self.open -= 1
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join()
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self.selector.close()
 
 
 @pytest.fixture
 def blackhole() -> Iterator[Blackhole]:
     hole = Blackhole()
     yield hole
-    hole.server.close()
+    hole.close()
 
 
 def test_a_hundred_silent_connectors_are_checked_concurrently_each_within_its_timeout(
